@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+'use strict';
+// In a checkout of this repository the TypeScript source runs directly (through tsx), so
+// `npx pgpubsub` works right after `npm ci`; an installed package runs its compiled dist/.
+const fs = require('node:fs');
+const path = require('node:path');
+
+const source = path.join(__dirname, '..', 'lib', 'cli.ts');
+let cli;
+if (fs.existsSync(source)) {
+  require('tsx/cjs');
+  cli = require(source);
+} else {
+  cli = require('../dist/cli.js');
+}
+cli.main(process.argv).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,78 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Sequelize } from 'sequelize';
+import { PgPubSubError } from './errors';
+import { install } from './plugin';
+import type { PgPubSub } from './pubsub';
+
+export interface LoadedApp {
+  sequelize: Sequelize;
+  pubsub: PgPubSub;
+  /** The sequelize-cli migrations folder (from .sequelizerc, default ./migrations). */
+  migrationsPath: string;
+  /** What was loaded, for messages. */
+  source: string;
+}
+
+interface SequelizeRc {
+  'models-path'?: string;
+  'migrations-path'?: string;
+}
+
+function isSequelize(value: unknown): value is Sequelize {
+  return typeof value === 'object' && value !== null
+    && typeof (value as Sequelize).getQueryInterface === 'function' && typeof (value as Sequelize).define === 'function';
+}
+
+/** The Sequelize instance a module exports: itself, `.sequelize` (sequelize-cli's models/index.js), or under `default`. */
+function sequelizeOf(exported: unknown): Sequelize | null {
+  const candidates = [exported, (exported as { sequelize?: unknown })?.sequelize, (exported as { default?: unknown })?.default,
+    ((exported as { default?: { sequelize?: unknown } })?.default)?.sequelize];
+  return candidates.find(isSequelize) ?? null;
+}
+
+function requireFrom(file: string): unknown {
+  if (/\.[cm]?ts$/.test(file)) {
+    try {
+      require('tsx/cjs');
+    } catch {
+      throw new PgPubSubError('PGPUBSUB_APP_TS', `${file} is TypeScript; install tsx (npm i -D tsx) so the CLI can load it, or point --app at compiled JavaScript`);
+    }
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loading the user's app by path.
+  return require(file);
+}
+
+/**
+ * Loads the user's app: `--app <module>` if given, else the models index that `.sequelizerc`
+ * names ('models-path', default ./models), which exports the configured `sequelize`.
+ */
+export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp {
+  const cwd = options.cwd ?? process.cwd();
+  const rcFile = path.join(cwd, '.sequelizerc');
+  const rc: SequelizeRc = fs.existsSync(rcFile) ? (requireFrom(rcFile) as SequelizeRc) : {};
+  const migrationsPath = path.resolve(cwd, rc['migrations-path'] ?? 'migrations');
+  const source = options.app ? path.resolve(cwd, options.app) : path.resolve(cwd, rc['models-path'] ?? 'models');
+
+  let resolved: string;
+  try {
+    resolved = require.resolve(source);
+  } catch {
+    throw new PgPubSubError(
+      'PGPUBSUB_APP_NOT_FOUND',
+      options.app
+        ? `--app ${options.app}: no module at ${source}`
+        : `no app found: ${source} does not exist. Run from your project root, set 'models-path' in .sequelizerc, or pass --app <module exporting sequelize>`,
+    );
+  }
+  const sequelize = sequelizeOf(requireFrom(resolved));
+  if (!sequelize) {
+    throw new PgPubSubError(
+      'PGPUBSUB_APP_NO_SEQUELIZE',
+      `${resolved} does not export a Sequelize instance. Export it as 'sequelize' (module.exports.sequelize = sequelize), or pass --app <module>`,
+    );
+  }
+  // An app that defines channels but forgot use(pgpubsub) still gets its triggers managed.
+  const pubsub = sequelize.pgpubsub ?? install(sequelize);
+  return { sequelize, pubsub, migrationsPath, source: resolved };
+}

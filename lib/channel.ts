@@ -1,0 +1,156 @@
+import type { Model, ModelStatic } from 'sequelize';
+import { PgPubSubError } from './errors';
+import { MAX_IDENTIFIER_BYTES } from './sql-text';
+
+/** Table events a model channel can listen to. */
+export type ChannelEvent = 'insert' | 'update' | 'delete';
+export const CHANNEL_EVENTS: readonly ChannelEvent[] = ['insert', 'update', 'delete'];
+
+/** The operation recorded in a payload's `op`. */
+export type ChannelOp = 'INSERT' | 'UPDATE' | 'DELETE';
+
+/** How a durable notification is retried when a callback fails. */
+export interface RetryPolicy {
+  /** Attempts before the notification is marked failed and no longer claimed. Default 5. */
+  maxAttempts?: number;
+  /** Delay before the first retry, doubled on each further attempt (with jitter). Default 1000 ms. */
+  backoffMs?: number;
+  /** Upper bound of the retry delay. Default 300000 ms (5 minutes). */
+  maxBackoffMs?: number;
+}
+
+export const DEFAULT_RETRY: Required<RetryPolicy> = { maxAttempts: 5, backoffMs: 1000, maxBackoffMs: 300_000 };
+
+/** One channel declared in a model's `pgpubsub.channels`. */
+export interface ModelChannelOptions {
+  /** The table events that send on this channel: one or several of insert, update, delete. */
+  events: ChannelEvent | readonly ChannelEvent[];
+  /**
+   * Durable (default): each notification is stored and processed exactly once by one listener,
+   * including those sent while no listener ran. `false`: broadcast to every listening process, never stored.
+   */
+  durable?: boolean;
+  retry?: RetryPolicy;
+}
+
+/**
+ * The `pgpubsub` key of `Model.init`/`sequelize.define` options.
+ *
+ * @example
+ * Author.init(attributes, {
+ *   sequelize,
+ *   pgpubsub: { channels: { author_created: { events: ['insert'] } } },
+ * });
+ */
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- M types callbacks registered against this model.
+export interface ModelPubSubOptions<M extends Model = Model> {
+  channels: Record<string, ModelChannelOptions>;
+}
+
+/** A channel resolved from a model definition: everything trigger SQL and listeners need. */
+export interface ModelChannel {
+  readonly kind: 'model';
+  readonly name: string;
+  readonly model: ModelStatic<Model>;
+  readonly modelName: string;
+  readonly schema: string;
+  readonly table: string;
+  readonly events: readonly ChannelEvent[];
+  readonly durable: boolean;
+  readonly retry: Required<RetryPolicy>;
+  /** Column names (not attribute names) of the primary key, in key order. */
+  readonly primaryKeyColumns: readonly string[];
+}
+
+export interface CustomChannelOptions<T> {
+  /** Durable (default): stored and processed exactly once. `false`: broadcast, never stored. */
+  durable?: boolean;
+  retry?: RetryPolicy;
+  /** Values for optional fields a sender left out. */
+  defaults?: Partial<T>;
+}
+
+/** A channel for `notify()` from application code, with a typed payload. */
+export class CustomChannel<T = unknown> {
+  readonly kind = 'custom' as const;
+  readonly name: string;
+  readonly durable: boolean;
+  readonly retry: Required<RetryPolicy>;
+  readonly defaults: Partial<T>;
+
+  constructor(name: string, options: CustomChannelOptions<T> = {}) {
+    const where = `custom channel '${name}'`;
+    const problems = [
+      ...channelNameProblems(name, where),
+      ...unknownKeyProblems(options, ['durable', 'retry', 'defaults'], where),
+      ...durableProblems(options.durable, where),
+      ...retryProblems(options.retry, where),
+    ];
+    if (problems.length > 0) throw new PgPubSubError('PGPUBSUB_INVALID_CHANNEL', problems.join('\n'));
+    this.name = name;
+    this.durable = options.durable ?? true;
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.defaults = { ...options.defaults } as Partial<T>;
+  }
+}
+
+/**
+ * Declares a custom channel for `notify()`.
+ *
+ * @example
+ * const PostReads = channel<{ modelId: number; modelType?: string }>('post_reads', {
+ *   durable: false,
+ *   defaults: { modelType: 'Post' },
+ * });
+ */
+export function channel<T = unknown>(name: string, options?: CustomChannelOptions<T>): CustomChannel<T> {
+  return new CustomChannel<T>(name, options);
+}
+
+export type AnyChannel = ModelChannel | CustomChannel<any>;
+
+const CHANNEL_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
+
+/** Problems with a channel name; `where` names the channel for the message. */
+export function channelNameProblems(name: unknown, where: string): string[] {
+  if (typeof name !== 'string' || name.length === 0) {
+    return [`${where}: the name must be a non-empty string`];
+  }
+  const bytes = Buffer.byteLength(name);
+  if (bytes > MAX_IDENTIFIER_BYTES) {
+    return [`${where}: the name is ${bytes} bytes; PostgreSQL channel names are at most ${MAX_IDENTIFIER_BYTES}. Use a shorter name`];
+  }
+  if (!CHANNEL_NAME.test(name)) {
+    return [`${where}: the name may contain only letters, digits, '_', '.', ':' and '-', and must start with a letter or '_'. Rename it`];
+  }
+  if (name.toLowerCase().startsWith('pgpubsub')) {
+    return [`${where}: names starting with 'pgpubsub' are reserved for the library's own channels. Rename it`];
+  }
+  return [];
+}
+
+export function unknownKeyProblems(options: object, known: readonly string[], where: string): string[] {
+  return Object.keys(options)
+    .filter((key) => !known.includes(key))
+    .map((key) => `${where}: unknown option '${key}' (known: ${known.join(', ')})`);
+}
+
+export function durableProblems(durable: unknown, where: string): string[] {
+  return durable === undefined || typeof durable === 'boolean'
+    ? []
+    : [`${where}: 'durable' must be true or false, got ${JSON.stringify(durable)}`];
+}
+
+export function retryProblems(retry: unknown, where: string): string[] {
+  if (retry === undefined) return [];
+  if (typeof retry !== 'object' || retry === null) {
+    return [`${where}: 'retry' must be an object like { maxAttempts: 5, backoffMs: 1000, maxBackoffMs: 300000 }`];
+  }
+  const problems = unknownKeyProblems(retry, Object.keys(DEFAULT_RETRY), `${where}: retry`);
+  for (const [key, value] of Object.entries(retry)) {
+    if (key in DEFAULT_RETRY && !(Number.isInteger(value) && (value as number) >= (key === 'maxAttempts' ? 1 : 0))) {
+      problems.push(`${where}: retry.${key} must be a ${key === 'maxAttempts' ? 'positive' : 'non-negative'} integer, got ${JSON.stringify(value)}`);
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,131 @@
+import { Command, CommanderError, Option } from 'commander';
+import path from 'node:path';
+import { type LoadedApp, loadApp } from './app-loader';
+import { PgPubSubError } from './errors';
+import { generateTriggerMigration } from './migration-generate';
+import type { TriggerState } from './trigger-sync';
+
+/** Exit codes: 0 success, 1 failure or drift found, 2 bad usage. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+interface GlobalOptions {
+  app?: string;
+  cwd?: string;
+}
+
+function printStates(states: TriggerState[], json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(states, null, 2)}\n`);
+    return;
+  }
+  if (states.length === 0) {
+    process.stdout.write('No channels with triggers are defined and no managed triggers are installed.\n');
+    return;
+  }
+  const rows = states.map((s) => [s.status, `${s.schema}.${s.table}`, s.channel ?? '?', s.event ?? '?', s.model ?? '?', s.name]);
+  const header = ['STATUS', 'TABLE', 'CHANNEL', 'EVENT', 'MODEL', 'TRIGGER'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  for (const row of [header, ...rows]) {
+    process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()}\n`);
+  }
+}
+
+async function withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>): Promise<R> {
+  const options = command.optsWithGlobals<GlobalOptions>();
+  const app = loadApp({ app: options.app, cwd: options.cwd ? path.resolve(options.cwd) : undefined });
+  try {
+    return await work(app);
+  } finally {
+    await app.sequelize.close();
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('pgpubsub')
+    .description('Manage sequelize-pgpubsub channels, triggers and migrations.')
+    .option('--app <module>', "module exporting your configured sequelize (default: the models index named in .sequelizerc)")
+    .option('--cwd <dir>', 'project directory to run in (default: the current directory)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  const triggers = program.command('triggers').description('inspect and sync the database triggers behind model channels').exitOverride();
+
+  triggers.command('ls')
+    .description('list each trigger as INSTALLED, OUTDATED, UNINSTALLED or PRUNE')
+    .option('--json', 'print JSON instead of a table')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      await withApp(command, async ({ pubsub }) => printStates(await pubsub.triggers.ls(), Boolean(options.json)));
+    });
+
+  triggers.command('check')
+    .description('exit 1 if any trigger is not INSTALLED (for CI)')
+    .action(async (_options: unknown, command: Command) => {
+      await withApp(command, async ({ pubsub }) => {
+        const { ok, drift } = await pubsub.triggers.check();
+        if (ok) {
+          process.stdout.write('Triggers match the channel definitions.\n');
+          return;
+        }
+        printStates(drift, false);
+        process.stderr.write(`${drift.length} trigger(s) drifted from the channel definitions. Run 'pgpubsub triggers sync' or generate a migration.\n`);
+        process.exitCode = EXIT.failure;
+      });
+    });
+
+  triggers.command('sync')
+    .description('install missing, replace outdated and drop orphaned managed triggers, in one transaction')
+    .option('--no-prune', 'keep orphaned managed triggers')
+    .action(async (options: { prune: boolean }, command: Command) => {
+      await withApp(command, async ({ pubsub }) => {
+        const result = await pubsub.triggers.sync({ prune: options.prune });
+        process.stdout.write(`Installed ${result.installed.length}, replaced ${result.replaced.length}, pruned ${result.pruned.length} trigger(s).\n`);
+      });
+    });
+
+  triggers.command('prune')
+    .description('drop managed triggers (and their functions) that no channel asks for')
+    .action(async (_options: unknown, command: Command) => {
+      await withApp(command, async ({ pubsub }) => {
+        const result = await pubsub.triggers.prune();
+        process.stdout.write(`Pruned ${result.pruned.length} trigger(s).\n`);
+      });
+    });
+
+  program.command('migration:generate')
+    .description('write a sequelize-cli migration with the frozen trigger SQL for the current definitions')
+    .addOption(new Option('--migrations-path <dir>', "where to write it (default: 'migrations-path' of .sequelizerc, or ./migrations)"))
+    .action(async (options: { migrationsPath?: string }, command: Command) => {
+      const globals = command.optsWithGlobals<GlobalOptions>();
+      const app = loadApp({ app: globals.app, cwd: globals.cwd ? path.resolve(globals.cwd) : undefined });
+      try {
+        const migrationsPath = options.migrationsPath ? path.resolve(options.migrationsPath) : app.migrationsPath;
+        const result = generateTriggerMigration(app.pubsub, { migrationsPath });
+        if (result.file) {
+          process.stdout.write(`Wrote ${path.relative(process.cwd(), result.file)} (${result.installs} trigger(s) to install, ${result.removes} to remove).\n`);
+        } else {
+          process.stdout.write('Triggers unchanged since the last generated migration; nothing written.\n');
+        }
+      } finally {
+        await app.sequelize.close();
+      }
+    });
+
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: readonly string[] = process.argv): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version are successes; anything else commander rejects is bad usage (already printed).
+      return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    const message = error instanceof PgPubSubError ? error.message : (error as Error)?.stack ?? String(error);
+    process.stderr.write(`pgpubsub: ${message}\n`);
+    return EXIT.failure;
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * sequelize-pgpubsub: the public surface. Anything not exported here is internal.
+ *
+ * @example
+ * import { Sequelize } from 'sequelize';
+ * import pgpubsub from 'sequelize-pgpubsub';
+ * const sequelize = new Sequelize(process.env.DATABASE_URL!).use(pgpubsub);
+ */
+import { pgpubsub } from './plugin';
+
+export { install, pgpubsub, type SequelizePlugin } from './plugin';
+export { PgPubSub, TriggerManager, type PgPubSubOptions } from './pubsub';
+export {
+  channel,
+  CustomChannel,
+  CHANNEL_EVENTS,
+  DEFAULT_RETRY,
+  type AnyChannel,
+  type ChannelEvent,
+  type ChannelOp,
+  type CustomChannelOptions,
+  type ModelChannel,
+  type ModelChannelOptions,
+  type ModelPubSubOptions,
+  type RetryPolicy,
+} from './channel';
+export type { NotificationContext, QueryableConnection, SetContextOptions } from './context';
+export type { NotifyOptions } from './notify';
+export { PgPubSubError, ChannelDefinitionError } from './errors';
+export { migrations, type LibraryMigration } from './migrations';
+export type { TriggerState, TriggerStatus, SyncResult } from './trigger-sync';
+export type { TriggerSpec } from './trigger-sql';
+export { generateTriggerMigration, type GenerateResult } from './migration-generate';
+
+export default pgpubsub;

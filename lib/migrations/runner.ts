@@ -1,0 +1,50 @@
+import type { QueryInterface, Sequelize, Transaction } from 'sequelize';
+import { PgPubSubError } from '../errors';
+
+/** A migration usable both by Umzug v3 (`{ name, up, down }`) and, re-exported, by sequelize-cli. */
+export interface LibraryMigration {
+  name: string;
+  up: (...args: unknown[]) => Promise<void>;
+  down: (...args: unknown[]) => Promise<void>;
+}
+
+function isSequelize(value: unknown): value is Sequelize {
+  return typeof value === 'object' && value !== null && typeof (value as Sequelize).getQueryInterface === 'function'
+    && typeof (value as Sequelize).transaction === 'function';
+}
+
+function isQueryInterface(value: unknown): value is QueryInterface {
+  return typeof value === 'object' && value !== null && isSequelize((value as QueryInterface).sequelize);
+}
+
+/**
+ * Finds the Sequelize instance in a migration's arguments, whichever runner called it:
+ * sequelize-cli passes `(queryInterface, Sequelize)`, Umzug v3 passes `({ name, context })`
+ * where context is a QueryInterface or a Sequelize instance.
+ */
+export function sequelizeFromMigrationArgs(args: readonly unknown[]): Sequelize {
+  const first = args[0];
+  if (isQueryInterface(first)) return first.sequelize;
+  if (isSequelize(first)) return first;
+  const context = (first as { context?: unknown } | undefined)?.context;
+  if (isQueryInterface(context)) return context.sequelize;
+  if (isSequelize(context)) return context;
+  throw new PgPubSubError(
+    'PGPUBSUB_MIGRATION_ARGS',
+    'pgpubsub migration: could not find a Sequelize instance in the arguments. '
+      + 'Run it with sequelize-cli, or with Umzug v3 using context: sequelize.getQueryInterface() (or the sequelize instance)',
+  );
+}
+
+/** Runs statements in order in one transaction, so a failed migration leaves nothing half-done. */
+export async function runInTransaction(
+  args: readonly unknown[],
+  statements: readonly string[],
+  before?: (sequelize: Sequelize, transaction: Transaction) => Promise<void>,
+): Promise<void> {
+  const sequelize = sequelizeFromMigrationArgs(args);
+  await sequelize.transaction(async (transaction) => {
+    if (before) await before(sequelize, transaction);
+    for (const sql of statements) await sequelize.query(sql, { transaction, raw: true });
+  });
+}

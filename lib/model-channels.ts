@@ -1,0 +1,109 @@
+import type { Model, ModelStatic } from 'sequelize';
+import {
+  CHANNEL_EVENTS,
+  type ChannelEvent,
+  DEFAULT_RETRY,
+  type ModelChannel,
+  type ModelChannelOptions,
+  channelNameProblems,
+  durableProblems,
+  retryProblems,
+  unknownKeyProblems,
+} from './channel';
+
+export interface ModelChannelsResult {
+  channels: ModelChannel[];
+  problems: string[];
+}
+
+/** Where a model's rows live: its schema (default `public`) and table name. */
+export function modelTable(model: ModelStatic<Model>): { schema: string; table: string } {
+  const name = model.getTableName() as string | { tableName: string; schema?: string };
+  if (typeof name === 'string') return { schema: model.options.schema || 'public', table: name };
+  return { schema: name.schema || 'public', table: name.tableName };
+}
+
+/**
+ * Through models that `belongsToMany` created from a string name. Sequelize copies the source
+ * model's options into them, `pgpubsub` included; those copies declare nothing of their own.
+ */
+export function implicitThroughModels(models: readonly ModelStatic<Model>[]): Set<ModelStatic<Model>> {
+  const inherited = new Set<ModelStatic<Model>>();
+  for (const model of models) {
+    for (const association of Object.values(model.associations)) {
+      const through = (association as { through?: { model?: ModelStatic<Model> } }).through?.model;
+      const declared = (model.options as { pgpubsub?: unknown }).pgpubsub;
+      if (through && declared !== undefined && (through.options as { pgpubsub?: unknown }).pgpubsub === declared) {
+        inherited.add(through);
+      }
+    }
+  }
+  return inherited;
+}
+
+/** Reads and validates the channels a model declares in its `pgpubsub` option. */
+export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
+  const declared = (model.options as { pgpubsub?: unknown }).pgpubsub;
+  if (declared === undefined) return { channels: [], problems: [] };
+
+  const where = `model ${model.name}`;
+  if (typeof declared !== 'object' || declared === null || typeof (declared as { channels?: unknown }).channels !== 'object') {
+    return {
+      channels: [],
+      problems: [`${where}: option 'pgpubsub' must look like { channels: { author_created: { events: ['insert'] } } }`],
+    };
+  }
+  const problems = unknownKeyProblems(declared, ['channels'], `${where}: option 'pgpubsub'`);
+  const { schema, table } = modelTable(model);
+  const primaryKeyColumns = model.primaryKeyAttributes.map((attribute) => model.getAttributes()[attribute]?.field ?? attribute);
+  const channels: ModelChannel[] = [];
+
+  for (const [name, raw] of Object.entries((declared as { channels: Record<string, unknown> }).channels ?? {})) {
+    const at = `channel '${name}' on model ${model.name}`;
+    if (typeof raw !== 'object' || raw === null) {
+      problems.push(`${at}: expected an object like { events: ['insert'] }, got ${JSON.stringify(raw)}`);
+      continue;
+    }
+    const options = raw as Partial<ModelChannelOptions>;
+    const events = eventList(options.events);
+    const found = [
+      ...channelNameProblems(name, at),
+      ...unknownKeyProblems(options, ['events', 'durable', 'retry'], at),
+      ...eventProblems(options.events, events, at),
+      ...durableProblems(options.durable, at),
+      ...retryProblems(options.retry, at),
+    ];
+    if (primaryKeyColumns.length === 0) {
+      found.push(`${at}: the model has no primary key; give an attribute primaryKey: true (notifications identify rows by it)`);
+    }
+    problems.push(...found);
+    if (found.length > 0) continue;
+    channels.push({
+      kind: 'model',
+      name,
+      model,
+      modelName: model.name,
+      schema,
+      table,
+      events: CHANNEL_EVENTS.filter((event) => events.includes(event)),
+      durable: options.durable ?? true,
+      retry: { ...DEFAULT_RETRY, ...options.retry },
+      primaryKeyColumns,
+    });
+  }
+  return { channels, problems };
+}
+
+function eventList(events: unknown): unknown[] {
+  if (events === undefined) return [];
+  return Array.isArray(events) ? events : [events];
+}
+
+function eventProblems(raw: unknown, events: unknown[], where: string): string[] {
+  if (raw === undefined || events.length === 0) {
+    return [`${where}: 'events' is required; list one or more of ${CHANNEL_EVENTS.join(', ')}`];
+  }
+  return events
+    .filter((event) => !CHANNEL_EVENTS.includes(event as ChannelEvent))
+    .map((event) => `${where}: event ${JSON.stringify(event)} is not supported (${CHANNEL_EVENTS.join(', ')})`);
+}

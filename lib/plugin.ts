@@ -1,0 +1,72 @@
+import { Sequelize } from 'sequelize';
+import type { ModelPubSubOptions } from './channel';
+import { PgPubSubError } from './errors';
+import { PgPubSub, type PgPubSubOptions } from './pubsub';
+
+/** Anything `sequelize.use()` accepts: an object with `install(sequelize, options)`. */
+export interface SequelizePlugin<O = unknown, R = unknown> {
+  install(sequelize: Sequelize, options?: O): R;
+}
+
+declare module 'sequelize/types/sequelize' {
+  interface Sequelize {
+    /** Installs a plugin, e.g. `sequelize.use(pgpubsub, options)`. Returns the Sequelize instance. */
+    use<O>(plugin: SequelizePlugin<O>, options?: O): this;
+    /** Channels, notify, context and triggers; present after `sequelize.use(pgpubsub)`. */
+    readonly pgpubsub: PgPubSub;
+  }
+}
+
+declare module 'sequelize/types/model' {
+  interface ModelOptions<M extends Model = Model> {
+    /** Channels this model's table writes send on. See ModelPubSubOptions. */
+    pgpubsub?: ModelPubSubOptions<M>;
+  }
+}
+
+const INSTALLED = Symbol.for('sequelize-pgpubsub.instance');
+
+/**
+ * Adds pgpubsub to a Sequelize instance (the primitive behind `sequelize.use(pgpubsub)`).
+ * Idempotent: a second call applies new options to the same instance. Models defined before
+ * and after it are picked up. Throws ChannelDefinitionError if a model's channels are invalid.
+ */
+export function install(sequelize: Sequelize, options: PgPubSubOptions = {}): PgPubSub {
+  if (sequelize.getDialect() !== 'postgres') {
+    throw new PgPubSubError('PGPUBSUB_DIALECT', `pgpubsub needs PostgreSQL; this Sequelize instance uses '${sequelize.getDialect()}'. Use dialect: 'postgres'`);
+  }
+  const holder = sequelize as unknown as Record<symbol, PgPubSub | undefined>;
+  let pubsub = holder[INSTALLED];
+  if (pubsub) {
+    pubsub.configure(options);
+  } else {
+    pubsub = new PgPubSub(sequelize, options);
+    Object.defineProperty(sequelize, INSTALLED, { value: pubsub });
+    Object.defineProperty(sequelize, 'pgpubsub', { value: pubsub, enumerable: false });
+    // Definitions are read lazily from sequelize.models; a new model only invalidates the cache.
+    // (A throw inside a v6 define hook would be lost, so validation happens in channels().)
+    sequelize.addHook('afterDefine', 'pgpubsub', () => pubsub?.invalidate());
+  }
+  pubsub.channels();
+  return pubsub;
+}
+
+/** The plugin object for `sequelize.use(pgpubsub, options)`. */
+export const pgpubsub: SequelizePlugin<PgPubSubOptions, PgPubSub> = { install };
+
+// Sequelize has no plugin API; this adds a non-enumerable, idempotent `use` to the app's Sequelize
+// (a peer dependency, so this is the app's copy).
+if (!Object.prototype.hasOwnProperty.call(Sequelize.prototype, 'use')) {
+  Object.defineProperty(Sequelize.prototype, 'use', {
+    value: function use(this: Sequelize, plugin: SequelizePlugin, options?: unknown) {
+      if (typeof plugin?.install !== 'function') {
+        throw new PgPubSubError('PGPUBSUB_PLUGIN', 'sequelize.use(plugin): the plugin must have an install(sequelize, options) function, e.g. sequelize.use(pgpubsub)');
+      }
+      plugin.install(this, options);
+      return this;
+    },
+    enumerable: false,
+    writable: true,
+    configurable: true,
+  });
+}

@@ -1,0 +1,181 @@
+import type { Sequelize, Transaction } from 'sequelize';
+import { type AnyChannel, CustomChannel, type ModelChannel } from './channel';
+import { type NotificationContext, type SetContextOptions, setContext, withContext } from './context';
+import { ChannelDefinitionError, PgPubSubError } from './errors';
+import type { LibraryMigration } from './migrations/runner';
+import { implicitThroughModels, modelChannels } from './model-channels';
+import { TRIGGER_STEP_PREFIX } from './notification-table';
+import { type NotifyOptions, notify } from './notify';
+import type { TriggerSpec } from './trigger-sql';
+import { type SyncResult, type TriggerState, desiredTriggers, stateHash, syncTriggers, triggerStates } from './trigger-sync';
+
+export interface PgPubSubOptions {
+  /** Custom channels (from `channel<T>()`) this app sends or listens on. */
+  channels?: readonly CustomChannel<any>[];
+}
+
+/** Trigger management: the engine behind `pgpubsub triggers …`, generated migrations and the Umzug step. */
+export class TriggerManager {
+  readonly #pubsub: PgPubSub;
+
+  constructor(pubsub: PgPubSub) {
+    this.#pubsub = pubsub;
+  }
+
+  /** The triggers the current channel definitions call for, rendered. */
+  desired(): TriggerSpec[] {
+    return desiredTriggers(this.#pubsub.modelChannels());
+  }
+
+  /** Each desired or installed managed trigger with its status: INSTALLED, OUTDATED, UNINSTALLED or PRUNE. */
+  async ls(): Promise<TriggerState[]> {
+    return triggerStates(this.#pubsub.sequelize, this.desired());
+  }
+
+  /** `ok` is false when any trigger is not INSTALLED, i.e. the database has drifted from the definitions. */
+  async check(): Promise<{ ok: boolean; drift: TriggerState[] }> {
+    const drift = (await this.ls()).filter((state) => state.status !== 'INSTALLED');
+    return { ok: drift.length === 0, drift };
+  }
+
+  /** Installs missing triggers, replaces outdated ones and drops orphans, atomically. */
+  async sync(options: { prune?: boolean } = {}): Promise<SyncResult> {
+    return syncTriggers(this.#pubsub.sequelize, this.desired(), options);
+  }
+
+  /** Drops managed triggers (and their functions) that no channel asks for; installs nothing. */
+  async prune(): Promise<SyncResult> {
+    return syncTriggers(this.#pubsub.sequelize, this.desired(), { install: false });
+  }
+
+  /**
+   * An Umzug v3 step that syncs the triggers. Its name carries a hash of the rendered triggers, so
+   * Umzug runs it again whenever a definition changes. `down` removes every managed trigger.
+   *
+   * @example
+   * new Umzug({ migrations: [...pgpubsubMigrations, ...appMigrations, sequelize.pgpubsub.triggers.migration()], … })
+   */
+  migration(): LibraryMigration {
+    const desired = this.desired();
+    const sequelize = this.#pubsub.sequelize;
+    return {
+      name: `${TRIGGER_STEP_PREFIX}${stateHash(desired)}`,
+      up: async () => { await syncTriggers(sequelize, desired); },
+      down: async () => { await syncTriggers(sequelize, []); },
+    };
+  }
+}
+
+/** What `sequelize.pgpubsub` holds: channels, notify, context and trigger management for one Sequelize instance. */
+export class PgPubSub {
+  readonly sequelize: Sequelize;
+  readonly triggers: TriggerManager;
+  readonly #custom = new Map<string, CustomChannel<any>>();
+  #resolved: AnyChannel[] | null = null;
+
+  constructor(sequelize: Sequelize, options: PgPubSubOptions = {}) {
+    this.sequelize = sequelize;
+    this.triggers = new TriggerManager(this);
+    this.configure(options);
+  }
+
+  /** Applies options again (a second `use()`); adds custom channels, validates everything. */
+  configure(options: PgPubSubOptions = {}): void {
+    this.register(...(options.channels ?? []));
+  }
+
+  /** Adds custom channels. Registering the same channel object twice is harmless. */
+  register(...channels: CustomChannel<any>[]): this {
+    for (const channel of channels) {
+      if (!(channel instanceof CustomChannel)) {
+        throw new PgPubSubError('PGPUBSUB_INVALID_CHANNEL', `register: expected a channel made by channel<T>('name'), got ${JSON.stringify(channel)}`);
+      }
+      const known = this.#custom.get(channel.name);
+      if (known && known !== channel) {
+        throw new ChannelDefinitionError([`custom channel '${channel.name}' is registered twice with different definitions; channel names are global, rename one`]);
+      }
+      this.#custom.set(channel.name, channel);
+    }
+    this.invalidate();
+    return this;
+  }
+
+  /** Forgets resolved definitions; called when a model is defined. */
+  invalidate(): void {
+    this.#resolved = null;
+  }
+
+  /** Every channel (model and custom), validated. Throws ChannelDefinitionError listing every problem. */
+  channels(): AnyChannel[] {
+    if (this.#resolved) return this.#resolved;
+    const problems: string[] = [];
+    const all: AnyChannel[] = [];
+    const owner = new Map<string, string>();
+    const claim = (channel: AnyChannel, who: string) => {
+      const previous = owner.get(channel.name);
+      if (previous) {
+        problems.push(`channel '${channel.name}' is declared twice: on ${previous} and on ${who}; channel names are global, rename one`);
+        return;
+      }
+      owner.set(channel.name, who);
+      all.push(channel);
+    };
+    const models = Object.values(this.sequelize.models);
+    const inherited = implicitThroughModels(models);
+    for (const model of models.filter((m) => !inherited.has(m))) {
+      const result = modelChannels(model);
+      problems.push(...result.problems);
+      for (const channel of result.channels) claim(channel, `model ${model.name}`);
+    }
+    for (const channel of this.#custom.values()) claim(channel, 'a custom channel');
+    if (problems.length > 0) throw new ChannelDefinitionError(problems);
+    this.#resolved = all;
+    return all;
+  }
+
+  modelChannels(): ModelChannel[] {
+    return this.channels().filter((channel): channel is ModelChannel => channel.kind === 'model');
+  }
+
+  /** Looks a channel up by name. */
+  channel(name: string): AnyChannel {
+    const found = this.channels().find((channel) => channel.name === name);
+    if (!found) {
+      const known = this.channels().map((channel) => channel.name);
+      throw new PgPubSubError(
+        'PGPUBSUB_UNKNOWN_CHANNEL',
+        `unknown channel '${name}'. Known channels: ${known.length ? known.join(', ') : '(none)'}. `
+          + "Declare it on a model (pgpubsub: { channels }) or register channel<T>('name') with use(pgpubsub, { channels })",
+      );
+    }
+    return found;
+  }
+
+  /**
+   * Sends a payload on a custom channel, as part of `options.transaction` when given.
+   *
+   * @example
+   * await sequelize.pgpubsub.notify(PostReads, { modelId: post.id }, { transaction });
+   */
+  async notify<T>(channel: CustomChannel<T> | string, payload: T, options: NotifyOptions = {}): Promise<void> {
+    const target = typeof channel === 'string' ? this.channel(channel) : channel;
+    if (!(target instanceof CustomChannel)) {
+      throw new PgPubSubError(
+        'PGPUBSUB_NOTIFY_MODEL_CHANNEL',
+        `notify('${target.name}'): this is a channel of model ${target.modelName}; its notifications come from table writes. `
+          + "Write the row, or declare a custom channel with channel<T>('name') for notify()",
+      );
+    }
+    await notify(this.sequelize, target, payload, options);
+  }
+
+  /** Sets the notification context; see SetContextOptions for scopes. */
+  async setContext(context: NotificationContext, options?: SetContextOptions): Promise<void> {
+    await setContext(this.sequelize, context, options);
+  }
+
+  /** Runs `work` in a transaction (or the given one) whose notifications carry `context`. */
+  async withContext<R>(context: NotificationContext, work: (transaction: Transaction) => Promise<R>, options?: { transaction?: Transaction }): Promise<R> {
+    return withContext(this.sequelize, context, work, options);
+  }
+}

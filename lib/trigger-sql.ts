@@ -1,0 +1,167 @@
+import type { ChannelEvent, ChannelOp, ModelChannel } from './channel';
+import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE } from './notification-table';
+import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from './sql-text';
+
+/** Every managed trigger and its function carry this name prefix and a comment starting with COMMENT_TAG. */
+export const TRIGGER_PREFIX = 'pgpubsub_';
+export const COMMENT_TAG = 'pgpubsub:trigger:';
+/** A NOTIFY payload must be shorter than 8000 bytes. */
+export const NOTIFY_PAYLOAD_LIMIT = 7999;
+
+/** What a trigger's comment records, so `ls` can report on a trigger whose channel is gone. */
+export interface TriggerLabel {
+  hash: string;
+  channel: string;
+  event: ChannelEvent;
+  model: string;
+}
+
+/** One managed trigger (and its function of the same name), rendered and frozen. */
+export interface TriggerSpec extends TriggerLabel {
+  schema: string;
+  table: string;
+  /** Name of both the trigger and its function. */
+  name: string;
+  /** The function's body, as PostgreSQL stores it in pg_proc.prosrc (used to detect hand edits). */
+  body: string;
+  /** Statements that install or replace the trigger, idempotently. */
+  install: string[];
+  /** Statements that remove the trigger and its function, idempotently. */
+  uninstall: string[];
+}
+
+const OP: Record<ChannelEvent, ChannelOp> = { insert: 'INSERT', update: 'UPDATE', delete: 'DELETE' };
+
+/** A deterministic, readable name of at most 63 bytes, unique per (schema, table, channel, event). */
+export function triggerName(channel: Pick<ModelChannel, 'schema' | 'table' | 'name'>, event: ChannelEvent): string {
+  const hash = shortHash(JSON.stringify([channel.schema, channel.table, channel.name, event]), 8);
+  const slug = channel.name.toLowerCase().replace(/[^a-z0-9_]+/g, '_');
+  const room = MAX_IDENTIFIER_BYTES - TRIGGER_PREFIX.length - event.length - hash.length - 2;
+  return `${TRIGGER_PREFIX}${slug.slice(0, room)}_${event}_${hash}`;
+}
+
+/** Renders the statement-level trigger and function that record `event` on a model channel. */
+export function renderTrigger(channel: ModelChannel, event: ChannelEvent): TriggerSpec {
+  const name = triggerName(channel, event);
+  const table = qualified(channel.schema, channel.table);
+  const fn = qualified(channel.schema, name);
+  const body = channel.durable ? durableBody(channel, event) : broadcastBody(channel, event);
+  const transition = event === 'insert' ? 'NEW TABLE AS pgpubsub_new'
+    : event === 'delete' ? 'OLD TABLE AS pgpubsub_old'
+      : 'OLD TABLE AS pgpubsub_old NEW TABLE AS pgpubsub_new';
+  const createFunction = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuote(body)}`;
+  const createTrigger = `CREATE TRIGGER ${quoteIdent(name)} AFTER ${OP[event]} ON ${table} `
+    + `REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`;
+  const hash = shortHash([createFunction, createTrigger].join(';\n'));
+  const label: TriggerLabel = { hash, channel: channel.name, event, model: channel.modelName };
+  const comment = quoteLiteral(COMMENT_TAG + JSON.stringify(label));
+  return {
+    ...label,
+    schema: channel.schema,
+    table: channel.table,
+    name,
+    body,
+    install: [
+      createFunction,
+      `COMMENT ON FUNCTION ${fn}() IS ${comment}`,
+      `DROP TRIGGER IF EXISTS ${quoteIdent(name)} ON ${table}`,
+      createTrigger,
+      `COMMENT ON TRIGGER ${quoteIdent(name)} ON ${table} IS ${comment}`,
+    ],
+    uninstall: uninstallStatements(channel.schema, channel.table, name),
+  };
+}
+
+/** Removes a managed trigger and its function; safe when either is already gone. */
+export function uninstallStatements(schema: string, table: string, name: string): string[] {
+  return [
+    `DROP TRIGGER IF EXISTS ${quoteIdent(name)} ON ${qualified(schema, table)}`,
+    `DROP FUNCTION IF EXISTS ${qualified(schema, name)}()`,
+  ];
+}
+
+/** Parses a managed trigger's or function's comment; null when it is not one of ours. */
+export function parseLabel(comment: string | null): TriggerLabel | null {
+  if (!comment?.startsWith(COMMENT_TAG)) return null;
+  try {
+    return JSON.parse(comment.slice(COMMENT_TAG.length)) as TriggerLabel;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The rows a statement touched, one per changed row, in statement order, as `old_row`/`new_row` jsonb.
+ * Update pairs old and new by position: PostgreSQL appends both transition rows of a row together,
+ * so this holds even when the update changes the primary key.
+ */
+function changedRows(event: ChannelEvent): string {
+  switch (event) {
+    case 'insert':
+      return 'SELECT NULL::jsonb AS old_row, to_jsonb(r) AS new_row FROM pgpubsub_new AS r';
+    case 'delete':
+      return 'SELECT to_jsonb(r) AS old_row, NULL::jsonb AS new_row FROM pgpubsub_old AS r';
+    case 'update':
+      return 'SELECT o.row AS old_row, n.row AS new_row'
+        + ' FROM (SELECT row_number() OVER () AS i, to_jsonb(r) AS row FROM pgpubsub_old AS r) AS o'
+        + ' JOIN (SELECT row_number() OVER () AS i, to_jsonb(r) AS row FROM pgpubsub_new AS r) AS n USING (i)'
+        + ' ORDER BY i';
+  }
+}
+
+function payload(channel: ModelChannel, event: ChannelEvent, oldRow: string, newRow: string): string {
+  return `jsonb_build_object('op', ${quoteLiteral(OP[event])}, 'schema', ${quoteLiteral(channel.schema)}, `
+    + `'table', ${quoteLiteral(channel.table)}, 'model', ${quoteLiteral(channel.modelName)}, `
+    + `'old', ${oldRow}, 'new', ${newRow}, 'context', context)`;
+}
+
+/** Stores one notification per row, then wakes listeners with one tiny NOTIFY (deduplicated per transaction). */
+function durableBody(channel: ModelChannel, event: ChannelEvent): string {
+  const source = event === 'delete' ? 'pgpubsub_old' : 'pgpubsub_new';
+  return `
+DECLARE
+  context jsonb;
+BEGIN
+  PERFORM FROM ${source} LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  context := ${CONTEXT_FUNCTION}();
+  INSERT INTO ${NOTIFICATION_TABLE} (channel, payload, db_version)
+  SELECT ${quoteLiteral(channel.name)}, ${payload(channel, event, 'c.old_row', 'c.new_row')}, version.name
+    FROM (${changedRows(event)}) AS c
+   CROSS JOIN (SELECT ${DB_VERSION_FUNCTION}() AS name) AS version;
+  PERFORM pg_notify(${quoteLiteral(channel.name)}, '');
+  RETURN NULL;
+END
+`;
+}
+
+/**
+ * Sends each row's payload in its NOTIFY. A payload over the NOTIFY limit is cut down to the
+ * primary key (with "truncated": true) so that the user's write never fails for its size.
+ */
+function broadcastBody(channel: ModelChannel, event: ChannelEvent): string {
+  const keyOnly = (row: string) => `CASE WHEN ${row} IS NULL THEN NULL ELSE jsonb_build_object(${
+    channel.primaryKeyColumns.map((column) => `${quoteLiteral(column)}, ${row} -> ${quoteLiteral(column)}`).join(', ')
+  }) END`;
+  return `
+DECLARE
+  context jsonb := ${CONTEXT_FUNCTION}();
+BEGIN
+  PERFORM pg_notify(${quoteLiteral(channel.name)},
+    CASE WHEN octet_length(p.full::text) <= ${NOTIFY_PAYLOAD_LIMIT} THEN p.full::text
+         ELSE (${payload(channel, event, keyOnly('p.old_row'), keyOnly('p.new_row'))} || '{"truncated": true}'::jsonb)::text
+    END)
+    FROM (SELECT c.old_row, c.new_row, ${payload(channel, event, 'c.old_row', 'c.new_row')} AS full
+            FROM (${changedRows(event)}) AS c) AS p;
+  RETURN NULL;
+END
+`;
+}
+
+function dollarQuote(body: string): string {
+  let tag = '$pgpubsub$';
+  for (let i = 0; body.includes(tag); i++) tag = `$pgpubsub${i}$`;
+  return `${tag}${body}${tag}`;
+}

@@ -1,0 +1,178 @@
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import type { ModelChannel } from './channel';
+import { PgPubSubError } from './errors';
+import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, type TriggerSpec, parseLabel, renderTrigger, uninstallStatements } from './trigger-sql';
+import { qualified, shortHash } from './sql-text';
+
+export type TriggerStatus = 'INSTALLED' | 'OUTDATED' | 'UNINSTALLED' | 'PRUNE';
+
+/** One line of `pgpubsub triggers ls`. */
+export interface TriggerState {
+  status: TriggerStatus;
+  schema: string;
+  table: string;
+  name: string;
+  channel: string | null;
+  event: string | null;
+  model: string | null;
+}
+
+/** A managed trigger or function found in the database. */
+interface InstalledObject {
+  schema: string;
+  table: string | null;
+  name: string;
+  label: TriggerLabel | null;
+  functionLabel: TriggerLabel | null;
+  body: string | null;
+}
+
+/** Serialises every trigger sync on a database: two deploys migrating at once take turns. */
+const SYNC_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('pgpubsub'), hashtext('trigger-sync'))";
+
+/** The triggers the definitions call for, in a stable order. */
+export function desiredTriggers(channels: readonly ModelChannel[]): TriggerSpec[] {
+  return channels
+    .flatMap((channel) => channel.events.map((event) => renderTrigger(channel, event)))
+    .sort((a, b) => (a.schema + a.table + a.name).localeCompare(b.schema + b.table + b.name));
+}
+
+/** One hash over the whole desired state; names the Umzug trigger step. */
+export function stateHash(specs: readonly Pick<TriggerSpec, 'schema' | 'name' | 'hash'>[]): string {
+  return shortHash(JSON.stringify(specs.map((spec) => [spec.schema, spec.name, spec.hash])), 12);
+}
+
+/** Managed triggers (with their function) and orphaned managed functions, as installed now. */
+async function installedObjects(sequelize: Sequelize, transaction?: Transaction): Promise<InstalledObject[]> {
+  const prefix = `${TRIGGER_PREFIX.replace(/_/g, '\\_')}%`;
+  return sequelize.query<InstalledObject>(
+    `SELECT n.nspname AS schema, c.relname AS "table", t.tgname AS name,
+            obj_description(t.oid, 'pg_trigger') AS "triggerComment",
+            obj_description(p.oid, 'pg_proc') AS "functionComment", p.prosrc AS body
+       FROM pg_trigger t
+       JOIN pg_class c ON c.oid = t.tgrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       LEFT JOIN pg_proc p ON p.oid = t.tgfoid
+      WHERE NOT t.tgisinternal AND t.tgname LIKE :prefix
+        AND obj_description(t.oid, 'pg_trigger') LIKE :tag
+     UNION ALL
+     SELECT n.nspname, NULL, p.proname, NULL, obj_description(p.oid, 'pg_proc'), p.prosrc
+       FROM pg_proc p
+       JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE p.proname LIKE :prefix AND obj_description(p.oid, 'pg_proc') LIKE :tag
+        AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid)`,
+    { replacements: { prefix, tag: `${COMMENT_TAG}%` }, type: QueryTypes.SELECT, transaction },
+  ).then((rows) => rows.map((row) => {
+    const raw = row as unknown as { triggerComment: string | null; functionComment: string | null };
+    return { ...row, label: parseLabel(raw.triggerComment), functionLabel: parseLabel(raw.functionComment) };
+  }));
+}
+
+const key = (schema: string, name: string) => `${schema}\0${name}`;
+
+/** Compares desired triggers with the database: one state per trigger, desired or installed. */
+export async function triggerStates(
+  sequelize: Sequelize,
+  desired: readonly TriggerSpec[],
+  transaction?: Transaction,
+): Promise<TriggerState[]> {
+  const installed = new Map((await installedObjects(sequelize, transaction)).map((o) => [key(o.schema, o.name), o]));
+  const states: TriggerState[] = desired.map((spec) => {
+    const found = installed.get(key(spec.schema, spec.name));
+    installed.delete(key(spec.schema, spec.name));
+    const current = found?.table === spec.table && found.label?.hash === spec.hash
+      && found.functionLabel?.hash === spec.hash && found.body === spec.body;
+    return {
+      status: !found?.table ? 'UNINSTALLED' : current ? 'INSTALLED' : 'OUTDATED',
+      schema: spec.schema,
+      table: spec.table,
+      name: spec.name,
+      channel: spec.channel,
+      event: spec.event,
+      model: spec.model,
+    };
+  });
+  for (const orphan of installed.values()) {
+    const label = orphan.label ?? orphan.functionLabel;
+    states.push({
+      status: 'PRUNE',
+      schema: orphan.schema,
+      table: orphan.table ?? '',
+      name: orphan.name,
+      channel: label?.channel ?? null,
+      event: label?.event ?? null,
+      model: label?.model ?? null,
+    });
+  }
+  return states;
+}
+
+export interface SyncResult {
+  installed: string[];
+  replaced: string[];
+  pruned: string[];
+}
+
+/**
+ * Brings the database to the desired triggers in one transaction under an advisory lock:
+ * installs missing ones, replaces outdated ones, and (unless `prune: false`) drops managed
+ * triggers no definition asks for, with their functions. Triggers it does not manage are never touched.
+ */
+export async function syncTriggers(
+  sequelize: Sequelize,
+  desired: readonly TriggerSpec[],
+  options: { prune?: boolean; install?: boolean } = {},
+): Promise<SyncResult> {
+  const { prune = true, install = true } = options;
+  return sequelize.transaction(async (transaction) => {
+    await sequelize.query(SYNC_LOCK_SQL, { transaction });
+    await assertTablesExist(sequelize, desired, transaction);
+    const states = await triggerStates(sequelize, desired, transaction);
+    const bySpec = new Map(desired.map((spec) => [key(spec.schema, spec.name), spec]));
+    const result: SyncResult = { installed: [], replaced: [], pruned: [] };
+    for (const state of states) {
+      const spec = bySpec.get(key(state.schema, state.name));
+      let statements: string[] = [];
+      if (install && spec && state.status !== 'INSTALLED') {
+        statements = spec.install;
+        (state.status === 'UNINSTALLED' ? result.installed : result.replaced).push(state.name);
+      } else if (prune && state.status === 'PRUNE') {
+        statements = state.table
+          ? uninstallStatements(state.schema, state.table, state.name)
+          : [`DROP FUNCTION IF EXISTS ${qualified(state.schema, state.name)}()`];
+        result.pruned.push(state.name);
+      }
+      for (const sql of statements) await sequelize.query(sql, { transaction });
+    }
+    return result;
+  });
+}
+
+async function assertTablesExist(sequelize: Sequelize, desired: readonly TriggerSpec[], transaction: Transaction) {
+  const tables = [...new Map(desired.map((spec) => [key(spec.schema, spec.table), spec])).values()];
+  if (tables.length === 0) return;
+  const rows = await sequelize.query<{ i: number; found: string | null }>(
+    `SELECT i, to_regclass(name) AS found FROM unnest(ARRAY[:names]::text[]) WITH ORDINALITY AS t(name, i)`,
+    { replacements: { names: tables.map((spec) => qualified(spec.schema, spec.table)) }, type: QueryTypes.SELECT, transaction },
+  );
+  const missing = rows.filter((row) => row.found === null).map((row) => tables[Number(row.i) - 1]);
+  if (missing.length > 0) {
+    throw new PgPubSubError(
+      'PGPUBSUB_TABLE_MISSING',
+      missing.map((spec) => `channel '${spec.channel}' on model ${spec.model}: table ${qualified(spec.schema, spec.table)} does not exist`).join('\n')
+        + '\nCreate the tables first (run your migrations, e.g. npx sequelize-cli db:migrate), then sync the triggers',
+    );
+  }
+}
+
+/** Statements that move a database from one frozen trigger state to another (used by generated migrations). */
+export function transitionStatements(from: readonly TriggerSpec[], to: readonly TriggerSpec[]): string[] {
+  const before = new Map(from.map((spec) => [key(spec.schema, spec.name), spec]));
+  const after = new Map(to.map((spec) => [key(spec.schema, spec.name), spec]));
+  return [
+    ...from.filter((spec) => !after.has(key(spec.schema, spec.name))).flatMap((spec) => spec.uninstall),
+    ...to.filter((spec) => before.get(key(spec.schema, spec.name))?.hash !== spec.hash).flatMap((spec) => spec.install),
+  ];
+}
+
+export { SYNC_LOCK_SQL };
