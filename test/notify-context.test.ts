@@ -81,7 +81,7 @@ describe('notify() and the notification context', () => {
       let failure: unknown;
       await app.sequelize.pgpubsub.notify(TooBig, { blob: 'z'.repeat(9000) }).catch((error) => { failure = error; });
       expect(failure).to.be.instanceOf(PgPubSubError);
-      expect((failure as Error).message).to.contain("notify('too_big_broadcast'): the payload is 9013 bytes").and.contain('make the channel durable');
+      expect((failure as Error).message).to.contain("notify('too_big_broadcast'): the payload is 9011 bytes").and.contain('make the channel durable');
     });
 
     it('rejects an unknown channel name and a model channel, naming the fix', async () => {
