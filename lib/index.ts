@@ -26,6 +26,10 @@ export {
 } from './channel';
 export type { NotificationContext, QueryableConnection, SetContextOptions } from './context';
 export type { NotifyOptions } from './notify';
+export { Listener, type ListenOptions, type ListenerStats } from './listener';
+export type { CallbackContext, CustomCallback, CustomMessage, ModelCallback, ModelMessage } from './message';
+export { MalformedPayloadError } from './message';
+export { consoleLogger, type Logger, type LogLevel } from './logger';
 export { PgPubSubError, ChannelDefinitionError } from './errors';
 export { migrations, type LibraryMigration } from './migrations';
 export type { TriggerState, TriggerStatus, SyncResult } from './trigger-sync';

@@ -1,7 +1,9 @@
-import type { Sequelize, Transaction } from 'sequelize';
+import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, CustomChannel, type ModelChannel } from './channel';
 import { type NotificationContext, type SetContextOptions, setContext, withContext } from './context';
 import { ChannelDefinitionError, PgPubSubError } from './errors';
+import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
+import type { CustomCallback, ModelCallback } from './message';
 import type { LibraryMigration } from './migrations/runner';
 import { implicitThroughModels, modelChannels } from './model-channels';
 import { TRIGGER_STEP_PREFIX } from './notification-table';
@@ -71,6 +73,7 @@ export class PgPubSub {
   readonly sequelize: Sequelize;
   readonly triggers: TriggerManager;
   readonly #custom = new Map<string, CustomChannel<any>>();
+  readonly #callbacks = new Map<string, Function[]>();
   #resolved: AnyChannel[] | null = null;
 
   constructor(sequelize: Sequelize, options: PgPubSubOptions = {}) {
@@ -167,6 +170,61 @@ export class PgPubSub {
       );
     }
     await notify(this.sequelize, target, payload, options);
+  }
+
+  /**
+   * Registers a callback. Several callbacks on one channel run in registration order, in the same
+   * transaction; pass `transaction` to your model calls so their writes commit with the message.
+   *
+   * @example
+   * sequelize.pgpubsub.on(Author, 'author_created', async ({ new: author }, { transaction }) => {
+   *   await Post.create({ authorId: author!.id, content: 'Welcome!' }, { transaction });
+   * });
+   * sequelize.pgpubsub.on(PostReads, ({ payload }) => count(payload.modelId));
+   */
+  on<M extends Model>(model: ModelStatic<M>, channel: string, callback: ModelCallback<M>): this;
+  on<T>(channel: CustomChannel<T>, callback: CustomCallback<T>): this;
+  on(target: ModelStatic<Model> | CustomChannel<any>, second: string | Function, third?: Function): this {
+    let name: string;
+    let callback: Function | undefined;
+    if (target instanceof CustomChannel) {
+      this.register(target);
+      name = target.name;
+      callback = second as Function;
+    } else {
+      name = String(second);
+      callback = third;
+      const found = this.channel(name);
+      if (found.kind !== 'model' || found.model !== target) {
+        const owner = found.kind === 'model' ? `model ${found.modelName}` : 'a custom channel';
+        throw new PgPubSubError('PGPUBSUB_CHANNEL_MODEL', `on(${target?.name}, '${name}'): channel '${name}' belongs to ${owner}, not to ${target?.name}`);
+      }
+    }
+    if (typeof callback !== 'function') {
+      throw new PgPubSubError('PGPUBSUB_CALLBACK', `on('${name}'): the callback must be a function, got ${typeof callback}`);
+    }
+    const list = this.#callbacks.get(name) ?? [];
+    list.push(callback);
+    this.#callbacks.set(name, list);
+    return this;
+  }
+
+  /** The callbacks registered for a channel, in registration order. */
+  callbacks(name: string): readonly Function[] {
+    return this.#callbacks.get(name) ?? [];
+  }
+
+  /**
+   * Starts a listener in this process: it claims durable notifications exactly once and runs
+   * broadcast ones as they arrive. Resolves once it is listening; `stop()` it to shut down.
+   */
+  async listen(options: ListenOptions = {}): Promise<Listener> {
+    return new Listener(this, options).start();
+  }
+
+  /** Asks every running listener to drain the stored notifications now. */
+  async recover(): Promise<void> {
+    await this.sequelize.query(`SELECT pg_notify('${RECOVER_CHANNEL}', '')`);
   }
 
   /** Sets the notification context; see SetContextOptions for scopes. */

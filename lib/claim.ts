@@ -1,0 +1,81 @@
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import type { NotificationContext } from './context';
+import { NOTIFICATION_TABLE } from './notification-table';
+
+/** A stored notification as claimed: payload as text, so numbers keep their precision. */
+export interface ClaimedRow {
+  id: string;
+  channel: string;
+  payload: string;
+  attempts: number;
+}
+
+export interface ClaimFilter {
+  channels: readonly string[];
+  /** Only notifications whose context contains this (jsonb @>). */
+  context?: NotificationContext;
+}
+
+function filterSql(filter: ClaimFilter, bind: unknown[]): string {
+  bind.push(filter.channels);
+  let sql = `failed_at IS NULL AND channel = ANY($${bind.length}::text[])`;
+  if (filter.context && Object.keys(filter.context).length > 0) {
+    bind.push(JSON.stringify(filter.context));
+    sql += ` AND payload -> 'context' @> $${bind.length}::jsonb`;
+  }
+  return sql;
+}
+
+/**
+ * Locks up to `limit` due notifications in id order, skipping rows other listeners hold.
+ * Served by the partial index on id (failed_at IS NULL), so its cost does not grow with dead rows.
+ */
+export async function claimBatch(sequelize: Sequelize, transaction: Transaction, filter: ClaimFilter, limit: number): Promise<ClaimedRow[]> {
+  const bind: unknown[] = [];
+  const where = filterSql(filter, bind);
+  bind.push(limit);
+  return sequelize.query<ClaimedRow>(
+    `SELECT id::text AS id, channel, payload::text AS payload, attempts
+       FROM ${NOTIFICATION_TABLE}
+      WHERE ${where} AND available_at <= now()
+      ORDER BY id
+      LIMIT $${bind.length}
+        FOR UPDATE SKIP LOCKED`,
+    { bind, transaction, type: QueryTypes.SELECT },
+  );
+}
+
+/** Deletes processed notifications, in the transaction that ran their callbacks. */
+export async function deleteProcessed(sequelize: Sequelize, transaction: Transaction, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await sequelize.query(`DELETE FROM ${NOTIFICATION_TABLE} WHERE id = ANY($1::bigint[])`, { bind: [ids], transaction });
+}
+
+/** Keeps a failed notification with its error; retried after `delayMs`, or marked failed once out of attempts. */
+export async function recordFailure(
+  sequelize: Sequelize,
+  transaction: Transaction,
+  failure: { id: string; error: string; delayMs: number; maxAttempts: number },
+): Promise<void> {
+  await sequelize.query(
+    `UPDATE ${NOTIFICATION_TABLE}
+        SET attempts = attempts + 1,
+            last_error = $2,
+            available_at = now() + make_interval(secs => $3::double precision / 1000),
+            failed_at = CASE WHEN attempts + 1 >= $4 THEN now() END
+      WHERE id = $1::bigint`,
+    { bind: [failure.id, failure.error, failure.delayMs, failure.maxAttempts], transaction },
+  );
+}
+
+/** Milliseconds until the next stored notification becomes due (0 if one is due now), or null if none waits. */
+export async function nextDueInMs(sequelize: Sequelize, filter: ClaimFilter): Promise<number | null> {
+  const bind: unknown[] = [];
+  const where = filterSql(filter, bind);
+  const [row] = await sequelize.query<{ ms: number | null }>(
+    `SELECT greatest(0, extract(epoch FROM min(available_at) - clock_timestamp()) * 1000)::float8 AS ms
+       FROM ${NOTIFICATION_TABLE} WHERE ${where}`,
+    { bind, type: QueryTypes.SELECT },
+  );
+  return row?.ms ?? null;
+}

@@ -1,0 +1,329 @@
+import { EventEmitter } from 'node:events';
+import type { Client, Notification } from 'pg';
+import type { Sequelize, Transaction } from 'sequelize';
+import { type AnyChannel, type RetryPolicy } from './channel';
+import { type ClaimFilter, claimBatch, deleteProcessed, nextDueInMs, recordFailure } from './claim';
+import type { NotificationContext } from './context';
+import { PgPubSubError } from './errors';
+import { type Logger, consoleLogger } from './logger';
+import { customMessage, modelMessage, parsePayload } from './message';
+import { quoteIdent } from './sql-text';
+
+/** Channel on which `recover()` asks every running listener to drain now. */
+export const RECOVER_CHANNEL = 'pgpubsub_recover';
+
+/** How soon to look again at due rows that another listener holds locked. */
+const HELD_ROWS_RECHECK_MS = 1000;
+
+export interface ListenOptions {
+  /** Channel names to process (default: every channel with a callback). */
+  channels?: readonly string[];
+  /** Notifications claimed per transaction. Default 100. */
+  batchSize?: number;
+  /** Drain everything stored before the listener started (default true). */
+  recover?: boolean;
+  /** Only process notifications whose context contains these keys and values. */
+  contextFilter?: NotificationContext;
+  /** How often the LISTEN connection is checked, in ms. Default 60000. */
+  heartbeatMs?: number;
+  /** Reconnect backoff bounds, in ms. Default 100 to 10000, with jitter. */
+  reconnect?: { minDelayMs?: number; maxDelayMs?: number };
+  logger?: Logger;
+}
+
+/** What a listener needs from PgPubSub: its Sequelize, channels and callbacks. */
+export interface ListenerHost {
+  readonly sequelize: Sequelize;
+  channel(name: string): AnyChannel;
+  channels(): AnyChannel[];
+  callbacks(name: string): readonly Function[];
+}
+
+export interface ListenerStats {
+  processed: number;
+  failed: number;
+  broadcasts: number;
+  batches: number;
+  reconnects: number;
+}
+
+/** Exponential backoff with jitter: base·2^(n-1), capped, then scaled by a random factor in [0.5, 1). */
+export function backoffDelay(attempt: number, retry: Required<RetryPolicy>, random = Math.random): number {
+  const exponential = Math.min(retry.maxBackoffMs, retry.backoffMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(exponential * (0.5 + random() / 2));
+}
+
+function errorText(error: unknown): string {
+  const text = error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
+  return text.slice(0, 8000);
+}
+
+function contains(context: NotificationContext, filter: NotificationContext): boolean {
+  return Object.entries(filter).every(([key, value]) => JSON.stringify(context[key]) === JSON.stringify(value));
+}
+
+/**
+ * A listening process's engine. It holds its own pg.Client for LISTEN (never a pool connection),
+ * wakes on NOTIFY, and drains durable notifications in batches through pool transactions: claim
+ * with SKIP LOCKED, run each message's callbacks in a savepoint, delete the successes, keep the
+ * failures with their error and a backoff, commit once.
+ *
+ * Events: 'processed' (ids), 'failed' ({ id, channel, error }), 'broadcast' (channel), 'reconnected', 'error'.
+ */
+export class Listener extends EventEmitter {
+  readonly stats: ListenerStats = { processed: 0, failed: 0, broadcasts: 0, batches: 0, reconnects: 0 };
+  readonly #host: ListenerHost;
+  readonly #sequelize: Sequelize;
+  readonly #options: Required<Omit<ListenOptions, 'channels' | 'contextFilter' | 'reconnect' | 'logger'>> & {
+    contextFilter?: NotificationContext; minDelayMs: number; maxDelayMs: number;
+  };
+  readonly #log: Logger;
+  readonly #channels: AnyChannel[];
+  readonly #filter: ClaimFilter;
+  #client: Client | null = null;
+  #stopping = false;
+  #pending = false;
+  #draining: Promise<void> | null = null;
+  #retryTimer: NodeJS.Timeout | null = null;
+  #heartbeat: NodeJS.Timeout | null = null;
+  #reconnecting: Promise<void> | null = null;
+
+  constructor(host: ListenerHost, options: ListenOptions = {}) {
+    super();
+    this.#host = host;
+    this.#sequelize = host.sequelize;
+    this.#log = options.logger ?? consoleLogger();
+    const batchSize = options.batchSize ?? 100;
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
+    }
+    this.#options = {
+      batchSize,
+      recover: options.recover ?? true,
+      heartbeatMs: options.heartbeatMs ?? 60_000,
+      contextFilter: options.contextFilter,
+      minDelayMs: options.reconnect?.minDelayMs ?? 100,
+      maxDelayMs: options.reconnect?.maxDelayMs ?? 10_000,
+    };
+    const names = options.channels ?? host.channels().filter((c) => host.callbacks(c.name).length > 0).map((c) => c.name);
+    if (names.length === 0) {
+      throw new PgPubSubError('PGPUBSUB_NO_CALLBACKS', 'listen: no channel has a callback. Register one first, e.g. sequelize.pgpubsub.on(Author, \'author_created\', callback)');
+    }
+    this.#channels = names.map((name) => {
+      const channel = host.channel(name);
+      if (host.callbacks(name).length === 0) {
+        // Claiming a durable notification with nothing to run would delete it unprocessed.
+        throw new PgPubSubError('PGPUBSUB_NO_CALLBACKS', `listen: channel '${name}' has no callback. Register one with sequelize.pgpubsub.on(…) before listening, or leave it out of channels`);
+      }
+      return channel;
+    });
+    this.#filter = { channels: this.#channels.filter((c) => c.durable).map((c) => c.name), context: options.contextFilter };
+  }
+
+  /** Connects, LISTENs, and (with recover) drains what is stored. Resolves once listening. */
+  async start(): Promise<this> {
+    await this.#connect();
+    // The heartbeat checks the LISTEN connection and sweeps, a backstop for rows whose wake-up was missed
+    // (e.g. released by a listener that died mid-batch).
+    this.#heartbeat = setInterval(() => void this.#checkConnection().then(() => this.wake()), this.#options.heartbeatMs);
+    this.#heartbeat.unref?.();
+    this.#log.info('listening', { channels: this.#channels.map((c) => c.name) });
+    if (this.#options.recover) this.wake();
+    return this;
+  }
+
+  /** Stops claiming, lets the batch in hand finish, closes the LISTEN connection. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    await this.#draining;
+    await this.#reconnecting?.catch(() => undefined);
+    const client = this.#client;
+    this.#client = null;
+    await client?.end().catch(() => undefined);
+    this.#log.info('stopped', { ...this.stats });
+  }
+
+  /** Asks for a drain; several requests while one runs fold into one more pass. */
+  wake(): void {
+    if (this.#stopping || this.#filter.channels.length === 0) return;
+    this.#pending = true;
+    if (!this.#draining) {
+      this.#draining = this.#drain().finally(() => { this.#draining = null; });
+    }
+  }
+
+  /** Resolves when no drain is running (for tests and graceful shutdown). */
+  async idle(): Promise<void> {
+    while (this.#draining) await this.#draining;
+  }
+
+  async #connect(): Promise<void> {
+    const config = this.#sequelize.config;
+    const pg = (this.#sequelize.connectionManager as unknown as { lib: typeof import('pg') }).lib;
+    const dialectOptions = ((this.#sequelize as unknown as { options: object }).options as { dialectOptions?: Record<string, unknown> }).dialectOptions ?? {};
+    const client = new pg.Client({
+      ...dialectOptions,
+      host: config.host,
+      port: config.port ? Number(config.port) : undefined,
+      user: config.username,
+      password: config.password ?? undefined,
+      database: config.database,
+      keepAlive: true,
+      application_name: 'pgpubsub-listener',
+    });
+    client.on('notification', (message) => this.#onNotification(message));
+    client.on('error', (error) => this.#onConnectionLost(client, error));
+    client.on('end', () => this.#onConnectionLost(client, new Error('connection ended')));
+    await client.connect();
+    for (const name of [...this.#channels.map((c) => c.name), RECOVER_CHANNEL]) {
+      await client.query(`LISTEN ${quoteIdent(name)}`);
+    }
+    this.#client = client;
+  }
+
+  #onConnectionLost(client: Client, error: Error): void {
+    if (this.#stopping || client !== this.#client) return;
+    this.#client = null;
+    this.#log.warn('LISTEN connection lost; reconnecting', { error: error.message });
+    client.end().catch(() => undefined);
+    this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = null; });
+  }
+
+  async #reconnect(): Promise<void> {
+    for (let attempt = 1; !this.#stopping; attempt++) {
+      const cap = Math.min(this.#options.maxDelayMs, this.#options.minDelayMs * 2 ** (attempt - 1));
+      await new Promise((resolve) => setTimeout(resolve, Math.round(cap * (0.5 + Math.random() / 2))));
+      if (this.#stopping) return;
+      try {
+        await this.#connect();
+        this.stats.reconnects++;
+        this.#log.info('reconnected; sweeping for notifications sent meanwhile', { attempt });
+        this.emit('reconnected');
+        this.wake();
+        return;
+      } catch (error) {
+        this.#log.warn('reconnect failed', { attempt, error: (error as Error).message });
+      }
+    }
+  }
+
+  async #checkConnection(): Promise<void> {
+    const client = this.#client;
+    if (!client || this.#stopping) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('heartbeat timed out')), Math.max(1000, this.#options.heartbeatMs / 2));
+    });
+    try {
+      await Promise.race([client.query('SELECT 1'), timeout]);
+    } catch (error) {
+      this.#onConnectionLost(client, error as Error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #onNotification(message: Notification): void {
+    if (message.channel === RECOVER_CHANNEL) {
+      this.#log.info('recovery requested');
+      this.wake();
+      return;
+    }
+    const channel = this.#channels.find((c) => c.name === message.channel);
+    if (!channel) return;
+    if (channel.durable) this.wake();
+    else void this.#broadcast(channel, message.payload ?? '');
+  }
+
+  async #broadcast(channel: AnyChannel, text: string): Promise<void> {
+    try {
+      const parsed = parsePayload(text);
+      const message = channel.kind === 'model' ? modelMessage(channel, parsed, null) : customMessage(channel, parsed, null);
+      if (this.#options.contextFilter && !contains(message.context, this.#options.contextFilter)) return;
+      await this.#sequelize.transaction(async (transaction) => {
+        await this.#run(channel.name, message, transaction, 1);
+      });
+      this.stats.broadcasts++;
+      this.emit('broadcast', channel.name);
+    } catch (error) {
+      this.#log.error(`broadcast callback on '${channel.name}' failed (broadcasts are not retried)`, { error: errorText(error) });
+      this.emit('error', error);
+    }
+  }
+
+  async #run(name: string, message: unknown, transaction: Transaction, attempt: number): Promise<void> {
+    for (const callback of this.#host.callbacks(name)) await callback(message, { transaction, attempt });
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    try {
+      while (this.#pending && !this.#stopping) {
+        this.#pending = false;
+        let claimed: number;
+        do claimed = await this.#batch();
+        while (claimed === this.#options.batchSize && !this.#stopping);
+      }
+      if (!this.#stopping) await this.#scheduleRetry();
+    } catch (error) {
+      // A lost pool connection or a database restart: keep the rows (the transaction rolled back) and try again.
+      this.#log.error('drain failed; retrying shortly', { error: errorText(error) });
+      this.emit('error', error);
+      if (!this.#stopping) {
+        this.#retryTimer = setTimeout(() => this.wake(), this.#options.minDelayMs * 10);
+      }
+    }
+  }
+
+  /** One claim transaction. Returns how many notifications it claimed. */
+  async #batch(): Promise<number> {
+    const processed: string[] = [];
+    const failures: Array<{ id: string; channel: string; error: unknown }> = [];
+    const claimed = await this.#sequelize.transaction(async (transaction) => {
+      const rows = await claimBatch(this.#sequelize, transaction, this.#filter, this.#options.batchSize);
+      for (const row of rows) {
+        const channel = this.#channels.find((c) => c.name === row.channel)!;
+        try {
+          await this.#sequelize.transaction({ transaction }, async (savepoint) => {
+            const parsed = parsePayload(row.payload);
+            const message = channel.kind === 'model' ? modelMessage(channel, parsed, row.id) : customMessage(channel, parsed, row.id);
+            await this.#run(channel.name, message, savepoint, row.attempts + 1);
+          });
+          processed.push(row.id);
+        } catch (error) {
+          failures.push({ id: row.id, channel: row.channel, error });
+          await recordFailure(this.#sequelize, transaction, {
+            id: row.id,
+            error: errorText(error),
+            delayMs: backoffDelay(row.attempts + 1, channel.retry),
+            maxAttempts: channel.retry.maxAttempts,
+          });
+        }
+      }
+      await deleteProcessed(this.#sequelize, transaction, processed);
+      return rows.length;
+    });
+    this.stats.batches++;
+    this.stats.processed += processed.length;
+    this.stats.failed += failures.length;
+    if (processed.length) this.emit('processed', processed);
+    for (const failure of failures) {
+      this.#log.warn(`callback on '${failure.channel}' failed for notification ${failure.id}; kept for retry`, { error: (failure.error as Error)?.message ?? String(failure.error) });
+      this.emit('failed', failure);
+    }
+    return claimed;
+  }
+
+  async #scheduleRetry(): Promise<void> {
+    const due = await nextDueInMs(this.#sequelize, this.#filter);
+    if (due === null || this.#stopping) return;
+    // Due now yet not claimed: another listener holds those rows. Look again later in case it dies.
+    const delay = due < 50 ? HELD_ROWS_RECHECK_MS : Math.ceil(due) + 5;
+    this.#retryTimer = setTimeout(() => this.wake(), Math.min(delay, 2 ** 31 - 1));
+    this.#retryTimer.unref?.();
+  }
+}

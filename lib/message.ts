@@ -1,0 +1,139 @@
+import { LosslessNumber, isSafeNumber, parse } from 'lossless-json';
+import type { Model, ModelStatic, Transaction } from 'sequelize';
+import type { ChannelOp, CustomChannel, ModelChannel } from './channel';
+import type { NotificationContext } from './context';
+import { PgPubSubError } from './errors';
+
+/** What a callback of a model channel receives. `old`/`new` are instances of the model. */
+export interface ModelMessage<M extends Model = Model> {
+  channel: string;
+  op: ChannelOp;
+  old: M | null;
+  new: M | null;
+  context: NotificationContext;
+  /** The stored notification's id (a bigint as a string); null for broadcast channels. */
+  id: string | null;
+  /** Set when a broadcast payload was too large for NOTIFY and carries only the primary key. */
+  truncated: boolean;
+}
+
+/** What a callback of a custom channel receives. */
+export interface CustomMessage<T = unknown> {
+  channel: string;
+  op: 'NOTIFY';
+  payload: T;
+  context: NotificationContext;
+  id: string | null;
+}
+
+/** The second argument of every callback. */
+export interface CallbackContext {
+  /** The transaction the callback runs in; pass it to your model calls so their writes commit with the message. */
+  transaction: Transaction;
+  /** 1 on the first attempt, 2 on the first retry, … */
+  attempt: number;
+}
+
+export type ModelCallback<M extends Model = Model> = (message: ModelMessage<M>, context: CallbackContext) => unknown;
+export type CustomCallback<T = unknown> = (message: CustomMessage<T>, context: CallbackContext) => unknown;
+
+/** A payload that cannot be turned into a message; the notification is kept and marked, never dropped. */
+export class MalformedPayloadError extends PgPubSubError {
+  constructor(channel: string, problem: string) {
+    super('PGPUBSUB_MALFORMED_PAYLOAD', `notification on channel '${channel}': ${problem}`);
+    this.name = 'MalformedPayloadError';
+  }
+}
+
+/**
+ * Parses stored or sent payload text without losing numeric precision (numbers stay LosslessNumber
+ * until a type says what they are). Rows in the older format, a JSON string holding the JSON, are unwrapped.
+ */
+export function parsePayload(text: string): unknown {
+  let value = parse(text);
+  if (typeof value === 'string') value = parse(value);
+  return value;
+}
+
+/** ISO instants exactly as Date#toJSON writes them come back as Dates. */
+const DATE_JSON = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** Plain JS values: safe numbers as numbers, unsafe ones (big integers, long decimals) as their exact digits. */
+function plain(value: unknown, reviveDates: boolean): unknown {
+  if (value instanceof LosslessNumber) return isSafeNumber(value.value) ? Number(value.value) : value.value;
+  if (Array.isArray(value)) return value.map((item) => plain(item, reviveDates));
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, plain(item, reviveDates)]));
+  }
+  if (reviveDates && typeof value === 'string' && DATE_JSON.test(value)) return new Date(value);
+  return value;
+}
+
+const EXACT_TYPES = new Set(['BIGINT', 'DECIMAL', 'NUMERIC']);
+const TIME_TYPES = new Set(['DATE']);
+
+/** A column value converted to what Sequelize itself would hand out for the attribute's type. */
+function attributeValue(typeKey: string | undefined, value: unknown): unknown {
+  if (value === null || value === undefined) return value;
+  if (value instanceof LosslessNumber) {
+    // Sequelize returns BIGINT and DECIMAL from PostgreSQL as strings, so precision is never lost.
+    return EXACT_TYPES.has(typeKey ?? '') ? value.value : plain(value, false);
+  }
+  if (TIME_TYPES.has(typeKey ?? '') && typeof value === 'string') return new Date(value);
+  return plain(value, false);
+}
+
+/** Builds a model instance from a row keyed by column; columns the model no longer has are ignored. */
+export function rowToInstance<M extends Model>(model: ModelStatic<M>, row: Record<string, unknown>): M {
+  const attributes = model.getAttributes() as Record<string, { field?: string; type?: { key?: string } }>;
+  const values: Record<string, unknown> = {};
+  for (const [name, attribute] of Object.entries(attributes)) {
+    const column = attribute.field ?? name;
+    if (Object.prototype.hasOwnProperty.call(row, column)) values[name] = attributeValue(attribute.type?.key, row[column]);
+  }
+  return model.build(values as M['_creationAttributes'], { isNewRecord: false, raw: true });
+}
+
+const OPS = new Set(['INSERT', 'UPDATE', 'DELETE']);
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Turns a parsed trigger payload into a model message, checking its shape first. */
+export function modelMessage(channel: ModelChannel, payload: unknown, id: string | null): ModelMessage {
+  const bad = (problem: string) => new MalformedPayloadError(channel.name, problem);
+  if (!isRecord(payload)) throw bad(`expected a JSON object, got ${JSON.stringify(payload)?.slice(0, 200)}`);
+  const { op, model, old: oldRow, new: newRow, context } = payload;
+  if (typeof op !== 'string' || !OPS.has(op)) throw bad(`'op' must be INSERT, UPDATE or DELETE, got ${JSON.stringify(op)}`);
+  if (model !== channel.modelName) {
+    throw bad(`'model' is ${JSON.stringify(model)} but channel '${channel.name}' belongs to model ${channel.modelName}`);
+  }
+  const needsOld = op !== 'INSERT';
+  const needsNew = op !== 'DELETE';
+  if (needsOld ? !isRecord(oldRow) : oldRow !== null && oldRow !== undefined) throw bad(`'old' must be ${needsOld ? 'a row' : 'null'} for ${op}`);
+  if (needsNew ? !isRecord(newRow) : newRow !== null && newRow !== undefined) throw bad(`'new' must be ${needsNew ? 'a row' : 'null'} for ${op}`);
+  return {
+    channel: channel.name,
+    op: op as ChannelOp,
+    old: isRecord(oldRow) ? rowToInstance(channel.model, oldRow) : null,
+    new: isRecord(newRow) ? rowToInstance(channel.model, newRow) : null,
+    context: isRecord(context) ? (plain(context, false) as NotificationContext) : {},
+    id,
+    truncated: payload.truncated === true,
+  };
+}
+
+/** Turns a parsed custom payload into a message, filling in the channel's defaults. */
+export function customMessage<T>(channel: CustomChannel<T>, payload: unknown, id: string | null): CustomMessage<T> {
+  if (!isRecord(payload) || payload.op !== 'NOTIFY' || !isRecord(payload.payload)) {
+    throw new MalformedPayloadError(channel.name, `expected { op: 'NOTIFY', payload: {…}, context }, got ${JSON.stringify(plain(payload, false))?.slice(0, 200)}`);
+  }
+  return {
+    channel: channel.name,
+    op: 'NOTIFY',
+    payload: { ...channel.defaults, ...(plain(payload.payload, true) as object) } as T,
+    context: isRecord(payload.context) ? (plain(payload.context, false) as NotificationContext) : {},
+    id,
+  };
+}
