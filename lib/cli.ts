@@ -98,7 +98,8 @@ export function buildProgram(): Command {
       const globals = command.optsWithGlobals<GlobalOptions>();
       const app = loadApp({ app: globals.app, cwd: globals.cwd ? path.resolve(globals.cwd) : undefined });
       try {
-        const migrationsPath = options.migrationsPath ? path.resolve(options.migrationsPath) : app.migrationsPath;
+        const base = globals.cwd ? path.resolve(globals.cwd) : process.cwd();
+        const migrationsPath = options.migrationsPath ? path.resolve(base, options.migrationsPath) : app.migrationsPath;
         const result = generateTriggerMigration(app.pubsub, { migrationsPath });
         if (result.file) {
           process.stdout.write(`Wrote ${path.relative(process.cwd(), result.file)} (${result.installs} trigger(s) to install, ${result.removes} to remove).\n`);
@@ -124,8 +125,13 @@ export async function main(argv: readonly string[] = process.argv): Promise<numb
       // Help and version are successes; anything else commander rejects is bad usage (already printed).
       return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
-    const message = error instanceof PgPubSubError ? error.message : (error as Error)?.stack ?? String(error);
-    process.stderr.write(`pgpubsub: ${message}\n`);
+    // Our own errors say what to fix; others (a refused connection, an error in the app) get their
+    // message, and their stack with PGPUBSUB_DEBUG=1.
+    const debug = Boolean(process.env.PGPUBSUB_DEBUG);
+    const message = error instanceof PgPubSubError || !debug
+      ? `${error instanceof PgPubSubError ? '' : `${(error as Error)?.name ?? 'Error'}: `}${(error as Error)?.message ?? String(error)}`
+      : (error as Error)?.stack ?? String(error);
+    process.stderr.write(`pgpubsub: ${message}\n${error instanceof PgPubSubError || debug ? '' : '(set PGPUBSUB_DEBUG=1 for the stack trace)\n'}`);
     return EXIT.failure;
   }
 }

@@ -151,7 +151,11 @@ export class Listener extends EventEmitter {
     if (this.#stopping || this.#filter.channels.length === 0) return;
     this.#pending = true;
     if (!this.#draining) {
-      this.#draining = this.#drain().finally(() => { this.#draining = null; });
+      this.#draining = this.#drain().finally(() => {
+        this.#draining = null;
+        // A wake-up that came in after the last claim (e.g. a NOTIFY committed by our own callback) starts another pass.
+        if (this.#pending) this.wake();
+      });
     }
   }
 
@@ -322,7 +326,7 @@ export class Listener extends EventEmitter {
     const due = await nextDueInMs(this.#sequelize, this.#filter);
     if (due === null || this.#stopping) return;
     // Due now yet not claimed: another listener holds those rows. Look again later in case it dies.
-    const delay = due < 50 ? HELD_ROWS_RECHECK_MS : Math.ceil(due) + 5;
+    const delay = due <= 0 ? HELD_ROWS_RECHECK_MS : Math.ceil(due) + 5;
     this.#retryTimer = setTimeout(() => this.wake(), Math.min(delay, 2 ** 31 - 1));
     this.#retryTimer.unref?.();
   }

@@ -21,6 +21,23 @@ function timestamp(date: Date): string {
   return date.toISOString().replace(/\D/g, '').slice(0, 14);
 }
 
+/**
+ * A timestamp that sorts after every migration already in the folder, so a new file always runs
+ * after its predecessor (even when generated twice in one second, or on a machine whose clock is behind).
+ */
+function nextTimestamp(dir: string, now: Date): string {
+  const newest = fs.existsSync(dir)
+    ? fs.readdirSync(dir).map((name) => /^(\d{14})-/.exec(name)?.[1]).filter(Boolean).sort().at(-1)
+    : undefined;
+  let candidate = timestamp(now);
+  if (newest && candidate <= newest) {
+    const next = new Date(Date.UTC(+newest.slice(0, 4), +newest.slice(4, 6) - 1, +newest.slice(6, 8),
+      +newest.slice(8, 10), +newest.slice(10, 12), +newest.slice(12, 14) + 1));
+    candidate = timestamp(next);
+  }
+  return candidate;
+}
+
 function previousMigration(dir: string): { file: string; state: TriggerSpec[] } | null {
   if (!fs.existsSync(dir)) return null;
   const file = fs.readdirSync(dir).filter((name) => name.endsWith(FILE_SUFFIX)).sort().at(-1);
@@ -54,8 +71,9 @@ export function generateTriggerMigration(
   if (previous && stateHash(previous.state) === stateHash(desired)) return { file: null, ...result };
 
   fs.mkdirSync(options.migrationsPath, { recursive: true });
-  const file = path.join(options.migrationsPath, `${timestamp(options.now ?? new Date())}${FILE_SUFFIX}`);
-  fs.writeFileSync(file, render(desired, transitionStatements(before, desired), transitionStatements(desired, before), previous?.file));
+  const file = path.join(options.migrationsPath, `${nextTimestamp(options.migrationsPath, options.now ?? new Date())}${FILE_SUFFIX}`);
+  // 'wx': never overwrite a migration that may already be recorded as applied.
+  fs.writeFileSync(file, render(desired, transitionStatements(before, desired), transitionStatements(desired, before), previous?.file), { flag: 'wx' });
   return { file, ...result };
 }
 

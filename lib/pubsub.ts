@@ -6,7 +6,8 @@ import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
 import type { CustomCallback, ModelCallback } from './message';
 import type { LibraryMigration } from './migrations/runner';
 import { implicitThroughModels, modelChannels } from './model-channels';
-import { TRIGGER_STEP_PREFIX } from './notification-table';
+import { MIGRATION_META_TABLE, TRIGGER_STEP_PREFIX } from './notification-table';
+import { quoteLiteral } from './sql-text';
 import { type NotifyOptions, notify } from './notify';
 import type { TriggerSpec } from './trigger-sql';
 import { type SyncResult, type TriggerState, desiredTriggers, stateHash, syncTriggers, triggerStates } from './trigger-sync';
@@ -60,12 +61,27 @@ export class TriggerManager {
   migration(): LibraryMigration {
     const desired = this.desired();
     const sequelize = this.#pubsub.sequelize;
+    const name = `${TRIGGER_STEP_PREFIX}${stateHash(desired)}`;
     return {
-      name: `${TRIGGER_STEP_PREFIX}${stateHash(desired)}`,
-      up: async () => { await syncTriggers(sequelize, desired); },
+      name,
+      up: async () => {
+        await syncTriggers(sequelize, desired);
+        // Forget earlier trigger steps, so returning to an earlier definition (a revert) runs its step again.
+        await forgetOtherTriggerSteps(sequelize, name);
+      },
       down: async () => { await syncTriggers(sequelize, []); },
     };
   }
+}
+
+async function forgetOtherTriggerSteps(sequelize: Sequelize, keep: string): Promise<void> {
+  await sequelize.query(
+    `DO $$ BEGIN
+       IF to_regclass('${MIGRATION_META_TABLE.replace(/'/g, "''")}') IS NOT NULL THEN
+         DELETE FROM ${MIGRATION_META_TABLE} WHERE name LIKE '${TRIGGER_STEP_PREFIX}%' AND name <> ${quoteLiteral(keep)};
+       END IF;
+     END $$`,
+  );
 }
 
 /** What `sequelize.pgpubsub` holds: channels, notify, context and trigger management for one Sequelize instance. */

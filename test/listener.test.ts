@@ -1,0 +1,435 @@
+import { expect } from 'chai';
+import { QueryTypes } from 'sequelize';
+import { type Listener, type ModelMessage, channel } from '../lib';
+import type { App } from '../models/app';
+import { type ReadCounter, WELCOME, registerCallbacks } from '../models/callbacks';
+import { openApp } from './support/app';
+import { type TestDatabase, testDatabase } from './support/hooks';
+import { storedNotifications } from './support/notifications';
+import { eventually, sleep } from './support/wait';
+
+const today = () => new Date().toISOString().slice(0, 10);
+
+describe('listener: exactly-once processing', () => {
+  let db: TestDatabase;
+  let app: App;
+  let reads: ReadCounter;
+  const listeners: Listener[] = [];
+  const listen = async (options: Parameters<App['sequelize']['pgpubsub']['listen']>[0] = {}) => {
+    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet, ...options });
+    listeners.push(listener);
+    return listener;
+  };
+  const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+  const count = (sql: string) => app.sequelize.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sql}`, { type: QueryTypes.SELECT }).then(([row]) => row.n);
+  const emptied = () => eventually(async () => (await count('pgpubsub_notification')) === 0, 'the notification table to empty');
+
+  beforeEach(async function () {
+    db = await testDatabase(this.currentTest!.title.slice(0, 20));
+    app = openApp(db.url);
+    ({ reads } = registerCallbacks(app));
+  });
+  afterEach(async function () {
+    await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
+    await app.sequelize.close();
+    if (this.currentTest?.state === 'passed') await db.drop();
+  });
+
+  describe('core flow', () => {
+    it('stores one notification per author, none per post or PostReads, and processes them all', async () => {
+      await listen();
+      const author = await app.Author.create({ name: 'Ann' });
+      expect(await storedNotifications(app.sequelize, 'author_created')).to.have.length.at.most(1);
+      await emptied();
+      const [post] = await app.Post.findAll();
+      await app.sequelize.pgpubsub.notify(app.PostReads, { modelId: post.id });
+      await eventually(() => reads.get(today())?.[post.id] === 1, 'the read to be counted');
+      expect(reads.get(today())).to.deep.equal({ [post.id]: 1 });
+      expect(await app.Post.count({ where: { authorId: author.id } })).to.equal(1);
+      expect(await count('pgpubsub_notification')).to.equal(0);
+    });
+
+    it('creates exactly one post for an author created inside a committed transaction', async () => {
+      await listen();
+      const author = await app.sequelize.transaction((transaction) => app.Author.create({ name: 'T' }, { transaction }));
+      await emptied();
+      expect(await app.Post.count({ where: { authorId: author.id } })).to.equal(1);
+    });
+
+    it('delivers nothing for a transaction that rolls back', async () => {
+      await listen();
+      const transaction = await app.sequelize.transaction();
+      await app.Author.create({ name: 'ghost' }, { transaction });
+      await transaction.rollback();
+      await sleep(300);
+      expect(await app.Author.count()).to.equal(0);
+      expect(await app.Post.count()).to.equal(0);
+      expect(listeners[0].stats.processed).to.equal(0);
+    });
+
+    it('processes a bulkCreate of two authors in one transaction in insertion order', async () => {
+      const listener = await listen();
+      const order: number[] = [];
+      app.sequelize.pgpubsub.on(app.Author, 'author_created', ({ new: author }) => { order.push(author!.id); });
+      const authors = await app.sequelize.transaction((transaction) => app.Author.bulkCreate([{ name: 'one' }, { name: 'two' }], { transaction }));
+      await emptied();
+      const posts = await app.Post.findAll({ order: [['id', 'ASC']] });
+      expect(posts.map((p) => p.authorId)).to.deep.equal(authors.map((a) => a.id));
+      expect(order).to.deep.equal(authors.map((a) => a.id));
+      expect(listener.stats.processed).to.equal(2);
+    });
+  });
+
+  describe('recovery', () => {
+    for (const n of [2, 5]) {
+      it(`processes ${n} authors stored while no listener ran once a listener starts with recover`, async () => {
+        await app.Author.bulkCreate(Array.from({ length: n }, (_, i) => ({ name: `a${i}` })));
+        expect(await count('pgpubsub_notification')).to.equal(n);
+        await listen({ recover: true });
+        await emptied();
+        expect(await app.Post.count()).to.equal(n);
+      });
+    }
+
+    it('keeps poison rows (with their error) and processes the good ones around them: 1 good, 1 broken, 1 good', async () => {
+      await app.Author.create({ name: 'good 1' });
+      await app.Author.create({ name: 'broken' });
+      await app.Author.create({ name: 'good 2' });
+      await app.sequelize.query(`UPDATE pgpubsub_notification SET payload = payload - 'model' WHERE payload->'new'->>'name' = 'broken'`);
+      await listen({ recover: true });
+      await eventually(async () => (await app.Post.count()) === 2, 'two posts');
+      await eventually(async () => (await storedNotifications(app.sequelize)).every((row) => row.attempts > 0), 'the failure to be recorded');
+      const kept = await storedNotifications(app.sequelize);
+      expect(kept).to.have.length(1);
+      expect(kept[0].payload.new.name).to.equal('broken');
+      expect((kept[0] as unknown as { last_error: string }).last_error).to.contain("'model' is undefined but channel 'author_created' belongs to model Author");
+    });
+
+    it('five good and four broken, interleaved: five posts and four rows kept', async () => {
+      for (let i = 0; i < 9; i++) await app.Author.create({ name: i % 2 ? `broken ${i}` : `good ${i}` });
+      await app.sequelize.query(`UPDATE pgpubsub_notification SET payload = payload - 'model' WHERE payload->'new'->>'name' LIKE 'broken%'`);
+      await listen({ recover: true });
+      await eventually(async () => (await app.Post.count()) === 5 && (await storedNotifications(app.sequelize)).every((r) => r.attempts > 0), 'five posts and four failures');
+      const kept = await storedNotifications(app.sequelize);
+      expect(kept.map((row) => row.payload.new.name)).to.deep.equal(['broken 1', 'broken 3', 'broken 5', 'broken 7']);
+    });
+
+    it('processes rows stored in the older format (a JSON string holding the JSON)', async () => {
+      await app.Author.create({ name: 'old format' });
+      await app.sequelize.query('UPDATE pgpubsub_notification SET payload = to_jsonb(payload::text)');
+      const [{ kind }] = await app.sequelize.query<{ kind: string }>('SELECT jsonb_typeof(payload) AS kind FROM pgpubsub_notification', { type: QueryTypes.SELECT });
+      expect(kind).to.equal('string');
+      await listen({ recover: true });
+      await emptied();
+      expect(await app.Post.count()).to.equal(1);
+    });
+
+    it('drains rows stored without a wake-up when recover() is called from outside', async () => {
+      await listen({ recover: false });
+      await app.sequelize.transaction(async (transaction) => {
+        await app.sequelize.query('SET LOCAL session_replication_role = replica', { transaction });
+        await app.Author.bulkCreate([{ name: 'x' }, { name: 'y' }], { transaction });
+      });
+      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload)
+        SELECT 'author_created', jsonb_build_object('op', 'INSERT', 'model', 'Author', 'old', NULL, 'new', to_jsonb(a), 'context', '{}'::jsonb) FROM authors a`);
+      await sleep(300);
+      expect(await count('pgpubsub_notification')).to.equal(2);
+      await app.sequelize.pgpubsub.recover();
+      await emptied();
+      expect(await app.Post.count()).to.equal(2);
+    });
+  });
+
+  describe('payload contents', () => {
+    let seen: ModelMessage[];
+    beforeEach(() => {
+      seen = [];
+      for (const [model, name] of [[app.Author, 'author_created'], [app.Post, 'post_deleted'], [app.Media, 'media_changed'], [app.Child, 'child_changed']] as const) {
+        app.sequelize.pgpubsub.on(model as typeof app.Author, name, (message) => { seen.push(message as ModelMessage); });
+      }
+    });
+    const seenOn = (name: string, n: number): Promise<ModelMessage[]> => eventually(() => {
+      const found = seen.filter((m) => m.channel === name);
+      return found.length >= n ? found : null;
+    }, `${n} message(s) on ${name}`) as Promise<ModelMessage[]>;
+
+    it("hands callbacks an Author instance with the written values, custom columns mapped back", async () => {
+      await listen();
+      const author = await app.Author.create({ name: 'Ann', alternativeName: 'A.', userId: 3, profilePictureId: 'pic' });
+      const [message] = await seenOn('author_created', 1);
+      expect(message.op).to.equal('INSERT');
+      expect(message.old).to.equal(null);
+      expect(message.new).to.be.instanceOf(app.Author);
+      expect((message.new as InstanceType<typeof app.Author>).get({ plain: true })).to.deep.equal(author.get({ plain: true }));
+      expect(message.new!.isNewRecord).to.equal(false);
+    });
+
+    it('carries the custom primary key, size and store of media on insert and after an update of name', async () => {
+      await listen();
+      await app.Media.create({ key: 'k-1', name: 'before', size: '9007199254740993', storeId: 's-9' });
+      await app.Media.update({ name: 'after' }, { where: { key: 'k-1' } });
+      const [inserted, updated] = await seenOn('media_changed', 2);
+      expect(inserted.new!.get({ plain: true })).to.deep.include({ key: 'k-1', size: '9007199254740993', storeId: 's-9', name: 'before' });
+      expect(updated.op).to.equal('UPDATE');
+      expect(updated.old!.get('name')).to.equal('before');
+      expect(updated.new!.get({ plain: true })).to.deep.include({ key: 'k-1', name: 'after', size: '9007199254740993', storeId: 's-9' });
+    });
+
+    it('carries author, date and id in old when a post is deleted, and new is null', async () => {
+      await listen();
+      const author = await app.Author.create({ name: 'writer' });
+      await emptied();
+      await app.sequelize.query("INSERT INTO posts (id, content, date, author_id, rating) VALUES (1000, 'bye', '2024-02-29 12:34:56.789+00', :id, '1.1')", { replacements: { id: author.id } });
+      const loaded = await app.Post.findByPk(1000);
+      await app.Post.destroy({ where: { id: 1000 } });
+      const [message] = await seenOn('post_deleted', 1);
+      expect(message.new).to.equal(null);
+      expect(message.old!.get({ plain: true })).to.deep.equal(loaded!.get({ plain: true }));
+      expect((message.old!.get('date') as Date).toISOString()).to.equal('2024-02-29T12:34:56.789Z');
+      expect(message.old!.get('rating')).to.equal('1.10000000000000000000');
+    });
+
+    it("carries the child model's shared primary key", async () => {
+      await listen();
+      const parent = await app.Parent.create({ name: 'p' });
+      await app.Child.create({ parentId: parent.id, nickname: 'kid' });
+      const [message] = await seenOn('child_changed', 1);
+      expect(message.new!.get('parentId')).to.equal(parent.id);
+    });
+
+    it('ignores columns the model no longer has, keeps DECIMAL exact and timestamps the same instant', async () => {
+      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload) VALUES ('post_deleted',
+        '{"op":"DELETE","model":"Post","new":null,"context":{},"old":{"id":7,"content":"c","date":"2024-01-02T03:04:05.678901+00:00","author_id":null,"rating":1.10000000000000000000,"dropped_column":"gone"}}')`);
+      await listen({ recover: true });
+      const [message] = await seenOn('post_deleted', 1);
+      const values = message.old!.get({ plain: true }) as Record<string, unknown>;
+      expect(values).to.not.have.property('dropped_column');
+      expect(values.rating).to.equal('1.10000000000000000000');
+      expect((values.date as Date).toISOString()).to.equal('2024-01-02T03:04:05.678Z');
+      expect(values.id).to.equal(7);
+    });
+  });
+
+  describe('custom channels', () => {
+    it('round-trips strings, numbers, booleans, dates, arrays, nested objects, numeric-keyed records and defaults', async () => {
+      const Rich = channel<{ s: string; n: number; big: string; b: boolean; d: Date; a: unknown[]; o: object; r: Record<number, string>; opt?: string }>('rich', { defaults: { opt: 'default' } });
+      const got: unknown[] = [];
+      app.sequelize.pgpubsub.on(Rich, ({ payload }) => { got.push(payload); });
+      await listen();
+      const sent = { s: "O'Brien ✓", n: 1.5, big: '123456789012345678901234567890', b: true, d: new Date('2020-02-02T02:02:02.002Z'), a: [1, 'x', null], o: { deep: { er: [true] } }, r: { 1: 'one', 22: 'twenty-two' } };
+      await app.sequelize.pgpubsub.notify(Rich, sent);
+      await eventually(() => got.length === 1, 'the rich payload');
+      expect(got[0]).to.deep.equal({ ...sent, opt: 'default' });
+    });
+
+    it('stores, processes and recovers a durable custom channel like a trigger channel', async () => {
+      const Jobs = channel<{ authorName: string }>('jobs');
+      app.sequelize.pgpubsub.on(Jobs, async ({ payload }, { transaction }) => {
+        await app.Author.create({ name: payload.authorName }, { transaction });
+      });
+      await app.sequelize.pgpubsub.notify(Jobs, { authorName: 'from a job' });
+      expect(await storedNotifications(app.sequelize, 'jobs')).to.have.length(1);
+      await listen({ recover: true });
+      await emptied();
+      expect(await app.Author.count({ where: { name: 'from a job' } })).to.equal(1);
+      expect(await app.Post.count()).to.equal(1);
+    });
+  });
+
+  describe('context and filters', () => {
+    it('passes the context to the callback (the first post takes its content from it)', async () => {
+      await listen();
+      await app.sequelize.pgpubsub.withContext({ content: 'Hello from context' }, (transaction) => app.Author.create({ name: 'c' }, { transaction }));
+      await emptied();
+      expect((await app.Post.findOne())!.content).to.equal('Hello from context');
+    });
+
+    it('claims only notifications whose context matches its filter, live and in recovery; the rest stay stored', async () => {
+      const create = (tenant: number, name: string) => app.sequelize.pgpubsub.withContext({ tenant }, (transaction) => app.Author.create({ name }, { transaction }));
+      await create(1, 'stored for 1');
+      await create(2, 'stored for 2');
+      await listen({ contextFilter: { tenant: 1 }, recover: true });
+      await create(1, 'live for 1');
+      await create(2, 'live for 2');
+      await eventually(async () => (await app.Post.count()) === 2, 'the two tenant-1 posts');
+      await sleep(200);
+      const kept = await storedNotifications(app.sequelize);
+      expect(kept.map((row) => row.payload.new.name)).to.deep.equal(['stored for 2', 'live for 2']);
+      expect(kept.every((row) => row.attempts === 0)).to.equal(true);
+    });
+  });
+
+  describe('callbacks', () => {
+    it('runs several callbacks on one channel in registration order, in the same transaction', async () => {
+      const calls: Array<[string, unknown]> = [];
+      app.sequelize.pgpubsub.on(app.Author, 'author_created', async (_m, { transaction }) => {
+        const [{ id }] = await app.sequelize.query<{ id: string }>('SELECT txid_current()::text AS id', { transaction, type: QueryTypes.SELECT });
+        calls.push(['second', id]);
+      });
+      app.sequelize.pgpubsub.on(app.Author, 'author_created', async (_m, { transaction }) => {
+        const [{ id }] = await app.sequelize.query<{ id: string }>('SELECT txid_current()::text AS id', { transaction, type: QueryTypes.SELECT });
+        calls.push(['third', id]);
+      });
+      await listen();
+      await app.Author.create({ name: 'a' });
+      await eventually(() => calls.length === 2, 'both extra callbacks');
+      expect(calls.map(([name]) => name)).to.deep.equal(['second', 'third']);
+      expect(calls[0][1]).to.equal(calls[1][1]);
+      expect(await app.Post.count()).to.equal(1);
+    });
+
+    it('survives a failing callback, keeps the notification with its attempts and error, and retries it with growing delays', async () => {
+      const Flaky = channel<{ n: number }>('flaky', { retry: { maxAttempts: 5, backoffMs: 200, maxBackoffMs: 5000 } });
+      const attempts: number[] = [];
+      app.sequelize.pgpubsub.on(Flaky, async ({ payload }, { transaction, attempt }) => {
+        attempts.push(Date.now());
+        if (attempt <= 2) throw new Error(`failure number ${attempt}`);
+        await app.Author.create({ name: `done ${payload.n}` }, { transaction });
+      });
+      const listener = await listen();
+      await app.sequelize.pgpubsub.notify(Flaky, { n: 1 });
+      await eventually(async () => (await storedNotifications(app.sequelize, 'flaky'))[0]?.attempts === 1, 'the first failure to be recorded');
+      const [failed] = await app.sequelize.query<{ attempts: number; last_error: string; due: boolean }>(
+        "SELECT attempts, last_error, available_at > now() AS due FROM pgpubsub_notification WHERE channel = 'flaky'", { type: QueryTypes.SELECT },
+      );
+      expect(failed.attempts).to.equal(1);
+      expect(failed.last_error).to.contain('failure number 1');
+      await eventually(async () => (await count("pgpubsub_notification WHERE channel = 'flaky'")) === 0, 'the third attempt to succeed', 15_000);
+      expect(attempts).to.have.length(3);
+      const [first, second] = [attempts[1] - attempts[0], attempts[2] - attempts[1]];
+      expect(first).to.be.at.least(100);
+      expect(second).to.be.at.least(200);
+      expect(await app.Author.count({ where: { name: 'done 1' } })).to.equal(1);
+      expect(listener.stats.failed).to.equal(2);
+      // The listener is alive and still processes new work.
+      await app.Author.create({ name: 'after failures' });
+      await eventually(async () => (await app.Post.count()) === 2, 'a post for the later author');
+    });
+
+    it('marks a notification failed after maxAttempts, keeps it, and no longer claims it', async () => {
+      const Doomed = channel<{ n: number }>('doomed', { retry: { maxAttempts: 2, backoffMs: 10, maxBackoffMs: 10 } });
+      let calls = 0;
+      app.sequelize.pgpubsub.on(Doomed, () => { calls++; throw new Error('always'); });
+      await listen();
+      await app.sequelize.pgpubsub.notify(Doomed, { n: 1 });
+      await eventually(async () => (await storedNotifications(app.sequelize, 'doomed'))[0]?.failed_at !== null, 'the row to be marked failed');
+      await sleep(300);
+      expect(calls).to.equal(2);
+      const [row] = await storedNotifications(app.sequelize, 'doomed');
+      expect(row.attempts).to.equal(2);
+    });
+
+    it('rolls back a failing callback\'s writes but keeps the other messages of the batch', async () => {
+      const Half = channel<{ name: string; fail: boolean }>('half', { retry: { maxAttempts: 1 } });
+      app.sequelize.pgpubsub.on(Half, async ({ payload }, { transaction }) => {
+        await app.Author.create({ name: payload.name }, { transaction });
+        if (payload.fail) throw new Error('after writing');
+      });
+      await app.sequelize.pgpubsub.notify(Half, { name: 'kept', fail: false });
+      await app.sequelize.pgpubsub.notify(Half, { name: 'undone', fail: true });
+      await app.sequelize.pgpubsub.notify(Half, { name: 'kept too', fail: false });
+      await listen({ recover: true });
+      await eventually(async () => (await count("pgpubsub_notification WHERE channel = 'half' AND failed_at IS NULL")) === 0, 'the batch to settle');
+      const names = (await app.Author.findAll({ order: [['id', 'ASC']] })).map((a) => a.name);
+      expect(names).to.deep.equal(['kept', 'kept too']);
+    });
+
+    it('processes promptly a notification sent by a callback to another channel', async () => {
+      const First = channel<{ step: number }>('first_step');
+      const Second = channel<{ step: number }>('second_step');
+      const done: number[] = [];
+      app.sequelize.pgpubsub.on(First, async ({ payload }, { transaction }) => {
+        await app.sequelize.pgpubsub.notify(Second, { step: payload.step + 1 }, { transaction });
+      });
+      app.sequelize.pgpubsub.on(Second, ({ payload }) => { done.push(payload.step); });
+      await listen();
+      const started = Date.now();
+      await app.sequelize.pgpubsub.notify(First, { step: 1 });
+      await eventually(() => done.length === 1, 'the second step', 2000);
+      expect(done).to.deep.equal([2]);
+      expect(Date.now() - started).to.be.below(1000);
+    });
+
+    it('tells which operation happened when one channel listens to several events, and delete does not fire insert-only logic', async () => {
+      const ops: string[] = [];
+      app.sequelize.pgpubsub.on(app.Media, 'media_changed', ({ op }) => { ops.push(op); });
+      await listen();
+      await app.Media.create({ key: 'm', name: 'n' });
+      await app.Media.update({ name: 'n2' }, { where: { key: 'm' } });
+      await app.Media.destroy({ where: { key: 'm' } });
+      await emptied();
+      await sleep(100);
+      expect(ops).to.deep.equal(['INSERT', 'UPDATE']);
+    });
+
+    it('refuses to listen on a durable channel that has no callback, since claiming would drop its notifications', async () => {
+      const Orphan = channel('orphan_channel');
+      app.sequelize.pgpubsub.register(Orphan);
+      let failure: Error | undefined;
+      await app.sequelize.pgpubsub.listen({ channels: ['orphan_channel'] }).catch((error: Error) => { failure = error; });
+      expect(failure?.message).to.contain("channel 'orphan_channel' has no callback");
+    });
+
+    it('rejects a callback registered for a channel of another model', () => {
+      expect(() => app.sequelize.pgpubsub.on(app.Post, 'author_created', () => undefined)).to.throw("channel 'author_created' belongs to model Author, not to Post");
+    });
+  });
+
+  describe('claiming', () => {
+    it('claims through the partial index on id, so the cost does not grow with stored rows', async () => {
+      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload, failed_at)
+        SELECT 'author_created', '{}'::jsonb, now() FROM generate_series(1, 20000)`);
+      await app.sequelize.query("INSERT INTO pgpubsub_notification (channel, payload) SELECT 'author_created', '{}'::jsonb FROM generate_series(1, 20000)");
+      await app.sequelize.query('ANALYZE pgpubsub_notification');
+      const plan = await app.sequelize.transaction(async (transaction) => {
+        const rows = await app.sequelize.query<{ 'QUERY PLAN': string }>(
+          `EXPLAIN SELECT id FROM pgpubsub_notification WHERE failed_at IS NULL AND channel = ANY('{author_created}'::text[])
+             AND available_at <= now() ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED`, { transaction, type: QueryTypes.SELECT },
+        );
+        return rows.map((row) => row['QUERY PLAN']).join('\n');
+      });
+      expect(plan).to.contain('Index Scan using pgpubsub_notification_claim');
+      expect(plan).not.to.contain('Sort');
+    });
+
+    it('breaks ordering ties by id', async () => {
+      const order: string[] = [];
+      app.sequelize.pgpubsub.on(app.Author, 'author_created', ({ new: author }) => { order.push(author!.name); });
+      await app.sequelize.transaction(async (transaction) => {
+        for (const name of ['c', 'a', 'b']) await app.Author.create({ name }, { transaction });
+      });
+      await listen({ recover: true, batchSize: 1 });
+      await emptied();
+      expect(order).to.deep.equal(['c', 'a', 'b']);
+    });
+
+    it('processes two identical writes in one transaction twice, leaving nothing behind', async () => {
+      const ops: string[] = [];
+      app.sequelize.pgpubsub.on(app.Media, 'media_changed', ({ op }) => { ops.push(op); });
+      await app.Media.create({ key: 'same', name: 'x' });
+      await listen();
+      await app.sequelize.transaction(async (transaction) => {
+        await app.Media.update({ name: 'y' }, { where: { key: 'same' }, transaction });
+        await app.Media.update({ name: 'y' }, { where: { key: 'same' }, transaction });
+      });
+      await emptied();
+      expect(ops).to.deep.equal(['INSERT', 'UPDATE', 'UPDATE']);
+    });
+
+    it('processes the full payload of a 1 MB row', async () => {
+      let length = 0;
+      app.sequelize.pgpubsub.on(app.Author, 'author_created', ({ new: author }) => { length = author!.name.length; });
+      await listen();
+      await app.Author.create({ name: 'x'.repeat(1024 * 1024) });
+      await emptied();
+      expect(length).to.equal(1024 * 1024);
+    });
+  });
+
+  it('keeps WELCOME as the default first post content', async () => {
+    await listen();
+    await app.Author.create({ name: 'plain' });
+    await emptied();
+    expect((await app.Post.findOne())!.content).to.equal(WELCOME);
+  });
+});
