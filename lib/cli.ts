@@ -91,6 +91,15 @@ export function buildProgram(): Command {
       });
     });
 
+  program.command('recover')
+    .description('ask every running listener to drain the stored notifications now')
+    .action(async (_options: unknown, command: Command) => {
+      await withApp(command, async ({ pubsub }) => {
+        await pubsub.recover();
+        process.stdout.write('Asked running listeners to drain stored notifications.\n');
+      });
+    });
+
   program.command('migration:generate')
     .description('write a sequelize-cli migration with the frozen trigger SQL for the current definitions')
     .addOption(new Option('--migrations-path <dir>', "where to write it (default: 'migrations-path' of .sequelizerc, or ./migrations)"))
