@@ -87,6 +87,7 @@ export class Listener extends EventEmitter {
   #retryTimer: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #reconnecting: Promise<void> | null = null;
+  #checking = false;
 
   constructor(host: ListenerHost, options: ListenOptions = {}) {
     super();
@@ -176,6 +177,7 @@ export class Listener extends EventEmitter {
       password: config.password ?? undefined,
       database: config.database,
       keepAlive: true,
+      connectionTimeoutMillis: 10_000,
       application_name: 'pgpubsub-listener',
     });
     client.on('notification', (message) => this.#onNotification(message));
@@ -216,7 +218,8 @@ export class Listener extends EventEmitter {
 
   async #checkConnection(): Promise<void> {
     const client = this.#client;
-    if (!client || this.#stopping) return;
+    if (!client || this.#stopping || this.#checking) return;
+    this.#checking = true;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('heartbeat timed out')), Math.max(1000, this.#options.heartbeatMs / 2));
@@ -227,6 +230,7 @@ export class Listener extends EventEmitter {
       this.#onConnectionLost(client, error as Error);
     } finally {
       clearTimeout(timer);
+      this.#checking = false;
     }
   }
 

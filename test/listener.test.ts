@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { QueryTypes } from 'sequelize';
 import { type Listener, type ModelMessage, channel } from '../lib';
 import type { App } from '../models/app';
@@ -6,8 +9,10 @@ import { type ReadCounter, WELCOME, registerCallbacks } from '../models/callback
 import { openApp } from './support/app';
 import { type TestDatabase, testDatabase } from './support/hooks';
 import { storedNotifications } from './support/notifications';
+import { startProxy } from './support/tcp-proxy';
 import { eventually, sleep } from './support/wait';
 
+const execFileAsync = promisify(execFile);
 const today = () => new Date().toISOString().slice(0, 10);
 
 describe('listener: exactly-once processing', () => {
@@ -138,6 +143,24 @@ describe('listener: exactly-once processing', () => {
       await emptied();
       expect(await app.Post.count()).to.equal(2);
     });
+
+    it('drains on `npx pgpubsub recover` from another process', async function () {
+      this.timeout(30_000);
+      await listen({ recover: false });
+      await app.sequelize.transaction(async (transaction) => {
+        await app.sequelize.query('SET LOCAL session_replication_role = replica', { transaction });
+        await app.Author.create({ name: 'cli' }, { transaction });
+      });
+      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload)
+        SELECT 'author_created', jsonb_build_object('op', 'INSERT', 'model', 'Author', 'old', NULL, 'new', to_jsonb(a), 'context', '{}'::jsonb) FROM authors a`);
+      await sleep(300);
+      expect(await count('pgpubsub_notification')).to.equal(1);
+      await execFileAsync(process.execPath, [path.join(__dirname, '..', 'bin', 'pgpubsub.js'), 'recover'], {
+        cwd: path.join(__dirname, '..'), env: { ...process.env, DATABASE_URL: db.url },
+      });
+      await emptied();
+      expect(await app.Post.count()).to.equal(1);
+    });
   });
 
   describe('payload contents', () => {
@@ -256,6 +279,48 @@ describe('listener: exactly-once processing', () => {
       const kept = await storedNotifications(app.sequelize);
       expect(kept.map((row) => row.payload.new.name)).to.deep.equal(['stored for 2', 'live for 2']);
       expect(kept.every((row) => row.attempts === 0)).to.equal(true);
+    });
+  });
+
+  describe('connection loss', () => {
+    it('notices a silently dead LISTEN connection by its heartbeat, reconnects and processes what it missed', async function () {
+      this.timeout(30_000);
+      const target = new URL(db.url);
+      const proxy = await startProxy(target.hostname, Number(target.port || 5432));
+      const viaProxy = new URL(db.url);
+      viaProxy.port = String(proxy.port);
+      const remote = openApp(viaProxy.toString());
+      registerCallbacks(remote);
+      const listener = await remote.sequelize.pgpubsub.listen({ logger: quiet, heartbeatMs: 300, reconnect: { minDelayMs: 50, maxDelayMs: 200 } });
+      try {
+        expect(proxy.connections).to.have.length(1);
+        proxy.blackhole((index) => index === 0);
+        await app.Author.create({ name: 'sent while the connection was dead' });
+        await eventually(() => listener.stats.reconnects === 1, 'the listener to reconnect', 10_000);
+        await emptied();
+        expect(await app.Post.count()).to.equal(1);
+      } finally {
+        await listener.stop();
+        await remote.sequelize.close();
+        await proxy.close();
+      }
+    });
+  });
+
+  describe('broadcast channels', () => {
+    it('runs the callbacks of every listening process, and stores nothing', async () => {
+      const other = openApp(db.url);
+      const { reads: otherReads } = registerCallbacks(other);
+      const otherListener = await other.sequelize.pgpubsub.listen({ logger: quiet });
+      try {
+        await listen();
+        await app.sequelize.pgpubsub.notify(app.PostReads, { modelId: 42 });
+        await eventually(() => reads.get(today())?.[42] === 1 && otherReads.get(today())?.[42] === 1, 'both processes to count the read');
+        expect(await count('pgpubsub_notification')).to.equal(0);
+      } finally {
+        await otherListener.stop();
+        await other.sequelize.close();
+      }
     });
   });
 
