@@ -237,6 +237,19 @@ describe('migrations', function () {
       expect(third.file).to.be.a('string');
       expect(fs.readdirSync(dir)).to.have.length(2);
     });
+
+    it('names a new migration after every existing one, even within the same second or with a clock behind', () => {
+      const dir = tmpDir();
+      const now = new Date('2027-01-01T00:00:00Z');
+      const first = generateTriggerMigration(widgetApp({ widget_saved: { events: ['insert'] } }).pgpubsub, { migrationsPath: dir, now });
+      const second = generateTriggerMigration(widgetApp({ widget_saved: { events: ['delete'] } }).pgpubsub, { migrationsPath: dir, now });
+      const third = generateTriggerMigration(widgetApp({ widget_saved: { events: ['update'] } }).pgpubsub, { migrationsPath: dir, now: new Date('2026-06-01T00:00:00Z') });
+      expect([first.file, second.file, third.file].map((file) => path.basename(file!))).to.deep.equal([
+        '20270101000000-pgpubsub-triggers.js', '20270101000001-pgpubsub-triggers.js', '20270101000002-pgpubsub-triggers.js',
+      ]);
+      expect(second.previous).to.equal(first.file);
+      expect(third.previous).to.equal(second.file);
+    });
   });
 
   describe('programmatic Umzug v3', () => {
@@ -271,7 +284,14 @@ describe('migrations', function () {
       expect(statuses(await v2.pgpubsub.triggers.ls())).to.deep.equal(['INSTALLED widget_saved:insert', 'UNINSTALLED widget_saved:delete'].sort());
       await changed.up();
       expect(statuses(await v2.pgpubsub.triggers.ls())).to.deep.equal(['INSTALLED widget_saved:delete', 'INSTALLED widget_saved:insert']);
-      expect(await meta(v2)).to.include.members([step1.name, step2.name]);
+      expect(await meta(v2)).to.include(step2.name).and.not.include(step1.name);
+
+      // Going back to the first definitions (a revert) runs the first step again.
+      const back = umzug(v1, [...migrations, createWidgets, v1.pgpubsub.triggers.migration()]);
+      expect((await back.pending()).map((m) => m.name)).to.deep.equal([step1.name]);
+      await back.up();
+      expect(statuses(await v1.pgpubsub.triggers.ls())).to.deep.equal(['INSTALLED widget_saved:insert']);
+      await changed.up();
 
       // Reverting the trigger step removes the managed triggers; the app table stays.
       await changed.down();
