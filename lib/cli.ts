@@ -1,12 +1,38 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import cluster from 'node:cluster';
 import path from 'node:path';
 import { type LoadedApp, loadApp } from './app-loader';
 import { PgPubSubError } from './errors';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from './logger';
 import { generateTriggerMigration } from './migration-generate';
+import { supervise } from './supervisor';
+import { runWorker } from './worker';
 import type { TriggerState } from './trigger-sync';
 
 /** Exit codes: 0 success, 1 failure or drift found, 2 bad usage. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+interface ListenCliOptions {
+  channels?: string[];
+  processes: number;
+  worker?: boolean;
+  recover: boolean;
+  restartOnFailure: boolean;
+  batchSize: number;
+  gracePeriod: number;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
+
+function positiveInteger(name: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(parsed) || parsed < 1) {
+      throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'.`);
+    }
+    return parsed;
+  };
+}
 
 interface GlobalOptions {
   app?: string;
@@ -89,6 +115,53 @@ export function buildProgram(): Command {
         const result = await pubsub.triggers.prune();
         process.stdout.write(`Pruned ${result.pruned.length} trigger(s).\n`);
       });
+    });
+
+  program.command('listen')
+    .description('process notifications: a supervised cluster of listener processes, or one listener with --worker')
+    .option('--channels <names>', 'comma-separated channels to process (default: every channel with a callback)', (value) => value.split(',').map((name) => name.trim()).filter(Boolean))
+    .option('--processes <n>', 'listener processes to run under a node:cluster primary', positiveInteger('--processes'), 1)
+    .option('--worker', 'run one listener in this process, no cluster (for systemd, Kubernetes)')
+    .option('--recover', 'drain notifications stored while no listener ran (default)')
+    .option('--no-recover', 'do not drain stored notifications at start')
+    .option('--no-restart-on-failure', 'do not replace a worker that dies')
+    .option('--batch-size <n>', 'notifications claimed per transaction', positiveInteger('--batch-size'), 100)
+    .option('--grace-period <ms>', 'after SIGTERM/SIGINT, how long workers may take to finish their batch', positiveInteger('--grace-period'), 30_000)
+    .addOption(new Option('--log-level <level>', 'lowest level logged').choices(LOG_LEVELS).default('info'))
+    .addOption(new Option('--log-format <format>', 'pretty lines for people, json lines for collectors').choices(LOG_FORMATS).default('pretty'))
+    .action(async (options: ListenCliOptions, command: Command) => {
+      if (options.worker && options.processes > 1) {
+        command.error('error: --worker runs a single listener; drop --processes or --worker', { exitCode: EXIT.usage });
+      }
+      const slot = process.env.PGPUBSUB_WORKER_SLOT;
+      const logger = consoleLogger({
+        level: options.logLevel, format: options.logFormat, stream: process.stdout,
+        base: cluster.isWorker && slot ? { worker: Number(slot) } : {},
+      });
+      if (!options.worker && cluster.isPrimary) {
+        // Load the app once here so that a broken app fails fast, before any worker is forked.
+        const globals = command.optsWithGlobals<GlobalOptions>();
+        const app = loadApp({ app: globals.app, cwd: globals.cwd ? path.resolve(globals.cwd) : undefined });
+        app.pubsub.channels();
+        await app.sequelize.close();
+        process.exitCode = await supervise({
+          processes: options.processes,
+          restartOnFailure: options.restartOnFailure,
+          gracePeriodMs: options.gracePeriod,
+          logger,
+        });
+        return;
+      }
+      const globals = command.optsWithGlobals<GlobalOptions>();
+      const app = loadApp({ app: globals.app, cwd: globals.cwd ? path.resolve(globals.cwd) : undefined });
+      process.exitCode = await runWorker(app.pubsub, {
+        channels: options.channels,
+        batchSize: options.batchSize,
+        recover: options.recover,
+        logger,
+      });
+      // A cluster worker's IPC channel would keep it alive.
+      if (cluster.isWorker) process.disconnect?.();
     });
 
   program.command('recover')

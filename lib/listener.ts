@@ -318,6 +318,7 @@ export class Listener extends EventEmitter {
     this.stats.batches++;
     this.stats.processed += processed.length;
     this.stats.failed += failures.length;
+    if (claimed > 0) this.#log.info('batch', { claimed, processed: processed.length, failed: failures.length });
     if (processed.length) this.emit('processed', processed);
     for (const failure of failures) {
       this.#log.warn(`callback on '${failure.channel}' failed for notification ${failure.id}; kept for retry`, { error: (failure.error as Error)?.message ?? String(failure.error) });

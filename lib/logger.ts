@@ -7,15 +7,39 @@ export interface Logger {
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
-const LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+export type LogFormat = 'pretty' | 'json';
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+export const LOG_FORMATS: readonly LogFormat[] = ['pretty', 'json'];
 
-/** A console logger writing `level` and above to stderr; PGPUBSUB_LOG_LEVEL sets the default (warn). */
-export function consoleLogger(level: LogLevel = (process.env.PGPUBSUB_LOG_LEVEL as LogLevel) || 'warn'): Logger {
-  const threshold = Math.max(0, LEVELS.indexOf(level));
-  const write = (at: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
-    if (LEVELS.indexOf(at) < threshold) return;
-    const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
-    process.stderr.write(`[pgpubsub pid=${process.pid}] ${at}: ${message}${extra}\n`);
+export interface ConsoleLoggerOptions {
+  /** Lowest level written. Default: PGPUBSUB_LOG_LEVEL, else 'warn'. */
+  level?: LogLevel;
+  /** 'pretty' (default) for people, 'json' (one object per line) for log collectors. */
+  format?: LogFormat;
+  /** Fields added to every line, e.g. { worker: 2 }. */
+  base?: Record<string, unknown>;
+  /** Where lines go. Default: stderr. */
+  stream?: { write(text: string): unknown };
+}
+
+/**
+ * A small console logger. Pretty lines read `12:00:00.123 INFO  [pid 123 worker 2] message {"k":1}`;
+ * JSON lines carry time, level, msg, pid and the fields.
+ */
+export function consoleLogger(options: ConsoleLoggerOptions | LogLevel = {}): Logger {
+  const { level = (process.env.PGPUBSUB_LOG_LEVEL as LogLevel) || 'warn', format = 'pretty', base = {}, stream = process.stderr } =
+    typeof options === 'string' ? { level: options } : options;
+  const threshold = Math.max(0, LOG_LEVELS.indexOf(level));
+  const write = (at: LogLevel) => (message: string, fields: Record<string, unknown> = {}) => {
+    if (LOG_LEVELS.indexOf(at) < threshold) return;
+    const time = new Date();
+    if (format === 'json') {
+      stream.write(`${JSON.stringify({ time: time.toISOString(), level: at, msg: message, pid: process.pid, ...base, ...fields })}\n`);
+      return;
+    }
+    const who = Object.entries({ pid: process.pid, ...base }).map(([key, value]) => `${key} ${value}`).join(' ');
+    const extra = Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
+    stream.write(`${time.toISOString().slice(11, 23)} ${at.toUpperCase().padEnd(5)} [${who}] ${message}${extra}\n`);
   };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }

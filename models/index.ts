@@ -1,5 +1,6 @@
 import { Sequelize } from 'sequelize';
 import { defineModels } from './app';
+import { registerCallbacks } from './callbacks';
 
 /**
  * The app's configured Sequelize and models; `.sequelizerc` points here, so the `pgpubsub`
@@ -11,4 +12,6 @@ if (!url) {
 }
 
 export const app = defineModels(new Sequelize(url, { dialect: 'postgres', logging: false }));
+// PGPUBSUB_SLOW_MS slows the author callback down, to watch listener processes share the work.
+export const { reads } = registerCallbacks(app, { slowMs: Number(process.env.PGPUBSUB_SLOW_MS) || 0 });
 export const { sequelize, Media, Author, Post, Parent, Child, PostReads } = app;

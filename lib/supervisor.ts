@@ -1,0 +1,139 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from './logger';
+
+export interface SuperviseOptions {
+  /** Worker processes to keep running. */
+  processes: number;
+  /** Replace a worker that dies (default true). */
+  restartOnFailure?: boolean;
+  logger: Logger;
+  /** Give up after this many deaths within `crashWindowMs` (default 5 in 60 s). */
+  crashLimit?: number;
+  crashWindowMs?: number;
+  /** Restart delay bounds; the delay doubles per consecutive death of a slot, with jitter (default 500 ms to 30 s). */
+  minRestartDelayMs?: number;
+  maxRestartDelayMs?: number;
+  /** A worker up this long counts as healthy again: its slot's delay starts over (default 30 s). */
+  stableAfterMs?: number;
+  /** After SIGTERM/SIGINT, how long workers get to finish their batch before they are killed (default 30 s). */
+  gracePeriodMs?: number;
+}
+
+interface Slot {
+  id: number;
+  worker: Worker | null;
+  startedAt: number;
+  failures: number;
+  timer: NodeJS.Timeout | null;
+}
+
+/** Messages a worker sends its primary. */
+export type WorkerMessage = { type: 'pgpubsub:listening' } | { type: 'pgpubsub:stopped'; stats: unknown };
+/** What the primary sends a worker: finish the batch in hand and exit 0. */
+export type PrimaryMessage = { type: 'pgpubsub:shutdown' };
+
+/**
+ * The cluster primary: forks one worker per slot (each runs the same command, which sees it is a
+ * worker and listens), replaces a worker that dies after a backoff, gives up on a crash loop, and
+ * on SIGTERM/SIGINT lets workers finish their batch. Resolves to the process's exit code.
+ */
+export function supervise(options: SuperviseOptions): Promise<number> {
+  const {
+    processes, logger: log, restartOnFailure = true, crashLimit = 5, crashWindowMs = 60_000,
+    minRestartDelayMs = 500, maxRestartDelayMs = 30_000, stableAfterMs = 30_000, gracePeriodMs = 30_000,
+  } = options;
+  const slots: Slot[] = Array.from({ length: processes }, (_, i) => ({ id: i + 1, worker: null, startedAt: 0, failures: 0, timer: null }));
+  const deaths: number[] = [];
+  let stopping: { code: number; reason: string } | null = null;
+  let resolveExit: (code: number) => void;
+  const exited = new Promise<number>((resolve) => { resolveExit = resolve; });
+
+  const fork = (slot: Slot) => {
+    slot.timer = null;
+    if (stopping) return;
+    const worker = cluster.fork({ PGPUBSUB_WORKER_SLOT: String(slot.id) });
+    slot.worker = worker;
+    slot.startedAt = Date.now();
+    log.info(`worker ${slot.id} started`, { worker: slot.id, workerPid: worker.process.pid });
+    worker.on('message', (message: WorkerMessage) => {
+      if (message?.type === 'pgpubsub:listening') log.info(`worker ${slot.id} listening`, { worker: slot.id, workerPid: worker.process.pid });
+      if (message?.type === 'pgpubsub:stopped') log.info(`worker ${slot.id} stopped`, { worker: slot.id, stats: message.stats });
+    });
+    worker.on('exit', (code, signal) => onExit(slot, worker, code, signal));
+  };
+
+  const running = () => slots.filter((slot) => slot.worker !== null);
+
+  const finish = () => {
+    if (running().length > 0) return;
+    for (const slot of slots) if (slot.timer) clearTimeout(slot.timer);
+    process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+    log.info(stopping!.code === 0 ? 'all workers stopped; exiting' : `exiting: ${stopping!.reason}`, { exitCode: stopping!.code });
+    resolveExit(stopping!.code);
+  };
+
+  const stopAll = (code: number, reason: string) => {
+    stopping ??= { code, reason };
+    for (const slot of slots) {
+      if (slot.timer) clearTimeout(slot.timer);
+      slot.timer = null;
+      if (slot.worker?.isConnected()) slot.worker.send({ type: 'pgpubsub:shutdown' });
+      else slot.worker?.process.kill('SIGTERM');
+    }
+    const grace = setTimeout(() => {
+      log.error(`workers still running after ${gracePeriodMs} ms; killing them`);
+      stopping = { code: stopping?.code || 1, reason: 'grace period expired' };
+      for (const slot of running()) slot.worker!.process.kill('SIGKILL');
+    }, gracePeriodMs);
+    grace.unref();
+    finish();
+  };
+
+  const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null) => {
+    if (slot.worker !== worker) return;
+    slot.worker = null;
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    if (stopping) {
+      log.info(`worker ${slot.id} exited (${how})`, { worker: slot.id });
+      finish();
+      return;
+    }
+    const uptime = Date.now() - slot.startedAt;
+    log.error(`worker ${slot.id} died (${how}) after ${uptime} ms`, { worker: slot.id, workerPid: worker.process.pid });
+    if (!restartOnFailure) {
+      if (running().length === 0) stopAll(1, 'every worker died and restart on failure is off');
+      return;
+    }
+    const now = Date.now();
+    deaths.push(now);
+    while (deaths.length && deaths[0] < now - crashWindowMs) deaths.shift();
+    if (deaths.length >= crashLimit) {
+      stopAll(1, `crash loop: ${deaths.length} worker deaths within ${crashWindowMs / 1000} s`);
+      return;
+    }
+    slot.failures = uptime >= stableAfterMs ? 1 : slot.failures + 1;
+    const cap = Math.min(maxRestartDelayMs, minRestartDelayMs * 2 ** (slot.failures - 1));
+    const delay = Math.round(cap * (0.5 + Math.random() / 2));
+    log.warn(`replacing worker ${slot.id} in ${delay} ms`, { worker: slot.id, consecutiveFailures: slot.failures });
+    slot.timer = setTimeout(() => fork(slot), delay);
+  };
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      log.info(`${signal} received: workers finish their batch and stop (send again to force)`);
+      stopAll(0, signal);
+    } else {
+      log.warn(`${signal} received again: killing workers`);
+      stopping = { code: 1, reason: `forced by a second ${signal}` };
+      for (const slot of running()) slot.worker!.process.kill('SIGKILL');
+      finish();
+    }
+  };
+  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+
+  log.info(`starting ${processes} worker(s)`);
+  slots.forEach(fork);
+  return exited;
+}
