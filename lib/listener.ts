@@ -68,7 +68,8 @@ function contains(context: NotificationContext, filter: NotificationContext): bo
  * with SKIP LOCKED, run each message's callbacks in a savepoint, delete the successes, keep the
  * failures with their error and a backoff, commit once.
  *
- * Events: 'processed' (ids), 'failed' ({ id, channel, error }), 'broadcast' (channel), 'reconnected', 'error'.
+ * Events: 'processed' (ids), 'failed' ({ id, channel, error }), 'broadcast' (channel), 'reconnected', and
+ * 'error' (a drain or broadcast that failed; emitted only when something listens for it, already logged).
  */
 export class Listener extends EventEmitter {
   readonly stats: ListenerStats = { processed: 0, failed: 0, broadcasts: 0, batches: 0, reconnects: 0 };
@@ -258,7 +259,7 @@ export class Listener extends EventEmitter {
       this.emit('broadcast', channel.name);
     } catch (error) {
       this.#log.error(`broadcast callback on '${channel.name}' failed (broadcasts are not retried)`, { error: errorText(error) });
-      this.emit('error', error);
+      if (this.listenerCount('error') > 0) this.emit('error', error);
     }
   }
 
@@ -280,7 +281,7 @@ export class Listener extends EventEmitter {
     } catch (error) {
       // A lost pool connection or a database restart: keep the rows (the transaction rolled back) and try again.
       this.#log.error('drain failed; retrying shortly', { error: errorText(error) });
-      this.emit('error', error);
+      if (this.listenerCount('error') > 0) this.emit('error', error);
       if (!this.#stopping) {
         this.#retryTimer = setTimeout(() => this.wake(), this.#options.minDelayMs * 10);
       }

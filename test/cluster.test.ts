@@ -6,7 +6,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { App } from '../models/app';
-import { openApp } from './support/app';
+import { openApp, prepareTemplate } from './support/app';
+import { createEmptyDatabase, startEmbedded } from './support/postgres';
 import { BIN, type ListenProcess, ROOT, startListen } from './support/cluster';
 import { type TestDatabase, testDatabase } from './support/hooks';
 import { eventually } from './support/wait';
@@ -141,6 +142,33 @@ describe('pgpubsub listen', function () {
     expect(await tally(app.sequelize)).to.deep.equal({ authors: 2000, posts: 2000, distinct: 2000, stored: 0 });
     listener.kill('SIGTERM');
     expect((await listener.exit).code).to.equal(0);
+  });
+
+  it('survives a PostgreSQL restart mid-drain', async function () {
+    // Its own embedded server, whatever DATABASE_URL says: this test stops and starts it.
+    const server = await startEmbedded();
+    const url = await createEmptyDatabase(server.url, 'restart_me');
+    const local = openApp(url);
+    try {
+      await prepareTemplate(url);
+      await local.sequelize.query('CREATE UNIQUE INDEX posts_one_per_author ON posts (author_id)');
+      const listener = startListen(url, ['--processes', '2', '--batch-size', '20'], { PGPUBSUB_SLOW_MS: '2' });
+      running.push(listener);
+      await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
+      await local.Author.bulkCreate(Array.from({ length: 2000 }, (_, i) => ({ name: `r${i}` })));
+      await eventually(() => listener.logs.filter((entry) => entry.msg === 'batch').length >= 3, 'the drain to be under way', 30_000);
+      await server.restart!();
+      await eventually(async () => (await tally(local.sequelize)).stored === 0, 'the backlog to drain after the restart', 90_000, 250);
+      expect(await tally(local.sequelize)).to.deep.equal({ authors: 2000, posts: 2000, distinct: 2000, stored: 0 });
+      const messages = listener.logs.filter((entry) => entry.msg !== 'batch').map((entry) => `${entry.worker ?? 'primary'}: ${entry.msg}`);
+      expect(messages.filter((m) => m.includes('died')), messages.join('\n') + listener.stderr()).to.deep.equal([]);
+      expect(messages.filter((m) => m.endsWith('reconnected; sweeping for notifications sent meanwhile')), messages.join('\n')).to.have.length(2);
+      listener.kill('SIGTERM');
+      expect((await listener.exit).code).to.equal(0);
+    } finally {
+      await local.sequelize.close();
+      await server.stop();
+    }
   });
 
   it('lets workers finish their batch on SIGTERM mid-drain, exits 0, and a new listener finishes the rest', async () => {
