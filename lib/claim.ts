@@ -73,7 +73,9 @@ export async function nextDueInMs(sequelize: Sequelize, filter: ClaimFilter): Pr
   const bind: unknown[] = [];
   const where = filterSql(filter, bind);
   const [row] = await sequelize.query<{ ms: number | null }>(
-    `SELECT greatest(0, extract(epoch FROM min(available_at) - clock_timestamp()) * 1000)::float8 AS ms
+    // greatest() ignores NULL, so an empty queue must be tested for explicitly.
+    `SELECT CASE WHEN min(available_at) IS NULL THEN NULL
+                 ELSE greatest(0, extract(epoch FROM min(available_at) - clock_timestamp()) * 1000)::float8 END AS ms
        FROM ${NOTIFICATION_TABLE} WHERE ${where}`,
     { bind, type: QueryTypes.SELECT },
   );

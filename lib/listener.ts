@@ -130,7 +130,8 @@ export class Listener extends EventEmitter {
     this.#heartbeat = setInterval(() => void this.#checkConnection().then(() => this.wake()), this.#options.heartbeatMs);
     this.#heartbeat.unref?.();
     this.#log.info('listening', { channels: this.#channels.map((c) => c.name) });
-    if (this.#options.recover) this.wake();
+    // On the next turn, so the caller can attach event handlers before the first drain.
+    if (this.#options.recover) setImmediate(() => this.wake());
     return this;
   }
 
@@ -184,9 +185,14 @@ export class Listener extends EventEmitter {
     client.on('notification', (message) => this.#onNotification(message));
     client.on('error', (error) => this.#onConnectionLost(client, error));
     client.on('end', () => this.#onConnectionLost(client, new Error('connection ended')));
-    await client.connect();
-    for (const name of [...this.#channels.map((c) => c.name), RECOVER_CHANNEL]) {
-      await client.query(`LISTEN ${quoteIdent(name)}`);
+    try {
+      await client.connect();
+      for (const name of [...this.#channels.map((c) => c.name), RECOVER_CHANNEL]) {
+        await client.query(`LISTEN ${quoteIdent(name)}`);
+      }
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
     }
     this.#client = client;
   }
