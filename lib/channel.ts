@@ -42,7 +42,7 @@ export interface ModelChannelOptions {
  *   pgpubsub: { channels: { author_created: { events: ['insert'] } } },
  * });
  */
-// eslint-disable-next-line @typescript-eslint/no-unused-vars -- M types callbacks registered against this model.
+// M mirrors ModelOptions<M>, which this type extends through module augmentation.
 export interface ModelPubSubOptions<M extends Model = Model> {
   channels: Record<string, ModelChannelOptions>;
 }

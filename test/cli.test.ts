@@ -3,18 +3,13 @@
  * DATABASE_URL pointing at a test database, asserting on exit codes, stdout and stderr.
  */
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
 import type { TriggerState } from '../lib';
 import { openApp } from './support/app';
 import { type TestDatabase, emptyDatabase, testDatabase } from './support/hooks';
-
-const ROOT = path.resolve(__dirname, '..');
-const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
-const SEQUELIZE_CLI = path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli');
+import { ROOT, type RunOptions, SEQUELIZE_CLI, pgpubsubCli, run, shown, sql } from './support/processes';
 const APP_TABLES_MIGRATION = '20260101000000-create-example-app.js';
 /** The example app's channels (models/app.ts) and the events each records. */
 const APP_CHANNELS: Record<string, string[]> = {
@@ -24,34 +19,8 @@ const APP_CHANNELS: Record<string, string[]> = {
   child_changed: ['insert', 'update'],
 };
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs a program to completion; never rejects on a non-zero exit, so tests can assert on it. */
-function run(file: string, args: string[], options: { url: string; cwd?: string }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      args,
-      { cwd: options.cwd ?? ROOT, env: { ...process.env, DATABASE_URL: options.url }, timeout: 30000, maxBuffer: 16 * 1024 * 1024 },
-      (error, stdout, stderr) => {
-        if (error && typeof error.code !== 'number') {
-          reject(new Error(`${path.basename(file)} ${args.join(' ')} did not run: ${error.message}\n${stderr}`));
-          return;
-        }
-        resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
-      },
-    );
-  });
-}
-
-const pgpubsub = (args: string[], options: { url: string; cwd?: string }) => run(process.execPath, [BIN, ...args], options);
-
-/** Describes a run for assertion messages. */
-const shown = (result: Run) => `exit ${result.code}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
+const pgpubsub = (args: string[], options: RunOptions) => pgpubsubCli(args, options);
 
 /** The data rows of `triggers ls` table output, split into columns (header excluded). */
 function lsRows(stdout: string): { status: string; table: string; channel: string; event: string; model: string; name: string }[] {
@@ -63,15 +32,6 @@ function lsRows(stdout: string): { status: string; table: string; channel: strin
   });
 }
 
-async function sql<R extends object>(url: string, text: string): Promise<R[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<R>(text)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 /** The triggers the example app asks for, as the library renders them. */
 async function appTriggerNames(url: string): Promise<string[]> {

@@ -8,21 +8,14 @@ import { QueryTypes, type Sequelize } from 'sequelize';
 import type { App } from '../models/app';
 import { openApp, prepareTemplate } from './support/app';
 import { createEmptyDatabase, startEmbedded } from './support/postgres';
-import { BIN, type ListenProcess, ROOT, startListen } from './support/cluster';
+import { type ListenProcess, ROOT, startListen } from './support/cluster';
+import { pgpubsubCli } from './support/processes';
 import { type TestDatabase, testDatabase } from './support/hooks';
 import { eventually } from './support/wait';
 
 const execFileAsync = promisify(execFile);
 
-async function cli(args: string[], env: Record<string, string> = {}) {
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
+const cli = (args: string[], env: Record<string, string> = {}) => pgpubsubCli(args, { env });
 
 /** Counts that prove exactly-once: one post per author, none missing, none twice, nothing left stored. */
 async function tally(sequelize: Sequelize) {

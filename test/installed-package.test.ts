@@ -7,55 +7,19 @@
  * from this checkout's node_modules.
  */
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
+import { ROOT, type Run, SEQUELIZE_CLI, run, shown, sql } from './support/processes';
 
-const ROOT = path.resolve(__dirname, '..');
 const ROOT_MODULES = path.join(ROOT, 'node_modules');
 const TSC = path.join(ROOT_MODULES, '.bin', 'tsc');
-const SEQUELIZE_CLI = path.join(ROOT_MODULES, '.bin', 'sequelize-cli');
 const NAME = 'sequelize-pgpubsub';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs a program to completion; never rejects on a non-zero exit, so tests can assert on it. */
-function run(file: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeout?: number }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, {
-      cwd: options.cwd,
-      // The shebang of node_modules/.bin/pgpubsub needs `node` on PATH.
-      env: { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}`, ...options.env },
-      timeout: options.timeout ?? 30000,
-      maxBuffer: 16 * 1024 * 1024,
-    }, (error, stdout, stderr) => {
-      if (error && typeof error.code !== 'number') {
-        reject(new Error(`${path.basename(file)} ${args.join(' ')} did not run: ${error.message}\n${stderr}`));
-        return;
-      }
-      resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
-    });
-  });
-}
 
-const shown = (result: Run) => `exit ${result.code}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
 
-async function sql<R extends object>(url: string, text: string): Promise<R[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<R>(text)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 interface PackageJson {
   name?: string;

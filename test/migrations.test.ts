@@ -3,7 +3,6 @@
  * generated trigger migrations applied and reverted, and the programmatic Umzug v3 path.
  */
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import { SequelizeStorage, Umzug } from 'umzug';
 import pgpubsub, { type LibraryMigration, type ModelChannelOptions, type TriggerState, generateTriggerMigration, migrations } from '../lib';
 import { MIGRATIONS_DIR, connect } from './support/app';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
+import { run, shown } from './support/processes';
 
 const ROOT = path.resolve(__dirname, '..');
 const SEQUELIZE_CLI = path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli');
@@ -19,26 +19,8 @@ const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
 const TRIGGER_STEP_PREFIX = 'pgpubsub-triggers-';
 const NOTIFICATION_TABLE_MIGRATION = '00000000000001-pgpubsub-notification-table.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs a program to completion with DATABASE_URL set; never rejects on a non-zero exit. */
-function run(file: string, args: string[], url: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { cwd: ROOT, env: { ...process.env, DATABASE_URL: url }, timeout: 30000 }, (error, stdout, stderr) => {
-      if (error && typeof error.code !== 'number') {
-        reject(new Error(`${path.basename(file)} ${args.join(' ')} did not run: ${error.message}\n${stderr}`));
-        return;
-      }
-      resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
-    });
-  });
-}
 
-const shown = (result: Run) => `exit ${result.code}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
 
 async function rows<R extends object>(sequelize: Sequelize, sql: string): Promise<R[]> {
   return sequelize.query<R>(sql, { type: QueryTypes.SELECT });
@@ -121,7 +103,7 @@ describe('migrations', function () {
       expect(files).to.include(NOTIFICATION_TABLE_MIGRATION);
       expect(files.some((file) => file.endsWith('-pgpubsub-triggers.js'))).to.equal(true);
 
-      const up = await run(SEQUELIZE_CLI, ['db:migrate'], db.url);
+      const up = await run(SEQUELIZE_CLI, ['db:migrate'], { url: db.url });
       expect(up.code, shown(up)).to.equal(0);
       const sequelize = connect(db.url);
       open.push(sequelize);
@@ -134,10 +116,10 @@ describe('migrations', function () {
       expect(installed.triggers.map((t) => t.table).sort()).to.deep.equal(['authors', 'children', 'children', 'media', 'media', 'posts']);
       expect(installed.functions.map((f) => f.name)).to.deep.equal(installed.triggers.map((t) => t.name).sort());
 
-      const check = await run(process.execPath, [BIN, 'triggers', 'check'], db.url);
+      const check = await run(process.execPath, [BIN, 'triggers', 'check'], { url: db.url });
       expect(check.code, shown(check)).to.equal(0);
 
-      const undo = await run(SEQUELIZE_CLI, ['db:migrate:undo:all'], db.url);
+      const undo = await run(SEQUELIZE_CLI, ['db:migrate:undo:all'], { url: db.url });
       expect(undo.code, shown(undo)).to.equal(0);
       expect(await meta(sequelize)).to.deep.equal([]);
       expect(await rows(sequelize, "SELECT to_regclass('public.pgpubsub_notification') AS t")).to.deep.equal([{ t: null }]);
@@ -146,7 +128,7 @@ describe('migrations', function () {
       expect(await rows(sequelize, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgpubsub\\_%'")).to.deep.equal([]);
       expect(await rows(sequelize, "SELECT proname FROM pg_proc WHERE proname LIKE 'pgpubsub\\_%'")).to.deep.equal([]);
 
-      const again = await run(SEQUELIZE_CLI, ['db:migrate'], db.url);
+      const again = await run(SEQUELIZE_CLI, ['db:migrate'], { url: db.url });
       expect(again.code, shown(again)).to.equal(0);
       expect(await meta(sequelize)).to.deep.equal(files);
       await sequelize.query("INSERT INTO authors (name) VALUES ('Ada')");

@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import path from 'node:path';
 import readline from 'node:readline';
+import { BIN, ROOT } from './processes';
 
-export const ROOT = path.resolve(__dirname, '..', '..');
-export const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
+export { BIN, ROOT };
 
 export interface LogEntry {
   msg: string;
