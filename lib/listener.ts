@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, type RetryPolicy } from './channel';
-import { type ClaimFilter, claimBatch, deleteProcessed, nextDueInMs, recordFailure } from './claim';
+import { type ClaimFilter, type ClaimedRow, claimBatch, deleteProcessed, nextDueInMs, recordFailure } from './claim';
 import type { NotificationContext } from './context';
 import { PgPubSubError } from './errors';
 import { type Logger, consoleLogger } from './logger';
@@ -11,6 +11,13 @@ import { quoteIdent } from './sql-text';
 
 /** Channel on which `recover()` asks every running listener to drain now. */
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
+
+/** Thrown out of a fast (savepoint-free) batch to roll it back and run it again carefully. */
+class CallbackFailed extends Error {
+  constructor(readonly id: string, readonly error: unknown) {
+    super(`a callback failed for notification ${id} in a batch without savepoints`);
+  }
+}
 
 /** How soon to look again at due rows that another listener holds locked. */
 const HELD_ROWS_RECHECK_MS = 1000;
@@ -26,6 +33,12 @@ export interface ListenOptions {
   contextFilter?: NotificationContext;
   /** How often the LISTEN connection is checked, in ms. Default 60000. */
   heartbeatMs?: number;
+  /**
+   * 'on-failure' (default): batches run without savepoints and are redone with one per message only
+   * when a callback fails, which re-runs the callbacks before it in that batch. 'always': a savepoint
+   * per message, slower, and no callback ever runs twice for one attempt.
+   */
+  savepoints?: 'on-failure' | 'always';
   /** Reconnect backoff bounds, in ms. Default 100 to 10000, with jitter. */
   reconnect?: { minDelayMs?: number; maxDelayMs?: number };
   logger?: Logger;
@@ -56,6 +69,16 @@ export function backoffDelay(attempt: number, retry: Required<RetryPolicy>, rand
 function errorText(error: unknown): string {
   const text = error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
   return text.slice(0, 8000);
+}
+
+/** Errors that mean the database connection is gone (server shutdown, terminated backend, network). */
+export function isConnectionLoss(error: unknown): boolean {
+  const e = error as { name?: string; code?: string; message?: string; parent?: { code?: string; message?: string } } | null;
+  const code = e?.parent?.code ?? e?.code ?? '';
+  return Boolean(e?.name?.startsWith('SequelizeConnection'))
+    || /^(08|57P0)/.test(code)
+    || ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT'].includes(code)
+    || /Connection terminated|connection is closed|terminating connection|Client has encountered a connection error/i.test(`${e?.message ?? ''} ${e?.parent?.message ?? ''}`);
 }
 
 function contains(context: NotificationContext, filter: NotificationContext): boolean {
@@ -102,6 +125,7 @@ export class Listener extends EventEmitter {
     this.#options = {
       batchSize,
       recover: options.recover ?? true,
+      savepoints: options.savepoints ?? 'on-failure',
       heartbeatMs: options.heartbeatMs ?? 60_000,
       contextFilter: options.contextFilter,
       minDelayMs: options.reconnect?.minDelayMs ?? 100,
@@ -130,8 +154,9 @@ export class Listener extends EventEmitter {
     this.#heartbeat = setInterval(() => void this.#checkConnection().then(() => this.wake()), this.#options.heartbeatMs);
     this.#heartbeat.unref?.();
     this.#log.info('listening', { channels: this.#channels.map((c) => c.name) });
-    // On the next turn, so the caller can attach event handlers before the first drain.
-    if (this.#options.recover) setImmediate(() => this.wake());
+    // The first drain starts now, so idle() covers it; handlers attached once listen() resolves still
+    // see all of its events, which all follow database round trips.
+    if (this.#options.recover) this.wake();
     return this;
   }
 
@@ -294,34 +319,23 @@ export class Listener extends EventEmitter {
     }
   }
 
-  /** One claim transaction. Returns how many notifications it claimed. */
+  /**
+   * One claim transaction; returns how many notifications it claimed. By default the batch runs
+   * without savepoints (two round trips less per message); if a callback throws, the transaction
+   * rolls back and the batch is claimed again in careful mode, a savepoint per message, where the
+   * failed message is recorded for retry without running again. The messages before it in the
+   * batch do run again: their database writes were rolled back, so exactly-once holds for those;
+   * their other effects were at-least-once anyway. `savepoints: 'always'` avoids such re-runs.
+   */
   async #batch(): Promise<number> {
-    const processed: string[] = [];
-    const failures: Array<{ id: string; channel: string; error: unknown }> = [];
-    const claimed = await this.#sequelize.transaction(async (transaction) => {
-      const rows = await claimBatch(this.#sequelize, transaction, this.#filter, this.#options.batchSize);
-      for (const row of rows) {
-        const channel = this.#channels.find((c) => c.name === row.channel)!;
-        try {
-          await this.#sequelize.transaction({ transaction }, async (savepoint) => {
-            const parsed = parsePayload(row.payload);
-            const message = channel.kind === 'model' ? modelMessage(channel, parsed, row.id) : customMessage(channel, parsed, row.id);
-            await this.#run(channel.name, message, savepoint, row.attempts + 1);
-          });
-          processed.push(row.id);
-        } catch (error) {
-          failures.push({ id: row.id, channel: row.channel, error });
-          await recordFailure(this.#sequelize, transaction, {
-            id: row.id,
-            error: errorText(error),
-            delayMs: backoffDelay(row.attempts + 1, channel.retry),
-            maxAttempts: channel.retry.maxAttempts,
-          });
-        }
-      }
-      await deleteProcessed(this.#sequelize, transaction, processed);
-      return rows.length;
+    const careful = this.#options.savepoints === 'always';
+    const outcome = await this.#claimAndRun(careful ? new Map() : null).catch((error: unknown) => {
+      if (error instanceof CallbackFailed) return error;
+      throw error;
     });
+    const { claimed, processed, failures } = outcome instanceof CallbackFailed
+      ? await this.#claimAndRun(new Map([[outcome.id, outcome.error]]))
+      : outcome;
     this.stats.batches++;
     this.stats.processed += processed.length;
     this.stats.failed += failures.length;
@@ -332,6 +346,62 @@ export class Listener extends EventEmitter {
       this.emit('failed', failure);
     }
     return claimed;
+  }
+
+  /**
+   * `known` null: the fast pass, no savepoints. Otherwise the careful pass: a savepoint per message,
+   * and messages whose failure is already known (from the fast pass) are recorded without running again.
+   */
+  async #claimAndRun(known: Map<string, unknown> | null): Promise<{ claimed: number; processed: string[]; failures: Array<{ id: string; channel: string; error: unknown }> }> {
+    const processed: string[] = [];
+    const failures: Array<{ id: string; channel: string; error: unknown }> = [];
+    const claimed = await this.#sequelize.transaction(async (transaction) => {
+      const rows = await claimBatch(this.#sequelize, transaction, this.#filter, this.#options.batchSize);
+      const fail = async (row: ClaimedRow, channel: AnyChannel, error: unknown) => {
+        failures.push({ id: row.id, channel: row.channel, error });
+        await recordFailure(this.#sequelize, transaction, {
+          id: row.id,
+          error: errorText(error),
+          delayMs: backoffDelay(row.attempts + 1, channel.retry),
+          maxAttempts: channel.retry.maxAttempts,
+        });
+      };
+      for (const row of rows) {
+        const channel = this.#channels.find((c) => c.name === row.channel)!;
+        let message: unknown;
+        try {
+          const parsed = parsePayload(row.payload);
+          message = channel.kind === 'model' ? modelMessage(channel, parsed, row.id) : customMessage(channel, parsed, row.id);
+        } catch (error) {
+          // A malformed payload ran no callback and wrote nothing: no savepoint needed to keep it.
+          await fail(row, channel, error);
+          continue;
+        }
+        if (!known) {
+          try {
+            await this.#run(channel.name, message, transaction, row.attempts + 1);
+          } catch (error) {
+            // A lost connection is the batch's problem, not the message's: no attempt is charged for it.
+            throw isConnectionLoss(error) ? error : new CallbackFailed(row.id, error);
+          }
+          processed.push(row.id);
+          continue;
+        }
+        if (known.has(row.id)) {
+          await fail(row, channel, known.get(row.id));
+          continue;
+        }
+        try {
+          await this.#sequelize.transaction({ transaction }, (savepoint) => this.#run(channel.name, message, savepoint, row.attempts + 1));
+          processed.push(row.id);
+        } catch (error) {
+          await fail(row, channel, error);
+        }
+      }
+      await deleteProcessed(this.#sequelize, transaction, processed);
+      return rows.length;
+    });
+    return { claimed, processed, failures };
   }
 
   async #scheduleRetry(): Promise<void> {

@@ -399,6 +399,27 @@ describe('listener: exactly-once processing', () => {
       expect(names).to.deep.equal(['kept', 'kept too']);
     });
 
+    for (const savepoints of ['on-failure', 'always'] as const) {
+      it(`with savepoints '${savepoints}', a failure in a batch keeps only that message and commits the others' writes once`, async () => {
+        const Mixed = channel<{ name: string; fail: boolean }>('mixed', { retry: { maxAttempts: 1 } });
+        const runs: string[] = [];
+        app.sequelize.pgpubsub.on(Mixed, async ({ payload }, { transaction }) => {
+          runs.push(payload.name);
+          await app.Author.create({ name: payload.name }, { transaction });
+          if (payload.fail) throw new Error('fails after writing');
+        });
+        for (const [name, fail] of [['first', false], ['second', false], ['bad', true], ['last', false]] as const) {
+          await app.sequelize.pgpubsub.notify(Mixed, { name, fail });
+        }
+        await listen({ recover: true, savepoints });
+        await eventually(async () => (await count("pgpubsub_notification WHERE channel = 'mixed' AND failed_at IS NULL")) === 0, 'the batch to settle');
+        expect((await app.Author.findAll({ order: [['id', 'ASC']] })).map((a) => a.name)).to.deep.equal(['first', 'second', 'last']);
+        expect(runs.filter((name) => name === 'bad')).to.have.length(1);
+        // Without savepoints the batch is redone after the failure, so the callbacks before it run twice.
+        expect(runs).to.deep.equal(savepoints === 'always' ? ['first', 'second', 'bad', 'last'] : ['first', 'second', 'bad', 'first', 'second', 'last']);
+      });
+    }
+
     it('processes promptly a notification sent by a callback to another channel', async () => {
       const First = channel<{ step: number }>('first_step');
       const Second = channel<{ step: number }>('second_step');
