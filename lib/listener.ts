@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import os from 'node:os';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, type RetryPolicy } from './channel';
-import { type ClaimFilter, type ClaimedRow, claimBatch, deleteProcessed, nextDueInMs, recordFailure } from './claim';
+import { type ClaimFilter, type ClaimedRow, claimBatch, dueCheck, holdDrainLease, releaseDrainLease, deleteProcessed, nextDueInMs, recordFailure } from './claim';
 import type { NotificationContext } from './context';
 import { PgPubSubError } from './errors';
 import { type Logger, consoleLogger } from './logger';
@@ -18,6 +20,14 @@ class CallbackFailed extends Error {
     super(`a callback failed for notification ${id} in a batch without savepoints`);
   }
 }
+
+/** How long a drain lease lasts; it is renewed at half-life while the listener keeps draining. */
+const DRAIN_LEASE_MS = 5000;
+/**
+ * After letting its lease go, a listener waits this long and claims once more: a producer that saw
+ * the lease just before it went skipped its NOTIFY, and its commit lands within this time.
+ */
+const LINGER_MS = 25;
 
 /** How soon to look again at due rows that another listener holds locked. */
 const HELD_ROWS_RECHECK_MS = 1000;
@@ -112,6 +122,10 @@ export class Listener extends EventEmitter {
   #heartbeat: NodeJS.Timeout | null = null;
   #reconnecting: Promise<void> | null = null;
   #checking = false;
+  /** Identifies this listener's drain lease. */
+  readonly #id = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  /** When the lease must be renewed (ms since epoch), or null when none is held. */
+  #leaseRenewAt: number | null = null;
 
   constructor(host: ListenerHost, options: ListenOptions = {}) {
     super();
@@ -149,9 +163,9 @@ export class Listener extends EventEmitter {
   /** Connects, LISTENs, and (with recover) drains what is stored. Resolves once listening. */
   async start(): Promise<this> {
     await this.#connect();
-    // The heartbeat checks the LISTEN connection and sweeps, a backstop for rows whose wake-up was missed
-    // (e.g. released by a listener that died mid-batch).
-    this.#heartbeat = setInterval(() => void this.#checkConnection().then(() => this.wake()), this.#options.heartbeatMs);
+    // The heartbeat is one query on the LISTEN connection: it proves the connection alive and tells
+    // whether anything is due, the backstop for a missed wake-up (e.g. rows a dying listener released).
+    this.#heartbeat = setInterval(() => void this.#checkConnection(), this.#options.heartbeatMs);
     this.#heartbeat.unref?.();
     this.#log.info('listening', { channels: this.#channels.map((c) => c.name) });
     // The first drain starts now, so idle() covers it; handlers attached once listen() resolves still
@@ -167,6 +181,7 @@ export class Listener extends EventEmitter {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     await this.#draining;
+    if (this.#leaseRenewAt !== null) await this.#releaseLease().catch(() => undefined);
     await this.#reconnecting?.catch(() => undefined);
     const client = this.#client;
     this.#client = null;
@@ -257,7 +272,9 @@ export class Listener extends EventEmitter {
       timer = setTimeout(() => reject(new Error('heartbeat timed out')), Math.max(1000, this.#options.heartbeatMs / 2));
     });
     try {
-      await Promise.race([client.query('SELECT 1'), timeout]);
+      const { text, values } = dueCheck(this.#filter);
+      const result = await Promise.race([client.query<{ due: boolean }>(text, values), timeout]);
+      if (result.rows[0]?.due) this.wake();
     } catch (error) {
       this.#onConnectionLost(client, error as Error);
     } finally {
@@ -305,8 +322,16 @@ export class Listener extends EventEmitter {
       while (this.#pending && !this.#stopping) {
         this.#pending = false;
         let claimed: number;
-        do claimed = await this.#batch();
-        while (claimed === this.#options.batchSize && !this.#stopping);
+        do {
+          claimed = await this.#batch();
+          // A full batch means a backlog: hold the lease, so producers stop paying for NOTIFYs.
+          if (claimed === this.#options.batchSize) await this.#holdLease();
+        } while (claimed === this.#options.batchSize && !this.#stopping);
+        if (this.#leaseRenewAt !== null) {
+          await this.#releaseLease();
+          await new Promise((resolve) => setTimeout(resolve, LINGER_MS));
+          this.#pending = true;
+        }
       }
       if (!this.#stopping) await this.#scheduleRetry();
     } catch (error) {
@@ -402,6 +427,19 @@ export class Listener extends EventEmitter {
       return rows.length;
     });
     return { claimed, processed, failures };
+  }
+
+  async #holdLease(): Promise<void> {
+    // A listener with a context filter does not claim everything, so it cannot stand in for a NOTIFY.
+    if (this.#options.contextFilter && Object.keys(this.#options.contextFilter).length > 0) return;
+    if (this.#leaseRenewAt !== null && Date.now() < this.#leaseRenewAt) return;
+    await holdDrainLease(this.#sequelize, this.#id, this.#filter.channels, DRAIN_LEASE_MS);
+    this.#leaseRenewAt = Date.now() + DRAIN_LEASE_MS / 2;
+  }
+
+  async #releaseLease(): Promise<void> {
+    this.#leaseRenewAt = null;
+    await releaseDrainLease(this.#sequelize, this.#id);
   }
 
   async #scheduleRetry(): Promise<void> {

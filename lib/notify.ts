@@ -1,7 +1,7 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import type { CustomChannel } from './channel';
 import { PgPubSubError } from './errors';
-import { CONTEXT_FUNCTION, NOTIFICATION_TABLE } from './notification-table';
+import { CONTEXT_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './notification-table';
 import { NOTIFY_PAYLOAD_LIMIT } from './trigger-sql';
 
 export interface NotifyOptions {
@@ -17,12 +17,12 @@ export function encodePayload(channel: CustomChannel<unknown>, payload: unknown)
   return JSON.stringify({ ...channel.defaults, ...payload }, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
 }
 
-// Durable: store the row and wake listeners in one round trip. Payloads travel as bind parameters, never as SQL text.
+// Durable: store the row and ask for a wake-up at commit, in one round trip. Payloads travel as bind parameters, never as SQL text.
 const STORE_SQL = `WITH stored AS (
   INSERT INTO ${NOTIFICATION_TABLE} (channel, payload)
   VALUES ($1, jsonb_build_object('op', 'NOTIFY', 'payload', $2::jsonb, 'context', ${CONTEXT_FUNCTION}()))
   RETURNING id
-) SELECT pg_notify($1, '') FROM stored`;
+) SELECT ${WAKE_FUNCTION}($1) FROM stored`;
 
 const BROADCAST_SQL = `SELECT pg_notify($1, jsonb_build_object('op', 'NOTIFY', 'payload', $2::jsonb, 'context', ${CONTEXT_FUNCTION}())::text)`;
 

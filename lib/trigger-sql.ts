@@ -1,5 +1,5 @@
 import type { ChannelEvent, ChannelOp, ModelChannel } from './channel';
-import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE } from './notification-table';
+import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './notification-table';
 import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from './sql-text';
 
 /** Every managed trigger and its function carry this name prefix and a comment starting with COMMENT_TAG. */
@@ -115,7 +115,7 @@ function payload(channel: ModelChannel, event: ChannelEvent, oldRow: string, new
     + `'old', ${oldRow}, 'new', ${newRow}, 'context', context)`;
 }
 
-/** Stores one notification per row, then wakes listeners with one tiny NOTIFY (deduplicated per transaction). */
+/** Stores one notification per row, then asks for one wake-up of the channel's listeners at commit. */
 function durableBody(channel: ModelChannel, event: ChannelEvent): string {
   const source = event === 'delete' ? 'pgpubsub_old' : 'pgpubsub_new';
   return `
@@ -131,7 +131,7 @@ BEGIN
   SELECT ${quoteLiteral(channel.name)}, ${payload(channel, event, 'c.old_row', 'c.new_row')}, version.name
     FROM (${changedRows(event)}) AS c
    CROSS JOIN (SELECT ${DB_VERSION_FUNCTION}() AS name) AS version;
-  PERFORM pg_notify(${quoteLiteral(channel.name)}, '');
+  PERFORM ${WAKE_FUNCTION}(${quoteLiteral(channel.name)});
   RETURN NULL;
 END
 `;
