@@ -11,7 +11,7 @@ import { SequelizeStorage, Umzug } from 'umzug';
 import pgpubsub, { type LibraryMigration, type ModelChannelOptions, type TriggerState, generateTriggerMigration, migrations } from '../lib';
 import { MIGRATIONS_DIR, connect } from './support/app';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
-import { run, shown } from './support/processes';
+import { LIBRARY_NAMES_SQL, LIBRARY_TABLES, run, shown } from './support/processes';
 
 const ROOT = path.resolve(__dirname, '..');
 const SEQUELIZE_CLI = path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli');
@@ -31,10 +31,10 @@ async function managedObjects(sequelize: Sequelize) {
   const triggers = await rows<{ name: string; table: string; definition: string; comment: string | null }>(sequelize, `
     SELECT t.tgname AS name, t.tgrelid::regclass::text AS "table", pg_get_triggerdef(t.oid) AS definition,
            obj_description(t.oid, 'pg_trigger') AS comment
-      FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgname LIKE 'pgpubsub\\_%' ORDER BY 1`);
+      FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgname LIKE 'pgpubsub\\_%' AND t.tgname NOT IN (${LIBRARY_NAMES_SQL}) ORDER BY 1`);
   const functions = await rows<{ name: string; body: string; comment: string | null }>(sequelize, `
     SELECT p.proname AS name, p.prosrc AS body, obj_description(p.oid, 'pg_proc') AS comment
-      FROM pg_proc p WHERE p.proname LIKE 'pgpubsub\\_%' AND p.proname NOT IN ('pgpubsub_context', 'pgpubsub_db_version') ORDER BY 1`);
+      FROM pg_proc p WHERE p.proname LIKE 'pgpubsub\\_%' AND p.proname NOT IN (${LIBRARY_NAMES_SQL}) ORDER BY 1`);
   return { triggers, functions };
 }
 
@@ -111,7 +111,7 @@ describe('migrations', function () {
       const tables = await rows<{ name: string }>(sequelize,
         "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1");
       expect(tables.map((t) => t.name)).to.deep.equal(
-        ['SequelizeMeta', 'authors', 'children', 'media', 'parents', 'pgpubsub_notification', 'post_media', 'posts']);
+        ['SequelizeMeta', 'authors', 'children', 'media', 'parents', ...LIBRARY_TABLES, 'post_media', 'posts'].sort());
       const installed = await managedObjects(sequelize);
       expect(installed.triggers.map((t) => t.table).sort()).to.deep.equal(['authors', 'children', 'children', 'media', 'media', 'posts']);
       expect(installed.functions.map((f) => f.name)).to.deep.equal(installed.triggers.map((t) => t.name).sort());

@@ -61,3 +61,9 @@ export async function sql<R extends object>(url: string, text: string): Promise<
     await client.end();
   }
 }
+
+/** The library's own tables, functions and trigger (from its migration), as opposed to channel triggers. */
+export const LIBRARY_TABLES = ['pgpubsub_drain_lease', 'pgpubsub_notification', 'pgpubsub_wake_request'];
+export const LIBRARY_FUNCTIONS = ['pgpubsub_context', 'pgpubsub_db_version', 'pgpubsub_parse_context', 'pgpubsub_wake', 'pgpubsub_wake_at_commit'];
+/** SQL list for `NOT IN (…)`: the library's functions, which its trigger shares a name with. */
+export const LIBRARY_NAMES_SQL = LIBRARY_FUNCTIONS.map((name) => `'${name}'`).join(', ');
