@@ -24,10 +24,12 @@ class CallbackFailed extends Error {
 /** How long a drain lease lasts; it is renewed at half-life while the listener keeps draining. */
 const DRAIN_LEASE_MS = 5000;
 /**
- * After letting its lease go, a listener waits this long and claims once more: a producer that saw
- * the lease just before it went skipped its NOTIFY, and its commit lands within this time.
+ * After letting its lease go, a listener claims again at these times (ms after the release): a
+ * producer that saw the lease just before it went skipped its NOTIFY, and its commit becomes
+ * visible within a few milliseconds, or later on a loaded server. Later than the last, the
+ * heartbeat finds it.
  */
-const LINGER_MS = 25;
+const LINGER_SWEEPS_MS = [25, 250, 1000];
 
 /** How soon to look again at due rows that another listener holds locked. */
 const HELD_ROWS_RECHECK_MS = 1000;
@@ -319,17 +321,27 @@ export class Listener extends EventEmitter {
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
     try {
+      let linger = -1; // index into LINGER_SWEEPS_MS while lingering after a lease
+      let releasedAt = 0;
       while (this.#pending && !this.#stopping) {
         this.#pending = false;
         let claimed: number;
         do {
           claimed = await this.#batch();
           // A full batch means a backlog: hold the lease, so producers stop paying for NOTIFYs.
-          if (claimed === this.#options.batchSize) await this.#holdLease();
+          if (claimed === this.#options.batchSize) {
+            await this.#holdLease();
+            linger = -1;
+          }
         } while (claimed === this.#options.batchSize && !this.#stopping);
         if (this.#leaseRenewAt !== null) {
           await this.#releaseLease();
-          await new Promise((resolve) => setTimeout(resolve, LINGER_MS));
+          releasedAt = Date.now();
+          linger = 0;
+        }
+        if (linger >= 0 && linger < LINGER_SWEEPS_MS.length && !this.#stopping) {
+          await new Promise((resolve) => setTimeout(resolve, Math.max(0, releasedAt + LINGER_SWEEPS_MS[linger] - Date.now())));
+          linger++;
           this.#pending = true;
         }
       }
