@@ -29,8 +29,9 @@ export function startListen(url: string, args: string[], env: Record<string, str
       logs.push({ msg: line, level: 'raw', pid: 0 });
     }
   });
+  // 'close', not 'exit': only then has all of its output been read.
   const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('close', (code, signal) => resolve({ code, signal }));
   });
   return {
     child,
