@@ -1,0 +1,28 @@
+/**
+ * The app `pgpubsub listen --app` loads in the benchmark: the example app's models (models/app.ts)
+ * with one callback, the README's: each new author gets one post, written in the listener's
+ * transaction. The post's content is the callback's start time on the monotonic clock (µs), which
+ * W2 subtracts from the producer's commit time. BENCH_CALLBACK=raw swaps Post.create for a
+ * raw INSERT (a diagnostic row of W1), to show what Sequelize's model layer costs per message.
+ */
+import { QueryTypes, Sequelize } from 'sequelize';
+import { defineModels } from '../../models/app';
+
+const url = process.env.DATABASE_URL;
+if (!url) throw new Error('bench app: DATABASE_URL is not set');
+
+const app = defineModels(new Sequelize(url, { dialect: 'postgres', logging: false }));
+const raw = process.env.BENCH_CALLBACK === 'raw';
+
+app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction }) => {
+  const started = String(process.hrtime.bigint() / 1000n);
+  if (raw) {
+    await app.sequelize.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', {
+      bind: [started, author!.id], transaction, type: QueryTypes.INSERT,
+    });
+  } else {
+    await app.Post.create({ authorId: author!.id, content: started }, { transaction });
+  }
+});
+
+export const { sequelize } = app;

@@ -1,0 +1,193 @@
+import { type Results, type Row, failedRuns, medianOf } from './results';
+
+/** A BENCHMARK.md target, judged on medians of this run; `met` is null when it could not be judged. */
+export interface TargetVerdict {
+  workload: Row['workload'];
+  /** The row whose cell shows it (the peer or baseline it compares ours with, or ours itself). */
+  key: string;
+  case: string;
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+
+const OURS = 'ours';
+
+function fmt(value: number, digits?: number): string {
+  if (!Number.isFinite(value)) return 'n/a';
+  const d = digits ?? (Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2);
+  return value.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+}
+
+function ratio(value: number): string {
+  if (!Number.isFinite(value)) return 'n/a';
+  return value < 0.1 ? `${value.toPrecision(2)}×` : `${fmt(value, value >= 10 ? 0 : 2)}×`;
+}
+const percent = (value: number) => (Number.isFinite(value) ? `${fmt(value * 100, 0)}%` : 'n/a');
+
+function groupOf(results: Results, row: Row): Row[] {
+  return results.rows.filter((r) => r.workload === row.workload && r.case === row.case);
+}
+
+function oursOf(results: Results, row: Row): Row | undefined {
+  return groupOf(results, row).find((r) => r.key === OURS);
+}
+
+/** Ours ÷ this row on the row's main figure (so > 1 means ours is higher: better for rates, worse for times). */
+function oursOverThis(results: Results, row: Row): number {
+  const ours = oursOf(results, row);
+  if (!ours || ours === row) return Number.NaN;
+  return medianOf(ours, row.metric) / medianOf(row, row.metric);
+}
+
+/** Whether every run of ours in this case passed verification (a failed run is never credited). */
+function allVerified(row: Row | undefined): boolean {
+  return !!row && row.runs.length > 0 && failedRuns(row).length === 0;
+}
+
+function judge(met: boolean, measured: string, ...unverified: Array<Row | undefined>): { met: boolean | null; measured: string } {
+  const bad = unverified.filter((row) => !allVerified(row));
+  if (bad.length) return { met: false, measured: `${measured} (failed runs: ${bad.map((row) => row?.system ?? 'missing').join(', ')})` };
+  return { met, measured };
+}
+
+/** Evaluates every BENCHMARK.md target that this run has the rows for. */
+export function evaluateTargets(results: Results): TargetVerdict[] {
+  const verdicts: TargetVerdict[] = [];
+  const add = (row: Row | undefined, target: string, verdict: { met: boolean | null; measured: string }) => {
+    if (row) verdicts.push({ workload: row.workload, key: row.key, case: row.case, target, ...verdict });
+  };
+  const measuredIn = (row: Row, name: string) => medianOf(row, name);
+
+  // W1, 2 processes: ≥ 2× graphile default, ≥ 1.3× graphile localQueue, ≥ 70% of the ceiling loop, exactly once.
+  for (const ours of results.rows.filter((r) => r.workload === 'W1' && r.key === OURS && / 2 proc$/.test(r.case))) {
+    const peer = (key: string) => results.find('W1', ours.case, key);
+    const rate = measuredIn(ours, 'rate');
+    const checks: Array<[string, string, number]> = [['graphile', '≥ 2×', 2], ['graphile-localqueue', '≥ 1.3×', 1.3]];
+    for (const [key, text, min] of checks) {
+      const row = peer(key);
+      if (!row) continue;
+      const r = rate / measuredIn(row, 'rate');
+      add(row, `ours ${text} this`, judge(r >= min, ratio(r), ours, row));
+    }
+    const ceiling = peer('ceiling');
+    if (ceiling) {
+      const r = rate / measuredIn(ceiling, 'rate');
+      add(ceiling, 'ours ≥ 70% of this', judge(r >= 0.7, percent(r), ours, ceiling));
+    }
+    add(ours, 'exactly once (n posts, n distinct)', {
+      met: allVerified(ours), measured: `${ours.runs.length - failedRuns(ours).length}/${ours.runs.length} runs verified`,
+    });
+  }
+
+  // W2: p50 ≤ 1.5 ms, p99 ≤ 5 ms, and no worse than graphile-worker with localQueue.
+  for (const ours of results.rows.filter((r) => r.workload === 'W2' && r.key === OURS)) {
+    const p50 = measuredIn(ours, 'p50');
+    const p99 = measuredIn(ours, 'p99');
+    add(ours, 'p50 ≤ 1.5 ms', judge(p50 <= 1.5, `${fmt(p50)} ms`, ours));
+    add(ours, 'p99 ≤ 5 ms', judge(p99 <= 5, `${fmt(p99)} ms`, ours));
+    const peer = results.find('W2', ours.case, 'graphile-localqueue');
+    if (peer) {
+      const ok = p50 <= measuredIn(peer, 'p50') && p99 <= measuredIn(peer, 'p99');
+      add(peer, 'ours p50 and p99 ≤ this', judge(ok, `p50 ${fmt(p50)} vs ${fmt(measuredIn(peer, 'p50'))}, p99 ${fmt(p99)} vs ${fmt(measuredIn(peer, 'p99'))} ms`, ours, peer));
+    }
+  }
+
+  // W3a: with the channel ≤ 3× without; ≥ 50× faster than the add_job row trigger.
+  for (const ours of results.rows.filter((r) => r.workload === 'W3a' && r.key === OURS)) {
+    const ms = measuredIn(ours, 'ms');
+    const plain = results.find('W3a', ours.case, 'plain');
+    if (plain) {
+      const r = ms / measuredIn(plain, 'ms');
+      add(plain, 'ours ≤ 3× this (time)', judge(r <= 3, ratio(r), ours, plain));
+    }
+    const addJob = results.find('W3a', ours.case, 'graphile-add-job');
+    if (addJob) {
+      const r = measuredIn(addJob, 'ms') / ms;
+      add(addJob, 'ours ≥ 50× faster', judge(r >= 50, `${ratio(r)} faster`, ours, addJob));
+    }
+  }
+
+  // W3b: ≥ 70% of the commit rate without the channel. Judged twice, on the row with no listener
+  // running (every commit wakes) and on the row with listeners draining (the drain lease may spare
+  // producers the NOTIFY, but on 2 cores the listeners also take CPU from the producers).
+  for (const row of results.rows.filter((r) => r.workload === 'W3b' && (r.key === OURS || r.key === 'ours-listening'))) {
+    const plain = results.find('W3b', row.case, 'plain');
+    if (!plain) continue;
+    const r = measuredIn(row, 'commitsPerSec') / measuredIn(plain, 'commitsPerSec');
+    add(row, '≥ 70% of no channel', judge(r >= 0.7, percent(r), row, plain));
+  }
+
+  // W4: ≤ 1 statement per minute per process; CPU ≈ 0 (taken as under 1% of one core over the window).
+  for (const ours of results.rows.filter((r) => r.workload === 'W4' && r.key === OURS)) {
+    const perMinute = measuredIn(ours, 'statementsPerMinPerProc');
+    add(ours, '≤ 1 statement/min/proc', judge(perMinute <= 1, fmt(perMinute), ours));
+    const windowSeconds = Number(/(\d+(?:\.\d+)?) s$/.exec(ours.case)?.[1]);
+    const cpu = measuredIn(ours, 'cpuSeconds');
+    add(ours, 'CPU ≈ 0 (< 1% of a core)', judge(cpu / windowSeconds < 0.01, `${fmt(cpu)} s = ${fmt((cpu / windowSeconds) * 100)}% of a core`, ours));
+  }
+
+  // W5: peak RSS ≤ 150 MB per process and flat; throughput within 20% of W1 with 4 processes.
+  for (const ours of results.rows.filter((r) => r.workload === 'W5' && r.key === OURS)) {
+    const rss = measuredIn(ours, 'peakRssMb');
+    add(ours, 'peak RSS ≤ 150 MB/proc', judge(rss <= 150, `${fmt(rss, 0)} MB`, ours));
+    const growth = Math.max(...ours.runs.filter((run) => run.ok).map(rssGrowth));
+    add(ours, 'RSS flat (second half ≤ 1.2× first half)', judge(growth <= 1.2, ratio(growth), ours));
+    const w1 = results.rows.find((r) => r.workload === 'W1' && r.key === OURS && / 4 proc$/.test(r.case));
+    if (w1) {
+      const r = measuredIn(ours, 'rate') / measuredIn(w1, 'rate');
+      add(ours, 'throughput ≥ 80% of W1 4 proc', judge(r >= 0.8, percent(r), ours, w1));
+    } else {
+      add(ours, 'throughput ≥ 80% of W1 4 proc', { met: null, measured: 'W1 with 4 processes not run' });
+    }
+  }
+  return verdicts;
+}
+
+/** Largest per-process RSS in the second half of the drain ÷ the largest in the first half. */
+function rssGrowth(run: { detail?: Record<string, unknown> }): number {
+  const series = (run.detail?.series ?? []) as Array<{ rssMb: number[] }>;
+  if (series.length < 4) return Number.NaN;
+  const half = Math.floor(series.length / 2);
+  const peak = (samples: Array<{ rssMb: number[] }>) => Math.max(...samples.flatMap((s) => s.rssMb.filter(Number.isFinite)));
+  return peak(series.slice(half)) / peak(series.slice(1, half));
+}
+
+function figureCell(row: Row): string {
+  const ok = row.runs.filter((run) => run.ok).length;
+  if (ok === 0) return `FAILED: ${row.runs[0]?.error ?? 'no run'}`;
+  const figures = row.figures.map(({ name, unit }) => `${fmt(medianOf(row, name))} ${unit}`).join(' · ');
+  return ok < row.runs.length ? `${figures} (${row.runs.length - ok} of ${row.runs.length} runs FAILED)` : figures;
+}
+
+function targetCell(verdicts: TargetVerdict[], row: Row): string {
+  return verdicts
+    .filter((v) => v.workload === row.workload && v.case === row.case && v.key === row.key)
+    .map((v) => `${v.target}: ${v.measured} ${v.met === null ? '(n/a)' : v.met ? 'MET' : 'NOT MET'}`)
+    .join('; ');
+}
+
+/** The one table: a Markdown table, readable in a terminal and pasteable into BENCHMARKS.md. */
+export function renderTable(results: Results, verdicts: TargetVerdict[]): string {
+  const header = ['Workload', 'Case', 'System', 'Median', 'Ours ÷ this', 'Target (BENCHMARK.md)'];
+  const lines = results.rows.map((row) => [
+    row.workload,
+    row.case,
+    row.note ? `${row.system} (${row.note})` : row.system,
+    figureCell(row),
+    row.key === OURS ? '—' : ratio(oursOverThis(results, row)),
+    targetCell(verdicts, row),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => line[i].length)));
+  const render = (cells: string[]) => `| ${cells.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
+  return [render(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...lines.map(render)].join('\n');
+}
+
+export function renderSummary(verdicts: TargetVerdict[]): string {
+  const met = verdicts.filter((v) => v.met === true).length;
+  const notMet = verdicts.filter((v) => v.met === false);
+  const na = verdicts.filter((v) => v.met === null).length;
+  const lines = [`Targets: ${met} met, ${notMet.length} not met${na ? `, ${na} not judged` : ''}.`];
+  for (const v of notMet) lines.push(`  NOT MET  ${v.workload} ${v.case}: ${v.target} (${v.measured})`);
+  return lines.join('\n');
+}

@@ -1,0 +1,181 @@
+/**
+ * `npm run bench [-- --quick] [--runs N] [--only W1,W3] [--json file]`
+ *
+ * Runs the workloads of shared/BENCHMARK.md against sequelize-pgpubsub, its peers
+ * (graphile-worker 0.17, pg-boss 10) and a hand-written ceiling loop, on one PostgreSQL (embedded
+ * unless DATABASE_URL is set), each system and run on a fresh database. Prints one table of
+ * medians with ratios and the targets met or not, and writes the same as JSON.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startPostgres } from '../test/support/postgres';
+import { evaluateTargets, renderSummary, renderTable } from './report';
+import { Results, medianOf } from './results';
+import { dropStaleBenchDatabases, serverInfo } from './support/db';
+import { ROOT, machine } from './support/processes';
+import type { BenchContext } from './workloads/context';
+import { w1, w5 } from './workloads/drain';
+import { w4 } from './workloads/idle';
+import { w2 } from './workloads/latency';
+import { w3a, w3b } from './workloads/producer';
+
+const WORKLOADS = ['W1', 'W2', 'W3a', 'W3b', 'W4', 'W5'] as const;
+type Workload = (typeof WORKLOADS)[number];
+
+const USAGE = `usage: npm run bench -- [options]
+  --quick            a short run (under 3 minutes): smaller counts, W1 with 2 processes only, no W5, 1 run
+  --runs <n>         runs per measurement; the table shows medians (default 3, quick 1)
+  --only <list>      workloads to run, e.g. W1,W3 (W3 = W3a and W3b); default all
+  --json <file>      where to write the results (default bench/results/latest.json)
+  --help             this text
+PostgreSQL: DATABASE_URL if set (a superuser URL; the benchmark creates and drops its own
+databases), else an embedded server started for the run.`;
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      runs: { type: 'string' },
+      only: { type: 'string' },
+      json: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const runs = values.runs === undefined ? (values.quick ? 1 : 3) : Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got '${values.runs}'`);
+  let only: Set<Workload> = new Set(WORKLOADS);
+  if (values.only) {
+    only = new Set();
+    for (const name of values.only.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const matched = WORKLOADS.filter((w) => w.toLowerCase() === name.toLowerCase() || (name.toUpperCase() === 'W3' && w.startsWith('W3')));
+      if (matched.length === 0) throw new Error(`--only: unknown workload '${name}' (known: ${WORKLOADS.join(', ')}, W3)`);
+      for (const w of matched) only.add(w);
+    }
+  }
+  const json = path.resolve(values.json ?? path.join(ROOT, 'bench', 'results', 'latest.json'));
+  return { quick: values.quick!, runs, only, json };
+}
+
+/** The sizes of each workload: full as BENCHMARK.md says (except W5, see BENCHMARKS.md), quick scaled down. */
+function plan(quick: boolean) {
+  return quick
+    ? { drainN: 5_000, drainProcesses: [2], latencyMs: 5_000, bulkN: 5_000, commitsMs: 3_000, idleMs: 10_000, backlogN: 0, backlogLimitMs: 0 }
+    : { drainN: 20_000, drainProcesses: [1, 2, 4], latencyMs: 30_000, bulkN: 20_000, commitsMs: 10_000, idleMs: 60_000, backlogN: 200_000, backlogLimitMs: 600_000 };
+}
+
+function packageVersion(dir: string): string {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version;
+  } catch {
+    return 'not installed';
+  }
+}
+
+function gitRevision(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'lib'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty ? `${head} + uncommitted changes in lib/` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function versions() {
+  const root = (name: string) => packageVersion(path.join(ROOT, 'node_modules', name));
+  const bench = (name: string) => packageVersion(path.join(ROOT, 'bench', 'node_modules', name));
+  return {
+    'sequelize-pgpubsub': `${packageVersion(ROOT)} (${gitRevision()})`,
+    'graphile-worker': bench('graphile-worker'),
+    'pg-boss': bench('pg-boss'),
+    pg: root('pg'),
+    'pg (peers and ceiling)': bench('pg'),
+    sequelize: root('sequelize'),
+    node: process.version,
+  };
+}
+
+async function main(): Promise<number> {
+  const options = parseOptions();
+  const sizes = plan(options.quick);
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const startedAt = new Date();
+  const t0 = performance.now();
+
+  const server = await startPostgres();
+  log(server.embedded ? `bench: embedded PostgreSQL at ${new URL(server.url).host}` : 'bench: PostgreSQL of DATABASE_URL');
+  const stop = () => void server.stop().finally(() => process.exit(130));
+  process.once('SIGINT', stop).once('SIGTERM', stop);
+  const results = new Results();
+  const environment = {
+    machine: machine(),
+    postgres: { ...(await serverInfo(server.url)), embedded: server.embedded },
+    versions: versions(),
+  };
+  // Written after every workload, so that an interrupted run still leaves what it measured.
+  const save = (complete: boolean) => {
+    const json = {
+      date: startedAt.toISOString(),
+      mode: options.quick ? 'quick' : 'full',
+      complete,
+      runsPerRow: options.runs,
+      durationSeconds: Math.round((performance.now() - t0) / 1000),
+      sizes,
+      ...environment,
+      rows: results.rows.map((row) => ({
+        ...row,
+        median: Object.fromEntries(row.figures.map(({ name }) => [name, medianOf(row, name)])),
+      })),
+      targets: evaluateTargets(results),
+    };
+    fs.mkdirSync(path.dirname(options.json), { recursive: true });
+    fs.writeFileSync(options.json, `${JSON.stringify(json, null, 2)}\n`);
+  };
+  try {
+    await dropStaleBenchDatabases(server.url);
+    const skipped = options.quick && options.only.has('W5') ? ' (W5 is skipped in --quick)' : '';
+    log(`bench: ${options.quick ? 'quick' : 'full'} run, ${options.runs} run(s) each, workloads ${[...options.only].join(', ')}${skipped}`);
+    const ctx: BenchContext = { serverUrl: server.url, quick: options.quick, runs: options.runs, results, log };
+    const steps: Array<[Workload, () => Promise<void>]> = [
+      ['W1', () => w1(ctx, { n: sizes.drainN, processes: sizes.drainProcesses })],
+      ['W2', () => w2(ctx, { durationMs: sizes.latencyMs })],
+      ['W3a', () => w3a(ctx, { n: sizes.bulkN })],
+      ['W3b', () => w3b(ctx, { durationMs: sizes.commitsMs, clients: 8 })],
+      ['W4', () => w4(ctx, { durationMs: sizes.idleMs, processes: 4 })],
+      ['W5', () => w5(ctx, { n: sizes.backlogN, timeLimitMs: sizes.backlogLimitMs })],
+    ];
+    for (const [workload, step] of steps) {
+      if (!options.only.has(workload) || (workload === 'W5' && options.quick)) continue;
+      await step();
+      save(false);
+    }
+  } finally {
+    process.off('SIGINT', stop).off('SIGTERM', stop);
+    await server.stop();
+  }
+
+  save(true);
+  const verdicts = evaluateTargets(results);
+  const seconds = (performance.now() - t0) / 1000;
+  const { machine: m, postgres: pg, versions: v } = environment;
+  const header = [
+    `sequelize-pgpubsub benchmark, ${options.quick ? 'quick' : 'full'} run, ${startedAt.toISOString()}, ${options.runs} run(s) per row (median), ${seconds.toFixed(0)} s`,
+    `machine: ${m.cores} cores, ${m.cpuModel}, ${m.totalMemoryGb} GB; PostgreSQL ${pg.version}${pg.embedded ? ' (embedded)' : ''}, synchronous_commit=${pg.synchronous_commit}, fsync=${pg.fsync}; Node ${v.node}`,
+    `versions: ${Object.entries(v).filter(([k]) => k !== 'node').map(([k, value]) => `${k} ${value}`).join(', ')}`,
+  ].join('\n');
+  process.stdout.write(`\n${header}\n\n${renderTable(results, verdicts)}\n\n${renderSummary(verdicts)}\n`);
+  log(`bench: wrote ${path.relative(process.cwd(), options.json)}`);
+  return results.rows.some((row) => row.runs.some((run) => !run.ok)) ? 1 : 0;
+}
+
+main().then((code) => { process.exitCode = code; }, (error: Error) => {
+  process.stderr.write(`bench: ${error.message}\n`);
+  process.exitCode = 2;
+});

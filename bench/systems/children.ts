@@ -1,0 +1,24 @@
+import { type WorkerProcess, processTree, spawnProcess } from '../support/processes';
+import type { Workers } from './types';
+
+/**
+ * N copies of a worker script (bench/workers/*), each printing {"event":"ready"} once it can
+ * receive work. Used by the peers and the ceiling loop, whose workers are plain processes.
+ */
+export async function startChildren(script: string, processes: number, env: Record<string, string>): Promise<Workers & { children: WorkerProcess[] }> {
+  const children = Array.from({ length: processes }, (_, i) => spawnProcess(script, [], { ...env, BENCH_WORKER_INDEX: String(i) }));
+  try {
+    await Promise.all(children.map((child) => child.event('ready', 60_000)));
+  } catch (error) {
+    await Promise.all(children.map((child) => child.stop(1000)));
+    throw error;
+  }
+  return {
+    children,
+    pids: () => children.flatMap((child) => processTree(child.child.pid!)),
+    workerPids: () => children.map((child) => child.child.pid!),
+    async stop() {
+      await Promise.all(children.map((child) => child.stop(10_000)));
+    },
+  };
+}

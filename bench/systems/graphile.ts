@@ -1,0 +1,56 @@
+import path from 'node:path';
+import { Logger, makeWorkerUtils, runMigrations } from 'graphile-worker';
+import { dropChannelTriggers, insertAuthors, migrateApp, withClient } from '../support/db';
+import { startChildren } from './children';
+import type { QueueSystem, StartOptions } from './types';
+
+const WORKER = path.join(__dirname, '..', 'workers', 'graphile-worker.ts');
+/** graphile-worker's own messages, errors only, so they do not interleave with the table. */
+const logger = new Logger(() => (level, message) => {
+  if (level === 'error') process.stderr.write(`graphile-worker: ${message}\n`);
+});
+
+/** The app tables without our triggers, plus graphile-worker's schema (its own migrations). */
+export async function prepareGraphile(url: string): Promise<void> {
+  await migrateApp(url);
+  await dropChannelTriggers(url);
+  await runMigrations({ connectionString: url, logger });
+}
+
+/** graphile-worker 0.17: default (concurrency 10) or with localQueue 500 and batched completion. */
+export function graphile(options: { localQueue: boolean }): QueueSystem {
+  return {
+    key: options.localQueue ? 'graphile-localqueue' : 'graphile',
+    label: options.localQueue ? 'graphile-worker localQueue 500' : 'graphile-worker default',
+    prepare: prepareGraphile,
+    start(url: string, processes: number, startOptions: StartOptions = {}) {
+      return startChildren(WORKER, processes, { DATABASE_URL: startOptions.workerUrl ?? url, GW_LOCAL_QUEUE: options.localQueue ? '1' : '0' });
+    },
+    /** The authors (no trigger), then one job per author in one addJobs call: one statement, one commit. */
+    async produce(url: string, n: number) {
+      await insertAuthors(url, n);
+      const ids = await withClient(url, async (c) => (await c.query<{ id: number }>('SELECT id FROM authors ORDER BY id')).rows.map((r) => r.id));
+      const utils = await makeWorkerUtils({ connectionString: url, logger });
+      try {
+        await utils.addJobs(ids.map((authorId) => ({ identifier: 'post', payload: { authorId } })));
+      } finally {
+        await utils.release();
+      }
+    },
+  };
+}
+
+/**
+ * Enqueueing from a row trigger, as graphile-worker's docs show: FOR EACH ROW, add_job(...) per
+ * inserted author. Installed on a graphile-prepared database.
+ */
+export async function installAddJobTrigger(url: string): Promise<void> {
+  await withClient(url, async (c) => {
+    await c.query(`CREATE FUNCTION bench_author_add_job() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM graphile_worker.add_job('post', json_build_object('authorId', NEW.id));
+        RETURN NEW;
+      END $$`);
+    await c.query('CREATE TRIGGER bench_author_add_job AFTER INSERT ON authors FOR EACH ROW EXECUTE FUNCTION bench_author_add_job()');
+  });
+}

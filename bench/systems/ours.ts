@@ -1,0 +1,58 @@
+import path from 'node:path';
+import { insertAuthors, migrateApp, withClient } from '../support/db';
+import { ROOT, nodeChildren, processTree, spawnProcess, waitUntil } from '../support/processes';
+import type { QueueSystem, StartOptions, Workers } from './types';
+
+const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
+const APP = path.join(ROOT, 'bench', 'apps', 'ours-app.ts');
+
+/** How many listeners of this database have issued their last LISTEN (pgpubsub_recover comes last). */
+async function listeningCount(url: string): Promise<number> {
+  return withClient(url, async (c) => (await c.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name = 'pgpubsub-listener'
+        AND query LIKE 'LISTEN %pgpubsub_recover%'`,
+  )).rows[0].n);
+}
+
+/**
+ * sequelize-pgpubsub as a user runs it: `pgpubsub listen --processes N` (a node:cluster primary
+ * and N workers), loading the bench app. With --log-level warn the workers say nothing when
+ * ready, so readiness is read from pg_stat_activity: every LISTEN connection has LISTENed.
+ */
+export function ours(options: { key?: string; label?: string; batchSize?: number; callback?: 'model' | 'raw' } = {}): QueueSystem {
+  const { batchSize = 100, callback = 'model' } = options;
+  return {
+    key: options.key ?? 'ours',
+    label: options.label ?? 'sequelize-pgpubsub',
+    prepare: migrateApp,
+    async start(url: string, processes: number, startOptions: StartOptions = {}): Promise<Workers> {
+      const args = ['listen', '--app', APP, '--processes', String(processes), '--batch-size', String(batchSize),
+        '--log-level', 'warn', '--log-format', 'json'];
+      const listen = spawnProcess(BIN, args, { DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback });
+      const ready = await waitUntil(async () => {
+        if (listen.child.exitCode !== null) throw new Error(`pgpubsub listen exited with ${listen.child.exitCode}:\n${listen.stderr()}${listen.output.join('\n')}`);
+        return (await listeningCount(url)) >= processes;
+      }, 60_000, 50);
+      if (!ready) {
+        await listen.stop();
+        throw new Error(`pgpubsub listen: ${processes} listener(s) not listening after 60 s:\n${listen.stderr()}${listen.output.join('\n')}`);
+      }
+      const pid = listen.child.pid!;
+      let stopped: Promise<void> | undefined;
+      return {
+        pids: () => processTree(pid),
+        workerPids: () => nodeChildren(pid),
+        stop() {
+          stopped ??= listen.stop(15_000).then(() => {
+            const logged = listen.events.filter((e) => e.level === 'warn' || e.level === 'error');
+            if (logged.length) process.stderr.write(`  (pgpubsub listen logged ${logged.length} warning/error line(s); first: ${JSON.stringify(logged[0]).slice(0, 300)})\n`);
+          });
+          return stopped;
+        },
+      };
+    },
+    // The channel's statement-level trigger stores one notification per author and wakes the listeners at commit.
+    produce: insertAuthors,
+  };
+}

@@ -1,0 +1,102 @@
+import { Client } from 'pg';
+import { createBenchDatabase, dropBenchDatabase, verifyPosts } from '../support/db';
+import { waitUntil } from '../support/processes';
+import { monotonicMicros, percentile, sleep } from '../support/stats';
+import type { RunResult } from '../results';
+import { graphile, installAddJobTrigger, prepareGraphile } from '../systems/graphile';
+import { ours } from '../systems/ours';
+import type { QueueSystem } from '../systems/types';
+import { type BenchContext, formatError } from './context';
+
+/** Samples from the first half second are dropped: connection and JIT warm-up, not steady state. */
+const WARMUP_MS = 500;
+
+/**
+ * One latency run: a producer commits single-row author inserts paced at `perSecond`, noting the
+ * monotonic time right after each COMMIT returns; the worker's callback writes its own start time
+ * (same clock) into the post it creates. Latency = callback start − producer commit, per author.
+ * One worker process, so the figure is the wake-up path, not load sharing.
+ */
+export async function latencyOnce(ctx: BenchContext, system: QueueSystem, durationMs: number, perSecond = 100): Promise<RunResult> {
+  const db = await createBenchDatabase(ctx.serverUrl, `${system.key}_latency`).catch((error) => error as Error);
+  if (db instanceof Error) return { ok: false, values: {}, error: formatError(db) };
+  try {
+    await system.prepare(db.url);
+    const workers = await system.start(db.url, 1);
+    const producer = new Client({ connectionString: db.url, application_name: 'bench-producer' });
+    await producer.connect();
+    try {
+      const committedAt = new Map<number, bigint>();
+      const startedAt = new Map<number, number>();
+      const intervalMs = 1000 / perSecond;
+      const t0 = performance.now();
+      for (let i = 0; i * intervalMs < durationMs; i++) {
+        const wait = t0 + i * intervalMs - performance.now();
+        if (wait > 0) await sleep(wait);
+        // Autocommit: the INSERT is its own transaction; its trigger enqueues (ours: stores + NOTIFY).
+        const { rows } = await producer.query<{ id: number }>('INSERT INTO authors (name) VALUES ($1) RETURNING id', [`Author ${i}`]);
+        committedAt.set(rows[0].id, monotonicMicros());
+        startedAt.set(rows[0].id, performance.now() - t0);
+      }
+      const n = committedAt.size;
+      const done = await waitUntil(async () => Number((await producer.query('SELECT count(*) AS n FROM posts')).rows[0].n) >= n, 30_000);
+      await workers.stop();
+      if (!done) throw new Error('not every insert got its post within 30 s');
+      const check = await verifyPosts(db.url, n);
+      const { rows: posts } = await producer.query<{ author_id: number; content: string }>('SELECT author_id, content FROM posts');
+      const latencies = posts
+        .filter((post) => startedAt.get(post.author_id)! >= WARMUP_MS)
+        .map((post) => Number(BigInt(post.content) - committedAt.get(post.author_id)!) / 1000);
+      return {
+        ok: check.ok,
+        error: check.ok ? undefined : check.detail,
+        values: {
+          p50: percentile(latencies, 50),
+          p95: percentile(latencies, 95),
+          p99: percentile(latencies, 99),
+          max: percentile(latencies, 100),
+          samples: latencies.length,
+        },
+      };
+    } finally {
+      await producer.end().catch(() => undefined);
+      await workers.stop();
+    }
+  } catch (error) {
+    return { ok: false, values: {}, error: formatError(error) };
+  } finally {
+    await dropBenchDatabase(ctx.serverUrl, db).catch(() => undefined);
+  }
+}
+
+/** graphile-worker enqueueing from its documented row trigger (add_job per inserted author). */
+function graphileFromTrigger(localQueue: boolean): QueueSystem {
+  const system = graphile({ localQueue });
+  return {
+    ...system,
+    async prepare(url: string) {
+      await prepareGraphile(url);
+      await installAddJobTrigger(url);
+    },
+  };
+}
+
+/** W2: ours and graphile-worker (localQueue; default too in a full run), one process each. */
+export async function w2(ctx: BenchContext, options: { durationMs: number }): Promise<void> {
+  const systems = [ours(), graphileFromTrigger(true), ...(ctx.quick ? [] : [graphileFromTrigger(false)])];
+  for (let run = 1; run <= ctx.runs; run++) {
+    for (const system of systems) {
+      const row = ctx.results.row({
+        workload: 'W2', case: `100 inserts/s, ${options.durationMs / 1000} s, 1 proc`, system: system.label, key: system.key,
+        metric: 'p50', better: 'lower',
+        figures: [{ name: 'p50', unit: 'ms p50' }, { name: 'p95', unit: 'ms p95' }, { name: 'p99', unit: 'ms p99' }],
+      });
+      const result = await latencyOnce(ctx, system, options.durationMs);
+      row.runs.push(result);
+      const v = result.values;
+      ctx.log(`W2 run ${run}/${ctx.runs} ${system.label}: ${result.ok
+        ? `p50 ${v.p50.toFixed(2)} ms, p95 ${v.p95.toFixed(2)} ms, p99 ${v.p99.toFixed(2)} ms, max ${v.max.toFixed(1)} ms (${v.samples} samples)`
+        : `FAILED: ${result.error}`}`);
+    }
+  }
+}

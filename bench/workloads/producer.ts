@@ -1,0 +1,170 @@
+import { Client } from 'pg';
+import { openApp } from '../../test/support/app';
+import {
+  createBenchDatabase, dropBenchDatabase, dropChannelTriggers, migrateApp, removeWakeUpFromAuthorTrigger, withClient,
+} from '../support/db';
+import type { RunResult } from '../results';
+import { installAddJobTrigger, prepareGraphile } from '../systems/graphile';
+import { ours } from '../systems/ours';
+import type { Workers } from '../systems/types';
+import { type BenchContext, formatError } from './context';
+
+/** A producer-side setup: the authors table with or without something enqueueing on insert. */
+interface ProducerVariant {
+  key: string;
+  label: string;
+  note?: string;
+  prepare(url: string): Promise<void>;
+  /**
+   * SQL counting what the inserts left behind, which must equal the rows inserted (stored
+   * notifications, jobs; plus posts when listeners consume meanwhile), or null for nothing.
+   */
+  enqueued: string | null;
+  /** `pgpubsub listen --processes N` running during the inserts (W3b). */
+  listeners?: number;
+}
+
+const VARIANTS: Record<string, ProducerVariant> = {
+  plain: {
+    key: 'plain', label: 'no channel (plain insert)',
+    async prepare(url) { await migrateApp(url); await dropChannelTriggers(url); },
+    enqueued: null,
+  },
+  ours: {
+    key: 'ours', label: 'sequelize-pgpubsub channel, no listener running',
+    prepare: migrateApp,
+    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub_notification',
+  },
+  oursNoNotify: {
+    key: 'ours-store-only', label: 'our trigger, stores without waking', note: 'diagnostic',
+    async prepare(url) { await migrateApp(url); await removeWakeUpFromAuthorTrigger(url); },
+    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub_notification',
+  },
+  oursListening: {
+    key: 'ours-listening', label: 'sequelize-pgpubsub channel, 2 listeners draining',
+    prepare: migrateApp,
+    // Each author is either processed (one post) or still stored, never both and never neither.
+    enqueued: 'SELECT (SELECT count(*) FROM pgpubsub_notification) + (SELECT count(DISTINCT author_id) FROM posts)::int AS n',
+    listeners: 2,
+  },
+  addJob: {
+    key: 'graphile-add-job', label: 'graphile-worker add_job row trigger',
+    async prepare(url) { await prepareGraphile(url); await installAddJobTrigger(url); },
+    enqueued: 'SELECT count(*)::int AS n FROM graphile_worker._private_jobs',
+  },
+};
+
+/** Every inserted author was enqueued exactly once (the run is void otherwise). */
+async function checkEnqueued(url: string, variant: ProducerVariant, inserted: number): Promise<string | undefined> {
+  return withClient(url, async (c) => {
+    const authors = (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM authors')).rows[0].n;
+    if (authors !== inserted) return `expected ${inserted} authors, found ${authors}`;
+    if (!variant.enqueued) return undefined;
+    const enqueued = Number((await c.query<{ n: number }>(variant.enqueued)).rows[0].n);
+    if (variant.listeners) {
+      const { rows: [posts] } = await c.query<{ total: number; distinct: number }>('SELECT count(*)::int AS total, count(DISTINCT author_id)::int AS distinct FROM posts');
+      if (posts.total !== posts.distinct) return `${posts.total - posts.distinct} duplicate post(s)`;
+    }
+    return enqueued === inserted ? undefined : `expected ${inserted} enqueued, found ${enqueued}`;
+  });
+}
+
+async function onFreshDatabase(ctx: BenchContext, label: string, work: (url: string) => Promise<RunResult>): Promise<RunResult> {
+  let db;
+  try {
+    db = await createBenchDatabase(ctx.serverUrl, label);
+    return await work(db.url);
+  } catch (error) {
+    return { ok: false, values: {}, error: formatError(error) };
+  } finally {
+    if (db) await dropBenchDatabase(ctx.serverUrl, db).catch(() => undefined);
+  }
+}
+
+/** W3a, one run: Author.bulkCreate of n rows in one statement, timed around the call. */
+async function bulkInsertOnce(ctx: BenchContext, variant: ProducerVariant, n: number): Promise<RunResult> {
+  return onFreshDatabase(ctx, `${variant.key}_bulk`, async (url) => {
+    await variant.prepare(url);
+    const { sequelize, Author } = openApp(url);
+    try {
+      await sequelize.authenticate(); // connect first: the timing is the statement, not the connection
+      const rows = Array.from({ length: n }, (_, i) => ({ name: `Author ${i + 1}` }));
+      const t0 = performance.now();
+      await Author.bulkCreate(rows);
+      const ms = performance.now() - t0;
+      const error = await checkEnqueued(url, variant, n);
+      return { ok: !error, error, values: { ms, rowsPerSec: n / (ms / 1000) } };
+    } finally {
+      await sequelize.close();
+    }
+  });
+}
+
+/** W3b, one run: `clients` connections each committing single-row inserts back to back for `durationMs`. */
+async function concurrentInsertsOnce(ctx: BenchContext, variant: ProducerVariant, clients: number, durationMs: number): Promise<RunResult> {
+  return onFreshDatabase(ctx, `${variant.key}_commits`, async (url) => {
+    await variant.prepare(url);
+    const listeners: Workers | undefined = variant.listeners ? await ours().start(url, variant.listeners) : undefined;
+    const connections = await Promise.all(Array.from({ length: clients }, async () => {
+      const client = new Client({ connectionString: url, application_name: 'bench-producer' });
+      await client.connect();
+      return client;
+    }));
+    try {
+      let commits = 0;
+      const deadline = performance.now() + durationMs;
+      const t0 = performance.now();
+      await Promise.all(connections.map(async (client) => {
+        while (performance.now() < deadline) {
+          await client.query('INSERT INTO authors (name) VALUES ($1)', ['Author']);
+          commits++;
+        }
+      }));
+      const seconds = (performance.now() - t0) / 1000;
+      // Listeners stop gracefully (finishing the batch in hand) before the books are checked.
+      await listeners?.stop();
+      const error = await checkEnqueued(url, variant, commits);
+      return { ok: !error, error, values: { commitsPerSec: commits / seconds } };
+    } finally {
+      await Promise.all(connections.map((client) => client.end().catch(() => undefined)));
+      await listeners?.stop();
+    }
+  });
+}
+
+/** W3a: bulk insert without a channel, with ours, with graphile-worker's add_job row trigger. */
+export async function w3a(ctx: BenchContext, options: { n: number }): Promise<void> {
+  const variants = [VARIANTS.plain, VARIANTS.ours, VARIANTS.addJob];
+  for (let run = 1; run <= ctx.runs; run++) {
+    for (const variant of variants) {
+      const row = ctx.results.row({
+        workload: 'W3a', case: `bulkCreate ${options.n} rows`, system: variant.label, key: variant.key,
+        metric: 'ms', better: 'lower', figures: [{ name: 'ms', unit: 'ms' }, { name: 'rowsPerSec', unit: 'rows/s' }],
+      });
+      const result = await bulkInsertOnce(ctx, variant, options.n);
+      row.runs.push(result);
+      ctx.log(`W3a run ${run}/${ctx.runs} ${variant.label}: ${result.ok ? `${result.values.ms.toFixed(0)} ms` : `FAILED: ${result.error}`}`);
+    }
+  }
+}
+
+/**
+ * W3b: 8 clients of single-row insert transactions: no channel; ours with no listener running
+ * (every commit NOTIFYs); ours while 2 listeners drain (they hold the drain lease, so producers may
+ * skip the NOTIFY, but on 2 cores they also take CPU from the producers); our trigger storing
+ * the row without any wake-up (the bound); graphile-worker's add_job row trigger.
+ */
+export async function w3b(ctx: BenchContext, options: { durationMs: number; clients: number }): Promise<void> {
+  const variants = [VARIANTS.plain, VARIANTS.ours, VARIANTS.oursListening, VARIANTS.oursNoNotify, VARIANTS.addJob];
+  for (let run = 1; run <= ctx.runs; run++) {
+    for (const variant of variants) {
+      const row = ctx.results.row({
+        workload: 'W3b', case: `${options.clients} clients, ${options.durationMs / 1000} s`, system: variant.label, key: variant.key,
+        metric: 'commitsPerSec', better: 'higher', figures: [{ name: 'commitsPerSec', unit: 'commits/s' }], note: variant.note,
+      });
+      const result = await concurrentInsertsOnce(ctx, variant, options.clients, options.durationMs);
+      row.runs.push(result);
+      ctx.log(`W3b run ${run}/${ctx.runs} ${variant.label}: ${result.ok ? `${result.values.commitsPerSec.toFixed(0)} commits/s` : `FAILED: ${result.error}`}`);
+    }
+  }
+}
