@@ -45,9 +45,11 @@ function allVerified(row: Row | undefined): boolean {
   return !!row && row.runs.length > 0 && failedRuns(row).length === 0;
 }
 
-function judge(met: boolean, measured: string, ...unverified: Array<Row | undefined>): { met: boolean | null; measured: string } {
-  const bad = unverified.filter((row) => !allVerified(row));
-  if (bad.length) return { met: false, measured: `${measured} (failed runs: ${bad.map((row) => row?.system ?? 'missing').join(', ')})` };
+/** A verdict is credited only if every run of the rows it rests on passed verification. */
+function judge(met: boolean, measured: string, ...rows: Array<Row | undefined>): { met: boolean | null; measured: string } {
+  const bad = rows.filter((row) => !allVerified(row));
+  if (bad.some((row) => !row || row.runs.every((run) => !run.ok))) return { met: false, measured: 'no verified run' };
+  if (bad.length) return { met: false, measured: `${measured} (failed runs: ${bad.map((row) => row!.system).join(', ')})` };
   return { met, measured };
 }
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startPostgres } from '../test/support/postgres';
 import { evaluateTargets, renderSummary, renderTable } from './report';
-import { Results, medianOf } from './results';
+import { Results, type Row, medianOf } from './results';
 import { dropStaleBenchDatabases, serverInfo } from './support/db';
 import { ROOT, machine } from './support/processes';
 import type { BenchContext } from './workloads/context';
@@ -29,6 +29,7 @@ const USAGE = `usage: npm run bench -- [options]
   --runs <n>         runs per measurement; the table shows medians (default 3, quick 1)
   --only <list>      workloads to run, e.g. W1,W3 (W3 = W3a and W3b); default all
   --json <file>      where to write the results (default bench/results/latest.json)
+  --from <file>      run nothing: print the table of a saved results file
   --help             this text
 PostgreSQL: DATABASE_URL if set (a superuser URL; the benchmark creates and drops its own
 databases), else an embedded server started for the run.`;
@@ -40,6 +41,7 @@ function parseOptions() {
       runs: { type: 'string' },
       only: { type: 'string' },
       json: { type: 'string' },
+      from: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -60,7 +62,7 @@ function parseOptions() {
     }
   }
   const json = path.resolve(values.json ?? path.join(ROOT, 'bench', 'results', 'latest.json'));
-  return { quick: values.quick!, runs, only, json };
+  return { quick: values.quick!, runs, only, json, from: values.from };
 }
 
 /** The sizes of each workload: full as BENCHMARK.md says (except W5, see BENCHMARKS.md), quick scaled down. */
@@ -102,8 +104,31 @@ function versions() {
   };
 }
 
+type Environment = { machine: ReturnType<typeof machine>; postgres: Awaited<ReturnType<typeof serverInfo>> & { embedded: boolean }; versions: ReturnType<typeof versions> };
+
+function renderHeader(run: { mode: string; date: string; runs: number; seconds: number } & Environment): string {
+  const { machine: m, postgres: pg, versions: v } = run;
+  return [
+    `sequelize-pgpubsub benchmark, ${run.mode} run, ${run.date}, ${run.runs} run(s) per row (median), ${run.seconds.toFixed(0)} s`,
+    `machine: ${m.cores} cores, ${m.cpuModel}, ${m.totalMemoryGb} GB; PostgreSQL ${pg.version}${pg.embedded ? ' (embedded)' : ''}, synchronous_commit=${pg.synchronous_commit}, fsync=${pg.fsync}; Node ${v.node}`,
+    `versions: ${Object.entries(v).filter(([k]) => k !== 'node').map(([k, value]) => `${k} ${value}`).join(', ')}`,
+  ].join('\n');
+}
+
+/** --from: the table of a saved run, judged by the current report code. */
+function printSaved(file: string): number {
+  const saved = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const results = new Results();
+  for (const row of saved.rows as Row[]) results.rows.push({ ...row, runs: row.runs });
+  const verdicts = evaluateTargets(results);
+  const header = renderHeader({ mode: saved.mode, date: saved.date, runs: saved.runsPerRow, seconds: saved.durationSeconds, ...saved });
+  process.stdout.write(`${header}${saved.complete === false ? '\n(incomplete run)' : ''}\n\n${renderTable(results, verdicts)}\n\n${renderSummary(verdicts)}\n`);
+  return 0;
+}
+
 async function main(): Promise<number> {
   const options = parseOptions();
+  if (options.from) return printSaved(path.resolve(options.from));
   const sizes = plan(options.quick);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const startedAt = new Date();
@@ -164,13 +189,8 @@ async function main(): Promise<number> {
   save(true);
   const verdicts = evaluateTargets(results);
   const seconds = (performance.now() - t0) / 1000;
-  const { machine: m, postgres: pg, versions: v } = environment;
-  const header = [
-    `sequelize-pgpubsub benchmark, ${options.quick ? 'quick' : 'full'} run, ${startedAt.toISOString()}, ${options.runs} run(s) per row (median), ${seconds.toFixed(0)} s`,
-    `machine: ${m.cores} cores, ${m.cpuModel}, ${m.totalMemoryGb} GB; PostgreSQL ${pg.version}${pg.embedded ? ' (embedded)' : ''}, synchronous_commit=${pg.synchronous_commit}, fsync=${pg.fsync}; Node ${v.node}`,
-    `versions: ${Object.entries(v).filter(([k]) => k !== 'node').map(([k, value]) => `${k} ${value}`).join(', ')}`,
-  ].join('\n');
-  process.stdout.write(`\n${header}\n\n${renderTable(results, verdicts)}\n\n${renderSummary(verdicts)}\n`);
+  const mode = options.quick ? 'quick' : 'full';
+  process.stdout.write(`\n${renderHeader({ mode, date: startedAt.toISOString(), runs: options.runs, seconds, ...environment })}\n\n${renderTable(results, verdicts)}\n\n${renderSummary(verdicts)}\n`);
   log(`bench: wrote ${path.relative(process.cwd(), options.json)}`);
   return results.rows.some((row) => row.runs.some((run) => !run.ok)) ? 1 : 0;
 }
