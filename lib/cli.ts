@@ -56,9 +56,14 @@ function printStates(states: TriggerState[], json: boolean): void {
   }
 }
 
-async function withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>): Promise<R> {
+/** The app named by --app / --cwd (or .sequelizerc in the current directory). */
+function appFor(command: Command): LoadedApp {
   const options = command.optsWithGlobals<GlobalOptions>();
-  const app = loadApp({ app: options.app, cwd: options.cwd ? path.resolve(options.cwd) : undefined });
+  return loadApp({ app: options.app, cwd: options.cwd ? path.resolve(options.cwd) : undefined });
+}
+
+async function withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>): Promise<R> {
+  const app = appFor(command);
   try {
     return await work(app);
   } finally {
@@ -140,8 +145,7 @@ export function buildProgram(): Command {
       });
       if (!options.worker && cluster.isPrimary) {
         // Load the app once here so that a broken app fails fast, before any worker is forked.
-        const globals = command.optsWithGlobals<GlobalOptions>();
-        const app = loadApp({ app: globals.app, cwd: globals.cwd ? path.resolve(globals.cwd) : undefined });
+        const app = appFor(command);
         app.pubsub.channels();
         await app.sequelize.close();
         process.exitCode = await supervise({
@@ -152,8 +156,7 @@ export function buildProgram(): Command {
         });
         return;
       }
-      const globals = command.optsWithGlobals<GlobalOptions>();
-      const app = loadApp({ app: globals.app, cwd: globals.cwd ? path.resolve(globals.cwd) : undefined });
+      const app = appFor(command);
       process.exitCode = await runWorker(app.pubsub, {
         channels: options.channels,
         batchSize: options.batchSize,
@@ -177,9 +180,8 @@ export function buildProgram(): Command {
     .description('write a sequelize-cli migration with the frozen trigger SQL for the current definitions')
     .addOption(new Option('--migrations-path <dir>', "where to write it (default: 'migrations-path' of .sequelizerc, or ./migrations)"))
     .action(async (options: { migrationsPath?: string }, command: Command) => {
-      const globals = command.optsWithGlobals<GlobalOptions>();
-      const app = loadApp({ app: globals.app, cwd: globals.cwd ? path.resolve(globals.cwd) : undefined });
-      try {
+      await withApp(command, async (app) => {
+        const globals = command.optsWithGlobals<GlobalOptions>();
         const base = globals.cwd ? path.resolve(globals.cwd) : process.cwd();
         const migrationsPath = options.migrationsPath ? path.resolve(base, options.migrationsPath) : app.migrationsPath;
         const result = generateTriggerMigration(app.pubsub, { migrationsPath });
@@ -188,9 +190,7 @@ export function buildProgram(): Command {
         } else {
           process.stdout.write('Triggers unchanged since the last generated migration; nothing written.\n');
         }
-      } finally {
-        await app.sequelize.close();
-      }
+      });
     });
 
   return program;

@@ -1,22 +1,7 @@
-/**
- * Checks the test harness itself (test/support): per-test databases on the
- * shared test server. node:assert rather than chai: chai 6 is ESM-only and
- * tsconfig's "module": "node16" rejects a static import of it from CJS
- * (TS1479) even though Node 20.19+ could require() it.
- */
+/** Checks the test harness itself (test/support): per-test databases on the shared test server. */
 import assert from 'node:assert/strict';
-import { Client } from 'pg';
 import { emptyDatabase, server, testDatabase, type TestDatabase } from './support/hooks';
-
-async function query<R extends object>(url: string, sql: string): Promise<R[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<R>(sql)).rows;
-  } finally {
-    await client.end();
-  }
-}
+import { sql as query } from './support/processes';
 
 const hostOf = (url: string) => new URL(url).host;
 

@@ -8,4 +8,3 @@ import type { LibraryMigration } from './runner';
 export const migrations: readonly LibraryMigration[] = [notificationTable];
 
 export type { LibraryMigration } from './runner';
-export { sequelizeFromMigrationArgs } from './runner';
