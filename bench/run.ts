@@ -134,7 +134,7 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   const t0 = performance.now();
 
-  const server = await startPostgres();
+  const server = await startPostgres({ durable: true });
   log(server.embedded ? `bench: embedded PostgreSQL at ${new URL(server.url).host}` : 'bench: PostgreSQL of DATABASE_URL');
   const stop = () => void server.stop().finally(() => process.exit(130));
   process.once('SIGINT', stop).once('SIGTERM', stop);

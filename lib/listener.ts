@@ -8,7 +8,7 @@ import { type ClaimFilter, type ClaimedRow, claimBatch, dueCheck, holdDrainLease
 import type { NotificationContext } from './context';
 import { PgPubSubError } from './errors';
 import { type Logger, consoleLogger } from './logger';
-import { customMessage, modelMessage, parsePayload } from './message';
+import { decodeMessage } from './message';
 import { quoteIdent } from './sql-text';
 
 /** Channel on which `recover()` asks every running listener to drain now. */
@@ -299,8 +299,7 @@ export class Listener extends EventEmitter {
 
   async #broadcast(channel: AnyChannel, text: string): Promise<void> {
     try {
-      const parsed = parsePayload(text);
-      const message = channel.kind === 'model' ? modelMessage(channel, parsed, null) : customMessage(channel, parsed, null);
+      const message = decodeMessage(channel, text, null);
       if (this.#options.contextFilter && !contains(message.context, this.#options.contextFilter)) return;
       await this.#sequelize.transaction(async (transaction) => {
         await this.#run(channel.name, message, transaction, 1);
@@ -407,8 +406,7 @@ export class Listener extends EventEmitter {
         const channel = this.#channels.find((c) => c.name === row.channel)!;
         let message: unknown;
         try {
-          const parsed = parsePayload(row.payload);
-          message = channel.kind === 'model' ? modelMessage(channel, parsed, row.id) : customMessage(channel, parsed, row.id);
+          message = decodeMessage(channel, row.payload, row.id);
         } catch (error) {
           // A malformed payload ran no callback and wrote nothing: no savepoint needed to keep it.
           await fail(row, channel, error);

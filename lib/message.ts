@@ -1,6 +1,6 @@
 import { LosslessNumber, isSafeNumber, parse } from 'lossless-json';
 import type { Model, ModelStatic, Transaction } from 'sequelize';
-import type { ChannelOp, CustomChannel, ModelChannel } from './channel';
+import type { AnyChannel, ChannelOp, CustomChannel, ModelChannel } from './channel';
 import type { NotificationContext } from './context';
 import { PgPubSubError } from './errors';
 
@@ -55,6 +55,26 @@ export function parsePayload(text: string): unknown {
   return value;
 }
 
+/**
+ * Number literals JSON.parse could round: 16 or more digits in a row (every number of at most 15
+ * significant digits survives a double exactly) or an exponent. Matches inside strings too, which
+ * only sends that payload down the slower exact path.
+ */
+const MAYBE_INEXACT = /\d{16}|\d[eE]/;
+
+/**
+ * parsePayload's result for payloads whose numbers all survive JSON.parse, which is several times
+ * faster than the exact parser: the listener decodes every message. `exactText` says the numbers'
+ * own digits are needed (DECIMAL columns: '12.50' must not come back as '12.5'), which always
+ * takes the exact path.
+ */
+function parseFast(text: string, exactText: boolean): unknown {
+  if (exactText || MAYBE_INEXACT.test(text)) return parsePayload(text);
+  let value: unknown = JSON.parse(text);
+  if (typeof value === 'string') value = MAYBE_INEXACT.test(value) ? parse(value) : JSON.parse(value);
+  return value;
+}
+
 /** ISO instants exactly as Date#toJSON writes them come back as Dates. */
 const DATE_JSON = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
@@ -70,6 +90,8 @@ function plain(value: unknown, reviveDates: boolean): unknown {
 }
 
 const EXACT_TYPES = new Set(['BIGINT', 'DECIMAL', 'NUMERIC']);
+/** Types whose values Sequelize hands out as the database's own digits, which a double cannot keep. */
+const DIGIT_TYPES = new Set(['DECIMAL', 'NUMERIC']);
 const TIME_TYPES = new Set(['DATE']);
 
 /** A column value converted to what Sequelize itself would hand out for the attribute's type. */
@@ -79,17 +101,33 @@ function attributeValue(typeKey: string | undefined, value: unknown): unknown {
     // Sequelize returns BIGINT and DECIMAL from PostgreSQL as strings, so precision is never lost.
     return EXACT_TYPES.has(typeKey ?? '') ? value.value : plain(value, false);
   }
+  // A number from the fast parse has at most 15 digits, so its text is exact (DECIMAL never comes this way).
+  if (typeof value === 'number') return EXACT_TYPES.has(typeKey ?? '') ? String(value) : value;
   if (TIME_TYPES.has(typeKey ?? '') && typeof value === 'string') return new Date(value);
   return plain(value, false);
 }
 
+interface AttributeColumn { name: string; column: string; typeKey: string | undefined }
+
+/** Each model's attributes as (attribute, column, type), cached by the attributes object (Sequelize replaces it when they change). */
+const columnsCache = new WeakMap<object, { columns: AttributeColumn[]; digits: boolean }>();
+
+function attributeColumns(model: ModelStatic<Model>): { columns: AttributeColumn[]; digits: boolean } {
+  const attributes = model.getAttributes() as Record<string, { field?: string; type?: { key?: string } }>;
+  let entry = columnsCache.get(attributes);
+  if (!entry) {
+    const columns = Object.entries(attributes).map(([name, attribute]) => ({ name, column: attribute.field ?? name, typeKey: attribute.type?.key }));
+    entry = { columns, digits: columns.some((c) => DIGIT_TYPES.has(c.typeKey ?? '')) };
+    columnsCache.set(attributes, entry);
+  }
+  return entry;
+}
+
 /** Builds a model instance from a row keyed by column; columns the model no longer has are ignored. */
 export function rowToInstance<M extends Model>(model: ModelStatic<M>, row: Record<string, unknown>): M {
-  const attributes = model.getAttributes() as Record<string, { field?: string; type?: { key?: string } }>;
   const values: Record<string, unknown> = {};
-  for (const [name, attribute] of Object.entries(attributes)) {
-    const column = attribute.field ?? name;
-    if (Object.prototype.hasOwnProperty.call(row, column)) values[name] = attributeValue(attribute.type?.key, row[column]);
+  for (const { name, column, typeKey } of attributeColumns(model).columns) {
+    if (Object.prototype.hasOwnProperty.call(row, column)) values[name] = attributeValue(typeKey, row[column]);
   }
   return model.build(values as M['_creationAttributes'], { isNewRecord: false, raw: true });
 }
@@ -136,4 +174,13 @@ export function customMessage<T>(channel: CustomChannel<T>, payload: unknown, id
     context: isRecord(payload.context) ? (plain(payload.context, false) as NotificationContext) : {},
     id,
   };
+}
+
+/**
+ * Stored or sent payload text to the message a callback receives. Throws MalformedPayloadError
+ * (or the parser's SyntaxError) for text that is not a message of this channel.
+ */
+export function decodeMessage(channel: AnyChannel, text: string, id: string | null): ModelMessage | CustomMessage {
+  if (channel.kind === 'model') return modelMessage(channel, parseFast(text, attributeColumns(channel.model).digits), id);
+  return customMessage(channel, parseFast(text, false), id);
 }

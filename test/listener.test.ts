@@ -199,6 +199,16 @@ describe('listener: exactly-once processing', () => {
       expect(updated.new!.get({ plain: true })).to.deep.include({ key: 'k-1', name: 'after', size: '9007199254740993', storeId: 's-9' });
     });
 
+    it('hands out BIGINT values as strings whatever their size, as Sequelize does, and floats as numbers', async () => {
+      await listen();
+      const stored = await app.Media.create({ key: 'small', name: 'n', size: '42', storeId: 's' });
+      await app.Media.create({ key: 'big', name: 'n', size: '-9223372036854775808', storeId: 's' });
+      const [small, big] = await seenOn('media_changed', 2);
+      expect(small.new!.get('size')).to.equal('42').and.to.equal((await app.Media.findByPk('small'))!.get('size'));
+      expect(small.new!.get({ plain: true })).to.deep.equal(stored.get({ plain: true }));
+      expect(big.new!.get('size')).to.equal('-9223372036854775808');
+    });
+
     it('carries author, date and id in old when a post is deleted, and new is null', async () => {
       await listen();
       const author = await app.Author.create({ name: 'writer' });

@@ -20,8 +20,8 @@ async function listeningCount(url: string): Promise<number> {
  * and N workers), loading the bench app. With --log-level warn the workers say nothing when
  * ready, so readiness is read from pg_stat_activity: every LISTEN connection has LISTENed.
  */
-export function ours(options: { key?: string; label?: string; batchSize?: number; callback?: 'model' | 'raw' } = {}): QueueSystem {
-  const { batchSize = 100, callback = 'model' } = options;
+export function ours(options: { key?: string; label?: string; batchSize?: number; callback?: 'model' | 'sql' } = {}): QueueSystem {
+  const { batchSize = 100, callback = 'sql' } = options;
   return {
     key: options.key ?? 'ours',
     label: options.label ?? 'sequelize-pgpubsub',

