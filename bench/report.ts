@@ -111,8 +111,8 @@ export function evaluateTargets(results: Results): TargetVerdict[] {
   }
 
   // W3b: ≥ 70% of the commit rate without the channel. Judged twice, on the row with no listener
-  // running (every commit wakes) and on the row with listeners draining (the drain lease may spare
-  // producers the NOTIFY, but on 2 cores the listeners also take CPU from the producers).
+  // running (producers skip the NOTIFY: nobody would hear it) and on the row with listeners draining
+  // (the drain lock spares producers the NOTIFY, but on 2 cores the listeners also take CPU from them).
   for (const row of results.rows.filter((r) => r.workload === 'W3b' && (r.key === OURS || r.key === 'ours-listening'))) {
     const plain = results.find('W3b', row.case, 'plain');
     if (!plain) continue;

@@ -1,6 +1,6 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { NotificationContext } from './context';
-import { DRAIN_LEASE_TABLE, NOTIFICATION_TABLE } from './notification-table';
+import { NOTIFICATION_TABLE } from './notification-table';
 
 /** A stored notification as claimed: payload as text, so numbers keep their precision. */
 export interface ClaimedRow {
@@ -98,22 +98,4 @@ export function dueCheck(filter: ClaimFilter): { text: string; values: unknown[]
   const values: unknown[] = [];
   const where = filterSql(filter, values);
   return { text: `SELECT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} WHERE ${where} AND available_at <= now()) AS due`, values };
-}
-
-/**
- * Takes or extends a listener's drain lease: until it expires, producers of these channels skip
- * their NOTIFY (see the notification table migration). Also clears leases of listeners long gone.
- */
-export async function holdDrainLease(sequelize: Sequelize, listener: string, channels: readonly string[], ms: number): Promise<void> {
-  await sequelize.query(
-    `WITH gone AS (DELETE FROM ${DRAIN_LEASE_TABLE} WHERE until < clock_timestamp() - interval '1 minute')
-     INSERT INTO ${DRAIN_LEASE_TABLE} (listener, channels, until)
-     VALUES ($1, $2::text[], clock_timestamp() + make_interval(secs => $3::double precision / 1000))
-     ON CONFLICT (listener) DO UPDATE SET channels = EXCLUDED.channels, until = EXCLUDED.until`,
-    { bind: [listener, channels, ms] },
-  );
-}
-
-export async function releaseDrainLease(sequelize: Sequelize, listener: string): Promise<void> {
-  await sequelize.query(`DELETE FROM ${DRAIN_LEASE_TABLE} WHERE listener = $1`, { bind: [listener] });
 }

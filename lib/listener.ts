@@ -1,15 +1,14 @@
-import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import os from 'node:os';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, type RetryPolicy } from './channel';
-import { type ClaimFilter, type ClaimedRow, claimBatch, dueCheck, holdDrainLease, releaseDrainLease, deleteProcessed, nextDueInMs, recordFailure } from './claim';
+import { type ClaimFilter, type ClaimedRow, claimBatch, dueCheck, deleteProcessed, nextDueInMs, recordFailure } from './claim';
 import type { NotificationContext } from './context';
 import { PgPubSubError } from './errors';
 import { type Logger, consoleLogger } from './logger';
 import { decodeMessage } from './message';
 import { quoteIdent } from './sql-text';
+import { holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks } from './wake-locks';
 
 /** Channel on which `recover()` asks every running listener to drain now. */
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
@@ -21,15 +20,14 @@ class CallbackFailed extends Error {
   }
 }
 
-/** How long a drain lease lasts; it is renewed at half-life while the listener keeps draining. */
-const DRAIN_LEASE_MS = 5000;
 /**
- * After letting its lease go, a listener claims again at these times (ms after the release): a
- * producer that saw the lease just before it went skipped its NOTIFY, and its commit becomes
- * visible within a few milliseconds, or later on a loaded server. Later than the last, the
- * heartbeat finds it.
+ * While a listener waits for producers that skipped their NOTIFY to commit (after it lets go of its
+ * drain locks, or starts), it looks again after this long, doubling up to SETTLE_MAX_MS.
  */
-const LINGER_SWEEPS_MS = [25, 250, 1000];
+const SETTLE_FIRST_MS = 5;
+const SETTLE_MAX_MS = 1000;
+/** At most this often a listener that holds drain locks tries for the ones it lacks, or wakes the others to help with a backlog. */
+const DRAIN_LOCK_RETRY_MS = 200;
 
 /** How soon to look again at due rows that another listener holds locked. */
 const HELD_ROWS_RECHECK_MS = 1000;
@@ -124,10 +122,11 @@ export class Listener extends EventEmitter {
   #heartbeat: NodeJS.Timeout | null = null;
   #reconnecting: Promise<void> | null = null;
   #checking = false;
-  /** Identifies this listener's drain lease. */
-  readonly #id = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  /** When the lease must be renewed (ms since epoch), or null when none is held. */
-  #leaseRenewAt: number | null = null;
+  /** Channels whose drain lock this listener holds on its LISTEN connection (producers skip their NOTIFYs). */
+  #drainLocks: string[] = [];
+  #drainLocksTriedAt = 0;
+  /** Set when producers may have skipped a NOTIFY this listener must make up for (see #drain). */
+  #settle = true;
 
   constructor(host: ListenerHost, options: ListenOptions = {}) {
     super();
@@ -183,7 +182,8 @@ export class Listener extends EventEmitter {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     await this.#draining;
-    if (this.#leaseRenewAt !== null) await this.#releaseLease().catch(() => undefined);
+    // Producers skipped their NOTIFYs for us: wake the other listeners, who take over what is left.
+    if (this.#drainLocks.length) await this.#releaseDrainLocks(true);
     await this.#reconnecting?.catch(() => undefined);
     const client = this.#client;
     this.#client = null;
@@ -232,16 +232,22 @@ export class Listener extends EventEmitter {
       for (const name of [...this.#channels.map((c) => c.name), RECOVER_CHANNEL]) {
         await client.query(`LISTEN ${quoteIdent(name)}`);
       }
+      // Only now may producers count on this listener: it hears every NOTIFY from here on.
+      if (this.#filter.channels.length) await holdListening(client, this.#filter.channels);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
     }
     this.#client = client;
+    this.#drainLocks = [];
+    // Producers that found nobody listening skipped their NOTIFY: the next drain waits for them.
+    this.#settle = true;
   }
 
   #onConnectionLost(client: Client, error: Error): void {
     if (this.#stopping || client !== this.#client) return;
     this.#client = null;
+    this.#drainLocks = []; // session locks end with the connection
     this.#log.warn('LISTEN connection lost; reconnecting', { error: error.message });
     client.end().catch(() => undefined);
     this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = null; });
@@ -316,33 +322,36 @@ export class Listener extends EventEmitter {
     for (const callback of this.#host.callbacks(name)) await callback(message, { transaction, attempt });
   }
 
+  /**
+   * Claims batches until there is nothing left. While claims keep finding rows (two in a row, or a
+   * full one) the listener holds its channels' drain locks, so producers skip their NOTIFYs, and
+   * it keeps claiming without them. Once a claim comes back empty it lets go and settles: it waits
+   * until every producer that skipped a NOTIFY has committed, then claims once more. The same
+   * settling follows (re)connecting, for producers that found nobody listening.
+   */
   async #drain(): Promise<void> {
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
+    const { batchSize } = this.#options;
     try {
-      let linger = -1; // index into LINGER_SWEEPS_MS while lingering after a lease
-      let releasedAt = 0;
-      while (this.#pending && !this.#stopping) {
-        this.#pending = false;
-        let claimed: number;
-        do {
-          claimed = await this.#batch();
-          // A full batch means a backlog: hold the lease, so producers stop paying for NOTIFYs.
-          if (claimed === this.#options.batchSize) {
-            await this.#holdLease();
-            linger = -1;
+      let claimed = 0;
+      let streak = 0;
+      let settleDelay = SETTLE_FIRST_MS;
+      while (!this.#stopping) {
+        if (!this.#pending && claimed !== batchSize && !(claimed > 0 && this.#drainLocks.length)) {
+          if (this.#drainLocks.length) await this.#releaseDrainLocks(false);
+          if (!this.#settle) break;
+          if (!(await this.#skippedProducersDone())) {
+            await new Promise((resolve) => setTimeout(resolve, settleDelay));
+            settleDelay = Math.min(settleDelay * 2, SETTLE_MAX_MS);
+            continue;
           }
-        } while (claimed === this.#options.batchSize && !this.#stopping);
-        if (this.#leaseRenewAt !== null) {
-          await this.#releaseLease();
-          releasedAt = Date.now();
-          linger = 0;
+          this.#settle = false; // one more claim sees their rows
         }
-        if (linger >= 0 && linger < LINGER_SWEEPS_MS.length && !this.#stopping) {
-          await new Promise((resolve) => setTimeout(resolve, Math.max(0, releasedAt + LINGER_SWEEPS_MS[linger] - Date.now())));
-          linger++;
-          this.#pending = true;
-        }
+        this.#pending = false;
+        claimed = await this.#batch();
+        streak = claimed > 0 ? streak + 1 : 0;
+        if (streak >= 2 || claimed === batchSize) await this.#takeDrainLocks(claimed === batchSize);
       }
       if (!this.#stopping) await this.#scheduleRetry();
     } catch (error) {
@@ -439,17 +448,50 @@ export class Listener extends EventEmitter {
     return { claimed, processed, failures };
   }
 
-  async #holdLease(): Promise<void> {
+  /**
+   * Takes the drain locks this listener lacks (at most every DRAIN_LOCK_RETRY_MS). With all of them
+   * held and a full batch in hand, wakes the other listeners instead: producers no longer do.
+   */
+  async #takeDrainLocks(backlog: boolean): Promise<void> {
     // A listener with a context filter does not claim everything, so it cannot stand in for a NOTIFY.
     if (this.#options.contextFilter && Object.keys(this.#options.contextFilter).length > 0) return;
-    if (this.#leaseRenewAt !== null && Date.now() < this.#leaseRenewAt) return;
-    await holdDrainLease(this.#sequelize, this.#id, this.#filter.channels, DRAIN_LEASE_MS);
-    this.#leaseRenewAt = Date.now() + DRAIN_LEASE_MS / 2;
+    const client = this.#client;
+    const missing = this.#filter.channels.filter((c) => !this.#drainLocks.includes(c));
+    if (!client || Date.now() - this.#drainLocksTriedAt < DRAIN_LOCK_RETRY_MS) return;
+    if (missing.length === 0 && !backlog) return;
+    this.#drainLocksTriedAt = Date.now();
+    try {
+      if (missing.length) this.#drainLocks.push(...await takeDrainLocks(client, missing));
+      else await client.query('SELECT pg_notify(c, \'\') FROM unnest($1::text[]) AS c', [this.#drainLocks]);
+    } catch (error) {
+      this.#log.debug('could not take drain locks', { error: (error as Error).message });
+    }
   }
 
-  async #releaseLease(): Promise<void> {
-    this.#leaseRenewAt = null;
-    await releaseDrainLease(this.#sequelize, this.#id);
+  async #releaseDrainLocks(wakeOthers: boolean): Promise<void> {
+    const client = this.#client;
+    const held = this.#drainLocks;
+    this.#drainLocks = [];
+    this.#settle = true;
+    if (!client) return;
+    try {
+      await releaseDrainLocks(client, held);
+      if (wakeOthers) await client.query('SELECT pg_notify(c, \'\') FROM unnest($1::text[]) AS c', [held]);
+    } catch (error) {
+      this.#log.debug('could not release drain locks', { error: (error as Error).message });
+    }
+  }
+
+  async #skippedProducersDone(): Promise<boolean> {
+    const client = this.#client;
+    // Without a LISTEN connection there is nothing to wait for: the reconnect settles again.
+    if (!client) return true;
+    try {
+      return await skippedProducersDone(client, this.#filter.channels);
+    } catch (error) {
+      this.#log.debug('could not check for producers that skipped their NOTIFY', { error: (error as Error).message });
+      return true;
+    }
   }
 
   async #scheduleRetry(): Promise<void> {

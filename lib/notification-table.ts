@@ -12,13 +12,17 @@ export const CONTEXT_FUNCTION = qualified(SCHEMA, 'pgpubsub_context');
 export const DB_VERSION_FUNCTION = qualified(SCHEMA, 'pgpubsub_db_version');
 /** `pgpubsub_parse_context(text)`: the context JSON, or `{"invalid_context": …}` when it is not JSON. */
 export const PARSE_CONTEXT_FUNCTION = qualified(SCHEMA, 'pgpubsub_parse_context');
-/** `pgpubsub_wake(channel)`: asks for a wake-up of the channel's listeners when this transaction commits. */
+/** `pgpubsub_wake(channel)`: wakes the channel's listeners when this transaction commits, unless none needs it. */
 export const WAKE_FUNCTION = qualified(SCHEMA, 'pgpubsub_wake');
-export const WAKE_AT_COMMIT_FUNCTION = qualified(SCHEMA, 'pgpubsub_wake_at_commit');
-/** Wake-ups requested by open transactions, one row per (transaction, channel); emptied at commit. */
-export const WAKE_REQUEST_TABLE = qualified(SCHEMA, 'pgpubsub_wake_request');
-/** Leases of listeners busy draining: while one is held for a channel, producers skip its NOTIFY. */
-export const DRAIN_LEASE_TABLE = qualified(SCHEMA, 'pgpubsub_drain_lease');
+/**
+ * Advisory lock namespaces (the first key of the two-key form; the second is `hashtext(channel)`)
+ * through which producers and listeners agree on wake-ups without a table (see the migration):
+ * - LISTENING: every live listener holds it shared on its LISTEN connection;
+ * - DRAINING: the listener draining a channel's backlog holds it exclusively (its "drain lease");
+ * - SKIPPED: a producer that skipped its NOTIFY holds it shared until it commits.
+ * Session locks vanish with their connection, so a listener that dies gives up both of its locks.
+ */
+export const WAKE_LOCKS = { listening: 1885826930, draining: 1885826931, skipped: 1885826932 } as const;
 /** The setting (GUC) that holds the notification context as JSON text. */
 export const CONTEXT_SETTING = 'pgpubsub.notification_context';
 /** The table sequelize-cli and Umzug's SequelizeStorage record applied migrations in. */

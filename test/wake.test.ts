@@ -1,5 +1,7 @@
 import { expect } from 'chai';
+import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
+import { WAKE_LOCKS } from '../lib/notification-table';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
 import { openApp } from './support/app';
@@ -22,7 +24,7 @@ describe('wake-ups', () => {
     if (this.currentTest?.state === 'passed') await db.drop();
   });
 
-  it('sends one NOTIFY per transaction and channel, at commit, and leaves no wake request behind', async () => {
+  it('sends one NOTIFY per transaction and channel, at commit', async () => {
     const listener = await listenTo(db.url, ['author_created', 'media_changed']);
     try {
       const transaction = await app.sequelize.transaction();
@@ -37,36 +39,77 @@ describe('wake-ups', () => {
       await app.Author.create({ name: 'never' }, { transaction: rolledBack });
       await rolledBack.rollback();
       expect(await listener.settle()).to.have.length(2);
-      expect(await count('pgpubsub_wake_request')).to.equal(0);
     } finally {
       await listener.close();
     }
   });
 
-  it("skips the NOTIFY while a listener holds a drain lease on the channel, and not for other channels or after it expires", async () => {
+  it("skips the NOTIFY while a listener holds the channel's drain lock, not for other channels, and again after it lets go", async () => {
     const listener = await listenTo(db.url, ['author_created', 'media_changed']);
+    const busy = new Client({ connectionString: db.url });
+    await busy.connect();
     try {
-      await app.sequelize.query(`INSERT INTO pgpubsub_drain_lease (listener, channels, until)
-        VALUES ('busy', '{author_created}', clock_timestamp() + interval '600 ms')`);
+      await busy.query(`SELECT pg_advisory_lock(${WAKE_LOCKS.draining}, hashtext('author_created'))`);
       await app.Author.create({ name: 'while busy' });
       await app.Media.create({ key: 'k', name: 'other channel' });
       const [message] = await listener.waitFor(1);
       expect(message.channel).to.equal('media_changed');
       expect(await listener.settle(300)).to.have.length(1);
-      await sleep(400);
-      await app.Author.create({ name: 'after the lease' });
+      await busy.query(`SELECT pg_advisory_unlock(${WAKE_LOCKS.draining}, hashtext('author_created'))`);
+      await app.Author.create({ name: 'after the lock' });
       await listener.waitFor(2);
       expect(listener.received[1].channel).to.equal('author_created');
       expect(await count('pgpubsub_notification')).to.equal(3);
     } finally {
+      await busy.end();
       await listener.close();
+    }
+  });
+
+  it('skips the NOTIFY when nobody listens on the channel, and sends it once someone does', async () => {
+    const bystander = await listenTo(db.url, ['author_created'], { asListener: false });
+    try {
+      await app.Author.create({ name: 'nobody listening' });
+      expect(await bystander.settle(300)).to.deep.equal([]);
+      const listener = await listenTo(db.url, ['author_created']);
+      try {
+        await app.Author.create({ name: 'someone listening' });
+        await bystander.waitFor(1);
+        await listener.waitFor(1);
+      } finally {
+        await listener.close();
+      }
+      expect(await count('pgpubsub_notification')).to.equal(2);
+    } finally {
+      await bystander.close();
+    }
+  });
+
+  it('a starting listener waits for a producer that skipped its NOTIFY to commit, then processes its row without the heartbeat', async () => {
+    registerCallbacks(app);
+    const producer = openApp(db.url);
+    const transaction = await producer.sequelize.transaction();
+    try {
+      await producer.Author.create({ name: 'open while nobody listens' }, { transaction });
+      const listener = await app.sequelize.pgpubsub.listen({ logger: quiet });
+      try {
+        await sleep(300);
+        expect(listener.stats.processed, 'nothing to see before the commit').to.equal(0);
+        await transaction.commit();
+        await eventually(async () => (await count('posts')) === 1, 'the post, long before the 60 s heartbeat', 5000, 20);
+        expect(listener.stats.processed).to.equal(1);
+      } finally {
+        await listener.stop();
+      }
+    } finally {
+      await producer.sequelize.close();
     }
   });
 
   it('strands no row while producers skip their NOTIFYs for a draining listener', async function () {
     this.timeout(60_000);
     registerCallbacks(app);
-    // The default heartbeat (60 s) cannot be what finds the rows: only the lease hand-over can.
+    // The default heartbeat (60 s) cannot be what finds the rows: only the drain-lock hand-over can.
     const listener = await app.sequelize.pgpubsub.listen({ batchSize: 10, logger: quiet });
     const wakeups = await listenTo(db.url, ['author_created']);
     let transactions = 0;
@@ -93,7 +136,8 @@ describe('wake-ups', () => {
       const notifies = (await wakeups.settle()).length;
       expect(notifies, `${notifies} NOTIFYs for ${transactions} producing transactions`).to.be.below(transactions / 2);
       expect(drainedAfter).to.be.below(30_000);
-      await eventually(async () => (await count('pgpubsub_drain_lease')) === 0, 'the lease to be released');
+      const drainLocks = `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid::int = ${WAKE_LOCKS.draining}`;
+      await eventually(async () => (await app.sequelize.query<{ n: number }>(drainLocks, { type: QueryTypes.SELECT }))[0].n === 0, 'the drain locks to be let go');
       expect(listener.stats.processed).to.equal(transactions);
     } finally {
       await wakeups.close();

@@ -5,6 +5,7 @@ import {
 } from '../support/db';
 import type { RunResult } from '../results';
 import { installAddJobTrigger, prepareGraphile } from '../systems/graphile';
+import { holdListening } from '../../lib/wake-locks';
 import { ours } from '../systems/ours';
 import type { Workers } from '../systems/types';
 import { type BenchContext, formatError } from './context';
@@ -22,6 +23,8 @@ interface ProducerVariant {
   enqueued: string | null;
   /** `pgpubsub listen --processes N` running during the inserts (W3b). */
   listeners?: number;
+  /** A connection that LISTENs and says it listens, but never claims: every commit NOTIFYs (W3b). */
+  idleListener?: boolean;
 }
 
 const VARIANTS: Record<string, ProducerVariant> = {
@@ -39,6 +42,12 @@ const VARIANTS: Record<string, ProducerVariant> = {
     key: 'ours-store-only', label: 'our trigger, stores without waking', note: 'diagnostic',
     async prepare(url) { await migrateApp(url); await removeWakeUpFromAuthorTrigger(url); },
     enqueued: 'SELECT count(*)::int AS n FROM pgpubsub_notification',
+  },
+  oursWaking: {
+    key: 'ours-waking', label: 'ours, a listener that never drains (every commit NOTIFYs)', note: 'diagnostic',
+    prepare: migrateApp,
+    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub_notification',
+    idleListener: true,
   },
   oursListening: {
     key: 'ours-listening', label: 'sequelize-pgpubsub channel, 2 listeners draining',
@@ -105,6 +114,12 @@ async function concurrentInsertsOnce(ctx: BenchContext, variant: ProducerVariant
   return onFreshDatabase(ctx, `${variant.key}_commits`, async (url) => {
     await variant.prepare(url);
     const listeners: Workers | undefined = variant.listeners ? await ours().start(url, variant.listeners) : undefined;
+    const idle = variant.idleListener ? new Client({ connectionString: url, application_name: 'bench-idle-listener' }) : undefined;
+    if (idle) {
+      await idle.connect();
+      await idle.query('LISTEN author_created');
+      await holdListening(idle, ['author_created']);
+    }
     const connections = await Promise.all(Array.from({ length: clients }, async () => {
       const client = new Client({ connectionString: url, application_name: 'bench-producer' });
       await client.connect();
@@ -127,6 +142,7 @@ async function concurrentInsertsOnce(ctx: BenchContext, variant: ProducerVariant
       return { ok: !error, error, values: { commitsPerSec: commits / seconds } };
     } finally {
       await Promise.all(connections.map((client) => client.end().catch(() => undefined)));
+      await idle?.end().catch(() => undefined);
       await listeners?.stop();
     }
   });
@@ -150,12 +166,14 @@ export async function w3a(ctx: BenchContext, options: { n: number }): Promise<vo
 
 /**
  * W3b: 8 clients of single-row insert transactions: no channel; ours with no listener running
- * (every commit NOTIFYs); ours while 2 listeners drain (they hold the drain lease, so producers may
- * skip the NOTIFY, but on 2 cores they also take CPU from the producers); our trigger storing
- * the row without any wake-up (the bound); graphile-worker's add_job row trigger.
+ * (producers find nobody listening and skip the NOTIFY); ours while 2 listeners drain (the one
+ * draining holds the drain lock, so producers skip the NOTIFY, but on 2 cores the listeners also
+ * take CPU from the producers); ours with a listener that listens and never drains, so every
+ * commit NOTIFYs (diagnostic: the worst case); our trigger storing the row without any wake-up
+ * (diagnostic: the bound); graphile-worker's add_job row trigger.
  */
 export async function w3b(ctx: BenchContext, options: { durationMs: number; clients: number }): Promise<void> {
-  const variants = [VARIANTS.plain, VARIANTS.ours, VARIANTS.oursListening, VARIANTS.oursNoNotify, VARIANTS.addJob];
+  const variants = [VARIANTS.plain, VARIANTS.ours, VARIANTS.oursListening, VARIANTS.oursWaking, VARIANTS.oursNoNotify, VARIANTS.addJob];
   for (let run = 1; run <= ctx.runs; run++) {
     for (const variant of variants) {
       const row = ctx.results.row({

@@ -2,14 +2,12 @@ import {
   CONTEXT_FUNCTION,
   CONTEXT_SETTING,
   DB_VERSION_FUNCTION,
-  DRAIN_LEASE_TABLE,
   MIGRATION_META_TABLE,
   NOTIFICATION_TABLE,
   PARSE_CONTEXT_FUNCTION,
   TRIGGER_STEP_PREFIX,
-  WAKE_AT_COMMIT_FUNCTION,
   WAKE_FUNCTION,
-  WAKE_REQUEST_TABLE,
+  WAKE_LOCKS,
 } from '../notification-table';
 import { quoteLiteral } from '../sql-text';
 import { type LibraryMigration, runInTransaction } from './runner';
@@ -23,11 +21,16 @@ import { type LibraryMigration, runInTransaction } from './runner';
  * every row is inserted once and deleted once.
  *
  * Wake-ups: a NOTIFY makes PostgreSQL serialise the commits of every transaction that sent one,
- * which caps concurrent writers at about a third of their rate. So producers do not NOTIFY
- * directly: pgpubsub_wake() records a request, and a deferred constraint trigger decides at
- * commit, once per transaction and channel, whether to NOTIFY. It does not while a listener holds
- * a drain lease on the channel: that listener claims again before it lets the lease go, and once
- * more after a short linger, so a row committed meanwhile is found within milliseconds.
+ * which caps concurrent writers at about a third of their rate. So pgpubsub_wake() sends one only
+ * when a listener needs it: when some listener is listening on the channel and none is draining
+ * it. A draining listener claims again before it stops, and nobody listening means the next
+ * listener's start-up sweep finds the row. Both are read from advisory locks the listeners hold
+ * on their LISTEN connections (WAKE_LOCKS), which costs a producer a few lock-table probes and no
+ * table access. A producer that skips holds a shared "skipped" lock until it commits; a listener
+ * that lets go of its drain lock, or starts, waits until it can take that lock exclusively (every
+ * skipping producer has ended) and then claims once more, so no row is left for the heartbeat.
+ * The producer looks again after taking that lock, so a listener that let go or started in
+ * between gets the NOTIFY after all.
  * The helpers avoid EXCEPTION blocks on their common path: each would cost a subtransaction.
  */
 const upSql = [
@@ -77,38 +80,31 @@ $fn$`,
 )`,
   `CREATE INDEX pgpubsub_notification_claim ON ${NOTIFICATION_TABLE} (id) WHERE failed_at IS NULL`,
   `COMMENT ON TABLE ${NOTIFICATION_TABLE} IS 'sequelize-pgpubsub: stored notifications of durable channels, deleted when processed; failed_at marks those that used up their attempts'`,
-  // Unlogged: both tables hold only short-lived coordination state, which a crash may lose.
-  `CREATE UNLOGGED TABLE ${DRAIN_LEASE_TABLE} (
-  listener text PRIMARY KEY,
-  channels text[] NOT NULL,
-  until timestamptz NOT NULL
-)`,
-  `CREATE UNLOGGED TABLE ${WAKE_REQUEST_TABLE} (
-  txid bigint NOT NULL,
-  channel text NOT NULL,
-  PRIMARY KEY (txid, channel)
-)`,
-  `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS void LANGUAGE sql AS $fn$
-  INSERT INTO ${WAKE_REQUEST_TABLE} (txid, channel) VALUES (txid_current(), channel) ON CONFLICT DO NOTHING
-$fn$`,
-  `CREATE FUNCTION ${WAKE_AT_COMMIT_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+  key integer := hashtext(channel);
 BEGIN
-  DELETE FROM ${WAKE_REQUEST_TABLE} WHERE txid = NEW.txid AND channel = NEW.channel;
-  IF NOT EXISTS (SELECT FROM ${DRAIN_LEASE_TABLE} WHERE until > clock_timestamp() AND NEW.channel = ANY (channels)) THEN
-    PERFORM pg_notify(NEW.channel, '');
-  END IF;
-  RETURN NULL;
+  FOR pass IN 1..2 LOOP
+    -- A shared probe fails only while a listener holds the drain lock: it will find the row.
+    IF pg_try_advisory_lock_shared(${WAKE_LOCKS.draining}, key) THEN
+      PERFORM pg_advisory_unlock_shared(${WAKE_LOCKS.draining}, key);
+      -- An exclusive probe fails while any listener listens (or another producer probes): wake it.
+      IF NOT pg_try_advisory_lock(${WAKE_LOCKS.listening}, key) THEN
+        PERFORM pg_notify(channel, '');
+        RETURN;
+      END IF;
+      PERFORM pg_advisory_unlock(${WAKE_LOCKS.listening}, key);
+    END IF;
+    IF pass = 1 THEN
+      PERFORM pg_advisory_xact_lock_shared(${WAKE_LOCKS.skipped}, key);
+    END IF;
+  END LOOP;
 END
 $fn$`,
-  `CREATE CONSTRAINT TRIGGER pgpubsub_wake_at_commit AFTER INSERT ON ${WAKE_REQUEST_TABLE}
-  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${WAKE_AT_COMMIT_FUNCTION}()`,
 ];
 
 const downSql = [
-  `DROP TABLE IF EXISTS ${WAKE_REQUEST_TABLE}`,
-  `DROP FUNCTION IF EXISTS ${WAKE_AT_COMMIT_FUNCTION}()`,
   `DROP FUNCTION IF EXISTS ${WAKE_FUNCTION}(text)`,
-  `DROP TABLE IF EXISTS ${DRAIN_LEASE_TABLE}`,
   `DROP TABLE IF EXISTS ${NOTIFICATION_TABLE}`,
   `DROP FUNCTION IF EXISTS ${PARSE_CONTEXT_FUNCTION}(text)`,
   `DROP FUNCTION IF EXISTS ${DB_VERSION_FUNCTION}()`,

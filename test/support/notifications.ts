@@ -1,5 +1,6 @@
 import { Client, type Notification } from 'pg';
 import { QueryTypes, type Sequelize } from 'sequelize';
+import { holdListening } from '../../lib/wake-locks';
 
 export interface StoredNotification {
   id: string;
@@ -19,8 +20,12 @@ export function storedNotifications(sequelize: Sequelize, channel?: string): Pro
   );
 }
 
-/** A raw LISTEN connection that records what arrives, to observe NOTIFYs from outside the app. */
-export async function listenTo(url: string, channels: string[]) {
+/**
+ * A raw LISTEN connection that records what arrives, to observe NOTIFYs from outside the app. It
+ * also says it listens, as a listener does (producers skip their NOTIFY when nobody listens),
+ * unless `asListener` is false.
+ */
+export async function listenTo(url: string, channels: string[], { asListener = true } = {}) {
   const client = new Client({ connectionString: url });
   await client.connect();
   const received: Notification[] = [];
@@ -30,6 +35,7 @@ export async function listenTo(url: string, channels: string[]) {
     waiters.splice(0).forEach((wake) => wake());
   });
   for (const channel of channels) await client.query(`LISTEN "${channel.replace(/"/g, '""')}"`);
+  if (asListener) await holdListening(client, channels);
   return {
     received,
     /** Resolves once `count` notifications arrived; rejects after `timeoutMs`. */
