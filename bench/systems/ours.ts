@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { WAKE_LOCKS } from '../../lib/notification-table';
 import { insertAuthors, migrateApp, withClient } from '../support/db';
 import { ROOT, nodeChildren, processTree, spawnProcess, waitUntil } from '../support/processes';
 import type { QueueSystem, StartOptions, Workers } from './types';
@@ -6,19 +7,19 @@ import type { QueueSystem, StartOptions, Workers } from './types';
 const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
 const APP = path.join(ROOT, 'bench', 'apps', 'ours-app.ts');
 
-/** How many listeners of this database have issued their last LISTEN (pgpubsub_recover comes last). */
+/** How many listeners of this database are listening: each holds the "listening" advisory lock once it has LISTENed. */
 async function listeningCount(url: string): Promise<number> {
   return withClient(url, async (c) => (await c.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name = 'pgpubsub-listener'
-        AND query LIKE 'LISTEN %pgpubsub_recover%'`,
+    `SELECT count(DISTINCT l.pid)::int AS n FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)
+      WHERE l.locktype = 'advisory' AND l.classid::int = ${WAKE_LOCKS.listening} AND l.granted
+        AND a.datname = current_database() AND a.application_name = 'pgpubsub-listener'`,
   )).rows[0].n);
 }
 
 /**
  * sequelize-pgpubsub as a user runs it: `pgpubsub listen --processes N` (a node:cluster primary
  * and N workers), loading the bench app. With --log-level warn the workers say nothing when
- * ready, so readiness is read from pg_stat_activity: every LISTEN connection has LISTENed.
+ * ready, so readiness is read from pg_locks: every LISTEN connection holds its "listening" lock.
  */
 export function ours(options: { key?: string; label?: string; batchSize?: number; callback?: 'model' | 'sql' } = {}): QueueSystem {
   const { batchSize = 100, callback = 'sql' } = options;

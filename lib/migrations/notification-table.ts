@@ -80,23 +80,27 @@ $fn$`,
 )`,
   `CREATE INDEX pgpubsub_notification_claim ON ${NOTIFICATION_TABLE} (id) WHERE failed_at IS NULL`,
   `COMMENT ON TABLE ${NOTIFICATION_TABLE} IS 'sequelize-pgpubsub: stored notifications of durable channels, deleted when processed; failed_at marks those that used up their attempts'`,
+  // Lock calls are plain assignments and conditions (PL/pgSQL evaluates those without the executor), not PERFORMs.
   `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
   key integer := hashtext(channel);
+  unlocked boolean;
 BEGIN
   FOR pass IN 1..2 LOOP
     -- A shared probe fails only while a listener holds the drain lock: it will find the row.
     IF pg_try_advisory_lock_shared(${WAKE_LOCKS.draining}, key) THEN
-      PERFORM pg_advisory_unlock_shared(${WAKE_LOCKS.draining}, key);
+      unlocked := pg_advisory_unlock_shared(${WAKE_LOCKS.draining}, key);
       -- An exclusive probe fails while any listener listens (or another producer probes): wake it.
       IF NOT pg_try_advisory_lock(${WAKE_LOCKS.listening}, key) THEN
         PERFORM pg_notify(channel, '');
         RETURN;
       END IF;
-      PERFORM pg_advisory_unlock(${WAKE_LOCKS.listening}, key);
+      unlocked := pg_advisory_unlock(${WAKE_LOCKS.listening}, key);
     END IF;
-    IF pass = 1 THEN
-      PERFORM pg_advisory_xact_lock_shared(${WAKE_LOCKS.skipped}, key);
+    -- Skipping: say so until commit. Fails only in the instant a listener checks; then wake after all.
+    IF pass = 1 AND NOT pg_try_advisory_xact_lock_shared(${WAKE_LOCKS.skipped}, key) THEN
+      PERFORM pg_notify(channel, '');
+      RETURN;
     END IF;
   END LOOP;
 END
