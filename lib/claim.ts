@@ -1,6 +1,6 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { NotificationContext } from './context';
-import { NOTIFICATION_TABLE } from './notification-table';
+import { CLAIM_FUNCTION, NOTIFICATION_TABLE } from './notification-table';
 
 /** A stored notification as claimed: payload as text, so numbers keep their precision. */
 export interface ClaimedRow {
@@ -27,33 +27,15 @@ function filterSql(filter: ClaimFilter, bind: unknown[]): string {
 }
 
 /**
- * The claim: locks up to `limit` due notifications in id order, skipping rows other listeners
- * hold. Served by the partial index on id (failed_at IS NULL), so its cost does not grow with
- * the backlog or with failed rows. (`n.id`, qualified: a bare `id` would sort by the text alias.)
- */
-export function claimSql(filter: ClaimFilter, limit: number): { sql: string; bind: unknown[] } {
-  const bind: unknown[] = [];
-  const where = filterSql(filter, bind);
-  bind.push(limit);
-  return {
-    sql: `SELECT n.id::text AS id, n.channel, n.payload::text AS payload, n.attempts
-       FROM ${NOTIFICATION_TABLE} AS n
-      WHERE ${where} AND n.available_at <= now()
-      ORDER BY n.id
-      LIMIT $${bind.length}
-        FOR UPDATE SKIP LOCKED`,
-    bind,
-  };
-}
-
-/**
- * Claims a batch. Right after a bulk insert the table has no statistics yet and the planner would
- * sort the whole backlog; with sorting off for this transaction it walks the index and stops at `limit`.
+ * Claims a batch: up to `limit` due notifications in id order, locked, skipping rows other
+ * listeners hold (pgpubsub_claim, one round trip). Served by the partial index on id
+ * (failed_at IS NULL), so its cost does not grow with the backlog or with failed rows.
  */
 export async function claimBatch(sequelize: Sequelize, transaction: Transaction, filter: ClaimFilter, limit: number): Promise<ClaimedRow[]> {
-  await sequelize.query('SET LOCAL enable_sort = off', { transaction });
-  const { sql, bind } = claimSql(filter, limit);
-  return sequelize.query<ClaimedRow>(sql, { bind, transaction, type: QueryTypes.SELECT });
+  const context = filter.context && Object.keys(filter.context).length > 0 ? JSON.stringify(filter.context) : null;
+  return sequelize.query<ClaimedRow>(`SELECT * FROM ${CLAIM_FUNCTION}($1::text[], $2::jsonb, $3::integer)`, {
+    bind: [filter.channels, context, limit], transaction, type: QueryTypes.SELECT,
+  });
 }
 
 /** Deletes processed notifications, in the transaction that ran their callbacks. */

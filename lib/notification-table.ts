@@ -12,6 +12,12 @@ export const CONTEXT_FUNCTION = qualified(SCHEMA, 'pgpubsub_context');
 export const DB_VERSION_FUNCTION = qualified(SCHEMA, 'pgpubsub_db_version');
 /** `pgpubsub_parse_context(text)`: the context JSON, or `{"invalid_context": …}` when it is not JSON. */
 export const PARSE_CONTEXT_FUNCTION = qualified(SCHEMA, 'pgpubsub_parse_context');
+/**
+ * `pgpubsub_claim(channels, context, max_rows)`: locks and returns up to max_rows due notifications
+ * in id order, skipping rows other listeners hold. A function so that it can carry its own planner
+ * setting (enable_sort off) without a round trip of its own.
+ */
+export const CLAIM_FUNCTION = qualified(SCHEMA, 'pgpubsub_claim');
 /** `pgpubsub_wake(channel)`: wakes the channel's listeners when this transaction commits, unless none needs it. */
 export const WAKE_FUNCTION = qualified(SCHEMA, 'pgpubsub_wake');
 /**

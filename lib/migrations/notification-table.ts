@@ -1,4 +1,5 @@
 import {
+  CLAIM_FUNCTION,
   CONTEXT_FUNCTION,
   CONTEXT_SETTING,
   DB_VERSION_FUNCTION,
@@ -80,6 +81,22 @@ $fn$`,
 )`,
   `CREATE INDEX pgpubsub_notification_claim ON ${NOTIFICATION_TABLE} (id) WHERE failed_at IS NULL`,
   `COMMENT ON TABLE ${NOTIFICATION_TABLE} IS 'sequelize-pgpubsub: stored notifications of durable channels, deleted when processed; failed_at marks those that used up their attempts'`,
+  // The claim walks the partial index in id order and stops at max_rows. Right after a bulk insert
+  // the table has no statistics and the planner would sort the whole backlog: sorting is off here.
+  `CREATE FUNCTION ${CLAIM_FUNCTION}(channels text[], context jsonb, max_rows integer)
+  RETURNS TABLE (id text, channel text, payload text, attempts integer)
+  LANGUAGE plpgsql SET enable_sort = off AS $fn$
+BEGIN
+  RETURN QUERY
+    SELECT n.id::text, n.channel, n.payload::text, n.attempts
+      FROM ${NOTIFICATION_TABLE} AS n
+     WHERE n.failed_at IS NULL AND n.channel = ANY (channels) AND n.available_at <= now()
+       AND (context IS NULL OR n.payload -> 'context' @> context)
+     ORDER BY n.id
+     LIMIT max_rows
+       FOR UPDATE OF n SKIP LOCKED;
+END
+$fn$`,
   // Lock calls are plain assignments and conditions (PL/pgSQL evaluates those without the executor), not PERFORMs.
   `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -109,6 +126,7 @@ $fn$`,
 
 const downSql = [
   `DROP FUNCTION IF EXISTS ${WAKE_FUNCTION}(text)`,
+  `DROP FUNCTION IF EXISTS ${CLAIM_FUNCTION}(text[], jsonb, integer)`,
   `DROP TABLE IF EXISTS ${NOTIFICATION_TABLE}`,
   `DROP FUNCTION IF EXISTS ${PARSE_CONTEXT_FUNCTION}(text)`,
   `DROP FUNCTION IF EXISTS ${DB_VERSION_FUNCTION}()`,
