@@ -8,8 +8,14 @@ export const SCHEMA = 'public';
 export const NOTIFICATION_TABLE = qualified(SCHEMA, 'pgpubsub_notification');
 /** `pgpubsub_context()`: the current notification context as jsonb, `{}` when unset. */
 export const CONTEXT_FUNCTION = qualified(SCHEMA, 'pgpubsub_context');
-/** `pgpubsub_db_version()`: the newest applied migration's name, or null. */
+/**
+ * `pgpubsub_db_version()`: the newest applied migration's name, or null. Its body is that name as a
+ * constant, rewritten by REFRESH_DB_VERSION_FUNCTION whenever SequelizeMeta changes, so a write
+ * pays nothing for it.
+ */
 export const DB_VERSION_FUNCTION = qualified(SCHEMA, 'pgpubsub_db_version');
+export const REFRESH_DB_VERSION_FUNCTION = qualified(SCHEMA, 'pgpubsub_refresh_db_version');
+export const REFRESH_DB_VERSION_TRIGGER_FUNCTION = qualified(SCHEMA, 'pgpubsub_db_version_changed');
 /** `pgpubsub_parse_context(text)`: the context JSON, or `{"invalid_context": …}` when it is not JSON. */
 export const PARSE_CONTEXT_FUNCTION = qualified(SCHEMA, 'pgpubsub_parse_context');
 /**

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
 import type { App } from '../models/app';
 import { type TestDatabase, testDatabase } from './support/hooks';
@@ -151,6 +152,30 @@ describe('stored notifications from table writes', () => {
     expect(row.db_version).to.equal(newest.name);
     expect(row.attempts).to.equal(0);
     expect(row.failed_at).to.equal(null);
+  });
+
+  it('stamps writes of an open session with a migration recorded by another session once it commits, and with the previous one once it is undone', async () => {
+    const writer = new Client({ connectionString: db.url });
+    await writer.connect();
+    const stamp = async (name: string) => {
+      await writer.query('INSERT INTO authors (name) VALUES ($1)', [name]);
+      const { rows } = await writer.query<{ v: string | null }>("SELECT db_version AS v FROM pgpubsub_notification WHERE payload -> 'new' ->> 'name' = $1", [name]);
+      return rows[0].v;
+    };
+    const later = '29990101000000-later.js';
+    try {
+      const before = await stamp('before');
+      const migration = await app.sequelize.transaction();
+      await app.sequelize.query('INSERT INTO "SequelizeMeta" (name) VALUES ($1)', { bind: [later], transaction: migration });
+      expect(await stamp('while the migration is open')).to.equal(before);
+      await migration.commit();
+      expect(await stamp('after it commits')).to.equal(later);
+      await app.sequelize.query('DELETE FROM "SequelizeMeta" WHERE name = $1', { bind: [later] });
+      expect(await stamp('after it is undone')).to.equal(before);
+    } finally {
+      await app.sequelize.query('DELETE FROM "SequelizeMeta" WHERE name = $1', { bind: [later] });
+      await writer.end();
+    }
   });
 
   it('wakes listeners with one small NOTIFY per transaction, not one per row', async () => {

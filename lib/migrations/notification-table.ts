@@ -6,6 +6,8 @@ import {
   MIGRATION_META_TABLE,
   NOTIFICATION_TABLE,
   PARSE_CONTEXT_FUNCTION,
+  REFRESH_DB_VERSION_FUNCTION,
+  REFRESH_DB_VERSION_TRIGGER_FUNCTION,
   TRIGGER_STEP_PREFIX,
   WAKE_FUNCTION,
   WAKE_LOCKS,
@@ -53,16 +55,41 @@ BEGIN
   RETURN ${PARSE_CONTEXT_FUNCTION}(raw);
 END
 $fn$`,
-  `CREATE FUNCTION ${DB_VERSION_FUNCTION}() RETURNS text LANGUAGE plpgsql STABLE AS $fn$
+  // db_version is read by every write to a channel's table, so it is a constant (a SQL function the
+  // planner inlines), rewritten in the transaction that changes SequelizeMeta: a migration's new
+  // version shows exactly when its SequelizeMeta row does. Security definer, so that whoever may
+  // record a migration may refresh it.
+  `CREATE FUNCTION ${DB_VERSION_FUNCTION}() RETURNS text LANGUAGE sql STABLE AS $fn$ SELECT NULL::text $fn$`,
+  `CREATE FUNCTION ${REFRESH_DB_VERSION_FUNCTION}() RETURNS void LANGUAGE plpgsql
+  SECURITY DEFINER SET search_path = pg_catalog AS $fn$
+DECLARE
+  newest text;
 BEGIN
-  IF to_regclass(${quoteLiteral(MIGRATION_META_TABLE)}) IS NULL THEN
-    RETURN NULL;
+  IF to_regclass(${quoteLiteral(MIGRATION_META_TABLE)}) IS NOT NULL THEN
+    SELECT name INTO newest FROM ${MIGRATION_META_TABLE}
+     WHERE name NOT LIKE ${quoteLiteral(`${TRIGGER_STEP_PREFIX}%`)}
+     ORDER BY name DESC LIMIT 1;
   END IF;
-  RETURN (SELECT name FROM ${MIGRATION_META_TABLE}
-           WHERE name NOT LIKE ${quoteLiteral(`${TRIGGER_STEP_PREFIX}%`)}
-           ORDER BY name DESC LIMIT 1);
+  EXECUTE format('CREATE OR REPLACE FUNCTION ${DB_VERSION_FUNCTION}() RETURNS text LANGUAGE sql STABLE AS %L',
+                 format(' SELECT %L::text ', newest));
 END
 $fn$`,
+  `CREATE FUNCTION ${REFRESH_DB_VERSION_TRIGGER_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM ${REFRESH_DB_VERSION_FUNCTION}();
+  RETURN NULL;
+END
+$fn$`,
+  // sequelize-cli and Umzug's SequelizeStorage create SequelizeMeta before the first migration runs.
+  `DO $do$
+BEGIN
+  IF to_regclass(${quoteLiteral(MIGRATION_META_TABLE)}) IS NOT NULL THEN
+    CREATE TRIGGER pgpubsub_db_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${MIGRATION_META_TABLE}
+      FOR EACH STATEMENT EXECUTE FUNCTION ${REFRESH_DB_VERSION_TRIGGER_FUNCTION}();
+  END IF;
+  PERFORM ${REFRESH_DB_VERSION_FUNCTION}();
+END
+$do$`,
   `CREATE TABLE ${NOTIFICATION_TABLE} (
   id bigserial PRIMARY KEY,
   channel text NOT NULL CONSTRAINT pgpubsub_notification_channel_length CHECK (octet_length(channel) BETWEEN 1 AND 63),
@@ -129,6 +156,15 @@ const downSql = [
   `DROP FUNCTION IF EXISTS ${CLAIM_FUNCTION}(text[], jsonb, integer)`,
   `DROP TABLE IF EXISTS ${NOTIFICATION_TABLE}`,
   `DROP FUNCTION IF EXISTS ${PARSE_CONTEXT_FUNCTION}(text)`,
+  `DO $do$
+BEGIN
+  IF to_regclass(${quoteLiteral(MIGRATION_META_TABLE)}) IS NOT NULL THEN
+    DROP TRIGGER IF EXISTS pgpubsub_db_version ON ${MIGRATION_META_TABLE};
+  END IF;
+END
+$do$`,
+  `DROP FUNCTION IF EXISTS ${REFRESH_DB_VERSION_TRIGGER_FUNCTION}()`,
+  `DROP FUNCTION IF EXISTS ${REFRESH_DB_VERSION_FUNCTION}()`,
   `DROP FUNCTION IF EXISTS ${DB_VERSION_FUNCTION}()`,
   `DROP FUNCTION IF EXISTS ${CONTEXT_FUNCTION}()`,
 ];
