@@ -83,8 +83,8 @@ export async function removeWakeUpFromAuthorTrigger(url: string): Promise<void> 
         WHERE p.proname LIKE 'pgpubsub\\_author\\_created\\_insert\\_%'`,
     );
     if (rows.length !== 1) throw new Error(`expected one author_created trigger function, found ${rows.length}`);
-    const body = rows[0].body.replace(/^\s*PERFORM\s+[^;]*(pg_notify|pgpubsub_wake)\w*"?\(.*\);\s*$/m, '');
-    if (body === rows[0].body) throw new Error('found no wake-up line (PERFORM pg_notify/pgpubsub_wake) in the author_created trigger function');
+    const body = rows[0].body.replace(/^\s*(PERFORM\s+|\w+\s*:=\s*)[^;]*(pg_notify|pgpubsub_wake)\w*"?\(.*\);\s*$/m, '');
+    if (body === rows[0].body) throw new Error('found no wake-up line (PERFORM or an assignment of pg_notify/pgpubsub_wake) in the author_created trigger function');
     await c.query(`CREATE OR REPLACE FUNCTION ${rows[0].fn} RETURNS trigger LANGUAGE plpgsql AS $bench$${body}$bench$`);
   });
 }

@@ -45,15 +45,10 @@ EXCEPTION WHEN others THEN
   RETURN jsonb_build_object('invalid_context', raw);
 END
 $fn$`,
-  `CREATE FUNCTION ${CONTEXT_FUNCTION}() RETURNS jsonb LANGUAGE plpgsql STABLE AS $fn$
-DECLARE
-  raw text := current_setting(${quoteLiteral(CONTEXT_SETTING)}, true);
-BEGIN
-  IF raw IS NULL OR raw = '' THEN
-    RETURN '{}'::jsonb;
-  END IF;
-  RETURN ${PARSE_CONTEXT_FUNCTION}(raw);
-END
+  // SQL, so that the planner inlines it into each trigger's expression: no function call on a write.
+  `CREATE FUNCTION ${CONTEXT_FUNCTION}() RETURNS jsonb LANGUAGE sql STABLE AS $fn$
+  SELECT CASE WHEN coalesce(current_setting(${quoteLiteral(CONTEXT_SETTING)}, true), '') = '' THEN '{}'::jsonb
+              ELSE ${PARSE_CONTEXT_FUNCTION}(current_setting(${quoteLiteral(CONTEXT_SETTING)}, true)) END
 $fn$`,
   // db_version is read by every write to a channel's table, so it is a constant (a SQL function the
   // planner inlines), rewritten in the transaction that changes SequelizeMeta: a migration's new
@@ -125,7 +120,8 @@ BEGIN
 END
 $fn$`,
   // Lock calls are plain assignments and conditions (PL/pgSQL evaluates those without the executor), not PERFORMs.
-  `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS void LANGUAGE plpgsql AS $fn$
+  // Returns whether it sent the NOTIFY; callers assign the result (cheaper than PERFORM).
+  `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS boolean LANGUAGE plpgsql AS $fn$
 DECLARE
   key integer := hashtext(channel);
   unlocked boolean;
@@ -137,16 +133,17 @@ BEGIN
       -- An exclusive probe fails while any listener listens (or another producer probes): wake it.
       IF NOT pg_try_advisory_lock(${WAKE_LOCKS.listening}, key) THEN
         PERFORM pg_notify(channel, '');
-        RETURN;
+        RETURN true;
       END IF;
       unlocked := pg_advisory_unlock(${WAKE_LOCKS.listening}, key);
     END IF;
     -- Skipping: say so until commit. Fails only in the instant a listener checks; then wake after all.
     IF pass = 1 AND NOT pg_try_advisory_xact_lock_shared(${WAKE_LOCKS.skipped}, key) THEN
       PERFORM pg_notify(channel, '');
-      RETURN;
+      RETURN true;
     END IF;
   END LOOP;
+  RETURN false;
 END
 $fn$`,
 ];
