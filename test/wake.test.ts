@@ -106,6 +106,31 @@ describe('wake-ups', () => {
     }
   });
 
+  it('shares a backlog the producers no longer announce with an idle listener, and hands it over when the draining listener stops', async function () {
+    this.timeout(30_000);
+    registerCallbacks(app, { slowMs: 5 });
+    const first = await app.sequelize.pgpubsub.listen({ batchSize: 10, logger: quiet });
+    await app.Author.bulkCreate(Array.from({ length: 300 }, (_, i) => ({ name: `backlog ${i}` })));
+    // The first listener drains full batches, so it holds the drain lock: producers skip their NOTIFYs.
+    await eventually(async () => first.stats.processed >= 20, 'the first listener to be draining', 10_000, 10);
+    const other = openApp(db.url);
+    registerCallbacks(other, { slowMs: 5 });
+    // No start-up drain: only a wake-up from the first listener can set it to work.
+    const second = await other.sequelize.pgpubsub.listen({ batchSize: 10, recover: false, logger: quiet });
+    try {
+      await app.Author.create({ name: 'announced to nobody' });
+      await sleep(300);
+      await first.stop();
+      await eventually(async () => (await count('pgpubsub_notification')) === 0, 'the rest to be processed by the second listener, long before its heartbeat', 15_000, 20);
+      expect(await count('posts')).to.equal(301);
+      expect(second.stats.processed).to.be.above(0);
+      expect(first.stats.processed + second.stats.processed).to.equal(301);
+    } finally {
+      await second.stop();
+      await other.sequelize.close();
+    }
+  });
+
   it('strands no row while producers skip their NOTIFYs for a draining listener', async function () {
     this.timeout(60_000);
     registerCallbacks(app);
