@@ -127,14 +127,16 @@ DECLARE
   unlocked boolean;
 BEGIN
   FOR pass IN 1..2 LOOP
-    -- A shared probe fails only while a listener holds the drain lock: it will find the row.
-    IF pg_try_advisory_lock_shared(${WAKE_LOCKS.draining}, key) THEN
-      unlocked := pg_advisory_unlock_shared(${WAKE_LOCKS.draining}, key);
-      -- An exclusive probe fails while any listener listens (or another producer probes): wake it.
-      IF NOT pg_try_advisory_lock(${WAKE_LOCKS.listening}, key) THEN
+    -- An exclusive probe fails while any listener listens (or, for an instant, another producer probes).
+    IF NOT pg_try_advisory_lock(${WAKE_LOCKS.listening}, key) THEN
+      -- A shared probe fails only while a listener holds the drain lock: it will find the row.
+      IF pg_try_advisory_lock_shared(${WAKE_LOCKS.draining}, key) THEN
+        unlocked := pg_advisory_unlock_shared(${WAKE_LOCKS.draining}, key);
         PERFORM pg_notify(channel, '');
         RETURN true;
       END IF;
+    ELSE
+      -- Nobody listens: the next listener's start-up sweep finds the row.
       unlocked := pg_advisory_unlock(${WAKE_LOCKS.listening}, key);
     END IF;
     -- Skipping: say so until commit. Fails only in the instant a listener checks; then wake after all.
