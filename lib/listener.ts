@@ -8,7 +8,7 @@ import { PgPubSubError } from './errors';
 import { type Logger, consoleLogger } from './logger';
 import { decodeMessage } from './message';
 import { quoteIdent } from './sql-text';
-import { holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks } from './wake-locks';
+import { holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
 
 /** Channel on which `recover()` asks every running listener to drain now. */
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
@@ -462,7 +462,7 @@ export class Listener extends EventEmitter {
     this.#drainLocksTriedAt = Date.now();
     try {
       if (missing.length) this.#drainLocks.push(...await takeDrainLocks(client, missing));
-      else await client.query('SELECT pg_notify(c, \'\') FROM unnest($1::text[]) AS c', [this.#drainLocks]);
+      else await wakeListeners(client, this.#drainLocks);
     } catch (error) {
       this.#log.debug('could not take drain locks', { error: (error as Error).message });
     }
@@ -476,7 +476,7 @@ export class Listener extends EventEmitter {
     if (!client) return;
     try {
       await releaseDrainLocks(client, held);
-      if (wakeOthers) await client.query('SELECT pg_notify(c, \'\') FROM unnest($1::text[]) AS c', [held]);
+      if (wakeOthers) await wakeListeners(client, held);
     } catch (error) {
       this.#log.debug('could not release drain locks', { error: (error as Error).message });
     }

@@ -28,6 +28,11 @@ export async function releaseDrainLocks(client: Client, channels: readonly strin
   await client.query(`SELECT pg_advisory_unlock(${WAKE_LOCKS.draining}, hashtext(c)) FROM unnest($1::text[]) AS c`, [channels]);
 }
 
+/** NOTIFYs the channels, as producers would have: wakes the other listeners. */
+export async function wakeListeners(client: Client, channels: readonly string[]): Promise<void> {
+  await client.query("SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c", [channels]);
+}
+
 /**
  * True once no producer that skipped its NOTIFY on these channels is still open: each holds the
  * channel's "skipped" lock shared until it commits, so taking it exclusively (and letting go at

@@ -1,6 +1,6 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { prepareTemplate } from '../../test/support/app';
-import { createEmptyDatabase, dropDatabase } from '../../test/support/postgres';
+import { createEmptyDatabase, dropDatabase, withClient } from '../../test/support/postgres';
 import { cpuSeconds } from './processes';
 
 const PREFIX = 'pgpubsub_bench_';
@@ -42,15 +42,7 @@ function isRunning(pid: number): boolean {
   }
 }
 
-export async function withClient<T>(url: string, work: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
+export { withClient };
 
 /** The example app's migrations: notification table, app tables, and the channel triggers. */
 export async function migrateApp(url: string): Promise<void> {

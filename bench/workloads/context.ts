@@ -1,4 +1,5 @@
-import type { Results } from '../results';
+import type { Results, RunResult } from '../results';
+import { createBenchDatabase, dropBenchDatabase } from '../support/db';
 
 /** What every workload gets from run.ts. */
 export interface BenchContext {
@@ -12,3 +13,16 @@ export interface BenchContext {
 }
 
 export const formatError = (error: unknown) => ((error as Error)?.message ?? String(error)).split('\n')[0].slice(0, 300);
+
+/** Runs one measurement on a database created for it and dropped after; any error fails the run. */
+export async function onFreshDatabase(ctx: BenchContext, label: string, work: (url: string) => Promise<RunResult>): Promise<RunResult> {
+  let db;
+  try {
+    db = await createBenchDatabase(ctx.serverUrl, label);
+    return await work(db.url);
+  } catch (error) {
+    return { ok: false, values: {}, error: formatError(error) };
+  } finally {
+    if (db) await dropBenchDatabase(ctx.serverUrl, db).catch(() => undefined);
+  }
+}

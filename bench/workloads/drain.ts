@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { type BenchDatabase, backendCpu, backendCpuDelta, createBenchDatabase, dropBenchDatabase, verifyPosts } from '../support/db';
+import { backendCpu, backendCpuDelta, verifyPosts } from '../support/db';
 import { memoryMb, treeCpuSeconds } from '../support/processes';
 import { sleep } from '../support/stats';
 import type { RunResult } from '../results';
@@ -8,7 +8,7 @@ import { ceiling } from '../systems/ceiling';
 import { graphile } from '../systems/graphile';
 import { ours } from '../systems/ours';
 import { pgboss } from '../systems/pgboss';
-import { type BenchContext, formatError } from './context';
+import { type BenchContext, onFreshDatabase } from './context';
 
 /** How often the parent counts posts to see the drain finish (the count itself costs ~1 ms). */
 const POLL_MS = 25;
@@ -33,12 +33,10 @@ export interface DrainOptions {
  * NOTIFY, pg-boss by its next poll (≤ 0.5 s), the ceiling by a "go" line written at that instant.
  */
 export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: number, processes: number, options: DrainOptions = {}): Promise<RunResult> {
-  let db: BenchDatabase | undefined;
-  try {
-    db = await createBenchDatabase(ctx.serverUrl, `${system.key}_drain_${processes}`);
-    await system.prepare(db.url);
-    const workers = await system.start(db.url, processes);
-    const poller = new Client({ connectionString: db.url, application_name: 'bench-poller' });
+  return onFreshDatabase(ctx, `${system.key}_drain_${processes}`, async (url) => {
+    await system.prepare(url);
+    const workers = await system.start(url, processes);
+    const poller = new Client({ connectionString: url, application_name: 'bench-poller' });
     await poller.connect();
     try {
       // CPU readings start before the commit so that nothing runs between the commit and the clock.
@@ -46,7 +44,7 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
       const workerPids = workers.workerPids();
       const cpu0 = treeCpuSeconds(pids);
       const backends0 = await backendCpu(poller);
-      await system.produce(db.url, n);
+      await system.produce(url, n);
       const t0 = performance.now();
       workers.go?.();
 
@@ -79,7 +77,7 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
       const postgresCpu = backendCpuDelta(backends0, await backendCpu(poller));
       const peakRssMb = workerPids.map((pid) => memoryMb(pid, 'VmHWM'));
       await workers.stop();
-      const check = abandoned ? { ok: false, detail: abandoned } : await verifyPosts(db.url, n);
+      const check = abandoned ? { ok: false, detail: abandoned } : await verifyPosts(url, n);
       const values = {
         rate: done / seconds,
         seconds,
@@ -98,11 +96,7 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
       await poller.end().catch(() => undefined);
       await workers.stop();
     }
-  } catch (error) {
-    return { ok: false, values: {}, error: formatError(error) };
-  } finally {
-    if (db) await dropBenchDatabase(ctx.serverUrl, db).catch(() => undefined);
-  }
+  });
 }
 
 /** The systems W1 compares, ours first. */

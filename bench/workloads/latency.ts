@@ -1,12 +1,12 @@
 import { Client } from 'pg';
-import { createBenchDatabase, dropBenchDatabase, verifyPosts } from '../support/db';
+import { verifyPosts } from '../support/db';
 import { waitUntil } from '../support/processes';
 import { monotonicMicros, percentile, sleep } from '../support/stats';
 import type { RunResult } from '../results';
 import { graphile, installAddJobTrigger, prepareGraphile } from '../systems/graphile';
 import { ours } from '../systems/ours';
 import type { QueueSystem } from '../systems/types';
-import { type BenchContext, formatError } from './context';
+import { type BenchContext, onFreshDatabase } from './context';
 
 /** Samples from the first half second are dropped: connection and JIT warm-up, not steady state. */
 const WARMUP_MS = 500;
@@ -18,12 +18,10 @@ const WARMUP_MS = 500;
  * One worker process, so the figure is the wake-up path, not load sharing.
  */
 export async function latencyOnce(ctx: BenchContext, system: QueueSystem, durationMs: number, perSecond = 100): Promise<RunResult> {
-  const db = await createBenchDatabase(ctx.serverUrl, `${system.key}_latency`).catch((error) => error as Error);
-  if (db instanceof Error) return { ok: false, values: {}, error: formatError(db) };
-  try {
-    await system.prepare(db.url);
-    const workers = await system.start(db.url, 1);
-    const producer = new Client({ connectionString: db.url, application_name: 'bench-producer' });
+  return onFreshDatabase(ctx, `${system.key}_latency`, async (url) => {
+    await system.prepare(url);
+    const workers = await system.start(url, 1);
+    const producer = new Client({ connectionString: url, application_name: 'bench-producer' });
     await producer.connect();
     try {
       const committedAt = new Map<number, bigint>();
@@ -42,7 +40,7 @@ export async function latencyOnce(ctx: BenchContext, system: QueueSystem, durati
       const done = await waitUntil(async () => Number((await producer.query('SELECT count(*) AS n FROM posts')).rows[0].n) >= n, 30_000);
       await workers.stop();
       if (!done) throw new Error('not every insert got its post within 30 s');
-      const check = await verifyPosts(db.url, n);
+      const check = await verifyPosts(url, n);
       const { rows: posts } = await producer.query<{ author_id: number; content: string }>('SELECT author_id, content FROM posts');
       const latencies = posts
         .filter((post) => startedAt.get(post.author_id)! >= WARMUP_MS)
@@ -62,11 +60,7 @@ export async function latencyOnce(ctx: BenchContext, system: QueueSystem, durati
       await producer.end().catch(() => undefined);
       await workers.stop();
     }
-  } catch (error) {
-    return { ok: false, values: {}, error: formatError(error) };
-  } finally {
-    await dropBenchDatabase(ctx.serverUrl, db).catch(() => undefined);
-  }
+  });
 }
 
 /** graphile-worker enqueueing from its documented row trigger (add_job per inserted author). */

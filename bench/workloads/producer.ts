@@ -1,14 +1,14 @@
 import { Client } from 'pg';
 import { openApp } from '../../test/support/app';
 import {
-  createBenchDatabase, dropBenchDatabase, dropChannelTriggers, migrateApp, removeWakeUpFromAuthorTrigger, withClient,
+  dropChannelTriggers, migrateApp, removeWakeUpFromAuthorTrigger, withClient,
 } from '../support/db';
 import type { RunResult } from '../results';
 import { installAddJobTrigger, prepareGraphile } from '../systems/graphile';
 import { holdListening } from '../../lib/wake-locks';
 import { ours } from '../systems/ours';
 import type { Workers } from '../systems/types';
-import { type BenchContext, formatError } from './context';
+import { type BenchContext, onFreshDatabase } from './context';
 
 /** A producer-side setup: the authors table with or without something enqueueing on insert. */
 interface ProducerVariant {
@@ -76,18 +76,6 @@ async function checkEnqueued(url: string, variant: ProducerVariant, inserted: nu
     }
     return enqueued === inserted ? undefined : `expected ${inserted} enqueued, found ${enqueued}`;
   });
-}
-
-async function onFreshDatabase(ctx: BenchContext, label: string, work: (url: string) => Promise<RunResult>): Promise<RunResult> {
-  let db;
-  try {
-    db = await createBenchDatabase(ctx.serverUrl, label);
-    return await work(db.url);
-  } catch (error) {
-    return { ok: false, values: {}, error: formatError(error) };
-  } finally {
-    if (db) await dropBenchDatabase(ctx.serverUrl, db).catch(() => undefined);
-  }
 }
 
 /** W3a, one run: Author.bulkCreate of n rows in one statement, timed around the call. */

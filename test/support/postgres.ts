@@ -130,12 +130,12 @@ export function databaseUrl(base: string, database: string): string {
 
 const ident = (name: string) => '"' + name.replace(/"/g, '""') + '"';
 
-/** Runs admin statements on a short-lived connection to the base database. */
-async function admin<T>(baseUrl: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: baseUrl });
+/** Runs `work` on a short-lived connection to `url` (admin statements run on the base database). */
+export async function withClient<T>(url: string, work: (c: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: url });
   await client.connect();
   try {
-    return await fn(client);
+    return await work(client);
   } finally {
     await client.end();
   }
@@ -149,7 +149,7 @@ async function terminateBackends(c: Client, name: string): Promise<void> {
 }
 
 export async function dropDatabase(baseUrl: string, name: string): Promise<void> {
-  await admin(baseUrl, async (c) => {
+  await withClient(baseUrl, async (c) => {
     await terminateBackends(c, name);
     // WITH (FORCE) (PG >= 13) also kills sessions that connected after the
     // terminate above, e.g. a pool reconnecting.
@@ -168,10 +168,10 @@ export async function createTemplate(
   prepare: (url: string) => Promise<void>,
 ): Promise<string> {
   await dropDatabase(baseUrl, name);
-  await admin(baseUrl, (c) => c.query(`CREATE DATABASE ${ident(name)}`));
+  await withClient(baseUrl, (c) => c.query(`CREATE DATABASE ${ident(name)}`));
   const url = databaseUrl(baseUrl, name);
   await prepare(url);
-  await admin(baseUrl, (c) => terminateBackends(c, name));
+  await withClient(baseUrl, (c) => terminateBackends(c, name));
   return url;
 }
 
@@ -180,13 +180,13 @@ export async function createDatabaseFromTemplate(
   template: string,
   name: string,
 ): Promise<string> {
-  await admin(baseUrl, (c) => c.query(`CREATE DATABASE ${ident(name)} TEMPLATE ${ident(template)}`));
+  await withClient(baseUrl, (c) => c.query(`CREATE DATABASE ${ident(name)} TEMPLATE ${ident(template)}`));
   return databaseUrl(baseUrl, name);
 }
 
 export async function createEmptyDatabase(baseUrl: string, name: string): Promise<string> {
   // template0, not template1: a shared server's template1 may carry extras.
-  await admin(baseUrl, (c) => c.query(`CREATE DATABASE ${ident(name)} TEMPLATE template0`));
+  await withClient(baseUrl, (c) => c.query(`CREATE DATABASE ${ident(name)} TEMPLATE template0`));
   return databaseUrl(baseUrl, name);
 }
 
@@ -218,7 +218,7 @@ function isRunning(pid: number): boolean {
 
 /** Drops test/template databases left by runs whose process is gone. */
 export async function dropStaleDatabases(baseUrl: string): Promise<string[]> {
-  const { rows } = await admin(baseUrl, (c) =>
+  const { rows } = await withClient(baseUrl, (c) =>
     c.query<{ datname: string }>(
       `SELECT datname FROM pg_database WHERE datname LIKE 'pgpubsub\\_t\\_%' OR datname LIKE 'pgpubsub\\_template\\_%'`,
     ));

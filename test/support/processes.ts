@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { Client } from 'pg';
+import { withClient } from './postgres';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
@@ -53,13 +53,7 @@ export const shown = (result: Run) => `exit ${result.code}\n--- stdout\n${result
 
 /** One query on a short-lived connection. */
 export async function sql<R extends object>(url: string, text: string): Promise<R[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<R>(text)).rows;
-  } finally {
-    await client.end();
-  }
+  return withClient(url, async (client) => (await client.query<R>(text)).rows);
 }
 
 /** The library's own tables and functions (from its migration), as opposed to channel triggers. */
