@@ -31,6 +31,8 @@ export interface ModelChannelOptions {
    */
   durable?: boolean;
   retry?: RetryPolicy;
+  /** How long a callback may take, in ms, before its work is rolled back and an attempt charged (default: listen()'s timeoutMs, 60000). */
+  timeoutMs?: number;
 }
 
 /**
@@ -58,6 +60,8 @@ export interface ModelChannel {
   readonly events: readonly ChannelEvent[];
   readonly durable: boolean;
   readonly retry: Required<RetryPolicy>;
+  /** The callbacks' time limit; undefined: listen()'s timeoutMs. */
+  readonly timeoutMs?: number;
   /** Column names (not attribute names) of the primary key, in key order. */
   readonly primaryKeyColumns: readonly string[];
 }
@@ -66,6 +70,8 @@ export interface CustomChannelOptions<T> {
   /** Durable (default): stored and processed exactly once. `false`: broadcast, never stored. */
   durable?: boolean;
   retry?: RetryPolicy;
+  /** How long a callback may take, in ms (default: listen()'s timeoutMs, 60000). */
+  timeoutMs?: number;
   /** Values for optional fields a sender left out. */
   defaults?: Partial<T>;
 }
@@ -76,20 +82,23 @@ export class CustomChannel<T = unknown> {
   readonly name: string;
   readonly durable: boolean;
   readonly retry: Required<RetryPolicy>;
+  readonly timeoutMs?: number;
   readonly defaults: Partial<T>;
 
   constructor(name: string, options: CustomChannelOptions<T> = {}) {
     const where = `custom channel '${name}'`;
     const problems = [
       ...channelNameProblems(name, where),
-      ...unknownKeyProblems(options, ['durable', 'retry', 'defaults'], where),
+      ...unknownKeyProblems(options, ['durable', 'retry', 'timeoutMs', 'defaults'], where),
       ...durableProblems(options.durable, where),
       ...retryProblems(options.retry, where),
+      ...timeoutProblems(options.timeoutMs, where),
     ];
     if (problems.length > 0) throw new PgPubSubError('PGPUBSUB_INVALID_CHANNEL', problems.join('\n'));
     this.name = name;
     this.durable = options.durable ?? true;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.timeoutMs = options.timeoutMs;
     this.defaults = { ...options.defaults } as Partial<T>;
   }
 }
@@ -153,4 +162,10 @@ export function retryProblems(retry: unknown, where: string): string[] {
     }
   }
   return problems;
+}
+
+export function timeoutProblems(timeoutMs: unknown, where: string): string[] {
+  return timeoutMs === undefined || (Number.isInteger(timeoutMs) && (timeoutMs as number) >= 1)
+    ? []
+    : [`${where}: 'timeoutMs' must be a positive integer (milliseconds), got ${JSON.stringify(timeoutMs)}`];
 }

@@ -8,6 +8,8 @@ export interface ClaimedRow {
   channel: string;
   payload: string;
   attempts: number;
+  /** In the in-flight marker of a listener that died: run it alone, its attempt charged first. */
+  suspect: boolean;
 }
 
 export interface ClaimFilter {
@@ -29,12 +31,19 @@ function filterSql(filter: ClaimFilter, bind: unknown[]): string {
 /**
  * Claims a batch: up to `limit` due notifications in id order, locked, skipping rows other
  * listeners hold (pgpubsub_claim, one round trip). Served by the partial index on id
- * (failed_at IS NULL), so its cost does not grow with the backlog or with failed rows.
+ * (failed_at IS NULL), so its cost does not grow with the backlog or with failed rows. The claim
+ * also sets the transaction's server-side time limits from `timeoutMs` (see the in-flight migration).
  */
-export async function claimBatch(sequelize: Sequelize, transaction: Transaction, filter: ClaimFilter, limit: number): Promise<ClaimedRow[]> {
+export async function claimBatch(
+  sequelize: Sequelize,
+  transaction: Transaction,
+  filter: ClaimFilter,
+  limit: number,
+  claim: { holder: number; timeoutMs: number },
+): Promise<ClaimedRow[]> {
   const context = filter.context && Object.keys(filter.context).length > 0 ? JSON.stringify(filter.context) : null;
-  return sequelize.query<ClaimedRow>(`SELECT * FROM ${CLAIM_FUNCTION}($1::text[], $2::jsonb, $3::integer)`, {
-    bind: [filter.channels, context, limit], transaction, type: QueryTypes.SELECT,
+  return sequelize.query<ClaimedRow>(`SELECT * FROM ${CLAIM_FUNCTION}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer)`, {
+    bind: [filter.channels, context, limit, claim.holder, Math.min(claim.timeoutMs, 2 ** 31 - 6000)], transaction, type: QueryTypes.SELECT,
   });
 }
 
@@ -44,21 +53,34 @@ export async function deleteProcessed(sequelize: Sequelize, transaction: Transac
   await sequelize.query(`DELETE FROM ${NOTIFICATION_TABLE} WHERE id = ANY($1::bigint[])`, { bind: [ids], transaction });
 }
 
+export interface FailureRecord {
+  id: string;
+  error: string;
+  delayMs: number;
+  maxAttempts: number;
+  /** Fails it for good at once: it can never succeed (a payload that is not a message of its channel). */
+  permanent?: boolean;
+  /** The attempt was charged before it ran (a message run alone): record the error, do not count again. */
+  precharged?: boolean;
+}
+
 /** Keeps a failed notification with its error; retried after `delayMs`, or marked failed once out of attempts. */
-export async function recordFailure(
-  sequelize: Sequelize,
-  transaction: Transaction,
-  failure: { id: string; error: string; delayMs: number; maxAttempts: number },
-): Promise<void> {
-  await sequelize.query(
+export async function recordFailure(sequelize: Sequelize, transaction: Transaction, failure: FailureRecord): Promise<{ failedForGood: boolean }> {
+  const [row] = await sequelize.query<{ failed: boolean }>(
     `UPDATE ${NOTIFICATION_TABLE}
-        SET attempts = attempts + 1,
+        SET attempts = attempts + $5::integer,
             last_error = $2,
             available_at = now() + make_interval(secs => $3::double precision / 1000),
-            failed_at = CASE WHEN attempts + 1 >= $4 THEN now() END
-      WHERE id = $1::bigint`,
-    { bind: [failure.id, failure.error, failure.delayMs, failure.maxAttempts], transaction },
+            failed_at = CASE WHEN $6::boolean OR attempts + $5::integer >= $4 THEN now() END
+      WHERE id = $1::bigint
+  RETURNING failed_at IS NOT NULL AS failed`,
+    {
+      bind: [failure.id, failure.error, failure.delayMs, failure.maxAttempts, failure.precharged ? 0 : 1, failure.permanent === true],
+      transaction,
+      type: QueryTypes.SELECT,
+    },
   );
+  return { failedForGood: row?.failed ?? false };
 }
 
 /** Milliseconds until the next stored notification becomes due (0 if one is due now), or null if none waits. */

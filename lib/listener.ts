@@ -2,23 +2,48 @@ import { EventEmitter } from 'node:events';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, type RetryPolicy } from './channel';
-import { type ClaimFilter, type ClaimedRow, claimBatch, dueCheck, deleteProcessed, nextDueInMs, recordFailure } from './claim';
+import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, nextDueInMs, recordFailure } from './claim';
 import type { NotificationContext } from './context';
+import { errorSummary, errorText, sqlState } from './error-text';
 import { PgPubSubError } from './errors';
+import { chargeBeforeRunningAlone, clearInflight, lockOne, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type Logger, consoleLogger } from './logger';
-import { decodeMessage } from './message';
+import { MalformedPayloadError, decodeMessage } from './message';
+import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './notification-table';
 import { quoteIdent } from './sql-text';
-import { holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
+import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
 
 /** Channel on which `recover()` asks every running listener to drain now. */
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
 
-/** Thrown out of a fast (savepoint-free) batch to roll it back and run it again carefully. */
+/** Thrown out of a batch to roll it back and run it again carefully, this message's failure known. */
 class CallbackFailed extends Error {
   constructor(readonly id: string, readonly error: unknown) {
-    super(`a callback failed for notification ${id} in a batch without savepoints`);
+    super(`a callback failed for notification ${id}; the batch is run again with that failure recorded`);
   }
 }
+
+/** A callback that did not settle within its channel's `timeoutMs`. */
+export class CallbackTimeoutError extends PgPubSubError {
+  constructor(channel: string, id: string | null, timeoutMs: number) {
+    super('PGPUBSUB_CALLBACK_TIMEOUT', `callback on '${channel}'${id ? ` for notification ${id}` : ''} did not settle within ${timeoutMs} ms (timeoutMs); its work was rolled back`);
+    this.name = 'CallbackTimeoutError';
+  }
+}
+
+/** What a notification that was running alone when its process died gets as its `last_error`. */
+export const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash or kill) while running this notification alone; a process also died while it was in an earlier batch';
+
+/** A library query (claim, delete, commit…) that takes longer than this has a dead connection under it. */
+const LIBRARY_QUERY_DEADLINE_MS = 30_000;
+/** The default time limit of a callback. */
+export const DEFAULT_TIMEOUT_MS = 60_000;
+/** How often a listener that lacks a channel's listening lock (another role holds it) tries again. */
+const LISTENING_RETRY_MS = 1000;
+/** How often a listener that holds drain locks says so to producers (they trust a lock for 1 s). */
+const DRAIN_BEAT_MS = 250;
+/** After settling this long without seeing every skipping producer end, claim at each look anyway. */
+const SETTLE_BOUND_MS = 1000;
 
 /**
  * While a listener waits for producers that skipped their NOTIFY to commit (after it lets go of its
@@ -49,9 +74,29 @@ export interface ListenOptions {
    * per message, slower, and no callback ever runs twice for one attempt.
    */
   savepoints?: 'on-failure' | 'always';
+  /**
+   * How long a callback may take, in ms, for channels that set no `timeoutMs` of their own. Default
+   * 60000. When time is up the callback's signal aborts, its work is rolled back, and an attempt is
+   * charged with a timeout error. The claiming transaction's statements and idle stretches are
+   * bounded on the server too (statement_timeout, idle_in_transaction_session_timeout + 5 s).
+   */
+  timeoutMs?: number;
   /** Reconnect backoff bounds, in ms. Default 100 to 10000, with jitter. */
   reconnect?: { minDelayMs?: number; maxDelayMs?: number };
   logger?: Logger;
+  /**
+   * Awaited before a notification runs alone (the retry of one a dead process held): a supervisor
+   * learns what a worker that dies now was running (`pgpubsub listen` uses it).
+   */
+  beforeRunningAlone?: (info: RunningAlone) => Promise<void> | void;
+}
+
+/** A notification about to run alone, its attempt already charged. */
+export interface RunningAlone {
+  id: string;
+  channel: string;
+  attempt: number;
+  maxAttempts: number;
 }
 
 /** What a listener needs from PgPubSub: its Sequelize, channels and callbacks. */
@@ -64,6 +109,8 @@ export interface ListenerHost {
 
 export interface ListenerStats {
   processed: number;
+  /** Notifications run alone because a process died while it held them. */
+  ranAlone: number;
   failed: number;
   broadcasts: number;
   batches: number;
@@ -76,52 +123,106 @@ export function backoffDelay(attempt: number, retry: Required<RetryPolicy>, rand
   return Math.round(exponential * (0.5 + random() / 2));
 }
 
-function errorText(error: unknown): string {
-  const text = error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
-  return text.slice(0, 8000);
+/** True for an error of a connection that failed or ended (as opposed to an error PostgreSQL reported on a live one). */
+function isConnectionFailure(error: unknown): boolean {
+  const state = sqlState(error);
+  return state === undefined || /^(08|57P0)/.test(state);
 }
 
-/** Errors that mean the database connection is gone (server shutdown, terminated backend, network). */
-export function isConnectionLoss(error: unknown): boolean {
-  const e = error as { name?: string; code?: string; message?: string; parent?: { code?: string; message?: string } } | null;
-  const code = e?.parent?.code ?? e?.code ?? '';
-  return Boolean(e?.name?.startsWith('SequelizeConnection'))
-    || /^(08|57P0)/.test(code)
-    || ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT'].includes(code)
-    || /Connection terminated|connection is closed|terminating connection|Client has encountered a connection error/i.test(`${e?.message ?? ''} ${e?.parent?.message ?? ''}`);
+/** Rejects with `onExpire()`'s error when `promise` takes longer than `ms`. */
+async function bounded<T>(promise: Promise<T>, ms: number, onExpire: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(onExpire()), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Context filter values must be plain JSON: they are matched with jsonb containment. */
+function contextFilterProblems(filter: unknown): string[] {
+  if (filter === undefined) return [];
+  if (typeof filter !== 'object' || filter === null || Array.isArray(filter)) return ['contextFilter must be an object like { tenant: 7 }'];
+  const problems: string[] = [];
+  const check = (value: unknown, at: string) => {
+    if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
+    if (typeof value === 'number') {
+      if (!Number.isFinite(value)) problems.push(`contextFilter.${at} is ${value}, which JSON cannot hold`);
+      return;
+    }
+    if (Array.isArray(value)) { value.forEach((item, i) => check(item, `${at}[${i}]`)); return; }
+    if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+      for (const [key, item] of Object.entries(value)) check(item, `${at}.${key}`);
+      return;
+    }
+    problems.push(`contextFilter.${at} is ${typeof value === 'object' ? (value as object).constructor?.name ?? 'an object' : typeof value}; only JSON values (strings, numbers, booleans, null, arrays, plain objects) can be matched`);
+  };
+  for (const [key, value] of Object.entries(filter)) check(value, key);
+  return problems;
 }
 
 function contains(context: NotificationContext, filter: NotificationContext): boolean {
   return Object.entries(filter).every(([key, value]) => JSON.stringify(context[key]) === JSON.stringify(value));
 }
 
+/** One claim transaction's result. */
+interface BatchOutcome {
+  claimed: number;
+  processed: string[];
+  failures: Failure[];
+  /** Claimed rows a dead process held: run alone once this batch has committed. */
+  suspects: ClaimedRow[];
+}
+
+export interface Failure {
+  id: string;
+  channel: string;
+  error: unknown;
+  /** Out of attempts (or never able to succeed): kept with failed_at set, never claimed again. */
+  failedForGood: boolean;
+}
+
 /**
  * A listening process's engine. It holds its own pg.Client for LISTEN (never a pool connection),
  * wakes on NOTIFY, and drains durable notifications in batches through pool transactions: claim
- * with SKIP LOCKED, run each message's callbacks in a savepoint, delete the successes, keep the
- * failures with their error and a backoff, commit once.
+ * with SKIP LOCKED, run each message's callbacks, delete the successes, keep the failures with
+ * their error and a backoff, commit once.
  *
- * Events: 'processed' (ids), 'failed' ({ id, channel, error }), 'broadcast' (channel), 'reconnected', and
+ * Faults it contains (the README's "Failure model"): a callback that throws or times out is
+ * charged an attempt; a lost connection (told by the connection, never by what a callback threw)
+ * charges nothing; a message whose process died is run alone next time, its attempt charged first;
+ * a payload that can never succeed fails at once.
+ *
+ * Events: 'processed' (ids), 'failed' (Failure), 'broadcast' (channel), 'reconnected', and
  * 'error' (a drain or broadcast that failed; emitted only when something listens for it, already logged).
  */
 export class Listener extends EventEmitter {
-  readonly stats: ListenerStats = { processed: 0, failed: 0, broadcasts: 0, batches: 0, reconnects: 0 };
+  readonly stats: ListenerStats = { processed: 0, ranAlone: 0, failed: 0, broadcasts: 0, batches: 0, reconnects: 0 };
   readonly #host: ListenerHost;
   readonly #sequelize: Sequelize;
-  readonly #options: Required<Omit<ListenOptions, 'channels' | 'contextFilter' | 'reconnect' | 'logger'>> & {
+  readonly #options: Required<Omit<ListenOptions, 'channels' | 'contextFilter' | 'reconnect' | 'logger' | 'beforeRunningAlone'>> & {
     contextFilter?: NotificationContext; minDelayMs: number; maxDelayMs: number;
   };
+  readonly #beforeRunningAlone: ListenOptions['beforeRunningAlone'];
   readonly #log: Logger;
   readonly #channels: AnyChannel[];
   readonly #filter: ClaimFilter;
+  /** The longest time limit of this listener's durable channels: what the claim sets on the server. */
+  readonly #claimTimeoutMs: number;
   #client: Client | null = null;
+  /** This listener's key in pgpubsub_inflight, an advisory lock held on the LISTEN connection. */
+  #holder: number | null = null;
   #stopping = false;
   #pending = false;
   #draining: Promise<void> | null = null;
   #retryTimer: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
+  #listeningRetry: NodeJS.Timeout | null = null;
+  #beat: NodeJS.Timeout | null = null;
   #reconnecting: Promise<void> | null = null;
   #checking = false;
+  /** Channels whose listening lock another session holds exclusively: tried again every LISTENING_RETRY_MS. */
+  #notListening: string[] = [];
   /** Channels whose drain lock this listener holds on its LISTEN connection (producers skip their NOTIFYs). */
   #drainLocks: string[] = [];
   #drainLocksTriedAt = 0;
@@ -137,8 +238,17 @@ export class Listener extends EventEmitter {
     if (!Number.isInteger(batchSize) || batchSize < 1) {
       throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
     }
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
+      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: timeoutMs must be a positive integer (milliseconds), got ${JSON.stringify(options.timeoutMs)}`);
+    }
+    const filterProblems = contextFilterProblems(options.contextFilter);
+    if (filterProblems.length) {
+      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: ${filterProblems.join('; ')}`);
+    }
     this.#options = {
       batchSize,
+      timeoutMs,
       recover: options.recover ?? true,
       savepoints: options.savepoints ?? 'on-failure',
       heartbeatMs: options.heartbeatMs ?? 60_000,
@@ -146,6 +256,7 @@ export class Listener extends EventEmitter {
       minDelayMs: options.reconnect?.minDelayMs ?? 100,
       maxDelayMs: options.reconnect?.maxDelayMs ?? 10_000,
     };
+    this.#beforeRunningAlone = options.beforeRunningAlone;
     const names = options.channels ?? host.channels().filter((c) => host.callbacks(c.name).length > 0).map((c) => c.name);
     if (names.length === 0) {
       throw new PgPubSubError('PGPUBSUB_NO_CALLBACKS', 'listen: no channel has a callback. Register one first, e.g. sequelize.pgpubsub.on(Author, \'author_created\', callback)');
@@ -159,11 +270,19 @@ export class Listener extends EventEmitter {
       return channel;
     });
     this.#filter = { channels: this.#channels.filter((c) => c.durable).map((c) => c.name), context: options.contextFilter };
+    this.#claimTimeoutMs = Math.max(...this.#channels.map((c) => this.#timeoutOf(c)));
   }
 
-  /** Connects, LISTENs, and (with recover) drains what is stored. Resolves once listening. */
+  #timeoutOf(channel: AnyChannel): number {
+    return channel.timeoutMs ?? this.#options.timeoutMs;
+  }
+
+  /**
+   * Checks that the library is installed, connects, LISTENs, reports stored rows no listener here
+   * handles, and (with recover) drains what is stored. Resolves once listening.
+   */
   async start(): Promise<this> {
-    await this.#connect();
+    await this.#connect(true);
     // The heartbeat is one query on the LISTEN connection: it proves the connection alive and tells
     // whether anything is due, the backstop for a missed wake-up (e.g. rows a dying listener released).
     this.#heartbeat = setInterval(() => void this.#checkConnection(), this.#options.heartbeatMs);
@@ -179,14 +298,15 @@ export class Listener extends EventEmitter {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    for (const timer of [this.#retryTimer, this.#listeningRetry, this.#beat]) if (timer) clearTimeout(timer);
     if (this.#heartbeat) clearInterval(this.#heartbeat);
-    if (this.#retryTimer) clearTimeout(this.#retryTimer);
     await this.#draining;
     // Producers skipped their NOTIFYs for us: wake the other listeners, who take over what is left.
     if (this.#drainLocks.length) await this.#releaseDrainLocks(true);
     await this.#reconnecting?.catch(() => undefined);
     const client = this.#client;
     this.#client = null;
+    if (client && this.#holder !== null) await clearInflight(client, this.#holder).catch(() => undefined);
     await client?.end().catch(() => undefined);
     this.#log.info('stopped', { ...this.stats });
   }
@@ -209,7 +329,39 @@ export class Listener extends EventEmitter {
     while (this.#draining) await this.#draining;
   }
 
-  async #connect(): Promise<void> {
+  async #checkInstalled(client: Client): Promise<void> {
+    const { rows: [row] } = await client.query<{ notifications: boolean; inflight: boolean }>(
+      `SELECT to_regclass($1) IS NOT NULL AS notifications, to_regclass($2) IS NOT NULL AS inflight`,
+      [NOTIFICATION_TABLE, INFLIGHT_TABLE],
+    );
+    const missing = [
+      !row.notifications && `table ${NOTIFICATION_TABLE} (migration 00000000000001-pgpubsub-notification-table.js)`,
+      !row.inflight && `table ${INFLIGHT_TABLE} (migration 00000000000002-pgpubsub-inflight.js)`,
+    ].filter(Boolean);
+    if (missing.length) {
+      throw new PgPubSubError('PGPUBSUB_NOT_INSTALLED', `listen: the library's ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from this database. `
+        + 'Add the stubs from the README (module.exports = require(\'sequelize-pgpubsub/migrations/…\')) to your migrations and run npx sequelize-cli db:migrate, or run the exported migrations with Umzug');
+    }
+  }
+
+  /** Warns about stored rows on channels this listener does not process: they wait for a listener that does. */
+  async #reportStrays(client: Client): Promise<void> {
+    const { rows } = await client.query<{ channel: string; n: number }>(
+      `SELECT channel, count(*)::int AS n FROM ${NOTIFICATION_TABLE}
+        WHERE failed_at IS NULL AND NOT (channel = ANY ($1::text[])) GROUP BY channel ORDER BY channel`,
+      [this.#filter.channels],
+    );
+    for (const { channel, n } of rows) {
+      const known = this.#host.channels().find((c) => c.name === channel);
+      const why = !known ? 'no channel of that name is defined in this app (renamed or removed?)'
+        : !known.durable ? 'it is a broadcast channel now, so nothing claims stored rows'
+          : this.#host.callbacks(channel).length === 0 ? 'it has no callback here' : 'this listener was started without it (channels option)';
+      this.#log.warn(`${n} stored notification(s) on channel '${channel}' wait for a listener: ${why}`, { channel, count: n });
+    }
+  }
+
+  /** `first`: at start, also check the library is installed and report rows nobody here handles. */
+  async #connect(first = false): Promise<void> {
     const config = this.#sequelize.config;
     const pg = (this.#sequelize.connectionManager as unknown as { lib: typeof import('pg') }).lib;
     const dialectOptions = ((this.#sequelize as unknown as { options: object }).options as { dialectOptions?: Record<string, unknown> }).dialectOptions ?? {};
@@ -222,6 +374,8 @@ export class Listener extends EventEmitter {
       database: config.database,
       keepAlive: true,
       connectionTimeoutMillis: 10_000,
+      // Every query on this connection is short (locks, markers, the heartbeat): one that hangs means a dead path.
+      query_timeout: LIBRARY_QUERY_DEADLINE_MS,
       application_name: 'pgpubsub-listener',
     });
     client.on('notification', (message) => this.#onNotification(message));
@@ -229,11 +383,17 @@ export class Listener extends EventEmitter {
     client.on('end', () => this.#onConnectionLost(client, new Error('connection ended')));
     try {
       await client.connect();
+      if (first) {
+        await this.#checkInstalled(client);
+        await this.#reportStrays(client);
+      }
       for (const name of [...this.#channels.map((c) => c.name), RECOVER_CHANNEL]) {
         await client.query(`LISTEN ${quoteIdent(name)}`);
       }
+      this.#holder = await takeHolderKey(client, this.#holder);
+      await pruneDeadMarkers(client, this.#holder);
       // Only now may producers count on this listener: it hears every NOTIFY from here on.
-      if (this.#filter.channels.length) await holdListening(client, this.#filter.channels);
+      this.#notListening = this.#filter.channels.length ? await holdListening(client, this.#filter.channels) : [];
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
@@ -242,13 +402,44 @@ export class Listener extends EventEmitter {
     this.#drainLocks = [];
     // Producers that found nobody listening skipped their NOTIFY: the next drain waits for them.
     this.#settle = true;
+    if (this.#notListening.length) this.#retryListening();
+  }
+
+  /**
+   * Another session holds a listening lock exclusively (a producer's probe for an instant, or a
+   * role that took it): producers NOTIFY meanwhile, so nothing waits. Try again until held, then
+   * settle, for producers that skipped while the lock was free.
+   */
+  #retryListening(): void {
+    if (this.#listeningRetry || this.#stopping) return;
+    this.#log.warn('could not take the listening lock of some channels (held by another session); producers wake this listener meanwhile, trying again', { channels: this.#notListening });
+    const retry = async () => {
+      this.#listeningRetry = null;
+      const client = this.#client;
+      if (!client || this.#stopping) return;
+      try {
+        this.#notListening = await holdListening(client, this.#notListening);
+      } catch (error) {
+        this.#log.debug('could not take listening locks', { error: errorSummary(error) });
+      }
+      if (this.#notListening.length) {
+        this.#listeningRetry = setTimeout(() => void retry(), LISTENING_RETRY_MS);
+        this.#listeningRetry.unref?.();
+      } else {
+        this.#settle = true;
+        this.wake();
+      }
+    };
+    this.#listeningRetry = setTimeout(() => void retry(), LISTENING_RETRY_MS);
+    this.#listeningRetry.unref?.();
   }
 
   #onConnectionLost(client: Client, error: Error): void {
     if (this.#stopping || client !== this.#client) return;
     this.#client = null;
     this.#drainLocks = []; // session locks end with the connection
-    this.#log.warn('LISTEN connection lost; reconnecting', { error: error.message });
+    this.#stopBeat();
+    this.#log.warn('LISTEN connection lost; reconnecting', { error: errorSummary(error) });
     client.end().catch(() => undefined);
     this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = null; });
   }
@@ -266,7 +457,7 @@ export class Listener extends EventEmitter {
         this.wake();
         return;
       } catch (error) {
-        this.#log.warn('reconnect failed', { attempt, error: (error as Error).message });
+        this.#log.warn('reconnect failed', { attempt, error: errorSummary(error) });
       }
     }
   }
@@ -275,18 +466,14 @@ export class Listener extends EventEmitter {
     const client = this.#client;
     if (!client || this.#stopping || this.#checking) return;
     this.#checking = true;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('heartbeat timed out')), Math.max(1000, this.#options.heartbeatMs / 2));
-    });
     try {
       const { text, values } = dueCheck(this.#filter);
-      const result = await Promise.race([client.query<{ due: boolean }>(text, values), timeout]);
+      const result = await bounded(client.query<{ due: boolean }>(text, values), Math.max(1000, this.#options.heartbeatMs / 2), () => new Error('heartbeat timed out'));
       if (result.rows[0]?.due) this.wake();
+      if (this.#holder !== null) await pruneDeadMarkers(client, this.#holder);
     } catch (error) {
       this.#onConnectionLost(client, error as Error);
     } finally {
-      clearTimeout(timer);
       this.#checking = false;
     }
   }
@@ -307,9 +494,14 @@ export class Listener extends EventEmitter {
     try {
       const message = decodeMessage(channel, text, null);
       if (this.#options.contextFilter && !contains(message.context, this.#options.contextFilter)) return;
-      await this.#sequelize.transaction(async (transaction) => {
-        await this.#run(channel.name, message, transaction, 1);
-      });
+      const transaction = await this.#sequelize.transaction();
+      try {
+        await this.#run(channel, message, transaction, 1, null);
+        await transaction.commit();
+      } catch (error) {
+        await this.#rollback(transaction);
+        throw error;
+      }
       this.stats.broadcasts++;
       this.emit('broadcast', channel.name);
     } catch (error) {
@@ -318,8 +510,74 @@ export class Listener extends EventEmitter {
     }
   }
 
-  async #run(name: string, message: unknown, transaction: Transaction, attempt: number): Promise<void> {
-    for (const callback of this.#host.callbacks(name)) await callback(message, { transaction, attempt });
+  /**
+   * Runs a message's callbacks, in registration order, within the channel's time limit. When time
+   * is up the signal aborts and this rejects with CallbackTimeoutError; the caller rolls the
+   * transaction back, which ends the callback's use of it.
+   */
+  async #run(channel: AnyChannel, message: unknown, transaction: Transaction, attempt: number, id: string | null): Promise<void> {
+    const timeoutMs = this.#timeoutOf(channel);
+    const controller = new AbortController();
+    const callbacks = this.#host.callbacks(channel.name);
+    const work = (async () => {
+      for (const callback of callbacks) await callback(message, { transaction, attempt, signal: controller.signal });
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new CallbackTimeoutError(channel.name, id, timeoutMs);
+        controller.abort(error);
+        reject(error);
+      }, timeoutMs);
+    });
+    // A callback still running after its time is up may reject later: nobody waits for it any more.
+    work.catch(() => undefined);
+    try {
+      await Promise.race([work, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Rolls back, quietly (Sequelize would print to stdout), killing the connection when that fails;
+   * then marks the transaction finished, so that a callback still holding it cannot run a query on a
+   * connection now back in the pool.
+   */
+  async #rollback(transaction: Transaction): Promise<void> {
+    const t = transaction as Transaction & { finished?: string; connection?: PgConnection; cleanup(): void; forceCleanup(): Promise<void> };
+    if (t.finished) return;
+    try {
+      if (!t.connection) return;
+      await bounded(this.#sequelize.getQueryInterface().rollbackTransaction(transaction, {}), 5000, () => new Error('ROLLBACK did not answer within 5 s'));
+      t.cleanup();
+    } catch (error) {
+      this.#log.warn('rolling back a batch failed; closing its connection', { error: errorSummary(error) });
+      destroySocket(t.connection);
+      await t.forceCleanup().catch(() => undefined);
+    } finally {
+      t.finished = 'rollback';
+      for (const savepoint of (t as unknown as { savepoints?: Array<{ finished?: string }> }).savepoints ?? []) savepoint.finished ??= 'rollback';
+    }
+  }
+
+  /** A library query in a batch transaction, bounded: a hang means a dead network path, so the connection is destroyed. */
+  async #library<T>(transaction: Transaction, what: string, promise: Promise<T>): Promise<T> {
+    return bounded(promise, LIBRARY_QUERY_DEADLINE_MS, () => {
+      destroySocket((transaction as { connection?: PgConnection }).connection);
+      return new Error(`${what} did not answer within ${LIBRARY_QUERY_DEADLINE_MS} ms; its connection was closed`);
+    });
+  }
+
+  /** After a callback threw: is the transaction's connection still there? Asked of the connection itself. */
+  async #connectionAlive(transaction: Transaction): Promise<boolean> {
+    try {
+      await bounded(this.#sequelize.query('SELECT 1', { transaction }), 5000, () => new Error('probe timed out'));
+      return true;
+    } catch (error) {
+      // "current transaction is aborted" (the callback's query failed) comes from a live server.
+      return !isConnectionFailure(error);
+    }
   }
 
   /**
@@ -327,7 +585,9 @@ export class Listener extends EventEmitter {
    * full one) the listener holds its channels' drain locks, so producers skip their NOTIFYs, and
    * it keeps claiming without them. Once a claim comes back empty it lets go and settles: it waits
    * until every producer that skipped a NOTIFY has committed, then claims once more. The same
-   * settling follows (re)connecting, for producers that found nobody listening.
+   * settling follows (re)connecting, for producers that found nobody listening. Settling never
+   * blocks processing: past SETTLE_BOUND_MS (a producer transaction left open, or another role
+   * holding the lock) it claims at every look.
    */
   async #drain(): Promise<void> {
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
@@ -337,13 +597,19 @@ export class Listener extends EventEmitter {
       let claimed = 0;
       let streak = 0;
       let settleDelay = SETTLE_FIRST_MS;
+      let settlingSince = 0;
       while (!this.#stopping) {
         if (!this.#pending && claimed !== batchSize && !(claimed > 0 && this.#drainLocks.length)) {
           if (this.#drainLocks.length) await this.#releaseDrainLocks(false);
           if (!this.#settle) break;
           if (!(await this.#skippedProducersDone())) {
+            settlingSince ||= Date.now();
             await new Promise((resolve) => setTimeout(resolve, settleDelay));
             settleDelay = Math.min(settleDelay * 2, SETTLE_MAX_MS);
+            if (Date.now() - settlingSince >= SETTLE_BOUND_MS) {
+              claimed = await this.#batch();
+              if (claimed > 0) this.#log.debug('claimed while producers that skipped their NOTIFY are still open', { claimed });
+            }
             continue;
           }
           this.#settle = false; // one more claim sees their rows
@@ -371,47 +637,85 @@ export class Listener extends EventEmitter {
    * failed message is recorded for retry without running again. The messages before it in the
    * batch do run again: their database writes were rolled back, so exactly-once holds for those;
    * their other effects were at-least-once anyway. `savepoints: 'always'` avoids such re-runs.
+   * A callback that times out abandons the whole transaction (its callback may still be using it),
+   * in either mode, and the batch is claimed again with that failure known too.
    */
   async #batch(): Promise<number> {
-    const careful = this.#options.savepoints === 'always';
-    const outcome = await this.#claimAndRun(careful ? new Map() : null).catch((error: unknown) => {
-      if (error instanceof CallbackFailed) return error;
-      throw error;
-    });
-    const { claimed, processed, failures } = outcome instanceof CallbackFailed
-      ? await this.#claimAndRun(new Map([[outcome.id, outcome.error]]))
-      : outcome;
+    let known: Map<string, unknown> | null = this.#options.savepoints === 'always' ? new Map() : null;
+    let outcome: BatchOutcome;
+    for (;;) {
+      try {
+        outcome = await this.#claimAndRun(known);
+        break;
+      } catch (error) {
+        if (!(error instanceof CallbackFailed)) throw error;
+        known ??= new Map();
+        known.set(error.id, error.error);
+      }
+    }
+    const { claimed, processed, failures, suspects } = outcome;
     this.stats.batches++;
     this.stats.processed += processed.length;
-    this.stats.failed += failures.length;
-    if (claimed > 0) this.#log.info('batch', { claimed, processed: processed.length, failed: failures.length });
+    if (claimed > 0) this.#log.info('batch', { claimed, processed: processed.length, failed: failures.length, suspects: suspects.length });
     if (processed.length) this.emit('processed', processed);
-    for (const failure of failures) {
-      this.#log.warn(`callback on '${failure.channel}' failed for notification ${failure.id}; kept for retry`, { error: (failure.error as Error)?.message ?? String(failure.error) });
-      this.emit('failed', failure);
+    this.#reportFailures(failures);
+    for (const row of suspects) {
+      if (this.#stopping) break;
+      await this.#runAlone(row);
     }
     return claimed;
   }
 
+  #reportFailures(failures: readonly Failure[]): void {
+    this.stats.failed += failures.length;
+    for (const failure of failures) {
+      const outcome = failure.failedForGood ? 'failed for good (failed_at set; it will not be claimed again)' : 'kept for retry';
+      const log = failure.failedForGood ? this.#log.error : this.#log.warn;
+      log.call(this.#log, `callback on '${failure.channel}' failed for notification ${failure.id}; ${outcome}`, { id: failure.id, channel: failure.channel, error: errorSummary(failure.error) });
+      this.emit('failed', failure);
+    }
+  }
+
+  #failureRecord(row: ClaimedRow, channel: AnyChannel, error: unknown, precharged = false): FailureRecord {
+    return {
+      id: row.id,
+      error: errorText(error),
+      delayMs: backoffDelay(precharged ? row.attempts : row.attempts + 1, channel.retry),
+      maxAttempts: channel.retry.maxAttempts,
+      // A payload that is not a message of its channel fails the same way every time.
+      permanent: error instanceof MalformedPayloadError || error instanceof SyntaxError,
+      precharged,
+    };
+  }
+
   /**
    * `known` null: the fast pass, no savepoints. Otherwise the careful pass: a savepoint per message,
-   * and messages whose failure is already known (from the fast pass) are recorded without running again.
+   * and messages whose failure is already known are recorded without running again.
    */
-  async #claimAndRun(known: Map<string, unknown> | null): Promise<{ claimed: number; processed: string[]; failures: Array<{ id: string; channel: string; error: unknown }> }> {
+  async #claimAndRun(known: Map<string, unknown> | null): Promise<BatchOutcome> {
     const processed: string[] = [];
-    const failures: Array<{ id: string; channel: string; error: unknown }> = [];
-    const claimed = await this.#sequelize.transaction(async (transaction) => {
-      const rows = await claimBatch(this.#sequelize, transaction, this.#filter, this.#options.batchSize);
+    const failures: Failure[] = [];
+    const suspects: ClaimedRow[] = [];
+    const transaction = await this.#sequelize.transaction();
+    let rows: ClaimedRow[];
+    try {
+      rows = await this.#library(transaction, 'claim', claimBatch(this.#sequelize, transaction, this.#filter, this.#options.batchSize, {
+        holder: this.#holder ?? 0, timeoutMs: this.#claimTimeoutMs,
+      }));
+      // Committed before any callback runs: if this process dies now, the next claim knows these ids.
+      if (rows.length && this.#holder !== null) {
+        const ids = rows.map((row) => row.id);
+        await this.#library(transaction, 'in-flight marker', markInflight(this.#client ?? this.#sequelize, this.#holder, ids));
+      }
       const fail = async (row: ClaimedRow, channel: AnyChannel, error: unknown) => {
-        failures.push({ id: row.id, channel: row.channel, error });
-        await recordFailure(this.#sequelize, transaction, {
-          id: row.id,
-          error: errorText(error),
-          delayMs: backoffDelay(row.attempts + 1, channel.retry),
-          maxAttempts: channel.retry.maxAttempts,
-        });
+        const { failedForGood } = await this.#library(transaction, 'failure record', recordFailure(this.#sequelize, transaction, this.#failureRecord(row, channel, error)));
+        failures.push({ id: row.id, channel: row.channel, error, failedForGood });
       };
       for (const row of rows) {
+        if (row.suspect) {
+          suspects.push(row);
+          continue;
+        }
         const channel = this.#channels.find((c) => c.name === row.channel)!;
         let message: unknown;
         try {
@@ -421,31 +725,84 @@ export class Listener extends EventEmitter {
           await fail(row, channel, error);
           continue;
         }
-        if (!known) {
-          try {
-            await this.#run(channel.name, message, transaction, row.attempts + 1);
-          } catch (error) {
-            // A lost connection is the batch's problem, not the message's: no attempt is charged for it.
-            throw isConnectionLoss(error) ? error : new CallbackFailed(row.id, error);
-          }
-          processed.push(row.id);
-          continue;
-        }
-        if (known.has(row.id)) {
+        if (known?.has(row.id)) {
           await fail(row, channel, known.get(row.id));
           continue;
         }
+        const savepoint = known ? await this.#sequelize.transaction({ transaction }) : null;
         try {
-          await this.#sequelize.transaction({ transaction }, (savepoint) => this.#run(channel.name, message, savepoint, row.attempts + 1));
+          await this.#run(channel, message, savepoint ?? transaction, row.attempts + 1, row.id);
+          if (savepoint) await savepoint.commit();
           processed.push(row.id);
         } catch (error) {
+          // The callback may still be using the transaction: abandon all of it.
+          if (error instanceof CallbackTimeoutError) throw new CallbackFailed(row.id, error);
+          // Only a failure of this transaction's own connection is connection loss: no attempt is charged.
+          if (!(await this.#connectionAlive(transaction))) throw error;
+          if (!savepoint) throw new CallbackFailed(row.id, error);
+          await this.#sequelize.getQueryInterface().rollbackTransaction(savepoint, {});
+          (savepoint as { finished?: string }).finished = 'rollback';
           await fail(row, channel, error);
         }
       }
-      await deleteProcessed(this.#sequelize, transaction, processed);
-      return rows.length;
+      await this.#library(transaction, 'delete', deleteProcessed(this.#sequelize, transaction, processed));
+      await this.#library(transaction, 'commit', transaction.commit());
+    } catch (error) {
+      await this.#rollback(transaction);
+      throw error;
+    }
+    return { claimed: rows.length, processed, failures, suspects };
+  }
+
+  /**
+   * Runs a notification a dead process held, alone, in its own transaction. Its attempt is charged
+   * first (committed, with PROCESS_DIED as the error), so that if it kills this process too, the
+   * charge stays; otherwise the run's own outcome replaces it. A message that keeps killing its
+   * process thus uses up its attempts and is failed, while every other notification goes on.
+   */
+  async #runAlone(suspect: ClaimedRow): Promise<void> {
+    const channel = this.#channels.find((c) => c.name === suspect.channel)!;
+    const attempt = suspect.attempts + 1;
+    const charged = await chargeBeforeRunningAlone(this.#sequelize, suspect, {
+      holder: this.#holder ?? 0, error: PROCESS_DIED, delayMs: backoffDelay(attempt, channel.retry), maxAttempts: channel.retry.maxAttempts,
     });
-    return { claimed, processed, failures };
+    if (!charged) return; // another listener took it first
+    this.stats.ranAlone++;
+    this.#log.warn(`running notification ${suspect.id} on '${channel.name}' alone: a process died while it was in its batch`, { id: suspect.id, attempt, maxAttempts: channel.retry.maxAttempts });
+    await this.#beforeRunningAlone?.({ id: suspect.id, channel: channel.name, attempt, maxAttempts: channel.retry.maxAttempts });
+    let failure: unknown = null;
+    const transaction = await this.#sequelize.transaction();
+    let row: ClaimedRow | null = null;
+    try {
+      row = await this.#library(transaction, 'lock', lockOne(this.#sequelize, transaction, suspect.id, this.#timeoutOf(channel)));
+      if (row) {
+        try {
+          await this.#run(channel, decodeMessage(channel, row.payload, row.id), transaction, attempt, row.id);
+        } catch (error) {
+          if (error instanceof CallbackTimeoutError || !(await this.#connectionAlive(transaction))) throw error;
+          failure = error;
+        }
+        if (failure === null) await this.#library(transaction, 'delete', deleteProcessed(this.#sequelize, transaction, [row.id]));
+      }
+      // A plain failure is recorded after the rollback below; success commits here.
+      if (failure === null) await this.#library(transaction, 'commit', transaction.commit());
+    } catch (error) {
+      await this.#rollback(transaction);
+      if (!(error instanceof CallbackTimeoutError) && !(error instanceof MalformedPayloadError) && !(error instanceof SyntaxError)) throw error;
+      failure = error;
+    }
+    if (failure === null) {
+      if (row) {
+        this.stats.processed++;
+        this.emit('processed', [row.id]);
+      }
+      return;
+    }
+    if (!(transaction as { finished?: string }).finished) await this.#rollback(transaction);
+    // The attempt was charged before the run: replace the "process died" error with what happened.
+    const record = this.#failureRecord({ ...suspect, attempts: attempt }, channel, failure, true);
+    const { failedForGood } = await this.#sequelize.transaction((t) => recordFailure(this.#sequelize, t, record));
+    this.#reportFailures([{ id: suspect.id, channel: channel.name, error: failure, failedForGood }]);
   }
 
   /**
@@ -461,24 +818,52 @@ export class Listener extends EventEmitter {
     if (missing.length === 0 && !backlog) return;
     this.#drainLocksTriedAt = Date.now();
     try {
-      if (missing.length) this.#drainLocks.push(...await takeDrainLocks(client, missing));
-      else await wakeListeners(client, this.#drainLocks);
+      if (missing.length) {
+        // The beat first: producers trust a drain lock only while it is fresh.
+        if (this.#drainLocks.length === 0) await drainBeat(client);
+        this.#drainLocks.push(...await takeDrainLocks(client, missing));
+        if (this.#drainLocks.length) this.#startBeat();
+      } else {
+        await wakeListeners(client, this.#drainLocks);
+      }
     } catch (error) {
-      this.#log.debug('could not take drain locks', { error: (error as Error).message });
+      this.#log.debug('could not take drain locks', { error: errorSummary(error) });
     }
+  }
+
+  #startBeat(): void {
+    if (this.#beat) return;
+    const beat = () => {
+      const client = this.#client;
+      if (!client || this.#drainLocks.length === 0) {
+        this.#beat = null;
+        return;
+      }
+      drainBeat(client).catch((error: unknown) => this.#log.debug('could not beat', { error: errorSummary(error) }));
+      this.#beat = setTimeout(beat, DRAIN_BEAT_MS);
+      this.#beat.unref?.();
+    };
+    this.#beat = setTimeout(beat, DRAIN_BEAT_MS);
+    this.#beat.unref?.();
+  }
+
+  #stopBeat(): void {
+    if (this.#beat) clearTimeout(this.#beat);
+    this.#beat = null;
   }
 
   async #releaseDrainLocks(wakeOthers: boolean): Promise<void> {
     const client = this.#client;
     const held = this.#drainLocks;
     this.#drainLocks = [];
+    this.#stopBeat();
     this.#settle = true;
     if (!client) return;
     try {
       await releaseDrainLocks(client, held);
       if (wakeOthers) await wakeListeners(client, held);
     } catch (error) {
-      this.#log.debug('could not release drain locks', { error: (error as Error).message });
+      this.#log.debug('could not release drain locks', { error: errorSummary(error) });
     }
   }
 
@@ -489,7 +874,7 @@ export class Listener extends EventEmitter {
     try {
       return await skippedProducersDone(client, this.#filter.channels);
     } catch (error) {
-      this.#log.debug('could not check for producers that skipped their NOTIFY', { error: (error as Error).message });
+      this.#log.debug('could not check for producers that skipped their NOTIFY', { error: errorSummary(error) });
       return true;
     }
   }
@@ -502,4 +887,12 @@ export class Listener extends EventEmitter {
     this.#retryTimer = setTimeout(() => this.wake(), Math.min(delay, 2 ** 31 - 1));
     this.#retryTimer.unref?.();
   }
+}
+
+/** The pg client under a Sequelize connection, as far as closing it goes. */
+interface PgConnection { connection?: { stream?: { destroy(): void } } }
+
+/** Closes a connection's socket at once: pg then fails whatever waits on it (end() would wait for a dead peer). */
+function destroySocket(connection: PgConnection | undefined): void {
+  connection?.connection?.stream?.destroy();
 }

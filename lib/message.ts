@@ -32,6 +32,11 @@ export interface CallbackContext {
   transaction: Transaction;
   /** 1 on the first attempt, 2 on the first retry, … */
   attempt: number;
+  /**
+   * Aborted when the channel's `timeoutMs` is up (its reason a CallbackTimeoutError); pass it to
+   * fetch() and other calls that take one. The work is rolled back either way.
+   */
+  signal: AbortSignal;
 }
 
 export type ModelCallback<M extends Model = Model> = (message: ModelMessage<M>, context: CallbackContext) => unknown;

@@ -8,6 +8,7 @@ import {
   channelNameProblems,
   durableProblems,
   retryProblems,
+  timeoutProblems,
   unknownKeyProblems,
 } from './channel';
 
@@ -68,10 +69,11 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
     const events = eventList(options.events);
     const found = [
       ...channelNameProblems(name, at),
-      ...unknownKeyProblems(options, ['events', 'durable', 'retry'], at),
+      ...unknownKeyProblems(options, ['events', 'durable', 'retry', 'timeoutMs'], at),
       ...eventProblems(options.events, events, at),
       ...durableProblems(options.durable, at),
       ...retryProblems(options.retry, at),
+      ...timeoutProblems(options.timeoutMs, at),
     ];
     if (primaryKeyColumns.length === 0) {
       found.push(`${at}: the model has no primary key; give an attribute primaryKey: true (notifications identify rows by it)`);
@@ -88,6 +90,7 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
       events: CHANNEL_EVENTS.filter((event) => events.includes(event)),
       durable: options.durable ?? true,
       retry: { ...DEFAULT_RETRY, ...options.retry },
+      timeoutMs: options.timeoutMs,
       primaryKeyColumns,
     });
   }

@@ -35,6 +35,16 @@ export const WAKE_FUNCTION = qualified(SCHEMA, 'pgpubsub_wake');
  * Session locks vanish with their connection, so a listener that dies gives up both of its locks.
  */
 export const WAKE_LOCKS = { listening: 1885826930, draining: 1885826931, skipped: 1885826932 } as const;
+/**
+ * `pgpubsub_inflight`: per listener, the ids of the batch it is running, written (committed) before
+ * its callbacks run, so that the record outlives a claiming transaction that a dying process takes
+ * with it. Keyed by the listener's holder key, an advisory lock in HOLDER_LOCK held on its LISTEN
+ * connection for as long as it lives: a marker whose lock is free belongs to a dead listener.
+ */
+export const INFLIGHT_TABLE = qualified(SCHEMA, 'pgpubsub_inflight');
+export const HOLDER_LOCK = 1885826933;
+/** The time (epoch ms) the listener draining a channel last said so; producers trust a drain lock only while it is fresh. */
+export const DRAIN_BEAT_SEQUENCE = qualified(SCHEMA, 'pgpubsub_drain_beat');
 /** The setting (GUC) that holds the notification context as JSON text. */
 export const CONTEXT_SETTING = 'pgpubsub.notification_context';
 /** The table sequelize-cli and Umzug's SequelizeStorage record applied migrations in. */

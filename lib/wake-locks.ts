@@ -1,5 +1,6 @@
 import type { Client } from 'pg';
-import { WAKE_LOCKS } from './notification-table';
+import { DRAIN_BEAT_SEQUENCE, WAKE_LOCKS } from './notification-table';
+import { quoteLiteral } from './sql-text';
 
 /**
  * The listener's side of the wake-up protocol (see the notification table migration): advisory
@@ -7,12 +8,23 @@ import { WAKE_LOCKS } from './notification-table';
  * with the connection, so a listener that dies or loses its connection holds nothing.
  */
 
-/** Marks this connection as listening on `channels` (shared: every listener holds it). Call after LISTEN. */
-export async function holdListening(client: Client, channels: readonly string[]): Promise<void> {
-  await client.query(
-    `SELECT pg_advisory_lock_shared(${WAKE_LOCKS.listening}, hashtext(c)) FROM unnest($1::text[]) AS c`,
+/**
+ * Marks this connection as listening on `channels` (shared: every listener holds it). Call after
+ * LISTEN. Never waits: returns the channels whose lock someone else holds exclusively (a producer's
+ * probe, for an instant, or another role), to be tried again. Meanwhile producers see the lock
+ * taken, count it as a listener, and NOTIFY.
+ */
+export async function holdListening(client: Client, channels: readonly string[]): Promise<string[]> {
+  const { rows } = await client.query<{ c: string }>(
+    `SELECT c FROM unnest($1::text[]) AS c WHERE NOT pg_try_advisory_lock_shared(${WAKE_LOCKS.listening}, hashtext(c))`,
     [channels],
   );
+  return rows.map((row) => row.c);
+}
+
+/** Says that a listener holding drain locks is draining: producers trust a drain lock only while this is fresh (1 s). */
+export async function drainBeat(client: Client): Promise<void> {
+  await client.query(`SELECT setval(${quoteLiteral(DRAIN_BEAT_SEQUENCE)}, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)`);
 }
 
 /** Takes the drain lock of each channel no other listener holds; returns the channels taken. */

@@ -112,6 +112,8 @@ module.exports = { sequelize, Author };
 `,
   'migrations/00000000000001-pgpubsub-notification-table.js':
     "module.exports = require('sequelize-pgpubsub/migrations/notification-table');\n",
+  'migrations/00000000000002-pgpubsub-inflight.js':
+    "module.exports = require('sequelize-pgpubsub/migrations/inflight');\n",
   'migrations/20260101000000-create-authors.js': `'use strict';
 
 module.exports = {
@@ -145,7 +147,8 @@ assert.equal(pgpubsub, mod.default);
 assert.equal(typeof install, 'function');
 assert.equal(typeof channel, 'function');
 assert.equal(typeof PgPubSubError, 'function');
-assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-notification-table.js']);
+assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js']);
+assert.equal(require('sequelize-pgpubsub/migrations/inflight').name, '00000000000002-pgpubsub-inflight.js');
 const table = require('sequelize-pgpubsub/migrations/notification-table');
 assert.equal(table.name, '00000000000001-pgpubsub-notification-table.js');
 assert.equal(typeof table.up, 'function');
@@ -356,7 +359,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const second = await sequelizeCli(['db:migrate']);
     expect(second.code, shown(second)).to.equal(0);
     expect((await sql<{ name: string }>(url, 'SELECT name FROM "SequelizeMeta" ORDER BY name')).map((row) => row.name)).to.deep.equal([
-      '00000000000001-pgpubsub-notification-table.js', '20260101000000-create-authors.js', generated[0]]);
+      '00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '20260101000000-create-authors.js', generated[0]]);
 
     const check = await pgpubsub(['triggers', 'check']);
     expect(check.code, shown(check)).to.equal(0);

@@ -18,6 +18,8 @@ const SEQUELIZE_CLI = path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli');
 const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
 const TRIGGER_STEP_PREFIX = 'pgpubsub-triggers-';
 const NOTIFICATION_TABLE_MIGRATION = '00000000000001-pgpubsub-notification-table.js';
+const INFLIGHT_MIGRATION = '00000000000002-pgpubsub-inflight.js';
+const LIBRARY_MIGRATIONS = [NOTIFICATION_TABLE_MIGRATION, INFLIGHT_MIGRATION];
 
 
 
@@ -236,15 +238,15 @@ describe('migrations', function () {
 
   describe('programmatic Umzug v3', () => {
     it('records the library migration under the sequelize-cli stub name and reruns the trigger step only when a definition changes', async () => {
-      expect(migrations.map((m) => m.name)).to.deep.equal([NOTIFICATION_TABLE_MIGRATION]);
-      expect(fs.readdirSync(MIGRATIONS_DIR), 'the sequelize-cli stub file has the same name').to.include(NOTIFICATION_TABLE_MIGRATION);
+      expect(migrations.map((m) => m.name)).to.deep.equal(LIBRARY_MIGRATIONS);
+      expect(fs.readdirSync(MIGRATIONS_DIR), 'the sequelize-cli stub files have the same names').to.include.members(LIBRARY_MIGRATIONS);
 
       const v1 = widgetApp({ widget_saved: { events: ['insert'] } });
       const step1 = v1.pgpubsub.triggers.migration();
       expect(step1.name.startsWith(TRIGGER_STEP_PREFIX), step1.name).to.equal(true);
       const ran = await umzug(v1, [...migrations, createWidgets, step1]).up();
-      expect(ran.map((m) => m.name)).to.deep.equal([NOTIFICATION_TABLE_MIGRATION, WIDGETS_MIGRATION, step1.name]);
-      expect(await meta(v1)).to.deep.equal([NOTIFICATION_TABLE_MIGRATION, WIDGETS_MIGRATION, step1.name].sort());
+      expect(ran.map((m) => m.name)).to.deep.equal([...LIBRARY_MIGRATIONS, WIDGETS_MIGRATION, step1.name]);
+      expect(await meta(v1)).to.deep.equal([...LIBRARY_MIGRATIONS, WIDGETS_MIGRATION, step1.name].sort());
       expect(statuses(await v1.pgpubsub.triggers.ls())).to.deep.equal(['INSTALLED widget_saved:insert']);
       expect(await rows(v1, "SELECT to_regclass('public.pgpubsub_notification')::text AS t")).to.deep.equal([{ t: 'pgpubsub_notification' }]);
 
@@ -286,7 +288,7 @@ describe('migrations', function () {
       const step = app.pgpubsub.triggers.migration();
       await umzug(app, [...migrations, createWidgets, step]).up();
       // By name the trigger step sorts after every timestamped migration, so it must be skipped explicitly.
-      expect(await meta(app)).to.deep.equal([NOTIFICATION_TABLE_MIGRATION, WIDGETS_MIGRATION, step.name]);
+      expect(await meta(app)).to.deep.equal([...LIBRARY_MIGRATIONS, WIDGETS_MIGRATION, step.name]);
 
       await app.query("INSERT INTO widgets (label) VALUES ('one')");
       const addColour: LibraryMigration = {

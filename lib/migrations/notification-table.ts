@@ -36,6 +36,51 @@ import { type LibraryMigration, runInTransaction } from './runner';
  * between gets the NOTIFY after all.
  * The helpers avoid EXCEPTION blocks on their common path: each would cost a subtransaction.
  */
+/** The claim as this migration creates it (the in-flight migration replaces it, and puts it back on down). */
+export const claimFunctionV1 = `CREATE FUNCTION ${CLAIM_FUNCTION}(channels text[], context jsonb, max_rows integer)
+  RETURNS TABLE (id text, channel text, payload text, attempts integer)
+  LANGUAGE plpgsql SET enable_sort = off AS $fn$
+BEGIN
+  RETURN QUERY
+    SELECT n.id::text, n.channel, n.payload::text, n.attempts
+      FROM ${NOTIFICATION_TABLE} AS n
+     WHERE n.failed_at IS NULL AND n.channel = ANY (channels) AND n.available_at <= now()
+       AND (context IS NULL OR n.payload -> 'context' @> context)
+     ORDER BY n.id
+     LIMIT max_rows
+       FOR UPDATE OF n SKIP LOCKED;
+END
+$fn$`;
+
+/** The wake-up as this migration creates it (replaced by the in-flight migration). */
+export const wakeFunctionV1 = `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+  key integer := hashtext(channel);
+  unlocked boolean;
+BEGIN
+  FOR pass IN 1..2 LOOP
+    -- An exclusive probe fails while any listener listens (or, for an instant, another producer probes).
+    IF NOT pg_try_advisory_lock(${WAKE_LOCKS.listening}, key) THEN
+      -- A shared probe fails only while a listener holds the drain lock: it will find the row.
+      IF pg_try_advisory_lock_shared(${WAKE_LOCKS.draining}, key) THEN
+        unlocked := pg_advisory_unlock_shared(${WAKE_LOCKS.draining}, key);
+        PERFORM pg_notify(channel, '');
+        RETURN true;
+      END IF;
+    ELSE
+      -- Nobody listens: the next listener's start-up sweep finds the row.
+      unlocked := pg_advisory_unlock(${WAKE_LOCKS.listening}, key);
+    END IF;
+    -- Skipping: say so until commit. Fails only in the instant a listener checks; then wake after all.
+    IF pass = 1 AND NOT pg_try_advisory_xact_lock_shared(${WAKE_LOCKS.skipped}, key) THEN
+      PERFORM pg_notify(channel, '');
+      RETURN true;
+    END IF;
+  END LOOP;
+  RETURN false;
+END
+$fn$`;
+
 const upSql = [
   `CREATE FUNCTION ${PARSE_CONTEXT_FUNCTION}(raw text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $fn$
 BEGIN
@@ -105,49 +150,10 @@ $do$`,
   `COMMENT ON TABLE ${NOTIFICATION_TABLE} IS 'sequelize-pgpubsub: stored notifications of durable channels, deleted when processed; failed_at marks those that used up their attempts'`,
   // The claim walks the partial index in id order and stops at max_rows. Right after a bulk insert
   // the table has no statistics and the planner would sort the whole backlog: sorting is off here.
-  `CREATE FUNCTION ${CLAIM_FUNCTION}(channels text[], context jsonb, max_rows integer)
-  RETURNS TABLE (id text, channel text, payload text, attempts integer)
-  LANGUAGE plpgsql SET enable_sort = off AS $fn$
-BEGIN
-  RETURN QUERY
-    SELECT n.id::text, n.channel, n.payload::text, n.attempts
-      FROM ${NOTIFICATION_TABLE} AS n
-     WHERE n.failed_at IS NULL AND n.channel = ANY (channels) AND n.available_at <= now()
-       AND (context IS NULL OR n.payload -> 'context' @> context)
-     ORDER BY n.id
-     LIMIT max_rows
-       FOR UPDATE OF n SKIP LOCKED;
-END
-$fn$`,
+  claimFunctionV1,
   // Lock calls are plain assignments and conditions (PL/pgSQL evaluates those without the executor), not PERFORMs.
   // Returns whether it sent the NOTIFY; callers assign the result (cheaper than PERFORM).
-  `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS boolean LANGUAGE plpgsql AS $fn$
-DECLARE
-  key integer := hashtext(channel);
-  unlocked boolean;
-BEGIN
-  FOR pass IN 1..2 LOOP
-    -- An exclusive probe fails while any listener listens (or, for an instant, another producer probes).
-    IF NOT pg_try_advisory_lock(${WAKE_LOCKS.listening}, key) THEN
-      -- A shared probe fails only while a listener holds the drain lock: it will find the row.
-      IF pg_try_advisory_lock_shared(${WAKE_LOCKS.draining}, key) THEN
-        unlocked := pg_advisory_unlock_shared(${WAKE_LOCKS.draining}, key);
-        PERFORM pg_notify(channel, '');
-        RETURN true;
-      END IF;
-    ELSE
-      -- Nobody listens: the next listener's start-up sweep finds the row.
-      unlocked := pg_advisory_unlock(${WAKE_LOCKS.listening}, key);
-    END IF;
-    -- Skipping: say so until commit. Fails only in the instant a listener checks; then wake after all.
-    IF pass = 1 AND NOT pg_try_advisory_xact_lock_shared(${WAKE_LOCKS.skipped}, key) THEN
-      PERFORM pg_notify(channel, '');
-      RETURN true;
-    END IF;
-  END LOOP;
-  RETURN false;
-END
-$fn$`,
+  wakeFunctionV1,
 ];
 
 const downSql = [

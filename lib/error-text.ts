@@ -1,0 +1,54 @@
+/**
+ * Error text for logs and `last_error`. Sequelize wraps driver errors and gives the wrapper a stack
+ * whose first line has no message, so the text is built from the parts: `name: message`, the
+ * driver's own message and SQL state when they add something, then the stack frames.
+ */
+
+interface ErrorParts {
+  name?: string;
+  message?: string;
+  code?: unknown;
+  stack?: string;
+  parent?: { message?: string; code?: unknown; detail?: string };
+  original?: { message?: string; code?: unknown; detail?: string };
+  sql?: string;
+}
+
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+/** The SQL state PostgreSQL sent with this error, if it came from the server. */
+export function sqlState(error: unknown): string | undefined {
+  const e = error as ErrorParts | null;
+  const code = e?.parent?.code ?? e?.original?.code ?? e?.code;
+  return typeof code === 'string' && SQLSTATE.test(code) ? code : undefined;
+}
+
+/** One line: `SequelizeDatabaseError: relation "x" does not exist (SQLSTATE 42P01)`. */
+export function errorSummary(error: unknown): string {
+  if (!(error instanceof Error)) return typeof error === 'string' ? error : safeJson(error);
+  const e = error as ErrorParts;
+  const driver = e.parent ?? e.original;
+  let text = `${error.name}: ${error.message}`;
+  if (driver?.message && !error.message.includes(driver.message)) text += `: ${driver.message}`;
+  if (driver?.detail) text += ` (${driver.detail})`;
+  const state = sqlState(error);
+  if (state) text += ` (SQLSTATE ${state})`;
+  else if (typeof e.code === 'string' && e.code) text += ` (code ${e.code})`;
+  return text;
+}
+
+/** The summary, then the stack frames: what `last_error` stores (capped at 8000 characters). */
+export function errorText(error: unknown): string {
+  const summary = errorSummary(error);
+  const stack = error instanceof Error ? error.stack ?? '' : '';
+  const frames = stack.split('\n').filter((line) => /^\s+at /.test(line)).join('\n');
+  return (frames ? `${summary}\n${frames}` : summary).slice(0, 8000);
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

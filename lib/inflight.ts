@@ -1,0 +1,99 @@
+import type { Client } from 'pg';
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import type { ClaimedRow } from './claim';
+import { HOLDER_LOCK, INFLIGHT_TABLE, NOTIFICATION_TABLE } from './notification-table';
+
+/**
+ * What a listener is running, recorded where a dying process cannot take it back (see the
+ * in-flight migration). A listener's holder key is an advisory lock it holds on its LISTEN
+ * connection; its marker row names the batch in hand. A claim that meets an id of a marker whose
+ * lock is free returns it as a suspect, which is then run alone with its attempt charged first.
+ */
+
+/** Takes a holder key for this LISTEN connection: `preferred` if free, else a random free one. */
+export async function takeHolderKey(client: Client, preferred: number | null): Promise<number> {
+  for (let tries = 0; tries < 20; tries++) {
+    const key = tries === 0 && preferred !== null ? preferred : randomKey();
+    const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${HOLDER_LOCK}, $1::integer) AS ok`, [key]);
+    if (rows[0].ok) return key;
+  }
+  throw new Error('could not find a free listener holder key in 20 tries');
+}
+
+function randomKey(): number {
+  return (Math.random() * 2 ** 32 - 2 ** 31) | 0;
+}
+
+/** Records, committed, that `holder` is about to run `ids`. On the LISTEN client when connected, else a pool connection. */
+export async function markInflight(via: Client | Sequelize, holder: number, ids: readonly string[]): Promise<void> {
+  const text = `INSERT INTO ${INFLIGHT_TABLE} (holder, ids) VALUES ($1::integer, $2::bigint[])
+                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = now()`;
+  if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids] });
+  else await via.query(text, [holder, ids]);
+}
+
+/** Forgets this listener's marker (a clean stop). */
+export async function clearInflight(client: Client, holder: number): Promise<void> {
+  await client.query(`DELETE FROM ${INFLIGHT_TABLE} WHERE holder = $1::integer`, [holder]);
+}
+
+/**
+ * Charges a suspect's attempt before it runs, committed, with `error` saying a process died while
+ * running it (what stays if this one dies too), takes it out of the dead listeners' markers and
+ * makes it this holder's marker. Returns false when another listener got there first.
+ */
+export async function chargeBeforeRunningAlone(
+  sequelize: Sequelize,
+  row: ClaimedRow,
+  charge: { holder: number; error: string; delayMs: number; maxAttempts: number },
+): Promise<boolean> {
+  const [result] = await sequelize.query<{ charged: number }>(
+    `WITH target AS (
+       SELECT n.id FROM ${NOTIFICATION_TABLE} AS n
+        WHERE n.id = $1::bigint AND n.attempts = $2::integer AND n.failed_at IS NULL
+          FOR UPDATE SKIP LOCKED
+     ), charged AS (
+       UPDATE ${NOTIFICATION_TABLE} AS n
+          SET attempts = n.attempts + 1,
+              last_error = $3,
+              available_at = now() + make_interval(secs => $4::double precision / 1000),
+              failed_at = CASE WHEN n.attempts + 1 >= $5::integer THEN now() END
+         FROM target WHERE n.id = target.id
+       RETURNING n.id
+     ), released AS (
+       UPDATE ${INFLIGHT_TABLE} AS m SET ids = array_remove(m.ids, charged.id)
+         FROM charged WHERE m.holder <> $6::integer AND charged.id = ANY (m.ids)
+       RETURNING m.holder
+     ), mine AS (
+       INSERT INTO ${INFLIGHT_TABLE} (holder, ids) SELECT $6::integer, ARRAY[charged.id] FROM charged
+       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = now()
+       RETURNING holder
+     )
+     -- Data-modifying CTEs run whether or not the query reads them.
+     SELECT (SELECT count(*) FROM charged)::int AS charged`,
+    { bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder], type: QueryTypes.SELECT },
+  );
+  return result.charged === 1;
+}
+
+/** Locks one notification for its run alone, with the claim's server-side time limits; null when gone or held. */
+export async function lockOne(sequelize: Sequelize, transaction: Transaction, id: string, timeoutMs: number): Promise<ClaimedRow | null> {
+  const [row] = await sequelize.query<ClaimedRow>(
+    `SELECT n.id::text AS id, n.channel, n.payload::text AS payload, n.attempts, false AS suspect,
+            set_config('statement_timeout', $2::text, true) AS t1,
+            set_config('idle_in_transaction_session_timeout', ($2::integer + 5000)::text, true) AS t2
+       FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
+    { bind: [id, Math.min(timeoutMs, 2 ** 31 - 6000)], transaction, type: QueryTypes.SELECT },
+  );
+  return row ?? null;
+}
+
+/** Drops the markers of dead listeners that name nothing left to run. */
+export async function pruneDeadMarkers(via: Client, holder: number): Promise<void> {
+  await via.query(
+    `DELETE FROM ${INFLIGHT_TABLE} AS m
+      WHERE m.holder <> $1::integer AND pg_try_advisory_xact_lock_shared(${HOLDER_LOCK}, m.holder)
+        AND NOT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = ANY (m.ids) AND n.failed_at IS NULL)`,
+    [holder],
+  );
+}
