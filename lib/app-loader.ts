@@ -65,7 +65,13 @@ export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp
         : `no app found: ${source} does not exist. Run from your project root, set 'models-path' in .sequelizerc, or pass --app <module exporting sequelize>`,
     );
   }
-  const sequelize = sequelizeOf(requireFrom(resolved));
+  let exported: unknown;
+  try {
+    exported = requireFrom(resolved);
+  } catch (error) {
+    throw databaseUrlProblem(process.env.DATABASE_URL, error) ?? error;
+  }
+  const sequelize = sequelizeOf(exported);
   if (!sequelize) {
     throw new PgPubSubError(
       'PGPUBSUB_APP_NO_SEQUELIZE',
@@ -75,4 +81,23 @@ export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp
   // An app that defines channels but forgot use(pgpubsub) still gets its triggers managed.
   const pubsub = sequelize.pgpubsub ?? install(sequelize);
   return { sequelize, pubsub, migrationsPath, source: resolved };
+}
+
+/**
+ * When loading the app failed and DATABASE_URL is not a PostgreSQL URL, that is the likely cause
+ * (Sequelize fails on it with a TypeError that names neither): say so, naming the variable.
+ */
+function databaseUrlProblem(url: string | undefined, cause: unknown): PgPubSubError | null {
+  if (url === undefined) return null;
+  let problem: string | null = null;
+  try {
+    const parsed = new URL(url);
+    if (!/^postgres(ql)?:$/.test(parsed.protocol)) problem = `its scheme is '${parsed.protocol}'`;
+    else if (parsed.port !== '' && !/^\d+$/.test(parsed.port)) problem = `its port is '${parsed.port}'`;
+  } catch {
+    problem = 'it is not a URL';
+  }
+  return problem
+    ? new PgPubSubError('PGPUBSUB_BAD_DATABASE_URL', `DATABASE_URL is not a valid PostgreSQL URL (${problem}). Set it like postgres://user:password@host:5432/database`, { cause })
+    : null;
 }

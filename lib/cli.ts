@@ -19,6 +19,7 @@ interface ListenCliOptions {
   recover: boolean;
   restartOnFailure: boolean;
   batchSize: number;
+  timeoutMs?: number;
   gracePeriod: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -131,6 +132,7 @@ export function buildProgram(): Command {
     .option('--no-recover', 'do not drain stored notifications at start')
     .option('--no-restart-on-failure', 'do not replace a worker that dies')
     .option('--batch-size <n>', 'notifications claimed per transaction', positiveInteger('--batch-size'), 100)
+    .option('--timeout-ms <ms>', 'how long a callback may take before its work is rolled back and an attempt charged (default 60000; a channel\'s timeoutMs wins)', positiveInteger('--timeout-ms'))
     .option('--grace-period <ms>', 'after SIGTERM/SIGINT, how long workers may take to finish their batch', positiveInteger('--grace-period'), 30_000)
     .addOption(new Option('--log-level <level>', 'lowest level logged').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--log-format <format>', 'pretty lines for people, json lines for collectors').choices(LOG_FORMATS).default('pretty'))
@@ -157,14 +159,19 @@ export function buildProgram(): Command {
         return;
       }
       const app = appFor(command);
-      process.exitCode = await runWorker(app.pubsub, {
+      const code = await runWorker(app.pubsub, {
         channels: options.channels,
         batchSize: options.batchSize,
         recover: options.recover,
+        timeoutMs: options.timeoutMs,
+        gracePeriodMs: options.gracePeriod,
         logger,
       });
+      process.exitCode = code;
       // A cluster worker's IPC channel would keep it alive.
       if (cluster.isWorker) process.disconnect?.();
+      // Past the grace period a callback may still hold the event loop: leave without it.
+      if (code !== 0) setTimeout(() => process.exit(code), 100).unref();
     });
 
   program.command('recover')

@@ -52,3 +52,19 @@ function safeJson(value: unknown): string {
     return String(value);
   }
 }
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE']);
+
+/**
+ * True for a failure to reach the database (down, restarting, unreachable), which is worth trying
+ * again; false for one that will not change by waiting (a wrong password, a missing database or table).
+ */
+export function isUnreachable(error: unknown): boolean {
+  const e = error as ErrorParts | null;
+  const state = sqlState(error);
+  if (state) return /^(08|57P0)/.test(state);
+  const codes = [e?.code, e?.parent?.code, e?.original?.code].filter((code): code is string => typeof code === 'string');
+  return Boolean(e?.name?.startsWith('SequelizeConnection'))
+    || codes.some((code) => CONNECT_CODES.has(code))
+    || /Connection terminated|timeout expired|connect ECONNREFUSED|the database system is (starting up|shutting down)/i.test(`${e?.message ?? ''} ${e?.parent?.message ?? ''}`);
+}

@@ -13,7 +13,8 @@ import { HOLDER_LOCK, INFLIGHT_TABLE, NOTIFICATION_TABLE } from './notification-
 /** Takes a holder key for this LISTEN connection: `preferred` if free, else a random free one. */
 export async function takeHolderKey(client: Client, preferred: number | null): Promise<number> {
   for (let tries = 0; tries < 20; tries++) {
-    const key = tries === 0 && preferred !== null ? preferred : randomKey();
+    // Our own key first, a few times: another listener's check may hold it shared for an instant.
+    const key = tries < 3 && preferred !== null ? preferred : randomKey();
     const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${HOLDER_LOCK}, $1::integer) AS ok`, [key]);
     if (rows[0].ok) return key;
   }
@@ -27,7 +28,7 @@ function randomKey(): number {
 /** Records, committed, that `holder` is about to run `ids`. On the LISTEN client when connected, else a pool connection. */
 export async function markInflight(via: Client | Sequelize, holder: number, ids: readonly string[]): Promise<void> {
   const text = `INSERT INTO ${INFLIGHT_TABLE} (holder, ids) VALUES ($1::integer, $2::bigint[])
-                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = now()`;
+                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = now(), suspected_at = NULL`;
   if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids] });
   else await via.query(text, [holder, ids]);
 }
@@ -66,7 +67,7 @@ export async function chargeBeforeRunningAlone(
        RETURNING m.holder
      ), mine AS (
        INSERT INTO ${INFLIGHT_TABLE} (holder, ids) SELECT $6::integer, ARRAY[charged.id] FROM charged
-       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = now()
+       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = now(), suspected_at = NULL
        RETURNING holder
      )
      -- Data-modifying CTEs run whether or not the query reads them.
@@ -88,11 +89,13 @@ export async function lockOne(sequelize: Sequelize, transaction: Transaction, id
   return row ?? null;
 }
 
-/** Drops the markers of dead listeners that name nothing left to run. */
+/** Says this holder is back (after a reconnect), and drops the markers of dead listeners that name nothing left to run. */
 export async function pruneDeadMarkers(via: Client, holder: number): Promise<void> {
+  await via.query(`UPDATE ${INFLIGHT_TABLE} SET suspected_at = NULL WHERE holder = $1::integer AND suspected_at IS NOT NULL`, [holder]);
   await via.query(
     `DELETE FROM ${INFLIGHT_TABLE} AS m
-      WHERE m.holder <> $1::integer AND pg_try_advisory_xact_lock_shared(${HOLDER_LOCK}, m.holder)
+      WHERE m.holder <> $1::integer
+        AND CASE WHEN pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder) THEN pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
         AND NOT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = ANY (m.ids) AND n.failed_at IS NULL)`,
     [holder],
   );

@@ -32,7 +32,7 @@ export class CallbackTimeoutError extends PgPubSubError {
 }
 
 /** What a notification that was running alone when its process died gets as its `last_error`. */
-export const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash or kill) while running this notification alone; a process also died while it was in an earlier batch';
+export const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash, kill or out of memory) while running this notification alone, after the listener that held it in a batch went away too';
 
 /** A library query (claim, delete, commit…) that takes longer than this has a dead connection under it. */
 const LIBRARY_QUERY_DEADLINE_MS = 30_000;
@@ -768,8 +768,17 @@ export class Listener extends EventEmitter {
     });
     if (!charged) return; // another listener took it first
     this.stats.ranAlone++;
-    this.#log.warn(`running notification ${suspect.id} on '${channel.name}' alone: a process died while it was in its batch`, { id: suspect.id, attempt, maxAttempts: channel.retry.maxAttempts });
+    this.#log.warn(`running notification ${suspect.id} on '${channel.name}' alone: the listener that held it in a batch went away (its process died, or its connection was gone for over 10 s)`, { id: suspect.id, attempt, maxAttempts: channel.retry.maxAttempts });
     await this.#beforeRunningAlone?.({ id: suspect.id, channel: channel.name, attempt, maxAttempts: channel.retry.maxAttempts });
+    try {
+      await this.#runCharged(suspect, channel, attempt);
+    } finally {
+      this.emit('ranAlone', suspect.id);
+    }
+  }
+
+  /** The run of a suspect whose attempt is charged: its outcome replaces the charge's error. */
+  async #runCharged(suspect: ClaimedRow, channel: AnyChannel, attempt: number): Promise<void> {
     let failure: unknown = null;
     const transaction = await this.#sequelize.transaction();
     let row: ClaimedRow | null = null;

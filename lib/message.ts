@@ -147,11 +147,9 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 export function modelMessage(channel: ModelChannel, payload: unknown, id: string | null): ModelMessage {
   const bad = (problem: string) => new MalformedPayloadError(channel.name, problem);
   if (!isRecord(payload)) throw bad(`expected a JSON object, got ${JSON.stringify(payload)?.slice(0, 200)}`);
-  const { op, model, old: oldRow, new: newRow, context } = payload;
+  // A channel's identity is its name: rows stored under a model's old name (renamed in code) are its own.
+  const { op, old: oldRow, new: newRow, context } = payload;
   if (typeof op !== 'string' || !OPS.has(op)) throw bad(`'op' must be INSERT, UPDATE or DELETE, got ${JSON.stringify(op)}`);
-  if (model !== channel.modelName) {
-    throw bad(`'model' is ${JSON.stringify(model)} but channel '${channel.name}' belongs to model ${channel.modelName}`);
-  }
   const needsOld = op !== 'INSERT';
   const needsNew = op !== 'DELETE';
   if (needsOld ? !isRecord(oldRow) : oldRow !== null && oldRow !== undefined) throw bad(`'old' must be ${needsOld ? 'a row' : 'null'} for ${op}`);
@@ -183,9 +181,15 @@ export function customMessage<T>(channel: CustomChannel<T>, payload: unknown, id
 
 /**
  * Stored or sent payload text to the message a callback receives. Throws MalformedPayloadError
- * (or the parser's SyntaxError) for text that is not a message of this channel.
+ * for text that is not a message of this channel.
  */
 export function decodeMessage(channel: AnyChannel, text: string, id: string | null): ModelMessage | CustomMessage {
-  if (channel.kind === 'model') return modelMessage(channel, parseFast(text, attributeColumns(channel.model).digits), id);
-  return customMessage(channel, parseFast(text, false), id);
+  let parsed: unknown;
+  try {
+    parsed = parseFast(text, channel.kind === 'model' && attributeColumns(channel.model).digits);
+  } catch (error) {
+    throw new MalformedPayloadError(channel.name, `expected a JSON object, got text that is not JSON (${(error as Error).message}): ${text.slice(0, 200)}`);
+  }
+  if (channel.kind === 'model') return modelMessage(channel, parsed, id);
+  return customMessage(channel, parsed, id);
 }

@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import type { RunningAlone } from './listener';
 import type { Logger } from './logger';
 
 export interface SuperviseOptions {
@@ -25,12 +26,18 @@ interface Slot {
   startedAt: number;
   failures: number;
   timer: NodeJS.Timeout | null;
+  /** What the worker said it runs alone (the retry of a notification a dead process held), until it says it is done. */
+  alone: RunningAlone | null;
 }
 
 /** Messages a worker sends its primary. */
-export type WorkerMessage = { type: 'pgpubsub:listening' } | { type: 'pgpubsub:stopped'; stats: unknown };
-/** What the primary sends a worker: finish the batch in hand and exit 0. */
-export type PrimaryMessage = { type: 'pgpubsub:shutdown' };
+export type WorkerMessage =
+  | { type: 'pgpubsub:listening' }
+  | { type: 'pgpubsub:stopped'; stats: unknown }
+  | ({ type: 'pgpubsub:alone' } & RunningAlone)
+  | { type: 'pgpubsub:alone-done' }
+  /** The worker cannot run at all (e.g. the library is not installed): restarting it would not help. */
+  | { type: 'pgpubsub:fatal'; reason: string };
 
 /**
  * The cluster primary: forks one worker per slot (each runs the same command, which sees it is a
@@ -42,7 +49,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     processes, logger: log, restartOnFailure = true, crashLimit = 5, crashWindowMs = 60_000,
     minRestartDelayMs = 500, maxRestartDelayMs = 30_000, stableAfterMs = 30_000, gracePeriodMs = 30_000,
   } = options;
-  const slots: Slot[] = Array.from({ length: processes }, (_, i) => ({ id: i + 1, worker: null, startedAt: 0, failures: 0, timer: null }));
+  const slots: Slot[] = Array.from({ length: processes }, (_, i) => ({ id: i + 1, worker: null, startedAt: 0, failures: 0, timer: null, alone: null }));
   const deaths: number[] = [];
   let stopping: { code: number; reason: string } | null = null;
   let resolveExit: (code: number) => void;
@@ -54,12 +61,23 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     const worker = cluster.fork({ PGPUBSUB_WORKER_SLOT: String(slot.id) });
     slot.worker = worker;
     slot.startedAt = Date.now();
+    slot.alone = null;
     log.info(`worker ${slot.id} started`, { worker: slot.id, workerPid: worker.process.pid });
     worker.on('message', (message: WorkerMessage) => {
       if (message?.type === 'pgpubsub:listening') log.info(`worker ${slot.id} listening`, { worker: slot.id, workerPid: worker.process.pid });
       if (message?.type === 'pgpubsub:stopped') log.info(`worker ${slot.id} stopped`, { worker: slot.id, stats: message.stats });
+      if (message?.type === 'pgpubsub:alone') slot.alone = { id: message.id, channel: message.channel, attempt: message.attempt, maxAttempts: message.maxAttempts };
+      if (message?.type === 'pgpubsub:alone-done') slot.alone = null;
+      if (message?.type === 'pgpubsub:fatal') stopAll(1, `worker ${slot.id} cannot run: ${message.reason}`);
     });
-    worker.on('exit', (code, signal) => onExit(slot, worker, code, signal));
+    // Read every message the worker sent before judging its exit: 'exit' can come before the last of them.
+    worker.on('exit', (code, signal) => {
+      if (!worker.isConnected()) onExit(slot, worker, code, signal);
+      else {
+        const settle = setTimeout(() => onExit(slot, worker, code, signal), 500);
+        worker.once('disconnect', () => { clearTimeout(settle); onExit(slot, worker, code, signal); });
+      }
+    });
   };
 
   const running = () => slots.filter((slot) => slot.worker !== null);
@@ -68,7 +86,8 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     if (running().length > 0) return;
     for (const slot of slots) if (slot.timer) clearTimeout(slot.timer);
     process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
-    log.info(stopping!.code === 0 ? 'all workers stopped; exiting' : `exiting: ${stopping!.reason}`, { exitCode: stopping!.code });
+    if (stopping!.code === 0) log.info('all workers stopped; exiting', { exitCode: 0 });
+    else log.error(`exiting: ${stopping!.reason}`, { exitCode: stopping!.code });
     resolveExit(stopping!.code);
   };
 
@@ -99,19 +118,30 @@ export function supervise(options: SuperviseOptions): Promise<number> {
       return;
     }
     const uptime = Date.now() - slot.startedAt;
-    log.error(`worker ${slot.id} died (${how}) after ${uptime} ms`, { worker: slot.id, workerPid: worker.process.pid });
+    const alone = slot.alone;
+    if (alone) {
+      // Charged to that notification before it ran: it fails after maxAttempts, so such deaths end by
+      // themselves and do not count toward the crash loop, nor slow the slot's restart.
+      const fate = alone.attempt >= alone.maxAttempts ? 'it is now failed for good' : 'it will be retried alone';
+      log.error(`worker ${slot.id} died (${how}) while running notification ${alone.id} on '${alone.channel}' (attempt ${alone.attempt} of ${alone.maxAttempts}, charged; ${fate})`, {
+        worker: slot.id, workerPid: worker.process.pid, notification: alone.id,
+      });
+    } else {
+      log.error(`worker ${slot.id} died (${how}) after ${uptime} ms`, { worker: slot.id, workerPid: worker.process.pid });
+    }
     if (!restartOnFailure) {
       if (running().length === 0) stopAll(1, 'every worker died and restart on failure is off');
       return;
     }
     const now = Date.now();
-    deaths.push(now);
+    if (!alone) deaths.push(now);
     while (deaths.length && deaths[0] < now - crashWindowMs) deaths.shift();
     if (deaths.length >= crashLimit) {
       stopAll(1, `crash loop: ${deaths.length} worker deaths within ${crashWindowMs / 1000} s`);
       return;
     }
-    slot.failures = uptime >= stableAfterMs ? 1 : slot.failures + 1;
+    if (!alone) slot.failures = uptime >= stableAfterMs ? 1 : slot.failures + 1;
+    slot.failures = Math.max(1, slot.failures);
     const cap = Math.min(maxRestartDelayMs, minRestartDelayMs * 2 ** (slot.failures - 1));
     const delay = Math.round(cap * (0.5 + Math.random() / 2));
     log.warn(`replacing worker ${slot.id} in ${delay} ms`, { worker: slot.id, consecutiveFailures: slot.failures });

@@ -100,19 +100,19 @@ describe('listener: exactly-once processing', () => {
       await app.Author.create({ name: 'good 1' });
       await app.Author.create({ name: 'broken' });
       await app.Author.create({ name: 'good 2' });
-      await app.sequelize.query(`UPDATE pgpubsub_notification SET payload = payload - 'model' WHERE payload->'new'->>'name' = 'broken'`);
+      await app.sequelize.query(`UPDATE pgpubsub_notification SET payload = payload - 'op' WHERE payload->'new'->>'name' = 'broken'`);
       await listen({ recover: true });
       await eventually(async () => (await app.Post.count()) === 2, 'two posts');
       await eventually(async () => (await storedNotifications(app.sequelize)).every((row) => row.attempts > 0), 'the failure to be recorded');
       const kept = await storedNotifications(app.sequelize);
       expect(kept).to.have.length(1);
       expect(kept[0].payload.new.name).to.equal('broken');
-      expect((kept[0] as unknown as { last_error: string }).last_error).to.contain("'model' is undefined but channel 'author_created' belongs to model Author");
+      expect((kept[0] as unknown as { last_error: string }).last_error).to.contain("'op' must be INSERT, UPDATE or DELETE, got undefined");
     });
 
     it('five good and four broken, interleaved: five posts and four rows kept', async () => {
       for (let i = 0; i < 9; i++) await app.Author.create({ name: i % 2 ? `broken ${i}` : `good ${i}` });
-      await app.sequelize.query(`UPDATE pgpubsub_notification SET payload = payload - 'model' WHERE payload->'new'->>'name' LIKE 'broken%'`);
+      await app.sequelize.query(`UPDATE pgpubsub_notification SET payload = payload - 'op' WHERE payload->'new'->>'name' LIKE 'broken%'`);
       await listen({ recover: true });
       await eventually(async () => (await app.Post.count()) === 5 && (await storedNotifications(app.sequelize)).every((r) => r.attempts > 0), 'five posts and four failures');
       const kept = await storedNotifications(app.sequelize);

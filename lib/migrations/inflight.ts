@@ -27,29 +27,46 @@ import { type LibraryMigration, runInTransaction } from './runner';
  * listener that drains also writes the time into this sequence (roles without UPDATE on it cannot),
  * and a producer skips its NOTIFY for a drain lock only while that beat is fresh.
  */
+/** A listener without its holder lock for this long is dead (not reconnecting): its batch is retried alone. */
+export const DEAD_AFTER_SECONDS = 10;
+
 const claimFunctionV2 = `CREATE FUNCTION ${CLAIM_FUNCTION}(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer)
   RETURNS TABLE (id text, channel text, payload text, attempts integer, suspect boolean)
   LANGUAGE plpgsql SET enable_sort = off AS $fn$
 DECLARE
   orphans bigint[];
+  waiting bigint[];
 BEGIN
   IF timeout_ms IS NOT NULL THEN
     -- set_config(…, true) lasts until the end of the claiming transaction (unlike enable_sort above).
     PERFORM pg_catalog.set_config('statement_timeout', timeout_ms::text, true),
             pg_catalog.set_config('idle_in_transaction_session_timeout', (timeout_ms + 5000)::text, true);
   END IF;
-  -- Markers of dead listeners: their holder lock is free. Few rows (one per listener), one lock call each.
-  WITH dead AS MATERIALIZED (
-    SELECT m.ids FROM ${INFLIGHT_TABLE} AS m
+  -- Markers whose holder lock is free: few rows (one per listener), one lock call each. A listener
+  -- that lost its connection takes its key back when it reconnects, so a marker counts as a dead
+  -- listener's only after ${DEAD_AFTER_SECONDS} s without its lock; until then its rows are left alone.
+  WITH free AS MATERIALIZED (
+    SELECT m.holder, m.ids, m.suspected_at FROM ${INFLIGHT_TABLE} AS m
      WHERE m.holder IS DISTINCT FROM claimer
-       AND pg_catalog.pg_try_advisory_xact_lock_shared(${HOLDER_LOCK}, m.holder)
+       -- Taken and let go at once: a listener reconnecting must be able to take its key back.
+       AND CASE WHEN pg_catalog.pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder)
+                THEN pg_catalog.pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
+  ), noticed AS (
+    -- SKIP LOCKED: a claim never waits for another claim's transaction.
+    UPDATE ${INFLIGHT_TABLE} AS m SET suspected_at = now()
+     WHERE m.holder IN (SELECT i.holder FROM ${INFLIGHT_TABLE} AS i JOIN free ON i.holder = free.holder
+                         WHERE free.suspected_at IS NULL FOR UPDATE OF i SKIP LOCKED)
   )
-  SELECT pg_catalog.array_agg(u.id) INTO orphans FROM dead, pg_catalog.unnest(dead.ids) AS u(id);
+  SELECT pg_catalog.array_agg(u.id) FILTER (WHERE free.suspected_at < now() - interval '${DEAD_AFTER_SECONDS} seconds'),
+         pg_catalog.array_agg(u.id) FILTER (WHERE free.suspected_at IS NULL OR free.suspected_at >= now() - interval '${DEAD_AFTER_SECONDS} seconds')
+    INTO orphans, waiting
+    FROM free, pg_catalog.unnest(free.ids) AS u(id);
   RETURN QUERY
     SELECT n.id::text, n.channel, n.payload::text, n.attempts, coalesce(n.id = ANY (orphans), false)
       FROM ${NOTIFICATION_TABLE} AS n
      WHERE n.failed_at IS NULL AND n.channel = ANY (channels) AND n.available_at <= now()
        AND (context IS NULL OR n.payload -> 'context' @> context)
+       AND (waiting IS NULL OR NOT (n.id = ANY (waiting)))
      ORDER BY n.id
      LIMIT max_rows
        FOR UPDATE OF n SKIP LOCKED;
@@ -94,7 +111,8 @@ const upSql = [
   `CREATE TABLE ${INFLIGHT_TABLE} (
   holder integer PRIMARY KEY,
   ids bigint[] NOT NULL,
-  updated_at timestamptz NOT NULL DEFAULT now()
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  suspected_at timestamptz
 ) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)`,
   `COMMENT ON TABLE ${INFLIGHT_TABLE} IS 'sequelize-pgpubsub: per listener (its holder lock key), the notifications it is running; outlives the claiming transaction so that a process death is charged to them'`,
   `CREATE SEQUENCE ${DRAIN_BEAT_SEQUENCE} MINVALUE 0 START 0 NO CYCLE`,
