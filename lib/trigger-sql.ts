@@ -109,10 +109,10 @@ function changedRows(event: ChannelEvent): string {
   }
 }
 
-function payload(channel: ModelChannel, event: ChannelEvent, oldRow: string, newRow: string): string {
+function payload(channel: ModelChannel, event: ChannelEvent, oldRow: string, newRow: string, context = 'context'): string {
   return `jsonb_build_object('op', ${quoteLiteral(OP[event])}, 'schema', ${quoteLiteral(channel.schema)}, `
     + `'table', ${quoteLiteral(channel.table)}, 'model', ${quoteLiteral(channel.modelName)}, `
-    + `'old', ${oldRow}, 'new', ${newRow}, 'context', context)`;
+    + `'old', ${oldRow}, 'new', ${newRow}, 'context', ${context})`;
 }
 
 /**
@@ -142,7 +142,8 @@ END
 
 /**
  * Sends each row's payload in its NOTIFY. A payload over the NOTIFY limit is cut down to the
- * primary key (with "truncated": true) so that the user's write never fails for its size.
+ * primary key (with "truncated": true), and a context too large to leave room for the key to
+ * `{"truncated": true}`, so that the user's write never fails for its size.
  */
 function broadcastBody(channel: ModelChannel, event: ChannelEvent): string {
   const keyOnly = (row: string) => `CASE WHEN ${row} IS NULL THEN NULL ELSE jsonb_build_object(${
@@ -151,10 +152,11 @@ function broadcastBody(channel: ModelChannel, event: ChannelEvent): string {
   return `
 DECLARE
   context jsonb := ${CONTEXT_FUNCTION}();
+  key_context jsonb := CASE WHEN octet_length(context::text) <= ${Math.floor(NOTIFY_PAYLOAD_LIMIT / 2)} THEN context ELSE '{"truncated": true}'::jsonb END;
 BEGIN
   PERFORM pg_notify(${quoteLiteral(channel.name)},
     CASE WHEN octet_length(p.full::text) <= ${NOTIFY_PAYLOAD_LIMIT} THEN p.full::text
-         ELSE (${payload(channel, event, keyOnly('p.old_row'), keyOnly('p.new_row'))} || '{"truncated": true}'::jsonb)::text
+         ELSE (${payload(channel, event, keyOnly('p.old_row'), keyOnly('p.new_row'), 'key_context')} || '{"truncated": true}'::jsonb)::text
     END)
     FROM (SELECT c.old_row, c.new_row, ${payload(channel, event, 'c.old_row', 'c.new_row')} AS full
             FROM (${changedRows(event)}) AS c) AS p;

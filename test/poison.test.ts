@@ -1,0 +1,273 @@
+/**
+ * Poison-proof listeners, in one process: callbacks that fail like a remote service, hang, or hit
+ * the database wrongly; payloads that can never succeed; roles that hold the wake-up locks. Each
+ * costs only its own notification, and the others are processed.
+ */
+import { expect } from 'chai';
+import { Client } from 'pg';
+import { DataTypes, QueryTypes, Sequelize } from 'sequelize';
+import pgpubsub, { type Listener, type Logger, PgPubSubError } from '../lib';
+import { WAKE_LOCKS } from '../lib/notification-table';
+import type { App } from '../models/app';
+import { WELCOME } from '../models/callbacks';
+import { connect, openApp } from './support/app';
+import { type TestDatabase, testDatabase } from './support/hooks';
+import { eventually, sleep } from './support/wait';
+
+interface Row { id: string; channel: string; attempts: number; last_error: string | null; failed_at: Date | null; name: string | null }
+
+/** A logger that keeps every line, to read what the listener said. */
+function capturing() {
+  const lines: Array<{ level: string; message: string; fields?: Record<string, unknown> }> = [];
+  const at = (level: string) => (message: string, fields?: Record<string, unknown>) => { lines.push({ level, message, fields }); };
+  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  return { logger, lines };
+}
+
+describe('poison-proof listeners', function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let app: App;
+  const listeners: Listener[] = [];
+  const quiet = capturing().logger;
+  const listen = async (options: Parameters<App['sequelize']['pgpubsub']['listen']>[0] = {}) => {
+    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet, ...options });
+    listeners.push(listener);
+    return listener;
+  };
+  const stored = () => app.sequelize.query<Row>(
+    `SELECT id::text, channel, attempts, last_error, failed_at, payload->'new'->>'name' AS name FROM pgpubsub_notification ORDER BY id`,
+    { type: QueryTypes.SELECT },
+  );
+  const posts = () => app.Post.count();
+  /** The example's callback, except for authors whose name says how to misbehave. */
+  const onAuthor = (misbehave: (name: string, transaction: import('sequelize').Transaction, signal: AbortSignal) => Promise<void> | void) => {
+    app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction, signal }) => {
+      if (author!.name.startsWith('bad')) await misbehave(author!.name, transaction, signal);
+      await app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
+    });
+  };
+  const fiveGoodOneBad = () => app.Author.bulkCreate(['good 1', 'good 2', 'bad', 'good 3', 'good 4', 'good 5'].map((name) => ({ name })));
+
+  beforeEach(async function () {
+    db = await testDatabase(this.currentTest!.title.slice(0, 20));
+    app = openApp(db.url);
+  });
+  afterEach(async function () {
+    await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
+    await app.sequelize.close();
+    if (this.currentTest?.state === 'passed') await db.drop();
+  });
+
+  describe('callback errors', () => {
+    it('charges an attempt to a callback that throws a network error (ECONNREFUSED), and processes the rest of its statement', async () => {
+      onAuthor(() => { throw Object.assign(new Error('connect ECONNREFUSED 10.9.9.9:443'), { code: 'ECONNREFUSED', errno: -111, syscall: 'connect' }); });
+      await listen();
+      await fiveGoodOneBad();
+      await eventually(async () => (await posts()) === 5 && (await stored()).every((row) => row.attempts > 0), 'five posts and the bad row charged');
+      const [bad] = await stored();
+      expect(bad.name).to.equal('bad');
+      expect(bad.attempts).to.equal(1);
+      expect(bad.last_error).to.match(/^Error: connect ECONNREFUSED 10\.9\.9\.9:443 \(code ECONNREFUSED\)\n\s+at /);
+    });
+
+    it("stores and logs the database's own message and SQL state, before the stack", async () => {
+      onAuthor(async (_, transaction) => { await app.sequelize.query('SELECT * FROM no_such_table', { transaction }); });
+      const { logger, lines } = capturing();
+      await listen({ logger });
+      await fiveGoodOneBad();
+      await eventually(async () => (await posts()) === 5 && (await stored()).every((row) => row.attempts > 0), 'five posts and the bad row charged');
+      const [bad] = await stored();
+      expect(bad.last_error).to.match(/^SequelizeDatabaseError: relation "no_such_table" does not exist \(SQLSTATE 42P01\)\n\s+at /);
+      const logged = lines.find((line) => line.message.includes('failed for notification'));
+      expect(logged?.fields?.error).to.equal('SequelizeDatabaseError: relation "no_such_table" does not exist (SQLSTATE 42P01)');
+      expect(logged?.message).to.contain('kept for retry');
+    });
+  });
+
+  describe('timeouts', () => {
+    it('aborts a callback that never settles after timeoutMs, rolls its work back, charges a timeout, and goes on', async () => {
+      let aborted: unknown = null;
+      onAuthor(async (_, transaction, signal) => {
+        const author = await app.Author.findOne({ where: { name: 'bad' }, transaction });
+        await app.Post.create({ authorId: author!.id, content: 'half done' }, { transaction });
+        signal.addEventListener('abort', () => { aborted = signal.reason; });
+        await new Promise(() => undefined);
+      });
+      await listen({ timeoutMs: 300 });
+      await fiveGoodOneBad();
+      await eventually(async () => (await posts()) === 5 && (await stored()).every((row) => row.attempts > 0), 'five posts and the hanging row charged');
+      const [bad] = await stored();
+      expect(bad.last_error).to.match(/^CallbackTimeoutError: callback on 'author_created' for notification \d+ did not settle within 300 ms/);
+      expect(aborted).to.be.instanceOf(PgPubSubError);
+      expect(await app.Post.count({ where: { content: 'half done' } }), 'the timed-out work was rolled back').to.equal(0);
+    });
+
+    it("bounds a callback's query on the server: a pg_sleep past a channel's timeoutMs is cancelled and charged", async () => {
+      const { sequelize } = app;
+      onAuthor(async (_, transaction) => { await sequelize.query('SELECT pg_sleep(60)', { transaction }); });
+      await listen({ timeoutMs: 500, savepoints: 'always' });
+      const started = Date.now();
+      await fiveGoodOneBad();
+      await eventually(async () => (await posts()) === 5 && (await stored()).every((row) => row.attempts > 0), 'five posts and the sleeping row charged', 20_000);
+      expect(Date.now() - started).to.be.below(10_000);
+      const [bad] = await stored();
+      expect(bad.last_error).to.match(/^CallbackTimeoutError|canceling statement due to statement timeout/);
+    });
+
+    it('takes the time limit of a channel over the listener default', async () => {
+      const sequelize = connect(db.url).use(pgpubsub);
+      try {
+        const Slow = sequelize.define('Slow', { name: DataTypes.TEXT }, { tableName: 'slows', timestamps: false, pgpubsub: { channels: { slow_made: { events: ['insert'], timeoutMs: 200 } } } });
+        await Slow.sync();
+        await sequelize.pgpubsub.triggers.sync();
+        sequelize.pgpubsub.on(Slow, 'slow_made', () => new Promise(() => undefined));
+        const listener = await sequelize.pgpubsub.listen({ logger: quiet, timeoutMs: 600_000 });
+        listeners.push(listener);
+        await Slow.create({ name: 'never settles' });
+        await eventually(async () => (await stored()).some((row) => row.attempts > 0), 'the row to be charged', 5000);
+        expect((await stored())[0].last_error).to.contain('did not settle within 200 ms');
+        await listener.stop();
+      } finally {
+        await sequelize.close();
+      }
+    });
+
+    it('rejects a timeoutMs that is not a positive integer, on listen() and on a channel', async () => {
+      onAuthor(() => undefined);
+      expect(String(await app.sequelize.pgpubsub.listen({ timeoutMs: 0 }).catch((error: Error) => error))).to.match(/timeoutMs must be a positive integer/);
+      const sequelize = new Sequelize('postgres://nobody@127.0.0.1:1/none', { logging: false }).use(pgpubsub);
+      sequelize.define('Odd', { name: DataTypes.TEXT }, { pgpubsub: { channels: { odd_made: { events: ['insert'], timeoutMs: -1 } } } });
+      expect(() => sequelize.pgpubsub.channels()).to.throw("channel 'odd_made' on model Odd: 'timeoutMs' must be a positive integer (milliseconds), got -1");
+    });
+  });
+
+  describe('payloads that can never succeed', () => {
+    it('fails them at once, without retries, saying why and that it is for good', async () => {
+      onAuthor(() => undefined);
+      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload) VALUES
+        ('author_created', '[1, 2]'), ('author_created', '{"op": "TRUNCATE", "old": null, "new": null}'), ('author_created', '"not json"')`);
+      const { logger, lines } = capturing();
+      await listen({ logger });
+      await eventually(async () => (await stored()).every((row) => row.failed_at !== null), 'all three to fail');
+      const rows = await stored();
+      expect(rows.map((row) => row.attempts)).to.deep.equal([1, 1, 1]);
+      expect(rows[0].last_error).to.contain('expected a JSON object, got [1,2]');
+      expect(rows[1].last_error).to.contain("'op' must be INSERT, UPDATE or DELETE, got \"TRUNCATE\"");
+      expect(rows[2].last_error).to.contain('expected a JSON object, got text that is not JSON');
+      const finals = lines.filter((line) => line.level === 'error' && line.message.includes('failed for good'));
+      expect(finals).to.have.length(3);
+      expect(lines.some((line) => line.message.includes('kept for retry'))).to.equal(false);
+    });
+  });
+
+  describe('identity and strays', () => {
+    it('processes rows stored under a model name since renamed in code: a channel is its name', async () => {
+      const sequelize = connect(db.url).use(pgpubsub);
+      try {
+        const Writer = sequelize.define('Writer', { name: DataTypes.TEXT }, { tableName: 'authors', pgpubsub: { channels: { author_created: { events: ['insert'] } } } });
+        const seen: string[] = [];
+        sequelize.pgpubsub.on(Writer, 'author_created', ({ new: writer }) => { seen.push(writer!.get('name') as string); });
+        await app.Author.create({ name: 'stored as an Author' });
+        const listener = await sequelize.pgpubsub.listen({ logger: quiet });
+        listeners.push(listener);
+        await eventually(() => seen.length === 1, 'the Writer callback to run');
+        expect(seen).to.deep.equal(['stored as an Author']);
+        await listener.stop();
+      } finally {
+        await sequelize.close();
+      }
+    });
+
+    it('reports at start, with their count, stored rows on channels it does not handle', async () => {
+      onAuthor(() => undefined);
+      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload) VALUES ('gone_channel', '{}'), ('gone_channel', '{}'), ('post_deleted', '{}')`);
+      const { logger, lines } = capturing();
+      await listen({ logger, channels: ['author_created'] });
+      const warned = lines.filter((line) => line.level === 'warn').map((line) => line.message);
+      expect(warned).to.include("2 stored notification(s) on channel 'gone_channel' wait for a listener: no channel of that name is defined in this app (renamed or removed?)");
+      expect(warned).to.include("1 stored notification(s) on channel 'post_deleted' wait for a listener: it has no callback here");
+    });
+
+    for (const [label, value] of [['undefined', undefined], ['a BigInt', 7n], ['a function', () => 1], ['NaN', Number.NaN], ['a Date', new Date()]] as const) {
+      it(`refuses a contextFilter holding ${label}`, async () => {
+        onAuthor(() => undefined);
+        const error = await app.sequelize.pgpubsub.listen({ logger: quiet, contextFilter: { tenant: value as never } }).catch((e: unknown) => e);
+        expect(error).to.be.instanceOf(PgPubSubError);
+        expect((error as Error).message).to.match(/^listen: contextFilter\.tenant/);
+      });
+    }
+  });
+
+  describe('broadcasts', () => {
+    it('never fails the write of a broadcast model channel, whatever the size of the context', async () => {
+      const sequelize = connect(db.url).use(pgpubsub);
+      try {
+        const Ping = sequelize.define('Ping', { note: DataTypes.TEXT }, { tableName: 'pings', timestamps: false, pgpubsub: { channels: { ping_made: { events: ['insert'], durable: false } } } });
+        await Ping.sync();
+        await sequelize.pgpubsub.triggers.sync();
+        const seen: Array<{ truncated: boolean; context: unknown; id: unknown }> = [];
+        sequelize.pgpubsub.on(Ping, 'ping_made', ({ new: ping, truncated, context }) => { seen.push({ truncated, context, id: ping!.get('id') }); });
+        const listener = await sequelize.pgpubsub.listen({ logger: quiet });
+        listeners.push(listener);
+        const ping = await sequelize.pgpubsub.withContext({ blob: 'x'.repeat(20_000) }, (transaction) => Ping.create({ note: 'y'.repeat(9000) }, { transaction }));
+        await eventually(() => seen.length === 1, 'the broadcast to arrive');
+        expect(seen[0]).to.deep.equal({ truncated: true, context: { truncated: true }, id: ping.get('id') });
+        await listener.stop();
+      } finally {
+        await sequelize.close();
+      }
+    });
+  });
+
+  describe('a role that can only connect', () => {
+    const role = `pgpubsub_hostile_${process.pid}`;
+    let hostile: Client;
+    beforeEach(async () => {
+      await app.sequelize.query(`DROP ROLE IF EXISTS ${role}`);
+      await app.sequelize.query(`CREATE ROLE ${role} LOGIN`);
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = '';
+      hostile = new Client({ connectionString: url.toString() });
+      await hostile.connect();
+    });
+    afterEach(async () => {
+      await hostile.end();
+      await app.sequelize.query(`DROP ROLE IF EXISTS ${role}`);
+    });
+
+    /** Milliseconds from an author's commit to its post. */
+    const latency = async () => {
+      const before = await posts();
+      const started = Date.now();
+      await app.Author.create({ name: `timed ${started}` });
+      await eventually(async () => (await posts()) === before + 1, 'the post', 10_000, 10);
+      return Date.now() - started;
+    };
+
+    it('holding the listening lock neither stops a listener from starting nor delays processing', async () => {
+      onAuthor(() => undefined);
+      await hostile.query(`SELECT pg_advisory_lock(${WAKE_LOCKS.listening}, hashtext('author_created'))`);
+      const listener = await Promise.race([listen(), sleep(5000).then(() => null)]);
+      expect(listener, 'listen() resolved').to.not.equal(null);
+      expect(await latency()).to.be.below(2000);
+      await hostile.query('SELECT pg_advisory_unlock_all()');
+      // Let go: the listener takes the lock within a second, and producers count on it again.
+      await sleep(1500);
+      expect(await latency()).to.be.below(2000);
+    });
+
+    it('holding the drain lock does not make producers skip their wake-ups', async () => {
+      onAuthor(() => undefined);
+      await listen({ heartbeatMs: 60_000 });
+      await hostile.query(`SELECT pg_advisory_lock(${WAKE_LOCKS.draining}, hashtext('author_created'))`);
+      for (let i = 0; i < 3; i++) expect(await latency()).to.be.below(2000);
+    });
+
+    it('cannot write the drain beat', async () => {
+      const error = await hostile.query("SELECT setval('pgpubsub_drain_beat', 1)").catch((e: Error) => e);
+      expect(String(error)).to.contain('permission denied');
+    });
+  });
+});
