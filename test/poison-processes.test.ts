@@ -1,0 +1,197 @@
+/**
+ * Poison-proof listeners as processes: a notification whose callback kills its process (exit, an
+ * uncaught exception, SIGKILL as from the OOM killer) is charged and failed after maxAttempts
+ * while the others are processed, under the supervisor and in --worker mode; a frozen process and
+ * a SIGTERM during a hang are bounded; start-up faults are retried or reported.
+ */
+import { expect } from 'chai';
+import path from 'node:path';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import { definePoisonApp, installPoisonApp } from './fixtures/poison-app';
+import { connect } from './support/app';
+import { type ListenProcess, startListen } from './support/cluster';
+import { type TestDatabase, emptyDatabase, testDatabase } from './support/hooks';
+import { pgpubsubCli, shown } from './support/processes';
+import { startProxy } from './support/tcp-proxy';
+import { eventually, sleep } from './support/wait';
+
+const APP = path.join(__dirname, 'fixtures', 'poison-app.ts');
+const APP_ENV = { PGPUBSUB_POISON_APP: '1' };
+
+interface Stored { id: string; name: string; attempts: number; last_error: string | null; failed: boolean }
+
+describe('poison-proof listener processes', function () {
+  this.timeout(180_000);
+  let db: TestDatabase;
+  let sequelize: Sequelize;
+  const running: ListenProcess[] = [];
+  const listen = (args: string[], env: Record<string, string> = {}, url = db.url) => {
+    const started = startListen(url, ['--app', APP, ...args], { ...APP_ENV, ...env });
+    running.push(started);
+    return started;
+  };
+  const stored = () => sequelize.query<Stored>(
+    `SELECT id::text, payload->'new'->>'name' AS name, attempts, last_error, failed_at IS NOT NULL AS failed FROM pgpubsub_notification ORDER BY id`,
+    { type: QueryTypes.SELECT },
+  );
+  const results = async () => Number((await sequelize.query<{ n: number }>('SELECT count(*)::int AS n FROM job_results', { type: QueryTypes.SELECT }))[0].n);
+  const insertJobs = (names: string[]) => sequelize.query(
+    `INSERT INTO jobs (name) SELECT unnest($1::text[])`, { bind: [names] },
+  );
+  const shownLogs = (listener: ListenProcess) => listener.logs.map((entry) => `${entry.worker ?? '-'} ${entry.level}: ${entry.msg}`).join('\n') + listener.stderr();
+
+  beforeEach(async function () {
+    db = await testDatabase(this.currentTest!.title.slice(0, 20));
+    sequelize = definePoisonApp(connect(db.url)).sequelize;
+    await installPoisonApp(sequelize);
+  });
+  afterEach(async function () {
+    for (const process of running.splice(0)) {
+      process.kill('SIGKILL');
+      await process.exit;
+    }
+    await sequelize.close();
+    if (this.currentTest?.state === 'passed') await db.drop();
+  });
+
+  it('under the supervisor, fails notifications that kill their process (exit, timer throw, SIGKILL) after maxAttempts and processes all others once', async () => {
+    const good = Array.from({ length: 60 }, (_, i) => `good ${i}`);
+    const listener = listen(['--processes', '2', '--batch-size', '10']);
+    await eventually(() => listener.listeningWorkers().length >= 2, 'two workers to listen', 60_000);
+    await insertJobs([...good.slice(0, 20), 'exit', ...good.slice(20, 40), 'timer-throw', ...good.slice(40), 'oom']);
+    await eventually(async () => {
+      const rows = await stored();
+      return (await results()) === 60 && rows.length === 3 && rows.every((row) => row.failed);
+    }, 'the good jobs done and the three poison jobs failed', 150_000, 250).catch((error: Error) => { throw new Error(`${error.message}\n${shownLogs(listener)}`); });
+    const poison = await stored();
+    expect(poison.map((row) => row.name)).to.deep.equal(['exit', 'timer-throw', 'oom']);
+    for (const row of poison) {
+      expect(row.attempts, row.name).to.equal(3);
+      expect(row.last_error, row.name).to.match(/^ProcessDied: the listener process died/);
+    }
+    expect(listener.logs.some((entry) => /died \(code 7\) while running notification \d+ on 'job_created' \(attempt 3 of 3, charged; it is now failed for good\)/.test(entry.msg)), shownLogs(listener)).to.equal(true);
+    expect(listener.logs.some((entry) => entry.msg.startsWith('exiting: crash loop')), shownLogs(listener)).to.equal(false);
+    listener.kill('SIGTERM');
+    expect((await listener.exit).code, shownLogs(listener)).to.equal(0);
+  });
+
+  it('in --worker mode, restarted as systemd would, charges a notification that kills the process and fails it after maxAttempts', async () => {
+    await insertJobs(['good 1', 'exit', 'good 2']);
+    const codes: Array<number | null> = [];
+    for (let run = 0; run < 6 && !((await stored()).every((row) => row.failed) && (await results()) === 2); run++) {
+      const worker = listen(['--worker']);
+      const exit = await Promise.race([worker.exit, sleep(20_000).then(() => null)]);
+      if (exit === null) {
+        worker.kill('SIGTERM');
+        codes.push((await worker.exit).code);
+        break;
+      }
+      codes.push(exit.code);
+    }
+    const rows = await stored();
+    expect(await results(), JSON.stringify(codes)).to.equal(2);
+    expect(rows).to.have.length(1);
+    expect(rows[0]).to.include({ name: 'exit', attempts: 3, failed: true });
+    expect(codes.filter((code) => code === 7).length, JSON.stringify(codes)).to.be.within(3, 4);
+  });
+
+  it('after SIGTERM in --worker mode, exits 1 once the grace period is over, even with a callback that never settles', async () => {
+    const worker = listen(['--worker', '--grace-period', '1000', '--timeout-ms', '600000']);
+    await eventually(() => worker.logs.some((entry) => entry.msg === 'listening'), 'the worker to listen', 30_000);
+    await insertJobs(['hang']);
+    await sleep(500);
+    const started = Date.now();
+    worker.kill('SIGTERM');
+    const exit = await worker.exit;
+    expect(exit.code, shownLogs(worker)).to.equal(1);
+    expect(Date.now() - started).to.be.below(5000);
+    expect(worker.logs.some((entry) => entry.msg.includes('did not finish within the grace period (1000 ms)'))).to.equal(true);
+    expect((await stored())[0], 'the notification stays stored').to.include({ name: 'hang', attempts: 0 });
+  });
+
+  it('gives the rows of a frozen process (SIGSTOP) back within its time limit, from the server side', async () => {
+    const worker = listen(['--worker', '--timeout-ms', '1000']);
+    await eventually(() => worker.logs.some((entry) => entry.msg === 'listening'), 'the worker to listen', 30_000);
+    await insertJobs(['hang']);
+    await sleep(300);
+    worker.child.kill('SIGSTOP');
+    try {
+      const [{ id }] = await stored();
+      const claimable = async () => (await sequelize.query(
+        `SELECT id FROM pgpubsub_notification WHERE id = ${id} FOR UPDATE SKIP LOCKED`, { type: QueryTypes.SELECT },
+      )).length === 1;
+      expect(await claimable(), 'held by the frozen process').to.equal(false);
+      const started = Date.now();
+      await eventually(claimable, 'the frozen transaction to end', 15_000, 200);
+      expect(Date.now() - started).to.be.below(10_000);
+    } finally {
+      worker.child.kill('SIGCONT');
+    }
+  });
+
+  describe('start-up', () => {
+    it('keeps trying while the database cannot be reached, logging each try, then listens and processes', async () => {
+      const target = new URL(db.url);
+      const proxy = await startProxy(target.hostname, Number(target.port || 5432));
+      const port = proxy.port;
+      await proxy.close();
+      const viaProxy = new URL(db.url);
+      viaProxy.port = String(port);
+      const worker = listen(['--worker'], {}, viaProxy.toString());
+      await eventually(() => worker.logs.filter((entry) => entry.msg.startsWith('could not reach the database')).length >= 2, 'two logged tries', 20_000);
+      expect(worker.child.exitCode).to.equal(null);
+      const { createServer, connect: tcp } = await import('node:net');
+      const server = createServer((client) => {
+        const upstream = tcp(Number(target.port || 5432), target.hostname);
+        client.pipe(upstream).pipe(client);
+        client.on('error', () => upstream.destroy());
+        upstream.on('error', () => client.destroy());
+      });
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+      try {
+        await insertJobs(['good']);
+        await eventually(async () => (await results()) === 1, 'the job to be processed once the database is back', 60_000, 200);
+        worker.kill('SIGTERM');
+        expect((await worker.exit).code, shownLogs(worker)).to.equal(0);
+      } finally {
+        server.close();
+      }
+    });
+
+    it('under the supervisor, neither counts workers waiting for the database as crashes nor loses a stop order sent meanwhile', async () => {
+      const url = new URL(db.url);
+      url.port = '1';
+      const listener = listen(['--processes', '2'], {}, url.toString());
+      await eventually(() => listener.logs.filter((entry) => entry.msg.startsWith('could not reach the database')).length >= 4, 'tries from both workers', 30_000);
+      expect(listener.logs.some((entry) => entry.msg.includes(' died ')), shownLogs(listener)).to.equal(false);
+      listener.kill('SIGTERM');
+      expect((await listener.exit).code, shownLogs(listener)).to.equal(0);
+    });
+
+    it('exits 1 at once, naming the missing table and the migration, when the library was never migrated', async () => {
+      const empty = await emptyDatabase('not_installed');
+      try {
+        const bare = connect(empty.url);
+        await bare.query('CREATE TABLE jobs (id serial PRIMARY KEY, name text NOT NULL)');
+        await bare.close();
+        for (const args of [['--worker'], ['--processes', '2']]) {
+          const listener = listen(args, {}, empty.url);
+          const exit = await listener.exit;
+          expect(exit.code, shownLogs(listener)).to.equal(1);
+          const said = shownLogs(listener);
+          expect(said).to.contain('"public"."pgpubsub_notification" (migration 00000000000001-pgpubsub-notification-table.js)');
+          expect(said).to.contain('npx sequelize-cli db:migrate');
+          expect(listener.logs.filter((entry) => entry.msg.includes(' died ')).length, said).to.be.at.most(1);
+        }
+      } finally {
+        await empty.drop();
+      }
+    });
+
+    it('names DATABASE_URL when it is not a PostgreSQL URL', async () => {
+      const result = await pgpubsubCli(['listen', '--worker', '--app', APP], { env: { ...APP_ENV, DATABASE_URL: 'nonsense' } });
+      expect(result.code, shown(result)).to.equal(1);
+      expect(result.stderr).to.contain('DATABASE_URL is not a valid PostgreSQL URL (it is not a URL). Set it like postgres://user:password@host:5432/database');
+    });
+  });
+});
