@@ -129,6 +129,56 @@ describe('poison-proof listener processes', function () {
     }
   });
 
+  it('chaos: producers and 4 processes under kill -9, terminated connections and SIGSTOP, with poison of every kind: each good job once, each poison failed, exit 0', async function () {
+    const listener = listen(['--processes', '4', '--batch-size', '20', '--timeout-ms', '2000']);
+    await eventually(() => listener.listeningWorkers().length >= 4, 'four workers to listen', 60_000);
+    const poisonNames = ['exit', 'timer-throw', 'oom', 'hang', 'fail', 'econnrefused'];
+    let produced = 0;
+    let producing = true;
+    // Three producers, each committing small transactions, poison mixed into the first rounds.
+    const producers = [0, 1, 2].map(async (p) => {
+      for (let round = 0; producing; round++) {
+        const names = Array.from({ length: 10 }, (_, i) => `good ${p}.${round}.${i}`);
+        if (round < poisonNames.length && round % 3 === p) names.splice(5, 0, poisonNames[round]);
+        await insertJobs(names);
+        produced += 10;
+        await sleep(20);
+      }
+    });
+    await sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload) VALUES ('job_created', '[1, 2]')`);
+    const alive = () => listener.listeningWorkers().slice(-4).filter((pid) => { try { process.kill(pid, 0); return true; } catch { return false; } });
+    for (let fault = 0; fault < 6; fault++) {
+      await sleep(2000);
+      const pids = alive();
+      // One kill -9: the poison's own first deaths count toward the crash loop (5 a minute) too.
+      if (fault === 0 && pids.length) process.kill(pids[0], 'SIGKILL');
+      if (fault % 3 === 1) await sequelize.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgpubsub-listener' AND pid <> pg_backend_pid()");
+      if (fault % 3 === 2 && pids.length) {
+        process.kill(pids.at(-1)!, 'SIGSTOP');
+        await sleep(3000);
+        process.kill(pids.at(-1)!, 'SIGCONT');
+      }
+    }
+    producing = false;
+    await Promise.all(producers);
+    await eventually(async () => {
+      const rows = await stored();
+      return (await results()) === produced && rows.every((row) => row.failed);
+    }, 'every good job done and every poison failed', 150_000, 500).catch(async (error: Error) => {
+      throw new Error(`${error.message}: ${await results()} of ${produced}, stored ${JSON.stringify(await stored())}\n${shownLogs(listener)}`);
+    });
+    const poison = await stored();
+    expect(poison.map((row) => row.name ?? 'malformed').sort()).to.deep.equal([...poisonNames, 'malformed'].sort());
+    const why = Object.fromEntries(poison.map((row) => [row.name ?? 'malformed', row.last_error?.split('\n')[0]]));
+    for (const name of ['exit', 'timer-throw', 'oom']) expect(why[name], name).to.match(/^ProcessDied/);
+    expect(why.hang).to.match(/^CallbackTimeoutError/);
+    expect(why.fail).to.equal('Error: fails every time');
+    expect(why.econnrefused).to.equal('Error: connect ECONNREFUSED 10.9.9.9:443 (code ECONNREFUSED)');
+    expect(why.malformed).to.contain('expected a JSON object');
+    listener.kill('SIGTERM');
+    expect((await listener.exit).code, shownLogs(listener)).to.equal(0);
+  });
+
   describe('start-up', () => {
     it('keeps trying while the database cannot be reached, logging each try, then listens and processes', async () => {
       const target = new URL(db.url);
