@@ -202,6 +202,7 @@ describe('pgpubsub listen', function () {
     expect(listener.logs.filter((entry) => /^worker \d died \(code 3\)/.test(entry.msg)).length, shown).to.be.at.least(5);
     expect(listener.logs.some((entry) => entry.msg.startsWith('replacing worker'))).to.equal(true);
     expect(listener.logs.at(-1)?.msg).to.match(/^exiting: crash loop: 5 worker deaths within 60 s$/);
+    expect(listener.logs.at(-1)?.level).to.equal('error');
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

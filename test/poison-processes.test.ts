@@ -175,6 +175,9 @@ describe('poison-proof listener processes', function () {
     expect(why.fail).to.equal('Error: fails every time');
     expect(why.econnrefused).to.equal('Error: connect ECONNREFUSED 10.9.9.9:443 (code ECONNREFUSED)');
     expect(why.malformed).to.contain('expected a JSON object');
+    // Every line on stdout is the logger's: Sequelize's own "Rolling back transaction …" warnings are not printed.
+    expect(listener.logs.filter((entry) => entry.level === 'raw').map((entry) => entry.msg)).to.deep.equal([]);
+    expect(listener.stderr()).not.to.contain('Rolling back transaction');
     listener.kill('SIGTERM');
     expect((await listener.exit).code, shownLogs(listener)).to.equal(0);
   });
