@@ -193,7 +193,8 @@ export interface Failure {
  * charges nothing; a message whose process died is run alone next time, its attempt charged first;
  * a payload that can never succeed fails at once.
  *
- * Events: 'processed' (ids), 'failed' (Failure), 'broadcast' (channel), 'reconnected', and
+ * Events: 'processed' (ids), 'failed' (Failure), 'ranAlone' (id, after running a suspect alone),
+ * 'broadcast' (channel), 'reconnected', and
  * 'error' (a drain or broadcast that failed; emitted only when something listens for it, already logged).
  */
 export class Listener extends EventEmitter {

@@ -225,10 +225,11 @@ describe('poison-proof listeners', function () {
     let hostile: Client;
     beforeEach(async () => {
       await app.sequelize.query(`DROP ROLE IF EXISTS ${role}`);
-      await app.sequelize.query(`CREATE ROLE ${role} LOGIN`);
+      // A password: the embedded server asks for one (scram), a trust server ignores it.
+      await app.sequelize.query(`CREATE ROLE ${role} LOGIN PASSWORD 'hostile'`);
       const url = new URL(db.url);
       url.username = role;
-      url.password = '';
+      url.password = 'hostile';
       hostile = new Client({ connectionString: url.toString() });
       await hostile.connect();
     });
