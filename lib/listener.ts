@@ -413,7 +413,7 @@ export class Listener extends EventEmitter {
    */
   #retryListening(): void {
     if (this.#listeningRetry || this.#stopping) return;
-    this.#log.warn('could not take the listening lock of some channels (held by another session); producers wake this listener meanwhile, trying again', { channels: this.#notListening });
+    let tries = 0;
     const retry = async () => {
       this.#listeningRetry = null;
       const client = this.#client;
@@ -424,6 +424,10 @@ export class Listener extends EventEmitter {
         this.#log.debug('could not take listening locks', { error: errorSummary(error) });
       }
       if (this.#notListening.length) {
+        // A producer's probe holds it for an instant only: say so once it is plainly held.
+        if (++tries === 1) {
+          this.#log.warn('another session holds the listening lock of some channels; producers wake this listener meanwhile, trying again every second', { channels: this.#notListening });
+        }
         this.#listeningRetry = setTimeout(() => void retry(), LISTENING_RETRY_MS);
         this.#listeningRetry.unref?.();
       } else {
@@ -431,7 +435,7 @@ export class Listener extends EventEmitter {
         this.wake();
       }
     };
-    this.#listeningRetry = setTimeout(() => void retry(), LISTENING_RETRY_MS);
+    this.#listeningRetry = setTimeout(() => void retry(), 10);
     this.#listeningRetry.unref?.();
   }
 
@@ -471,7 +475,6 @@ export class Listener extends EventEmitter {
       const { text, values } = dueCheck(this.#filter);
       const result = await bounded(client.query<{ due: boolean }>(text, values), Math.max(1000, this.#options.heartbeatMs / 2), () => new Error('heartbeat timed out'));
       if (result.rows[0]?.due) this.wake();
-      if (this.#holder !== null) await pruneDeadMarkers(client, this.#holder);
     } catch (error) {
       this.#onConnectionLost(client, error as Error);
     } finally {
@@ -663,6 +666,10 @@ export class Listener extends EventEmitter {
     for (const row of suspects) {
       if (this.#stopping) break;
       await this.#runAlone(row);
+    }
+    // Markers of dead listeners whose rows are all done now go (idle heartbeats stay one query).
+    if (suspects.length && this.#client && this.#holder !== null) {
+      await pruneDeadMarkers(this.#client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { error: errorSummary(error) }));
     }
     return claimed;
   }
