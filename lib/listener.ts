@@ -384,6 +384,11 @@ export class Listener extends EventEmitter {
     client.on('end', () => this.#onConnectionLost(client, new Error('connection ended')));
     try {
       await client.connect();
+      // This connection's writes are the in-flight markers (one per batch): they must be visible at
+      // once, which an asynchronous commit is, but need not survive a server crash (a marker lost
+      // then costs at most one uncharged death). Waiting for the WAL flush would add a disk sync to
+      // every batch.
+      await client.query('SET synchronous_commit = off');
       if (first) {
         await this.#checkInstalled(client);
         await this.#reportStrays(client);
