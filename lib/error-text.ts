@@ -62,9 +62,10 @@ const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTF
 export function isUnreachable(error: unknown): boolean {
   const e = error as ErrorParts | null;
   const state = sqlState(error);
-  if (state) return /^(08|57P0)/.test(state);
+  // 08: connection, 57P0x: shutdown and start-up, 53: out of resources (too many connections).
+  if (state) return /^(08|57P0|53)/.test(state);
   const codes = [e?.code, e?.parent?.code, e?.original?.code].filter((code): code is string => typeof code === 'string');
   return Boolean(e?.name?.startsWith('SequelizeConnection'))
     || codes.some((code) => CONNECT_CODES.has(code))
-    || /Connection terminated|timeout expired|connect ECONNREFUSED|the database system is (starting up|shutting down)/i.test(`${e?.message ?? ''} ${e?.parent?.message ?? ''}`);
+    || /Connection terminated|timeout expired|Query read timeout|connect ECONNREFUSED|the database system is (starting up|shutting down)/i.test(`${e?.message ?? ''} ${e?.parent?.message ?? ''}`);
 }

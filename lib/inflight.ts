@@ -62,8 +62,10 @@ export async function chargeBeforeRunningAlone(
          FROM target WHERE n.id = target.id
        RETURNING n.id
      ), released AS (
+       -- SKIP LOCKED: a marker another claim is noticing keeps the id, which then stays a suspect.
        UPDATE ${INFLIGHT_TABLE} AS m SET ids = array_remove(m.ids, charged.id)
-         FROM charged WHERE m.holder <> $6::integer AND charged.id = ANY (m.ids)
+         FROM charged WHERE m.holder IN (SELECT i.holder FROM ${INFLIGHT_TABLE} AS i
+                                          WHERE i.holder <> $6::integer AND charged.id = ANY (i.ids) FOR UPDATE SKIP LOCKED)
        RETURNING m.holder
      ), mine AS (
        INSERT INTO ${INFLIGHT_TABLE} (holder, ids) SELECT $6::integer, ARRAY[charged.id] FROM charged
@@ -94,7 +96,7 @@ export async function pruneDeadMarkers(via: Client, holder: number): Promise<voi
   await via.query(`UPDATE ${INFLIGHT_TABLE} SET suspected_at = NULL WHERE holder = $1::integer AND suspected_at IS NOT NULL`, [holder]);
   await via.query(
     `DELETE FROM ${INFLIGHT_TABLE} AS m
-      WHERE m.holder <> $1::integer
+      WHERE m.holder IN (SELECT i.holder FROM ${INFLIGHT_TABLE} AS i WHERE i.holder <> $1::integer FOR UPDATE SKIP LOCKED)
         AND CASE WHEN pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder) THEN pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
         AND NOT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = ANY (m.ids) AND n.failed_at IS NULL)`,
     [holder],

@@ -397,7 +397,7 @@ export class Listener extends EventEmitter {
         await client.query(`LISTEN ${quoteIdent(name)}`);
       }
       this.#holder = await takeHolderKey(client, this.#holder);
-      await pruneDeadMarkers(client, this.#holder);
+      await pruneDeadMarkers(client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { error: errorSummary(error) }));
       // Only now may producers count on this listener: it hears every NOTIFY from here on.
       this.#notListening = this.#filter.channels.length ? await holdListening(client, this.#filter.channels) : [];
     } catch (error) {
@@ -529,7 +529,11 @@ export class Listener extends EventEmitter {
     const controller = new AbortController();
     const callbacks = this.#host.callbacks(channel.name);
     const work = (async () => {
-      for (const callback of callbacks) await callback(message, { transaction, attempt, signal: controller.signal });
+      for (const callback of callbacks) {
+        // Timed out during an earlier callback of this message: the rest must not run.
+        if (controller.signal.aborted) return;
+        await callback(message, { transaction, attempt, signal: controller.signal });
+      }
     })();
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
@@ -580,6 +584,8 @@ export class Listener extends EventEmitter {
 
   /** After a callback threw: is the transaction's connection still there? Asked of the connection itself. */
   async #connectionAlive(transaction: Transaction): Promise<boolean> {
+    // A callback that committed or rolled back the transaction itself: its own doing, not a lost connection.
+    if ((transaction as { finished?: string }).finished) return true;
     try {
       await bounded(this.#sequelize.query('SELECT 1', { transaction }), 5000, () => new Error('probe timed out'));
       return true;
@@ -696,7 +702,7 @@ export class Listener extends EventEmitter {
       delayMs: backoffDelay(precharged ? row.attempts : row.attempts + 1, channel.retry),
       maxAttempts: channel.retry.maxAttempts,
       // A payload that is not a message of its channel fails the same way every time.
-      permanent: error instanceof MalformedPayloadError || error instanceof SyntaxError,
+      permanent: error instanceof MalformedPayloadError,
       precharged,
     };
   }
@@ -724,10 +730,17 @@ export class Listener extends EventEmitter {
         const { failedForGood } = await this.#library(transaction, 'failure record', recordFailure(this.#sequelize, transaction, this.#failureRecord(row, channel, error)));
         failures.push({ id: row.id, channel: row.channel, error, failedForGood });
       };
+      // The server ends a transaction idle for timeoutMs + 5 s. Callbacks that never query (an HTTP
+      // call, an e-mail) leave a fast batch idle across all of them: touch it between messages.
+      let touched = Date.now();
       for (const row of rows) {
         if (row.suspect) {
           suspects.push(row);
           continue;
+        }
+        if (!known && Date.now() - touched > this.#claimTimeoutMs / 2) {
+          await this.#library(transaction, 'keep-alive', this.#sequelize.query('SELECT 1', { transaction }));
+          touched = Date.now();
         }
         const channel = this.#channels.find((c) => c.name === row.channel)!;
         let message: unknown;
@@ -810,7 +823,7 @@ export class Listener extends EventEmitter {
       if (failure === null) await this.#library(transaction, 'commit', transaction.commit());
     } catch (error) {
       await this.#rollback(transaction);
-      if (!(error instanceof CallbackTimeoutError) && !(error instanceof MalformedPayloadError) && !(error instanceof SyntaxError)) throw error;
+      if (!(error instanceof CallbackTimeoutError) && !(error instanceof MalformedPayloadError)) throw error;
       failure = error;
     }
     if (failure === null) {

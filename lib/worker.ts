@@ -112,6 +112,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
         cleanUp();
         return 1;
       }
+      if (stopping) break;
       const cap = Math.min(maxDelayMs, minDelayMs * 2 ** (attempt - 1));
       const delay = Math.round(cap * (0.5 + Math.random() / 2));
       log.warn(`could not reach the database (try ${attempt}); trying again in ${delay} ms`, { attempt, error: errorSummary(error) });

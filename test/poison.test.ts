@@ -115,6 +115,18 @@ describe('poison-proof listeners', function () {
       expect(bad.last_error).to.match(/^CallbackTimeoutError|canceling statement due to statement timeout/);
     });
 
+    it('keeps a batch of slow callbacks that never query alive past the server-side idle bound', async () => {
+      const { sequelize } = app;
+      let ran = 0;
+      sequelize.pgpubsub.on(app.Author, 'author_created', async () => { ran++; await sleep(300); });
+      // 20 × 300 ms idle in one transaction: longer than timeoutMs + 5 s, the bound the claim sets.
+      const listener = await listen({ timeoutMs: 400, batchSize: 20 });
+      await app.Author.bulkCreate(Array.from({ length: 20 }, (_, i) => ({ name: `slow ${i}` })));
+      await eventually(async () => (await stored()).length === 0, 'the batch to commit', 20_000, 100);
+      expect(ran, 'each callback ran once: the batch was not killed and redone').to.equal(20);
+      expect(listener.stats.processed).to.equal(20);
+    });
+
     it('takes the time limit of a channel over the listener default', async () => {
       const sequelize = connect(db.url).use(pgpubsub);
       try {
