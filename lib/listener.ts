@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, type RetryPolicy } from './channel';
+import { jitteredBackoff } from './backoff';
 import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, nextDueInMs, recordFailure } from './claim';
 import type { NotificationContext } from './context';
 import { errorSummary, errorText, sqlState } from './error-text';
@@ -117,10 +118,9 @@ export interface ListenerStats {
   reconnects: number;
 }
 
-/** Exponential backoff with jitter: base·2^(n-1), capped, then scaled by a random factor in [0.5, 1). */
+/** The retry delay of a failed notification's `attempt` under its channel's policy. */
 export function backoffDelay(attempt: number, retry: Required<RetryPolicy>, random = Math.random): number {
-  const exponential = Math.min(retry.maxBackoffMs, retry.backoffMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(exponential * (0.5 + random() / 2));
+  return jitteredBackoff(attempt, retry.backoffMs, retry.maxBackoffMs, random);
 }
 
 /** True for an error of a connection that failed or ended (as opposed to an error PostgreSQL reported on a live one). */
@@ -456,8 +456,7 @@ export class Listener extends EventEmitter {
 
   async #reconnect(): Promise<void> {
     for (let attempt = 1; !this.#stopping; attempt++) {
-      const cap = Math.min(this.#options.maxDelayMs, this.#options.minDelayMs * 2 ** (attempt - 1));
-      await new Promise((resolve) => setTimeout(resolve, Math.round(cap * (0.5 + Math.random() / 2))));
+      await new Promise((resolve) => setTimeout(resolve, jitteredBackoff(attempt, this.#options.minDelayMs, this.#options.maxDelayMs)));
       if (this.#stopping) return;
       try {
         await this.#connect();

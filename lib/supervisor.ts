@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import { jitteredBackoff } from './backoff';
 import type { RunningAlone } from './listener';
 import type { Logger } from './logger';
 
@@ -142,8 +143,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     }
     if (!alone) slot.failures = uptime >= stableAfterMs ? 1 : slot.failures + 1;
     slot.failures = Math.max(1, slot.failures);
-    const cap = Math.min(maxRestartDelayMs, minRestartDelayMs * 2 ** (slot.failures - 1));
-    const delay = Math.round(cap * (0.5 + Math.random() / 2));
+    const delay = jitteredBackoff(slot.failures, minRestartDelayMs, maxRestartDelayMs);
     log.warn(`replacing worker ${slot.id} in ${delay} ms`, { worker: slot.id, consecutiveFailures: slot.failures });
     slot.timer = setTimeout(() => fork(slot), delay);
   };

@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { jitteredBackoff } from './backoff';
 import { errorSummary, isUnreachable } from './error-text';
 import type { Listener, ListenOptions } from './listener';
 import type { Logger } from './logger';
@@ -113,8 +114,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
         return 1;
       }
       if (stopping) break;
-      const cap = Math.min(maxDelayMs, minDelayMs * 2 ** (attempt - 1));
-      const delay = Math.round(cap * (0.5 + Math.random() / 2));
+      const delay = jitteredBackoff(attempt, minDelayMs, maxDelayMs);
       log.warn(`could not reach the database (try ${attempt}); trying again in ${delay} ms`, { attempt, error: errorSummary(error) });
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
