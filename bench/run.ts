@@ -10,11 +10,12 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startPostgres } from '../test/support/postgres';
+import { dropStaleDatabases, startPostgres } from '../dev/postgres';
+import { ROOT } from '../dev/processes';
 import { evaluateTargets, renderSummary, renderTable } from './report';
 import { Results, type Row, medianOf } from './results';
-import { dropStaleBenchDatabases, serverInfo } from './support/db';
-import { ROOT, machine } from './support/processes';
+import { serverInfo } from './support/db';
+import { machine } from './support/proc';
 import type { BenchContext } from './workloads/context';
 import { w1, w5 } from './workloads/drain';
 import { w4 } from './workloads/idle';
@@ -164,7 +165,7 @@ async function main(): Promise<number> {
     fs.writeFileSync(options.json, `${JSON.stringify(json, null, 2)}\n`);
   };
   try {
-    await dropStaleBenchDatabases(server.url);
+    await dropStaleDatabases(server.url);
     const skipped = options.quick && options.only.has('W5') ? ' (W5 is skipped in --quick)' : '';
     log(`bench: ${options.quick ? 'quick' : 'full'} run, ${options.runs} run(s) each, workloads ${[...options.only].join(', ')}${skipped}`);
     const ctx: BenchContext = { serverUrl: server.url, quick: options.quick, runs: options.runs, results, log };

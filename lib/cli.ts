@@ -20,6 +20,9 @@ interface ListenCliOptions {
   restartOnFailure: boolean;
   batchSize: number;
   timeoutMs?: number;
+  heartbeatMs?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
   gracePeriod: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -134,6 +137,9 @@ export function buildProgram(): Command {
     .option('--batch-size <n>', 'notifications claimed per transaction', positiveInteger('--batch-size'), 100)
     .option('--timeout-ms <ms>', 'how long a callback may take before its work is rolled back and an attempt charged (default 60000; a channel\'s timeoutMs wins)', positiveInteger('--timeout-ms'))
     .option('--grace-period <ms>', 'after SIGTERM/SIGINT, how long workers may take to finish their batch', positiveInteger('--grace-period'), 30_000)
+    .option('--heartbeat-ms <ms>', 'how often the LISTEN connection is checked and the table swept as a backstop (default 60000)', positiveInteger('--heartbeat-ms'))
+    .option('--reconnect-min-ms <ms>', 'shortest wait before reconnecting a lost LISTEN connection (default 100)', positiveInteger('--reconnect-min-ms'))
+    .option('--reconnect-max-ms <ms>', 'longest wait between reconnect tries (default 10000)', positiveInteger('--reconnect-max-ms'))
     .addOption(new Option('--log-level <level>', 'lowest level logged').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--log-format <format>', 'pretty lines for people, json lines for collectors').choices(LOG_FORMATS).default('pretty'))
     .action(async (options: ListenCliOptions, command: Command) => {
@@ -164,6 +170,8 @@ export function buildProgram(): Command {
         batchSize: options.batchSize,
         recover: options.recover,
         timeoutMs: options.timeoutMs,
+        heartbeatMs: options.heartbeatMs,
+        reconnect: { minDelayMs: options.reconnectMinMs, maxDelayMs: options.reconnectMaxMs },
         gracePeriodMs: options.gracePeriod,
         logger,
       });

@@ -247,6 +247,11 @@ export class Listener extends EventEmitter {
     if (filterProblems.length) {
       throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: ${filterProblems.join('; ')}`);
     }
+    const minDelayMs = options.reconnect?.minDelayMs ?? 100;
+    const maxDelayMs = options.reconnect?.maxDelayMs ?? Math.max(10_000, minDelayMs);
+    if (!(minDelayMs >= 0 && maxDelayMs >= minDelayMs)) {
+      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: reconnect needs 0 <= minDelayMs <= maxDelayMs, got ${JSON.stringify(options.reconnect)}`);
+    }
     this.#options = {
       batchSize,
       timeoutMs,
@@ -254,8 +259,8 @@ export class Listener extends EventEmitter {
       savepoints: options.savepoints ?? 'on-failure',
       heartbeatMs: options.heartbeatMs ?? 60_000,
       contextFilter: options.contextFilter,
-      minDelayMs: options.reconnect?.minDelayMs ?? 100,
-      maxDelayMs: options.reconnect?.maxDelayMs ?? 10_000,
+      minDelayMs,
+      maxDelayMs,
     };
     this.#beforeRunningAlone = options.beforeRunningAlone;
     const names = options.channels ?? host.channels().filter((c) => host.callbacks(c.name).length > 0).map((c) => c.name);
@@ -288,10 +293,14 @@ export class Listener extends EventEmitter {
     // whether anything is due, the backstop for a missed wake-up (e.g. rows a dying listener released).
     this.#heartbeat = setInterval(() => void this.#checkConnection(), this.#options.heartbeatMs);
     this.#heartbeat.unref?.();
-    this.#log.info('listening', { channels: this.#channels.map((c) => c.name) });
+    this.#log.info('listening', { event: 'listening', channels: this.#channels.map((c) => c.name) });
     // The first drain starts now, so idle() covers it; handlers attached once listen() resolves still
     // see all of its events, which all follow database round trips.
-    if (this.#options.recover) this.wake();
+    if (this.#options.recover) {
+      const before = this.stats.processed;
+      this.wake();
+      void this.idle().then(() => this.#log.info('start-up recovery finished', { event: 'recovered', processed: this.stats.processed - before }));
+    }
     return this;
   }
 
@@ -309,7 +318,7 @@ export class Listener extends EventEmitter {
     this.#client = null;
     if (client && this.#holder !== null) await clearInflight(client, this.#holder).catch(() => undefined);
     await client?.end().catch(() => undefined);
-    this.#log.info('stopped', { ...this.stats });
+    this.#log.info('stopped', { event: 'stopped', ...this.stats });
   }
 
   /** Asks for a drain; several requests while one runs fold into one more pass. */
@@ -357,7 +366,7 @@ export class Listener extends EventEmitter {
       const why = !known ? 'no channel of that name is defined in this app (renamed or removed?)'
         : !known.durable ? 'it is a broadcast channel now, so nothing claims stored rows'
           : this.#host.callbacks(channel).length === 0 ? 'it has no callback here' : 'this listener was started without it (channels option)';
-      this.#log.warn(`${n} stored notification(s) on channel '${channel}' wait for a listener: ${why}`, { channel, count: n });
+      this.#log.warn(`${n} stored notification(s) on channel '${channel}' wait for a listener: ${why}`, { event: 'unhandled-stored', channel, count: n });
     }
   }
 
@@ -397,7 +406,7 @@ export class Listener extends EventEmitter {
         await client.query(`LISTEN ${quoteIdent(name)}`);
       }
       this.#holder = await takeHolderKey(client, this.#holder);
-      await pruneDeadMarkers(client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { error: errorSummary(error) }));
+      await pruneDeadMarkers(client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
       // Only now may producers count on this listener: it hears every NOTIFY from here on.
       this.#notListening = this.#filter.channels.length ? await holdListening(client, this.#filter.channels) : [];
     } catch (error) {
@@ -426,12 +435,12 @@ export class Listener extends EventEmitter {
       try {
         this.#notListening = await holdListening(client, this.#notListening);
       } catch (error) {
-        this.#log.debug('could not take listening locks', { error: errorSummary(error) });
+        this.#log.debug('could not take listening locks', { event: 'listening-lock-failed', error: errorSummary(error) });
       }
       if (this.#notListening.length) {
         // A producer's probe holds it for an instant only: say so once it is plainly held.
         if (++tries === 1) {
-          this.#log.warn('another session holds the listening lock of some channels; producers wake this listener meanwhile, trying again every second', { channels: this.#notListening });
+          this.#log.warn('another session holds the listening lock of some channels; producers wake this listener meanwhile, trying again every second', { event: 'listening-lock-held', channels: this.#notListening });
         }
         this.#listeningRetry = setTimeout(() => void retry(), LISTENING_RETRY_MS);
         this.#listeningRetry.unref?.();
@@ -449,7 +458,7 @@ export class Listener extends EventEmitter {
     this.#client = null;
     this.#drainLocks = []; // session locks end with the connection
     this.#stopBeat();
-    this.#log.warn('LISTEN connection lost; reconnecting', { error: errorSummary(error) });
+    this.#log.warn('LISTEN connection lost; reconnecting', { event: 'connection-lost', error: errorSummary(error) });
     client.end().catch(() => undefined);
     this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = null; });
   }
@@ -461,12 +470,12 @@ export class Listener extends EventEmitter {
       try {
         await this.#connect();
         this.stats.reconnects++;
-        this.#log.info('reconnected; sweeping for notifications sent meanwhile', { attempt });
+        this.#log.info('reconnected; sweeping for notifications sent meanwhile', { event: 'reconnected', attempt });
         this.emit('reconnected');
         this.wake();
         return;
       } catch (error) {
-        this.#log.warn('reconnect failed', { attempt, error: errorSummary(error) });
+        this.#log.warn('reconnect failed', { event: 'reconnect-failed', attempt, error: errorSummary(error) });
       }
     }
   }
@@ -488,7 +497,7 @@ export class Listener extends EventEmitter {
 
   #onNotification(message: Notification): void {
     if (message.channel === RECOVER_CHANNEL) {
-      this.#log.info('recovery requested');
+      this.#log.info('recovery requested', { event: 'recover-requested' });
       this.wake();
       return;
     }
@@ -513,7 +522,7 @@ export class Listener extends EventEmitter {
       this.stats.broadcasts++;
       this.emit('broadcast', channel.name);
     } catch (error) {
-      this.#log.error(`broadcast callback on '${channel.name}' failed (broadcasts are not retried)`, { error: errorText(error) });
+      this.#log.error(`broadcast callback on '${channel.name}' failed (broadcasts are not retried)`, { event: 'broadcast-failed', channel: channel.name, error: errorText(error) });
       if (this.listenerCount('error') > 0) this.emit('error', error);
     }
   }
@@ -564,7 +573,7 @@ export class Listener extends EventEmitter {
       await bounded(this.#sequelize.getQueryInterface().rollbackTransaction(transaction, {}), 5000, () => new Error('ROLLBACK did not answer within 5 s'));
       t.cleanup();
     } catch (error) {
-      this.#log.warn('rolling back a batch failed; closing its connection', { error: errorSummary(error) });
+      this.#log.warn('rolling back a batch failed; closing its connection', { event: 'rollback-failed', error: errorSummary(error) });
       destroySocket(t.connection);
       await t.forceCleanup().catch(() => undefined);
     } finally {
@@ -622,7 +631,7 @@ export class Listener extends EventEmitter {
             settleDelay = Math.min(settleDelay * 2, SETTLE_MAX_MS);
             if (Date.now() - settlingSince >= SETTLE_BOUND_MS) {
               claimed = await this.#batch();
-              if (claimed > 0) this.#log.debug('claimed while producers that skipped their NOTIFY are still open', { claimed });
+              if (claimed > 0) this.#log.debug('claimed while producers that skipped their NOTIFY are still open', { event: 'claimed-after-skip', claimed });
             }
             continue;
           }
@@ -636,7 +645,7 @@ export class Listener extends EventEmitter {
       if (!this.#stopping) await this.#scheduleRetry();
     } catch (error) {
       // A lost pool connection or a database restart: keep the rows (the transaction rolled back) and try again.
-      this.#log.error('drain failed; retrying shortly', { error: errorText(error) });
+      this.#log.error('drain failed; retrying shortly', { event: 'drain-failed', error: errorText(error) });
       if (this.listenerCount('error') > 0) this.emit('error', error);
       if (!this.#stopping) {
         this.#retryTimer = setTimeout(() => this.wake(), this.#options.minDelayMs * 10);
@@ -670,7 +679,7 @@ export class Listener extends EventEmitter {
     const { claimed, processed, failures, suspects } = outcome;
     this.stats.batches++;
     this.stats.processed += processed.length;
-    if (claimed > 0) this.#log.info('batch', { claimed, processed: processed.length, failed: failures.length, suspects: suspects.length });
+    if (claimed > 0) this.#log.info('batch', { event: 'batch', claimed, processed: processed.length, failed: failures.length, suspects: suspects.length });
     if (processed.length) this.emit('processed', processed);
     this.#reportFailures(failures);
     for (const row of suspects) {
@@ -679,7 +688,7 @@ export class Listener extends EventEmitter {
     }
     // Markers of dead listeners whose rows are all done now go (idle heartbeats stay one query).
     if (suspects.length && this.#client && this.#holder !== null) {
-      await pruneDeadMarkers(this.#client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { error: errorSummary(error) }));
+      await pruneDeadMarkers(this.#client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
     }
     return claimed;
   }
@@ -793,7 +802,7 @@ export class Listener extends EventEmitter {
     });
     if (!charged) return; // another listener took it first
     this.stats.ranAlone++;
-    this.#log.warn(`running notification ${suspect.id} on '${channel.name}' alone: the listener that held it in a batch went away (its process died, or its connection was gone for over 10 s)`, { id: suspect.id, attempt, maxAttempts: channel.retry.maxAttempts });
+    this.#log.warn(`running notification ${suspect.id} on '${channel.name}' alone: the listener that held it in a batch went away (its process died, or its connection was gone for over 10 s)`, { event: 'running-alone', id: suspect.id, attempt, maxAttempts: channel.retry.maxAttempts });
     await this.#beforeRunningAlone?.({ id: suspect.id, channel: channel.name, attempt, maxAttempts: channel.retry.maxAttempts });
     try {
       await this.#runCharged(suspect, channel, attempt);
@@ -861,7 +870,7 @@ export class Listener extends EventEmitter {
         await wakeListeners(client, this.#drainLocks);
       }
     } catch (error) {
-      this.#log.debug('could not take drain locks', { error: errorSummary(error) });
+      this.#log.debug('could not take drain locks', { event: 'drain-lock-failed', error: errorSummary(error) });
     }
   }
 
@@ -873,7 +882,7 @@ export class Listener extends EventEmitter {
         this.#beat = null;
         return;
       }
-      drainBeat(client).catch((error: unknown) => this.#log.debug('could not beat', { error: errorSummary(error) }));
+      drainBeat(client).catch((error: unknown) => this.#log.debug('could not beat', { event: 'beat-failed', error: errorSummary(error) }));
       this.#beat = setTimeout(beat, DRAIN_BEAT_MS);
       this.#beat.unref?.();
     };
@@ -897,7 +906,7 @@ export class Listener extends EventEmitter {
       await releaseDrainLocks(client, held);
       if (wakeOthers) await wakeListeners(client, held);
     } catch (error) {
-      this.#log.debug('could not release drain locks', { error: errorSummary(error) });
+      this.#log.debug('could not release drain locks', { event: 'drain-lock-release-failed', error: errorSummary(error) });
     }
   }
 
@@ -908,7 +917,7 @@ export class Listener extends EventEmitter {
     try {
       return await skippedProducersDone(client, this.#filter.channels);
     } catch (error) {
-      this.#log.debug('could not check for producers that skipped their NOTIFY', { error: errorSummary(error) });
+      this.#log.debug('could not check for producers that skipped their NOTIFY', { event: 'skipped-check-failed', error: errorSummary(error) });
       return true;
     }
   }

@@ -1,4 +1,8 @@
-/** The logger the listener writes to: any object with these four methods (console, pino, winston…). */
+/**
+ * The logger the listener writes to: any object with these four methods (console, pino, winston…).
+ * Every line the library logs has a stable `event` field (e.g. 'listening', 'batch', 'worker-died')
+ * naming what happened, for programs; the message is for people and may change.
+ */
 export interface Logger {
   debug(message: string, fields?: Record<string, unknown>): void;
   info(message: string, fields?: Record<string, unknown>): void;
@@ -24,7 +28,7 @@ export interface ConsoleLoggerOptions {
 
 /**
  * A small console logger. Pretty lines read `12:00:00.123 INFO  [pid 123 worker 2] message {"k":1}`;
- * JSON lines carry time, level, msg, pid and the fields.
+ * JSON lines carry time, level, msg, pid and the fields (among them `event`).
  */
 export function consoleLogger(options: ConsoleLoggerOptions | LogLevel = {}): Logger {
   const { level = (process.env.PGPUBSUB_LOG_LEVEL as LogLevel) || 'warn', format = 'pretty', base = {}, stream = process.stderr } =
@@ -37,8 +41,10 @@ export function consoleLogger(options: ConsoleLoggerOptions | LogLevel = {}): Lo
       stream.write(`${JSON.stringify({ time: time.toISOString(), level: at, msg: message, pid: process.pid, ...base, ...fields })}\n`);
       return;
     }
+    // `event` names the line for programs (JSON); the message already says it to people.
+    const { event: _event, ...rest } = fields;
     const who = Object.entries({ pid: process.pid, ...base }).map(([key, value]) => `${key} ${value}`).join(' ');
-    const extra = Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
+    const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
     stream.write(`${time.toISOString().slice(11, 23)} ${at.toUpperCase().padEnd(5)} [${who}] ${message}${extra}\n`);
   };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };

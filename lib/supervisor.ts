@@ -63,10 +63,10 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     slot.worker = worker;
     slot.startedAt = Date.now();
     slot.alone = null;
-    log.info(`worker ${slot.id} started`, { worker: slot.id, workerPid: worker.process.pid });
+    log.info(`worker ${slot.id} started`, { event: 'worker-started', worker: slot.id, workerPid: worker.process.pid });
     worker.on('message', (message: WorkerMessage) => {
-      if (message?.type === 'pgpubsub:listening') log.info(`worker ${slot.id} listening`, { worker: slot.id, workerPid: worker.process.pid });
-      if (message?.type === 'pgpubsub:stopped') log.info(`worker ${slot.id} stopped`, { worker: slot.id, stats: message.stats });
+      if (message?.type === 'pgpubsub:listening') log.info(`worker ${slot.id} listening`, { event: 'worker-listening', worker: slot.id, workerPid: worker.process.pid });
+      if (message?.type === 'pgpubsub:stopped') log.info(`worker ${slot.id} stopped`, { event: 'worker-stopped', worker: slot.id, stats: message.stats });
       if (message?.type === 'pgpubsub:alone') slot.alone = { id: message.id, channel: message.channel, attempt: message.attempt, maxAttempts: message.maxAttempts };
       if (message?.type === 'pgpubsub:alone-done') slot.alone = null;
       if (message?.type === 'pgpubsub:fatal') stopAll(1, `worker ${slot.id} cannot run: ${message.reason}`);
@@ -87,8 +87,8 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     if (running().length > 0) return;
     for (const slot of slots) if (slot.timer) clearTimeout(slot.timer);
     process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
-    if (stopping!.code === 0) log.info('all workers stopped; exiting', { exitCode: 0 });
-    else log.error(`exiting: ${stopping!.reason}`, { exitCode: stopping!.code });
+    if (stopping!.code === 0) log.info('all workers stopped; exiting', { event: 'exiting', exitCode: 0 });
+    else log.error(`exiting: ${stopping!.reason}`, { event: 'exiting', exitCode: stopping!.code, reason: stopping!.reason });
     resolveExit(stopping!.code);
   };
 
@@ -101,7 +101,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
       else slot.worker?.process.kill('SIGTERM');
     }
     const grace = setTimeout(() => {
-      log.error(`workers still running after ${gracePeriodMs} ms; killing them`);
+      log.error(`workers still running after ${gracePeriodMs} ms; killing them`, { event: 'grace-period-over' });
       stopping = { code: stopping?.code || 1, reason: 'grace period expired' };
       for (const slot of running()) slot.worker!.process.kill('SIGKILL');
     }, gracePeriodMs);
@@ -114,7 +114,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     slot.worker = null;
     const how = signal ? `signal ${signal}` : `code ${code}`;
     if (stopping) {
-      log.info(`worker ${slot.id} exited (${how})`, { worker: slot.id });
+      log.info(`worker ${slot.id} exited (${how})`, { event: 'worker-exited', worker: slot.id, code, signal });
       finish();
       return;
     }
@@ -125,10 +125,11 @@ export function supervise(options: SuperviseOptions): Promise<number> {
       // themselves and do not count toward the crash loop, nor slow the slot's restart.
       const fate = alone.attempt >= alone.maxAttempts ? 'it is now failed for good' : 'it will be retried alone';
       log.error(`worker ${slot.id} died (${how}) while running notification ${alone.id} on '${alone.channel}' (attempt ${alone.attempt} of ${alone.maxAttempts}, charged; ${fate})`, {
-        worker: slot.id, workerPid: worker.process.pid, notification: alone.id,
+        event: 'worker-died', worker: slot.id, workerPid: worker.process.pid, code, signal, uptimeMs: uptime,
+        notification: alone.id, channel: alone.channel, attempt: alone.attempt, maxAttempts: alone.maxAttempts, failedForGood: alone.attempt >= alone.maxAttempts,
       });
     } else {
-      log.error(`worker ${slot.id} died (${how}) after ${uptime} ms`, { worker: slot.id, workerPid: worker.process.pid });
+      log.error(`worker ${slot.id} died (${how}) after ${uptime} ms`, { event: 'worker-died', worker: slot.id, workerPid: worker.process.pid, code, signal, uptimeMs: uptime });
     }
     if (!restartOnFailure) {
       if (running().length === 0) stopAll(1, 'every worker died and restart on failure is off');
@@ -144,7 +145,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     if (!alone) slot.failures = uptime >= stableAfterMs ? 1 : slot.failures + 1;
     slot.failures = Math.max(1, slot.failures);
     const delay = jitteredBackoff(slot.failures, minRestartDelayMs, maxRestartDelayMs);
-    log.warn(`replacing worker ${slot.id} in ${delay} ms`, { worker: slot.id, consecutiveFailures: slot.failures });
+    log.warn(`replacing worker ${slot.id} in ${delay} ms`, { event: 'worker-replacing', worker: slot.id, delayMs: delay, consecutiveFailures: slot.failures });
     slot.timer = setTimeout(() => fork(slot), delay);
   };
 
@@ -152,10 +153,10 @@ export function supervise(options: SuperviseOptions): Promise<number> {
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
-      log.info(`${signal} received: workers finish their batch and stop (send again to force)`);
+      log.info(`${signal} received: workers finish their batch and stop (send again to force)`, { event: 'signal', signal });
       stopAll(0, signal);
     } else {
-      log.warn(`${signal} received again: killing workers`);
+      log.warn(`${signal} received again: killing workers`, { event: 'signal-again', signal });
       stopping = { code: 1, reason: `forced by a second ${signal}` };
       for (const slot of running()) slot.worker!.process.kill('SIGKILL');
       finish();
@@ -163,7 +164,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
   };
   process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
 
-  log.info(`starting ${processes} worker(s)`);
+  log.info(`starting ${processes} worker(s)`, { event: 'starting', processes });
   slots.forEach(fork);
   return exited;
 }

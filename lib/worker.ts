@@ -39,14 +39,14 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
   const stop = (why: string) => {
     if (stopping) return;
     stopping = true;
-    log.info(`${why}; finishing the batch in hand`);
+    log.info(`${why}; finishing the batch in hand`, { event: 'stopping', reason: why });
     wakeStartLoop();
     // While listen() is under way, the start loop calls shutDown once it has settled.
     if (!starting) shutDown();
   };
   const shutDown = () => {
     const grace = setTimeout(() => {
-      log.error(`the batch in hand did not finish within the grace period (${gracePeriodMs} ms); exiting without it (its notifications stay stored)`);
+      log.error(`the batch in hand did not finish within the grace period (${gracePeriodMs} ms); exiting without it (its notifications stay stored)`, { event: 'grace-period-over', gracePeriodMs });
       finish(1);
     }, gracePeriodMs);
     grace.unref();
@@ -57,7 +57,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
         await tell({ type: 'pgpubsub:stopped', stats: listener?.stats ?? null });
         finish(0);
       } catch (error) {
-        log.error(`error while stopping: ${errorSummary(error)}`);
+        log.error(`error while stopping: ${errorSummary(error)}`, { event: 'stop-failed' });
         finish(1);
       } finally {
         clearTimeout(grace);
@@ -69,7 +69,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
     // reaches the whole process group, and the primary relays it as 'shutdown' (or SIGKILL to force).
     if (cluster.isWorker) return;
     if (++signals > 1) {
-      log.warn(`${signal} received again; exiting without waiting for the batch`);
+      log.warn(`${signal} received again; exiting without waiting for the batch`, { event: 'signal-again', signal });
       finish(1);
       return;
     }
@@ -107,7 +107,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
     } catch (error) {
       if (!isUnreachable(error)) {
         const reason = `could not start listening: ${errorSummary(error)}`;
-        log.error(reason);
+        log.error(reason, { event: 'start-failed' });
         await tell({ type: 'pgpubsub:fatal', reason });
         await pubsub.sequelize.close().catch(() => undefined);
         cleanUp();
@@ -115,7 +115,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
       }
       if (stopping) break;
       const delay = jitteredBackoff(attempt, minDelayMs, maxDelayMs);
-      log.warn(`could not reach the database (try ${attempt}); trying again in ${delay} ms`, { attempt, error: errorSummary(error) });
+      log.warn(`could not reach the database (try ${attempt}); trying again in ${delay} ms`, { event: 'unreachable', attempt, delayMs: delay, error: errorSummary(error) });
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         wakeStartLoop = () => { clearTimeout(timer); resolve(); };

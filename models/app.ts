@@ -11,10 +11,9 @@ import PgPubSubPlugin from '../lib';
 import { PostReads } from './channels';
 
 /**
- * The example app (the acceptance suite's models): authors get a first post when created,
- * posts announce their deletion, media announce inserts and updates, and a parent/child
- * pair shares a primary key. Each call defines fresh classes bound to `sequelize`, so every
- * test database gets its own.
+ * The example app's models: authors get a first post when created, posts announce their
+ * deletion, media announce inserts and updates, and a parent/child pair shares a primary key.
+ * They are defined on the Sequelize instance given (models/index.ts passes the configured one).
  */
 export function defineModels(sequelize: Sequelize) {
   sequelize.use(PgPubSubPlugin, { channels: [PostReads] });

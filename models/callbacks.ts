@@ -10,12 +10,11 @@ export const WELCOME = 'Welcome! This is your first post';
  * context's `content`, if set), written in the listener's transaction so it commits exactly once
  * with the notification's deletion.
  */
-export function registerCallbacks(app: App, options: { reads?: ReadCounter; slowMs?: number } = {}) {
+export function registerCallbacks(app: App, options: { reads?: ReadCounter } = {}) {
   const reads = options.reads ?? new Map();
   const { sequelize, Author, Post, Media, Child, PostReads } = app;
 
   sequelize.pgpubsub.on(Author, 'author_created', async ({ new: author, context }, { transaction }) => {
-    if (options.slowMs) await new Promise((resolve) => setTimeout(resolve, options.slowMs));
     const content = typeof context.content === 'string' ? context.content : WELCOME;
     await Post.create({ authorId: author!.id, content }, { transaction });
   });

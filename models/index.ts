@@ -12,6 +12,5 @@ if (!url) {
 }
 
 export const app = defineModels(new Sequelize(url, { dialect: 'postgres', logging: false }));
-// PGPUBSUB_SLOW_MS slows the author callback down, to watch listener processes share the work.
-export const { reads } = registerCallbacks(app, { slowMs: Number(process.env.PGPUBSUB_SLOW_MS) || 0 });
+export const { reads } = registerCallbacks(app);
 export const { sequelize, Media, Author, Post, Parent, Child, PostReads } = app;

@@ -7,17 +7,14 @@
  * `pgpubsub listen --processes N`, bulk-inserts the authors in one statement, shows the posts
  * appearing and which process made how many, verifies one post per author, and shuts down.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import path from 'node:path';
-import readline from 'node:readline';
-import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { QueryTypes } from 'sequelize';
-import { openApp } from '../test/support/app';
-import { createEmptyDatabase, dropDatabase, startPostgres } from '../test/support/postgres';
-
-const ROOT = path.resolve(__dirname, '..');
-const run = promisify(execFile);
+import { GiveUp, eventually } from '../dev/eventually';
+import { openApp } from '../dev/example-app';
+import { createEmptyDatabase, dropDatabase, dropStaleDatabases, scratchDatabaseName, startPostgres } from '../dev/postgres';
+import { type ListenProcess, SEQUELIZE_CLI, run, shown, startListen } from '../dev/processes';
 
 function count(name: string) {
   return (value: string) => {
@@ -40,36 +37,34 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 async function main(): Promise<number> {
   const server = await startPostgres();
   say(server.embedded ? `Started an embedded PostgreSQL at ${new URL(server.url).host}.` : 'Using the PostgreSQL server of DATABASE_URL.');
-  const name = `pgpubsub_demo_${process.pid}`;
+  await dropStaleDatabases(server.url);
+  const name = scratchDatabaseName('demo');
   const url = await createEmptyDatabase(server.url, name);
-  let listener: ChildProcess | undefined;
+  let listener: ListenProcess | undefined;
   const app = openApp(url);
   try {
-    const env = { ...process.env, DATABASE_URL: url, PGPUBSUB_SLOW_MS: String(options.slowMs) };
     say(`Created database ${name}; migrating with sequelize-cli (notification table, app tables, triggers)…`);
-    await run(path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli'), ['db:migrate'], { cwd: ROOT, env });
+    const migrated = await run(SEQUELIZE_CLI, ['db:migrate'], { url, timeout: 120_000 });
+    if (migrated.code !== 0) throw new Error(`sequelize-cli db:migrate failed: ${shown(migrated)}`);
 
-    say(`Starting: pgpubsub listen --processes ${options.processes}`);
-    listener = spawn(process.execPath, [path.join(ROOT, 'bin', 'pgpubsub.js'), 'listen', '--processes', String(options.processes), '--batch-size', '20', '--log-format', 'json'], {
-      cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const byWorker = new Map<number, number>();
-    let listening = 0;
-    const ready = new Promise<void>((resolve, reject) => {
-      listener!.once('exit', (code) => reject(new Error(`the listener exited early with code ${code}`)));
-      readline.createInterface({ input: listener!.stdout! }).on('line', (line) => {
-        let entry: { msg?: string; worker?: number; processed?: number; level?: string };
-        try {
-          entry = JSON.parse(line);
-        } catch {
-          return;
-        }
-        if (entry.msg === 'listening' && ++listening === options.processes) resolve();
-        if (entry.msg === 'batch' && entry.worker) byWorker.set(entry.worker, (byWorker.get(entry.worker) ?? 0) + (entry.processed ?? 0));
-        if (entry.level === 'warn' || entry.level === 'error') say(`  listener ${entry.level}: ${entry.msg}`);
-      });
-    });
-    await ready;
+    say(`Starting: pgpubsub listen --processes ${options.processes} --app scripts/demo-app.ts`);
+    listener = startListen(url, ['--processes', String(options.processes), '--batch-size', '20', '--app', path.join(__dirname, 'demo-app.ts')], { DEMO_SLOW_MS: String(options.slowMs) });
+    // What the workers did, read from their JSON log lines' `event` and fields.
+    const byWorker = () => {
+      const counts = new Map<number, number>();
+      for (const e of listener!.all('batch')) if (e.worker) counts.set(e.worker, (counts.get(e.worker) ?? 0) + Number(e.processed));
+      return counts;
+    };
+    let warned = 0;
+    const showWarnings = () => {
+      const lines = listener!.events.filter((e) => e.level === 'warn' || e.level === 'error');
+      for (const e of lines.slice(warned)) say(`  listener ${e.level}: ${e.msg}`);
+      warned = lines.length;
+    };
+    await eventually(() => {
+      if (listener!.exit) throw new GiveUp(`the listener exited early: ${listener!.describe()}`);
+      return listener!.all('worker-listening').length >= options.processes;
+    }, () => `${options.processes} workers to listen: ${listener!.describe()}`, 60_000, 50);
     say(`${options.processes} listener processes are listening.\n`);
 
     const started = Date.now();
@@ -81,7 +76,8 @@ async function main(): Promise<number> {
     let lastShown = '';
     for (;;) {
       posts = await app.Post.count();
-      const shares = [...byWorker.entries()].sort(([a], [b]) => a - b).map(([worker, n]) => `worker ${worker}: ${n}`).join('  ');
+      showWarnings();
+      const shares = [...byWorker().entries()].sort(([a], [b]) => a - b).map(([worker, n]) => `worker ${worker}: ${n}`).join('  ');
       const width = 30;
       const bar = '#'.repeat(Math.round((posts / Math.max(1, options.authors)) * width)).padEnd(width, '.');
       const line = `  [${bar}] ${String(posts).padStart(String(options.authors).length)}/${options.authors} posts  ${shares}`;
@@ -91,7 +87,8 @@ async function main(): Promise<number> {
       const [{ left }] = await app.sequelize.query<{ left: number }>('SELECT count(*)::int AS left FROM pgpubsub_notification', { type: QueryTypes.SELECT });
       if (posts >= options.authors && left === 0) break;
       if (Date.now() - started > 120_000) throw new Error(`gave up after 120 s with ${posts} of ${options.authors} posts`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      if (listener.exit) throw new Error(`the listener exited early: ${listener.describe()}`);
+      await sleep(200);
     }
     if (tty) say('');
     const seconds = (Date.now() - started) / 1000;
@@ -104,8 +101,9 @@ async function main(): Promise<number> {
               (SELECT count(*) FROM (SELECT author_id FROM posts GROUP BY author_id HAVING count(*) > 1) d)::int AS duplicated`,
       { type: QueryTypes.SELECT },
     );
-    say(`\nProcessed ${check.posts} notifications in ${seconds.toFixed(1)} s over ${byWorker.size} process(es):`);
-    for (const [worker, n] of [...byWorker.entries()].sort(([a], [b]) => a - b)) say(`  worker ${worker}: ${n}`);
+    const shares = byWorker();
+    say(`\nProcessed ${check.posts} notifications in ${seconds.toFixed(1)} s over ${shares.size} process(es):`);
+    for (const [worker, n] of [...shares.entries()].sort(([a], [b]) => a - b)) say(`  worker ${worker}: ${n}`);
     const ok = check.authors === options.authors && check.posts === options.authors && check.distinct_authors === options.authors
       && check.without === 0 && check.duplicated === 0;
     say(ok
@@ -113,14 +111,12 @@ async function main(): Promise<number> {
       : `\nVERIFICATION FAILED: ${JSON.stringify(check)}`);
 
     say('Stopping the listener (SIGTERM: workers finish their batch, then exit)…');
-    listener.removeAllListeners('exit');
-    const exited = new Promise<number | null>((resolve) => listener!.once('exit', (code) => resolve(code)));
-    listener.kill('SIGTERM');
-    const code = await exited;
+    const { code } = await listener.stop(30_000);
+    showWarnings();
     say(`Listener exited with code ${code}.`);
     return ok && code === 0 ? 0 : 1;
   } finally {
-    if (listener && listener.exitCode === null) listener.kill('SIGKILL');
+    listener?.kill('SIGKILL');
     await app.sequelize.close();
     await dropDatabase(server.url, name).catch(() => undefined);
     await server.stop();

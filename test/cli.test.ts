@@ -7,9 +7,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TriggerState } from '../lib';
-import { openApp } from './support/app';
+import { openApp } from '../dev/example-app';
 import { type TestDatabase, emptyDatabase, testDatabase } from './support/hooks';
-import { LIBRARY_NAMES_SQL, ROOT, type RunOptions, SEQUELIZE_CLI, pgpubsubCli, run, shown, sql } from './support/processes';
+import { ROOT, type RunOptions, SEQUELIZE_CLI, pgpubsubCli, run, shown } from '../dev/processes';
+import { sql } from '../dev/postgres';
+import { LIBRARY_NAMES_SQL } from './support/processes';
 const APP_TABLES_MIGRATION = '20260101000000-create-example-app.js';
 /** The example app's channels (models/app.ts) and the events each records. */
 const APP_CHANNELS: Record<string, string[]> = {

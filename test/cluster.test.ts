@@ -6,16 +6,18 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { App } from '../models/app';
-import { openApp, prepareTemplate } from './support/app';
-import { createEmptyDatabase, startEmbedded } from './support/postgres';
-import { type ListenProcess, ROOT, startListen } from './support/cluster';
-import { pgpubsubCli } from './support/processes';
+import { eventually } from '../dev/eventually';
+import { migrateApp, openApp } from '../dev/example-app';
+import { createEmptyDatabase, startEmbedded } from '../dev/postgres';
+import { type ListenProcess, ROOT, pgpubsubCli, startListen } from '../dev/processes';
 import { type TestDatabase, testDatabase } from './support/hooks';
-import { eventually } from './support/wait';
 
 const execFileAsync = promisify(execFile);
 
 const cli = (args: string[], env: Record<string, string> = {}) => pgpubsubCli(args, { env });
+/** The example app with each author callback slowed down by `ms` (test/fixtures/example-app.ts). */
+const EXAMPLE_APP = path.join(__dirname, 'fixtures', 'example-app.ts');
+const slowApp = (ms: number) => ({ args: ['--app', EXAMPLE_APP], env: { SLOW_MS: String(ms) } });
 
 /** Counts that prove exactly-once: one post per author, none missing, none twice, nothing left stored. */
 async function tally(sequelize: Sequelize) {
@@ -48,7 +50,7 @@ describe('pgpubsub listen', function () {
   afterEach(async function () {
     for (const process of running.splice(0)) {
       process.kill('SIGKILL');
-      await process.exit;
+      await process.exited;
     }
     await app.sequelize.close();
     if (this.currentTest?.state === 'passed') await db.drop();
@@ -58,7 +60,7 @@ describe('pgpubsub listen', function () {
     it('documents every option in --help', async () => {
       const { code, stdout } = await cli(['listen', '--help']);
       expect(code).to.equal(0);
-      for (const option of ['--channels', '--processes', '--worker', '--recover', '--no-recover', '--no-restart-on-failure', '--batch-size', '--grace-period', '--log-level', '--log-format']) {
+      for (const option of ['--channels', '--processes', '--worker', '--recover', '--no-recover', '--no-restart-on-failure', '--batch-size', '--timeout-ms', '--grace-period', '--heartbeat-ms', '--reconnect-min-ms', '--reconnect-max-ms', '--log-level', '--log-format']) {
         expect(stdout).to.contain(option);
       }
     });
@@ -81,16 +83,16 @@ describe('pgpubsub listen', function () {
 
   it('runs one listener with --worker and exits 0 on SIGTERM', async () => {
     const listener = listen(['--worker']);
-    await eventually(() => listener.logs.some((entry) => entry.msg === 'listening'), 'the worker to listen', 30_000);
+    await eventually(() => listener.all('listening').length > 0, 'the worker to listen', 30_000);
     await app.Author.bulkCreate(Array.from({ length: 50 }, (_, i) => ({ name: `w${i}` })));
     await eventually(async () => (await tally(app.sequelize)).posts === 50, 'fifty posts', 30_000);
     listener.kill('SIGTERM');
-    expect((await listener.exit).code).to.equal(0);
-    expect(listener.logs.some((entry) => entry.msg === 'stopped')).to.equal(true);
+    expect((await listener.exited).code).to.equal(0);
+    expect(listener.all('stopped').length > 0).to.equal(true);
   });
 
   it('shares a bulk insert over several processes, each notification processed exactly once, and stops cleanly', async () => {
-    const listener = listen(['--processes', '3', '--batch-size', '10'], { PGPUBSUB_SLOW_MS: '3' });
+    const listener = listen(['--processes', '3', '--batch-size', '10', ...slowApp(3).args], slowApp(3).env);
     await eventually(() => listener.listeningWorkers().length === 3, 'three workers to listen', 60_000);
     await app.Author.bulkCreate(Array.from({ length: 600 }, (_, i) => ({ name: `a${i}` })));
     await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 60_000);
@@ -99,32 +101,35 @@ describe('pgpubsub listen', function () {
     expect([...shares.values()].reduce((a, b) => a + b, 0)).to.equal(600);
     expect(shares.size, JSON.stringify([...shares])).to.be.greaterThan(1);
     listener.kill('SIGTERM');
-    const { code } = await listener.exit;
+    const { code } = await listener.exited;
     expect(code).to.equal(0);
-    expect(listener.logs.filter((entry) => /^worker \d stopped$/.test(entry.msg))).to.have.length(3);
-    expect(listener.logs.at(-1)?.msg).to.equal('all workers stopped; exiting');
+    expect(listener.all('worker-stopped')).to.have.length(3);
+    // Every line is the logger's, and names what happened for programs in `event`.
+    expect(listener.output, listener.describe()).to.deep.equal([]);
+    expect(listener.events.filter((e) => typeof e.event !== 'string'), listener.describe()).to.deep.equal([]);
+    expect(listener.events.at(-1)).to.include({ event: 'exiting', exitCode: 0 });
   });
 
   it('replaces a worker killed with kill -9 in the middle of a batch, and every notification is processed exactly once', async () => {
-    const listener = listen(['--processes', '4', '--batch-size', '50'], { PGPUBSUB_SLOW_MS: '2' });
+    const listener = listen(['--processes', '4', '--batch-size', '50', ...slowApp(2).args], slowApp(2).env);
     await eventually(() => listener.listeningWorkers().length === 4, 'four workers to listen', 60_000);
     await app.Author.bulkCreate(Array.from({ length: 5000 }, (_, i) => ({ name: `k${i}` })));
-    await eventually(() => listener.logs.filter((entry) => entry.msg === 'batch').length >= 4, 'the drain to be under way', 30_000);
+    await eventually(() => listener.all('batch').length >= 4, 'the drain to be under way', 30_000);
     const victim = listener.listeningWorkers()[0];
     process.kill(victim, 'SIGKILL');
-    await eventually(() => listener.logs.some((entry) => /^worker \d died \(signal SIGKILL\)/.test(entry.msg)), 'the death to be logged', 10_000);
+    await eventually(() => listener.all('worker-died').some((e) => e.signal === 'SIGKILL'), 'the death to be logged', 10_000);
     await eventually(() => listener.listeningWorkers().length === 5, 'a replacement worker to listen', 60_000);
     await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 90_000);
     expect(await tally(app.sequelize)).to.deep.equal({ authors: 5000, posts: 5000, distinct: 5000, stored: 0 });
     listener.kill('SIGTERM');
-    expect((await listener.exit).code).to.equal(0);
+    expect((await listener.exited).code).to.equal(0);
   });
 
   it('survives pg_terminate_backend on every listener connection mid-drain', async () => {
-    const listener = listen(['--processes', '2', '--batch-size', '20'], { PGPUBSUB_SLOW_MS: '2' });
+    const listener = listen(['--processes', '2', '--batch-size', '20', ...slowApp(2).args], slowApp(2).env);
     await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
     await app.Author.bulkCreate(Array.from({ length: 2000 }, (_, i) => ({ name: `t${i}` })));
-    await eventually(() => listener.logs.filter((entry) => entry.msg === 'batch').length >= 3, 'the drain to be under way', 30_000);
+    await eventually(() => listener.all('batch').length >= 3, 'the drain to be under way', 30_000);
     const [{ killed }] = await app.sequelize.query<{ killed: number }>(
       `SELECT count(pg_terminate_backend(pid))::int AS killed FROM pg_stat_activity
         WHERE datname = current_database() AND pid <> pg_backend_pid()`,
@@ -134,7 +139,7 @@ describe('pgpubsub listen', function () {
     await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 90_000);
     expect(await tally(app.sequelize)).to.deep.equal({ authors: 2000, posts: 2000, distinct: 2000, stored: 0 });
     listener.kill('SIGTERM');
-    expect((await listener.exit).code).to.equal(0);
+    expect((await listener.exited).code).to.equal(0);
   });
 
   it('survives a PostgreSQL restart mid-drain', async function () {
@@ -143,21 +148,20 @@ describe('pgpubsub listen', function () {
     const url = await createEmptyDatabase(server.url, 'restart_me');
     const local = openApp(url);
     try {
-      await prepareTemplate(url);
+      await migrateApp(url);
       await local.sequelize.query('CREATE UNIQUE INDEX posts_one_per_author ON posts (author_id)');
-      const listener = startListen(url, ['--processes', '2', '--batch-size', '20'], { PGPUBSUB_SLOW_MS: '2' });
+      const listener = startListen(url, ['--processes', '2', '--batch-size', '20', ...slowApp(2).args], slowApp(2).env);
       running.push(listener);
       await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
       await local.Author.bulkCreate(Array.from({ length: 2000 }, (_, i) => ({ name: `r${i}` })));
-      await eventually(() => listener.logs.filter((entry) => entry.msg === 'batch').length >= 3, 'the drain to be under way', 30_000);
+      await eventually(() => listener.all('batch').length >= 3, 'the drain to be under way', 30_000);
       await server.restart!();
       await eventually(async () => (await tally(local.sequelize)).stored === 0, 'the backlog to drain after the restart', 90_000, 250);
       expect(await tally(local.sequelize)).to.deep.equal({ authors: 2000, posts: 2000, distinct: 2000, stored: 0 });
-      const messages = listener.logs.filter((entry) => entry.msg !== 'batch').map((entry) => `${entry.worker ?? 'primary'}: ${entry.msg}`);
-      expect(messages.filter((m) => m.includes('died')), messages.join('\n') + listener.stderr()).to.deep.equal([]);
-      expect(messages.filter((m) => m.endsWith('reconnected; sweeping for notifications sent meanwhile')), messages.join('\n')).to.have.length(2);
+      expect(listener.all('worker-died'), listener.describe()).to.deep.equal([]);
+      expect(listener.all('reconnected').map((e) => e.worker).sort(), listener.describe()).to.deep.equal([1, 2]);
       listener.kill('SIGTERM');
-      expect((await listener.exit).code).to.equal(0);
+      expect((await listener.exited).code).to.equal(0);
     } finally {
       await local.sequelize.close();
       await server.stop();
@@ -165,12 +169,12 @@ describe('pgpubsub listen', function () {
   });
 
   it('lets workers finish their batch on SIGTERM mid-drain, exits 0, and a new listener finishes the rest', async () => {
-    const first = listen(['--processes', '2', '--batch-size', '10'], { PGPUBSUB_SLOW_MS: '20' });
+    const first = listen(['--processes', '2', '--batch-size', '10', ...slowApp(20).args], slowApp(20).env);
     await eventually(() => first.listeningWorkers().length === 2, 'two workers to listen', 60_000);
     await app.Author.bulkCreate(Array.from({ length: 400 }, (_, i) => ({ name: `s${i}` })));
-    await eventually(() => first.logs.filter((entry) => entry.msg === 'batch').length >= 2, 'the drain to be under way', 30_000);
+    await eventually(() => first.all('batch').length >= 2, 'the drain to be under way', 30_000);
     first.kill('SIGTERM');
-    expect((await first.exit).code).to.equal(0);
+    expect((await first.exited).code).to.equal(0);
     const halfway = await tally(app.sequelize);
     expect(halfway.stored).to.be.greaterThan(0);
     expect(halfway.posts + halfway.stored).to.equal(400);
@@ -178,7 +182,7 @@ describe('pgpubsub listen', function () {
     await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the rest to drain', 60_000);
     expect(await tally(app.sequelize)).to.deep.equal({ authors: 400, posts: 400, distinct: 400, stored: 0 });
     second.kill('SIGTERM');
-    expect((await second.exit).code).to.equal(0);
+    expect((await second.exited).code).to.equal(0);
   });
 
   it('gives up on a crash loop and exits 1 saying why', async () => {
@@ -196,13 +200,12 @@ describe('pgpubsub listen', function () {
     `);
     const listener = startListen(db.url, ['--processes', '2', '--app', appFile]);
     running.push(listener);
-    const { code } = await listener.exit;
-    const shown = JSON.stringify(listener.logs.map((entry) => entry.msg)) + listener.stderr();
+    const { code } = await listener.exited;
+    const shown = listener.describe();
     expect(code, shown).to.equal(1);
-    expect(listener.logs.filter((entry) => /^worker \d died \(code 3\)/.test(entry.msg)).length, shown).to.be.at.least(5);
-    expect(listener.logs.some((entry) => entry.msg.startsWith('replacing worker'))).to.equal(true);
-    expect(listener.logs.at(-1)?.msg).to.match(/^exiting: crash loop: 5 worker deaths within 60 s$/);
-    expect(listener.logs.at(-1)?.level).to.equal('error');
+    expect(listener.all('worker-died').filter((e) => e.code === 3).length, shown).to.be.at.least(5);
+    expect(listener.all('worker-replacing').length, shown).to.be.greaterThan(0);
+    expect(listener.events.at(-1), shown).to.include({ event: 'exiting', exitCode: 1, level: 'error', reason: 'crash loop: 5 worker deaths within 60 s' });
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -210,10 +213,10 @@ describe('pgpubsub listen', function () {
     const listener = listen(['--processes', '2', '--no-restart-on-failure']);
     await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
     for (const pid of listener.listeningWorkers()) process.kill(pid, 'SIGKILL');
-    const { code } = await listener.exit;
+    const { code } = await listener.exited;
     expect(code).to.equal(1);
-    expect(listener.logs.some((entry) => entry.msg.startsWith('replacing worker'))).to.equal(false);
-    expect(listener.logs.at(-1)?.msg).to.contain('every worker died and restart on failure is off');
+    expect(listener.all('worker-replacing')).to.deep.equal([]);
+    expect(listener.events.at(-1)).to.include({ event: 'exiting', reason: 'every worker died and restart on failure is off' });
   });
 
   it('runs the demo from the README (small), verifying every author got exactly one post', async () => {

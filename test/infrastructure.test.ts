@@ -1,7 +1,7 @@
 /** Checks the test harness itself (test/support): per-test databases on the shared test server. */
 import assert from 'node:assert/strict';
 import { emptyDatabase, server, testDatabase, type TestDatabase } from './support/hooks';
-import { sql as query } from './support/processes';
+import { sql as query } from '../dev/postgres';
 
 const hostOf = (url: string) => new URL(url).host;
 

@@ -11,7 +11,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
-import { LIBRARY_TABLES, ROOT, type Run, SEQUELIZE_CLI, run, shown, sql } from './support/processes';
+import { ROOT, type Run, SEQUELIZE_CLI, run, shown } from '../dev/processes';
+import { sql } from '../dev/postgres';
+import { LIBRARY_TABLES } from './support/processes';
 
 const ROOT_MODULES = path.join(ROOT, 'node_modules');
 const TSC = path.join(ROOT_MODULES, '.bin', 'tsc');

@@ -1,147 +1,54 @@
 /**
- * Listeners as they run in production: separate OS processes (test/support/listener-process.ts),
- * real commits, real NOTIFYs, connections killed from the server side, SIGTERM shutdowns.
- * Every test gets its own database and kills its children afterwards, even when it fails.
+ * Listeners as they run in production: the shipped `pgpubsub listen --worker`, one OS process
+ * each, loading the example app (test/fixtures/example-app.ts), with real commits, real NOTIFYs,
+ * connections killed from the server side, SIGTERM shutdowns. The tests read the listeners' JSON
+ * log lines by their `event`. Every test gets its own database and kills its children afterwards,
+ * even when it fails.
  */
 import { expect } from 'chai';
-import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { QueryTypes } from 'sequelize';
-import type { ListenerStats } from '../lib';
+import { eventually } from '../dev/eventually';
+import { openApp } from '../dev/example-app';
+import { type Exit, type ListenProcess, startListen } from '../dev/processes';
 import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
-import { openApp } from './support/app';
+import { POOL_APPLICATION_NAME } from './fixtures/example-app';
 import { type TestDatabase, testDatabase } from './support/hooks';
-import { CHILD_APPLICATION_NAME } from './support/listener-process';
 import { storedNotifications } from './support/notifications';
 
-const ROOT = path.resolve(__dirname, '..');
-const SCRIPT = path.join(__dirname, 'support', 'listener-process.ts');
+const EXAMPLE_APP = path.join(__dirname, 'fixtures', 'example-app.ts');
 const LISTEN_APPLICATION_NAME = 'pgpubsub-listener';
 
-interface ChildEvent {
-  event: string;
-  pid: number;
-  stats?: ListenerStats;
-  message?: string;
+interface ListenerOptions {
+  slowMs?: number;
+  batchSize?: number;
+  reconnectMinMs?: number;
 }
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it returns true; on timeout fails with `describe()`'s account of the state. */
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, describe: () => Promise<string> | string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${await describe()}`);
-    await sleep(100);
-  }
-}
-
-/** A listener child process and what it said on stdout (JSON lines) and stderr. */
-class ListenerProcess {
-  readonly events: ChildEvent[] = [];
-  stderr = '';
-  readonly exited: Promise<Exit>;
-  exit: Exit | null = null;
-  readonly #child: ChildProcess;
-  #stdout = '';
-  #waiters: Array<() => void> = [];
-
-  constructor(url: string, env: Record<string, string>) {
-    this.#child = spawn(process.execPath, ['--require', 'tsx/cjs', SCRIPT], {
-      cwd: ROOT,
-      env: { ...process.env, ...env, DATABASE_URL: url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.#child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.#stdout += chunk;
-      let newline: number;
-      while ((newline = this.#stdout.indexOf('\n')) >= 0) {
-        const line = this.#stdout.slice(0, newline).trim();
-        this.#stdout = this.#stdout.slice(newline + 1);
-        if (!line) continue;
-        try {
-          this.events.push(JSON.parse(line) as ChildEvent);
-        } catch {
-          this.stderr += `[unparsed stdout] ${line}\n`;
-        }
-      }
-      this.#notify();
-    });
-    this.#child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { this.stderr += chunk; });
-    this.exited = new Promise((resolve) => {
-      this.#child.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        this.#notify();
-        resolve(this.exit);
-      });
-    });
-  }
-
-  get pid(): number {
-    return this.#child.pid!;
-  }
-
-  #notify(): void {
-    this.#waiters.splice(0).forEach((wake) => wake());
-  }
-
-  /** For assertion messages. */
-  describe(): string {
-    const exit = this.exit ? `exited ${JSON.stringify(this.exit)}` : 'running';
-    return `listener process ${this.pid} (${exit})\n  events: ${JSON.stringify(this.events)}\n  stderr: ${this.stderr.slice(-4000)}`;
-  }
-
-  /** Resolves with the first event named `name`; rejects on timeout or if the process exits first. */
-  async waitFor(name: string, timeoutMs: number): Promise<ChildEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.events.find((e) => e.event === name);
-      if (found) return found;
-      if (this.exit) throw new Error(`expected '${name}' but the ${this.describe()}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no '${name}' within ${timeoutMs} ms from ${this.describe()}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#waiters.push(() => { clearTimeout(timer); resolve(); });
-      });
-    }
-  }
-
-  /** SIGTERM, then the exit and the stats of the 'stopped' line. */
-  async terminate(timeoutMs = 20_000): Promise<{ exit: Exit; stats: ListenerStats }> {
-    this.#child.kill('SIGTERM');
-    const exit = await Promise.race([this.exited, sleep(timeoutMs).then(() => null)]);
-    if (!exit) throw new Error(`did not exit within ${timeoutMs} ms of SIGTERM: ${this.describe()}`);
-    const stopped = this.events.find((e) => e.event === 'stopped');
-    if (!stopped?.stats) throw new Error(`no 'stopped' line: ${this.describe()}`);
-    return { exit, stats: stopped.stats };
-  }
-
-  /** SIGKILL if still running; used by afterEach, so it never throws. */
-  async kill(): Promise<void> {
-    if (this.exit) return;
-    this.#child.kill('SIGKILL');
-    await Promise.race([this.exited, sleep(5000)]);
-  }
+/** SIGTERM, then the exit and the stats the listener logged when it stopped. */
+async function terminate(child: ListenProcess, timeoutMs = 20_000): Promise<{ exit: Exit; stats: Record<string, number> }> {
+  const exit = await child.stop(timeoutMs);
+  if (exit.signal === 'SIGKILL') throw new Error(`did not exit within ${timeoutMs} ms of SIGTERM: ${child.describe()}`);
+  const stopped = child.all('stopped').at(-1);
+  if (!stopped) throw new Error(`no 'stopped' event: ${child.describe()}`);
+  return { exit, stats: stopped as unknown as Record<string, number> };
 }
 
 describe('listeners in separate processes', function () {
   let db: TestDatabase | undefined;
   let app: App | undefined;
-  let children: ListenerProcess[] = [];
+  let children: ListenProcess[] = [];
 
-  /** Starts a listener child and waits for it to say it is listening. */
-  async function startListener(env: Record<string, string> = {}): Promise<ListenerProcess> {
-    const child = new ListenerProcess(db!.url, env);
+  /** Starts `pgpubsub listen --worker` on the example app and waits for it to say it is listening. */
+  async function startListener(options: ListenerOptions = {}): Promise<ListenProcess> {
+    const args = ['--worker', '--app', EXAMPLE_APP];
+    if (options.batchSize) args.push('--batch-size', String(options.batchSize));
+    if (options.reconnectMinMs) args.push('--reconnect-min-ms', String(options.reconnectMinMs));
+    const child = startListen(db!.url, args, { SLOW_MS: String(options.slowMs ?? 0) });
     children.push(child);
-    await child.waitFor('listening', 30_000);
+    await child.event('listening', 30_000);
     return child;
   }
 
@@ -174,11 +81,12 @@ describe('listeners in separate processes', function () {
 
   /** Waits until every author has its post and no notification is left; fails early if one was retried. */
   async function drained(authors: number, timeoutMs: number): Promise<void> {
-    await waitUntil(async () => {
+    const outcome = await eventually(async () => {
       const retried = await count('SELECT count(*) AS n FROM pgpubsub_notification WHERE attempts > 0');
-      if (retried > 0) throw new Error(`a notification failed (a callback ran twice?): ${await state()}`);
-      return (await notificationCount()) === 0 && (await postCount()) >= authors;
-    }, timeoutMs, state);
+      if (retried > 0) return 'retried';
+      return (await notificationCount()) === 0 && (await postCount()) >= authors && 'drained';
+    }, state, timeoutMs, 100);
+    if (outcome === 'retried') throw new Error(`a notification failed (a callback ran twice?): ${await state()}`);
   }
 
   /** Every author has exactly one welcome post, and nothing else is stored. */
@@ -210,7 +118,7 @@ describe('listeners in separate processes', function () {
     this.timeout(30_000);
     const running = children;
     children = [];
-    await Promise.all(running.map((child) => child.kill()));
+    await Promise.all(running.map((child) => child.stop(0, 'SIGKILL')));
     if (this.currentTest?.state === 'failed') {
       for (const child of running) process.stderr.write(`${child.describe()}\n`);
     }
@@ -230,8 +138,8 @@ describe('listeners in separate processes', function () {
     await setUp('two_listeners');
     await onePostPerAuthorIndex();
     const [first, second] = await Promise.all([
-      startListener({ SLOW_MS: '2', BATCH_SIZE: '50' }),
-      startListener({ SLOW_MS: '2', BATCH_SIZE: '50' }),
+      startListener({ slowMs: 2, batchSize: 50 }),
+      startListener({ slowMs: 2, batchSize: 50 }),
     ]);
 
     await insertAuthors(2000); // one INSERT statement: 2,000 stored rows, one NOTIFY
@@ -239,7 +147,7 @@ describe('listeners in separate processes', function () {
     await drained(2000, 40_000);
     await expectOnePostPerAuthor(2000);
 
-    const [a, b] = await Promise.all([first.terminate(), second.terminate()]);
+    const [a, b] = await Promise.all([terminate(first), terminate(second)]);
     expect(a.exit, first.describe()).to.deep.equal({ code: 0, signal: null });
     expect(b.exit, second.describe()).to.deep.equal({ code: 0, signal: null });
     expect(a.stats.processed, 'first listener got work').to.be.greaterThan(0);
@@ -253,7 +161,7 @@ describe('listeners in separate processes', function () {
     await setUp('listen_killed');
     await onePostPerAuthorIndex();
     // A reconnect backoff of 0.5-1 s makes sure the insert below lands while no LISTEN connection exists.
-    const child = await startListener({ RECONNECT_MIN_MS: '1000' });
+    const child = await startListener({ reconnectMinMs: 1000 });
     const [killed, ...others] = await listenBackends();
     expect(others, 'one LISTEN backend').to.deep.equal([]);
     expect(killed).to.be.a('number');
@@ -266,7 +174,7 @@ describe('listeners in separate processes', function () {
 
     await drained(50, 15_000);
     await expectOnePostPerAuthor(50);
-    await child.waitFor('reconnected', 5000);
+    await child.event('reconnected', 5000);
     const after = await listenBackends();
     expect(after, 'a new LISTEN backend').to.have.length(1);
     expect(after[0]).to.not.equal(killed);
@@ -276,7 +184,7 @@ describe('listeners in separate processes', function () {
     await drained(60, 10_000);
     await expectOnePostPerAuthor(60);
 
-    const { exit, stats } = await child.terminate();
+    const { exit, stats } = await terminate(child);
     expect(exit).to.deep.equal({ code: 0, signal: null });
     expect(stats.reconnects).to.equal(1);
     expect(stats.processed).to.equal(60);
@@ -287,27 +195,27 @@ describe('listeners in separate processes', function () {
     await setUp('pool_killed');
     await onePostPerAuthorIndex();
     // 20 rows of ≥10 ms each: a batch holds its pool connection for ≥200 ms, so the kill lands inside one.
-    const child = await startListener({ SLOW_MS: '10', BATCH_SIZE: '20', RECONNECT_MIN_MS: '100' });
+    const child = await startListener({ slowMs: 10, batchSize: 20, reconnectMinMs: 100 });
 
     await insertAuthors(300);
-    await waitUntil(async () => (await postCount()) >= 40, 15_000, state);
+    await eventually(async () => (await postCount()) >= 40, state, 15_000, 100);
     const killed = await app!.sequelize.query<{ pid: number; application_name: string }>(
       `SELECT pid, application_name, pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name IN (:names)`,
-      { type: QueryTypes.SELECT, replacements: { names: [CHILD_APPLICATION_NAME, LISTEN_APPLICATION_NAME] } },
+      { type: QueryTypes.SELECT, replacements: { names: [POOL_APPLICATION_NAME, LISTEN_APPLICATION_NAME] } },
     );
     const names = killed.map((k) => k.application_name);
     expect(names, 'killed the LISTEN connection').to.include(LISTEN_APPLICATION_NAME);
-    expect(names, 'killed a pool connection').to.include(CHILD_APPLICATION_NAME);
+    expect(names, 'killed a pool connection').to.include(POOL_APPLICATION_NAME);
     expect(await notificationCount(), 'killed mid-drain').to.be.greaterThan(0);
 
     await drained(300, 30_000);
     await expectOnePostPerAuthor(300);
     expect(child.exit, `the listener survived: ${child.describe()}`).to.equal(null);
-    expect(child.events.some((e) => e.event === 'error'), `the failed batch was reported: ${child.describe()}`).to.equal(true);
-    await child.waitFor('reconnected', 5000);
+    expect(child.all('drain-failed'), `the failed batch was reported: ${child.describe()}`).to.not.deep.equal([]);
+    await child.event('reconnected', 5000);
 
-    const { exit, stats } = await child.terminate();
+    const { exit, stats } = await terminate(child);
     expect(exit).to.deep.equal({ code: 0, signal: null });
     expect(stats.reconnects).to.be.at.least(1);
     expect(stats.failed).to.equal(0);
@@ -321,7 +229,7 @@ describe('listeners in separate processes', function () {
     const child = await startListener();
     // Past its start-up recovery drain, the listener looks at the table only when woken (or at the
     // 60 s heartbeat); rows stored during that drain could be picked up by it.
-    await child.waitFor('idle', 10_000);
+    await child.event('recovered', 10_000);
 
     // Rows stored without the trigger and without NOTIFY, as if their wake-up had been lost.
     await app!.sequelize.transaction(async (transaction) => {
@@ -345,7 +253,7 @@ describe('listeners in separate processes', function () {
     await drained(20, 5000);
     await expectOnePostPerAuthor(20);
 
-    const { exit, stats } = await child.terminate();
+    const { exit, stats } = await terminate(child);
     expect(exit).to.deep.equal({ code: 0, signal: null });
     expect(stats.processed).to.equal(20);
   });
@@ -355,12 +263,12 @@ describe('listeners in separate processes', function () {
     await setUp('sigterm');
     await onePostPerAuthorIndex();
     // Batches of 100 rows at ≥20 ms each take ≥2 s: the SIGTERM after 1 s arrives mid-batch.
-    const first = await startListener({ SLOW_MS: '20', BATCH_SIZE: '100' });
+    const first = await startListener({ slowMs: 20, batchSize: 100 });
     await insertAuthors(300);
     await sleep(1000);
     expect(await postCount(), 'the first batch has not committed yet').to.equal(0);
 
-    const stopped = await first.terminate();
+    const stopped = await terminate(first);
     expect(stopped.exit, first.describe()).to.deep.equal({ code: 0, signal: null });
     const done = stopped.stats.processed;
     expect(done, 'finished the batch in hand').to.be.greaterThan(0);
@@ -375,7 +283,7 @@ describe('listeners in separate processes', function () {
     const second = await startListener();
     await drained(300, 20_000);
     await expectOnePostPerAuthor(300);
-    const rest = await second.terminate();
+    const rest = await terminate(second);
     expect(rest.exit).to.deep.equal({ code: 0, signal: null });
     expect(rest.stats.processed).to.equal(300 - done);
   });

@@ -6,11 +6,12 @@ import { QueryTypes } from 'sequelize';
 import { type Listener, type ModelMessage, channel } from '../lib';
 import type { App } from '../models/app';
 import { type ReadCounter, WELCOME, registerCallbacks } from '../models/callbacks';
-import { openApp } from './support/app';
+import { openApp } from '../dev/example-app';
 import { type TestDatabase, testDatabase } from './support/hooks';
 import { storedNotifications } from './support/notifications';
-import { startProxy } from './support/tcp-proxy';
-import { eventually, sleep } from './support/wait';
+import { startProxy } from '../dev/proxy';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../dev/eventually';
 
 const execFileAsync = promisify(execFile);
 const today = () => new Date().toISOString().slice(0, 10);
@@ -295,11 +296,8 @@ describe('listener: exactly-once processing', () => {
   describe('connection loss', () => {
     it('notices a silently dead LISTEN connection by its heartbeat, reconnects and processes what it missed', async function () {
       this.timeout(30_000);
-      const target = new URL(db.url);
-      const proxy = await startProxy(target.hostname, Number(target.port || 5432));
-      const viaProxy = new URL(db.url);
-      viaProxy.port = String(proxy.port);
-      const remote = openApp(viaProxy.toString());
+      const proxy = await startProxy(db.url);
+      const remote = openApp(proxy.via(db.url));
       registerCallbacks(remote);
       const listener = await remote.sequelize.pgpubsub.listen({ logger: quiet, heartbeatMs: 300, reconnect: { minDelayMs: 50, maxDelayMs: 200 } });
       try {

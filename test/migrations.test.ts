@@ -9,9 +9,10 @@ import path from 'node:path';
 import { DataTypes, QueryTypes, type QueryInterface, Sequelize } from 'sequelize';
 import { SequelizeStorage, Umzug } from 'umzug';
 import pgpubsub, { type LibraryMigration, type ModelChannelOptions, type TriggerState, generateTriggerMigration, migrations } from '../lib';
-import { MIGRATIONS_DIR, connect } from './support/app';
+import { MIGRATIONS_DIR, connect } from '../dev/example-app';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
-import { LIBRARY_NAMES_SQL, LIBRARY_TABLES, run, shown } from './support/processes';
+import { run, shown } from '../dev/processes';
+import { LIBRARY_NAMES_SQL, LIBRARY_TABLES } from './support/processes';
 
 const ROOT = path.resolve(__dirname, '..');
 const SEQUELIZE_CLI = path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli');

@@ -3,7 +3,7 @@ import { QueryTypes } from 'sequelize';
 import { PgPubSubError, channel } from '../lib';
 import type { App } from '../models/app';
 import { type TestDatabase, testDatabase } from './support/hooks';
-import { openApp } from './support/app';
+import { openApp } from '../dev/example-app';
 import { listenTo, storedNotifications } from './support/notifications';
 
 const Durable = channel<{ text: string; nested?: unknown; count?: bigint; when?: Date }>('durable_custom');

@@ -3,7 +3,7 @@ import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
 import type { App } from '../models/app';
 import { type TestDatabase, testDatabase } from './support/hooks';
-import { openApp } from './support/app';
+import { openApp } from '../dev/example-app';
 import { listenTo, storedNotifications } from './support/notifications';
 
 describe('stored notifications from table writes', () => {

@@ -8,12 +8,13 @@ import { expect } from 'chai';
 import path from 'node:path';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { definePoisonApp, installPoisonApp } from './fixtures/poison-app';
-import { connect } from './support/app';
-import { type ListenProcess, startListen } from './support/cluster';
+import { connect } from '../dev/example-app';
+import { type ListenProcess, startListen } from '../dev/processes';
 import { type TestDatabase, emptyDatabase, testDatabase } from './support/hooks';
-import { pgpubsubCli, shown } from './support/processes';
-import { startProxy } from './support/tcp-proxy';
-import { eventually, sleep } from './support/wait';
+import { pgpubsubCli, shown } from '../dev/processes';
+import { startProxy } from '../dev/proxy';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../dev/eventually';
 
 const APP = path.join(__dirname, 'fixtures', 'poison-app.ts');
 const APP_ENV = { PGPUBSUB_POISON_APP: '1' };
@@ -38,7 +39,7 @@ describe('poison-proof listener processes', function () {
   const insertJobs = (names: string[]) => sequelize.query(
     `INSERT INTO jobs (name) SELECT unnest($1::text[])`, { bind: [names] },
   );
-  const shownLogs = (listener: ListenProcess) => listener.logs.map((entry) => `${entry.worker ?? '-'} ${entry.level}: ${entry.msg}`).join('\n') + listener.stderr();
+  const shownLogs = (listener: ListenProcess) => listener.describe();
 
   beforeEach(async function () {
     db = await testDatabase(this.currentTest!.title.slice(0, 20));
@@ -48,7 +49,7 @@ describe('poison-proof listener processes', function () {
   afterEach(async function () {
     for (const process of running.splice(0)) {
       process.kill('SIGKILL');
-      await process.exit;
+      await process.exited;
     }
     await sequelize.close();
     if (this.currentTest?.state === 'passed') await db.drop();
@@ -69,10 +70,10 @@ describe('poison-proof listener processes', function () {
       expect(row.attempts, row.name).to.equal(3);
       expect(row.last_error, row.name).to.match(/^ProcessDied: the listener process died/);
     }
-    expect(listener.logs.some((entry) => /died \(code 7\) while running notification \d+ on 'job_created' \(attempt 3 of 3, charged; it is now failed for good\)/.test(entry.msg)), shownLogs(listener)).to.equal(true);
-    expect(listener.logs.some((entry) => entry.msg.startsWith('exiting: crash loop')), shownLogs(listener)).to.equal(false);
+    expect(listener.all('worker-died').some((e) => e.code === 7 && e.channel === 'job_created' && e.attempt === 3 && e.maxAttempts === 3 && e.failedForGood === true), shownLogs(listener)).to.equal(true);
+    expect(listener.all('exiting'), shownLogs(listener)).to.deep.equal([]);
     listener.kill('SIGTERM');
-    expect((await listener.exit).code, shownLogs(listener)).to.equal(0);
+    expect((await listener.exited).code, shownLogs(listener)).to.equal(0);
   });
 
   it('in --worker mode, restarted as systemd would, charges a notification that kills the process and fails it after maxAttempts', async () => {
@@ -80,10 +81,10 @@ describe('poison-proof listener processes', function () {
     const codes: Array<number | null> = [];
     for (let run = 0; run < 6 && !((await stored()).every((row) => row.failed) && (await results()) === 2); run++) {
       const worker = listen(['--worker']);
-      const exit = await Promise.race([worker.exit, sleep(20_000).then(() => null)]);
+      const exit = await Promise.race([worker.exited, sleep(20_000).then(() => null)]);
       if (exit === null) {
         worker.kill('SIGTERM');
-        codes.push((await worker.exit).code);
+        codes.push((await worker.exited).code);
         break;
       }
       codes.push(exit.code);
@@ -97,21 +98,21 @@ describe('poison-proof listener processes', function () {
 
   it('after SIGTERM in --worker mode, exits 1 once the grace period is over, even with a callback that never settles', async () => {
     const worker = listen(['--worker', '--grace-period', '1000', '--timeout-ms', '600000']);
-    await eventually(() => worker.logs.some((entry) => entry.msg === 'listening'), 'the worker to listen', 30_000);
+    await eventually(() => worker.all('listening').length > 0, 'the worker to listen', 30_000);
     await insertJobs(['hang']);
     await sleep(500);
     const started = Date.now();
     worker.kill('SIGTERM');
-    const exit = await worker.exit;
+    const exit = await worker.exited;
     expect(exit.code, shownLogs(worker)).to.equal(1);
     expect(Date.now() - started).to.be.below(5000);
-    expect(worker.logs.some((entry) => entry.msg.includes('did not finish within the grace period (1000 ms)'))).to.equal(true);
+    expect(worker.all('grace-period-over').map((e) => e.gracePeriodMs), shownLogs(worker)).to.deep.equal([1000]);
     expect((await stored())[0], 'the notification stays stored').to.include({ name: 'hang', attempts: 0 });
   });
 
   it('gives the rows of a frozen process (SIGSTOP) back within its time limit, from the server side', async () => {
     const worker = listen(['--worker', '--timeout-ms', '1000']);
-    await eventually(() => worker.logs.some((entry) => entry.msg === 'listening'), 'the worker to listen', 30_000);
+    await eventually(() => worker.all('listening').length > 0, 'the worker to listen', 30_000);
     await insertJobs(['hang']);
     await sleep(300);
     worker.child.kill('SIGSTOP');
@@ -176,38 +177,28 @@ describe('poison-proof listener processes', function () {
     expect(why.econnrefused).to.equal('Error: connect ECONNREFUSED 10.9.9.9:443 (code ECONNREFUSED)');
     expect(why.malformed).to.contain('expected a JSON object');
     // Every line on stdout is the logger's: Sequelize's own "Rolling back transaction …" warnings are not printed.
-    expect(listener.logs.filter((entry) => entry.level === 'raw').map((entry) => entry.msg)).to.deep.equal([]);
+    expect(listener.output).to.deep.equal([]);
     expect(listener.stderr()).not.to.contain('Rolling back transaction');
     listener.kill('SIGTERM');
-    expect((await listener.exit).code, shownLogs(listener)).to.equal(0);
+    expect((await listener.exited).code, shownLogs(listener)).to.equal(0);
   });
 
   describe('start-up', () => {
     it('keeps trying while the database cannot be reached, logging each try, then listens and processes', async () => {
-      const target = new URL(db.url);
-      const proxy = await startProxy(target.hostname, Number(target.port || 5432));
-      const port = proxy.port;
-      await proxy.close();
-      const viaProxy = new URL(db.url);
-      viaProxy.port = String(port);
-      const worker = listen(['--worker'], {}, viaProxy.toString());
-      await eventually(() => worker.logs.filter((entry) => entry.msg.startsWith('could not reach the database')).length >= 2, 'two logged tries', 20_000);
+      // A port where nothing answers, then the database answers there.
+      const gone = await startProxy(db.url);
+      await gone.close();
+      const worker = listen(['--worker'], {}, gone.via(db.url));
+      await eventually(() => worker.all('unreachable').length >= 2, 'two logged tries', 20_000);
       expect(worker.child.exitCode).to.equal(null);
-      const { createServer, connect: tcp } = await import('node:net');
-      const server = createServer((client) => {
-        const upstream = tcp(Number(target.port || 5432), target.hostname);
-        client.pipe(upstream).pipe(client);
-        client.on('error', () => upstream.destroy());
-        upstream.on('error', () => client.destroy());
-      });
-      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+      const back = await startProxy(db.url, { port: gone.port });
       try {
         await insertJobs(['good']);
         await eventually(async () => (await results()) === 1, 'the job to be processed once the database is back', 60_000, 200);
         worker.kill('SIGTERM');
-        expect((await worker.exit).code, shownLogs(worker)).to.equal(0);
+        expect((await worker.exited).code, shownLogs(worker)).to.equal(0);
       } finally {
-        server.close();
+        await back.close();
       }
     });
 
@@ -215,10 +206,10 @@ describe('poison-proof listener processes', function () {
       const url = new URL(db.url);
       url.port = '1';
       const listener = listen(['--processes', '2'], {}, url.toString());
-      await eventually(() => listener.logs.filter((entry) => entry.msg.startsWith('could not reach the database')).length >= 4, 'tries from both workers', 30_000);
-      expect(listener.logs.some((entry) => entry.msg.includes(' died ')), shownLogs(listener)).to.equal(false);
+      await eventually(() => listener.all('unreachable').length >= 4, 'tries from both workers', 30_000);
+      expect(listener.all('worker-died'), shownLogs(listener)).to.deep.equal([]);
       listener.kill('SIGTERM');
-      expect((await listener.exit).code, shownLogs(listener)).to.equal(0);
+      expect((await listener.exited).code, shownLogs(listener)).to.equal(0);
     });
 
     it('exits 1 at once, naming the missing table and the migration, when the library was never migrated', async () => {
@@ -229,12 +220,12 @@ describe('poison-proof listener processes', function () {
         await bare.close();
         for (const args of [['--worker'], ['--processes', '2']]) {
           const listener = listen(args, {}, empty.url);
-          const exit = await listener.exit;
+          const exit = await listener.exited;
           expect(exit.code, shownLogs(listener)).to.equal(1);
           const said = shownLogs(listener);
           expect(said).to.contain('"public"."pgpubsub_notification" (migration 00000000000001-pgpubsub-notification-table.js)');
           expect(said).to.contain('npx sequelize-cli db:migrate');
-          expect(listener.logs.filter((entry) => entry.msg.includes(' died ')).length, said).to.be.at.most(1);
+          expect(listener.all('worker-died').length, said).to.be.at.most(1);
         }
       } finally {
         await empty.drop();

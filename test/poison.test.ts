@@ -10,9 +10,10 @@ import pgpubsub, { type Listener, type Logger, PgPubSubError } from '../lib';
 import { WAKE_LOCKS } from '../lib/notification-table';
 import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
-import { connect, openApp } from './support/app';
+import { connect, openApp } from '../dev/example-app';
 import { type TestDatabase, testDatabase } from './support/hooks';
-import { eventually, sleep } from './support/wait';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../dev/eventually';
 
 interface Row { id: string; channel: string; attempts: number; last_error: string | null; failed_at: Date | null; name: string | null }
 

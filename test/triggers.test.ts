@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { DataTypes, QueryTypes, type Sequelize } from 'sequelize';
 import pgpubsub, { type ModelChannelOptions, type TriggerState, migrations } from '../lib';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
-import { connect } from './support/app';
+import { connect } from '../dev/example-app';
 import { listenTo, storedNotifications } from './support/notifications';
 import { LIBRARY_NAMES_SQL } from './support/processes';
 

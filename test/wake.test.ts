@@ -4,10 +4,11 @@ import { QueryTypes } from 'sequelize';
 import { WAKE_LOCKS } from '../lib/notification-table';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
-import { openApp } from './support/app';
+import { openApp } from '../dev/example-app';
 import { type TestDatabase, testDatabase } from './support/hooks';
 import { listenTo } from './support/notifications';
-import { eventually, sleep } from './support/wait';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../dev/eventually';
 
 describe('wake-ups', () => {
   let db: TestDatabase;
@@ -110,13 +111,17 @@ describe('wake-ups', () => {
 
   it('shares a backlog the producers no longer announce with an idle listener, and hands it over when the draining listener stops', async function () {
     this.timeout(30_000);
-    registerCallbacks(app, { slowMs: 5 });
+    const slow = (target: App) => {
+      target.sequelize.pgpubsub.on(target.Author, 'author_created', () => sleep(5).then(() => undefined));
+      registerCallbacks(target);
+    };
+    slow(app);
     const first = await app.sequelize.pgpubsub.listen({ batchSize: 10, logger: quiet });
     await app.Author.bulkCreate(Array.from({ length: 300 }, (_, i) => ({ name: `backlog ${i}` })));
     // The first listener drains full batches, so it holds the drain lock: producers skip their NOTIFYs.
     await eventually(async () => first.stats.processed >= 20, 'the first listener to be draining', 10_000, 10);
     const other = openApp(db.url);
-    registerCallbacks(other, { slowMs: 5 });
+    slow(other);
     // No start-up drain: only a wake-up from the first listener can set it to work.
     const second = await other.sequelize.pgpubsub.listen({ batchSize: 10, recover: false, logger: quiet });
     try {

@@ -1,52 +1,24 @@
 import type { Client } from 'pg';
-import { prepareTemplate } from '../../test/support/app';
-import { createEmptyDatabase, dropDatabase, withClient } from '../../test/support/postgres';
-import { cpuSeconds } from './processes';
+import { WAKE_FUNCTION } from '../../lib/notification-table';
+import { createEmptyDatabase, dropDatabase, scratchDatabaseName, withClient } from '../../dev/postgres';
+import { cpuSeconds } from './proc';
 
-const PREFIX = 'pgpubsub_bench_';
-let counter = 0;
+export { migrateApp } from '../../dev/example-app';
+export { withClient };
 
 export interface BenchDatabase {
   name: string;
   url: string;
 }
 
-/** One database per system and run, named after our pid so a crashed run's leftovers can be found. */
+/** One scratch database per system and run (dev/postgres.ts names it, and drops it if a crashed run left it). */
 export async function createBenchDatabase(serverUrl: string, label: string): Promise<BenchDatabase> {
-  const tag = label.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '');
-  const name = `${PREFIX}${process.pid}_${++counter}_${tag}`.slice(0, 63);
+  const name = scratchDatabaseName('bench', label);
   return { name, url: await createEmptyDatabase(serverUrl, name) };
 }
 
 export async function dropBenchDatabase(serverUrl: string, db: BenchDatabase): Promise<void> {
   await dropDatabase(serverUrl, db.name);
-}
-
-/** Drops bench databases of earlier runs whose process is gone (on a shared DATABASE_URL server). */
-export async function dropStaleBenchDatabases(serverUrl: string): Promise<void> {
-  const names = await withClient(serverUrl, async (c) =>
-    (await c.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'pgpubsub\\_bench\\_%'`)).rows.map((r) => r.datname));
-  for (const name of names) {
-    const pid = Number(/^pgpubsub_bench_(\d+)_/.exec(name)?.[1]);
-    if (pid === process.pid || isRunning(pid)) continue;
-    await dropDatabase(serverUrl, name);
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-export { withClient };
-
-/** The example app's migrations: notification table, app tables, and the channel triggers. */
-export async function migrateApp(url: string): Promise<void> {
-  await prepareTemplate(url);
 }
 
 /**
@@ -64,21 +36,12 @@ export async function dropChannelTriggers(url: string): Promise<void> {
 }
 
 /**
- * Diagnostic only: rewrites our author trigger's function without its wake-up (the line that
- * calls pg_notify or the library's wake function), to show what the wake-up costs concurrent
- * producers. The notification row is still stored.
+ * Diagnostic only: replaces the library's wake-up function with one that wakes nobody, to show
+ * what the wake-up costs concurrent producers. The triggers are untouched and still store every
+ * notification.
  */
-export async function removeWakeUpFromAuthorTrigger(url: string): Promise<void> {
-  await withClient(url, async (c) => {
-    const { rows } = await c.query<{ fn: string; body: string }>(
-      `SELECT p.oid::regprocedure::text AS fn, p.prosrc AS body FROM pg_proc p
-        WHERE p.proname LIKE 'pgpubsub\\_author\\_created\\_insert\\_%'`,
-    );
-    if (rows.length !== 1) throw new Error(`expected one author_created trigger function, found ${rows.length}`);
-    const body = rows[0].body.replace(/^\s*(PERFORM\s+|\w+\s*:=\s*)[^;]*(pg_notify|pgpubsub_wake)\w*"?\(.*\);\s*$/m, '');
-    if (body === rows[0].body) throw new Error('found no wake-up line (PERFORM or an assignment of pg_notify/pgpubsub_wake) in the author_created trigger function');
-    await c.query(`CREATE OR REPLACE FUNCTION ${rows[0].fn} RETURNS trigger LANGUAGE plpgsql AS $bench$${body}$bench$`);
-  });
+export async function disableWakeUps(url: string): Promise<void> {
+  await withClient(url, (c) => c.query(`CREATE OR REPLACE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS boolean LANGUAGE sql AS 'SELECT false'`));
 }
 
 /** n authors in one statement (one transaction); resolves once it has committed. */

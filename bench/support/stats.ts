@@ -14,8 +14,6 @@ export function percentile(samples: readonly number[], p: number): number {
   return sorted[rank - 1];
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /**
  * Microseconds on CLOCK_MONOTONIC. Every process on the machine reads the same clock, so a time
  * taken in the producer and one taken in a worker process subtract exactly, with sub-ms

@@ -1,11 +1,12 @@
-import { type WorkerProcess, processTree, spawnProcess } from '../support/processes';
+import { type ChildProcessHandle, spawnProcess } from '../../dev/processes';
+import { processTree } from '../support/proc';
 import type { Workers } from './types';
 
 /**
  * N copies of a worker script (bench/workers/*), each printing {"event":"ready"} once it can
  * receive work. Used by the peers and the ceiling loop, whose workers are plain processes.
  */
-export async function startChildren(script: string, processes: number, env: Record<string, string>): Promise<Workers & { children: WorkerProcess[] }> {
+export async function startChildren(script: string, processes: number, env: Record<string, string>): Promise<Workers & { children: ChildProcessHandle[] }> {
   const children = Array.from({ length: processes }, (_, i) => spawnProcess(script, [], { ...env, BENCH_WORKER_INDEX: String(i) }));
   try {
     await Promise.all(children.map((child) => child.event('ready', 60_000)));

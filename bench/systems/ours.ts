@@ -1,10 +1,11 @@
 import path from 'node:path';
 import { WAKE_LOCKS } from '../../lib/notification-table';
 import { insertAuthors, migrateApp, withClient } from '../support/db';
-import { ROOT, nodeChildren, processTree, spawnProcess, waitUntil } from '../support/processes';
+import { GiveUp, eventually } from '../../dev/eventually';
+import { BIN, ROOT, spawnProcess } from '../../dev/processes';
+import { nodeChildren, processTree } from '../support/proc';
 import type { QueueSystem, StartOptions, Workers } from './types';
 
-const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
 const APP = path.join(ROOT, 'bench', 'apps', 'ours-app.ts');
 
 /** How many listeners of this database are listening: each holds the "listening" advisory lock once it has LISTENed. */
@@ -31,13 +32,14 @@ export function ours(options: { key?: string; label?: string; batchSize?: number
       const args = ['listen', '--app', APP, '--processes', String(processes), '--batch-size', String(batchSize),
         '--log-level', 'warn', '--log-format', 'json'];
       const listen = spawnProcess(BIN, args, { DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback });
-      const ready = await waitUntil(async () => {
-        if (listen.child.exitCode !== null) throw new Error(`pgpubsub listen exited with ${listen.child.exitCode}:\n${listen.stderr()}${listen.output.join('\n')}`);
-        return (await listeningCount(url)) >= processes;
-      }, 60_000, 50);
-      if (!ready) {
+      try {
+        await eventually(async () => {
+          if (listen.exit) throw new GiveUp(`pgpubsub listen exited before listening: ${listen.describe()}`);
+          return (await listeningCount(url)) >= processes;
+        }, () => `${processes} listener(s) of pgpubsub listen to be listening: ${listen.describe()}`, 60_000, 50);
+      } catch (error) {
         await listen.stop();
-        throw new Error(`pgpubsub listen: ${processes} listener(s) not listening after 60 s:\n${listen.stderr()}${listen.output.join('\n')}`);
+        throw error;
       }
       const pid = listen.child.pid!;
       let stopped: Promise<void> | undefined;

@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { backendCpu, backendCpuDelta, verifyPosts } from '../support/db';
-import { memoryMb, treeCpuSeconds } from '../support/processes';
-import { sleep } from '../support/stats';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { memoryMb, treeCpuSeconds } from '../support/proc';
 import type { RunResult } from '../results';
 import type { QueueSystem } from '../systems/types';
 import { ceiling } from '../systems/ceiling';

@@ -1,7 +1,7 @@
 import { createBenchDatabase, dropBenchDatabase } from '../support/db';
-import { treeCpuSeconds } from '../support/processes';
-import { startStatementCounter } from '../support/statement-counter';
-import { sleep } from '../support/stats';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startProxy } from '../../dev/proxy';
+import { treeCpuSeconds } from '../support/proc';
 import { ours } from '../systems/ours';
 import { type BenchContext, formatError } from './context';
 
@@ -13,7 +13,7 @@ const SETTLE_MS = 15_000;
 
 /**
  * W4: `pgpubsub listen --processes 4` with no traffic for `durationMs`. Statements are counted by
- * a proxy every listener connection goes through (see statement-counter.ts); CPU is the
+ * a proxy every listener connection goes through (dev/proxy.ts counts its statements); CPU is the
  * utime+stime of the whole process tree (primary and workers) from /proc over the same window.
  */
 export async function w4(ctx: BenchContext, options: { durationMs: number; processes: number }): Promise<void> {
@@ -25,7 +25,7 @@ export async function w4(ctx: BenchContext, options: { durationMs: number; proce
       figures: [{ name: 'statementsPerMinPerProc', unit: 'stmts/min/proc' }, { name: 'cpuSeconds', unit: 'CPU s' }],
     });
     let db;
-    const counter = await startStatementCounter(ctx.serverUrl);
+    const counter = await startProxy(ctx.serverUrl);
     try {
       db = await createBenchDatabase(ctx.serverUrl, 'ours_idle');
       await system.prepare(db.url);

@@ -1,7 +1,7 @@
 import { Client } from 'pg';
-import { openApp } from '../../test/support/app';
+import { openApp } from '../../dev/example-app';
 import {
-  dropChannelTriggers, migrateApp, removeWakeUpFromAuthorTrigger, withClient,
+  dropChannelTriggers, migrateApp, disableWakeUps, withClient,
 } from '../support/db';
 import type { RunResult } from '../results';
 import { installAddJobTrigger, prepareGraphile } from '../systems/graphile';
@@ -40,7 +40,7 @@ const VARIANTS: Record<string, ProducerVariant> = {
   },
   oursNoNotify: {
     key: 'ours-store-only', label: 'our trigger, stores without waking', note: 'diagnostic',
-    async prepare(url) { await migrateApp(url); await removeWakeUpFromAuthorTrigger(url); },
+    async prepare(url) { await migrateApp(url); await disableWakeUps(url); },
     enqueued: 'SELECT count(*)::int AS n FROM pgpubsub_notification',
   },
   oursWaking: {

@@ -2,6 +2,7 @@
  * Mocha root hooks (loaded via .mocharc.json "require"): one PostgreSQL server
  * per test process, and helpers handing each test its own database.
  */
+import { migrateApp } from '../../dev/example-app';
 import {
   type PostgresServer,
   createDatabaseFromTemplate,
@@ -9,11 +10,10 @@ import {
   createTemplate,
   dropDatabase,
   dropStaleDatabases,
+  scratchDatabaseName,
   startPostgres,
   templateName,
-  uniqueDatabaseName,
-} from './postgres';
-import { prepareTemplate } from './template';
+} from '../../dev/postgres';
 
 export interface TestDatabase {
   url: string;
@@ -80,8 +80,8 @@ function tracked(baseUrl: string, name: string, url: string): TestDatabase {
 /** A fresh database cloned from the prepared (migrated) per-process template. */
 export async function testDatabase(label: string): Promise<TestDatabase> {
   const base = server().url;
-  template ??= createTemplate(base, templateName(), prepareTemplate).then(() => templateName());
-  const name = uniqueDatabaseName(label);
+  template ??= createTemplate(base, templateName(), migrateApp).then(() => templateName());
+  const name = scratchDatabaseName('t', label);
   const url = await createDatabaseFromTemplate(base, await template, name);
   return tracked(base, name, url);
 }
@@ -89,7 +89,7 @@ export async function testDatabase(label: string): Promise<TestDatabase> {
 /** A fresh database with nothing in it, e.g. for migration tests. */
 export async function emptyDatabase(label: string): Promise<TestDatabase> {
   const base = server().url;
-  const name = uniqueDatabaseName(label);
+  const name = scratchDatabaseName('t', label);
   const url = await createEmptyDatabase(base, name);
   return tracked(base, name, url);
 }

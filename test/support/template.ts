@@ -1,2 +1,0 @@
-// The migrated template every test database is cloned from (see ./app.ts).
-export { prepareTemplate } from './app';
