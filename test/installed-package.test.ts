@@ -1,7 +1,9 @@
 /**
  * The package as an app that installed it from npm uses it: the compiled dist/ build (no lib/, no
- * tsx), the `exports` map, the `bin` and the published types, in a plain CommonJS app laid out
- * like the README's quick start. No network and no `npm install`: the build goes into a temp
+ * tsx), the `exports` map, the `bin` and the published types, in a plain CommonJS app: the README's
+ * quick start, copied from examples/quick-start/. The README's other fragments (examples/*.ts) run
+ * here too, against the same installed build, through tsx loaded from this checkout (the app itself
+ * cannot resolve tsx). No network and no `npm install`: the build goes into a temp
  * app's node_modules/sequelize-pgpubsub next to the published `files`, and the package's runtime
  * dependencies (dependencies + peerDependencies and what they need, nothing else) are symlinked
  * from this checkout's node_modules.
@@ -10,18 +12,21 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
-import { ROOT, type Run, SEQUELIZE_CLI, run, shown } from '../dev/processes';
+import { eventually } from '../dev/eventually';
 import { sql } from '../dev/postgres';
+import { ROOT, type Run, SEQUELIZE_CLI, run, shown, spawnProcess } from '../dev/processes';
 import { LIBRARY_TABLES } from './support/processes';
 
 const ROOT_MODULES = path.join(ROOT, 'node_modules');
 const TSC = path.join(ROOT_MODULES, '.bin', 'tsc');
 const NAME = 'sequelize-pgpubsub';
-
-
-
-
+const EXAMPLES = path.join(ROOT, 'examples');
+/** The scripts of examples/ that run on their own (app.ts holds what they share). */
+const EXAMPLE_SCRIPTS = fs.readdirSync(EXAMPLES).filter((file) => file.endsWith('.ts') && file !== 'app.ts').sort();
+/** tsx's loader, by path: the app cannot resolve tsx, as it is only a dev dependency. */
+const TSX_LOADER = pathToFileURL(path.join(ROOT_MODULES, 'tsx', 'dist', 'loader.mjs')).href;
 
 interface PackageJson {
   name?: string;
@@ -75,70 +80,11 @@ function runtimeClosure(pkg: PackageJson): Set<string> {
   return topLevel;
 }
 
-/** The README quick start as a plain-JavaScript CommonJS app. */
+/**
+ * Test programs written into the app next to the quick start (which is copied from
+ * examples/quick-start/): the package surface through the exports map, and its types.
+ */
 const APP_FILES: Record<string, string> = {
-  'package.json': JSON.stringify({ name: 'installed-app', version: '1.0.0', private: true }, null, 2),
-  '.sequelizerc': `const path = require('node:path');
-
-module.exports = {
-  config: path.resolve(__dirname, 'config', 'config.js'),
-  'models-path': path.resolve(__dirname, 'models'),
-  'migrations-path': path.resolve(__dirname, 'migrations'),
-};
-`,
-  'config/config.js': `const settings = { use_env_variable: 'DATABASE_URL', dialect: 'postgres', logging: false };
-
-module.exports = { development: settings, test: settings, production: settings };
-`,
-  'models/index.js': `const { DataTypes, Model, Sequelize } = require('sequelize');
-const pgpubsub = require('sequelize-pgpubsub').default;
-
-const sequelize = new Sequelize(process.env.DATABASE_URL).use(pgpubsub);
-
-class Author extends Model {}
-Author.init({
-  name: { type: DataTypes.TEXT, allowNull: false },
-  alternativeName: { type: DataTypes.TEXT, field: 'other' },
-}, {
-  sequelize,
-  tableName: 'authors',
-  pgpubsub: {
-    channels: {
-      // Every inserted author is stored as a notification on 'author_created'.
-      author_created: { events: ['insert'] },
-    },
-  },
-});
-
-module.exports = { sequelize, Author };
-`,
-  'migrations/00000000000001-pgpubsub-notification-table.js':
-    "module.exports = require('sequelize-pgpubsub/migrations/notification-table');\n",
-  'migrations/00000000000002-pgpubsub-inflight.js':
-    "module.exports = require('sequelize-pgpubsub/migrations/inflight');\n",
-  'migrations/20260101000000-create-authors.js': `'use strict';
-
-module.exports = {
-  async up(queryInterface, Sequelize) {
-    await queryInterface.createTable('authors', {
-      id: { type: Sequelize.INTEGER, primaryKey: true, autoIncrement: true },
-      name: { type: Sequelize.TEXT, allowNull: false },
-      other: { type: Sequelize.TEXT },
-      createdAt: { type: Sequelize.DATE, allowNull: false },
-      updatedAt: { type: Sequelize.DATE, allowNull: false },
-    });
-  },
-  async down(queryInterface) {
-    await queryInterface.dropTable('authors');
-  },
-};
-`,
-  'create-author.js': `const { sequelize, Author } = require('./models');
-
-Author.create({ name: 'Ursula', alternativeName: 'UKL' })
-  .then((author) => console.log(JSON.stringify({ id: author.id })))
-  .finally(() => sequelize.close());
-`,
   // The runtime surface through the exports map, from CommonJS…
   'exports-check.cjs': `const assert = require('node:assert/strict');
 const { Sequelize } = require('sequelize');
@@ -273,6 +219,10 @@ describe('installed package (dist/, exports map, bin)', function () {
       fs.symlinkSync(path.join(ROOT_MODULES, dep), link, 'dir');
     }
 
+    // The README's quick start is the app; examples/*.ts go into its examples/ folder.
+    fs.cpSync(path.join(EXAMPLES, 'quick-start'), app, { recursive: true });
+    fs.mkdirSync(path.join(app, 'examples'));
+    for (const file of ['package.json', 'app.ts', ...EXAMPLE_SCRIPTS]) fs.copyFileSync(path.join(EXAMPLES, file), path.join(app, 'examples', file));
     for (const [file, text] of Object.entries(APP_FILES)) {
       fs.mkdirSync(path.dirname(path.join(app, file)), { recursive: true });
       fs.writeFileSync(path.join(app, file), text);
@@ -333,7 +283,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     expect(esm.stdout).to.include('esm ok');
   });
 
-  it('follows the README quick start: db:migrate, migration:generate, db:migrate, triggers check, insert, db:migrate:undo:all', async () => {
+  it('follows the README quick start (examples/quick-start): db:migrate, migration:generate, db:migrate, triggers check, insert, listen, db:migrate:undo:all', async () => {
     const { url } = await fresh('installed quick start');
     const env = { DATABASE_URL: url };
     const pgpubsub = (args: string[]) => run(path.join(app, 'node_modules', '.bin', 'pgpubsub'), args, { cwd: app, env });
@@ -378,11 +328,39 @@ describe('installed package (dist/, exports map, bin)', function () {
     expect(stored[0].channel).to.equal('author_created');
     expect(JSON.stringify(stored[0].payload)).to.include(`${id}`).and.to.include('Ursula');
 
+    // `pgpubsub listen --worker --app callbacks.js` runs the callback, then `node listener.js` does, for a second author.
+    const remaining = async () => Number((await sql<{ count: string }>(url, 'SELECT count(*) AS count FROM pgpubsub_notification'))[0].count);
+    for (const [file, args] of [[path.join(app, 'node_modules', '.bin', 'pgpubsub'), ['listen', '--worker', '--app', 'callbacks.js']], ['listener.js', []]] as const) {
+      if (await remaining() === 0) {
+        const another = await run(process.execPath, ['create-author.js'], { cwd: app, env });
+        expect(another.code, shown(another)).to.equal(0);
+      }
+      const listener = spawnProcess(file, [...args], env, app);
+      try {
+        await eventually(async () => await remaining() === 0 && listener.output.join('\n').includes('welcome, Ursula'), () => `${args.join(' ')} to process the notification: ${listener.describe()}`, 20_000);
+      } finally {
+        const stopped = await listener.stop(15_000);
+        expect(stopped.code, `${args.join(' ')} after SIGTERM: ${listener.describe()}`).to.equal(0);
+      }
+    }
+
     const undo = await sequelizeCli(['db:migrate:undo:all']);
     expect(undo.code, shown(undo)).to.equal(0);
     expect(await tables()).to.deep.equal(['SequelizeMeta']);
     expect(await managed()).to.deep.equal([]);
     fs.rmSync(path.join(migrationsDir, generated[0]));
+  });
+
+  it(`runs the README's other fragments against the installed package: examples/{${EXAMPLE_SCRIPTS.join(',')}}`, async () => {
+    expect(EXAMPLE_SCRIPTS).to.include.members(['umzug.ts', 'custom-channel.ts', 'context.ts', 'callbacks-and-listen.ts']);
+    const results = await Promise.all(EXAMPLE_SCRIPTS.map(async (file) => {
+      const { url } = await fresh(`example ${file}`);
+      return [file, await run(process.execPath, ['--import', TSX_LOADER, path.join('examples', file)], { cwd: app, env: { DATABASE_URL: url }, timeout: 60_000 })] as const;
+    }));
+    for (const [file, result] of results) {
+      expect(result.code, `examples/${file}: ${shown(result)}`).to.equal(0);
+      expect(result.stdout.trim().split('\n').at(-1), `examples/${file} ends with its "ok" line`).to.match(/ example ok$/);
+    }
   });
 
   it('types a TypeScript consumer: default and named imports, sequelize.use, Model.init pgpubsub options', async () => {
