@@ -68,6 +68,8 @@ describe('pgpubsub listen', function () {
     for (const [args, named] of [
       [['--processes', '0'], '--processes must be a positive integer'],
       [['--batch-size', 'many'], '--batch-size must be a positive integer'],
+      [['--heartbeat-ms', 'soon'], '--heartbeat-ms must be a positive integer'],
+      [['--reconnect-min-ms', '0'], '--reconnect-min-ms must be a positive integer'],
       [['--log-level', 'loud'], "'loud' is invalid"],
       [['--log-format', 'xml'], "'xml' is invalid"],
       [['--worker', '--processes', '2'], '--worker runs a single listener'],

@@ -153,6 +153,14 @@ describe('poison-proof listeners', function () {
       sequelize.define('Odd', { name: DataTypes.TEXT }, { pgpubsub: { channels: { odd_made: { events: ['insert'], timeoutMs: -1 } } } });
       expect(() => sequelize.pgpubsub.channels()).to.throw("channel 'odd_made' on model Odd: 'timeoutMs' must be a positive integer (milliseconds), got -1");
     });
+
+    it('rejects reconnect bounds that are out of order, and makes the longest wait at least the shortest', async () => {
+      onAuthor(() => undefined);
+      expect(String(await app.sequelize.pgpubsub.listen({ reconnect: { minDelayMs: 500, maxDelayMs: 100 } }).catch((error: Error) => error)))
+        .to.contain('listen: reconnect needs 0 <= minDelayMs <= maxDelayMs, got {"minDelayMs":500,"maxDelayMs":100}');
+      const listener = await app.sequelize.pgpubsub.listen({ reconnect: { minDelayMs: 20_000 }, logger: quiet });
+      await listener.stop();
+    });
   });
 
   describe('payloads that can never succeed', () => {
