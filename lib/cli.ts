@@ -7,7 +7,7 @@ import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger }
 import { generateTriggerMigration } from './migration-generate';
 import { supervise } from './supervisor';
 import { runWorker } from './worker';
-import type { TriggerState } from './trigger-sync';
+import type { TriggerState } from './trigger-reconcile';
 
 /** Exit codes: 0 success, 1 failure or drift found, 2 bad usage. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;

@@ -32,8 +32,8 @@ export { MalformedPayloadError } from './message';
 export { consoleLogger, type Logger, type LogLevel } from './logger';
 export { PgPubSubError, ChannelDefinitionError } from './errors';
 export { migrations, type LibraryMigration } from './migrations';
-export type { TriggerState, TriggerStatus, SyncResult } from './trigger-sync';
-export type { TriggerSpec } from './trigger-sql';
+export type { TriggerState, TriggerStatus, SyncResult } from './trigger-reconcile';
+export type { TriggerSpec } from './trigger-render';
 export { generateTriggerMigration, type GenerateResult } from './migration-generate';
 
 export default pgpubsub;

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { PgPubSub } from './pubsub';
-import type { TriggerSpec } from './trigger-sql';
-import { SYNC_LOCK_SQL, stateHash, transitionStatements } from './trigger-sync';
+import type { TriggerSpec } from './trigger-render';
+import { SYNC_LOCK_SQL, stateHash, transitionStatements } from './trigger-reconcile';
 
 /** Generated trigger migrations end with this; the newest one holds the state the next one starts from. */
 const FILE_SUFFIX = '-pgpubsub-triggers.js';

@@ -2,7 +2,7 @@ import type { Sequelize, Transaction } from 'sequelize';
 import type { CustomChannel } from './channel';
 import { PgPubSubError } from './errors';
 import { CONTEXT_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './notification-table';
-import { NOTIFY_PAYLOAD_LIMIT } from './trigger-sql';
+import { NOTIFY_PAYLOAD_LIMIT } from './trigger-render';
 
 export interface NotifyOptions {
   /** Send as part of this transaction: the notification exists if and only if it commits. */

@@ -9,8 +9,8 @@ import { implicitThroughModels, modelChannels } from './model-channels';
 import { MIGRATION_META_TABLE, TRIGGER_STEP_PREFIX } from './notification-table';
 import { quoteLiteral } from './sql-text';
 import { type NotifyOptions, notify } from './notify';
-import type { TriggerSpec } from './trigger-sql';
-import { type SyncResult, type TriggerState, desiredTriggers, stateHash, syncTriggers, triggerStates } from './trigger-sync';
+import type { TriggerSpec } from './trigger-render';
+import { type SyncResult, type TriggerState, desiredTriggers, stateHash, syncTriggers, triggerStates } from './trigger-reconcile';
 
 export interface PgPubSubOptions {
   /** Custom channels (from `channel<T>()`) this app sends or listens on. */

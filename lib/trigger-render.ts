@@ -1,3 +1,4 @@
+/** Renders the managed triggers: names, function bodies, install and uninstall statements, comment labels. Pure: no database access. */
 import type { ChannelEvent, ChannelOp, ModelChannel } from './channel';
 import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './notification-table';
 import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from './sql-text';

@@ -1,7 +1,8 @@
+/** Reconciles the database with the rendered triggers: compares (ls/check), installs, replaces and prunes, under one advisory lock. */
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { ModelChannel } from './channel';
 import { PgPubSubError } from './errors';
-import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, type TriggerSpec, parseLabel, renderTrigger, uninstallStatements } from './trigger-sql';
+import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, type TriggerSpec, parseLabel, renderTrigger, uninstallStatements } from './trigger-render';
 import { qualified, shortHash } from './sql-text';
 
 export type TriggerStatus = 'INSTALLED' | 'OUTDATED' | 'UNINSTALLED' | 'PRUNE';
@@ -27,7 +28,10 @@ interface InstalledObject {
   body: string | null;
 }
 
-/** Serialises every trigger sync on a database: two deploys migrating at once take turns. */
+/**
+ * Serialises every trigger sync on a database: two deploys migrating at once take turns. The key
+ * ('trigger-sync') is frozen: generated migrations already written take the same lock by its text.
+ */
 const SYNC_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('pgpubsub'), hashtext('trigger-sync'))";
 
 /** The triggers the definitions call for, in a stable order. */
