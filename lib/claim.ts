@@ -1,6 +1,6 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { NotificationContext } from './context';
-import { CLAIM_FUNCTION, NOTIFICATION_TABLE } from './notification-table';
+import { CLAIM_FUNCTION, NOTIFICATION_TABLE } from './db-objects';
 
 /** A stored notification as claimed: payload as text, so numbers keep their precision. */
 export interface ClaimedRow {

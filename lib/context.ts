@@ -1,6 +1,8 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import { PgPubSubError } from './errors';
-import { CONTEXT_SETTING } from './notification-table';
+
+/** The setting (GUC) that holds the notification context as JSON text. Frozen: installed pgpubsub_context() reads it. */
+export const CONTEXT_SETTING = 'pgpubsub.notification_context';
 
 /** JSON-serialisable values a notification context may hold (a trace id, a tenant id…). */
 export type NotificationContext = Record<string, unknown>;

@@ -1,7 +1,14 @@
 import type { Client } from 'pg';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { ClaimedRow } from './claim';
-import { HOLDER_LOCK, INFLIGHT_TABLE, NOTIFICATION_TABLE } from './notification-table';
+import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './db-objects';
+
+/**
+ * Advisory lock namespace of the listeners' holder keys (the second key): a listener holds its key
+ * on its LISTEN connection for as long as it lives, so a marker whose lock is free belongs to a dead
+ * listener. Frozen: installed databases' pgpubsub_claim() has this number in its body.
+ */
+export const HOLDER_LOCK = 1885826933;
 
 /**
  * What a listener is running, recorded where a dying process cannot take it back (see the

@@ -10,7 +10,7 @@ import { PgPubSubError } from './errors';
 import { chargeBeforeRunningAlone, clearInflight, lockOne, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type Logger, consoleLogger } from './logger';
 import { MalformedPayloadError, decodeMessage } from './message';
-import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './notification-table';
+import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './db-objects';
 import { quoteIdent } from './sql-text';
 import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
 

@@ -1,7 +1,7 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import type { CustomChannel } from './channel';
 import { PgPubSubError } from './errors';
-import { CONTEXT_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './notification-table';
+import { CONTEXT_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './db-objects';
 import { NOTIFY_PAYLOAD_LIMIT } from './trigger-render';
 
 export interface NotifyOptions {

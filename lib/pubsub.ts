@@ -6,11 +6,10 @@ import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
 import type { CustomCallback, ModelCallback } from './message';
 import type { LibraryMigration } from './migrations/runner';
 import { implicitThroughModels, modelChannels } from './model-channels';
-import { MIGRATION_META_TABLE, TRIGGER_STEP_PREFIX } from './notification-table';
-import { quoteLiteral } from './sql-text';
 import { type NotifyOptions, notify } from './notify';
 import type { TriggerSpec } from './trigger-render';
-import { type SyncResult, type TriggerState, desiredTriggers, stateHash, syncTriggers, triggerStates } from './trigger-reconcile';
+import { type SyncResult, type TriggerState, desiredTriggers, syncTriggers, triggerStates } from './trigger-reconcile';
+import { triggerStep } from './trigger-step';
 
 export interface PgPubSubOptions {
   /** Custom channels (from `channel<T>()`) this app sends or listens on. */
@@ -59,29 +58,8 @@ export class TriggerManager {
    * new Umzug({ migrations: [...pgpubsubMigrations, ...appMigrations, sequelize.pgpubsub.triggers.migration()], … })
    */
   migration(): LibraryMigration {
-    const desired = this.desired();
-    const sequelize = this.#pubsub.sequelize;
-    const name = `${TRIGGER_STEP_PREFIX}${stateHash(desired)}`;
-    return {
-      name,
-      up: async () => {
-        await syncTriggers(sequelize, desired);
-        // Forget earlier trigger steps, so returning to an earlier definition (a revert) runs its step again.
-        await forgetOtherTriggerSteps(sequelize, name);
-      },
-      down: async () => { await syncTriggers(sequelize, []); },
-    };
+    return triggerStep(this.#pubsub.sequelize, this.desired());
   }
-}
-
-async function forgetOtherTriggerSteps(sequelize: Sequelize, keep: string): Promise<void> {
-  await sequelize.query(
-    `DO $$ BEGIN
-       IF to_regclass('${MIGRATION_META_TABLE.replace(/'/g, "''")}') IS NOT NULL THEN
-         DELETE FROM ${MIGRATION_META_TABLE} WHERE name LIKE '${TRIGGER_STEP_PREFIX}%' AND name <> ${quoteLiteral(keep)};
-       END IF;
-     END $$`,
-  );
 }
 
 /** What `sequelize.pgpubsub` holds: channels, notify, context and trigger management for one Sequelize instance. */

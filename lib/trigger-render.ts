@@ -1,6 +1,6 @@
 /** Renders the managed triggers: names, function bodies, install and uninstall statements, comment labels. Pure: no database access. */
 import type { ChannelEvent, ChannelOp, ModelChannel } from './channel';
-import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './notification-table';
+import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './db-objects';
 import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from './sql-text';
 
 /** Every managed trigger and its function carry this name prefix and a comment starting with COMMENT_TAG. */

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { WAKE_LOCKS } from '../../lib/notification-table';
+import { WAKE_LOCKS } from '../../lib/wake-locks';
 import { insertAuthors, migrateApp, withClient } from '../support/db';
 import { ROOT, nodeChildren, processTree, spawnProcess, waitUntil } from '../support/processes';
 import type { QueueSystem, StartOptions, Workers } from './types';
