@@ -3,15 +3,15 @@ import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, type RetryPolicy } from './channel';
 import { jitteredBackoff } from './backoff';
-import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, nextDueInMs, recordFailure } from './claim';
 import type { NotificationContext } from './context';
 import { errorSummary, errorText, sqlState } from './error-text';
 import { PgPubSubError } from './errors';
-import { chargeBeforeRunningAlone, clearInflight, lockOne, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
+import { chargeBeforeRunningAlone, clearInflight, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type Logger, consoleLogger } from './logger';
 import { MalformedPayloadError, decodeMessage } from './message';
 import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './db-objects';
 import { quoteIdent } from './sql-text';
+import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, lockOne, nextDueInMs, pendingSql, recordFailure } from './store';
 import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
 
 /** Channel on which `recover()` asks every running listener to drain now. */
@@ -349,7 +349,7 @@ export class Listener extends EventEmitter {
   async #reportStrays(client: Client): Promise<void> {
     const { rows } = await client.query<{ channel: string; n: number }>(
       `SELECT channel, count(*)::int AS n FROM ${NOTIFICATION_TABLE}
-        WHERE failed_at IS NULL AND NOT (channel = ANY ($1::text[])) GROUP BY channel ORDER BY channel`,
+        WHERE ${pendingSql()} AND NOT (channel = ANY ($1::text[])) GROUP BY channel ORDER BY channel`,
       [this.#filter.channels],
     );
     for (const { channel, n } of rows) {
