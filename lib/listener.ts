@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
+import { missingRelations } from './catalog';
 import { type AnyChannel, type RetryPolicy } from './channel';
 import { jitteredBackoff } from './backoff';
 import type { NotificationContext } from './context';
@@ -331,13 +332,10 @@ export class Listener extends EventEmitter {
   }
 
   async #checkInstalled(client: Client): Promise<void> {
-    const { rows: [row] } = await client.query<{ notifications: boolean; inflight: boolean }>(
-      `SELECT to_regclass($1) IS NOT NULL AS notifications, to_regclass($2) IS NOT NULL AS inflight`,
-      [NOTIFICATION_TABLE, INFLIGHT_TABLE],
-    );
+    const absent = await missingRelations(client, [NOTIFICATION_TABLE, INFLIGHT_TABLE]);
     const missing = [
-      !row.notifications && `table ${NOTIFICATION_TABLE} (migration 00000000000001-pgpubsub-notification-table.js)`,
-      !row.inflight && `table ${INFLIGHT_TABLE} (migration 00000000000002-pgpubsub-inflight.js)`,
+      absent.includes(NOTIFICATION_TABLE) && `table ${NOTIFICATION_TABLE} (migration 00000000000001-pgpubsub-notification-table.js)`,
+      absent.includes(INFLIGHT_TABLE) && `table ${INFLIGHT_TABLE} (migration 00000000000002-pgpubsub-inflight.js)`,
     ].filter(Boolean);
     if (missing.length) {
       throw new PgPubSubError('PGPUBSUB_NOT_INSTALLED', `listen: the library's ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from this database. `

@@ -1,8 +1,9 @@
 /** Reconciles the database with the rendered triggers: compares (ls/check), installs, replaces and prunes, under one advisory lock. */
-import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import type { Sequelize, Transaction } from 'sequelize';
 import type { ModelChannel } from './channel';
 import { PgPubSubError } from './errors';
-import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, type TriggerSpec, parseLabel, renderTrigger, uninstallStatements } from './trigger-render';
+import { installedObjects, missingRelations } from './catalog';
+import { type TriggerSpec, renderTrigger, uninstallStatements } from './trigger-render';
 import { qualified, shortHash } from './sql-text';
 
 export type TriggerStatus = 'INSTALLED' | 'OUTDATED' | 'UNINSTALLED' | 'PRUNE';
@@ -16,16 +17,6 @@ export interface TriggerState {
   channel: string | null;
   event: string | null;
   model: string | null;
-}
-
-/** A managed trigger or function found in the database. */
-interface InstalledObject {
-  schema: string;
-  table: string | null;
-  name: string;
-  label: TriggerLabel | null;
-  functionLabel: TriggerLabel | null;
-  body: string | null;
 }
 
 /**
@@ -44,32 +35,6 @@ export function desiredTriggers(channels: readonly ModelChannel[]): TriggerSpec[
 /** One hash over the whole desired state; names the Umzug trigger step. */
 export function stateHash(specs: readonly Pick<TriggerSpec, 'schema' | 'name' | 'hash'>[]): string {
   return shortHash(JSON.stringify(specs.map((spec) => [spec.schema, spec.name, spec.hash])), 12);
-}
-
-/** Managed triggers (with their function) and orphaned managed functions, as installed now. */
-async function installedObjects(sequelize: Sequelize, transaction?: Transaction): Promise<InstalledObject[]> {
-  const prefix = `${TRIGGER_PREFIX.replace(/_/g, '\\_')}%`;
-  return sequelize.query<InstalledObject>(
-    `SELECT n.nspname AS schema, c.relname AS "table", t.tgname AS name,
-            obj_description(t.oid, 'pg_trigger') AS "triggerComment",
-            obj_description(p.oid, 'pg_proc') AS "functionComment", p.prosrc AS body
-       FROM pg_trigger t
-       JOIN pg_class c ON c.oid = t.tgrelid
-       JOIN pg_namespace n ON n.oid = c.relnamespace
-       LEFT JOIN pg_proc p ON p.oid = t.tgfoid
-      WHERE NOT t.tgisinternal AND t.tgname LIKE :prefix
-        AND obj_description(t.oid, 'pg_trigger') LIKE :tag
-     UNION ALL
-     SELECT n.nspname, NULL, p.proname, NULL, obj_description(p.oid, 'pg_proc'), p.prosrc
-       FROM pg_proc p
-       JOIN pg_namespace n ON n.oid = p.pronamespace
-      WHERE p.proname LIKE :prefix AND obj_description(p.oid, 'pg_proc') LIKE :tag
-        AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid)`,
-    { replacements: { prefix, tag: `${COMMENT_TAG}%` }, type: QueryTypes.SELECT, transaction },
-  ).then((rows) => rows.map((row) => {
-    const raw = row as unknown as { triggerComment: string | null; functionComment: string | null };
-    return { ...row, label: parseLabel(raw.triggerComment), functionLabel: parseLabel(raw.functionComment) };
-  }));
 }
 
 const key = (schema: string, name: string) => `${schema}\0${name}`;
@@ -155,11 +120,8 @@ export async function syncTriggers(
 async function assertTablesExist(sequelize: Sequelize, desired: readonly TriggerSpec[], transaction: Transaction) {
   const tables = [...new Map(desired.map((spec) => [key(spec.schema, spec.table), spec])).values()];
   if (tables.length === 0) return;
-  const rows = await sequelize.query<{ i: number; found: string | null }>(
-    `SELECT i, to_regclass(name) AS found FROM unnest(ARRAY[:names]::text[]) WITH ORDINALITY AS t(name, i)`,
-    { replacements: { names: tables.map((spec) => qualified(spec.schema, spec.table)) }, type: QueryTypes.SELECT, transaction },
-  );
-  const missing = rows.filter((row) => row.found === null).map((row) => tables[Number(row.i) - 1]);
+  const missingNames = new Set(await missingRelations(sequelize, tables.map((spec) => qualified(spec.schema, spec.table)), transaction));
+  const missing = tables.filter((spec) => missingNames.has(qualified(spec.schema, spec.table)));
   if (missing.length > 0) {
     throw new PgPubSubError(
       'PGPUBSUB_TABLE_MISSING',

@@ -1,4 +1,5 @@
 import type { Client } from 'pg';
+import { managedTriggerSql } from '../../lib/catalog';
 import { prepareTemplate } from '../../test/support/app';
 import { createEmptyDatabase, dropDatabase, withClient } from '../../test/support/postgres';
 import { cpuSeconds } from './processes';
@@ -56,8 +57,7 @@ export async function migrateApp(url: string): Promise<void> {
 export async function dropChannelTriggers(url: string): Promise<void> {
   await withClient(url, async (c) => {
     const { rows } = await c.query<{ name: string; tbl: string }>(
-      `SELECT quote_ident(tgname) AS name, tgrelid::regclass::text AS tbl FROM pg_trigger
-        WHERE tgname LIKE 'pgpubsub\\_%' AND NOT tgisinternal`,
+      `SELECT quote_ident(t.tgname) AS name, t.tgrelid::regclass::text AS tbl FROM pg_trigger AS t WHERE ${managedTriggerSql('t')}`,
     );
     for (const { name, tbl } of rows) await c.query(`DROP TRIGGER ${name} ON ${tbl}`);
   });
