@@ -15,6 +15,9 @@ import { quoteIdent } from './sql-text';
 import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, lockOne, nextDueInMs, pendingSql, recordFailure } from './store';
 import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
 
+/** The application_name of a listener's LISTEN connection (pg_stat_activity shows it). */
+export const LISTENER_APPLICATION_NAME = 'pgpubsub-listener';
+
 /** Channel on which `recover()` asks every running listener to drain now. */
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
 
@@ -375,7 +378,7 @@ export class Listener extends EventEmitter {
       connectionTimeoutMillis: 10_000,
       // Every query on this connection is short (locks, markers, the heartbeat): one that hangs means a dead path.
       query_timeout: LIBRARY_QUERY_DEADLINE_MS,
-      application_name: 'pgpubsub-listener',
+      application_name: LISTENER_APPLICATION_NAME,
     });
     client.on('notification', (message) => this.#onNotification(message));
     client.on('error', (error) => this.#onConnectionLost(client, error));

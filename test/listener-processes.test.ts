@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { ListenerStats } from '../lib';
+import { LISTENER_APPLICATION_NAME } from '../lib/listener';
 import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
 import { openApp } from './support/app';
@@ -17,7 +18,7 @@ import { storedNotifications } from './support/notifications';
 
 const ROOT = path.resolve(__dirname, '..');
 const SCRIPT = path.join(__dirname, 'support', 'listener-process.ts');
-const LISTEN_APPLICATION_NAME = 'pgpubsub-listener';
+const LISTEN_APPLICATION_NAME = LISTENER_APPLICATION_NAME;
 
 interface ChildEvent {
   event: string;
