@@ -6,10 +6,10 @@ import { type AnyChannel, type RetryPolicy } from './channel';
 import { jitteredBackoff } from './backoff';
 import type { NotificationContext } from './context';
 import { errorSummary, errorText, sqlState } from './error-text';
-import { PgPubSubError } from './errors';
+import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError, MissingTableError } from './errors';
 import { chargeBeforeRunningAlone, clearInflight, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type Logger, consoleLogger } from './logger';
-import { MalformedPayloadError, decodeMessage } from './message';
+import { decodeMessage } from './message';
 import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './db-objects';
 import { quoteIdent } from './sql-text';
 import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, lockOne, nextDueInMs, pendingSql, recordFailure } from './store';
@@ -25,14 +25,6 @@ export const RECOVER_CHANNEL = 'pgpubsub_recover';
 class CallbackFailed extends Error {
   constructor(readonly id: string, readonly error: unknown) {
     super(`a callback failed for notification ${id}; the batch is run again with that failure recorded`);
-  }
-}
-
-/** A callback that did not settle within its channel's `timeoutMs`. */
-export class CallbackTimeoutError extends PgPubSubError {
-  constructor(channel: string, id: string | null, timeoutMs: number) {
-    super('PGPUBSUB_CALLBACK_TIMEOUT', `callback on '${channel}'${id ? ` for notification ${id}` : ''} did not settle within ${timeoutMs} ms (timeoutMs); its work was rolled back`);
-    this.name = 'CallbackTimeoutError';
   }
 }
 
@@ -241,15 +233,15 @@ export class Listener extends EventEmitter {
     this.#log = options.logger ?? consoleLogger();
     const batchSize = options.batchSize ?? 100;
     if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
     }
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
-      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: timeoutMs must be a positive integer (milliseconds), got ${JSON.stringify(options.timeoutMs)}`);
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: timeoutMs must be a positive integer (milliseconds), got ${JSON.stringify(options.timeoutMs)}`);
     }
     const filterProblems = contextFilterProblems(options.contextFilter);
     if (filterProblems.length) {
-      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: ${filterProblems.join('; ')}`);
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: ${filterProblems.join('; ')}`);
     }
     this.#options = {
       batchSize,
@@ -264,13 +256,13 @@ export class Listener extends EventEmitter {
     this.#beforeRunningAlone = options.beforeRunningAlone;
     const names = options.channels ?? host.channels().filter((c) => host.callbacks(c.name).length > 0).map((c) => c.name);
     if (names.length === 0) {
-      throw new PgPubSubError('PGPUBSUB_NO_CALLBACKS', 'listen: no channel has a callback. Register one first, e.g. sequelize.pgpubsub.on(Author, \'author_created\', callback)');
+      throw new ListenOptionsError('PGPUBSUB_NO_CALLBACKS', 'listen: no channel has a callback. Register one first, e.g. sequelize.pgpubsub.on(Author, \'author_created\', callback)');
     }
     this.#channels = names.map((name) => {
       const channel = host.channel(name);
       if (host.callbacks(name).length === 0) {
         // Claiming a durable notification with nothing to run would delete it unprocessed.
-        throw new PgPubSubError('PGPUBSUB_NO_CALLBACKS', `listen: channel '${name}' has no callback. Register one with sequelize.pgpubsub.on(…) before listening, or leave it out of channels`);
+        throw new ListenOptionsError('PGPUBSUB_NO_CALLBACKS', `listen: channel '${name}' has no callback. Register one with sequelize.pgpubsub.on(…) before listening, or leave it out of channels`);
       }
       return channel;
     });
@@ -341,7 +333,7 @@ export class Listener extends EventEmitter {
       absent.includes(INFLIGHT_TABLE) && `table ${INFLIGHT_TABLE} (migration 00000000000002-pgpubsub-inflight.js)`,
     ].filter(Boolean);
     if (missing.length) {
-      throw new PgPubSubError('PGPUBSUB_NOT_INSTALLED', `listen: the library's ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from this database. `
+      throw new MissingTableError('PGPUBSUB_NOT_INSTALLED', `listen: the library's ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from this database. `
         + 'Add the stubs from the README (module.exports = require(\'sequelize-pgpubsub/migrations/…\')) to your migrations and run npx sequelize-cli db:migrate, or run the exported migrations with Umzug');
     }
   }

@@ -2,7 +2,7 @@ import { LosslessNumber, isSafeNumber, parse } from 'lossless-json';
 import type { Model, ModelStatic, Transaction } from 'sequelize';
 import type { AnyChannel, ChannelOp, CustomChannel, ModelChannel } from './channel';
 import type { NotificationContext } from './context';
-import { PgPubSubError } from './errors';
+import { MalformedPayloadError } from './errors';
 
 /** What a callback of a model channel receives. `old`/`new` are instances of the model. */
 export interface ModelMessage<M extends Model = Model> {
@@ -41,14 +41,6 @@ export interface CallbackContext {
 
 export type ModelCallback<M extends Model = Model> = (message: ModelMessage<M>, context: CallbackContext) => unknown;
 export type CustomCallback<T = unknown> = (message: CustomMessage<T>, context: CallbackContext) => unknown;
-
-/** A payload that cannot be turned into a message; the notification is kept and marked, never dropped. */
-export class MalformedPayloadError extends PgPubSubError {
-  constructor(channel: string, problem: string) {
-    super('PGPUBSUB_MALFORMED_PAYLOAD', `notification on channel '${channel}': ${problem}`);
-    this.name = 'MalformedPayloadError';
-  }
-}
 
 /**
  * Parses stored or sent payload text without losing numeric precision (numbers stay LosslessNumber

@@ -1,7 +1,7 @@
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, CustomChannel, type ModelChannel } from './channel';
 import { type NotificationContext, type SetContextOptions, setContext, withContext } from './context';
-import { ChannelDefinitionError, PgPubSubError } from './errors';
+import { ChannelDefinitionError, ChannelUsageError } from './errors';
 import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
 import type { CustomCallback, ModelCallback } from './message';
 import type { LibraryMigration } from './migrations/runner';
@@ -85,7 +85,7 @@ export class PgPubSub {
   register(...channels: CustomChannel<any>[]): this {
     for (const channel of channels) {
       if (!(channel instanceof CustomChannel)) {
-        throw new PgPubSubError('PGPUBSUB_INVALID_CHANNEL', `register: expected a channel made by channel<T>('name'), got ${JSON.stringify(channel)}`);
+        throw new ChannelDefinitionError([`register: expected a channel made by channel<T>('name'), got ${JSON.stringify(channel)}`]);
       }
       const known = this.#custom.get(channel.name);
       if (known && known !== channel) {
@@ -139,7 +139,7 @@ export class PgPubSub {
     const found = this.channels().find((channel) => channel.name === name);
     if (!found) {
       const known = this.channels().map((channel) => channel.name);
-      throw new PgPubSubError(
+      throw new ChannelUsageError(
         'PGPUBSUB_UNKNOWN_CHANNEL',
         `unknown channel '${name}'. Known channels: ${known.length ? known.join(', ') : '(none)'}. `
           + "Declare it on a model (pgpubsub: { channels }) or register channel<T>('name') with use(pgpubsub, { channels })",
@@ -157,7 +157,7 @@ export class PgPubSub {
   async notify<T>(channel: CustomChannel<T> | string, payload: T, options: NotifyOptions = {}): Promise<void> {
     const target = typeof channel === 'string' ? this.channel(channel) : channel;
     if (!(target instanceof CustomChannel)) {
-      throw new PgPubSubError(
+      throw new ChannelUsageError(
         'PGPUBSUB_NOTIFY_MODEL_CHANNEL',
         `notify('${target.name}'): this is a channel of model ${target.modelName}; its notifications come from table writes. `
           + "Write the row, or declare a custom channel with channel<T>('name') for notify()",
@@ -191,11 +191,11 @@ export class PgPubSub {
       const found = this.channel(name);
       if (found.kind !== 'model' || found.model !== target) {
         const owner = found.kind === 'model' ? `model ${found.modelName}` : 'a custom channel';
-        throw new PgPubSubError('PGPUBSUB_CHANNEL_MODEL', `on(${target?.name}, '${name}'): channel '${name}' belongs to ${owner}, not to ${target?.name}`);
+        throw new ChannelUsageError('PGPUBSUB_CHANNEL_MODEL', `on(${target?.name}, '${name}'): channel '${name}' belongs to ${owner}, not to ${target?.name}`);
       }
     }
     if (typeof callback !== 'function') {
-      throw new PgPubSubError('PGPUBSUB_CALLBACK', `on('${name}'): the callback must be a function, got ${typeof callback}`);
+      throw new ChannelUsageError('PGPUBSUB_CALLBACK', `on('${name}'): the callback must be a function, got ${typeof callback}`);
     }
     const list = this.#callbacks.get(name) ?? [];
     list.push(callback);

@@ -1,7 +1,7 @@
 /** Reconciles the database with the rendered triggers: compares (ls/check), installs, replaces and prunes, under one advisory lock. */
 import type { Sequelize, Transaction } from 'sequelize';
 import type { ModelChannel } from './channel';
-import { PgPubSubError } from './errors';
+import { MissingTableError } from './errors';
 import { installedObjects, missingRelations } from './catalog';
 import { type TriggerSpec, renderTrigger, uninstallStatements } from './trigger-render';
 import { qualified, shortHash } from './sql-text';
@@ -123,7 +123,7 @@ async function assertTablesExist(sequelize: Sequelize, desired: readonly Trigger
   const missingNames = new Set(await missingRelations(sequelize, tables.map((spec) => qualified(spec.schema, spec.table)), transaction));
   const missing = tables.filter((spec) => missingNames.has(qualified(spec.schema, spec.table)));
   if (missing.length > 0) {
-    throw new PgPubSubError(
+    throw new MissingTableError(
       'PGPUBSUB_TABLE_MISSING',
       missing.map((spec) => `channel '${spec.channel}' on model ${spec.model}: table ${qualified(spec.schema, spec.table)} does not exist`).join('\n')
         + '\nCreate the tables first (run your migrations, e.g. npx sequelize-cli db:migrate), then sync the triggers',
