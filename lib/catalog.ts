@@ -21,7 +21,7 @@ export function managedTriggerSql(alias: string): string {
 }
 
 /** SQL condition: the pg_proc row `alias` is a managed trigger function (name prefix and comment marker). */
-export function managedFunctionSql(alias: string): string {
+function managedFunctionSql(alias: string): string {
   return `${alias}.proname LIKE ${PREFIX_PATTERN} AND obj_description(${alias}.oid, 'pg_proc') LIKE ${TAG_PATTERN}`;
 }
 

@@ -4,7 +4,7 @@ import { qualified } from './sql-text';
  * Names of the objects the library's migrations create. They live in `public`,
  * qualified everywhere, so triggers work whatever the writer's search_path.
  */
-export const SCHEMA = 'public';
+const SCHEMA = 'public';
 
 /** Bare names (in SCHEMA) of everything the library's migrations create; the qualified constants below derive from them. */
 const NAMES = {

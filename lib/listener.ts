@@ -29,12 +29,12 @@ class CallbackFailed extends Error {
 }
 
 /** What a notification that was running alone when its process died gets as its `last_error`. */
-export const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash, kill or out of memory) while running this notification alone, after the listener that held it in a batch went away too';
+const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash, kill or out of memory) while running this notification alone, after the listener that held it in a batch went away too';
 
 /** A library query (claim, delete, commit…) that takes longer than this has a dead connection under it. */
 const LIBRARY_QUERY_DEADLINE_MS = 30_000;
 /** The default time limit of a callback. */
-export const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_TIMEOUT_MS = 60_000;
 /** How often a listener that lacks a channel's listening lock (another role holds it) tries again. */
 const LISTENING_RETRY_MS = 1000;
 /** How often a listener that holds drain locks says so to producers (they trust a lock for 1 s). */
@@ -115,7 +115,7 @@ export interface ListenerStats {
 }
 
 /** The retry delay of a failed notification's `attempt` under its channel's policy. */
-export function backoffDelay(attempt: number, retry: Required<RetryPolicy>, random = Math.random): number {
+function backoffDelay(attempt: number, retry: Required<RetryPolicy>, random = Math.random): number {
   return jitteredBackoff(attempt, retry.backoffMs, retry.maxBackoffMs, random);
 }
 

@@ -10,7 +10,7 @@ export interface NotifyOptions {
 }
 
 /** JSON text of a payload; bigints become strings (JSON has no 64-bit integers). */
-export function encodePayload(channel: CustomChannel<unknown>, payload: unknown): string {
+function encodePayload(channel: CustomChannel<unknown>, payload: unknown): string {
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     throw new NotifyPayloadError('PGPUBSUB_PAYLOAD_TYPE', `notify('${channel.name}'): the payload must be an object, got ${JSON.stringify(payload)}`);
   }

@@ -16,7 +16,7 @@ export function pendingSql(alias?: string): string {
   return `${alias ? `${alias}.` : ''}failed_at IS NULL`;
 }
 
-export function dueSql(alias?: string): string {
+function dueSql(alias?: string): string {
   return `${pendingSql(alias)} AND ${alias ? `${alias}.` : ''}available_at <= now()`;
 }
 
@@ -35,7 +35,7 @@ export function chargeSetSql(values: { alias?: string; added: string; error: str
 }
 
 /** A claim's time limit as the server takes it (statement_timeout; idle_in_transaction_session_timeout is 5 s more), within int4. */
-export function serverTimeoutMs(timeoutMs: number): number {
+function serverTimeoutMs(timeoutMs: number): number {
   return Math.min(timeoutMs, 2 ** 31 - 6000);
 }
 

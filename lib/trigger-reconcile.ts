@@ -23,7 +23,7 @@ export interface TriggerState {
  * Serialises every trigger sync on a database: two deploys migrating at once take turns. The key
  * ('trigger-sync') is frozen: generated migrations already written take the same lock by its text.
  */
-const SYNC_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('pgpubsub'), hashtext('trigger-sync'))";
+export const SYNC_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('pgpubsub'), hashtext('trigger-sync'))";
 
 /** The triggers the definitions call for, in a stable order. */
 export function desiredTriggers(channels: readonly ModelChannel[]): TriggerSpec[] {
@@ -141,4 +141,3 @@ export function transitionStatements(from: readonly TriggerSpec[], to: readonly 
   ];
 }
 
-export { SYNC_LOCK_SQL };

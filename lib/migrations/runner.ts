@@ -22,7 +22,7 @@ function isQueryInterface(value: unknown): value is QueryInterface {
  * sequelize-cli passes `(queryInterface, Sequelize)`, Umzug v3 passes `({ name, context })`
  * where context is a QueryInterface or a Sequelize instance.
  */
-export function sequelizeFromMigrationArgs(args: readonly unknown[]): Sequelize {
+function sequelizeFromMigrationArgs(args: readonly unknown[]): Sequelize {
   const first = args[0];
   if (isQueryInterface(first)) return first.sequelize;
   if (isSequelize(first)) return first;
