@@ -28,9 +28,18 @@ export class PgPubSubError extends Error {
   }
 }
 
+/** The base of the classes below: a PgPubSubError whose `code` is one of `C`. Not exported from the package. */
+export class CodedError<C extends PgPubSubErrorCode> extends PgPubSubError {
+  declare readonly code: C;
+
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
 /** One or more channel definitions (model or custom) are invalid. Lists every problem found. */
-export class ChannelDefinitionError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_INVALID_CHANNEL';
+export class ChannelDefinitionError extends CodedError<'PGPUBSUB_INVALID_CHANNEL'> {
+  override readonly name = 'ChannelDefinitionError';
   readonly problems: string[];
 
   /** `message` defaults to the problems, one per line after a count when there are several. */
@@ -41,68 +50,45 @@ export class ChannelDefinitionError extends PgPubSubError {
         ? problems[0]
         : `${problems.length} invalid channel definitions:\n  - ${problems.join('\n  - ')}`),
     );
-    this.name = 'ChannelDefinitionError';
     this.problems = problems;
   }
 }
 
 /** A valid channel used wrongly: an unknown name, notify() on a model channel, on() with the wrong model or no function. */
-export class ChannelUsageError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_UNKNOWN_CHANNEL' | 'PGPUBSUB_NOTIFY_MODEL_CHANNEL' | 'PGPUBSUB_CHANNEL_MODEL' | 'PGPUBSUB_CALLBACK';
-
-  constructor(code: ChannelUsageError['code'], message: string) {
-    super(code, message);
-    this.name = 'ChannelUsageError';
-  }
+export class ChannelUsageError extends CodedError<'PGPUBSUB_UNKNOWN_CHANNEL' | 'PGPUBSUB_NOTIFY_MODEL_CHANNEL' | 'PGPUBSUB_CHANNEL_MODEL' | 'PGPUBSUB_CALLBACK'> {
+  override readonly name = 'ChannelUsageError';
 }
 
 /** setContext() or withContext() called wrongly: a bad scope, a context that is not a plain object, no transaction to hold it. */
-export class ContextError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_CONTEXT_SCOPE' | 'PGPUBSUB_CONTEXT_TYPE' | 'PGPUBSUB_CONTEXT_NO_TRANSACTION';
-
-  constructor(code: ContextError['code'], message: string) {
-    super(code, message);
-    this.name = 'ContextError';
-  }
+export class ContextError extends CodedError<'PGPUBSUB_CONTEXT_SCOPE' | 'PGPUBSUB_CONTEXT_TYPE' | 'PGPUBSUB_CONTEXT_NO_TRANSACTION'> {
+  override readonly name = 'ContextError';
 }
 
 /** A payload notify() cannot send: not an object, or too large for a broadcast channel's NOTIFY. */
-export class NotifyPayloadError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_PAYLOAD_TYPE' | 'PGPUBSUB_PAYLOAD_TOO_LARGE';
-
-  constructor(code: NotifyPayloadError['code'], message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'NotifyPayloadError';
-  }
+export class NotifyPayloadError extends CodedError<'PGPUBSUB_PAYLOAD_TYPE' | 'PGPUBSUB_PAYLOAD_TOO_LARGE'> {
+  override readonly name = 'NotifyPayloadError';
 }
 
 /** A received payload that cannot be turned into a message; the notification is kept and marked, never dropped. */
-export class MalformedPayloadError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_MALFORMED_PAYLOAD';
+export class MalformedPayloadError extends CodedError<'PGPUBSUB_MALFORMED_PAYLOAD'> {
+  override readonly name = 'MalformedPayloadError';
 
   constructor(channel: string, problem: string) {
     super('PGPUBSUB_MALFORMED_PAYLOAD', `notification on channel '${channel}': ${problem}`);
-    this.name = 'MalformedPayloadError';
   }
 }
 
 /** listen() called with bad options, or for channels that have no callback. */
-export class ListenOptionsError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS';
-
-  constructor(code: ListenOptionsError['code'], message: string) {
-    super(code, message);
-    this.name = 'ListenOptionsError';
-  }
+export class ListenOptionsError extends CodedError<'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS'> {
+  override readonly name = 'ListenOptionsError';
 }
 
 /** A callback that did not settle within its channel's `timeoutMs`. */
-export class CallbackTimeoutError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_CALLBACK_TIMEOUT';
+export class CallbackTimeoutError extends CodedError<'PGPUBSUB_CALLBACK_TIMEOUT'> {
+  override readonly name = 'CallbackTimeoutError';
 
   constructor(channel: string, id: string | null, timeoutMs: number) {
     super('PGPUBSUB_CALLBACK_TIMEOUT', `callback on '${channel}'${id ? ` for notification ${id}` : ''} did not settle within ${timeoutMs} ms (timeoutMs); its work was rolled back`);
-    this.name = 'CallbackTimeoutError';
   }
 }
 
@@ -110,41 +96,25 @@ export class CallbackTimeoutError extends PgPubSubError {
  * A table this needs is not in the database: the library's own (its migrations were not run,
  * PGPUBSUB_NOT_INSTALLED) or a channel's model table (PGPUBSUB_TABLE_MISSING, when syncing triggers).
  */
-export class MissingTableError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_NOT_INSTALLED' | 'PGPUBSUB_TABLE_MISSING';
-
-  constructor(code: MissingTableError['code'], message: string) {
-    super(code, message);
-    this.name = 'MissingTableError';
-  }
+export class MissingTableError extends CodedError<'PGPUBSUB_NOT_INSTALLED' | 'PGPUBSUB_TABLE_MISSING'> {
+  override readonly name = 'MissingTableError';
 }
 
 /** pgpubsub set up wrongly: a Sequelize that is not PostgreSQL, a bad plugin for use(), a migration run without a Sequelize. */
-export class SetupError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_DIALECT' | 'PGPUBSUB_PLUGIN' | 'PGPUBSUB_MIGRATION_ARGS';
-
-  constructor(code: SetupError['code'], message: string) {
-    super(code, message);
-    this.name = 'SetupError';
-  }
+export class SetupError extends CodedError<'PGPUBSUB_DIALECT' | 'PGPUBSUB_PLUGIN' | 'PGPUBSUB_MIGRATION_ARGS'> {
+  override readonly name = 'SetupError';
 }
 
 /** The CLI could not load the app: no module, no Sequelize exported, TypeScript without tsx, or a bad DATABASE_URL. */
-export class AppLoadError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_APP_NOT_FOUND' | 'PGPUBSUB_APP_NO_SEQUELIZE' | 'PGPUBSUB_APP_TS' | 'PGPUBSUB_BAD_DATABASE_URL';
-
-  constructor(code: AppLoadError['code'], message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'AppLoadError';
-  }
+export class AppLoadError extends CodedError<'PGPUBSUB_APP_NOT_FOUND' | 'PGPUBSUB_APP_NO_SEQUELIZE' | 'PGPUBSUB_APP_TS' | 'PGPUBSUB_BAD_DATABASE_URL'> {
+  override readonly name = 'AppLoadError';
 }
 
 /** `migration:generate` found a previous trigger migration it cannot start from (one it did not generate, or edited). */
-export class TriggerMigrationError extends PgPubSubError {
-  declare readonly code: 'PGPUBSUB_TRIGGER_MIGRATION';
+export class TriggerMigrationError extends CodedError<'PGPUBSUB_TRIGGER_MIGRATION'> {
+  override readonly name = 'TriggerMigrationError';
 
   constructor(message: string) {
     super('PGPUBSUB_TRIGGER_MIGRATION', message);
-    this.name = 'TriggerMigrationError';
   }
 }
