@@ -13,11 +13,15 @@ import { CLAIM_FUNCTION, NOTIFICATION_TABLE } from './db-objects';
  * here. `alias` qualifies the columns (`n` for `n.failed_at`).
  */
 export function pendingSql(alias?: string): string {
-  return `${alias ? `${alias}.` : ''}failed_at IS NULL`;
+  return `${column(alias, 'failed_at')} IS NULL`;
 }
 
 function dueSql(alias?: string): string {
-  return `${pendingSql(alias)} AND ${alias ? `${alias}.` : ''}available_at <= now()`;
+  return `${pendingSql(alias)} AND ${column(alias, 'available_at')} <= now()`;
+}
+
+function column(alias: string | undefined, name: string): string {
+  return alias ? `${alias}.${name}` : name;
 }
 
 /**
@@ -27,7 +31,7 @@ function dueSql(alias?: string): string {
  * `alias` qualifies the columns read.
  */
 export function chargeSetSql(values: { alias?: string; added: string; error: string; delayMs: string; maxAttempts: string; permanent?: string }): string {
-  const attempts = `${values.alias ? `${values.alias}.` : ''}attempts + ${values.added}`;
+  const attempts = `${column(values.alias, 'attempts')} + ${values.added}`;
   return `attempts = ${attempts},
             last_error = ${values.error},
             available_at = now() + make_interval(secs => ${values.delayMs}::double precision / 1000),
