@@ -214,7 +214,7 @@ Post.init({ title: DataTypes.TEXT }, {
   },
 });
 
-const error: Error = new PgPubSubError('PGPUBSUB_TEST', 'message');
+const error: Error = new PgPubSubError('PGPUBSUB_INVALID_CHANNEL', 'message');
 export const used = [fromUse, fromInstall, error, channel, migrations.map((m) => m.name)];
 `,
   // …and of the migrations subpath, which only exports-aware resolution (node16, nodenext, bundler) finds.
