@@ -1,6 +1,6 @@
 import { type Results, type Row, failedRuns, medianOf } from './results';
 
-/** A BENCHMARK.md target, judged on medians of this run; `met` is null when it could not be judged. */
+/** A target (BENCHMARKS.md), judged on medians of this run; `met` is null when it could not be judged. */
 export interface TargetVerdict {
   workload: Row['workload'];
   /** The row whose cell shows it (the peer or baseline it compares ours with, or ours itself). */
@@ -53,7 +53,7 @@ function judge(met: boolean, measured: string, ...rows: Array<Row | undefined>):
   return { met, measured };
 }
 
-/** Evaluates every BENCHMARK.md target that this run has the rows for. */
+/** Evaluates every target (BENCHMARKS.md) that this run has the rows for. */
 export function evaluateTargets(results: Results): TargetVerdict[] {
   const verdicts: TargetVerdict[] = [];
   const add = (row: Row | undefined, target: string, verdict: { met: boolean | null; measured: string }) => {
@@ -171,7 +171,7 @@ function targetCell(verdicts: TargetVerdict[], row: Row): string {
 
 /** The one table: a Markdown table, readable in a terminal and pasteable into BENCHMARKS.md. */
 export function renderTable(results: Results, verdicts: TargetVerdict[]): string {
-  const header = ['Workload', 'Case', 'System', 'Median', 'Ours ÷ this', 'Target (BENCHMARK.md)'];
+  const header = ['Workload', 'Case', 'System', 'Median', 'Ours ÷ this', 'Target'];
   const lines = results.rows.map((row) => [
     row.workload,
     row.case,

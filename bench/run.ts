@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --quick] [--runs N] [--only W1,W3] [--json file]`
  *
- * Runs the workloads of shared/BENCHMARK.md against sequelize-pgpubsub, its peers
+ * Runs the workloads of BENCHMARKS.md against sequelize-pgpubsub, its peers
  * (graphile-worker 0.17, pg-boss 10) and a hand-written ceiling loop, on one PostgreSQL (embedded
  * unless DATABASE_URL is set), each system and run on a fresh database. Prints one table of
  * medians with ratios and the targets met or not, and writes the same as JSON.
@@ -66,7 +66,7 @@ function parseOptions() {
   return { quick: values.quick!, runs, only, json, from: values.from };
 }
 
-/** The sizes of each workload: full as BENCHMARK.md says (except W5, see BENCHMARKS.md), quick scaled down. */
+/** The sizes of each workload: full as BENCHMARKS.md says, quick scaled down. */
 function plan(quick: boolean) {
   return quick
     ? { drainN: 5_000, drainProcesses: [2], latencyMs: 5_000, bulkN: 5_000, commitsMs: 3_000, idleMs: 10_000, backlogN: 0, backlogLimitMs: 0 }

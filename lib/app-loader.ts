@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Sequelize } from 'sequelize';
-import { PgPubSubError } from './errors';
+import { AppLoadError } from './errors';
 import { install } from './plugin';
 import type { PgPubSub } from './pubsub';
 
@@ -36,7 +36,7 @@ function requireFrom(file: string): unknown {
     try {
       require('tsx/cjs');
     } catch {
-      throw new PgPubSubError('PGPUBSUB_APP_TS', `${file} is TypeScript; install tsx (npm i -D tsx) so the CLI can load it, or point --app at compiled JavaScript`);
+      throw new AppLoadError('PGPUBSUB_APP_TS', `${file} is TypeScript; install tsx (npm i -D tsx) so the CLI can load it, or point --app at compiled JavaScript`);
     }
   }
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- loading the user's app by path.
@@ -58,7 +58,7 @@ export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp
   try {
     resolved = require.resolve(source);
   } catch {
-    throw new PgPubSubError(
+    throw new AppLoadError(
       'PGPUBSUB_APP_NOT_FOUND',
       options.app
         ? `--app ${options.app}: no module at ${source}`
@@ -73,7 +73,7 @@ export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp
   }
   const sequelize = sequelizeOf(exported);
   if (!sequelize) {
-    throw new PgPubSubError(
+    throw new AppLoadError(
       'PGPUBSUB_APP_NO_SEQUELIZE',
       `${resolved} does not export a Sequelize instance. Export it as 'sequelize' (module.exports.sequelize = sequelize), or pass --app <module>`,
     );
@@ -87,7 +87,7 @@ export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp
  * When loading the app failed and DATABASE_URL is not a PostgreSQL URL, that is the likely cause
  * (Sequelize fails on it with a TypeError that names neither): say so, naming the variable.
  */
-function databaseUrlProblem(url: string | undefined, cause: unknown): PgPubSubError | null {
+function databaseUrlProblem(url: string | undefined, cause: unknown): AppLoadError | null {
   if (url === undefined) return null;
   let problem: string | null = null;
   try {
@@ -98,6 +98,6 @@ function databaseUrlProblem(url: string | undefined, cause: unknown): PgPubSubEr
     problem = 'it is not a URL';
   }
   return problem
-    ? new PgPubSubError('PGPUBSUB_BAD_DATABASE_URL', `DATABASE_URL is not a valid PostgreSQL URL (${problem}). Set it like postgres://user:password@host:5432/database`, { cause })
+    ? new AppLoadError('PGPUBSUB_BAD_DATABASE_URL', `DATABASE_URL is not a valid PostgreSQL URL (${problem}). Set it like postgres://user:password@host:5432/database`, { cause })
     : null;
 }

@@ -1,5 +1,5 @@
 import type { Model, ModelStatic } from 'sequelize';
-import { PgPubSubError } from './errors';
+import { ChannelDefinitionError } from './errors';
 import { MAX_IDENTIFIER_BYTES } from './sql-text';
 
 /** Table events a model channel can listen to. */
@@ -94,7 +94,7 @@ export class CustomChannel<T = unknown> {
       ...retryProblems(options.retry, where),
       ...timeoutProblems(options.timeoutMs, where),
     ];
-    if (problems.length > 0) throw new PgPubSubError('PGPUBSUB_INVALID_CHANNEL', problems.join('\n'));
+    if (problems.length > 0) throw new ChannelDefinitionError(problems, problems.join('\n'));
     this.name = name;
     this.durable = options.durable ?? true;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };

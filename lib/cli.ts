@@ -7,10 +7,10 @@ import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger }
 import { generateTriggerMigration } from './migration-generate';
 import { supervise } from './supervisor';
 import { runWorker } from './worker';
-import type { TriggerState } from './trigger-sync';
+import type { TriggerState } from './trigger-reconcile';
 
 /** Exit codes: 0 success, 1 failure or drift found, 2 bad usage. */
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
 interface ListenCliOptions {
   channels?: string[];
@@ -75,7 +75,7 @@ async function withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>
   }
 }
 
-export function buildProgram(): Command {
+function buildProgram(): Command {
   const program = new Command('pgpubsub')
     .description('Manage sequelize-pgpubsub channels, triggers and migrations.')
     .option('--app <module>', "module exporting your configured sequelize (default: the models index named in .sequelizerc)")

@@ -1,6 +1,8 @@
 import type { Sequelize, Transaction } from 'sequelize';
-import { PgPubSubError } from './errors';
-import { CONTEXT_SETTING } from './notification-table';
+import { ContextError } from './errors';
+
+/** The setting (GUC) that holds the notification context as JSON text. Frozen: installed pgpubsub_context() reads it. */
+export const CONTEXT_SETTING = 'pgpubsub.notification_context';
 
 /** JSON-serialisable values a notification context may hold (a trace id, a tenant id…). */
 export type NotificationContext = Record<string, unknown>;
@@ -34,10 +36,10 @@ function clsTransaction(sequelize: Sequelize): Transaction | undefined {
 export async function setContext(sequelize: Sequelize, context: NotificationContext, options: SetContextOptions = {}): Promise<void> {
   const scope = options.scope ?? 'transaction';
   if (scope !== 'transaction' && scope !== 'session') {
-    throw new PgPubSubError('PGPUBSUB_CONTEXT_SCOPE', `setContext: scope must be 'transaction' or 'session', got ${JSON.stringify(scope)}`);
+    throw new ContextError('PGPUBSUB_CONTEXT_SCOPE', `setContext: scope must be 'transaction' or 'session', got ${JSON.stringify(scope)}`);
   }
   if (typeof context !== 'object' || context === null || Array.isArray(context)) {
-    throw new PgPubSubError('PGPUBSUB_CONTEXT_TYPE', `setContext: the context must be a plain object like { traceId: 'abc' }, got ${JSON.stringify(context)}`);
+    throw new ContextError('PGPUBSUB_CONTEXT_TYPE', `setContext: the context must be a plain object like { traceId: 'abc' }, got ${JSON.stringify(context)}`);
   }
   const values = [CONTEXT_SETTING, JSON.stringify(context), scope === 'transaction'];
   try {
@@ -47,7 +49,7 @@ export async function setContext(sequelize: Sequelize, context: NotificationCont
     }
     const transaction = options.transaction ?? clsTransaction(sequelize);
     if (!transaction) {
-      throw new PgPubSubError(
+      throw new ContextError(
         'PGPUBSUB_CONTEXT_NO_TRANSACTION',
         `setContext: a ${scope}-scoped context needs a connection to live on, and no transaction was given. `
           + 'Pass { transaction }, or run your writes inside withContext(context, async (transaction) => …)',

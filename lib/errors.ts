@@ -1,29 +1,120 @@
 /**
- * Every error this library raises on purpose. The message names the thing at
- * fault and the fix; `code` is stable for programmatic handling.
+ * Every error this library raises on purpose, one class per kind of problem, each with a fixed
+ * code or a small set of codes. The message names the thing at fault and the fix; `code` is
+ * stable for programmatic handling.
  */
-export class PgPubSubError extends Error {
-  readonly code: string;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+/** Every code a PgPubSubError can carry. */
+export type PgPubSubErrorCode =
+  | ChannelDefinitionError['code']
+  | ChannelUsageError['code']
+  | ContextError['code']
+  | NotifyPayloadError['code']
+  | MalformedPayloadError['code']
+  | ListenOptionsError['code']
+  | CallbackTimeoutError['code']
+  | MissingTableError['code']
+  | SetupError['code']
+  | AppLoadError['code']
+  | TriggerMigrationError['code'];
+
+export class PgPubSubError extends Error {
+  readonly code: PgPubSubErrorCode;
+
+  constructor(code: PgPubSubErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'PgPubSubError';
     this.code = code;
   }
 }
 
-/** One or more channel definitions are invalid. Lists every problem found. */
-export class ChannelDefinitionError extends PgPubSubError {
+/** The base of the classes below: a PgPubSubError whose `code` is one of `C`. Not exported from the package. */
+export class CodedError<C extends PgPubSubErrorCode> extends PgPubSubError {
+  declare readonly code: C;
+
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** One or more channel definitions (model or custom) are invalid. Lists every problem found. */
+export class ChannelDefinitionError extends CodedError<'PGPUBSUB_INVALID_CHANNEL'> {
+  override readonly name = 'ChannelDefinitionError';
   readonly problems: string[];
 
-  constructor(problems: string[]) {
+  /** `message` defaults to the problems, one per line after a count when there are several. */
+  constructor(problems: string[], message?: string) {
     super(
       'PGPUBSUB_INVALID_CHANNEL',
-      problems.length === 1
+      message ?? (problems.length === 1
         ? problems[0]
-        : `${problems.length} invalid channel definitions:\n  - ${problems.join('\n  - ')}`,
+        : `${problems.length} invalid channel definitions:\n  - ${problems.join('\n  - ')}`),
     );
-    this.name = 'ChannelDefinitionError';
     this.problems = problems;
+  }
+}
+
+/** A valid channel used wrongly: an unknown name, notify() on a model channel, on() with the wrong model or no function. */
+export class ChannelUsageError extends CodedError<'PGPUBSUB_UNKNOWN_CHANNEL' | 'PGPUBSUB_NOTIFY_MODEL_CHANNEL' | 'PGPUBSUB_CHANNEL_MODEL' | 'PGPUBSUB_CALLBACK'> {
+  override readonly name = 'ChannelUsageError';
+}
+
+/** setContext() or withContext() called wrongly: a bad scope, a context that is not a plain object, no transaction to hold it. */
+export class ContextError extends CodedError<'PGPUBSUB_CONTEXT_SCOPE' | 'PGPUBSUB_CONTEXT_TYPE' | 'PGPUBSUB_CONTEXT_NO_TRANSACTION'> {
+  override readonly name = 'ContextError';
+}
+
+/** A payload notify() cannot send: not an object, or too large for a broadcast channel's NOTIFY. */
+export class NotifyPayloadError extends CodedError<'PGPUBSUB_PAYLOAD_TYPE' | 'PGPUBSUB_PAYLOAD_TOO_LARGE'> {
+  override readonly name = 'NotifyPayloadError';
+}
+
+/** A received payload that cannot be turned into a message; the notification is kept and marked, never dropped. */
+export class MalformedPayloadError extends CodedError<'PGPUBSUB_MALFORMED_PAYLOAD'> {
+  override readonly name = 'MalformedPayloadError';
+
+  constructor(channel: string, problem: string) {
+    super('PGPUBSUB_MALFORMED_PAYLOAD', `notification on channel '${channel}': ${problem}`);
+  }
+}
+
+/** listen() called with bad options, or for channels that have no callback. */
+export class ListenOptionsError extends CodedError<'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS'> {
+  override readonly name = 'ListenOptionsError';
+}
+
+/** A callback that did not settle within its channel's `timeoutMs`. */
+export class CallbackTimeoutError extends CodedError<'PGPUBSUB_CALLBACK_TIMEOUT'> {
+  override readonly name = 'CallbackTimeoutError';
+
+  constructor(channel: string, id: string | null, timeoutMs: number) {
+    super('PGPUBSUB_CALLBACK_TIMEOUT', `callback on '${channel}'${id ? ` for notification ${id}` : ''} did not settle within ${timeoutMs} ms (timeoutMs); its work was rolled back`);
+  }
+}
+
+/**
+ * A table this needs is not in the database: the library's own (its migrations were not run,
+ * PGPUBSUB_NOT_INSTALLED) or a channel's model table (PGPUBSUB_TABLE_MISSING, when syncing triggers).
+ */
+export class MissingTableError extends CodedError<'PGPUBSUB_NOT_INSTALLED' | 'PGPUBSUB_TABLE_MISSING'> {
+  override readonly name = 'MissingTableError';
+}
+
+/** pgpubsub set up wrongly: a Sequelize that is not PostgreSQL, a bad plugin for use(), a migration run without a Sequelize. */
+export class SetupError extends CodedError<'PGPUBSUB_DIALECT' | 'PGPUBSUB_PLUGIN' | 'PGPUBSUB_MIGRATION_ARGS'> {
+  override readonly name = 'SetupError';
+}
+
+/** The CLI could not load the app: no module, no Sequelize exported, TypeScript without tsx, or a bad DATABASE_URL. */
+export class AppLoadError extends CodedError<'PGPUBSUB_APP_NOT_FOUND' | 'PGPUBSUB_APP_NO_SEQUELIZE' | 'PGPUBSUB_APP_TS' | 'PGPUBSUB_BAD_DATABASE_URL'> {
+  override readonly name = 'AppLoadError';
+}
+
+/** `migration:generate` found a previous trigger migration it cannot start from (one it did not generate, or edited). */
+export class TriggerMigrationError extends CodedError<'PGPUBSUB_TRIGGER_MIGRATION'> {
+  override readonly name = 'TriggerMigrationError';
+
+  constructor(message: string) {
+    super('PGPUBSUB_TRIGGER_MIGRATION', message);
   }
 }

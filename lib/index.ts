@@ -26,14 +26,27 @@ export {
 } from './channel';
 export type { NotificationContext, QueryableConnection, SetContextOptions } from './context';
 export type { NotifyOptions } from './notify';
-export { CallbackTimeoutError, Listener, type Failure, type ListenOptions, type ListenerStats, type RunningAlone } from './listener';
+export { Listener, type Failure, type ListenOptions, type ListenerStats, type RunningAlone } from './listener';
 export type { CallbackContext, CustomCallback, CustomMessage, ModelCallback, ModelMessage } from './message';
-export { MalformedPayloadError } from './message';
 export { consoleLogger, type Logger, type LogLevel } from './logger';
-export { PgPubSubError, ChannelDefinitionError } from './errors';
+export {
+  AppLoadError,
+  CallbackTimeoutError,
+  ChannelDefinitionError,
+  ChannelUsageError,
+  ContextError,
+  ListenOptionsError,
+  MalformedPayloadError,
+  MissingTableError,
+  NotifyPayloadError,
+  PgPubSubError,
+  SetupError,
+  TriggerMigrationError,
+  type PgPubSubErrorCode,
+} from './errors';
 export { migrations, type LibraryMigration } from './migrations';
-export type { TriggerState, TriggerStatus, SyncResult } from './trigger-sync';
-export type { TriggerSpec } from './trigger-sql';
+export type { TriggerState, TriggerStatus, SyncResult } from './trigger-reconcile';
+export type { TriggerSpec } from './trigger-render';
 export { generateTriggerMigration, type GenerateResult } from './migration-generate';
 
 export default pgpubsub;

@@ -1,7 +1,14 @@
 import type { Client } from 'pg';
-import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-import type { ClaimedRow } from './claim';
-import { HOLDER_LOCK, INFLIGHT_TABLE, NOTIFICATION_TABLE } from './notification-table';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './db-objects';
+import { type ClaimedRow, chargeSetSql, pendingSql } from './store';
+
+/**
+ * Advisory lock namespace of the listeners' holder keys (the second key): a listener holds its key
+ * on its LISTEN connection for as long as it lives, so a marker whose lock is free belongs to a dead
+ * listener. Frozen: installed databases' pgpubsub_claim() has this number in its body.
+ */
+export const HOLDER_LOCK = 1885826933;
 
 /**
  * What a listener is running, recorded where a dying process cannot take it back (see the
@@ -51,14 +58,11 @@ export async function chargeBeforeRunningAlone(
   const [result] = await sequelize.query<{ charged: number }>(
     `WITH target AS (
        SELECT n.id FROM ${NOTIFICATION_TABLE} AS n
-        WHERE n.id = $1::bigint AND n.attempts = $2::integer AND n.failed_at IS NULL
+        WHERE n.id = $1::bigint AND n.attempts = $2::integer AND ${pendingSql('n')}
           FOR UPDATE SKIP LOCKED
      ), charged AS (
        UPDATE ${NOTIFICATION_TABLE} AS n
-          SET attempts = n.attempts + 1,
-              last_error = $3,
-              available_at = now() + make_interval(secs => $4::double precision / 1000),
-              failed_at = CASE WHEN n.attempts + 1 >= $5::integer THEN now() END
+          SET ${chargeSetSql({ alias: 'n', added: '1', error: '$3', delayMs: '$4', maxAttempts: '$5::integer' })}
          FROM target WHERE n.id = target.id
        RETURNING n.id
      ), released AS (
@@ -79,18 +83,6 @@ export async function chargeBeforeRunningAlone(
   return result.charged === 1;
 }
 
-/** Locks one notification for its run alone, with the claim's server-side time limits; null when gone or held. */
-export async function lockOne(sequelize: Sequelize, transaction: Transaction, id: string, timeoutMs: number): Promise<ClaimedRow | null> {
-  const [row] = await sequelize.query<ClaimedRow>(
-    `SELECT n.id::text AS id, n.channel, n.payload::text AS payload, n.attempts, false AS suspect,
-            set_config('statement_timeout', $2::text, true) AS t1,
-            set_config('idle_in_transaction_session_timeout', ($2::integer + 5000)::text, true) AS t2
-       FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
-    { bind: [id, Math.min(timeoutMs, 2 ** 31 - 6000)], transaction, type: QueryTypes.SELECT },
-  );
-  return row ?? null;
-}
-
 /** Says this holder is back (after a reconnect), and drops the markers of dead listeners that name nothing left to run. */
 export async function pruneDeadMarkers(via: Client, holder: number): Promise<void> {
   await via.query(`UPDATE ${INFLIGHT_TABLE} SET suspected_at = NULL WHERE holder = $1::integer AND suspected_at IS NOT NULL`, [holder]);
@@ -98,7 +90,7 @@ export async function pruneDeadMarkers(via: Client, holder: number): Promise<voi
     `DELETE FROM ${INFLIGHT_TABLE} AS m
       WHERE m.holder IN (SELECT i.holder FROM ${INFLIGHT_TABLE} AS i WHERE i.holder <> $1::integer FOR UPDATE SKIP LOCKED)
         AND CASE WHEN pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder) THEN pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
-        AND NOT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = ANY (m.ids) AND n.failed_at IS NULL)`,
+        AND NOT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = ANY (m.ids) AND ${pendingSql('n')})`,
     [holder],
   );
 }

@@ -1,18 +1,22 @@
 import { EventEmitter } from 'node:events';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
+import { missingRelations } from './catalog';
 import { type AnyChannel, type RetryPolicy } from './channel';
 import { jitteredBackoff } from './backoff';
-import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, nextDueInMs, recordFailure } from './claim';
 import type { NotificationContext } from './context';
 import { errorSummary, errorText, sqlState } from './error-text';
-import { PgPubSubError } from './errors';
-import { chargeBeforeRunningAlone, clearInflight, lockOne, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
+import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError, MissingTableError } from './errors';
+import { chargeBeforeRunningAlone, clearInflight, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type Logger, consoleLogger } from './logger';
-import { MalformedPayloadError, decodeMessage } from './message';
-import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './notification-table';
+import { decodeMessage } from './message';
+import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './db-objects';
 import { quoteIdent } from './sql-text';
+import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, lockOne, nextDueInMs, pendingSql, recordFailure } from './store';
 import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
+
+/** The application_name of a listener's LISTEN connection (pg_stat_activity shows it). */
+export const LISTENER_APPLICATION_NAME = 'pgpubsub-listener';
 
 /** Channel on which `recover()` asks every running listener to drain now. */
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
@@ -24,21 +28,13 @@ class CallbackFailed extends Error {
   }
 }
 
-/** A callback that did not settle within its channel's `timeoutMs`. */
-export class CallbackTimeoutError extends PgPubSubError {
-  constructor(channel: string, id: string | null, timeoutMs: number) {
-    super('PGPUBSUB_CALLBACK_TIMEOUT', `callback on '${channel}'${id ? ` for notification ${id}` : ''} did not settle within ${timeoutMs} ms (timeoutMs); its work was rolled back`);
-    this.name = 'CallbackTimeoutError';
-  }
-}
-
 /** What a notification that was running alone when its process died gets as its `last_error`. */
-export const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash, kill or out of memory) while running this notification alone, after the listener that held it in a batch went away too';
+const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash, kill or out of memory) while running this notification alone, after the listener that held it in a batch went away too';
 
 /** A library query (claim, delete, commit…) that takes longer than this has a dead connection under it. */
 const LIBRARY_QUERY_DEADLINE_MS = 30_000;
 /** The default time limit of a callback. */
-export const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_TIMEOUT_MS = 60_000;
 /** How often a listener that lacks a channel's listening lock (another role holds it) tries again. */
 const LISTENING_RETRY_MS = 1000;
 /** How often a listener that holds drain locks says so to producers (they trust a lock for 1 s). */
@@ -119,7 +115,7 @@ export interface ListenerStats {
 }
 
 /** The retry delay of a failed notification's `attempt` under its channel's policy. */
-export function backoffDelay(attempt: number, retry: Required<RetryPolicy>, random = Math.random): number {
+function backoffDelay(attempt: number, retry: Required<RetryPolicy>, random = Math.random): number {
   return jitteredBackoff(attempt, retry.backoffMs, retry.maxBackoffMs, random);
 }
 
@@ -237,20 +233,20 @@ export class Listener extends EventEmitter {
     this.#log = options.logger ?? consoleLogger();
     const batchSize = options.batchSize ?? 100;
     if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
     }
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
-      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: timeoutMs must be a positive integer (milliseconds), got ${JSON.stringify(options.timeoutMs)}`);
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: timeoutMs must be a positive integer (milliseconds), got ${JSON.stringify(options.timeoutMs)}`);
     }
     const filterProblems = contextFilterProblems(options.contextFilter);
     if (filterProblems.length) {
-      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: ${filterProblems.join('; ')}`);
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: ${filterProblems.join('; ')}`);
     }
     const minDelayMs = options.reconnect?.minDelayMs ?? 100;
     const maxDelayMs = options.reconnect?.maxDelayMs ?? Math.max(10_000, minDelayMs);
     if (!(minDelayMs >= 0 && maxDelayMs >= minDelayMs)) {
-      throw new PgPubSubError('PGPUBSUB_LISTEN_OPTIONS', `listen: reconnect needs 0 <= minDelayMs <= maxDelayMs, got ${JSON.stringify(options.reconnect)}`);
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: reconnect needs 0 <= minDelayMs <= maxDelayMs, got ${JSON.stringify(options.reconnect)}`);
     }
     this.#options = {
       batchSize,
@@ -265,13 +261,13 @@ export class Listener extends EventEmitter {
     this.#beforeRunningAlone = options.beforeRunningAlone;
     const names = options.channels ?? host.channels().filter((c) => host.callbacks(c.name).length > 0).map((c) => c.name);
     if (names.length === 0) {
-      throw new PgPubSubError('PGPUBSUB_NO_CALLBACKS', 'listen: no channel has a callback. Register one first, e.g. sequelize.pgpubsub.on(Author, \'author_created\', callback)');
+      throw new ListenOptionsError('PGPUBSUB_NO_CALLBACKS', 'listen: no channel has a callback. Register one first, e.g. sequelize.pgpubsub.on(Author, \'author_created\', callback)');
     }
     this.#channels = names.map((name) => {
       const channel = host.channel(name);
       if (host.callbacks(name).length === 0) {
         // Claiming a durable notification with nothing to run would delete it unprocessed.
-        throw new PgPubSubError('PGPUBSUB_NO_CALLBACKS', `listen: channel '${name}' has no callback. Register one with sequelize.pgpubsub.on(…) before listening, or leave it out of channels`);
+        throw new ListenOptionsError('PGPUBSUB_NO_CALLBACKS', `listen: channel '${name}' has no callback. Register one with sequelize.pgpubsub.on(…) before listening, or leave it out of channels`);
       }
       return channel;
     });
@@ -340,16 +336,13 @@ export class Listener extends EventEmitter {
   }
 
   async #checkInstalled(client: Client): Promise<void> {
-    const { rows: [row] } = await client.query<{ notifications: boolean; inflight: boolean }>(
-      `SELECT to_regclass($1) IS NOT NULL AS notifications, to_regclass($2) IS NOT NULL AS inflight`,
-      [NOTIFICATION_TABLE, INFLIGHT_TABLE],
-    );
+    const absent = await missingRelations(client, [NOTIFICATION_TABLE, INFLIGHT_TABLE]);
     const missing = [
-      !row.notifications && `table ${NOTIFICATION_TABLE} (migration 00000000000001-pgpubsub-notification-table.js)`,
-      !row.inflight && `table ${INFLIGHT_TABLE} (migration 00000000000002-pgpubsub-inflight.js)`,
+      absent.includes(NOTIFICATION_TABLE) && `table ${NOTIFICATION_TABLE} (migration 00000000000001-pgpubsub-notification-table.js)`,
+      absent.includes(INFLIGHT_TABLE) && `table ${INFLIGHT_TABLE} (migration 00000000000002-pgpubsub-inflight.js)`,
     ].filter(Boolean);
     if (missing.length) {
-      throw new PgPubSubError('PGPUBSUB_NOT_INSTALLED', `listen: the library's ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from this database. `
+      throw new MissingTableError('PGPUBSUB_NOT_INSTALLED', `listen: the library's ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from this database. `
         + 'Add the stubs from the README (module.exports = require(\'sequelize-pgpubsub/migrations/…\')) to your migrations and run npx sequelize-cli db:migrate, or run the exported migrations with Umzug');
     }
   }
@@ -358,7 +351,7 @@ export class Listener extends EventEmitter {
   async #reportStrays(client: Client): Promise<void> {
     const { rows } = await client.query<{ channel: string; n: number }>(
       `SELECT channel, count(*)::int AS n FROM ${NOTIFICATION_TABLE}
-        WHERE failed_at IS NULL AND NOT (channel = ANY ($1::text[])) GROUP BY channel ORDER BY channel`,
+        WHERE ${pendingSql()} AND NOT (channel = ANY ($1::text[])) GROUP BY channel ORDER BY channel`,
       [this.#filter.channels],
     );
     for (const { channel, n } of rows) {
@@ -386,7 +379,7 @@ export class Listener extends EventEmitter {
       connectionTimeoutMillis: 10_000,
       // Every query on this connection is short (locks, markers, the heartbeat): one that hangs means a dead path.
       query_timeout: LIBRARY_QUERY_DEADLINE_MS,
-      application_name: 'pgpubsub-listener',
+      application_name: LISTENER_APPLICATION_NAME,
     });
     client.on('notification', (message) => this.#onNotification(message));
     client.on('error', (error) => this.#onConnectionLost(client, error));

@@ -2,7 +2,7 @@ import { LosslessNumber, isSafeNumber, parse } from 'lossless-json';
 import type { Model, ModelStatic, Transaction } from 'sequelize';
 import type { AnyChannel, ChannelOp, CustomChannel, ModelChannel } from './channel';
 import type { NotificationContext } from './context';
-import { PgPubSubError } from './errors';
+import { MalformedPayloadError } from './errors';
 
 /** What a callback of a model channel receives. `old`/`new` are instances of the model. */
 export interface ModelMessage<M extends Model = Model> {
@@ -42,19 +42,13 @@ export interface CallbackContext {
 export type ModelCallback<M extends Model = Model> = (message: ModelMessage<M>, context: CallbackContext) => unknown;
 export type CustomCallback<T = unknown> = (message: CustomMessage<T>, context: CallbackContext) => unknown;
 
-/** A payload that cannot be turned into a message; the notification is kept and marked, never dropped. */
-export class MalformedPayloadError extends PgPubSubError {
-  constructor(channel: string, problem: string) {
-    super('PGPUBSUB_MALFORMED_PAYLOAD', `notification on channel '${channel}': ${problem}`);
-    this.name = 'MalformedPayloadError';
-  }
-}
-
 /**
  * Parses stored or sent payload text without losing numeric precision (numbers stay LosslessNumber
- * until a type says what they are). Rows in the older format, a JSON string holding the JSON, are unwrapped.
+ * until a type says what they are). A payload that is a JSON string holding the JSON is unwrapped:
+ * that is how rows stored by the Python library django-pgpubsub look (its payload column held the
+ * JSON text encoded as a JSON string), so a table carried over from it keeps working.
  */
-export function parsePayload(text: string): unknown {
+function parsePayload(text: string): unknown {
   let value = parse(text);
   if (typeof value === 'string') value = parse(value);
   return value;
@@ -75,7 +69,7 @@ const MAYBE_INEXACT = /\d{16}|\d[eE]/;
  */
 function parseFast(text: string, exactText: boolean): unknown {
   if (exactText || MAYBE_INEXACT.test(text)) return parsePayload(text);
-  // A string-wrapped payload's inner text is part of `text`, so the test above covered it too.
+  // A string-wrapped payload (django-pgpubsub's rows, see parsePayload): its inner text is part of `text`, so the test above covered it too.
   const value: unknown = JSON.parse(text);
   return typeof value === 'string' ? JSON.parse(value) : value;
 }
@@ -129,7 +123,7 @@ function attributeColumns(model: ModelStatic<Model>): { columns: AttributeColumn
 }
 
 /** Builds a model instance from a row keyed by column; columns the model no longer has are ignored. */
-export function rowToInstance<M extends Model>(model: ModelStatic<M>, row: Record<string, unknown>): M {
+function rowToInstance<M extends Model>(model: ModelStatic<M>, row: Record<string, unknown>): M {
   const values: Record<string, unknown> = {};
   for (const { name, column, typeKey } of attributeColumns(model).columns) {
     if (Object.prototype.hasOwnProperty.call(row, column)) values[name] = attributeValue(typeKey, row[column]);
@@ -144,7 +138,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /** Turns a parsed trigger payload into a model message, checking its shape first. */
-export function modelMessage(channel: ModelChannel, payload: unknown, id: string | null): ModelMessage {
+function modelMessage(channel: ModelChannel, payload: unknown, id: string | null): ModelMessage {
   const bad = (problem: string) => new MalformedPayloadError(channel.name, problem);
   if (!isRecord(payload)) throw bad(`expected a JSON object, got ${JSON.stringify(payload)?.slice(0, 200)}`);
   // A channel's identity is its name: rows stored under a model's old name (renamed in code) are its own.
@@ -166,7 +160,7 @@ export function modelMessage(channel: ModelChannel, payload: unknown, id: string
 }
 
 /** Turns a parsed custom payload into a message, filling in the channel's defaults. */
-export function customMessage<T>(channel: CustomChannel<T>, payload: unknown, id: string | null): CustomMessage<T> {
+function customMessage<T>(channel: CustomChannel<T>, payload: unknown, id: string | null): CustomMessage<T> {
   if (!isRecord(payload) || payload.op !== 'NOTIFY' || !isRecord(payload.payload)) {
     throw new MalformedPayloadError(channel.name, `expected { op: 'NOTIFY', payload: {…}, context }, got ${JSON.stringify(plain(payload, false))?.slice(0, 200)}`);
   }

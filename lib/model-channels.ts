@@ -18,7 +18,7 @@ export interface ModelChannelsResult {
 }
 
 /** Where a model's rows live: its schema (default `public`) and table name. */
-export function modelTable(model: ModelStatic<Model>): { schema: string; table: string } {
+function modelTable(model: ModelStatic<Model>): { schema: string; table: string } {
   const name = model.getTableName() as string | { tableName: string; schema?: string };
   if (typeof name === 'string') return { schema: model.options.schema || 'public', table: name };
   return { schema: name.schema || 'public', table: name.tableName };

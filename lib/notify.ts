@@ -1,8 +1,8 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import type { CustomChannel } from './channel';
-import { PgPubSubError } from './errors';
-import { CONTEXT_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './notification-table';
-import { NOTIFY_PAYLOAD_LIMIT } from './trigger-sql';
+import { NotifyPayloadError } from './errors';
+import { CONTEXT_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './db-objects';
+import { NOTIFY_PAYLOAD_LIMIT } from './trigger-render';
 
 export interface NotifyOptions {
   /** Send as part of this transaction: the notification exists if and only if it commits. */
@@ -10,9 +10,9 @@ export interface NotifyOptions {
 }
 
 /** JSON text of a payload; bigints become strings (JSON has no 64-bit integers). */
-export function encodePayload(channel: CustomChannel<unknown>, payload: unknown): string {
+function encodePayload(channel: CustomChannel<unknown>, payload: unknown): string {
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
-    throw new PgPubSubError('PGPUBSUB_PAYLOAD_TYPE', `notify('${channel.name}'): the payload must be an object, got ${JSON.stringify(payload)}`);
+    throw new NotifyPayloadError('PGPUBSUB_PAYLOAD_TYPE', `notify('${channel.name}'): the payload must be an object, got ${JSON.stringify(payload)}`);
   }
   return JSON.stringify({ ...channel.defaults, ...payload }, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
 }
@@ -30,7 +30,7 @@ const BROADCAST_SQL = `SELECT pg_notify($1, jsonb_build_object('op', 'NOTIFY', '
 export async function notify<T>(sequelize: Sequelize, channel: CustomChannel<T>, payload: T, options: NotifyOptions = {}): Promise<void> {
   const json = encodePayload(channel as CustomChannel<unknown>, payload);
   if (!channel.durable && Buffer.byteLength(json) > NOTIFY_PAYLOAD_LIMIT) {
-    throw new PgPubSubError(
+    throw new NotifyPayloadError(
       'PGPUBSUB_PAYLOAD_TOO_LARGE',
       `notify('${channel.name}'): the payload is ${Buffer.byteLength(json)} bytes; a broadcast channel sends it in a NOTIFY, `
         + `which holds at most ${NOTIFY_PAYLOAD_LIMIT}. Send less, or make the channel durable (payloads are then stored, any size)`,
@@ -44,7 +44,7 @@ export async function notify<T>(sequelize: Sequelize, channel: CustomChannel<T>,
     });
   } catch (error) {
     if ((error as { parent?: { code?: string } }).parent?.code === '22023' && !channel.durable) {
-      throw new PgPubSubError(
+      throw new NotifyPayloadError(
         'PGPUBSUB_PAYLOAD_TOO_LARGE',
         `notify('${channel.name}'): the payload with its context is over the NOTIFY limit of ${NOTIFY_PAYLOAD_LIMIT} bytes. `
           + 'Send less, or make the channel durable',

@@ -1,6 +1,6 @@
 import { Sequelize } from 'sequelize';
 import type { ModelPubSubOptions } from './channel';
-import { PgPubSubError } from './errors';
+import { SetupError } from './errors';
 import { PgPubSub, type PgPubSubOptions } from './pubsub';
 
 /** Anything `sequelize.use()` accepts: an object with `install(sequelize, options)`. */
@@ -33,7 +33,7 @@ const INSTALLED = Symbol.for('sequelize-pgpubsub.instance');
  */
 export function install(sequelize: Sequelize, options: PgPubSubOptions = {}): PgPubSub {
   if (sequelize.getDialect() !== 'postgres') {
-    throw new PgPubSubError('PGPUBSUB_DIALECT', `pgpubsub needs PostgreSQL; this Sequelize instance uses '${sequelize.getDialect()}'. Use dialect: 'postgres'`);
+    throw new SetupError('PGPUBSUB_DIALECT', `pgpubsub needs PostgreSQL; this Sequelize instance uses '${sequelize.getDialect()}'. Use dialect: 'postgres'`);
   }
   const holder = sequelize as unknown as Record<symbol, PgPubSub | undefined>;
   let pubsub = holder[INSTALLED];
@@ -60,7 +60,7 @@ if (!Object.prototype.hasOwnProperty.call(Sequelize.prototype, 'use')) {
   Object.defineProperty(Sequelize.prototype, 'use', {
     value: function use(this: Sequelize, plugin: SequelizePlugin, options?: unknown) {
       if (typeof plugin?.install !== 'function') {
-        throw new PgPubSubError('PGPUBSUB_PLUGIN', 'sequelize.use(plugin): the plugin must have an install(sequelize, options) function, e.g. sequelize.use(pgpubsub)');
+        throw new SetupError('PGPUBSUB_PLUGIN', 'sequelize.use(plugin): the plugin must have an install(sequelize, options) function, e.g. sequelize.use(pgpubsub)');
       }
       plugin.install(this, options);
       return this;

@@ -1,16 +1,15 @@
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, CustomChannel, type ModelChannel } from './channel';
 import { type NotificationContext, type SetContextOptions, setContext, withContext } from './context';
-import { ChannelDefinitionError, PgPubSubError } from './errors';
+import { ChannelDefinitionError, ChannelUsageError } from './errors';
 import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
 import type { CustomCallback, ModelCallback } from './message';
 import type { LibraryMigration } from './migrations/runner';
 import { implicitThroughModels, modelChannels } from './model-channels';
-import { MIGRATION_META_TABLE, TRIGGER_STEP_PREFIX } from './notification-table';
-import { quoteLiteral } from './sql-text';
 import { type NotifyOptions, notify } from './notify';
-import type { TriggerSpec } from './trigger-sql';
-import { type SyncResult, type TriggerState, desiredTriggers, stateHash, syncTriggers, triggerStates } from './trigger-sync';
+import type { TriggerSpec } from './trigger-render';
+import { type SyncResult, type TriggerState, desiredTriggers, syncTriggers, triggerStates } from './trigger-reconcile';
+import { triggerStep } from './trigger-step';
 
 export interface PgPubSubOptions {
   /** Custom channels (from `channel<T>()`) this app sends or listens on. */
@@ -59,29 +58,8 @@ export class TriggerManager {
    * new Umzug({ migrations: [...pgpubsubMigrations, ...appMigrations, sequelize.pgpubsub.triggers.migration()], … })
    */
   migration(): LibraryMigration {
-    const desired = this.desired();
-    const sequelize = this.#pubsub.sequelize;
-    const name = `${TRIGGER_STEP_PREFIX}${stateHash(desired)}`;
-    return {
-      name,
-      up: async () => {
-        await syncTriggers(sequelize, desired);
-        // Forget earlier trigger steps, so returning to an earlier definition (a revert) runs its step again.
-        await forgetOtherTriggerSteps(sequelize, name);
-      },
-      down: async () => { await syncTriggers(sequelize, []); },
-    };
+    return triggerStep(this.#pubsub.sequelize, this.desired());
   }
-}
-
-async function forgetOtherTriggerSteps(sequelize: Sequelize, keep: string): Promise<void> {
-  await sequelize.query(
-    `DO $$ BEGIN
-       IF to_regclass('${MIGRATION_META_TABLE.replace(/'/g, "''")}') IS NOT NULL THEN
-         DELETE FROM ${MIGRATION_META_TABLE} WHERE name LIKE '${TRIGGER_STEP_PREFIX}%' AND name <> ${quoteLiteral(keep)};
-       END IF;
-     END $$`,
-  );
 }
 
 /** What `sequelize.pgpubsub` holds: channels, notify, context and trigger management for one Sequelize instance. */
@@ -107,7 +85,7 @@ export class PgPubSub {
   register(...channels: CustomChannel<any>[]): this {
     for (const channel of channels) {
       if (!(channel instanceof CustomChannel)) {
-        throw new PgPubSubError('PGPUBSUB_INVALID_CHANNEL', `register: expected a channel made by channel<T>('name'), got ${JSON.stringify(channel)}`);
+        throw new ChannelDefinitionError([`register: expected a channel made by channel<T>('name'), got ${JSON.stringify(channel)}`]);
       }
       const known = this.#custom.get(channel.name);
       if (known && known !== channel) {
@@ -161,7 +139,7 @@ export class PgPubSub {
     const found = this.channels().find((channel) => channel.name === name);
     if (!found) {
       const known = this.channels().map((channel) => channel.name);
-      throw new PgPubSubError(
+      throw new ChannelUsageError(
         'PGPUBSUB_UNKNOWN_CHANNEL',
         `unknown channel '${name}'. Known channels: ${known.length ? known.join(', ') : '(none)'}. `
           + "Declare it on a model (pgpubsub: { channels }) or register channel<T>('name') with use(pgpubsub, { channels })",
@@ -179,7 +157,7 @@ export class PgPubSub {
   async notify<T>(channel: CustomChannel<T> | string, payload: T, options: NotifyOptions = {}): Promise<void> {
     const target = typeof channel === 'string' ? this.channel(channel) : channel;
     if (!(target instanceof CustomChannel)) {
-      throw new PgPubSubError(
+      throw new ChannelUsageError(
         'PGPUBSUB_NOTIFY_MODEL_CHANNEL',
         `notify('${target.name}'): this is a channel of model ${target.modelName}; its notifications come from table writes. `
           + "Write the row, or declare a custom channel with channel<T>('name') for notify()",
@@ -213,11 +191,11 @@ export class PgPubSub {
       const found = this.channel(name);
       if (found.kind !== 'model' || found.model !== target) {
         const owner = found.kind === 'model' ? `model ${found.modelName}` : 'a custom channel';
-        throw new PgPubSubError('PGPUBSUB_CHANNEL_MODEL', `on(${target?.name}, '${name}'): channel '${name}' belongs to ${owner}, not to ${target?.name}`);
+        throw new ChannelUsageError('PGPUBSUB_CHANNEL_MODEL', `on(${target?.name}, '${name}'): channel '${name}' belongs to ${owner}, not to ${target?.name}`);
       }
     }
     if (typeof callback !== 'function') {
-      throw new PgPubSubError('PGPUBSUB_CALLBACK', `on('${name}'): the callback must be a function, got ${typeof callback}`);
+      throw new ChannelUsageError('PGPUBSUB_CALLBACK', `on('${name}'): the callback must be a function, got ${typeof callback}`);
     }
     const list = this.#callbacks.get(name) ?? [];
     list.push(callback);

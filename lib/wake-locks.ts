@@ -1,6 +1,17 @@
 import type { Client } from 'pg';
-import { DRAIN_BEAT_SEQUENCE, WAKE_LOCKS } from './notification-table';
+import { DRAIN_BEAT_SEQUENCE } from './db-objects';
 import { quoteLiteral } from './sql-text';
+
+/**
+ * Advisory lock namespaces (the first key of the two-key form; the second is `hashtext(channel)`)
+ * through which producers and listeners agree on wake-ups without a table (see the migration):
+ * - LISTENING: every live listener holds it shared on its LISTEN connection;
+ * - DRAINING: the listener draining a channel's backlog holds it exclusively (its "drain lease");
+ * - SKIPPED: a producer that skipped its NOTIFY holds it shared until it commits.
+ * Session locks vanish with their connection, so a listener that dies gives up both of its locks.
+ * Frozen: installed databases' pgpubsub_wake() has these numbers in its body.
+ */
+export const WAKE_LOCKS = { listening: 1885826930, draining: 1885826931, skipped: 1885826932 } as const;
 
 /**
  * The listener's side of the wake-up protocol (see the notification table migration): advisory

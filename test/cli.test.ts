@@ -11,7 +11,7 @@ import { openApp } from '../dev/example-app';
 import { type TestDatabase, emptyDatabase, testDatabase } from './support/hooks';
 import { ROOT, type RunOptions, SEQUELIZE_CLI, pgpubsubCli, run, shown } from '../dev/processes';
 import { sql } from '../dev/postgres';
-import { LIBRARY_NAMES_SQL } from './support/processes';
+import { managedTriggerSql } from '../lib/catalog';
 const APP_TABLES_MIGRATION = '20260101000000-create-example-app.js';
 /** The example app's channels (models/app.ts) and the events each records. */
 const APP_CHANNELS: Record<string, string[]> = {
@@ -140,7 +140,7 @@ describe('pgpubsub CLI', function () {
       expect(installed.map((row) => row.name).sort()).to.deep.equal(expected);
 
       const inDatabase = await sql<{ tgname: string }>(url,
-        `SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'pgpubsub\\_%' AND tgname NOT IN (${LIBRARY_NAMES_SQL}) ORDER BY tgname`);
+        `SELECT tgname FROM pg_trigger t WHERE ${managedTriggerSql('t')} ORDER BY tgname`);
       expect(inDatabase.map((row) => row.tgname)).to.deep.equal(expected);
     });
 
@@ -209,7 +209,7 @@ module.exports = { sequelize };
       const prune = await pgpubsub(['triggers', 'prune', ...app], { url });
       expect(prune.stdout, shown(prune)).to.include('Pruned 5 trigger(s).');
       const left = await sql<{ tgname: string }>(url,
-        `SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'pgpubsub\\_%' AND tgname NOT IN (${LIBRARY_NAMES_SQL})`);
+        `SELECT tgname FROM pg_trigger t WHERE ${managedTriggerSql('t')}`);
       expect(left.map((row) => row.tgname)).to.have.length(1).and.satisfy((names: string[]) => names[0].startsWith('pgpubsub_author_created_'));
       const check = await pgpubsub(['triggers', 'check'], { url });
       expect(check.code, 'the full app now misses five triggers').to.equal(1);
@@ -307,7 +307,7 @@ module.exports = { sequelize };
       expect(result.stderr).to.include("channel 'gadget_wiped' on model Gadget");
       expect(result.stderr).to.include('"truncate"');
       expect(result.stderr).to.include('insert, update, delete');
-      const triggers = await sql(url, `SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgpubsub\\_%' AND tgname NOT IN (${LIBRARY_NAMES_SQL})`);
+      const triggers = await sql(url, `SELECT tgname FROM pg_trigger t WHERE ${managedTriggerSql('t')}`);
       expect(triggers).to.deep.equal([]);
     });
   });

@@ -17,7 +17,7 @@ import { type TestDatabase, emptyDatabase } from './support/hooks';
 import { eventually } from '../dev/eventually';
 import { sql } from '../dev/postgres';
 import { ROOT, type Run, SEQUELIZE_CLI, run, shown, spawnProcess } from '../dev/processes';
-import { LIBRARY_TABLES } from './support/processes';
+import { LIBRARY_TABLES } from '../lib/db-objects';
 
 const ROOT_MODULES = path.join(ROOT, 'node_modules');
 const TSC = path.join(ROOT_MODULES, '.bin', 'tsc');
@@ -162,7 +162,7 @@ Post.init({ title: DataTypes.TEXT }, {
   },
 });
 
-const error: Error = new PgPubSubError('PGPUBSUB_TEST', 'message');
+const error: Error = new PgPubSubError('PGPUBSUB_INVALID_CHANNEL', 'message');
 export const used = [fromUse, fromInstall, error, channel, migrations.map((m) => m.name)];
 `,
   // …and of the migrations subpath, which only exports-aware resolution (node16, nodenext, bundler) finds.

@@ -12,6 +12,7 @@ import { QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
 import { type Exit, type ListenProcess, startListen } from '../dev/processes';
+import { LISTENER_APPLICATION_NAME } from '../lib/listener';
 import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
 import { POOL_APPLICATION_NAME } from './fixtures/example-app';
@@ -19,7 +20,6 @@ import { type TestDatabase, testDatabase } from './support/hooks';
 import { storedNotifications } from './support/notifications';
 
 const EXAMPLE_APP = path.join(__dirname, 'fixtures', 'example-app.ts');
-const LISTEN_APPLICATION_NAME = 'pgpubsub-listener';
 
 interface ListenerOptions {
   slowMs?: number;
@@ -64,7 +64,7 @@ describe('listeners in separate processes', function () {
   async function listenBackends(): Promise<number[]> {
     const rows = await app!.sequelize.query<{ pid: number }>(
       'SELECT pid FROM pg_stat_activity WHERE application_name = :name AND datname = current_database() ORDER BY pid',
-      { type: QueryTypes.SELECT, replacements: { name: LISTEN_APPLICATION_NAME } },
+      { type: QueryTypes.SELECT, replacements: { name: LISTENER_APPLICATION_NAME } },
     );
     return rows.map((r) => Number(r.pid));
   }
@@ -202,10 +202,10 @@ describe('listeners in separate processes', function () {
     const killed = await app!.sequelize.query<{ pid: number; application_name: string }>(
       `SELECT pid, application_name, pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name IN (:names)`,
-      { type: QueryTypes.SELECT, replacements: { names: [POOL_APPLICATION_NAME, LISTEN_APPLICATION_NAME] } },
+      { type: QueryTypes.SELECT, replacements: { names: [POOL_APPLICATION_NAME, LISTENER_APPLICATION_NAME] } },
     );
     const names = killed.map((k) => k.application_name);
-    expect(names, 'killed the LISTEN connection').to.include(LISTEN_APPLICATION_NAME);
+    expect(names, 'killed the LISTEN connection').to.include(LISTENER_APPLICATION_NAME);
     expect(names, 'killed a pool connection').to.include(POOL_APPLICATION_NAME);
     expect(await notificationCount(), 'killed mid-drain').to.be.greaterThan(0);
 

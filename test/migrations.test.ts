@@ -12,7 +12,8 @@ import pgpubsub, { type LibraryMigration, type ModelChannelOptions, type Trigger
 import { MIGRATIONS_DIR, connect } from '../dev/example-app';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
 import { run, shown } from '../dev/processes';
-import { LIBRARY_NAMES_SQL, LIBRARY_TABLES } from './support/processes';
+import { managedFunctionSql, managedTriggerSql } from '../lib/catalog';
+import { LIBRARY_TABLES } from '../lib/db-objects';
 
 const ROOT = path.resolve(__dirname, '..');
 const SEQUELIZE_CLI = path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli');
@@ -34,10 +35,10 @@ async function managedObjects(sequelize: Sequelize) {
   const triggers = await rows<{ name: string; table: string; definition: string; comment: string | null }>(sequelize, `
     SELECT t.tgname AS name, t.tgrelid::regclass::text AS "table", pg_get_triggerdef(t.oid) AS definition,
            obj_description(t.oid, 'pg_trigger') AS comment
-      FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgname LIKE 'pgpubsub\\_%' AND t.tgname NOT IN (${LIBRARY_NAMES_SQL}) ORDER BY 1`);
+      FROM pg_trigger t WHERE ${managedTriggerSql('t')} ORDER BY 1`);
   const functions = await rows<{ name: string; body: string; comment: string | null }>(sequelize, `
     SELECT p.proname AS name, p.prosrc AS body, obj_description(p.oid, 'pg_proc') AS comment
-      FROM pg_proc p WHERE p.proname LIKE 'pgpubsub\\_%' AND p.proname NOT IN (${LIBRARY_NAMES_SQL}) ORDER BY 1`);
+      FROM pg_proc p WHERE ${managedFunctionSql('p')} ORDER BY 1`);
   return { triggers, functions };
 }
 

@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import { QueryTypes, type Sequelize } from 'sequelize';
+import { LISTENER_APPLICATION_NAME } from '../lib/listener';
 import { definePoisonApp, installPoisonApp } from './fixtures/poison-app';
 import { connect } from '../dev/example-app';
 import { type ListenProcess, startListen } from '../dev/processes';
@@ -153,7 +154,7 @@ describe('poison-proof listener processes', function () {
       const pids = alive();
       // One kill -9: the poison's own first deaths count toward the crash loop (5 a minute) too.
       if (fault === 0 && pids.length) process.kill(pids[0], 'SIGKILL');
-      if (fault % 3 === 1) await sequelize.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgpubsub-listener' AND pid <> pg_backend_pid()");
+      if (fault % 3 === 1) await sequelize.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '${LISTENER_APPLICATION_NAME}' AND pid <> pg_backend_pid()`);
       if (fault % 3 === 2 && pids.length) {
         process.kill(pids.at(-1)!, 'SIGSTOP');
         await sleep(3000);

@@ -4,7 +4,7 @@ import pgpubsub, { type ModelChannelOptions, type TriggerState, migrations } fro
 import { type TestDatabase, emptyDatabase } from './support/hooks';
 import { connect } from '../dev/example-app';
 import { listenTo, storedNotifications } from './support/notifications';
-import { LIBRARY_NAMES_SQL } from './support/processes';
+import { managedFunctionSql } from '../lib/catalog';
 
 /** A fresh app on the test database whose Widget model declares `channels`. */
 function widgetApp(url: string, channels: Record<string, ModelChannelOptions>) {
@@ -24,7 +24,7 @@ async function managedObjects(sequelize: Sequelize) {
     { type: QueryTypes.SELECT },
   );
   const functions = await sequelize.query<{ name: string }>(
-    `SELECT proname AS name FROM pg_proc WHERE proname LIKE 'pgpubsub\\_%' ESCAPE '\\' AND proname NOT IN (${LIBRARY_NAMES_SQL}) ORDER BY 1`,
+    `SELECT proname AS name FROM pg_proc p WHERE ${managedFunctionSql('p')} ORDER BY 1`,
     { type: QueryTypes.SELECT },
   );
   return { triggers: triggers.map((t) => t.name), functions: functions.map((f) => f.name) };

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
-import { WAKE_LOCKS } from '../lib/notification-table';
+import { WAKE_LOCKS } from '../lib/wake-locks';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
 import { openApp } from '../dev/example-app';

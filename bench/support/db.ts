@@ -1,5 +1,6 @@
 import type { Client } from 'pg';
-import { WAKE_FUNCTION } from '../../lib/notification-table';
+import { managedTriggerSql } from '../../lib/catalog';
+import { WAKE_FUNCTION } from '../../lib/db-objects';
 import { createEmptyDatabase, dropDatabase, scratchDatabaseName, withClient } from '../../dev/postgres';
 import { cpuSeconds } from './proc';
 
@@ -28,8 +29,7 @@ export async function dropBenchDatabase(serverUrl: string, db: BenchDatabase): P
 export async function dropChannelTriggers(url: string): Promise<void> {
   await withClient(url, async (c) => {
     const { rows } = await c.query<{ name: string; tbl: string }>(
-      `SELECT quote_ident(tgname) AS name, tgrelid::regclass::text AS tbl FROM pg_trigger
-        WHERE tgname LIKE 'pgpubsub\\_%' AND NOT tgisinternal`,
+      `SELECT quote_ident(t.tgname) AS name, t.tgrelid::regclass::text AS tbl FROM pg_trigger AS t WHERE ${managedTriggerSql('t')}`,
     );
     for (const { name, tbl } of rows) await c.query(`DROP TRIGGER ${name} ON ${tbl}`);
   });

@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { WAKE_LOCKS } from '../../lib/notification-table';
+import { LISTENER_APPLICATION_NAME } from '../../lib/listener';
+import { WAKE_LOCKS } from '../../lib/wake-locks';
 import { insertAuthors, migrateApp, withClient } from '../support/db';
 import { GiveUp, eventually } from '../../dev/eventually';
 import { BIN, ROOT, spawnProcess } from '../../dev/processes';
@@ -13,7 +14,7 @@ async function listeningCount(url: string): Promise<number> {
   return withClient(url, async (c) => (await c.query<{ n: number }>(
     `SELECT count(DISTINCT l.pid)::int AS n FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)
       WHERE l.locktype = 'advisory' AND l.classid::int = ${WAKE_LOCKS.listening} AND l.granted
-        AND a.datname = current_database() AND a.application_name = 'pgpubsub-listener'`,
+        AND a.datname = current_database() AND a.application_name = '${LISTENER_APPLICATION_NAME}'`,
   )).rows[0].n);
 }
 

@@ -1,12 +1,6 @@
-import {
-  CLAIM_FUNCTION,
-  DRAIN_BEAT_SEQUENCE,
-  HOLDER_LOCK,
-  INFLIGHT_TABLE,
-  NOTIFICATION_TABLE,
-  WAKE_FUNCTION,
-  WAKE_LOCKS,
-} from '../notification-table';
+import { CLAIM_FUNCTION, DRAIN_BEAT_SEQUENCE, INFLIGHT_TABLE, NOTIFICATION_TABLE, WAKE_FUNCTION } from '../db-objects';
+import { HOLDER_LOCK } from '../inflight';
+import { WAKE_LOCKS } from '../wake-locks';
 import { claimFunctionV1, wakeFunctionV1 } from './notification-table';
 import { quoteLiteral } from '../sql-text';
 import { type LibraryMigration, runInTransaction } from './runner';

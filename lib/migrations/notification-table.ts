@@ -1,17 +1,17 @@
+import { CONTEXT_SETTING } from '../context';
 import {
   CLAIM_FUNCTION,
   CONTEXT_FUNCTION,
-  CONTEXT_SETTING,
   DB_VERSION_FUNCTION,
   MIGRATION_META_TABLE,
   NOTIFICATION_TABLE,
   PARSE_CONTEXT_FUNCTION,
   REFRESH_DB_VERSION_FUNCTION,
   REFRESH_DB_VERSION_TRIGGER_FUNCTION,
-  TRIGGER_STEP_PREFIX,
   WAKE_FUNCTION,
-  WAKE_LOCKS,
-} from '../notification-table';
+} from '../db-objects';
+import { TRIGGER_STEP_PREFIX } from '../trigger-step';
+import { WAKE_LOCKS } from '../wake-locks';
 import { quoteLiteral } from '../sql-text';
 import { type LibraryMigration, runInTransaction } from './runner';
 

@@ -1,5 +1,5 @@
 import type { QueryInterface, Sequelize, Transaction } from 'sequelize';
-import { PgPubSubError } from '../errors';
+import { SetupError } from '../errors';
 
 /** A migration usable both by Umzug v3 (`{ name, up, down }`) and, re-exported, by sequelize-cli. */
 export interface LibraryMigration {
@@ -22,14 +22,14 @@ function isQueryInterface(value: unknown): value is QueryInterface {
  * sequelize-cli passes `(queryInterface, Sequelize)`, Umzug v3 passes `({ name, context })`
  * where context is a QueryInterface or a Sequelize instance.
  */
-export function sequelizeFromMigrationArgs(args: readonly unknown[]): Sequelize {
+function sequelizeFromMigrationArgs(args: readonly unknown[]): Sequelize {
   const first = args[0];
   if (isQueryInterface(first)) return first.sequelize;
   if (isSequelize(first)) return first;
   const context = (first as { context?: unknown } | undefined)?.context;
   if (isQueryInterface(context)) return context.sequelize;
   if (isSequelize(context)) return context;
-  throw new PgPubSubError(
+  throw new SetupError(
     'PGPUBSUB_MIGRATION_ARGS',
     'pgpubsub migration: could not find a Sequelize instance in the arguments. '
       + 'Run it with sequelize-cli, or with Umzug v3 using context: sequelize.getQueryInterface() (or the sequelize instance)',

@@ -1,5 +1,6 @@
+/** Renders the managed triggers: names, function bodies, install and uninstall statements, comment labels. Pure: no database access. */
 import type { ChannelEvent, ChannelOp, ModelChannel } from './channel';
-import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './notification-table';
+import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './db-objects';
 import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from './sql-text';
 
 /** Every managed trigger and its function carry this name prefix and a comment starting with COMMENT_TAG. */
@@ -33,7 +34,7 @@ export interface TriggerSpec extends TriggerLabel {
 const OP: Record<ChannelEvent, ChannelOp> = { insert: 'INSERT', update: 'UPDATE', delete: 'DELETE' };
 
 /** A deterministic, readable name of at most 63 bytes, unique per (schema, table, channel, event). */
-export function triggerName(channel: Pick<ModelChannel, 'schema' | 'table' | 'name'>, event: ChannelEvent): string {
+function triggerName(channel: Pick<ModelChannel, 'schema' | 'table' | 'name'>, event: ChannelEvent): string {
   const hash = shortHash(JSON.stringify([channel.schema, channel.table, channel.name, event]), 8);
   const slug = channel.name.toLowerCase().replace(/[^a-z0-9_]+/g, '_');
   const room = MAX_IDENTIFIER_BYTES - TRIGGER_PREFIX.length - event.length - hash.length - 2;

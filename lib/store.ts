@@ -1,6 +1,47 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { NotificationContext } from './context';
-import { CLAIM_FUNCTION, NOTIFICATION_TABLE } from './notification-table';
+import { CLAIM_FUNCTION, NOTIFICATION_TABLE } from './db-objects';
+
+/**
+ * The notification store: the operations on stored notifications (claim, lock one, delete, record a
+ * failure, look for due ones), and the rules they share.
+ */
+
+/**
+ * A stored notification is pending until it fails for good, and due when pending and its next
+ * attempt time has come: the rule pgpubsub_claim() applies (in its migrations), for the SQL written
+ * here. `alias` qualifies the columns (`n` for `n.failed_at`).
+ */
+export function pendingSql(alias?: string): string {
+  return `${column(alias, 'failed_at')} IS NULL`;
+}
+
+function dueSql(alias?: string): string {
+  return `${pendingSql(alias)} AND ${column(alias, 'available_at')} <= now()`;
+}
+
+function column(alias: string | undefined, name: string): string {
+  return alias ? `${alias}.${name}` : name;
+}
+
+/**
+ * The SET list that charges attempts to a stored notification: adds `added` attempts, keeps the
+ * error, makes it due again after `delayMs`, and fails it for good once its attempts reach
+ * `maxAttempts` (or at once when `permanent` holds). Values are SQL expressions (parameters);
+ * `alias` qualifies the columns read.
+ */
+export function chargeSetSql(values: { alias?: string; added: string; error: string; delayMs: string; maxAttempts: string; permanent?: string }): string {
+  const attempts = `${column(values.alias, 'attempts')} + ${values.added}`;
+  return `attempts = ${attempts},
+            last_error = ${values.error},
+            available_at = now() + make_interval(secs => ${values.delayMs}::double precision / 1000),
+            failed_at = CASE WHEN ${values.permanent ? `${values.permanent} OR ` : ''}${attempts} >= ${values.maxAttempts} THEN now() END`;
+}
+
+/** A claim's time limit as the server takes it (statement_timeout; idle_in_transaction_session_timeout is 5 s more), within int4. */
+function serverTimeoutMs(timeoutMs: number): number {
+  return Math.min(timeoutMs, 2 ** 31 - 6000);
+}
 
 /** A stored notification as claimed: payload as text, so numbers keep their precision. */
 export interface ClaimedRow {
@@ -20,7 +61,7 @@ export interface ClaimFilter {
 
 function filterSql(filter: ClaimFilter, bind: unknown[]): string {
   bind.push(filter.channels);
-  let sql = `failed_at IS NULL AND channel = ANY($${bind.length}::text[])`;
+  let sql = `channel = ANY($${bind.length}::text[])`;
   if (filter.context && Object.keys(filter.context).length > 0) {
     bind.push(JSON.stringify(filter.context));
     sql += ` AND payload -> 'context' @> $${bind.length}::jsonb`;
@@ -43,7 +84,7 @@ export async function claimBatch(
 ): Promise<ClaimedRow[]> {
   const context = filter.context && Object.keys(filter.context).length > 0 ? JSON.stringify(filter.context) : null;
   return sequelize.query<ClaimedRow>(`SELECT * FROM ${CLAIM_FUNCTION}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer)`, {
-    bind: [filter.channels, context, limit, claim.holder, Math.min(claim.timeoutMs, 2 ** 31 - 6000)], transaction, type: QueryTypes.SELECT,
+    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs)], transaction, type: QueryTypes.SELECT,
   });
 }
 
@@ -68,10 +109,7 @@ export interface FailureRecord {
 export async function recordFailure(sequelize: Sequelize, transaction: Transaction, failure: FailureRecord): Promise<{ failedForGood: boolean }> {
   const [row] = await sequelize.query<{ failed: boolean }>(
     `UPDATE ${NOTIFICATION_TABLE}
-        SET attempts = attempts + $5::integer,
-            last_error = $2,
-            available_at = now() + make_interval(secs => $3::double precision / 1000),
-            failed_at = CASE WHEN $6::boolean OR attempts + $5::integer >= $4 THEN now() END
+        SET ${chargeSetSql({ added: '$5::integer', error: '$2', delayMs: '$3', maxAttempts: '$4', permanent: '$6::boolean' })}
       WHERE id = $1::bigint
   RETURNING failed_at IS NOT NULL AS failed`,
     {
@@ -86,7 +124,7 @@ export async function recordFailure(sequelize: Sequelize, transaction: Transacti
 /** Milliseconds until the next stored notification becomes due (0 if one is due now), or null if none waits. */
 export async function nextDueInMs(sequelize: Sequelize, filter: ClaimFilter): Promise<number | null> {
   const bind: unknown[] = [];
-  const where = filterSql(filter, bind);
+  const where = `${pendingSql()} AND ${filterSql(filter, bind)}`;
   const [row] = await sequelize.query<{ ms: number | null }>(
     // greatest() ignores NULL, so an empty queue must be tested for explicitly.
     `SELECT CASE WHEN min(available_at) IS NULL THEN NULL
@@ -100,6 +138,17 @@ export async function nextDueInMs(sequelize: Sequelize, filter: ClaimFilter): Pr
 /** SQL (with its parameters) telling whether any notification is due now: the heartbeat's one query. */
 export function dueCheck(filter: ClaimFilter): { text: string; values: unknown[] } {
   const values: unknown[] = [];
-  const where = filterSql(filter, values);
-  return { text: `SELECT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} WHERE ${where} AND available_at <= now()) AS due`, values };
+  return { text: `SELECT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} WHERE ${dueSql()} AND ${filterSql(filter, values)}) AS due`, values };
+}
+
+/** Locks one notification for its run alone, with the claim's server-side time limits; null when gone or held. */
+export async function lockOne(sequelize: Sequelize, transaction: Transaction, id: string, timeoutMs: number): Promise<ClaimedRow | null> {
+  const [row] = await sequelize.query<ClaimedRow>(
+    `SELECT n.id::text AS id, n.channel, n.payload::text AS payload, n.attempts, false AS suspect,
+            set_config('statement_timeout', $2::text, true) AS t1,
+            set_config('idle_in_transaction_session_timeout', ($2::integer + 5000)::text, true) AS t2
+       FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
+    { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: QueryTypes.SELECT },
+  );
+  return row ?? null;
 }

@@ -1,7 +1,9 @@
-import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+/** Reconciles the database with the rendered triggers: compares (ls/check), installs, replaces and prunes, under one advisory lock. */
+import type { Sequelize, Transaction } from 'sequelize';
 import type { ModelChannel } from './channel';
-import { PgPubSubError } from './errors';
-import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, type TriggerSpec, parseLabel, renderTrigger, uninstallStatements } from './trigger-sql';
+import { MissingTableError } from './errors';
+import { installedObjects, missingRelations } from './catalog';
+import { type TriggerSpec, renderTrigger, uninstallStatements } from './trigger-render';
 import { qualified, shortHash } from './sql-text';
 
 export type TriggerStatus = 'INSTALLED' | 'OUTDATED' | 'UNINSTALLED' | 'PRUNE';
@@ -17,18 +19,11 @@ export interface TriggerState {
   model: string | null;
 }
 
-/** A managed trigger or function found in the database. */
-interface InstalledObject {
-  schema: string;
-  table: string | null;
-  name: string;
-  label: TriggerLabel | null;
-  functionLabel: TriggerLabel | null;
-  body: string | null;
-}
-
-/** Serialises every trigger sync on a database: two deploys migrating at once take turns. */
-const SYNC_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('pgpubsub'), hashtext('trigger-sync'))";
+/**
+ * Serialises every trigger sync on a database: two deploys migrating at once take turns. The key
+ * ('trigger-sync') is frozen: generated migrations already written take the same lock by its text.
+ */
+export const SYNC_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('pgpubsub'), hashtext('trigger-sync'))";
 
 /** The triggers the definitions call for, in a stable order. */
 export function desiredTriggers(channels: readonly ModelChannel[]): TriggerSpec[] {
@@ -40,32 +35,6 @@ export function desiredTriggers(channels: readonly ModelChannel[]): TriggerSpec[
 /** One hash over the whole desired state; names the Umzug trigger step. */
 export function stateHash(specs: readonly Pick<TriggerSpec, 'schema' | 'name' | 'hash'>[]): string {
   return shortHash(JSON.stringify(specs.map((spec) => [spec.schema, spec.name, spec.hash])), 12);
-}
-
-/** Managed triggers (with their function) and orphaned managed functions, as installed now. */
-async function installedObjects(sequelize: Sequelize, transaction?: Transaction): Promise<InstalledObject[]> {
-  const prefix = `${TRIGGER_PREFIX.replace(/_/g, '\\_')}%`;
-  return sequelize.query<InstalledObject>(
-    `SELECT n.nspname AS schema, c.relname AS "table", t.tgname AS name,
-            obj_description(t.oid, 'pg_trigger') AS "triggerComment",
-            obj_description(p.oid, 'pg_proc') AS "functionComment", p.prosrc AS body
-       FROM pg_trigger t
-       JOIN pg_class c ON c.oid = t.tgrelid
-       JOIN pg_namespace n ON n.oid = c.relnamespace
-       LEFT JOIN pg_proc p ON p.oid = t.tgfoid
-      WHERE NOT t.tgisinternal AND t.tgname LIKE :prefix
-        AND obj_description(t.oid, 'pg_trigger') LIKE :tag
-     UNION ALL
-     SELECT n.nspname, NULL, p.proname, NULL, obj_description(p.oid, 'pg_proc'), p.prosrc
-       FROM pg_proc p
-       JOIN pg_namespace n ON n.oid = p.pronamespace
-      WHERE p.proname LIKE :prefix AND obj_description(p.oid, 'pg_proc') LIKE :tag
-        AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid)`,
-    { replacements: { prefix, tag: `${COMMENT_TAG}%` }, type: QueryTypes.SELECT, transaction },
-  ).then((rows) => rows.map((row) => {
-    const raw = row as unknown as { triggerComment: string | null; functionComment: string | null };
-    return { ...row, label: parseLabel(raw.triggerComment), functionLabel: parseLabel(raw.functionComment) };
-  }));
 }
 
 const key = (schema: string, name: string) => `${schema}\0${name}`;
@@ -151,13 +120,10 @@ export async function syncTriggers(
 async function assertTablesExist(sequelize: Sequelize, desired: readonly TriggerSpec[], transaction: Transaction) {
   const tables = [...new Map(desired.map((spec) => [key(spec.schema, spec.table), spec])).values()];
   if (tables.length === 0) return;
-  const rows = await sequelize.query<{ i: number; found: string | null }>(
-    `SELECT i, to_regclass(name) AS found FROM unnest(ARRAY[:names]::text[]) WITH ORDINALITY AS t(name, i)`,
-    { replacements: { names: tables.map((spec) => qualified(spec.schema, spec.table)) }, type: QueryTypes.SELECT, transaction },
-  );
-  const missing = rows.filter((row) => row.found === null).map((row) => tables[Number(row.i) - 1]);
+  const missingNames = new Set(await missingRelations(sequelize, tables.map((spec) => qualified(spec.schema, spec.table)), transaction));
+  const missing = tables.filter((spec) => missingNames.has(qualified(spec.schema, spec.table)));
   if (missing.length > 0) {
-    throw new PgPubSubError(
+    throw new MissingTableError(
       'PGPUBSUB_TABLE_MISSING',
       missing.map((spec) => `channel '${spec.channel}' on model ${spec.model}: table ${qualified(spec.schema, spec.table)} does not exist`).join('\n')
         + '\nCreate the tables first (run your migrations, e.g. npx sequelize-cli db:migrate), then sync the triggers',
@@ -175,4 +141,3 @@ export function transitionStatements(from: readonly TriggerSpec[], to: readonly 
   ];
 }
 
-export { SYNC_LOCK_SQL };

@@ -1,0 +1,74 @@
+import type { Client } from 'pg';
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { quoteLiteral } from './sql-text';
+import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, parseLabel } from './trigger-render';
+
+/** The catalog lookups (pg_catalog): which managed triggers and functions, and which tables, a database has. */
+
+const PREFIX_PATTERN = quoteLiteral(`${TRIGGER_PREFIX.replace(/_/g, '\\_')}%`);
+const TAG_PATTERN = quoteLiteral(`${COMMENT_TAG}%`);
+
+/**
+ * SQL condition: the pg_trigger row `alias` is a managed channel trigger. Recognised by its name
+ * prefix AND its comment marker, so the library's own trigger on SequelizeMeta (pgpubsub_db_version),
+ * and anyone else's trigger that happens to start with the prefix, are not.
+ *
+ * @example
+ * `SELECT tgname FROM pg_trigger t WHERE ${managedTriggerSql('t')}`
+ */
+export function managedTriggerSql(alias: string): string {
+  return `NOT ${alias}.tgisinternal AND ${alias}.tgname LIKE ${PREFIX_PATTERN} AND obj_description(${alias}.oid, 'pg_trigger') LIKE ${TAG_PATTERN}`;
+}
+
+/** SQL condition: the pg_proc row `alias` is a managed trigger function (name prefix and comment marker). */
+export function managedFunctionSql(alias: string): string {
+  return `${alias}.proname LIKE ${PREFIX_PATTERN} AND obj_description(${alias}.oid, 'pg_proc') LIKE ${TAG_PATTERN}`;
+}
+
+/** A managed trigger or function found in the database. */
+export interface InstalledObject {
+  schema: string;
+  /** The trigger's table; null for a managed function that no trigger uses (an orphan). */
+  table: string | null;
+  name: string;
+  label: TriggerLabel | null;
+  functionLabel: TriggerLabel | null;
+  body: string | null;
+}
+
+/** Managed triggers (with their function) and orphaned managed functions, as installed now. */
+export async function installedObjects(sequelize: Sequelize, transaction?: Transaction): Promise<InstalledObject[]> {
+  const rows = await sequelize.query<Omit<InstalledObject, 'label' | 'functionLabel'> & { triggerComment: string | null; functionComment: string | null }>(
+    `SELECT n.nspname AS schema, c.relname AS "table", t.tgname AS name,
+            obj_description(t.oid, 'pg_trigger') AS "triggerComment",
+            obj_description(p.oid, 'pg_proc') AS "functionComment", p.prosrc AS body
+       FROM pg_trigger t
+       JOIN pg_class c ON c.oid = t.tgrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       LEFT JOIN pg_proc p ON p.oid = t.tgfoid
+      WHERE ${managedTriggerSql('t')}
+     UNION ALL
+     SELECT n.nspname, NULL, p.proname, NULL, obj_description(p.oid, 'pg_proc'), p.prosrc
+       FROM pg_proc p
+       JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE ${managedFunctionSql('p')}
+        AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid)`,
+    { type: QueryTypes.SELECT, transaction },
+  );
+  return rows.map(({ triggerComment, functionComment, ...row }) => ({
+    ...row,
+    label: parseLabel(triggerComment),
+    functionLabel: parseLabel(functionComment),
+  }));
+}
+
+const MISSING_RELATIONS_SQL = `SELECT name FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i) WHERE to_regclass(name) IS NULL ORDER BY i`;
+
+/** Which of these (qualified) tables do not exist, in the order given: one query, on a pg client or through Sequelize. */
+export async function missingRelations(via: Client | Sequelize, names: readonly string[], transaction?: Transaction): Promise<string[]> {
+  if (names.length === 0) return [];
+  const rows = 'getQueryInterface' in via
+    ? await via.query<{ name: string }>(MISSING_RELATIONS_SQL, { bind: [names], type: QueryTypes.SELECT, transaction })
+    : (await via.query<{ name: string }>(MISSING_RELATIONS_SQL, [names])).rows;
+  return rows.map((row) => row.name);
+}
