@@ -29,7 +29,7 @@ await until(async () => await Post.count() === authors.length, 'a welcome post p
 const posts = await Post.findAll({ order: [['authorId', 'ASC']] });
 assert.deepEqual(posts.map((post) => [post.authorId, post.content]), authors.map((author) => [author.id, 'Welcome!']));
 assert.equal(await Post.count(), authors.length, 'each notification processed once');
-const [left] = await sequelize.query('SELECT count(*)::int AS count FROM pgpubsub_notification', { raw: true });
+const [left] = await sequelize.query('SELECT count(*)::int AS count FROM pgpubsub.notification', { raw: true });
 assert.deepEqual(left, [{ count: 0 }], 'processed notifications are deleted');
 
 await sequelize.pgpubsub.notify(PostReads, { modelId: posts[0].id });

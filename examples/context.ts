@@ -23,7 +23,7 @@ await transaction.commit();
 // Raw SQL on the pg connection carries its session context.
 await pgClient.query(`INSERT INTO authors (name, "createdAt", "updatedAt") VALUES ('Raw', now(), now())`);
 
-const [rows] = await sequelize.query(`SELECT payload->'new'->>'name' AS name, payload->'context' AS context FROM pgpubsub_notification ORDER BY id`, { raw: true });
+const [rows] = await sequelize.query(`SELECT payload->'new'->>'name' AS name, payload->'context' AS context FROM pgpubsub.notification ORDER BY id`, { raw: true });
 assert.deepEqual(rows, [
   { name: 'Ann', context: { traceId } },
   { name: 'Bea', context: { service: 'api' } },

@@ -28,7 +28,7 @@ await transaction.commit(); // the NOTIFY is sent at commit
 const [message] = await received;
 assert.equal(message.channel, 'post_reads');
 assert.deepEqual(JSON.parse(message.payload!), { op: 'NOTIFY', payload: { modelId: post.id, modelType: 'Post' }, context: {} });
-const [stored] = await sequelize.query('SELECT count(*)::int AS count FROM pgpubsub_notification', { raw: true });
+const [stored] = await sequelize.query('SELECT count(*)::int AS count FROM pgpubsub.notification', { raw: true });
 assert.deepEqual(stored, [{ count: 0 }], 'a broadcast is never stored');
 
 await client.end();

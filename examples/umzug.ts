@@ -15,17 +15,18 @@ await umzug.up();
 
 // The same names as the sequelize-cli stubs, then the app's, then the content-addressed trigger step.
 const executed = (await umzug.executed()).map((migration) => migration.name);
-assert.deepEqual(executed.slice(0, 3), ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '20260101000000-create-authors-and-posts']);
-assert.equal(executed[3], sequelize.pgpubsub.triggers.migration().name);
+assert.deepEqual(executed.slice(0, 4), ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '20260101000000-create-authors-and-posts']);
+assert.equal(executed[4], sequelize.pgpubsub.triggers.migration().name);
 assert.equal((await sequelize.pgpubsub.triggers.check()).ok, true, 'triggers installed');
 assert.deepEqual((await umzug.pending()).map((migration) => migration.name), [], 'nothing pending: a second up() runs nothing');
 
 // The trigger stores a notification for an insert.
 await Author.create({ name: 'Ann' });
-const [stored] = await sequelize.query('SELECT channel FROM pgpubsub_notification', { raw: true });
+const [stored] = await sequelize.query('SELECT channel FROM pgpubsub.notification', { raw: true });
 assert.deepEqual(stored, [{ channel: 'author_created' }]);
 
 await umzug.down({ to: 0 });
-assert.equal((await sequelize.getQueryInterface().showAllTables()).includes('pgpubsub_notification'), false, 'down removes the library tables');
+const [[left]] = await sequelize.query("SELECT to_regnamespace('pgpubsub') AS schema, to_regclass('public.pgpubsub_notification') AS old", { raw: true });
+assert.deepEqual(left, { schema: null, old: null }, "down removes the library's schema and tables");
 await sequelize.close();
 console.log('umzug example ok');

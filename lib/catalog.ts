@@ -1,5 +1,7 @@
 import type { Client } from 'pg';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { VERSION_TABLE } from './db-objects';
+import { INFLIGHT_TABLE as V2_INFLIGHT_TABLE, NOTIFICATION_TABLE as V2_NOTIFICATION_TABLE } from './migrations/v2-objects';
 import { quoteLiteral } from './sql-text';
 import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, parseLabel } from './trigger-render';
 
@@ -17,12 +19,12 @@ const TAG_PATTERN = quoteLiteral(`${COMMENT_TAG}%`);
  * `SELECT tgname FROM pg_trigger t WHERE ${managedTriggerSql('t')}`
  */
 export function managedTriggerSql(alias: string): string {
-  return `NOT ${alias}.tgisinternal AND ${alias}.tgname LIKE ${PREFIX_PATTERN} AND obj_description(${alias}.oid, 'pg_trigger') LIKE ${TAG_PATTERN}`;
+  return `NOT ${alias}.tgisinternal AND ${alias}.tgname LIKE ${PREFIX_PATTERN} AND pg_catalog.obj_description(${alias}.oid, 'pg_trigger') LIKE ${TAG_PATTERN}`;
 }
 
 /** SQL condition: the pg_proc row `alias` is a managed trigger function (name prefix and comment marker). */
 export function managedFunctionSql(alias: string): string {
-  return `${alias}.proname LIKE ${PREFIX_PATTERN} AND obj_description(${alias}.oid, 'pg_proc') LIKE ${TAG_PATTERN}`;
+  return `${alias}.proname LIKE ${PREFIX_PATTERN} AND pg_catalog.obj_description(${alias}.oid, 'pg_proc') LIKE ${TAG_PATTERN}`;
 }
 
 /** A managed trigger or function found in the database. */
@@ -40,15 +42,15 @@ export interface InstalledObject {
 export async function installedObjects(sequelize: Sequelize, transaction?: Transaction): Promise<InstalledObject[]> {
   const rows = await sequelize.query<Omit<InstalledObject, 'label' | 'functionLabel'> & { triggerComment: string | null; functionComment: string | null }>(
     `SELECT n.nspname AS schema, c.relname AS "table", t.tgname AS name,
-            obj_description(t.oid, 'pg_trigger') AS "triggerComment",
-            obj_description(p.oid, 'pg_proc') AS "functionComment", p.prosrc AS body
+            pg_catalog.obj_description(t.oid, 'pg_trigger') AS "triggerComment",
+            pg_catalog.obj_description(p.oid, 'pg_proc') AS "functionComment", p.prosrc AS body
        FROM pg_trigger t
        JOIN pg_class c ON c.oid = t.tgrelid
        JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_proc p ON p.oid = t.tgfoid
       WHERE ${managedTriggerSql('t')}
      UNION ALL
-     SELECT n.nspname, NULL, p.proname, NULL, obj_description(p.oid, 'pg_proc'), p.prosrc
+     SELECT n.nspname, NULL, p.proname, NULL, pg_catalog.obj_description(p.oid, 'pg_proc'), p.prosrc
        FROM pg_proc p
        JOIN pg_namespace n ON n.oid = p.pronamespace
       WHERE ${managedFunctionSql('p')}
@@ -62,7 +64,7 @@ export async function installedObjects(sequelize: Sequelize, transaction?: Trans
   }));
 }
 
-const MISSING_RELATIONS_SQL = `SELECT name FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i) WHERE to_regclass(name) IS NULL ORDER BY i`;
+const MISSING_RELATIONS_SQL = `SELECT name FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t(name, i) WHERE pg_catalog.to_regclass(name) IS NULL ORDER BY i`;
 
 /** Which of these (qualified) tables do not exist, in the order given: one query, on a pg client or through Sequelize. */
 export async function missingRelations(via: Client | Sequelize, names: readonly string[], transaction?: Transaction): Promise<string[]> {
@@ -71,4 +73,20 @@ export async function missingRelations(via: Client | Sequelize, names: readonly 
     ? await via.query<{ name: string }>(MISSING_RELATIONS_SQL, { bind: [names], type: QueryTypes.SELECT, transaction })
     : (await via.query<{ name: string }>(MISSING_RELATIONS_SQL, [names])).rows;
   return rows.map((row) => row.name);
+}
+
+/**
+ * The version of the library's objects in this database: the newest row of VERSION_TABLE (version
+ * 3 on), 2 or 1 for the layout of those versions in `public`, 0 when nothing is installed.
+ */
+export async function installedLibraryVersion(client: Client): Promise<number> {
+  const { rows: [found] } = await client.query<{ current: boolean; v2: boolean; v1: boolean }>(
+    `SELECT pg_catalog.to_regclass($1) IS NOT NULL AS current, pg_catalog.to_regclass($2) IS NOT NULL AS v2, pg_catalog.to_regclass($3) IS NOT NULL AS v1`,
+    [VERSION_TABLE, V2_INFLIGHT_TABLE, V2_NOTIFICATION_TABLE],
+  );
+  if (found.current) {
+    const { rows: [row] } = await client.query<{ version: number | null }>(`SELECT pg_catalog.max(version) AS version FROM ${VERSION_TABLE}`);
+    return row.version ?? 0;
+  }
+  return found.v2 ? 2 : found.v1 ? 1 : 0;
 }

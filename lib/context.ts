@@ -24,7 +24,7 @@ export interface SetContextOptions {
   connection?: QueryableConnection;
 }
 
-const SET_SQL = 'SELECT set_config($1, $2, $3)';
+const SET_SQL = 'SELECT pg_catalog.set_config($1, $2, $3)';
 const IN_FAILED_TRANSACTION = '25P02';
 
 function clsTransaction(sequelize: Sequelize): Transaction | undefined {

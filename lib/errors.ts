@@ -14,6 +14,7 @@ export type PgPubSubErrorCode =
   | ListenOptionsError['code']
   | CallbackTimeoutError['code']
   | MissingTableError['code']
+  | LibraryVersionError['code']
   | SetupError['code']
   | AppLoadError['code']
   | TriggerMigrationError['code'];
@@ -98,6 +99,15 @@ export class CallbackTimeoutError extends CodedError<'PGPUBSUB_CALLBACK_TIMEOUT'
  */
 export class MissingTableError extends CodedError<'PGPUBSUB_NOT_INSTALLED' | 'PGPUBSUB_TABLE_MISSING'> {
   override readonly name = 'MissingTableError';
+}
+
+/** The database has the library's objects at another version than this code runs on (`found` and `expected`). */
+export class LibraryVersionError extends CodedError<'PGPUBSUB_LIBRARY_VERSION'> {
+  override readonly name = 'LibraryVersionError';
+
+  constructor(readonly found: number, readonly expected: number, message: string) {
+    super('PGPUBSUB_LIBRARY_VERSION', message);
+  }
 }
 
 /** pgpubsub set up wrongly: a Sequelize that is not PostgreSQL, a bad plugin for use(), a migration run without a Sequelize. */

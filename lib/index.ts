@@ -37,6 +37,7 @@ export {
   ContextError,
   ListenOptionsError,
   MalformedPayloadError,
+  LibraryVersionError,
   MissingTableError,
   NotifyPayloadError,
   PgPubSubError,

@@ -22,7 +22,7 @@ export async function takeHolderKey(client: Client, preferred: number | null): P
   for (let tries = 0; tries < 20; tries++) {
     // Our own key first, a few times: another listener's check may hold it shared for an instant.
     const key = tries < 3 && preferred !== null ? preferred : randomKey();
-    const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${HOLDER_LOCK}, $1::integer) AS ok`, [key]);
+    const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_catalog.pg_try_advisory_lock(${HOLDER_LOCK}, $1::integer) AS ok`, [key]);
     if (rows[0].ok) return key;
   }
   throw new Error('could not find a free listener holder key in 20 tries');
@@ -35,7 +35,7 @@ function randomKey(): number {
 /** Records, committed, that `holder` is about to run `ids`. On the LISTEN client when connected, else a pool connection. */
 export async function markInflight(via: Client | Sequelize, holder: number, ids: readonly string[]): Promise<void> {
   const text = `INSERT INTO ${INFLIGHT_TABLE} (holder, ids) VALUES ($1::integer, $2::bigint[])
-                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = now(), suspected_at = NULL`;
+                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = pg_catalog.now(), suspected_at = NULL`;
   if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids] });
   else await via.query(text, [holder, ids]);
 }
@@ -67,17 +67,17 @@ export async function chargeBeforeRunningAlone(
        RETURNING n.id
      ), released AS (
        -- SKIP LOCKED: a marker another claim is noticing keeps the id, which then stays a suspect.
-       UPDATE ${INFLIGHT_TABLE} AS m SET ids = array_remove(m.ids, charged.id)
+       UPDATE ${INFLIGHT_TABLE} AS m SET ids = pg_catalog.array_remove(m.ids, charged.id)
          FROM charged WHERE m.holder IN (SELECT i.holder FROM ${INFLIGHT_TABLE} AS i
                                           WHERE i.holder <> $6::integer AND charged.id = ANY (i.ids) FOR UPDATE SKIP LOCKED)
        RETURNING m.holder
      ), mine AS (
        INSERT INTO ${INFLIGHT_TABLE} (holder, ids) SELECT $6::integer, ARRAY[charged.id] FROM charged
-       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = now(), suspected_at = NULL
+       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = pg_catalog.now(), suspected_at = NULL
        RETURNING holder
      )
      -- Data-modifying CTEs run whether or not the query reads them.
-     SELECT (SELECT count(*) FROM charged)::int AS charged`,
+     SELECT (SELECT pg_catalog.count(*) FROM charged)::int AS charged`,
     { bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder], type: QueryTypes.SELECT },
   );
   return result.charged === 1;
@@ -89,7 +89,7 @@ export async function pruneDeadMarkers(via: Client, holder: number): Promise<voi
   await via.query(
     `DELETE FROM ${INFLIGHT_TABLE} AS m
       WHERE m.holder IN (SELECT i.holder FROM ${INFLIGHT_TABLE} AS i WHERE i.holder <> $1::integer FOR UPDATE SKIP LOCKED)
-        AND CASE WHEN pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder) THEN pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
+        AND CASE WHEN pg_catalog.pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder) THEN pg_catalog.pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
         AND NOT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = ANY (m.ids) AND ${pendingSql('n')})`,
     [holder],
   );

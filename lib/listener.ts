@@ -1,16 +1,17 @@
 import { EventEmitter } from 'node:events';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
-import { missingRelations } from './catalog';
+import { installedLibraryVersion } from './catalog';
 import { type AnyChannel, type RetryPolicy } from './channel';
 import { jitteredBackoff } from './backoff';
 import type { NotificationContext } from './context';
 import { errorSummary, errorText, sqlState } from './error-text';
-import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError, MissingTableError } from './errors';
+import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError, LibraryVersionError, MissingTableError } from './errors';
 import { chargeBeforeRunningAlone, clearInflight, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type Logger, consoleLogger } from './logger';
 import { decodeMessage } from './message';
-import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './db-objects';
+import { LIBRARY_SCHEMA, LIBRARY_VERSION, NOTIFICATION_TABLE } from './db-objects';
+import { LIBRARY_STEPS } from './migrations';
 import { quoteIdent } from './sql-text';
 import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, lockOne, nextDueInMs, pendingSql, recordFailure } from './store';
 import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
@@ -335,22 +336,28 @@ export class Listener extends EventEmitter {
     while (this.#draining) await this.#draining;
   }
 
+  /** Refuses a database whose library objects are missing, older or newer than this code's (LIBRARY_VERSION). */
   async #checkInstalled(client: Client): Promise<void> {
-    const absent = await missingRelations(client, [NOTIFICATION_TABLE, INFLIGHT_TABLE]);
-    const missing = [
-      absent.includes(NOTIFICATION_TABLE) && `table ${NOTIFICATION_TABLE} (migration 00000000000001-pgpubsub-notification-table.js)`,
-      absent.includes(INFLIGHT_TABLE) && `table ${INFLIGHT_TABLE} (migration 00000000000002-pgpubsub-inflight.js)`,
-    ].filter(Boolean);
-    if (missing.length) {
-      throw new MissingTableError('PGPUBSUB_NOT_INSTALLED', `listen: the library's ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from this database. `
-        + 'Add the stubs from the README (module.exports = require(\'sequelize-pgpubsub/migrations/…\')) to your migrations and run npx sequelize-cli db:migrate, or run the exported migrations with Umzug');
+    const found = await installedLibraryVersion(client);
+    if (found === LIBRARY_VERSION) return;
+    const pending = LIBRARY_STEPS.filter((step) => step.version > found);
+    const stubs = pending.map((step) => `${step.name} (module.exports = require('${step.module}'))`).join(', ');
+    const fix = `Add the library's migration stubs ${stubs} to your migrations and run npx sequelize-cli db:migrate, `
+      + 'or run the exported migrations with Umzug';
+    if (found === 0) {
+      throw new MissingTableError('PGPUBSUB_NOT_INSTALLED', `listen: the library's objects (schema ${LIBRARY_SCHEMA}) are not installed in this database. ${fix}`);
     }
+    if (found < LIBRARY_VERSION) {
+      throw new LibraryVersionError(found, LIBRARY_VERSION, `listen: this database has the library's objects at version ${found}; this sequelize-pgpubsub runs on version ${LIBRARY_VERSION}. ${fix}`);
+    }
+    throw new LibraryVersionError(found, LIBRARY_VERSION, `listen: this database has the library's objects at version ${found}, newer than this sequelize-pgpubsub knows (${LIBRARY_VERSION}). `
+      + 'Upgrade sequelize-pgpubsub in this app, or undo the newer library migrations');
   }
 
   /** Warns about stored rows on channels this listener does not process: they wait for a listener that does. */
   async #reportStrays(client: Client): Promise<void> {
     const { rows } = await client.query<{ channel: string; n: number }>(
-      `SELECT channel, count(*)::int AS n FROM ${NOTIFICATION_TABLE}
+      `SELECT channel, pg_catalog.count(*)::int AS n FROM ${NOTIFICATION_TABLE}
         WHERE ${pendingSql()} AND NOT (channel = ANY ($1::text[])) GROUP BY channel ORDER BY channel`,
       [this.#filter.channels],
     );
@@ -391,6 +398,9 @@ export class Listener extends EventEmitter {
       // then costs at most one uncharged death). Waiting for the WAL flush would add a disk sync to
       // every batch.
       await client.query('SET synchronous_commit = off');
+      // Only the library's statements run here, all written with qualified names; built-ins come
+      // from pg_catalog whatever another role creates in a schema on the default search_path.
+      await client.query('SET search_path = pg_catalog, pg_temp');
       if (first) {
         await this.#checkInstalled(client);
         await this.#reportStrays(client);

@@ -1,7 +1,7 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import type { CustomChannel } from './channel';
 import { NotifyPayloadError } from './errors';
-import { CONTEXT_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './db-objects';
+import { SEND_FUNCTION } from './db-objects';
 import { NOTIFY_PAYLOAD_LIMIT } from './trigger-render';
 
 export interface NotifyOptions {
@@ -17,14 +17,9 @@ function encodePayload(channel: CustomChannel<unknown>, payload: unknown): strin
   return JSON.stringify({ ...channel.defaults, ...payload }, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
 }
 
-// Durable: store the row and ask for a wake-up at commit, in one round trip. Payloads travel as bind parameters, never as SQL text.
-const STORE_SQL = `WITH stored AS (
-  INSERT INTO ${NOTIFICATION_TABLE} (channel, payload)
-  VALUES ($1, jsonb_build_object('op', 'NOTIFY', 'payload', $2::jsonb, 'context', ${CONTEXT_FUNCTION}()))
-  RETURNING id
-) SELECT ${WAKE_FUNCTION}($1) FROM stored`;
-
-const BROADCAST_SQL = `SELECT pg_notify($1, jsonb_build_object('op', 'NOTIFY', 'payload', $2::jsonb, 'context', ${CONTEXT_FUNCTION}())::text)`;
+// One round trip: send() stores (and wakes at commit) or broadcasts, as the library's owner, so an
+// app's role needs only EXECUTE on it. Payloads travel as bind parameters, never as SQL text.
+const SEND_SQL = `SELECT ${SEND_FUNCTION}($1, $2::jsonb, $3)`;
 
 /** Sends a payload on a custom channel. */
 export async function notify<T>(sequelize: Sequelize, channel: CustomChannel<T>, payload: T, options: NotifyOptions = {}): Promise<void> {
@@ -37,8 +32,8 @@ export async function notify<T>(sequelize: Sequelize, channel: CustomChannel<T>,
     );
   }
   try {
-    await sequelize.query(channel.durable ? STORE_SQL : BROADCAST_SQL, {
-      bind: [channel.name, json],
+    await sequelize.query(SEND_SQL, {
+      bind: [channel.name, json, channel.durable],
       transaction: options.transaction,
       raw: true,
     });

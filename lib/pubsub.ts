@@ -218,7 +218,7 @@ export class PgPubSub {
 
   /** Asks every running listener to drain the stored notifications now. */
   async recover(): Promise<void> {
-    await this.sequelize.query(`SELECT pg_notify('${RECOVER_CHANNEL}', '')`);
+    await this.sequelize.query(`SELECT pg_catalog.pg_notify('${RECOVER_CHANNEL}', '')`);
   }
 
   /** Sets the notification context; see SetContextOptions for scopes. */

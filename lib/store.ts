@@ -17,7 +17,7 @@ export function pendingSql(alias?: string): string {
 }
 
 function dueSql(alias?: string): string {
-  return `${pendingSql(alias)} AND ${column(alias, 'available_at')} <= now()`;
+  return `${pendingSql(alias)} AND ${column(alias, 'available_at')} <= pg_catalog.now()`;
 }
 
 function column(alias: string | undefined, name: string): string {
@@ -34,8 +34,8 @@ export function chargeSetSql(values: { alias?: string; added: string; error: str
   const attempts = `${column(values.alias, 'attempts')} + ${values.added}`;
   return `attempts = ${attempts},
             last_error = ${values.error},
-            available_at = now() + make_interval(secs => ${values.delayMs}::double precision / 1000),
-            failed_at = CASE WHEN ${values.permanent ? `${values.permanent} OR ` : ''}${attempts} >= ${values.maxAttempts} THEN now() END`;
+            available_at = pg_catalog.now() + pg_catalog.make_interval(secs => ${values.delayMs}::double precision / 1000),
+            failed_at = CASE WHEN ${values.permanent ? `${values.permanent} OR ` : ''}${attempts} >= ${values.maxAttempts} THEN pg_catalog.now() END`;
 }
 
 /** A claim's time limit as the server takes it (statement_timeout; idle_in_transaction_session_timeout is 5 s more), within int4. */
@@ -127,8 +127,8 @@ export async function nextDueInMs(sequelize: Sequelize, filter: ClaimFilter): Pr
   const where = `${pendingSql()} AND ${filterSql(filter, bind)}`;
   const [row] = await sequelize.query<{ ms: number | null }>(
     // greatest() ignores NULL, so an empty queue must be tested for explicitly.
-    `SELECT CASE WHEN min(available_at) IS NULL THEN NULL
-                 ELSE greatest(0, extract(epoch FROM min(available_at) - clock_timestamp()) * 1000)::float8 END AS ms
+    `SELECT CASE WHEN pg_catalog.min(available_at) IS NULL THEN NULL
+                 ELSE greatest(0, extract(epoch FROM pg_catalog.min(available_at) - pg_catalog.clock_timestamp()) * 1000)::float8 END AS ms
        FROM ${NOTIFICATION_TABLE} WHERE ${where}`,
     { bind, type: QueryTypes.SELECT },
   );
@@ -145,8 +145,8 @@ export function dueCheck(filter: ClaimFilter): { text: string; values: unknown[]
 export async function lockOne(sequelize: Sequelize, transaction: Transaction, id: string, timeoutMs: number): Promise<ClaimedRow | null> {
   const [row] = await sequelize.query<ClaimedRow>(
     `SELECT n.id::text AS id, n.channel, n.payload::text AS payload, n.attempts, false AS suspect,
-            set_config('statement_timeout', $2::text, true) AS t1,
-            set_config('idle_in_transaction_session_timeout', ($2::integer + 5000)::text, true) AS t2
+            pg_catalog.set_config('statement_timeout', $2::text, true) AS t1,
+            pg_catalog.set_config('idle_in_transaction_session_timeout', ($2::integer + 5000)::text, true) AS t2
        FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
     { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: QueryTypes.SELECT },
   );

@@ -23,7 +23,7 @@ export interface TriggerState {
  * Serialises every trigger sync on a database: two deploys migrating at once take turns. The key
  * ('trigger-sync') is frozen: generated migrations already written take the same lock by its text.
  */
-export const SYNC_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('pgpubsub'), hashtext('trigger-sync'))";
+export const SYNC_LOCK_SQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgpubsub'), pg_catalog.hashtext('trigger-sync'))";
 
 /** The triggers the definitions call for, in a stable order. */
 export function desiredTriggers(channels: readonly ModelChannel[]): TriggerSpec[] {

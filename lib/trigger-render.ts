@@ -1,6 +1,6 @@
 /** Renders the managed triggers: names, function bodies, install and uninstall statements, comment labels. Pure: no database access. */
 import type { ChannelEvent, ChannelOp, ModelChannel } from './channel';
-import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE, WAKE_FUNCTION } from './db-objects';
+import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE, PINNED_SEARCH_PATH, WAKE_FUNCTION } from './db-objects';
 import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from './sql-text';
 
 /** Every managed trigger and its function carry this name prefix and a comment starting with COMMENT_TAG. */
@@ -50,7 +50,10 @@ export function renderTrigger(channel: ModelChannel, event: ChannelEvent): Trigg
   const transition = event === 'insert' ? 'NEW TABLE AS pgpubsub_new'
     : event === 'delete' ? 'OLD TABLE AS pgpubsub_old'
       : 'OLD TABLE AS pgpubsub_old NEW TABLE AS pgpubsub_new';
-  const createFunction = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuote(body)}`;
+  // Runs as its owner (the role that ran the migration, which owns the library's objects), so a
+  // writer needs no rights on the notification table and cannot forge a notification; its
+  // search_path is pinned, so no function or table another role creates is ever picked.
+  const createFunction = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER ${PINNED_SEARCH_PATH} AS ${dollarQuote(body)}`;
   const createTrigger = `CREATE TRIGGER ${quoteIdent(name)} AFTER ${OP[event]} ON ${table} `
     + `REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`;
   const hash = shortHash([createFunction, createTrigger].join(';\n'));
@@ -64,6 +67,7 @@ export function renderTrigger(channel: ModelChannel, event: ChannelEvent): Trigg
     body,
     install: [
       createFunction,
+      `REVOKE ALL ON FUNCTION ${fn}() FROM PUBLIC`,
       `COMMENT ON FUNCTION ${fn}() IS ${comment}`,
       `DROP TRIGGER IF EXISTS ${quoteIdent(name)} ON ${table}`,
       createTrigger,

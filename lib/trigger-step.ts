@@ -31,7 +31,7 @@ export function triggerStep(sequelize: Sequelize, desired: readonly TriggerSpec[
 async function forgetOtherTriggerSteps(sequelize: Sequelize, keep: string): Promise<void> {
   await sequelize.query(
     `DO $$ BEGIN
-       IF to_regclass('${MIGRATION_META_TABLE.replace(/'/g, "''")}') IS NOT NULL THEN
+       IF pg_catalog.to_regclass('${MIGRATION_META_TABLE.replace(/'/g, "''")}') IS NOT NULL THEN
          DELETE FROM ${MIGRATION_META_TABLE} WHERE name LIKE '${TRIGGER_STEP_PREFIX}%' AND name <> ${quoteLiteral(keep)};
        END IF;
      END $$`,

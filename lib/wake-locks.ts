@@ -27,7 +27,7 @@ export const WAKE_LOCKS = { listening: 1885826930, draining: 1885826931, skipped
  */
 export async function holdListening(client: Client, channels: readonly string[]): Promise<string[]> {
   const { rows } = await client.query<{ c: string }>(
-    `SELECT c FROM unnest($1::text[]) AS c WHERE NOT pg_try_advisory_lock_shared(${WAKE_LOCKS.listening}, hashtext(c))`,
+    `SELECT c FROM pg_catalog.unnest($1::text[]) AS c WHERE NOT pg_catalog.pg_try_advisory_lock_shared(${WAKE_LOCKS.listening}, pg_catalog.hashtext(c))`,
     [channels],
   );
   return rows.map((row) => row.c);
@@ -35,25 +35,25 @@ export async function holdListening(client: Client, channels: readonly string[])
 
 /** Says that a listener holding drain locks is draining: producers trust a drain lock only while this is fresh (1 s). */
 export async function drainBeat(client: Client): Promise<void> {
-  await client.query(`SELECT setval(${quoteLiteral(DRAIN_BEAT_SEQUENCE)}, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)`);
+  await client.query(`SELECT pg_catalog.setval(${quoteLiteral(DRAIN_BEAT_SEQUENCE)}, (extract(epoch FROM pg_catalog.clock_timestamp()) * 1000)::bigint)`);
 }
 
 /** Takes the drain lock of each channel no other listener holds; returns the channels taken. */
 export async function takeDrainLocks(client: Client, channels: readonly string[]): Promise<string[]> {
   const { rows } = await client.query<{ c: string }>(
-    `SELECT c FROM unnest($1::text[]) AS c WHERE pg_try_advisory_lock(${WAKE_LOCKS.draining}, hashtext(c))`,
+    `SELECT c FROM pg_catalog.unnest($1::text[]) AS c WHERE pg_catalog.pg_try_advisory_lock(${WAKE_LOCKS.draining}, pg_catalog.hashtext(c))`,
     [channels],
   );
   return rows.map((row) => row.c);
 }
 
 export async function releaseDrainLocks(client: Client, channels: readonly string[]): Promise<void> {
-  await client.query(`SELECT pg_advisory_unlock(${WAKE_LOCKS.draining}, hashtext(c)) FROM unnest($1::text[]) AS c`, [channels]);
+  await client.query(`SELECT pg_catalog.pg_advisory_unlock(${WAKE_LOCKS.draining}, pg_catalog.hashtext(c)) FROM pg_catalog.unnest($1::text[]) AS c`, [channels]);
 }
 
 /** NOTIFYs the channels, as producers would have: wakes the other listeners. */
 export async function wakeListeners(client: Client, channels: readonly string[]): Promise<void> {
-  await client.query("SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c", [channels]);
+  await client.query("SELECT pg_catalog.pg_notify(c, '') FROM pg_catalog.unnest($1::text[]) AS c", [channels]);
 }
 
 /**
@@ -63,9 +63,9 @@ export async function wakeListeners(client: Client, channels: readonly string[])
  */
 export async function skippedProducersDone(client: Client, channels: readonly string[]): Promise<boolean> {
   const { rows } = await client.query<{ done: boolean }>(
-    `SELECT coalesce(bool_and(CASE WHEN pg_try_advisory_lock(${WAKE_LOCKS.skipped}, hashtext(c))
-                                   THEN pg_advisory_unlock(${WAKE_LOCKS.skipped}, hashtext(c)) ELSE false END), true) AS done
-       FROM unnest($1::text[]) AS c`,
+    `SELECT coalesce(pg_catalog.bool_and(CASE WHEN pg_catalog.pg_try_advisory_lock(${WAKE_LOCKS.skipped}, pg_catalog.hashtext(c))
+                                   THEN pg_catalog.pg_advisory_unlock(${WAKE_LOCKS.skipped}, pg_catalog.hashtext(c)) ELSE false END), true) AS done
+       FROM pg_catalog.unnest($1::text[]) AS c`,
     [channels],
   );
   return rows[0].done;

@@ -84,7 +84,7 @@ async function main(): Promise<number> {
       if (tty) process.stdout.write(`\r${line}`);
       else if (line !== lastShown) say(line);
       lastShown = line;
-      const [{ left }] = await app.sequelize.query<{ left: number }>('SELECT count(*)::int AS left FROM pgpubsub_notification', { type: QueryTypes.SELECT });
+      const [{ left }] = await app.sequelize.query<{ left: number }>('SELECT count(*)::int AS left FROM pgpubsub.notification', { type: QueryTypes.SELECT });
       if (posts >= options.authors && left === 0) break;
       if (Date.now() - started > 120_000) throw new Error(`gave up after 120 s with ${posts} of ${options.authors} posts`);
       if (listener.exit) throw new Error(`the listener exited early: ${listener.describe()}`);

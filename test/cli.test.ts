@@ -179,7 +179,7 @@ describe('pgpubsub CLI', function () {
       expect(sync.stdout, shown(sync)).to.include('Installed 0, replaced 1, pruned 0 trigger(s).');
       expect((await pgpubsub(['triggers', 'check'], { url })).code).to.equal(0);
       await sql(url, "INSERT INTO authors (name) VALUES ('after sync')");
-      expect(await sql(url, "SELECT channel FROM pgpubsub_notification")).to.deep.equal([{ channel: 'author_created' }]);
+      expect(await sql(url, "SELECT channel FROM pgpubsub.notification")).to.deep.equal([{ channel: 'author_created' }]);
     });
 
     it('keeps orphaned triggers with sync --no-prune and drops them with prune', async () => {

@@ -95,8 +95,9 @@ assert.equal(pgpubsub, mod.default);
 assert.equal(typeof install, 'function');
 assert.equal(typeof channel, 'function');
 assert.equal(typeof PgPubSubError, 'function');
-assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js']);
+assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js']);
 assert.equal(require('sequelize-pgpubsub/migrations/inflight').name, '00000000000002-pgpubsub-inflight.js');
+assert.equal(require('sequelize-pgpubsub/migrations/schema').name, '00000000000003-pgpubsub-schema.js');
 const table = require('sequelize-pgpubsub/migrations/notification-table');
 assert.equal(table.name, '00000000000001-pgpubsub-notification-table.js');
 assert.equal(typeof table.up, 'function');
@@ -290,14 +291,14 @@ describe('installed package (dist/, exports map, bin)', function () {
     const sequelizeCli = (args: string[]) => run(SEQUELIZE_CLI, args, { cwd: app, env });
     const migrationsDir = path.join(app, 'migrations');
     const tables = async () => (await sql<{ name: string }>(url,
-      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).map((row) => row.name);
+      "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables WHERE table_schema IN ('public', 'pgpubsub') ORDER BY 1")).map((row) => row.name);
     const managed = async () => (await sql<{ name: string }>(url, `
-      SELECT tgname AS name FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'pgpubsub\\_%'
-      UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'pgpubsub\\_%' ORDER BY 1`)).map((row) => row.name);
+      SELECT tgname AS name FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE '%pgpubsub\\_%'
+      UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'pgpubsub\\_%' OR pronamespace::regnamespace::text = 'pgpubsub' ORDER BY 1`)).map((row) => row.name);
 
     const first = await sequelizeCli(['db:migrate']);
     expect(first.code, shown(first)).to.equal(0);
-    expect(await tables()).to.deep.equal(['SequelizeMeta', 'authors', ...LIBRARY_TABLES].sort());
+    expect(await tables()).to.deep.equal([...LIBRARY_TABLES.map((table) => `pgpubsub.${table}`), 'public.SequelizeMeta', 'public.authors'].sort());
 
     const generate = await pgpubsub(['migration:generate']);
     expect(generate.code, shown(generate)).to.equal(0);
@@ -311,7 +312,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const second = await sequelizeCli(['db:migrate']);
     expect(second.code, shown(second)).to.equal(0);
     expect((await sql<{ name: string }>(url, 'SELECT name FROM "SequelizeMeta" ORDER BY name')).map((row) => row.name)).to.deep.equal([
-      '00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '20260101000000-create-authors.js', generated[0]]);
+      '00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '20260101000000-create-authors.js', generated[0]]);
 
     const check = await pgpubsub(['triggers', 'check']);
     expect(check.code, shown(check)).to.equal(0);
@@ -323,13 +324,13 @@ describe('installed package (dist/, exports map, bin)', function () {
     const insert = await run(process.execPath, ['create-author.js'], { cwd: app, env });
     expect(insert.code, shown(insert)).to.equal(0);
     const { id } = JSON.parse(insert.stdout.trim().split('\n').at(-1)!) as { id: number };
-    const stored = await sql<{ channel: string; payload: unknown }>(url, 'SELECT channel, payload FROM pgpubsub_notification');
+    const stored = await sql<{ channel: string; payload: unknown }>(url, 'SELECT channel, payload FROM pgpubsub.notification');
     expect(stored, JSON.stringify(stored)).to.have.length(1);
     expect(stored[0].channel).to.equal('author_created');
     expect(JSON.stringify(stored[0].payload)).to.include(`${id}`).and.to.include('Ursula');
 
     // `pgpubsub listen --worker --app callbacks.js` runs the callback, then `node listener.js` does, for a second author.
-    const remaining = async () => Number((await sql<{ count: string }>(url, 'SELECT count(*) AS count FROM pgpubsub_notification'))[0].count);
+    const remaining = async () => Number((await sql<{ count: string }>(url, 'SELECT count(*) AS count FROM pgpubsub.notification'))[0].count);
     for (const [file, args] of [[path.join(app, 'node_modules', '.bin', 'pgpubsub'), ['listen', '--worker', '--app', 'callbacks.js']], ['listener.js', []]] as const) {
       if (await remaining() === 0) {
         const another = await run(process.execPath, ['create-author.js'], { cwd: app, env });
@@ -346,7 +347,7 @@ describe('installed package (dist/, exports map, bin)', function () {
 
     const undo = await sequelizeCli(['db:migrate:undo:all']);
     expect(undo.code, shown(undo)).to.equal(0);
-    expect(await tables()).to.deep.equal(['SequelizeMeta']);
+    expect(await tables()).to.deep.equal(['public.SequelizeMeta']);
     expect(await managed()).to.deep.equal([]);
     fs.rmSync(path.join(migrationsDir, generated[0]));
   });

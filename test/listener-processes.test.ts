@@ -58,7 +58,7 @@ describe('listeners in separate processes', function () {
   }
 
   const postCount = () => count('SELECT count(*) AS n FROM posts');
-  const notificationCount = () => count('SELECT count(*) AS n FROM pgpubsub_notification');
+  const notificationCount = () => count('SELECT count(*) AS n FROM pgpubsub.notification');
 
   /** Backends that hold a listener's LISTEN connection on the test database. */
   async function listenBackends(): Promise<number[]> {
@@ -73,7 +73,7 @@ describe('listeners in separate processes', function () {
   async function state(): Promise<string> {
     const rows = await app!.sequelize.query<Record<string, unknown>>(
       `SELECT count(*) AS left, count(*) FILTER (WHERE attempts > 0) AS retried, count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed,
-              min(last_error) AS an_error FROM pgpubsub_notification`,
+              min(last_error) AS an_error FROM pgpubsub.notification`,
       { type: QueryTypes.SELECT },
     );
     return `posts=${await postCount()} notifications=${JSON.stringify(rows[0])}\n${children.map((c) => c.describe()).join('\n')}`;
@@ -82,7 +82,7 @@ describe('listeners in separate processes', function () {
   /** Waits until every author has its post and no notification is left; fails early if one was retried. */
   async function drained(authors: number, timeoutMs: number): Promise<void> {
     const outcome = await eventually(async () => {
-      const retried = await count('SELECT count(*) AS n FROM pgpubsub_notification WHERE attempts > 0');
+      const retried = await count('SELECT count(*) AS n FROM pgpubsub.notification WHERE attempts > 0');
       if (retried > 0) return 'retried';
       return (await notificationCount()) === 0 && (await postCount()) >= authors && 'drained';
     }, state, timeoutMs, 100);
@@ -236,7 +236,7 @@ describe('listeners in separate processes', function () {
       await app!.sequelize.query('SET LOCAL session_replication_role = replica', { transaction });
       await app!.Author.bulkCreate(Array.from({ length: 20 }, (_, i) => ({ name: `silent ${i}` })), { transaction });
       await app!.sequelize.query(
-        `INSERT INTO pgpubsub_notification (channel, payload)
+        `INSERT INTO pgpubsub.notification (channel, payload)
          SELECT 'author_created', jsonb_build_object('op', 'INSERT', 'model', 'Author', 'old', null, 'new', to_jsonb(a), 'context', '{}'::jsonb)
            FROM authors a ORDER BY a.id`,
         { transaction },
@@ -278,7 +278,7 @@ describe('listeners in separate processes', function () {
     // What it processed committed; the rest is stored, untouched.
     expect(await postCount()).to.equal(done);
     expect(await notificationCount()).to.equal(300 - done);
-    expect(await count('SELECT count(*) AS n FROM pgpubsub_notification WHERE attempts > 0')).to.equal(0);
+    expect(await count('SELECT count(*) AS n FROM pgpubsub.notification WHERE attempts > 0')).to.equal(0);
 
     const second = await startListener();
     await drained(300, 20_000);

@@ -28,7 +28,7 @@ describe('listener: exactly-once processing', () => {
   };
   const quiet = { debug() {}, info() {}, warn() {}, error() {} };
   const count = (sql: string) => app.sequelize.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sql}`, { type: QueryTypes.SELECT }).then(([row]) => row.n);
-  const emptied = () => eventually(async () => (await count('pgpubsub_notification')) === 0, 'the notification table to empty');
+  const emptied = () => eventually(async () => (await count('pgpubsub.notification')) === 0, 'the notification table to empty');
 
   beforeEach(async function () {
     db = await testDatabase(this.currentTest!.title.slice(0, 20));
@@ -52,7 +52,7 @@ describe('listener: exactly-once processing', () => {
       await eventually(() => reads.get(today())?.[post.id] === 1, 'the read to be counted');
       expect(reads.get(today())).to.deep.equal({ [post.id]: 1 });
       expect(await app.Post.count({ where: { authorId: author.id } })).to.equal(1);
-      expect(await count('pgpubsub_notification')).to.equal(0);
+      expect(await count('pgpubsub.notification')).to.equal(0);
     });
 
     it('creates exactly one post for an author created inside a committed transaction', async () => {
@@ -90,7 +90,7 @@ describe('listener: exactly-once processing', () => {
     for (const n of [2, 5]) {
       it(`processes ${n} authors stored while no listener ran once a listener starts with recover`, async () => {
         await app.Author.bulkCreate(Array.from({ length: n }, (_, i) => ({ name: `a${i}` })));
-        expect(await count('pgpubsub_notification')).to.equal(n);
+        expect(await count('pgpubsub.notification')).to.equal(n);
         await listen({ recover: true });
         await emptied();
         expect(await app.Post.count()).to.equal(n);
@@ -101,7 +101,7 @@ describe('listener: exactly-once processing', () => {
       await app.Author.create({ name: 'good 1' });
       await app.Author.create({ name: 'broken' });
       await app.Author.create({ name: 'good 2' });
-      await app.sequelize.query(`UPDATE pgpubsub_notification SET payload = payload - 'op' WHERE payload->'new'->>'name' = 'broken'`);
+      await app.sequelize.query(`UPDATE pgpubsub.notification SET payload = payload - 'op' WHERE payload->'new'->>'name' = 'broken'`);
       await listen({ recover: true });
       await eventually(async () => (await app.Post.count()) === 2, 'two posts');
       await eventually(async () => (await storedNotifications(app.sequelize)).every((row) => row.attempts > 0), 'the failure to be recorded');
@@ -113,7 +113,7 @@ describe('listener: exactly-once processing', () => {
 
     it('five good and four broken, interleaved: five posts and four rows kept', async () => {
       for (let i = 0; i < 9; i++) await app.Author.create({ name: i % 2 ? `broken ${i}` : `good ${i}` });
-      await app.sequelize.query(`UPDATE pgpubsub_notification SET payload = payload - 'op' WHERE payload->'new'->>'name' LIKE 'broken%'`);
+      await app.sequelize.query(`UPDATE pgpubsub.notification SET payload = payload - 'op' WHERE payload->'new'->>'name' LIKE 'broken%'`);
       await listen({ recover: true });
       await eventually(async () => (await app.Post.count()) === 5 && (await storedNotifications(app.sequelize)).every((r) => r.attempts > 0), 'five posts and four failures');
       const kept = await storedNotifications(app.sequelize);
@@ -122,8 +122,8 @@ describe('listener: exactly-once processing', () => {
 
     it('processes rows stored in the older format (a JSON string holding the JSON)', async () => {
       await app.Author.create({ name: 'old format' });
-      await app.sequelize.query('UPDATE pgpubsub_notification SET payload = to_jsonb(payload::text)');
-      const [{ kind }] = await app.sequelize.query<{ kind: string }>('SELECT jsonb_typeof(payload) AS kind FROM pgpubsub_notification', { type: QueryTypes.SELECT });
+      await app.sequelize.query('UPDATE pgpubsub.notification SET payload = to_jsonb(payload::text)');
+      const [{ kind }] = await app.sequelize.query<{ kind: string }>('SELECT jsonb_typeof(payload) AS kind FROM pgpubsub.notification', { type: QueryTypes.SELECT });
       expect(kind).to.equal('string');
       await listen({ recover: true });
       await emptied();
@@ -136,10 +136,10 @@ describe('listener: exactly-once processing', () => {
         await app.sequelize.query('SET LOCAL session_replication_role = replica', { transaction });
         await app.Author.bulkCreate([{ name: 'x' }, { name: 'y' }], { transaction });
       });
-      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload)
+      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload)
         SELECT 'author_created', jsonb_build_object('op', 'INSERT', 'model', 'Author', 'old', NULL, 'new', to_jsonb(a), 'context', '{}'::jsonb) FROM authors a`);
       await sleep(300);
-      expect(await count('pgpubsub_notification')).to.equal(2);
+      expect(await count('pgpubsub.notification')).to.equal(2);
       await app.sequelize.pgpubsub.recover();
       await emptied();
       expect(await app.Post.count()).to.equal(2);
@@ -152,10 +152,10 @@ describe('listener: exactly-once processing', () => {
         await app.sequelize.query('SET LOCAL session_replication_role = replica', { transaction });
         await app.Author.create({ name: 'cli' }, { transaction });
       });
-      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload)
+      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload)
         SELECT 'author_created', jsonb_build_object('op', 'INSERT', 'model', 'Author', 'old', NULL, 'new', to_jsonb(a), 'context', '{}'::jsonb) FROM authors a`);
       await sleep(300);
-      expect(await count('pgpubsub_notification')).to.equal(1);
+      expect(await count('pgpubsub.notification')).to.equal(1);
       await execFileAsync(process.execPath, [path.join(__dirname, '..', 'bin', 'pgpubsub.js'), 'recover'], {
         cwd: path.join(__dirname, '..'), env: { ...process.env, DATABASE_URL: db.url },
       });
@@ -232,7 +232,7 @@ describe('listener: exactly-once processing', () => {
     });
 
     it('ignores columns the model no longer has, keeps DECIMAL exact and timestamps the same instant', async () => {
-      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload) VALUES ('post_deleted',
+      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES ('post_deleted',
         '{"op":"DELETE","model":"Post","new":null,"context":{},"old":{"id":7,"content":"c","date":"2024-01-02T03:04:05.678901+00:00","author_id":null,"rating":1.10000000000000000000,"dropped_column":"gone"}}')`);
       await listen({ recover: true });
       const [message] = await seenOn('post_deleted', 1);
@@ -324,7 +324,7 @@ describe('listener: exactly-once processing', () => {
         await listen();
         await app.sequelize.pgpubsub.notify(app.PostReads, { modelId: 42 });
         await eventually(() => reads.get(today())?.[42] === 1 && otherReads.get(today())?.[42] === 1, 'both processes to count the read');
-        expect(await count('pgpubsub_notification')).to.equal(0);
+        expect(await count('pgpubsub.notification')).to.equal(0);
       } finally {
         await otherListener.stop();
         await other.sequelize.close();
@@ -363,11 +363,11 @@ describe('listener: exactly-once processing', () => {
       await app.sequelize.pgpubsub.notify(Flaky, { n: 1 });
       await eventually(async () => (await storedNotifications(app.sequelize, 'flaky'))[0]?.attempts === 1, 'the first failure to be recorded');
       const [failed] = await app.sequelize.query<{ attempts: number; last_error: string; due: boolean }>(
-        "SELECT attempts, last_error, available_at > now() AS due FROM pgpubsub_notification WHERE channel = 'flaky'", { type: QueryTypes.SELECT },
+        "SELECT attempts, last_error, available_at > now() AS due FROM pgpubsub.notification WHERE channel = 'flaky'", { type: QueryTypes.SELECT },
       );
       expect(failed.attempts).to.equal(1);
       expect(failed.last_error).to.contain('failure number 1');
-      await eventually(async () => (await count("pgpubsub_notification WHERE channel = 'flaky'")) === 0, 'the third attempt to succeed', 15_000);
+      await eventually(async () => (await count("pgpubsub.notification WHERE channel = 'flaky'")) === 0, 'the third attempt to succeed', 15_000);
       expect(attempts).to.have.length(3);
       const [first, second] = [attempts[1] - attempts[0], attempts[2] - attempts[1]];
       expect(first).to.be.at.least(100);
@@ -402,7 +402,7 @@ describe('listener: exactly-once processing', () => {
       await app.sequelize.pgpubsub.notify(Half, { name: 'undone', fail: true });
       await app.sequelize.pgpubsub.notify(Half, { name: 'kept too', fail: false });
       await listen({ recover: true });
-      await eventually(async () => (await count("pgpubsub_notification WHERE channel = 'half' AND failed_at IS NULL")) === 0, 'the batch to settle');
+      await eventually(async () => (await count("pgpubsub.notification WHERE channel = 'half' AND failed_at IS NULL")) === 0, 'the batch to settle');
       const names = (await app.Author.findAll({ order: [['id', 'ASC']] })).map((a) => a.name);
       expect(names).to.deep.equal(['kept', 'kept too']);
     });
@@ -420,7 +420,7 @@ describe('listener: exactly-once processing', () => {
           await app.sequelize.pgpubsub.notify(Mixed, { name, fail });
         }
         await listen({ recover: true, savepoints });
-        await eventually(async () => (await count("pgpubsub_notification WHERE channel = 'mixed' AND failed_at IS NULL")) === 0, 'the batch to settle');
+        await eventually(async () => (await count("pgpubsub.notification WHERE channel = 'mixed' AND failed_at IS NULL")) === 0, 'the batch to settle');
         expect((await app.Author.findAll({ order: [['id', 'ASC']] })).map((a) => a.name)).to.deep.equal(['first', 'second', 'last']);
         expect(runs.filter((name) => name === 'bad')).to.have.length(1);
         // Without savepoints the batch is redone after the failure, so the callbacks before it run twice.
@@ -471,15 +471,15 @@ describe('listener: exactly-once processing', () => {
 
   describe('claiming', () => {
     it('claims through the partial index on id, so the cost does not grow with stored rows', async () => {
-      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload, failed_at)
+      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, failed_at)
         SELECT 'author_created', '{}'::jsonb, now() FROM generate_series(1, 20000)`);
-      await app.sequelize.query("INSERT INTO pgpubsub_notification (channel, payload) SELECT 'author_created', '{}'::jsonb FROM generate_series(1, 20000)");
+      await app.sequelize.query("INSERT INTO pgpubsub.notification (channel, payload) SELECT 'author_created', '{}'::jsonb FROM generate_series(1, 20000)");
       // No ANALYZE: right after a bulk insert the planner has no statistics, the case that matters most.
       // The claim runs inside a function, so its plan is not shown, but the buffers it touched are: a walk
       // of the index touches about one per claimed row (~100), a sort of the backlog every page of the
       // table and the index (~450 here). The first call also plans, which reads the catalog: not counted.
       const explained = await app.sequelize.transaction(async (transaction) => {
-        const claim = "SELECT * FROM pgpubsub_claim('{author_created}', NULL, 100, 0, NULL)";
+        const claim = "SELECT * FROM pgpubsub.claim('{author_created}', NULL, 100, 0, NULL)";
         await app.sequelize.query(claim, { transaction });
         const rows = await app.sequelize.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, number> }> }>(
           `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${claim}`, { transaction, type: QueryTypes.SELECT },

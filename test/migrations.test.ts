@@ -21,7 +21,8 @@ const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
 const TRIGGER_STEP_PREFIX = 'pgpubsub-triggers-';
 const NOTIFICATION_TABLE_MIGRATION = '00000000000001-pgpubsub-notification-table.js';
 const INFLIGHT_MIGRATION = '00000000000002-pgpubsub-inflight.js';
-const LIBRARY_MIGRATIONS = [NOTIFICATION_TABLE_MIGRATION, INFLIGHT_MIGRATION];
+const SCHEMA_MIGRATION = '00000000000003-pgpubsub-schema.js';
+const LIBRARY_MIGRATIONS = [NOTIFICATION_TABLE_MIGRATION, INFLIGHT_MIGRATION, SCHEMA_MIGRATION];
 
 
 
@@ -113,9 +114,11 @@ describe('migrations', function () {
       open.push(sequelize);
       expect(await meta(sequelize)).to.deep.equal(files);
       const tables = await rows<{ name: string }>(sequelize,
-        "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1");
-      expect(tables.map((t) => t.name)).to.deep.equal(
-        ['SequelizeMeta', 'authors', 'children', 'media', 'parents', ...LIBRARY_TABLES, 'post_media', 'posts'].sort());
+        "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables WHERE table_schema IN ('public', 'pgpubsub') ORDER BY 1");
+      expect(tables.map((t) => t.name)).to.deep.equal([
+        ...LIBRARY_TABLES.map((table) => `pgpubsub.${table}`),
+        ...['SequelizeMeta', 'authors', 'children', 'media', 'parents', 'post_media', 'posts'].map((table) => `public.${table}`),
+      ].sort());
       const installed = await managedObjects(sequelize);
       expect(installed.triggers.map((t) => t.table).sort()).to.deep.equal(['authors', 'children', 'children', 'media', 'media', 'posts']);
       expect(installed.functions.map((f) => f.name)).to.deep.equal(installed.triggers.map((t) => t.name).sort());
@@ -126,7 +129,7 @@ describe('migrations', function () {
       const undo = await run(SEQUELIZE_CLI, ['db:migrate:undo:all'], { url: db.url });
       expect(undo.code, shown(undo)).to.equal(0);
       expect(await meta(sequelize)).to.deep.equal([]);
-      expect(await rows(sequelize, "SELECT to_regclass('public.pgpubsub_notification') AS t")).to.deep.equal([{ t: null }]);
+      expect(await rows(sequelize, "SELECT to_regclass('pgpubsub.notification') AS t")).to.deep.equal([{ t: null }]);
       expect(await rows(sequelize,
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'SequelizeMeta'")).to.deep.equal([]);
       expect(await rows(sequelize, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgpubsub\\_%'")).to.deep.equal([]);
@@ -137,7 +140,7 @@ describe('migrations', function () {
       expect(await meta(sequelize)).to.deep.equal(files);
       await sequelize.query("INSERT INTO authors (name) VALUES ('Ada')");
       const stored = await rows<{ channel: string; db_version: string; payload: { op: string; new: { name: string } } }>(sequelize,
-        'SELECT channel, db_version, payload FROM pgpubsub_notification');
+        'SELECT channel, db_version, payload FROM pgpubsub.notification');
       expect(stored).to.have.length(1);
       expect(stored[0]).to.include({ channel: 'author_created', db_version: files.at(-1) });
       expect(stored[0].payload).to.deep.include({ op: 'INSERT' });
@@ -200,7 +203,7 @@ describe('migrations', function () {
       expect(await managedObjects(setup)).to.deep.equal(firstState);
       // The restored trigger records again: the durable insert trigger stores its row.
       await setup.query("INSERT INTO widgets (label) VALUES ('restored')");
-      expect(await rows(setup, 'SELECT channel FROM pgpubsub_notification')).to.deep.equal([{ channel: 'widget_saved' }]);
+      expect(await rows(setup, 'SELECT channel FROM pgpubsub.notification')).to.deep.equal([{ channel: 'widget_saved' }]);
 
       await apply(second.file!, 'up', setup);
       expect((await v2.pgpubsub.triggers.check()).ok).to.equal(true);
@@ -250,7 +253,7 @@ describe('migrations', function () {
       expect(ran.map((m) => m.name)).to.deep.equal([...LIBRARY_MIGRATIONS, WIDGETS_MIGRATION, step1.name]);
       expect(await meta(v1)).to.deep.equal([...LIBRARY_MIGRATIONS, WIDGETS_MIGRATION, step1.name].sort());
       expect(statuses(await v1.pgpubsub.triggers.ls())).to.deep.equal(['INSTALLED widget_saved:insert']);
-      expect(await rows(v1, "SELECT to_regclass('public.pgpubsub_notification')::text AS t")).to.deep.equal([{ t: 'pgpubsub_notification' }]);
+      expect(await rows(v1, "SELECT to_regclass('pgpubsub.notification')::text AS t")).to.deep.equal([{ t: 'pgpubsub.notification' }]);
 
       // Same definitions in a new process: same step name, so nothing runs.
       const same = widgetApp({ widget_saved: { events: ['insert'] } });
@@ -302,12 +305,12 @@ describe('migrations', function () {
       await app.query("INSERT INTO widgets (label, colour) VALUES ('two', 'red')");
 
       const stored = await rows<{ label: string; db_version: string | null }>(app,
-        "SELECT payload->'new'->>'label' AS label, db_version FROM pgpubsub_notification ORDER BY id");
+        "SELECT payload->'new'->>'label' AS label, db_version FROM pgpubsub.notification ORDER BY id");
       expect(stored).to.deep.equal([
         { label: 'one', db_version: WIDGETS_MIGRATION },
         { label: 'two', db_version: '20270201000000-add-widget-colour.js' },
       ]);
-      expect(await rows(app, 'SELECT public.pgpubsub_db_version() AS v')).to.deep.equal([{ v: '20270201000000-add-widget-colour.js' }]);
+      expect(await rows(app, 'SELECT pgpubsub.db_version() AS v')).to.deep.equal([{ v: '20270201000000-add-widget-colour.js' }]);
     });
   });
 });

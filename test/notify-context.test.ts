@@ -23,7 +23,7 @@ describe('notify() and the notification context', () => {
     await db?.drop();
   });
   beforeEach(async () => {
-    await app.sequelize.query('TRUNCATE pgpubsub_notification, authors, posts RESTART IDENTITY CASCADE');
+    await app.sequelize.query('TRUNCATE pgpubsub.notification, authors, posts RESTART IDENTITY CASCADE');
   });
 
   describe('notify()', () => {

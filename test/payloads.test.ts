@@ -19,7 +19,7 @@ describe('stored notifications from table writes', () => {
     await db?.drop();
   });
   beforeEach(async () => {
-    await app.sequelize.query('TRUNCATE pgpubsub_notification, authors, posts, media, post_media, parents, children RESTART IDENTITY CASCADE');
+    await app.sequelize.query('TRUNCATE pgpubsub.notification, authors, posts, media, post_media, parents, children RESTART IDENTITY CASCADE');
   });
 
   it('stores exactly one notification per inserted author, with op INSERT, old null and new keyed by column', async () => {
@@ -37,7 +37,7 @@ describe('stored notifications from table writes', () => {
 
   it('stores nothing for a model write whose channel does not listen to that event', async () => {
     const author = await app.Author.create({ name: 'a' });
-    await app.sequelize.query('DELETE FROM pgpubsub_notification');
+    await app.sequelize.query('DELETE FROM pgpubsub.notification');
     await app.Post.create({ content: 'hello', authorId: author.id });
     await app.Author.update({ age: 40 }, { where: { id: author.id } });
     expect(await storedNotifications(app.sequelize)).to.have.length(0);
@@ -94,7 +94,7 @@ describe('stored notifications from table writes', () => {
     await app.Post.create({ content: 'rated', rating: '1.1' });
     await app.Post.destroy({ where: {} });
     const [row] = await app.sequelize.query<{ rating: string }>(
-      "SELECT payload->'old'->>'rating' AS rating FROM pgpubsub_notification WHERE channel = 'post_deleted'",
+      "SELECT payload->'old'->>'rating' AS rating FROM pgpubsub.notification WHERE channel = 'post_deleted'",
       { type: QueryTypes.SELECT },
     );
     expect(row.rating).to.equal('1.10000000000000000000');
@@ -120,7 +120,7 @@ describe('stored notifications from table writes', () => {
 
   it('stores two notifications for two identical writes in one transaction', async () => {
     const media = await app.Media.create({ key: 'm', name: 'same' });
-    await app.sequelize.query('DELETE FROM pgpubsub_notification');
+    await app.sequelize.query('DELETE FROM pgpubsub.notification');
     await app.sequelize.transaction(async (transaction) => {
       await app.Media.update({ name: 'same' }, { where: { key: media.key }, transaction });
       await app.Media.update({ name: 'same' }, { where: { key: media.key }, transaction });
@@ -159,7 +159,7 @@ describe('stored notifications from table writes', () => {
     await writer.connect();
     const stamp = async (name: string) => {
       await writer.query('INSERT INTO authors (name) VALUES ($1)', [name]);
-      const { rows } = await writer.query<{ v: string | null }>("SELECT db_version AS v FROM pgpubsub_notification WHERE payload -> 'new' ->> 'name' = $1", [name]);
+      const { rows } = await writer.query<{ v: string | null }>("SELECT db_version AS v FROM pgpubsub.notification WHERE payload -> 'new' ->> 'name' = $1", [name]);
       return rows[0].v;
     };
     const later = '29990101000000-later.js';

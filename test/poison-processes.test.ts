@@ -33,7 +33,7 @@ describe('poison-proof listener processes', function () {
     return started;
   };
   const stored = () => sequelize.query<Stored>(
-    `SELECT id::text, payload->'new'->>'name' AS name, attempts, last_error, failed_at IS NOT NULL AS failed FROM pgpubsub_notification ORDER BY id`,
+    `SELECT id::text, payload->'new'->>'name' AS name, attempts, last_error, failed_at IS NOT NULL AS failed FROM pgpubsub.notification ORDER BY id`,
     { type: QueryTypes.SELECT },
   );
   const results = async () => Number((await sequelize.query<{ n: number }>('SELECT count(*)::int AS n FROM job_results', { type: QueryTypes.SELECT }))[0].n);
@@ -120,7 +120,7 @@ describe('poison-proof listener processes', function () {
     try {
       const [{ id }] = await stored();
       const claimable = async () => (await sequelize.query(
-        `SELECT id FROM pgpubsub_notification WHERE id = ${id} FOR UPDATE SKIP LOCKED`, { type: QueryTypes.SELECT },
+        `SELECT id FROM pgpubsub.notification WHERE id = ${id} FOR UPDATE SKIP LOCKED`, { type: QueryTypes.SELECT },
       )).length === 1;
       expect(await claimable(), 'held by the frozen process').to.equal(false);
       const started = Date.now();
@@ -147,7 +147,7 @@ describe('poison-proof listener processes', function () {
         await sleep(20);
       }
     });
-    await sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload) VALUES ('job_created', '[1, 2]')`);
+    await sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES ('job_created', '[1, 2]')`);
     const alive = () => listener.listeningWorkers().slice(-4).filter((pid) => { try { process.kill(pid, 0); return true; } catch { return false; } });
     for (let fault = 0; fault < 6; fault++) {
       await sleep(2000);
@@ -224,7 +224,8 @@ describe('poison-proof listener processes', function () {
           const exit = await listener.exited;
           expect(exit.code, shownLogs(listener)).to.equal(1);
           const said = shownLogs(listener);
-          expect(said).to.contain('"public"."pgpubsub_notification" (migration 00000000000001-pgpubsub-notification-table.js)');
+          expect(said).to.contain("the library's objects (schema pgpubsub) are not installed in this database");
+          expect(said).to.contain("00000000000001-pgpubsub-notification-table.js (module.exports = require('sequelize-pgpubsub/migrations/notification-table'))");
           expect(said).to.contain('npx sequelize-cli db:migrate');
           expect(listener.all('worker-died').length, said).to.be.at.most(1);
         }

@@ -37,7 +37,7 @@ describe('poison-proof listeners', function () {
     return listener;
   };
   const stored = () => app.sequelize.query<Row>(
-    `SELECT id::text, channel, attempts, last_error, failed_at, payload->'new'->>'name' AS name FROM pgpubsub_notification ORDER BY id`,
+    `SELECT id::text, channel, attempts, last_error, failed_at, payload->'new'->>'name' AS name FROM pgpubsub.notification ORDER BY id`,
     { type: QueryTypes.SELECT },
   );
   const posts = () => app.Post.count();
@@ -166,7 +166,7 @@ describe('poison-proof listeners', function () {
   describe('payloads that can never succeed', () => {
     it('fails them at once, without retries, saying why and that it is for good', async () => {
       onAuthor(() => undefined);
-      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload) VALUES
+      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES
         ('author_created', '[1, 2]'), ('author_created', '{"op": "TRUNCATE", "old": null, "new": null}'), ('author_created', '"not json"')`);
       const { logger, lines } = capturing();
       await listen({ logger });
@@ -202,7 +202,7 @@ describe('poison-proof listeners', function () {
 
     it('reports at start, with their count, stored rows on channels it does not handle', async () => {
       onAuthor(() => undefined);
-      await app.sequelize.query(`INSERT INTO pgpubsub_notification (channel, payload) VALUES ('gone_channel', '{}'), ('gone_channel', '{}'), ('post_deleted', '{}')`);
+      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES ('gone_channel', '{}'), ('gone_channel', '{}'), ('post_deleted', '{}')`);
       const { logger, lines } = capturing();
       await listen({ logger, channels: ['author_created'] });
       const warned = lines.filter((line) => line.level === 'warn').map((line) => line.message);
@@ -288,7 +288,7 @@ describe('poison-proof listeners', function () {
     });
 
     it('cannot write the drain beat', async () => {
-      const error = await hostile.query("SELECT setval('pgpubsub_drain_beat', 1)").catch((e: Error) => e);
+      const error = await hostile.query("SELECT setval('pgpubsub.drain_beat', 1)").catch((e: Error) => e);
       expect(String(error)).to.contain('permission denied');
     });
   });

@@ -66,7 +66,7 @@ export function isExcerpt(excerpt: string, file: string): boolean {
   return have.some((_line, start) => matchFrom(start));
 }
 
-const LANG_EXTENSIONS: Record<string, string[]> = { ts: ['.ts', '.mts', '.cts'], js: ['.js', '.cjs', '.mjs'] };
+const LANG_EXTENSIONS: Record<string, string[]> = { ts: ['.ts', '.mts', '.cts'], js: ['.js', '.cjs', '.mjs'], sql: ['.sql'] };
 
 describe('README code blocks are the examples', () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');

@@ -52,7 +52,7 @@ describe('wake-ups', () => {
     try {
       await busy.query(`SELECT pg_advisory_lock(${WAKE_LOCKS.draining}, hashtext('author_created'))`);
       // A listener draining also says so (roles without UPDATE on the beat sequence cannot).
-      await busy.query("SELECT setval('pgpubsub_drain_beat', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)");
+      await busy.query("SELECT setval('pgpubsub.drain_beat', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)");
       await app.Author.create({ name: 'while busy' });
       await app.Media.create({ key: 'k', name: 'other channel' });
       const [message] = await listener.waitFor(1);
@@ -62,7 +62,7 @@ describe('wake-ups', () => {
       await app.Author.create({ name: 'after the lock' });
       await listener.waitFor(2);
       expect(listener.received[1].channel).to.equal('author_created');
-      expect(await count('pgpubsub_notification')).to.equal(3);
+      expect(await count('pgpubsub.notification')).to.equal(3);
     } finally {
       await busy.end();
       await listener.close();
@@ -82,7 +82,7 @@ describe('wake-ups', () => {
       } finally {
         await listener.close();
       }
-      expect(await count('pgpubsub_notification')).to.equal(2);
+      expect(await count('pgpubsub.notification')).to.equal(2);
     } finally {
       await bystander.close();
     }
@@ -128,7 +128,7 @@ describe('wake-ups', () => {
       await app.Author.create({ name: 'announced to nobody' });
       await sleep(300);
       await first.stop();
-      await eventually(async () => (await count('pgpubsub_notification')) === 0, 'the rest to be processed by the second listener, long before its heartbeat', 15_000, 20);
+      await eventually(async () => (await count('pgpubsub.notification')) === 0, 'the rest to be processed by the second listener, long before its heartbeat', 15_000, 20);
       expect(await count('posts')).to.equal(301);
       expect(second.stats.processed).to.be.above(0);
       expect(first.stats.processed + second.stats.processed).to.equal(301);
@@ -161,7 +161,7 @@ describe('wake-ups', () => {
       const lastCommit = Date.now();
       // Well before the heartbeat (60 s): a stranded row would wait for it. Draining the backlog left
       // by the producers takes a few seconds on a loaded machine.
-      await eventually(async () => (await count('pgpubsub_notification')) === 0, 'every notification to be processed', 30_000, 20);
+      await eventually(async () => (await count('pgpubsub.notification')) === 0, 'every notification to be processed', 30_000, 20);
       const drainedAfter = Date.now() - lastCommit;
       expect(await count('posts')).to.equal(transactions);
       expect(await count('authors')).to.equal(transactions);

@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     await client.query('BEGIN');
     const { rows } = await client.query<{ id: string; author_id: number }>(
       `SELECT id, (payload -> 'new' ->> 'id')::int AS author_id
-         FROM pgpubsub_notification
+         FROM pgpubsub.notification
         WHERE failed_at IS NULL
         ORDER BY id
         LIMIT $1
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
       await client.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', [started, row.author_id]);
       if (savepoints) await client.query('RELEASE SAVEPOINT message');
     }
-    await client.query('DELETE FROM pgpubsub_notification WHERE id = ANY($1::bigint[])', [rows.map((row) => row.id)]);
+    await client.query('DELETE FROM pgpubsub.notification WHERE id = ANY($1::bigint[])', [rows.map((row) => row.id)]);
     await client.query('COMMIT');
   }
   process.stdout.write(`${JSON.stringify({ event: 'drained' })}\n`);

@@ -36,24 +36,24 @@ const VARIANTS: Record<string, ProducerVariant> = {
   ours: {
     key: 'ours', label: 'sequelize-pgpubsub channel, no listener running',
     prepare: migrateApp,
-    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub_notification',
+    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
   },
   oursNoNotify: {
     key: 'ours-store-only', label: 'our trigger, stores without waking', note: 'diagnostic',
     async prepare(url) { await migrateApp(url); await disableWakeUps(url); },
-    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub_notification',
+    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
   },
   oursWaking: {
     key: 'ours-waking', label: 'ours, a listener that never drains (every commit NOTIFYs)', note: 'diagnostic',
     prepare: migrateApp,
-    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub_notification',
+    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
     idleListener: true,
   },
   oursListening: {
     key: 'ours-listening', label: 'sequelize-pgpubsub channel, 2 listeners draining',
     prepare: migrateApp,
     // Each author is either processed (one post) or still stored, never both and never neither.
-    enqueued: 'SELECT (SELECT count(*) FROM pgpubsub_notification) + (SELECT count(DISTINCT author_id) FROM posts)::int AS n',
+    enqueued: 'SELECT (SELECT count(*) FROM pgpubsub.notification) + (SELECT count(DISTINCT author_id) FROM posts)::int AS n',
     listeners: 2,
   },
   addJob: {

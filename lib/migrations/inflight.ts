@@ -1,4 +1,4 @@
-import { CLAIM_FUNCTION, DRAIN_BEAT_SEQUENCE, INFLIGHT_TABLE, NOTIFICATION_TABLE, WAKE_FUNCTION } from '../db-objects';
+import { CLAIM_FUNCTION, DRAIN_BEAT_SEQUENCE, INFLIGHT_TABLE, NOTIFICATION_TABLE, WAKE_FUNCTION } from './v2-objects';
 import { HOLDER_LOCK } from '../inflight';
 import { WAKE_LOCKS } from '../wake-locks';
 import { claimFunctionV1, wakeFunctionV1 } from './notification-table';
@@ -24,7 +24,7 @@ import { type LibraryMigration, runInTransaction } from './runner';
 /** A listener without its holder lock for this long is dead (not reconnecting): its batch is retried alone. */
 export const DEAD_AFTER_SECONDS = 10;
 
-const claimFunctionV2 = `CREATE FUNCTION ${CLAIM_FUNCTION}(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer)
+export const claimFunctionV2 = `CREATE FUNCTION ${CLAIM_FUNCTION}(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer)
   RETURNS TABLE (id text, channel text, payload text, attempts integer, suspect boolean)
   LANGUAGE plpgsql SET enable_sort = off AS $fn$
 DECLARE
@@ -68,7 +68,7 @@ END
 $fn$`;
 
 /** As before, except that a drain lock silences the NOTIFY only while its holder's beat is fresh. */
-const wakeFunctionV2 = `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS boolean LANGUAGE plpgsql AS $fn$
+export const wakeFunctionV2 = `CREATE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS boolean LANGUAGE plpgsql AS $fn$
 DECLARE
   key integer := hashtext(channel);
   unlocked boolean;

@@ -9,7 +9,7 @@ import {
   REFRESH_DB_VERSION_FUNCTION,
   REFRESH_DB_VERSION_TRIGGER_FUNCTION,
   WAKE_FUNCTION,
-} from '../db-objects';
+} from './v2-objects';
 import { TRIGGER_STEP_PREFIX } from '../trigger-step';
 import { WAKE_LOCKS } from '../wake-locks';
 import { quoteLiteral } from '../sql-text';
@@ -81,26 +81,24 @@ BEGIN
 END
 $fn$`;
 
-const upSql = [
-  `CREATE FUNCTION ${PARSE_CONTEXT_FUNCTION}(raw text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $fn$
+/** The helper functions as this migration creates them (version 3 moves and hardens them, and puts these back on down). */
+export const parseContextFunctionV1 = `CREATE FUNCTION ${PARSE_CONTEXT_FUNCTION}(raw text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $fn$
 BEGIN
   RETURN raw::jsonb;
 EXCEPTION WHEN others THEN
   -- A hand-set, malformed context must never cancel the user's write.
   RETURN jsonb_build_object('invalid_context', raw);
 END
-$fn$`,
-  // SQL, so that the planner inlines it into each trigger's expression: no function call on a write.
-  `CREATE FUNCTION ${CONTEXT_FUNCTION}() RETURNS jsonb LANGUAGE sql STABLE AS $fn$
+$fn$`;
+
+export const contextFunctionV1 = `CREATE FUNCTION ${CONTEXT_FUNCTION}() RETURNS jsonb LANGUAGE sql STABLE AS $fn$
   SELECT CASE WHEN coalesce(current_setting(${quoteLiteral(CONTEXT_SETTING)}, true), '') = '' THEN '{}'::jsonb
               ELSE ${PARSE_CONTEXT_FUNCTION}(current_setting(${quoteLiteral(CONTEXT_SETTING)}, true)) END
-$fn$`,
-  // db_version is read by every write to a channel's table, so it is a constant (a SQL function the
-  // planner inlines), rewritten in the transaction that changes SequelizeMeta: a migration's new
-  // version shows exactly when its SequelizeMeta row does. Security definer, so that whoever may
-  // record a migration may refresh it.
-  `CREATE FUNCTION ${DB_VERSION_FUNCTION}() RETURNS text LANGUAGE sql STABLE AS $fn$ SELECT NULL::text $fn$`,
-  `CREATE FUNCTION ${REFRESH_DB_VERSION_FUNCTION}() RETURNS void LANGUAGE plpgsql
+$fn$`;
+
+export const dbVersionFunctionV1 = `CREATE FUNCTION ${DB_VERSION_FUNCTION}() RETURNS text LANGUAGE sql STABLE AS $fn$ SELECT NULL::text $fn$`;
+
+export const refreshDbVersionFunctionV1 = `CREATE FUNCTION ${REFRESH_DB_VERSION_FUNCTION}() RETURNS void LANGUAGE plpgsql
   SECURITY DEFINER SET search_path = pg_catalog AS $fn$
 DECLARE
   newest text;
@@ -113,13 +111,26 @@ BEGIN
   EXECUTE format('CREATE OR REPLACE FUNCTION ${DB_VERSION_FUNCTION}() RETURNS text LANGUAGE sql STABLE AS %L',
                  format(' SELECT %L::text ', newest));
 END
-$fn$`,
-  `CREATE FUNCTION ${REFRESH_DB_VERSION_TRIGGER_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+$fn$`;
+
+export const refreshDbVersionTriggerFunctionV1 = `CREATE FUNCTION ${REFRESH_DB_VERSION_TRIGGER_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
   PERFORM ${REFRESH_DB_VERSION_FUNCTION}();
   RETURN NULL;
 END
-$fn$`,
+$fn$`;
+
+const upSql = [
+  parseContextFunctionV1,
+  // SQL, so that the planner inlines it into each trigger's expression: no function call on a write.
+  contextFunctionV1,
+  // db_version is read by every write to a channel's table, so it is a constant (a SQL function the
+  // planner inlines), rewritten in the transaction that changes SequelizeMeta: a migration's new
+  // version shows exactly when its SequelizeMeta row does. Security definer, so that whoever may
+  // record a migration may refresh it.
+  dbVersionFunctionV1,
+  refreshDbVersionFunctionV1,
+  refreshDbVersionTriggerFunctionV1,
   // sequelize-cli and Umzug's SequelizeStorage create SequelizeMeta before the first migration runs.
   `DO $do$
 BEGIN

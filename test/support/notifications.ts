@@ -15,7 +15,7 @@ export interface StoredNotification {
 /** Every stored notification, oldest first. */
 export function storedNotifications(sequelize: Sequelize, channel?: string): Promise<StoredNotification[]> {
   return sequelize.query<StoredNotification>(
-    `SELECT * FROM pgpubsub_notification ${channel ? 'WHERE channel = :channel' : ''} ORDER BY id`,
+    `SELECT * FROM pgpubsub.notification ${channel ? 'WHERE channel = :channel' : ''} ORDER BY id`,
     { type: QueryTypes.SELECT, replacements: { channel } },
   );
 }

@@ -1,0 +1,174 @@
+/**
+ * The library's objects under least privilege: the app's writes, notify() and a listener as roles
+ * holding only the README's grants (examples/grants.sql), no way for a writer to forge a
+ * notification, nothing executable by PUBLIC, and no function or table another role plants on the
+ * search_path ever picked.
+ */
+import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Client } from 'pg';
+import { QueryTypes } from 'sequelize';
+import { eventually } from '../dev/eventually';
+import { openApp } from '../dev/example-app';
+import { ROOT } from '../dev/processes';
+import { managedFunctionSql } from '../lib/catalog';
+import type { Listener } from '../lib';
+import type { App } from '../models/app';
+import { registerCallbacks } from '../models/callbacks';
+import { type TestDatabase, testDatabase } from './support/hooks';
+
+const GRANTS = fs.readFileSync(path.join(ROOT, 'examples', 'grants.sql'), 'utf8');
+const PASSWORD = 'pgpubsub-test';
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+describe('privileges', function () {
+  this.timeout(60_000);
+  const writer = `pgpubsub_w_${process.pid}`;
+  const listenerRole = `pgpubsub_l_${process.pid}`;
+  const hostile = `pgpubsub_h_${process.pid}`;
+  const roles = [listenerRole, writer, hostile];
+  let db: TestDatabase;
+  let owner: App;
+  const opened: App[] = [];
+  const listeners: Listener[] = [];
+
+  /** The test database's URL, logging in as `role`. */
+  const as = (role: string) => {
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = PASSWORD;
+    return url.toString();
+  };
+  const open = (role: string) => {
+    const app = openApp(as(role));
+    opened.push(app);
+    return app;
+  };
+  const rows = <R extends object>(app: App, sql: string) => app.sequelize.query<R>(sql, { type: QueryTypes.SELECT });
+
+  beforeEach(async function () {
+    db = await testDatabase(this.currentTest!.title.slice(0, 20));
+    owner = openApp(db.url);
+    for (const role of roles) {
+      await owner.sequelize.query(`DROP ROLE IF EXISTS ${role}`);
+      // A password: the embedded server asks for one (scram), a trust server ignores it.
+      await owner.sequelize.query(`CREATE ROLE ${role} LOGIN PASSWORD '${PASSWORD}'`);
+    }
+    // What any app gives its roles on its own tables; nothing of the library's.
+    await owner.sequelize.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${writer}`);
+    await owner.sequelize.query(`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${writer}`);
+    await owner.sequelize.query(GRANTS.replaceAll('app_writer', writer).replaceAll('app_listener', listenerRole));
+  });
+
+  afterEach(async () => {
+    for (const listener of listeners.splice(0)) await listener.stop();
+    for (const app of opened.splice(0)) await app.sequelize.close();
+    for (const role of roles) {
+      await owner.sequelize.query(`DROP OWNED BY ${role}`).catch(() => undefined);
+      await owner.sequelize.query(`DROP ROLE IF EXISTS ${role}`);
+    }
+    await owner.sequelize.close();
+    await db.drop();
+  });
+
+  it("runs the app's writes, notify() and a listener as roles holding only the README's grants", async () => {
+    const app = open(writer);
+    const worker = open(listenerRole);
+    const { reads } = registerCallbacks(worker);
+    const listener = await worker.sequelize.pgpubsub.listen({ logger: quiet });
+    listeners.push(listener);
+
+    const author = await app.Author.create({ name: 'Ann' });
+    await app.sequelize.pgpubsub.notify(app.PostReads, { modelId: 7, date: new Date('2026-12-02T10:00:00Z') });
+    await eventually(async () => (await rows<{ n: number }>(owner, `SELECT count(*)::int AS n FROM posts WHERE author_id = ${author.id}`))[0].n === 1, 'the post of the author');
+    await eventually(() => reads.get('2026-12-02')?.[7] === 1, 'the broadcast read');
+    await eventually(async () => (await rows<{ n: number }>(owner, 'SELECT count(*)::int AS n FROM pgpubsub.notification'))[0].n === 0, 'nothing left stored');
+    expect(listener.stats.failed).to.equal(0);
+  });
+
+  it('gives a writer no way to forge a notification of a model channel', async () => {
+    const app = open(writer);
+    const insert = await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES ('author_created', '{"op": "INSERT"}')`).catch((e: Error) => e);
+    expect(String(insert)).to.contain('permission denied for table notification');
+    // send() is notify()'s: whatever channel it names, it stores op 'NOTIFY', which a model channel's listener fails at once.
+    await app.sequelize.query(`SELECT pgpubsub.send('author_created', '{"id": 1, "name": "forged"}', true)`);
+    const worker = open(listenerRole);
+    registerCallbacks(worker);
+    const listener = await worker.sequelize.pgpubsub.listen({ logger: quiet });
+    listeners.push(listener);
+    const stored = await eventually(async () => {
+      const [found] = await rows<{ failed: boolean; last_error: string }>(owner, 'SELECT failed_at IS NOT NULL AS failed, last_error FROM pgpubsub.notification');
+      return found?.failed ? found : undefined;
+    }, 'the forged row to fail');
+    expect(stored!.last_error).to.contain('MalformedPayloadError');
+    expect((await rows<{ n: number }>(owner, 'SELECT count(*)::int AS n FROM posts'))[0].n, 'no post for the forged author').to.equal(0);
+  });
+
+  it("lets PUBLIC execute none of the library's functions, the managed trigger functions included", async () => {
+    const executable = await rows<{ fn: string }>(owner,
+      `SELECT p.oid::regprocedure::text AS fn FROM pg_proc AS p
+        WHERE (p.pronamespace = 'pgpubsub'::regnamespace OR ${managedFunctionSql('p')})
+          AND has_function_privilege('${hostile}', p.oid, 'EXECUTE') ORDER BY 1`);
+    expect(executable).to.deep.equal([]);
+    const client = new Client({ connectionString: as(hostile) });
+    await client.connect();
+    try {
+      // Calling it in an open transaction would hold up every deploy's migration.
+      const error = await client.query('SELECT pgpubsub.refresh_db_version()').catch((e: Error) => e);
+      expect(String(error)).to.contain('permission denied for schema pgpubsub');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('never runs functions, operators or tables another role plants in a schema on the search path', async () => {
+    // As on PostgreSQL 14 and earlier, where every role may create in public.
+    await owner.sequelize.query(`GRANT CREATE ON SCHEMA public TO ${hostile}`);
+    await owner.sequelize.query('CREATE TABLE hijacked (what text)');
+    await owner.sequelize.query('GRANT INSERT ON hijacked TO PUBLIC');
+    const planter = new Client({ connectionString: as(hostile) });
+    await planter.connect();
+    const log = (what: string) => `INSERT INTO public.hijacked VALUES (${`'${what}'`});`;
+    try {
+      // Each is a better match than the built-in for the calls the library makes, or the same one.
+      for (const sql of [
+        `CREATE FUNCTION public.to_jsonb(public.authors) RETURNS jsonb LANGUAGE sql AS $$ ${log('to_jsonb')} SELECT '{}'::jsonb $$`,
+        `CREATE FUNCTION public.to_jsonb(public.posts) RETURNS jsonb LANGUAGE sql AS $$ ${log('to_jsonb')} SELECT '{}'::jsonb $$`,
+        `CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE sql AS $$ ${log('unnest')} SELECT 'x' $$`,
+        `CREATE FUNCTION public.unnest(bigint[]) RETURNS SETOF bigint LANGUAGE sql AS $$ ${log('unnest')} SELECT 0::bigint $$`,
+        `CREATE FUNCTION public.jsonb_build_object(text, text) RETURNS jsonb LANGUAGE sql AS $$ ${log('jsonb_build_object')} SELECT '{}'::jsonb $$`,
+        `CREATE FUNCTION public.hashtext(text) RETURNS integer LANGUAGE sql AS $$ ${log('hashtext')} SELECT 0 $$`,
+        `CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql AS $$ ${log('now')} SELECT 'epoch'::timestamptz $$`,
+        `CREATE FUNCTION public.pg_notify(text, text) RETURNS void LANGUAGE sql AS $$ ${log('pg_notify')} $$`,
+        'CREATE TABLE public.pgpubsub_notification (id bigserial, channel text, payload jsonb, db_version text)',
+        'CREATE TABLE public.notification (id bigserial, channel text, payload jsonb, db_version text)',
+        'GRANT ALL ON public.pgpubsub_notification, public.notification TO PUBLIC',
+      ]) await planter.query(sql);
+    } finally {
+      await planter.end();
+    }
+
+    const worker = open(listenerRole);
+    const { reads } = registerCallbacks(worker);
+    const listener = await worker.sequelize.pgpubsub.listen({ logger: quiet });
+    listeners.push(listener);
+    // Writes as the owner (a superuser here) and as the app's role; a malformed context takes the
+    // path that builds {"invalid_context": …}.
+    await owner.Author.create({ name: 'by the owner' });
+    const app = open(writer);
+    await app.sequelize.transaction(async (transaction) => {
+      await app.sequelize.query("SELECT set_config('pgpubsub.notification_context', 'not json', true)", { transaction });
+      await app.Author.bulkCreate([{ name: 'by the app' }, { name: 'and another' }], { transaction });
+    });
+    await app.sequelize.pgpubsub.notify(app.PostReads, { modelId: 3, date: new Date('2026-12-02T10:00:00Z') });
+
+    await eventually(async () => (await rows<{ n: number }>(owner, 'SELECT count(*)::int AS n FROM posts'))[0].n === 3, 'a post for each author');
+    await eventually(() => reads.get('2026-12-02')?.[3] === 1, 'the broadcast read');
+    expect(await rows(owner, 'SELECT what FROM hijacked')).to.deep.equal([]);
+    expect(await rows(owner, 'SELECT id FROM public.pgpubsub_notification UNION ALL SELECT id FROM public.notification')).to.deep.equal([]);
+    const contexts = await rows<{ name: string }>(owner, 'SELECT a.name FROM authors AS a JOIN posts AS p ON p.author_id = a.id ORDER BY a.id');
+    expect(contexts.map((row) => row.name)).to.deep.equal(['by the owner', 'by the app', 'and another']);
+    expect(listener.stats.failed).to.equal(0);
+  });
+});
