@@ -87,6 +87,12 @@ describe('privileges', function () {
     expect(listener.stats.failed).to.equal(0);
   });
 
+  it('lets a role other than the owner record a migration, and db_version follows it', async () => {
+    const app = open(writer);
+    await app.sequelize.query(`INSERT INTO "SequelizeMeta" (name) VALUES ('29990101000000-by-another-role.js')`);
+    expect(await rows(owner, 'SELECT pgpubsub.db_version() AS v')).to.deep.equal([{ v: '29990101000000-by-another-role.js' }]);
+  });
+
   it('gives a writer no way to forge a notification of a model channel', async () => {
     const app = open(writer);
     const insert = await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES ('author_created', '{"op": "INSERT"}')`).catch((e: Error) => e);

@@ -103,5 +103,12 @@ describe('upgrading an installed database', function () {
     expect(await rows<Row>(ROW_SQL('pgpubsub.notification'))).to.deep.equal(before.filter((row) => ['retrying', 'failed'].includes(row.name)));
     const [{ next }] = await rows<{ next: string }>("SELECT nextval(pg_get_serial_sequence('pgpubsub.notification', 'id'))::text AS next");
     expect(Number(next)).to.be.greaterThan(7);
+
+    // Undoing the trigger migration generated after the upgrade puts back triggers that work with version 3.
+    const undo = await run(SEQUELIZE_CLI, ['db:migrate:undo'], { url: db.url, timeout: 60_000 });
+    expect(undo.code, shown(undo)).to.equal(0);
+    await app.Author.create({ name: 'written after the undo' });
+    expect(await rows(`SELECT payload->'new'->>'name' AS name FROM pgpubsub.notification WHERE failed_at IS NULL AND attempts = 0`))
+      .to.deep.equal([{ name: 'written after the undo' }]);
   });
 });

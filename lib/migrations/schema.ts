@@ -65,7 +65,8 @@ BEGIN
 END
 $fn$`;
 
-const refreshDbVersionTrigger = `CREATE OR REPLACE FUNCTION ${v3.REFRESH_DB_VERSION_TRIGGER_FUNCTION}() RETURNS trigger LANGUAGE plpgsql ${PINNED} AS $fn$
+// Security definer, so that whoever may record a migration in SequelizeMeta may refresh db_version().
+const refreshDbVersionTrigger = `CREATE OR REPLACE FUNCTION ${v3.REFRESH_DB_VERSION_TRIGGER_FUNCTION}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER ${PINNED} AS $fn$
 BEGIN
   PERFORM ${v3.REFRESH_DB_VERSION_FUNCTION}();
   RETURN NULL;
@@ -137,6 +138,9 @@ const RENAMED_IN_TRIGGERS: Array<[string, string]> = [
   [v2.WAKE_FUNCTION, v3.WAKE_FUNCTION],
 ];
 
+// It runs as its owner now: the role that owns the library's objects (this one), not whoever synced it.
+const OWN = "EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO CURRENT_USER', f.fn);\n    ";
+
 /** Rewrites every installed managed trigger function (name prefix and comment tag) with the names swapped. */
 function rewriteManagedTriggers(direction: 'up' | 'down'): string {
   const pairs = RENAMED_IN_TRIGGERS.map(([from, to]) => (direction === 'up' ? [from, to] : [to, from]));
@@ -147,11 +151,14 @@ function rewriteManagedTriggers(direction: 'up' | 'down'): string {
 DECLARE
   f record;
 BEGIN
-  FOR f IN SELECT p.oid::regprocedure AS fn, p.prosrc FROM pg_catalog.pg_proc AS p
+  -- Qualified by hand: regprocedure leaves out a schema on the search path, and CREATE OR REPLACE
+  -- of an unqualified name could create a second function in another schema.
+  FOR f IN SELECT pg_catalog.format('%I.%I()', n.nspname, p.proname) AS fn, p.prosrc
+             FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
             WHERE p.proname LIKE ${quoteLiteral(MANAGED_NAMES)} AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype
               AND pg_catalog.obj_description(p.oid, 'pg_proc') LIKE ${quoteLiteral(`${COMMENT_TAG}%`)} LOOP
     EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %s RETURNS trigger LANGUAGE plpgsql ${attributes} AS %L', f.fn, ${body});
-    EXECUTE pg_catalog.format(${quoteLiteral(privileges)}, f.fn);
+    ${direction === 'up' ? OWN : ''}EXECUTE pg_catalog.format(${quoteLiteral(privileges)}, f.fn);
   END LOOP;
 END
 $do$`;
@@ -227,3 +234,22 @@ export async function down(...args: unknown[]): Promise<void> {
 }
 
 export const schemaMigration: LibraryMigration = { name, up, down };
+
+/**
+ * A managed trigger as a trigger migration generated before version 3 froze it, rewritten for
+ * version 3 as this migration rewrites installed ones: the library's new names, SECURITY DEFINER,
+ * search_path pinned, not executable by PUBLIC. migration:generate uses it for the `down` of the
+ * first trigger migration after the upgrade, so that undoing it leaves working triggers.
+ */
+export function upgradeTriggerSpec<T extends { install: string[] }>(spec: T): T {
+  const frozen = spec.install.join('\n');
+  if (!RENAMED_IN_TRIGGERS.some(([from]) => frozen.includes(from))) return spec;
+  const install = spec.install.flatMap((statement) => {
+    let sql = RENAMED_IN_TRIGGERS.reduce((text, [from, to]) => text.replaceAll(from, to), statement);
+    const created = /^CREATE OR REPLACE FUNCTION (\S+\(\)) RETURNS trigger LANGUAGE plpgsql AS /.exec(sql);
+    if (!created) return [sql];
+    sql = sql.replace(' LANGUAGE plpgsql AS ', ` LANGUAGE plpgsql SECURITY DEFINER ${PINNED} AS `);
+    return [sql, `REVOKE ALL ON FUNCTION ${created[1]} FROM PUBLIC`];
+  });
+  return { ...spec, install };
+}
