@@ -1,7 +1,7 @@
 import type { Client } from 'pg';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-import { VERSION_TABLE } from './db-objects';
-import { INFLIGHT_TABLE as V2_INFLIGHT_TABLE, NOTIFICATION_TABLE as V2_NOTIFICATION_TABLE } from './migrations/v2-objects';
+import { LIBRARY_SCHEMA, VERSION_TABLE } from './db-objects';
+import { V2_NAMES, V2_SCHEMA } from './migrations/v2-objects';
 import { quoteLiteral } from './sql-text';
 import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, parseLabel } from './trigger-render';
 
@@ -77,15 +77,23 @@ export async function missingRelations(via: Client | Sequelize, names: readonly 
 
 /**
  * The version of the library's objects in this database: the newest row of VERSION_TABLE (version
- * 3 on), 2 or 1 for the layout of those versions in `public`, 0 when nothing is installed.
+ * 3 on), 2 or 1 for the layout of those versions in `public`, 0 when nothing is installed. On a pg
+ * client, or through Sequelize (in `transaction` if given).
  */
-export async function installedLibraryVersion(client: Client): Promise<number> {
-  const { rows: [found] } = await client.query<{ current: boolean; v2: boolean; v1: boolean }>(
-    `SELECT pg_catalog.to_regclass($1) IS NOT NULL AS current, pg_catalog.to_regclass($2) IS NOT NULL AS v2, pg_catalog.to_regclass($3) IS NOT NULL AS v1`,
-    [VERSION_TABLE, V2_INFLIGHT_TABLE, V2_NOTIFICATION_TABLE],
+export async function installedLibraryVersion(via: Client | Sequelize, transaction?: Transaction): Promise<number> {
+  const query = async <R extends object>(text: string, values: unknown[] = []): Promise<R[]> => ('getQueryInterface' in via
+    ? via.query<R>(text, { bind: values, type: QueryTypes.SELECT, transaction })
+    : (await via.query<R>(text, values)).rows);
+  // pg_class read with this statement's snapshot, not to_regclass(): the catalog caches of a session
+  // that waited on the install lock may not have seen the tables another session just committed.
+  const exists = (n: number) => `EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS s ON s.oid = c.relnamespace
+                                    WHERE s.nspname = $${n} AND c.relname = $${n + 1})`;
+  const [found] = await query<{ current: boolean; v2: boolean; v1: boolean }>(
+    `SELECT ${exists(1)} AS current, ${exists(3)} AS v2, ${exists(5)} AS v1`,
+    [LIBRARY_SCHEMA, 'version', V2_SCHEMA, V2_NAMES.inflightTable, V2_SCHEMA, V2_NAMES.notificationTable],
   );
   if (found.current) {
-    const { rows: [row] } = await client.query<{ version: number | null }>(`SELECT pg_catalog.max(version) AS version FROM ${VERSION_TABLE}`);
+    const [row] = await query<{ version: number | null }>(`SELECT pg_catalog.max(version) AS version FROM ${VERSION_TABLE}`);
     return row.version ?? 0;
   }
   return found.v2 ? 2 : found.v1 ? 1 : 0;

@@ -2,7 +2,10 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import cluster from 'node:cluster';
 import path from 'node:path';
 import { type LoadedApp, loadApp } from './app-loader';
+import { installedLibraryVersion } from './catalog';
+import { errorSummary } from './error-text';
 import { PgPubSubError } from './errors';
+import { libraryVersionProblem } from './migrations';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from './logger';
 import { generateTriggerMigration } from './migration-generate';
 import { supervise } from './supervisor';
@@ -10,7 +13,8 @@ import { runWorker } from './worker';
 import type { TriggerState } from './trigger-reconcile';
 
 /** Exit codes: 0 success, 1 failure or drift found, 2 bad usage. */
-const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+/** 2 is also `triggers check`'s "could not check": the database unreachable, or the library not installed at this code's version. */
+const EXIT = { ok: 0, failure: 1, usage: 2, cannotCheck: 2 } as const;
 
 interface ListenCliOptions {
   channels?: string[];
@@ -93,9 +97,21 @@ function buildProgram(): Command {
     });
 
   triggers.command('check')
-    .description('exit 1 if any trigger is not INSTALLED (for CI)')
+    .description('exit 1 if any trigger is not INSTALLED, 2 if the database cannot be reached or lacks the library (for CI)')
     .action(async (_options: unknown, command: Command) => {
       await withApp(command, async ({ pubsub }) => {
+        // First the library's own objects: triggers calling missing functions are no check worth passing.
+        let problem: Error | null;
+        try {
+          problem = libraryVersionProblem(await installedLibraryVersion(pubsub.sequelize), 'triggers check');
+        } catch (error) {
+          problem = new Error(`triggers check: could not read the library's version from the database: ${errorSummary(error)}`);
+        }
+        if (problem) {
+          process.stderr.write(`${problem.message}\n`);
+          process.exitCode = EXIT.cannotCheck;
+          return;
+        }
         const { ok, drift } = await pubsub.triggers.check();
         if (ok) {
           process.stdout.write('Triggers match the channel definitions.\n');

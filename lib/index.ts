@@ -9,7 +9,7 @@
 import { pgpubsub } from './plugin';
 
 export { install, pgpubsub, type SequelizePlugin } from './plugin';
-export { PgPubSub, TriggerManager, type PgPubSubOptions } from './pubsub';
+export { PgPubSub, TriggerManager, type InstallResult, type PgPubSubOptions } from './pubsub';
 export {
   channel,
   CustomChannel,

@@ -6,12 +6,12 @@ import { type AnyChannel, type RetryPolicy } from './channel';
 import { jitteredBackoff } from './backoff';
 import type { NotificationContext } from './context';
 import { errorSummary, errorText, sqlState } from './error-text';
-import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError, LibraryVersionError, MissingTableError } from './errors';
+import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError } from './errors';
 import { chargeBeforeRunningAlone, clearInflight, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type Logger, consoleLogger } from './logger';
 import { decodeMessage } from './message';
-import { LIBRARY_SCHEMA, LIBRARY_VERSION, NOTIFICATION_TABLE } from './db-objects';
-import { LIBRARY_STEPS } from './migrations';
+import { NOTIFICATION_TABLE } from './db-objects';
+import { libraryVersionProblem } from './migrations';
 import { quoteIdent } from './sql-text';
 import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, lockOne, nextDueInMs, pendingSql, recordFailure } from './store';
 import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
@@ -338,20 +338,8 @@ export class Listener extends EventEmitter {
 
   /** Refuses a database whose library objects are missing, older or newer than this code's (LIBRARY_VERSION). */
   async #checkInstalled(client: Client): Promise<void> {
-    const found = await installedLibraryVersion(client);
-    if (found === LIBRARY_VERSION) return;
-    const pending = LIBRARY_STEPS.filter((step) => step.version > found);
-    const stubs = pending.map((step) => `${step.name} (module.exports = require('${step.module}'))`).join(', ');
-    const fix = `Add the library's migration stubs ${stubs} to your migrations and run npx sequelize-cli db:migrate, `
-      + 'or run the exported migrations with Umzug';
-    if (found === 0) {
-      throw new MissingTableError('PGPUBSUB_NOT_INSTALLED', `listen: the library's objects (schema ${LIBRARY_SCHEMA}) are not installed in this database. ${fix}`);
-    }
-    if (found < LIBRARY_VERSION) {
-      throw new LibraryVersionError(found, LIBRARY_VERSION, `listen: this database has the library's objects at version ${found}; this sequelize-pgpubsub runs on version ${LIBRARY_VERSION}. ${fix}`);
-    }
-    throw new LibraryVersionError(found, LIBRARY_VERSION, `listen: this database has the library's objects at version ${found}, newer than this sequelize-pgpubsub knows (${LIBRARY_VERSION}). `
-      + 'Upgrade sequelize-pgpubsub in this app, or undo the newer library migrations');
+    const problem = libraryVersionProblem(await installedLibraryVersion(client), 'listen');
+    if (problem) throw problem;
   }
 
   /** Warns about stored rows on channels this listener does not process: they wait for a listener that does. */

@@ -1,4 +1,7 @@
+import { LIBRARY_SCHEMA, LIBRARY_VERSION, VERSION_TABLE } from './db-objects';
+import { LIBRARY_STEPS } from './migrations';
 import { upgradeTriggerSpec } from './migrations/schema';
+import { quoteLiteral } from './sql-text';
 import fs from 'node:fs';
 import path from 'node:path';
 import { TriggerMigrationError } from './errors';
@@ -80,6 +83,25 @@ export function generateTriggerMigration(
   return { file, ...result };
 }
 
+/**
+ * The first statement of a generated migration's up: the triggers it installs call the library's
+ * objects of version LIBRARY_VERSION (or later ones, which keep them), so it stops with a clear
+ * error on a database that lacks them rather than install triggers every write would then fail in.
+ */
+function libraryCheckSql(): string {
+  const steps = LIBRARY_STEPS.map((step) => `${step.name} (module.exports = require(''${step.module}''))`).join(', ');
+  return `DO $check$
+BEGIN
+  IF pg_catalog.to_regclass(${quoteLiteral(VERSION_TABLE)}) IS NULL THEN
+    RAISE EXCEPTION 'pgpubsub trigger migration: the library''s objects (schema ${LIBRARY_SCHEMA}) are not installed at version ${LIBRARY_VERSION} or later. Add the library''s migration stubs ${steps} so that they run before this one';
+  END IF;
+  IF (SELECT pg_catalog.max(version) FROM ${VERSION_TABLE}) < ${LIBRARY_VERSION} THEN
+    RAISE EXCEPTION 'pgpubsub trigger migration: the library''s objects are older than version ${LIBRARY_VERSION}. Add the library''s migration stubs ${steps} so that they run before this one';
+  END IF;
+END
+$check$`;
+}
+
 function render(state: TriggerSpec[], up: string[], down: string[], previous: string | undefined): string {
   const json = (value: unknown) => JSON.stringify(value, null, 2);
   return `'use strict';
@@ -98,7 +120,7 @@ async function run(args, statements) {
   });
 }
 
-const up = ${json(up)};
+const up = ${json([libraryCheckSql(), ...up])};
 
 const down = ${json(down)};
 

@@ -4,6 +4,7 @@ import { type NotificationContext, type SetContextOptions, setContext, withConte
 import { ChannelDefinitionError, ChannelUsageError } from './errors';
 import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
 import type { CustomCallback, ModelCallback } from './message';
+import { migrations as libraryMigrations } from './migrations';
 import type { LibraryMigration } from './migrations/runner';
 import { implicitThroughModels, modelChannels } from './model-channels';
 import { type NotifyOptions, notify } from './notify';
@@ -60,6 +61,12 @@ export class TriggerManager {
   migration(): LibraryMigration {
     return triggerStep(this.#pubsub.sequelize, this.desired());
   }
+}
+
+/** What install() did: the library migrations it applied (none when up to date), and the trigger sync. */
+export interface InstallResult {
+  migrations: string[];
+  triggers: SyncResult;
 }
 
 /** What `sequelize.pgpubsub` holds: channels, notify, context and trigger management for one Sequelize instance. */
@@ -214,6 +221,25 @@ export class PgPubSub {
    */
   async listen(options: ListenOptions = {}): Promise<Listener> {
     return new Listener(this, options).start();
+  }
+
+  /**
+   * Installs what the library needs in the database, for apps that create their tables with
+   * `sequelize.sync()` instead of migrations: the library's migrations not yet applied (recorded in
+   * `pgpubsub.version`, not in SequelizeMeta), then the managed triggers of every channel. Safe at
+   * every boot and from several processes at once; call it after `sync()`, which drops a table's
+   * triggers with the table under `force: true`.
+   *
+   * @example
+   * await sequelize.sync();
+   * await sequelize.pgpubsub.install();
+   */
+  async install(): Promise<InstallResult> {
+    const applied: string[] = [];
+    for (const migration of libraryMigrations) {
+      if (await migration.apply?.({ context: this.sequelize })) applied.push(migration.name);
+    }
+    return { migrations: applied, triggers: await this.triggers.sync() };
   }
 
   /** Asks every running listener to drain the stored notifications now. */

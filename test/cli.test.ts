@@ -236,8 +236,24 @@ module.exports = { sequelize };
 
       const sync = await pgpubsub(['--app', 'app.js', 'triggers', 'sync'], { url, cwd: dir });
       expect(sync.stdout, shown(sync)).to.include('Installed 1, replaced 0, pruned 0 trigger(s).');
+      // The database has the trigger but not the library it calls: exit 2, naming what to run.
       const check = await pgpubsub(['triggers', 'check', '--app', 'app.js'], { url, cwd: dir });
-      expect(check.code, shown(check)).to.equal(0);
+      expect(check.code, shown(check)).to.equal(2);
+      expect(check.stderr).to.contain("triggers check: the library's objects (schema pgpubsub) are not installed in this database")
+        .and.to.contain("00000000000003-pgpubsub-schema.js (module.exports = require('sequelize-pgpubsub/migrations/schema'))");
+      const unreachable = new URL(url);
+      unreachable.port = '1';
+      const cannot = await pgpubsub(['triggers', 'check', '--app', 'app.js'], { url: unreachable.toString(), cwd: dir });
+      expect(cannot.code, shown(cannot)).to.equal(2);
+      expect(cannot.stderr).to.contain("triggers check: could not read the library's version from the database");
+      const umzug = await run(process.execPath, ['--require', 'tsx/cjs', '-e', `
+        const { Sequelize } = require(${JSON.stringify(path.join(ROOT, 'node_modules', 'sequelize'))});
+        const { migrations } = require(${JSON.stringify(path.join(ROOT, 'lib'))});
+        const sequelize = new Sequelize(process.env.DATABASE_URL, { logging: false });
+        (async () => { for (const m of migrations) await m.up({ context: sequelize }); await sequelize.close(); })();`], { url, cwd: ROOT });
+      expect(umzug.code, shown(umzug)).to.equal(0);
+      const installed = await pgpubsub(['triggers', 'check', '--app', 'app.js'], { url, cwd: dir });
+      expect(installed.code, shown(installed)).to.equal(0);
     });
 
     it('loads a TypeScript module named by --app that default-exports a sequelize with use(pgpubsub)', async () => {

@@ -162,6 +162,18 @@ describe('migrations', function () {
       await migration[direction](sequelize.getQueryInterface(), Sequelize);
     };
 
+    it('stops with a clear error, installing nothing, on a database without the library', async () => {
+      const setup = connect(db.url);
+      open.push(setup);
+      await setup.query('CREATE TABLE widgets (id serial PRIMARY KEY, label text)');
+      const dir = tmpDir();
+      const generated = generateTriggerMigration(widgetApp({ widget_saved: { events: ['insert'] } }).pgpubsub, { migrationsPath: dir });
+      const error = await apply(generated.file!, 'up', setup).catch((e: Error) => e);
+      expect(String(error)).to.contain("pgpubsub trigger migration: the library's objects (schema pgpubsub) are not installed at version 3 or later")
+        .and.to.contain("00000000000001-pgpubsub-notification-table.js (module.exports = require('sequelize-pgpubsub/migrations/notification-table'))");
+      expect((await managedObjects(setup)).triggers).to.deep.equal([]);
+    });
+
     it('applies and reverts, and a second generation after a change moves between exactly the two states', async () => {
       const setup = connect(db.url);
       open.push(setup);

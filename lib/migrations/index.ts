@@ -1,6 +1,8 @@
 import { inflight } from './inflight';
 import { notificationTable } from './notification-table';
 import { schemaMigration } from './schema';
+import { LIBRARY_SCHEMA, LIBRARY_VERSION } from '../db-objects';
+import { LibraryVersionError, MissingTableError } from '../errors';
 import type { LibraryMigration } from './runner';
 
 /**
@@ -17,3 +19,23 @@ export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; modul
 ];
 
 export type { LibraryMigration } from './runner';
+
+/**
+ * Why `who` (e.g. 'listen') cannot run on a database whose library objects are at version `found`,
+ * naming the migrations to run; null when `found` is this code's version.
+ */
+export function libraryVersionProblem(found: number, who: string): MissingTableError | LibraryVersionError | null {
+  if (found === LIBRARY_VERSION) return null;
+  const stubs = LIBRARY_STEPS.filter((step) => step.version > found)
+    .map((step) => `${step.name} (module.exports = require('${step.module}'))`).join(', ');
+  const fix = `Add the library's migration stubs ${stubs} to your migrations and run npx sequelize-cli db:migrate, `
+    + 'or run the exported migrations with Umzug, or call sequelize.pgpubsub.install()';
+  if (found === 0) {
+    return new MissingTableError('PGPUBSUB_NOT_INSTALLED', `${who}: the library's objects (schema ${LIBRARY_SCHEMA}) are not installed in this database. ${fix}`);
+  }
+  if (found < LIBRARY_VERSION) {
+    return new LibraryVersionError(found, LIBRARY_VERSION, `${who}: this database has the library's objects at version ${found}; this sequelize-pgpubsub runs on version ${LIBRARY_VERSION}. ${fix}`);
+  }
+  return new LibraryVersionError(found, LIBRARY_VERSION, `${who}: this database has the library's objects at version ${found}, newer than this sequelize-pgpubsub knows (${LIBRARY_VERSION}). `
+    + 'Upgrade sequelize-pgpubsub in this app, or undo the newer library migrations');
+}

@@ -3,7 +3,7 @@ import { HOLDER_LOCK } from '../inflight';
 import { WAKE_LOCKS } from '../wake-locks';
 import { claimFunctionV1, wakeFunctionV1 } from './notification-table';
 import { quoteLiteral } from '../sql-text';
-import { type LibraryMigration, runInTransaction } from './runner';
+import { type LibraryMigration, runInTransaction, runLibraryStep } from './runner';
 
 /**
  * What a process that dies costs, and a wake-up no other role can silence.
@@ -130,11 +130,11 @@ export const name = '00000000000002-pgpubsub-inflight.js';
 
 /** Accepts sequelize-cli's `(queryInterface, Sequelize)` and Umzug v3's `({ context })`. */
 export async function up(...args: unknown[]): Promise<void> {
-  await runInTransaction(args, upSql);
+  await runLibraryStep(args, 2, upSql);
 }
 
 export async function down(...args: unknown[]): Promise<void> {
   await runInTransaction(args, downSql);
 }
 
-export const inflight: LibraryMigration = { name, up, down };
+export const inflight: LibraryMigration = { name, up, down, apply: (...args: unknown[]) => runLibraryStep(args, 2, upSql) };

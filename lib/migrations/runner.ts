@@ -1,4 +1,5 @@
 import type { QueryInterface, Sequelize, Transaction } from 'sequelize';
+import { installedLibraryVersion } from '../catalog';
 import { SetupError } from '../errors';
 
 /** A migration usable both by Umzug v3 (`{ name, up, down }`) and, re-exported, by sequelize-cli. */
@@ -6,6 +7,8 @@ export interface LibraryMigration {
   name: string;
   up: (...args: unknown[]) => Promise<void>;
   down: (...args: unknown[]) => Promise<void>;
+  /** Like up, for install(): resolves whether it ran (false: the database was at its version already). */
+  apply?: (...args: unknown[]) => Promise<boolean>;
 }
 
 function isSequelize(value: unknown): value is Sequelize {
@@ -36,6 +39,9 @@ function sequelizeFromMigrationArgs(args: readonly unknown[]): Sequelize {
   );
 }
 
+/** Library migrations of the same database take turns (two deploys, or two boots calling install()). */
+const INSTALL_LOCK_SQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgpubsub'), pg_catalog.hashtext('install'))";
+
 /** Runs statements in order in one transaction, so a failed migration leaves nothing half-done. */
 export async function runInTransaction(
   args: readonly unknown[],
@@ -46,5 +52,20 @@ export async function runInTransaction(
   await sequelize.transaction(async (transaction) => {
     if (before) await before(sequelize, transaction);
     for (const sql of statements) await sequelize.query(sql, { transaction, raw: true });
+  });
+}
+
+/**
+ * The up of library migration `version`: under the install lock, and only if the database is not
+ * at that version or later already, so that install() and a migration runner can both apply the
+ * library's migrations, in any order and concurrently. Resolves whether it ran.
+ */
+export async function runLibraryStep(args: readonly unknown[], version: number, statements: readonly string[]): Promise<boolean> {
+  const sequelize = sequelizeFromMigrationArgs(args);
+  return sequelize.transaction(async (transaction) => {
+    await sequelize.query(INSTALL_LOCK_SQL, { transaction, raw: true });
+    if (await installedLibraryVersion(sequelize, transaction) >= version) return false;
+    for (const sql of statements) await sequelize.query(sql, { transaction, raw: true });
+    return true;
   });
 }

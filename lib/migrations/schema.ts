@@ -11,7 +11,7 @@ import {
   refreshDbVersionFunctionV1,
   refreshDbVersionTriggerFunctionV1,
 } from './notification-table';
-import { type LibraryMigration, runInTransaction } from './runner';
+import { type LibraryMigration, runInTransaction, runLibraryStep } from './runner';
 import * as v2 from './v2-objects';
 
 /**
@@ -226,14 +226,14 @@ export const name = '00000000000003-pgpubsub-schema.js';
 
 /** Accepts sequelize-cli's `(queryInterface, Sequelize)` and Umzug v3's `({ context })`. */
 export async function up(...args: unknown[]): Promise<void> {
-  await runInTransaction(args, upSql);
+  await runLibraryStep(args, 3, upSql);
 }
 
 export async function down(...args: unknown[]): Promise<void> {
   await runInTransaction(args, downSql);
 }
 
-export const schemaMigration: LibraryMigration = { name, up, down };
+export const schemaMigration: LibraryMigration = { name, up, down, apply: (...args: unknown[]) => runLibraryStep(args, 3, upSql) };
 
 /**
  * A managed trigger as a trigger migration generated before version 3 froze it, rewritten for
