@@ -33,6 +33,11 @@ export interface ModelChannelOptions {
   retry?: RetryPolicy;
   /** How long a callback may take, in ms, before its work is rolled back and an attempt charged (default: listen()'s timeoutMs, 60000). */
   timeoutMs?: number;
+  /**
+   * Broadcast channels only: send each row's columns in the NOTIFY. By default a broadcast sends
+   * only the primary key, because any role that can connect may LISTEN and read it.
+   */
+  fullRows?: boolean;
 }
 
 /**
@@ -62,6 +67,8 @@ export interface ModelChannel {
   readonly retry: Required<RetryPolicy>;
   /** The callbacks' time limit; undefined: listen()'s timeoutMs. */
   readonly timeoutMs?: number;
+  /** Broadcast only: whether the NOTIFY carries each row's columns (else its primary key). */
+  readonly fullRows: boolean;
   /** Column names (not attribute names) of the primary key, in key order. */
   readonly primaryKeyColumns: readonly string[];
 }

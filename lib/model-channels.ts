@@ -69,11 +69,12 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
     const events = eventList(options.events);
     const found = [
       ...channelNameProblems(name, at),
-      ...unknownKeyProblems(options, ['events', 'durable', 'retry', 'timeoutMs'], at),
+      ...unknownKeyProblems(options, ['events', 'durable', 'retry', 'timeoutMs', 'fullRows'], at),
       ...eventProblems(options.events, events, at),
       ...durableProblems(options.durable, at),
       ...retryProblems(options.retry, at),
       ...timeoutProblems(options.timeoutMs, at),
+      ...fullRowsProblems(options.fullRows, options.durable, at),
     ];
     if (primaryKeyColumns.length === 0) {
       found.push(`${at}: the model has no primary key; give an attribute primaryKey: true (notifications identify rows by it)`);
@@ -91,10 +92,17 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
       durable: options.durable ?? true,
       retry: { ...DEFAULT_RETRY, ...options.retry },
       timeoutMs: options.timeoutMs,
+      fullRows: options.fullRows ?? false,
       primaryKeyColumns,
     });
   }
   return { channels, problems };
+}
+
+function fullRowsProblems(fullRows: unknown, durable: unknown, where: string): string[] {
+  if (fullRows === undefined) return [];
+  if (typeof fullRows !== 'boolean') return [`${where}: 'fullRows' must be true or false, got ${JSON.stringify(fullRows)}`];
+  return durable === false ? [] : [`${where}: 'fullRows' is for broadcast channels (durable: false); a durable channel stores each whole row, readable only by the listener's role`];
 }
 
 function eventList(events: unknown): unknown[] {

@@ -146,18 +146,32 @@ END
 }
 
 /**
- * Sends each row's payload in its NOTIFY. A payload over the NOTIFY limit is cut down to the
- * primary key (with "truncated": true), and a context too large to leave room for the key to
- * `{"truncated": true}`, so that the user's write never fails for its size.
+ * Sends each row in its NOTIFY: its primary key, or with `fullRows` its columns. A full payload
+ * over the NOTIFY limit is cut down to the primary key (with "truncated": true); a context too
+ * large to leave room for the key becomes `{"truncated": true}`, so the user's write never fails
+ * for its size.
  */
 function broadcastBody(channel: ModelChannel, event: ChannelEvent): string {
   const keyOnly = (row: string) => `CASE WHEN ${row} IS NULL THEN NULL ELSE jsonb_build_object(${
     channel.primaryKeyColumns.map((column) => `${quoteLiteral(column)}, ${row} -> ${quoteLiteral(column)}`).join(', ')
   }) END`;
+  const keyContext = `key_context jsonb := CASE WHEN octet_length(context::text) <= ${Math.floor(NOTIFY_PAYLOAD_LIMIT / 2)} THEN context ELSE '{"truncated": true}'::jsonb END;`;
+  if (!channel.fullRows) {
+    return `
+DECLARE
+  context jsonb := ${CONTEXT_FUNCTION}();
+  ${keyContext}
+BEGIN
+  PERFORM pg_notify(${quoteLiteral(channel.name)}, ${payload(channel, event, keyOnly('c.old_row'), keyOnly('c.new_row'), 'key_context')}::text)
+    FROM (${changedRows(event)}) AS c;
+  RETURN NULL;
+END
+`;
+  }
   return `
 DECLARE
   context jsonb := ${CONTEXT_FUNCTION}();
-  key_context jsonb := CASE WHEN octet_length(context::text) <= ${Math.floor(NOTIFY_PAYLOAD_LIMIT / 2)} THEN context ELSE '{"truncated": true}'::jsonb END;
+  ${keyContext}
 BEGIN
   PERFORM pg_notify(${quoteLiteral(channel.name)},
     CASE WHEN octet_length(p.full::text) <= ${NOTIFY_PAYLOAD_LIMIT} THEN p.full::text

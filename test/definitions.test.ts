@@ -52,8 +52,16 @@ describe('channel definitions', () => {
     });
     const resolved = sequelize.pgpubsub.channel('thing_seen');
     expect(resolved).to.deep.include({
-      events: ['delete'], durable: false, retry: { maxAttempts: 2, backoffMs: 1000, maxBackoffMs: 300_000 }, primaryKeyColumns: ['thing_code'],
+      events: ['delete'], durable: false, retry: { maxAttempts: 2, backoffMs: 1000, maxBackoffMs: 300_000 }, fullRows: false, primaryKeyColumns: ['thing_code'],
     });
+  });
+
+  it('takes fullRows on broadcast channels only', () => {
+    const sequelize = offline().use(pgpubsub);
+    sequelize.define('Gauge', { level: DataTypes.INTEGER }, {
+      pgpubsub: { channels: { gauge_read: { events: 'update', durable: false, fullRows: true }, gauge_set: { events: 'insert', fullRows: true } } },
+    });
+    expect(() => sequelize.pgpubsub.channels()).to.throw("channel 'gauge_set' on model Gauge: 'fullRows' is for broadcast channels (durable: false)");
   });
 
   it('does not copy a channel onto the through model belongsToMany creates', () => {
@@ -111,7 +119,7 @@ describe('channel definitions', () => {
     const sequelize = offline();
     defineWith(sequelize, 'Author', { channels: { author_created: { event: 'insert', events: 'insert', durable: 'yes', retry: { maxAttempts: 0 } } } });
     const { problems } = definitionError(() => sequelize.use(pgpubsub));
-    expect(problems).to.include("channel 'author_created' on model Author: unknown option 'event' (known: events, durable, retry, timeoutMs)");
+    expect(problems).to.include("channel 'author_created' on model Author: unknown option 'event' (known: events, durable, retry, timeoutMs, fullRows)");
     expect(problems).to.include(`channel 'author_created' on model Author: 'durable' must be true or false, got "yes"`);
     expect(problems).to.include("channel 'author_created' on model Author: retry.maxAttempts must be a positive integer, got 0");
   });

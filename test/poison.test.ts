@@ -224,7 +224,7 @@ describe('poison-proof listeners', function () {
     it('never fails the write of a broadcast model channel, whatever the size of the context', async () => {
       const sequelize = connect(db.url).use(pgpubsub);
       try {
-        const Ping = sequelize.define('Ping', { note: DataTypes.TEXT }, { tableName: 'pings', timestamps: false, pgpubsub: { channels: { ping_made: { events: ['insert'], durable: false } } } });
+        const Ping = sequelize.define('Ping', { note: DataTypes.TEXT }, { tableName: 'pings', timestamps: false, pgpubsub: { channels: { ping_made: { events: ['insert'], durable: false, fullRows: true } } } });
         await Ping.sync();
         await sequelize.pgpubsub.triggers.sync();
         const seen: Array<{ truncated: boolean; context: unknown; id: unknown }> = [];

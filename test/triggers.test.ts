@@ -164,8 +164,24 @@ describe('trigger sync', () => {
   });
 
   describe('a broadcast (not durable) channel', () => {
-    it('sends each row in its NOTIFY and stores nothing', async () => {
+    it("sends only each row's primary key in its NOTIFY unless the channel asks for full rows, and stores nothing", async () => {
       const { sequelize } = app({ widget_seen: { events: ['insert', 'delete'], durable: false } });
+      await sequelize.pgpubsub.triggers.sync();
+      const listener = await listenTo(db.url, ['widget_seen']);
+      try {
+        await sequelize.query("INSERT INTO widgets (label) VALUES ('a')");
+        await sequelize.query("DELETE FROM widgets WHERE label = 'a'");
+        const payloads = (await listener.waitFor(2)).map((m) => JSON.parse(m.payload!));
+        expect(payloads.map((p) => [p.op, p.new, p.old])).to.deep.equal([['INSERT', { id: 1 }, null], ['DELETE', null, { id: 1 }]]);
+        expect(payloads[0]).to.not.have.property('truncated');
+        expect(await storedNotifications(sequelize)).to.deep.equal([]);
+      } finally {
+        await listener.close();
+      }
+    });
+
+    it('sends each row in its NOTIFY with fullRows, and stores nothing', async () => {
+      const { sequelize } = app({ widget_seen: { events: ['insert', 'delete'], durable: false, fullRows: true } });
       await sequelize.pgpubsub.triggers.sync();
       const listener = await listenTo(db.url, ['widget_seen']);
       try {
@@ -183,7 +199,7 @@ describe('trigger sync', () => {
     });
 
     it('never fails the write of a row too large for NOTIFY: it sends the primary key, marked truncated', async () => {
-      const { sequelize } = app({ widget_seen: { events: ['insert'], durable: false } });
+      const { sequelize } = app({ widget_seen: { events: ['insert'], durable: false, fullRows: true } });
       await sequelize.pgpubsub.triggers.sync();
       const listener = await listenTo(db.url, ['widget_seen']);
       try {
