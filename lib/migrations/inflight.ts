@@ -3,7 +3,7 @@ import { HOLDER_LOCK } from '../inflight';
 import { WAKE_LOCKS } from '../wake-locks';
 import { claimFunctionV1, wakeFunctionV1 } from './notification-table';
 import { quoteLiteral } from '../sql-text';
-import { type LibraryMigration, runInTransaction, runLibraryStep } from './runner';
+import { libraryStep } from './runner';
 
 /**
  * What a process that dies costs, and a wake-up no other role can silence.
@@ -126,15 +126,5 @@ const downSql = [
   `DROP TABLE IF EXISTS ${INFLIGHT_TABLE}`,
 ];
 
-export const name = '00000000000002-pgpubsub-inflight.js';
-
-/** Accepts sequelize-cli's `(queryInterface, Sequelize)` and Umzug v3's `({ context })`. */
-export async function up(...args: unknown[]): Promise<void> {
-  await runLibraryStep(args, 2, upSql);
-}
-
-export async function down(...args: unknown[]): Promise<void> {
-  await runInTransaction(args, downSql);
-}
-
-export const inflight: LibraryMigration = { name, up, down, apply: (...args: unknown[]) => runLibraryStep(args, 2, upSql) };
+export const inflight = libraryStep(2, '00000000000002-pgpubsub-inflight.js', upSql, downSql);
+export const { name, up, down } = inflight;

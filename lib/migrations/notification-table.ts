@@ -13,7 +13,7 @@ import {
 import { TRIGGER_STEP_PREFIX } from '../trigger-step';
 import { WAKE_LOCKS } from '../wake-locks';
 import { quoteLiteral } from '../sql-text';
-import { type LibraryMigration, runInTransaction, runLibraryStep } from './runner';
+import { libraryStep } from './runner';
 
 /**
  * The notification table, the helper functions every trigger calls, and the wake-up machinery.
@@ -185,15 +185,5 @@ $do$`,
   `DROP FUNCTION IF EXISTS ${CONTEXT_FUNCTION}()`,
 ];
 
-export const name = '00000000000001-pgpubsub-notification-table.js';
-
-/** Accepts sequelize-cli's `(queryInterface, Sequelize)` and Umzug v3's `({ context })`. */
-export async function up(...args: unknown[]): Promise<void> {
-  await runLibraryStep(args, 1, upSql);
-}
-
-export async function down(...args: unknown[]): Promise<void> {
-  await runInTransaction(args, downSql);
-}
-
-export const notificationTable: LibraryMigration = { name, up, down, apply: (...args: unknown[]) => runLibraryStep(args, 1, upSql) };
+export const notificationTable = libraryStep(1, '00000000000001-pgpubsub-notification-table.js', upSql, downSql);
+export const { name, up, down } = notificationTable;

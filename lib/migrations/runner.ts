@@ -69,3 +69,18 @@ export async function runLibraryStep(args: readonly unknown[], version: number, 
     return true;
   });
 }
+
+/**
+ * Library migration `version` as both runners take it: `{ name, up, down }` for Umzug v3 (and, as
+ * the module's own exports, for a sequelize-cli stub), plus `apply` for install().
+ */
+export function libraryStep(version: number, name: string, upSql: readonly string[], downSql: readonly string[]): Required<LibraryMigration> {
+  const apply = (...args: unknown[]) => runLibraryStep(args, version, upSql);
+  return {
+    name,
+    apply,
+    /** Accepts sequelize-cli's `(queryInterface, Sequelize)` and Umzug v3's `({ context })`. */
+    up: async (...args: unknown[]) => { await apply(...args); },
+    down: (...args: unknown[]) => runInTransaction(args, downSql),
+  };
+}

@@ -11,7 +11,7 @@ import {
   refreshDbVersionFunctionV1,
   refreshDbVersionTriggerFunctionV1,
 } from './notification-table';
-import { type LibraryMigration, runInTransaction, runLibraryStep } from './runner';
+import { libraryStep } from './runner';
 import * as v2 from './v2-objects';
 
 /**
@@ -222,18 +222,8 @@ const downSql = [
   `SELECT ${v2.REFRESH_DB_VERSION_FUNCTION}()`,
 ];
 
-export const name = '00000000000003-pgpubsub-schema.js';
-
-/** Accepts sequelize-cli's `(queryInterface, Sequelize)` and Umzug v3's `({ context })`. */
-export async function up(...args: unknown[]): Promise<void> {
-  await runLibraryStep(args, 3, upSql);
-}
-
-export async function down(...args: unknown[]): Promise<void> {
-  await runInTransaction(args, downSql);
-}
-
-export const schemaMigration: LibraryMigration = { name, up, down, apply: (...args: unknown[]) => runLibraryStep(args, 3, upSql) };
+export const schemaMigration = libraryStep(3, '00000000000003-pgpubsub-schema.js', upSql, downSql);
+export const { name, up, down } = schemaMigration;
 
 /**
  * A managed trigger as a trigger migration generated before version 3 froze it, rewritten for
