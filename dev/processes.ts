@@ -189,10 +189,10 @@ export function startListen(url: string, args: string[], env: Record<string, str
   return Object.assign(handle, {
     /** Worker pids that said they are listening (current ones last). */
     listeningWorkers: () => handle.all('listening').filter((e) => e.worker).map((e) => e.pid!),
-    /** Notifications processed per worker pid, from the 'batch' events. */
-    processedByPid: () => {
+    /** Notifications processed per worker pid (or slot), from the 'batch' events. */
+    processedBy: (key: 'pid' | 'worker') => {
       const counts = new Map<number, number>();
-      for (const e of handle.all('batch')) counts.set(e.pid!, (counts.get(e.pid!) ?? 0) + Number(e.processed));
+      for (const e of handle.all('batch')) counts.set(Number(e[key]), (counts.get(Number(e[key])) ?? 0) + Number(e.processed));
       return counts;
     },
   });

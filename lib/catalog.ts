@@ -64,15 +64,19 @@ export async function installedObjects(sequelize: Sequelize, transaction?: Trans
   }));
 }
 
+/** Rows of one query, on a pg client or through Sequelize (in `transaction` if given). */
+async function selectRows<R extends object>(via: Client | Sequelize, text: string, values: unknown[], transaction?: Transaction): Promise<R[]> {
+  return 'getQueryInterface' in via
+    ? via.query<R>(text, { bind: values, type: QueryTypes.SELECT, transaction })
+    : (await via.query<R>(text, values)).rows;
+}
+
 const MISSING_RELATIONS_SQL = `SELECT name FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t(name, i) WHERE pg_catalog.to_regclass(name) IS NULL ORDER BY i`;
 
 /** Which of these (qualified) tables do not exist, in the order given: one query, on a pg client or through Sequelize. */
 export async function missingRelations(via: Client | Sequelize, names: readonly string[], transaction?: Transaction): Promise<string[]> {
   if (names.length === 0) return [];
-  const rows = 'getQueryInterface' in via
-    ? await via.query<{ name: string }>(MISSING_RELATIONS_SQL, { bind: [names], type: QueryTypes.SELECT, transaction })
-    : (await via.query<{ name: string }>(MISSING_RELATIONS_SQL, [names])).rows;
-  return rows.map((row) => row.name);
+  return (await selectRows<{ name: string }>(via, MISSING_RELATIONS_SQL, [names], transaction)).map((row) => row.name);
 }
 
 /**
@@ -81,19 +85,15 @@ export async function missingRelations(via: Client | Sequelize, names: readonly 
  * client, or through Sequelize (in `transaction` if given).
  */
 export async function installedLibraryVersion(via: Client | Sequelize, transaction?: Transaction): Promise<number> {
-  const query = async <R extends object>(text: string, values: unknown[] = []): Promise<R[]> => ('getQueryInterface' in via
-    ? via.query<R>(text, { bind: values, type: QueryTypes.SELECT, transaction })
-    : (await via.query<R>(text, values)).rows);
   // pg_class read with this statement's snapshot, not to_regclass(): the catalog caches of a session
   // that waited on the install lock may not have seen the tables another session just committed.
   const exists = (n: number) => `EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS s ON s.oid = c.relnamespace
                                     WHERE s.nspname = $${n} AND c.relname = $${n + 1})`;
-  const [found] = await query<{ current: boolean; v2: boolean; v1: boolean }>(
+  const [found] = await selectRows<{ current: boolean; v2: boolean; v1: boolean }>(via,
     `SELECT ${exists(1)} AS current, ${exists(3)} AS v2, ${exists(5)} AS v1`,
-    [LIBRARY_SCHEMA, 'version', V2_SCHEMA, V2_NAMES.inflightTable, V2_SCHEMA, V2_NAMES.notificationTable],
-  );
+    [LIBRARY_SCHEMA, 'version', V2_SCHEMA, V2_NAMES.inflightTable, V2_SCHEMA, V2_NAMES.notificationTable], transaction);
   if (found.current) {
-    const [row] = await query<{ version: number | null }>(`SELECT pg_catalog.max(version) AS version FROM ${VERSION_TABLE}`);
+    const [row] = await selectRows<{ version: number | null }>(via, `SELECT pg_catalog.max(version) AS version FROM ${VERSION_TABLE}`, [], transaction);
     return row.version ?? 0;
   }
   return found.v2 ? 2 : found.v1 ? 1 : 0;

@@ -385,10 +385,9 @@ export class Listener extends EventEmitter {
       // once, which an asynchronous commit is, but need not survive a server crash (a marker lost
       // then costs at most one uncharged death). Waiting for the WAL flush would add a disk sync to
       // every batch.
-      await client.query('SET synchronous_commit = off');
-      // Only the library's statements run here, all written with qualified names; built-ins come
+      // And only the library's statements run here, all written with qualified names; built-ins come
       // from pg_catalog whatever another role creates in a schema on the default search_path.
-      await client.query('SET search_path = pg_catalog, pg_temp');
+      await client.query('SET synchronous_commit = off; SET search_path = pg_catalog, pg_temp');
       if (first) {
         await this.#checkInstalled(client);
         await this.#reportStrays(client);

@@ -1,10 +1,10 @@
-import { LIBRARY_SCHEMA, LIBRARY_VERSION, VERSION_TABLE } from './db-objects';
-import { LIBRARY_STEPS } from './migrations';
-import { upgradeTriggerSpec } from './migrations/schema';
-import { quoteLiteral } from './sql-text';
 import fs from 'node:fs';
 import path from 'node:path';
+import { LIBRARY_SCHEMA, LIBRARY_VERSION, VERSION_TABLE } from './db-objects';
 import { TriggerMigrationError } from './errors';
+import { stubsAfter } from './migrations';
+import { upgradeTriggerSpec } from './migrations/schema';
+import { quoteLiteral } from './sql-text';
 import type { PgPubSub } from './pubsub';
 import type { TriggerSpec } from './trigger-render';
 import { SYNC_LOCK_SQL, stateHash, transitionStatements } from './trigger-reconcile';
@@ -89,7 +89,7 @@ export function generateTriggerMigration(
  * error on a database that lacks them rather than install triggers every write would then fail in.
  */
 function libraryCheckSql(): string {
-  const steps = LIBRARY_STEPS.map((step) => `${step.name} (module.exports = require(''${step.module}''))`).join(', ');
+  const steps = stubsAfter(0).replaceAll("'", "''");
   return `DO $check$
 BEGIN
   IF pg_catalog.to_regclass(${quoteLiteral(VERSION_TABLE)}) IS NULL THEN

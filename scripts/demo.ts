@@ -50,11 +50,7 @@ async function main(): Promise<number> {
     say(`Starting: pgpubsub listen --processes ${options.processes} --app scripts/demo-app.ts`);
     listener = startListen(url, ['--processes', String(options.processes), '--batch-size', '20', '--app', path.join(__dirname, 'demo-app.ts')], { DEMO_SLOW_MS: String(options.slowMs) });
     // What the workers did, read from their JSON log lines' `event` and fields.
-    const byWorker = () => {
-      const counts = new Map<number, number>();
-      for (const e of listener!.all('batch')) if (e.worker) counts.set(e.worker, (counts.get(e.worker) ?? 0) + Number(e.processed));
-      return counts;
-    };
+    const byWorker = () => listener!.processedBy('worker');
     let warned = 0;
     const showWarnings = () => {
       const lines = listener!.events.filter((e) => e.level === 'warn' || e.level === 'error');

@@ -100,9 +100,9 @@ describe('pgpubsub listen', function () {
     await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 60_000);
     expect(await tally(app.sequelize)).to.deep.equal({ authors: 600, posts: 600, distinct: 600, stored: 0 });
     // A batch's line is written just after its commit, so the last one may trail the empty table.
-    const total = () => [...listener.processedByPid().values()].reduce((a, b) => a + b, 0);
+    const total = () => [...listener.processedBy('pid').values()].reduce((a, b) => a + b, 0);
     await eventually(() => total() >= 600, () => `600 processed in the batch events, got ${total()}`, 5000);
-    const shares = listener.processedByPid();
+    const shares = listener.processedBy('pid');
     expect(total()).to.equal(600);
     expect(shares.size, JSON.stringify([...shares])).to.be.greaterThan(1);
     listener.kill('SIGTERM');

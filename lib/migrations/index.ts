@@ -20,15 +20,19 @@ export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; modul
 
 export type { LibraryMigration } from './runner';
 
+/** The sequelize-cli stubs of the library migrations after `version`, for messages: `name (module.exports = require('…'))`, … */
+export function stubsAfter(version: number): string {
+  return LIBRARY_STEPS.filter((step) => step.version > version)
+    .map((step) => `${step.name} (module.exports = require('${step.module}'))`).join(', ');
+}
+
 /**
  * Why `who` (e.g. 'listen') cannot run on a database whose library objects are at version `found`,
  * naming the migrations to run; null when `found` is this code's version.
  */
 export function libraryVersionProblem(found: number, who: string): MissingTableError | LibraryVersionError | null {
   if (found === LIBRARY_VERSION) return null;
-  const stubs = LIBRARY_STEPS.filter((step) => step.version > found)
-    .map((step) => `${step.name} (module.exports = require('${step.module}'))`).join(', ');
-  const fix = `Add the library's migration stubs ${stubs} to your migrations and run npx sequelize-cli db:migrate, `
+  const fix = `Add the library's migration stubs ${stubsAfter(found)} to your migrations and run npx sequelize-cli db:migrate, `
     + 'or run the exported migrations with Umzug, or call sequelize.pgpubsub.install()';
   if (found === 0) {
     return new MissingTableError('PGPUBSUB_NOT_INSTALLED', `${who}: the library's objects (schema ${LIBRARY_SCHEMA}) are not installed in this database. ${fix}`);

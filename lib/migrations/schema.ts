@@ -1,6 +1,6 @@
 import { CONTEXT_SETTING } from '../context';
 import * as v3 from '../db-objects';
-import { quoteLiteral } from '../sql-text';
+import { quoteIdent, quoteLiteral } from '../sql-text';
 import { COMMENT_TAG, TRIGGER_PREFIX } from '../trigger-render';
 import { TRIGGER_STEP_PREFIX } from '../trigger-step';
 import { claimFunctionV2, wakeFunctionV2 } from './inflight';
@@ -116,7 +116,7 @@ const MOVES: Array<[string, string, string, string]> = [
   ['FUNCTION', `${v2.CLAIM_FUNCTION}(text[], jsonb, integer, integer, integer)`, 'pgpubsub_claim(text[], jsonb, integer, integer, integer)', 'claim'],
   ['FUNCTION', `${v2.WAKE_FUNCTION}(text)`, 'pgpubsub_wake(text)', 'wake'],
 ];
-const schema = `"${v3.LIBRARY_SCHEMA}"`;
+const schema = quoteIdent(v3.LIBRARY_SCHEMA);
 const moveUp = MOVES.flatMap(([kind, from, bare, to]) => [
   `ALTER ${kind} ${from} SET SCHEMA ${schema}`,
   `ALTER ${kind} ${schema}.${bare.replace(/^(\w+)/, '"$1"')} RENAME TO "${to}"`,
