@@ -1,8 +1,8 @@
 import type { Client } from 'pg';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-import { LIBRARY_SCHEMA, VERSION_TABLE } from './db-objects';
+import { libraryObjects } from './db-objects';
 import { V2_NAMES, V2_SCHEMA } from './migrations/v2-objects';
-import { quoteLiteral } from './sql-text';
+import { quoteLiteral, WITHOUT_SEARCH_PATH } from './sql-text';
 import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, parseLabel } from './trigger-render';
 
 /** The catalog lookups (pg_catalog): which managed triggers and functions, and which tables, a database has. */
@@ -67,7 +67,7 @@ export async function installedObjects(sequelize: Sequelize, transaction?: Trans
 /** Rows of one query, on a pg client or through Sequelize (in `transaction` if given). */
 async function selectRows<R extends object>(via: Client | Sequelize, text: string, values: unknown[], transaction?: Transaction): Promise<R[]> {
   return 'getQueryInterface' in via
-    ? via.query<R>(text, { bind: values, type: QueryTypes.SELECT, transaction })
+    ? via.query<R>(text, { bind: values, type: QueryTypes.SELECT, transaction, ...WITHOUT_SEARCH_PATH })
     : (await via.query<R>(text, values)).rows;
 }
 
@@ -80,21 +80,30 @@ export async function missingRelations(via: Client | Sequelize, names: readonly 
 }
 
 /**
- * The version of the library's objects in this database: the newest row of VERSION_TABLE (version
+ * The version of the library's objects in `schema`: the newest row of its version table (version
  * 3 on), 2 or 1 for the layout of those versions in `public`, 0 when nothing is installed. On a pg
  * client, or through Sequelize (in `transaction` if given).
  */
-export async function installedLibraryVersion(via: Client | Sequelize, transaction?: Transaction): Promise<number> {
+export async function installedLibraryVersion(via: Client | Sequelize, schema: string, transaction?: Transaction): Promise<number> {
   // pg_class read with this statement's snapshot, not to_regclass(): the catalog caches of a session
   // that waited on the install lock may not have seen the tables another session just committed.
   const exists = (n: number) => `EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS s ON s.oid = c.relnamespace
                                     WHERE s.nspname = $${n} AND c.relname = $${n + 1})`;
   const [found] = await selectRows<{ current: boolean; v2: boolean; v1: boolean }>(via,
     `SELECT ${exists(1)} AS current, ${exists(3)} AS v2, ${exists(5)} AS v1`,
-    [LIBRARY_SCHEMA, 'version', V2_SCHEMA, V2_NAMES.inflightTable, V2_SCHEMA, V2_NAMES.notificationTable], transaction);
+    [schema, 'version', V2_SCHEMA, V2_NAMES.inflightTable, V2_SCHEMA, V2_NAMES.notificationTable], transaction);
   if (found.current) {
-    const [row] = await selectRows<{ version: number | null }>(via, `SELECT pg_catalog.max(version) AS version FROM ${VERSION_TABLE}`, [], transaction);
+    const [row] = await selectRows<{ version: number | null }>(via, `SELECT pg_catalog.max(version) AS version FROM ${libraryObjects(schema).versionTable}`, [], transaction);
     return row.version ?? 0;
   }
   return found.v2 ? 2 : found.v1 ? 1 : 0;
+}
+
+/** The schemas holding a library at version 3 or later (its version table), for messages. */
+export async function librarySchemas(via: Client | Sequelize): Promise<string[]> {
+  const rows = await selectRows<{ schema: string }>(via,
+    `SELECT s.nspname AS schema FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS s ON s.oid = c.relnamespace
+      WHERE c.relname = 'version' AND c.relkind = 'r'
+        AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE 'sequelize-pgpubsub:%' ORDER BY 1`, []);
+  return rows.map((row) => row.schema);
 }

@@ -60,7 +60,13 @@ export interface ModelChannel {
   readonly name: string;
   readonly model: ModelStatic<Model>;
   readonly modelName: string;
+  /**
+   * The schema of the model's table: its own (`schema` option), else the first of Sequelize's
+   * `searchPath` (which Sequelize applies under `dialectOptions.prependSearchPath`), else `public`.
+   */
   readonly schema: string;
+  /** Whether the model names its schema (`schema` option); a model that does not can be used in any schema (Model.schema()). */
+  readonly ownSchema: boolean;
   readonly table: string;
   readonly events: readonly ChannelEvent[];
   readonly durable: boolean;

@@ -2,10 +2,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import cluster from 'node:cluster';
 import path from 'node:path';
 import { type LoadedApp, loadApp } from './app-loader';
-import { installedLibraryVersion } from './catalog';
 import { errorSummary } from './error-text';
 import { PgPubSubError } from './errors';
-import { libraryVersionProblem } from './migrations';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from './logger';
 import { generateTriggerMigration } from './migration-generate';
 import { supervise } from './supervisor';
@@ -30,6 +28,11 @@ interface ListenCliOptions {
   gracePeriod: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
+}
+
+/** A comma-separated option value as a list, blanks dropped. */
+function commaList(value: string): string[] {
+  return value.split(',').map((name) => name.trim()).filter(Boolean);
 }
 
 function positiveInteger(name: string) {
@@ -87,23 +90,26 @@ function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
+  const schemasOption = ['--schemas <names>', 'comma-separated schemas (schema-per-tenant apps): render the channels of models without a schema of their own in each, and look at nothing outside them', commaList] as const;
   const triggers = program.command('triggers').description('inspect and sync the database triggers behind model channels').exitOverride();
 
   triggers.command('ls')
     .description('list each trigger as INSTALLED, OUTDATED, UNINSTALLED or PRUNE')
     .option('--json', 'print JSON instead of a table')
-    .action(async (options: { json?: boolean }, command: Command) => {
-      await withApp(command, async ({ pubsub }) => printStates(await pubsub.triggers.ls(), Boolean(options.json)));
+    .option(...schemasOption)
+    .action(async (options: { json?: boolean; schemas?: string[] }, command: Command) => {
+      await withApp(command, async ({ pubsub }) => printStates(await pubsub.triggers.ls({ schemas: options.schemas }), Boolean(options.json)));
     });
 
   triggers.command('check')
     .description('exit 1 if any trigger is not INSTALLED, 2 if the database cannot be reached or lacks the library (for CI)')
-    .action(async (_options: unknown, command: Command) => {
+    .option(...schemasOption)
+    .action(async (options: { schemas?: string[] }, command: Command) => {
       await withApp(command, async ({ pubsub }) => {
         // First the library's own objects: triggers calling missing functions are no check worth passing.
         let problem: Error | null;
         try {
-          problem = libraryVersionProblem(await installedLibraryVersion(pubsub.sequelize), 'triggers check');
+          problem = await pubsub.libraryProblem('triggers check');
         } catch (error) {
           problem = new Error(`triggers check: could not read the library's version from the database: ${errorSummary(error)}`);
         }
@@ -112,7 +118,7 @@ function buildProgram(): Command {
           process.exitCode = EXIT.cannotCheck;
           return;
         }
-        const { ok, drift } = await pubsub.triggers.check();
+        const { ok, drift } = await pubsub.triggers.check({ schemas: options.schemas });
         if (ok) {
           process.stdout.write('Triggers match the channel definitions.\n');
           return;
@@ -126,25 +132,27 @@ function buildProgram(): Command {
   triggers.command('sync')
     .description('install missing, replace outdated and drop orphaned managed triggers, in one transaction')
     .option('--no-prune', 'keep orphaned managed triggers')
-    .action(async (options: { prune: boolean }, command: Command) => {
+    .option(...schemasOption)
+    .action(async (options: { prune: boolean; schemas?: string[] }, command: Command) => {
       await withApp(command, async ({ pubsub }) => {
-        const result = await pubsub.triggers.sync({ prune: options.prune });
+        const result = await pubsub.triggers.sync({ prune: options.prune, schemas: options.schemas });
         process.stdout.write(`Installed ${result.installed.length}, replaced ${result.replaced.length}, pruned ${result.pruned.length} trigger(s).\n`);
       });
     });
 
   triggers.command('prune')
     .description('drop managed triggers (and their functions) that no channel asks for')
-    .action(async (_options: unknown, command: Command) => {
+    .option(...schemasOption)
+    .action(async (options: { schemas?: string[] }, command: Command) => {
       await withApp(command, async ({ pubsub }) => {
-        const result = await pubsub.triggers.prune();
+        const result = await pubsub.triggers.prune({ schemas: options.schemas });
         process.stdout.write(`Pruned ${result.pruned.length} trigger(s).\n`);
       });
     });
 
   program.command('listen')
     .description('process notifications: a supervised cluster of listener processes, or one listener with --worker')
-    .option('--channels <names>', 'comma-separated channels to process (default: every channel with a callback)', (value) => value.split(',').map((name) => name.trim()).filter(Boolean))
+    .option('--channels <names>', 'comma-separated channels to process (default: every channel with a callback)', commaList)
     .option('--processes <n>', 'listener processes to run under a node:cluster primary', positiveInteger('--processes'), 1)
     .option('--worker', 'run one listener in this process, no cluster (for systemd, Kubernetes)')
     .option('--recover', 'drain notifications stored while no listener ran (default)')

@@ -1,20 +1,22 @@
-import { qualified } from './sql-text';
+import { SetupError } from './errors';
+import { MAX_IDENTIFIER_BYTES, qualified } from './sql-text';
 
 /**
- * The library's objects: since version 3 all in a schema of their own, so that nothing of the
- * library's can be mistaken for the app's (or a managed trigger's) and no role needs rights on the
- * app's schemas for it. Every name is qualified wherever SQL uses it. (Versions 1 and 2 kept them in
- * `public` under a `pgpubsub_` prefix: see migrations/v2-objects.ts.)
+ * The library's objects: since version 3 all in a schema of their own (`pgpubsub` unless the app
+ * chooses another with `use(pgpubsub, { schema })`), so that nothing of the library's can be
+ * mistaken for the app's (or a managed trigger's) and no role needs rights on the app's schemas for
+ * it. Every name is qualified wherever SQL uses it. (Versions 1 and 2 kept them in `public` under a
+ * `pgpubsub_` prefix: see migrations/v2-objects.ts.)
  */
-export const LIBRARY_SCHEMA = 'pgpubsub';
+export const DEFAULT_SCHEMA = 'pgpubsub';
 
 /**
  * The version of the library's database objects this code installs and runs on. Each library
- * migration records its number in VERSION_TABLE; a listener refuses a database at another version.
+ * migration records its number in the version table; a listener refuses a database at another version.
  */
 export const LIBRARY_VERSION = 3;
 
-/** Bare names (in LIBRARY_SCHEMA) of everything the library's migrations create. */
+/** Bare names (in the library's schema) of everything the library's migrations create. */
 const NAMES = {
   notificationTable: 'notification',
   inflightTable: 'inflight',
@@ -30,9 +32,9 @@ const NAMES = {
   sendFunction: 'send',
 } as const;
 
-/** The library's tables (bare names in LIBRARY_SCHEMA, sorted). */
+/** The library's tables (bare names in its schema, sorted). */
 export const LIBRARY_TABLES: readonly string[] = [NAMES.inflightTable, NAMES.notificationTable, NAMES.versionTable];
-/** The library's functions (bare names in LIBRARY_SCHEMA, sorted). */
+/** The library's functions (bare names in its schema, sorted). */
 export const LIBRARY_FUNCTIONS: readonly string[] = [
   NAMES.claimFunction,
   NAMES.contextFunction,
@@ -44,44 +46,98 @@ export const LIBRARY_FUNCTIONS: readonly string[] = [
   NAMES.wakeFunction,
 ];
 
-export const NOTIFICATION_TABLE = qualified(LIBRARY_SCHEMA, NAMES.notificationTable);
-/** `context()`: the current notification context as jsonb, `{}` when unset. */
-export const CONTEXT_FUNCTION = qualified(LIBRARY_SCHEMA, NAMES.contextFunction);
+/** The library's objects in one schema, each name qualified and quoted for SQL text. */
+export interface LibraryObjects {
+  /** The schema's bare name. */
+  readonly schema: string;
+  readonly notificationTable: string;
+  /**
+   * `inflight`: per listener, the ids of the batch it is running, written (committed) before its
+   * callbacks run, so that the record outlives a claiming transaction that a dying process takes
+   * with it. Keyed by the listener's holder key (see HOLDER_LOCK in inflight.ts).
+   */
+  readonly inflightTable: string;
+  /** `version`: one row per library migration applied (number, name, time). */
+  readonly versionTable: string;
+  /** The time (epoch ms) the listener draining a channel last said so; producers trust a drain lock only while it is fresh. */
+  readonly drainBeatSequence: string;
+  /**
+   * `claim(channels, context, max_rows, claimer, timeout_ms)`: locks and returns up to max_rows due
+   * notifications in id order, skipping rows other listeners hold, and flags those a dead listener held.
+   */
+  readonly claimFunction: string;
+  /** `context()`: the current notification context as jsonb, `{}` when unset. */
+  readonly contextFunction: string;
+  /**
+   * `db_version()`: the newest applied migration's name, or null. Its body is that name as a
+   * constant, rewritten by refresh_db_version() whenever the migration storage table changes, so a
+   * write pays nothing for it.
+   */
+  readonly dbVersionFunction: string;
+  /** `refresh_db_version(storage regclass)`: rewrites db_version() from the migration storage table. */
+  readonly refreshDbVersionFunction: string;
+  /** The trigger function on the migration storage table that calls refresh_db_version(). */
+  readonly refreshDbVersionTriggerFunction: string;
+  /** `parse_context(text)`: the context JSON, or `{"invalid_context": …}` when it is not JSON. */
+  readonly parseContextFunction: string;
+  /** `wake(channel)`: wakes the channel's listeners when this transaction commits, unless none needs it. */
+  readonly wakeFunction: string;
+  /**
+   * `send(channel, payload, durable)`: what notify() runs, as the library's owner: stores a durable
+   * custom notification (and wakes), or broadcasts one. The one function an app's role is granted.
+   */
+  readonly sendFunction: string;
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_$]*$/;
+
 /**
- * `db_version()`: the newest applied migration's name, or null. Its body is that name as a
- * constant, rewritten by REFRESH_DB_VERSION_FUNCTION whenever SequelizeMeta changes, so a write
- * pays nothing for it.
+ * Checks a schema name for the library: a plain lower-case identifier (so that it reads the same
+ * quoted or not, in SQL and in psql), at most 63 bytes, not `public` (where versions 1 and 2 lived,
+ * and which older PostgreSQL lets every role write) and not a system schema.
  */
-export const DB_VERSION_FUNCTION = qualified(LIBRARY_SCHEMA, NAMES.dbVersionFunction);
-export const REFRESH_DB_VERSION_FUNCTION = qualified(LIBRARY_SCHEMA, NAMES.refreshDbVersionFunction);
-export const REFRESH_DB_VERSION_TRIGGER_FUNCTION = qualified(LIBRARY_SCHEMA, NAMES.refreshDbVersionTriggerFunction);
-/** The library's trigger on SequelizeMeta that keeps db_version() current. */
+export function checkSchemaName(schema: unknown, where: string): string {
+  const problem = typeof schema !== 'string' ? `must be a string, got ${JSON.stringify(schema)}`
+    : !SCHEMA_NAME.test(schema) ? `'${schema}' is not a plain lower-case identifier (letters a-z, digits, _ and $, not starting with a digit)`
+      : Buffer.byteLength(schema) > MAX_IDENTIFIER_BYTES ? `'${schema}' is longer than ${MAX_IDENTIFIER_BYTES} bytes`
+        : schema === 'public' || schema === 'information_schema' || schema.startsWith('pg_')
+          ? `'${schema}' is taken: the library needs a schema of its own, not public or a system schema` : null;
+  if (problem) {
+    throw new SetupError('PGPUBSUB_SCHEMA', `${where}: the library's schema ${problem}. Leave it out for the default '${DEFAULT_SCHEMA}', or name a schema such as 'app_pubsub'`);
+  }
+  return schema as string;
+}
+
+const cache = new Map<string, LibraryObjects>();
+
+/** The library's objects in `schema` (default `pgpubsub`). */
+export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects {
+  let found = cache.get(schema);
+  if (!found) {
+    const name = (bare: string) => qualified(schema, bare);
+    found = Object.freeze({
+      schema,
+      notificationTable: name(NAMES.notificationTable),
+      inflightTable: name(NAMES.inflightTable),
+      versionTable: name(NAMES.versionTable),
+      drainBeatSequence: name(NAMES.drainBeatSequence),
+      claimFunction: name(NAMES.claimFunction),
+      contextFunction: name(NAMES.contextFunction),
+      dbVersionFunction: name(NAMES.dbVersionFunction),
+      refreshDbVersionFunction: name(NAMES.refreshDbVersionFunction),
+      refreshDbVersionTriggerFunction: name(NAMES.refreshDbVersionTriggerFunction),
+      parseContextFunction: name(NAMES.parseContextFunction),
+      wakeFunction: name(NAMES.wakeFunction),
+      sendFunction: name(NAMES.sendFunction),
+    });
+    cache.set(schema, found);
+  }
+  return found;
+}
+
+/** The library's trigger on the migration storage table that keeps db_version() current. */
 export const DB_VERSION_TRIGGER = 'sequelize_pgpubsub_db_version';
-/** `parse_context(text)`: the context JSON, or `{"invalid_context": …}` when it is not JSON. */
-export const PARSE_CONTEXT_FUNCTION = qualified(LIBRARY_SCHEMA, NAMES.parseContextFunction);
-/**
- * `claim(channels, context, max_rows, claimer, timeout_ms)`: locks and returns up to max_rows due
- * notifications in id order, skipping rows other listeners hold, and flags those a dead listener held.
- */
-export const CLAIM_FUNCTION = qualified(LIBRARY_SCHEMA, NAMES.claimFunction);
-/** `wake(channel)`: wakes the channel's listeners when this transaction commits, unless none needs it. */
-export const WAKE_FUNCTION = qualified(LIBRARY_SCHEMA, NAMES.wakeFunction);
-/**
- * `send(channel, payload, durable)`: what notify() runs, as the library's owner: stores a durable
- * custom notification (and wakes), or broadcasts one. The one function an app's role is granted.
- */
-export const SEND_FUNCTION = qualified(LIBRARY_SCHEMA, NAMES.sendFunction);
-/**
- * `inflight`: per listener, the ids of the batch it is running, written (committed) before its
- * callbacks run, so that the record outlives a claiming transaction that a dying process takes
- * with it. Keyed by the listener's holder key (see HOLDER_LOCK in inflight.ts).
- */
-export const INFLIGHT_TABLE = qualified(LIBRARY_SCHEMA, NAMES.inflightTable);
-/** `version`: one row per library migration applied (number, name, time). */
-export const VERSION_TABLE = qualified(LIBRARY_SCHEMA, NAMES.versionTable);
-/** The time (epoch ms) the listener draining a channel last said so; producers trust a drain lock only while it is fresh. */
-export const DRAIN_BEAT_SEQUENCE = qualified(LIBRARY_SCHEMA, NAMES.drainBeatSequence);
-/** The table sequelize-cli and Umzug's SequelizeStorage record applied migrations in. */
-export const MIGRATION_META_TABLE = qualified('public', 'SequelizeMeta');
+/** Where sequelize-cli and Umzug's SequelizeStorage record applied migrations unless told otherwise. */
+export const DEFAULT_MIGRATION_STORAGE = { tableName: 'SequelizeMeta', schema: 'public' } as const;
 /** What every library function runs with: built-ins from pg_catalog, nothing from a schema another role can write. */
 export const PINNED_SEARCH_PATH = 'SET search_path = pg_catalog, pg_temp';

@@ -110,8 +110,8 @@ export class LibraryVersionError extends CodedError<'PGPUBSUB_LIBRARY_VERSION'> 
   }
 }
 
-/** pgpubsub set up wrongly: a Sequelize that is not PostgreSQL, a bad plugin for use(), a migration run without a Sequelize. */
-export class SetupError extends CodedError<'PGPUBSUB_DIALECT' | 'PGPUBSUB_PLUGIN' | 'PGPUBSUB_MIGRATION_ARGS'> {
+/** pgpubsub set up wrongly: a Sequelize that is not PostgreSQL, a bad plugin for use(), a migration run without a Sequelize, a bad schema name. */
+export class SetupError extends CodedError<'PGPUBSUB_DIALECT' | 'PGPUBSUB_PLUGIN' | 'PGPUBSUB_MIGRATION_ARGS' | 'PGPUBSUB_SCHEMA'> {
   override readonly name = 'SetupError';
 }
 

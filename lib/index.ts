@@ -45,7 +45,7 @@ export {
   TriggerMigrationError,
   type PgPubSubErrorCode,
 } from './errors';
-export { migrations, type LibraryMigration } from './migrations';
+export { libraryMigrations, migrations, type LibraryMigration, type LibraryMigrationModule, type LibraryMigrationOptions } from './migrations';
 export type { TriggerState, TriggerStatus, SyncResult } from './trigger-reconcile';
 export type { TriggerSpec } from './trigger-render';
 export { generateTriggerMigration, type GenerateResult } from './migration-generate';

@@ -1,7 +1,8 @@
 import type { Client } from 'pg';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import { INFLIGHT_TABLE, NOTIFICATION_TABLE } from './db-objects';
+import type { LibraryObjects } from './db-objects';
 import { type ClaimedRow, chargeSetSql, pendingSql } from './store';
+import { WITHOUT_SEARCH_PATH } from './sql-text';
 
 /**
  * Advisory lock namespace of the listeners' holder keys (the second key): a listener holds its key
@@ -33,16 +34,16 @@ function randomKey(): number {
 }
 
 /** Records, committed, that `holder` is about to run `ids`. On the LISTEN client when connected, else a pool connection. */
-export async function markInflight(via: Client | Sequelize, holder: number, ids: readonly string[]): Promise<void> {
-  const text = `INSERT INTO ${INFLIGHT_TABLE} (holder, ids) VALUES ($1::integer, $2::bigint[])
+export async function markInflight(objects: LibraryObjects, via: Client | Sequelize, holder: number, ids: readonly string[]): Promise<void> {
+  const text = `INSERT INTO ${objects.inflightTable} (holder, ids) VALUES ($1::integer, $2::bigint[])
                 ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = pg_catalog.now(), suspected_at = NULL`;
-  if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids] });
+  if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids], ...WITHOUT_SEARCH_PATH });
   else await via.query(text, [holder, ids]);
 }
 
 /** Forgets this listener's marker (a clean stop). */
-export async function clearInflight(client: Client, holder: number): Promise<void> {
-  await client.query(`DELETE FROM ${INFLIGHT_TABLE} WHERE holder = $1::integer`, [holder]);
+export async function clearInflight(objects: LibraryObjects, client: Client, holder: number): Promise<void> {
+  await client.query(`DELETE FROM ${objects.inflightTable} WHERE holder = $1::integer`, [holder]);
 }
 
 /**
@@ -51,46 +52,47 @@ export async function clearInflight(client: Client, holder: number): Promise<voi
  * makes it this holder's marker. Returns false when another listener got there first.
  */
 export async function chargeBeforeRunningAlone(
+  objects: LibraryObjects,
   sequelize: Sequelize,
   row: ClaimedRow,
   charge: { holder: number; error: string; delayMs: number; maxAttempts: number },
 ): Promise<boolean> {
   const [result] = await sequelize.query<{ charged: number }>(
     `WITH target AS (
-       SELECT n.id FROM ${NOTIFICATION_TABLE} AS n
+       SELECT n.id FROM ${objects.notificationTable} AS n
         WHERE n.id = $1::bigint AND n.attempts = $2::integer AND ${pendingSql('n')}
           FOR UPDATE SKIP LOCKED
      ), charged AS (
-       UPDATE ${NOTIFICATION_TABLE} AS n
+       UPDATE ${objects.notificationTable} AS n
           SET ${chargeSetSql({ alias: 'n', added: '1', error: '$3', delayMs: '$4', maxAttempts: '$5::integer' })}
          FROM target WHERE n.id = target.id
        RETURNING n.id
      ), released AS (
        -- SKIP LOCKED: a marker another claim is noticing keeps the id, which then stays a suspect.
-       UPDATE ${INFLIGHT_TABLE} AS m SET ids = pg_catalog.array_remove(m.ids, charged.id)
-         FROM charged WHERE m.holder IN (SELECT i.holder FROM ${INFLIGHT_TABLE} AS i
+       UPDATE ${objects.inflightTable} AS m SET ids = pg_catalog.array_remove(m.ids, charged.id)
+         FROM charged WHERE m.holder IN (SELECT i.holder FROM ${objects.inflightTable} AS i
                                           WHERE i.holder <> $6::integer AND charged.id = ANY (i.ids) FOR UPDATE SKIP LOCKED)
        RETURNING m.holder
      ), mine AS (
-       INSERT INTO ${INFLIGHT_TABLE} (holder, ids) SELECT $6::integer, ARRAY[charged.id] FROM charged
+       INSERT INTO ${objects.inflightTable} (holder, ids) SELECT $6::integer, ARRAY[charged.id] FROM charged
        ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = pg_catalog.now(), suspected_at = NULL
        RETURNING holder
      )
      -- Data-modifying CTEs run whether or not the query reads them.
      SELECT (SELECT pg_catalog.count(*) FROM charged)::int AS charged`,
-    { bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder], type: QueryTypes.SELECT },
+    { bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder], type: QueryTypes.SELECT, ...WITHOUT_SEARCH_PATH },
   );
   return result.charged === 1;
 }
 
 /** Says this holder is back (after a reconnect), and drops the markers of dead listeners that name nothing left to run. */
-export async function pruneDeadMarkers(via: Client, holder: number): Promise<void> {
-  await via.query(`UPDATE ${INFLIGHT_TABLE} SET suspected_at = NULL WHERE holder = $1::integer AND suspected_at IS NOT NULL`, [holder]);
+export async function pruneDeadMarkers(objects: LibraryObjects, via: Client, holder: number): Promise<void> {
+  await via.query(`UPDATE ${objects.inflightTable} SET suspected_at = NULL WHERE holder = $1::integer AND suspected_at IS NOT NULL`, [holder]);
   await via.query(
-    `DELETE FROM ${INFLIGHT_TABLE} AS m
-      WHERE m.holder IN (SELECT i.holder FROM ${INFLIGHT_TABLE} AS i WHERE i.holder <> $1::integer FOR UPDATE SKIP LOCKED)
+    `DELETE FROM ${objects.inflightTable} AS m
+      WHERE m.holder IN (SELECT i.holder FROM ${objects.inflightTable} AS i WHERE i.holder <> $1::integer FOR UPDATE SKIP LOCKED)
         AND CASE WHEN pg_catalog.pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder) THEN pg_catalog.pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
-        AND NOT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = ANY (m.ids) AND ${pendingSql('n')})`,
+        AND NOT EXISTS (SELECT FROM ${objects.notificationTable} AS n WHERE n.id = ANY (m.ids) AND ${pendingSql('n')})`,
     [holder],
   );
 }

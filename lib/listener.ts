@@ -1,17 +1,16 @@
 import { EventEmitter } from 'node:events';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
-import { installedLibraryVersion } from './catalog';
 import { type AnyChannel, type RetryPolicy } from './channel';
 import { jitteredBackoff } from './backoff';
 import type { NotificationContext } from './context';
+import type { LibraryObjects } from './db-objects';
 import { errorSummary, errorText, sqlState } from './error-text';
 import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError } from './errors';
 import { chargeBeforeRunningAlone, clearInflight, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type Logger, consoleLogger } from './logger';
 import { decodeMessage } from './message';
-import { NOTIFICATION_TABLE } from './db-objects';
-import { libraryVersionProblem } from './migrations';
+import { libraryProblem } from './library-check';
 import { quoteIdent } from './sql-text';
 import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, dueCheck, deleteProcessed, lockOne, nextDueInMs, pendingSql, recordFailure } from './store';
 import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
@@ -100,6 +99,8 @@ export interface RunningAlone {
 /** What a listener needs from PgPubSub: its Sequelize, channels and callbacks. */
 export interface ListenerHost {
   readonly sequelize: Sequelize;
+  /** The library's objects (its schema) this app uses. */
+  readonly objects: LibraryObjects;
   channel(name: string): AnyChannel;
   channels(): AnyChannel[];
   callbacks(name: string): readonly Function[];
@@ -197,6 +198,7 @@ export interface Failure {
 export class Listener extends EventEmitter {
   readonly stats: ListenerStats = { processed: 0, ranAlone: 0, failed: 0, broadcasts: 0, batches: 0, reconnects: 0 };
   readonly #host: ListenerHost;
+  readonly #objects: LibraryObjects;
   readonly #sequelize: Sequelize;
   readonly #options: Required<Omit<ListenOptions, 'channels' | 'contextFilter' | 'reconnect' | 'logger' | 'beforeRunningAlone'>> & {
     contextFilter?: NotificationContext; minDelayMs: number; maxDelayMs: number;
@@ -230,6 +232,7 @@ export class Listener extends EventEmitter {
   constructor(host: ListenerHost, options: ListenOptions = {}) {
     super();
     this.#host = host;
+    this.#objects = host.objects;
     this.#sequelize = host.sequelize;
     this.#log = options.logger ?? consoleLogger();
     const batchSize = options.batchSize ?? 100;
@@ -313,7 +316,7 @@ export class Listener extends EventEmitter {
     await this.#reconnecting?.catch(() => undefined);
     const client = this.#client;
     this.#client = null;
-    if (client && this.#holder !== null) await clearInflight(client, this.#holder).catch(() => undefined);
+    if (client && this.#holder !== null) await clearInflight(this.#objects, client, this.#holder).catch(() => undefined);
     await client?.end().catch(() => undefined);
     this.#log.info('stopped', { event: 'stopped', ...this.stats });
   }
@@ -338,14 +341,14 @@ export class Listener extends EventEmitter {
 
   /** Refuses a database whose library objects are missing, older or newer than this code's (LIBRARY_VERSION). */
   async #checkInstalled(client: Client): Promise<void> {
-    const problem = libraryVersionProblem(await installedLibraryVersion(client), 'listen');
+    const problem = await libraryProblem(client, this.#objects.schema, 'listen');
     if (problem) throw problem;
   }
 
   /** Warns about stored rows on channels this listener does not process: they wait for a listener that does. */
   async #reportStrays(client: Client): Promise<void> {
     const { rows } = await client.query<{ channel: string; n: number }>(
-      `SELECT channel, pg_catalog.count(*)::int AS n FROM ${NOTIFICATION_TABLE}
+      `SELECT channel, pg_catalog.count(*)::int AS n FROM ${this.#objects.notificationTable}
         WHERE ${pendingSql()} AND NOT (channel = ANY ($1::text[])) GROUP BY channel ORDER BY channel`,
       [this.#filter.channels],
     );
@@ -396,7 +399,7 @@ export class Listener extends EventEmitter {
         await client.query(`LISTEN ${quoteIdent(name)}`);
       }
       this.#holder = await takeHolderKey(client, this.#holder);
-      await pruneDeadMarkers(client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+      await pruneDeadMarkers(this.#objects, client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
       // Only now may producers count on this listener: it hears every NOTIFY from here on.
       this.#notListening = this.#filter.channels.length ? await holdListening(client, this.#filter.channels) : [];
     } catch (error) {
@@ -475,7 +478,7 @@ export class Listener extends EventEmitter {
     if (!client || this.#stopping || this.#checking) return;
     this.#checking = true;
     try {
-      const { text, values } = dueCheck(this.#filter);
+      const { text, values } = dueCheck(this.#objects, this.#filter);
       const result = await bounded(client.query<{ due: boolean }>(text, values), Math.max(1000, this.#options.heartbeatMs / 2), () => new Error('heartbeat timed out'));
       if (result.rows[0]?.due) this.wake();
     } catch (error) {
@@ -678,7 +681,7 @@ export class Listener extends EventEmitter {
     }
     // Markers of dead listeners whose rows are all done now go (idle heartbeats stay one query).
     if (suspects.length && this.#client && this.#holder !== null) {
-      await pruneDeadMarkers(this.#client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+      await pruneDeadMarkers(this.#objects, this.#client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
     }
     return claimed;
   }
@@ -716,16 +719,16 @@ export class Listener extends EventEmitter {
     const transaction = await this.#sequelize.transaction();
     let rows: ClaimedRow[];
     try {
-      rows = await this.#library(transaction, 'claim', claimBatch(this.#sequelize, transaction, this.#filter, this.#options.batchSize, {
+      rows = await this.#library(transaction, 'claim', claimBatch(this.#objects, this.#sequelize, transaction, this.#filter, this.#options.batchSize, {
         holder: this.#holder ?? 0, timeoutMs: this.#claimTimeoutMs,
       }));
       // Committed before any callback runs: if this process dies now, the next claim knows these ids.
       if (rows.length && this.#holder !== null) {
         const ids = rows.map((row) => row.id);
-        await this.#library(transaction, 'in-flight marker', markInflight(this.#client ?? this.#sequelize, this.#holder, ids));
+        await this.#library(transaction, 'in-flight marker', markInflight(this.#objects, this.#client ?? this.#sequelize, this.#holder, ids));
       }
       const fail = async (row: ClaimedRow, channel: AnyChannel, error: unknown) => {
-        const { failedForGood } = await this.#library(transaction, 'failure record', recordFailure(this.#sequelize, transaction, this.#failureRecord(row, channel, error)));
+        const { failedForGood } = await this.#library(transaction, 'failure record', recordFailure(this.#objects, this.#sequelize, transaction, this.#failureRecord(row, channel, error)));
         failures.push({ id: row.id, channel: row.channel, error, failedForGood });
       };
       // The server ends a transaction idle for timeoutMs + 5 s. Callbacks that never query (an HTTP
@@ -769,7 +772,7 @@ export class Listener extends EventEmitter {
           await fail(row, channel, error);
         }
       }
-      await this.#library(transaction, 'delete', deleteProcessed(this.#sequelize, transaction, processed));
+      await this.#library(transaction, 'delete', deleteProcessed(this.#objects, this.#sequelize, transaction, processed));
       await this.#library(transaction, 'commit', transaction.commit());
     } catch (error) {
       await this.#rollback(transaction);
@@ -787,7 +790,7 @@ export class Listener extends EventEmitter {
   async #runAlone(suspect: ClaimedRow): Promise<void> {
     const channel = this.#channels.find((c) => c.name === suspect.channel)!;
     const attempt = suspect.attempts + 1;
-    const charged = await chargeBeforeRunningAlone(this.#sequelize, suspect, {
+    const charged = await chargeBeforeRunningAlone(this.#objects, this.#sequelize, suspect, {
       holder: this.#holder ?? 0, error: PROCESS_DIED, delayMs: backoffDelay(attempt, channel.retry), maxAttempts: channel.retry.maxAttempts,
     });
     if (!charged) return; // another listener took it first
@@ -807,7 +810,7 @@ export class Listener extends EventEmitter {
     const transaction = await this.#sequelize.transaction();
     let row: ClaimedRow | null = null;
     try {
-      row = await this.#library(transaction, 'lock', lockOne(this.#sequelize, transaction, suspect.id, this.#timeoutOf(channel)));
+      row = await this.#library(transaction, 'lock', lockOne(this.#objects, this.#sequelize, transaction, suspect.id, this.#timeoutOf(channel)));
       if (row) {
         try {
           await this.#run(channel, decodeMessage(channel, row.payload, row.id), transaction, attempt, row.id);
@@ -815,7 +818,7 @@ export class Listener extends EventEmitter {
           if (error instanceof CallbackTimeoutError || !(await this.#connectionAlive(transaction))) throw error;
           failure = error;
         }
-        if (failure === null) await this.#library(transaction, 'delete', deleteProcessed(this.#sequelize, transaction, [row.id]));
+        if (failure === null) await this.#library(transaction, 'delete', deleteProcessed(this.#objects, this.#sequelize, transaction, [row.id]));
       }
       // A plain failure is recorded after the rollback below; success commits here.
       if (failure === null) await this.#library(transaction, 'commit', transaction.commit());
@@ -834,7 +837,7 @@ export class Listener extends EventEmitter {
     if (!(transaction as { finished?: string }).finished) await this.#rollback(transaction);
     // The attempt was charged before the run: replace the "process died" error with what happened.
     const record = this.#failureRecord({ ...suspect, attempts: attempt }, channel, failure, true);
-    const { failedForGood } = await this.#sequelize.transaction((t) => recordFailure(this.#sequelize, t, record));
+    const { failedForGood } = await this.#sequelize.transaction((t) => recordFailure(this.#objects, this.#sequelize, t, record));
     this.#reportFailures([{ id: suspect.id, channel: channel.name, error: failure, failedForGood }]);
   }
 
@@ -853,7 +856,7 @@ export class Listener extends EventEmitter {
     try {
       if (missing.length) {
         // The beat first: producers trust a drain lock only while it is fresh.
-        if (this.#drainLocks.length === 0) await drainBeat(client);
+        if (this.#drainLocks.length === 0) await drainBeat(this.#objects, client);
         this.#drainLocks.push(...await takeDrainLocks(client, missing));
         if (this.#drainLocks.length) this.#startBeat();
       } else {
@@ -872,7 +875,7 @@ export class Listener extends EventEmitter {
         this.#beat = null;
         return;
       }
-      drainBeat(client).catch((error: unknown) => this.#log.debug('could not beat', { event: 'beat-failed', error: errorSummary(error) }));
+      drainBeat(this.#objects, client).catch((error: unknown) => this.#log.debug('could not beat', { event: 'beat-failed', error: errorSummary(error) }));
       this.#beat = setTimeout(beat, DRAIN_BEAT_MS);
       this.#beat.unref?.();
     };
@@ -913,7 +916,7 @@ export class Listener extends EventEmitter {
   }
 
   async #scheduleRetry(): Promise<void> {
-    const due = await nextDueInMs(this.#sequelize, this.#filter);
+    const due = await nextDueInMs(this.#objects, this.#sequelize, this.#filter);
     if (due === null || this.#stopping) return;
     // Due now yet not claimed: another listener holds those rows. Look again later in case it dies.
     const delay = due <= 0 ? HELD_ROWS_RECHECK_MS : Math.ceil(due) + 5;

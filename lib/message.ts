@@ -8,6 +8,11 @@ import { MalformedPayloadError } from './errors';
 export interface ModelMessage<M extends Model = Model> {
   channel: string;
   op: ChannelOp;
+  /**
+   * The schema of the table written: the model's, or a tenant's (`triggers sync --schemas`). The
+   * instances are of `Model.schema(schema)` then, so that saving one writes to that tenant.
+   */
+  schema: string;
   old: M | null;
   new: M | null;
   context: NotificationContext;
@@ -137,12 +142,25 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+const tenantModels = new WeakMap<ModelStatic<Model>, Map<string, ModelStatic<Model>>>();
+
+/** `model.schema(schema)`, made once per model and schema (Sequelize makes a new class each call). */
+function inSchema(model: ModelStatic<Model>, schema: string): ModelStatic<Model> {
+  let bySchema = tenantModels.get(model);
+  if (!bySchema) tenantModels.set(model, bySchema = new Map());
+  let found = bySchema.get(schema);
+  if (!found) bySchema.set(schema, found = model.schema(schema));
+  return found;
+}
+
 /** Turns a parsed trigger payload into a model message, checking its shape first. */
 function modelMessage(channel: ModelChannel, payload: unknown, id: string | null): ModelMessage {
   const bad = (problem: string) => new MalformedPayloadError(channel.name, problem);
   if (!isRecord(payload)) throw bad(`expected a JSON object, got ${JSON.stringify(payload)?.slice(0, 200)}`);
   // A channel's identity is its name: rows stored under a model's old name (renamed in code) are its own.
   const { op, old: oldRow, new: newRow, context } = payload;
+  const schema = typeof payload.schema === 'string' ? payload.schema : channel.schema;
+  const model = schema === channel.schema ? channel.model : inSchema(channel.model, schema);
   if (typeof op !== 'string' || !OPS.has(op)) throw bad(`'op' must be INSERT, UPDATE or DELETE, got ${JSON.stringify(op)}`);
   const needsOld = op !== 'INSERT';
   const needsNew = op !== 'DELETE';
@@ -151,8 +169,9 @@ function modelMessage(channel: ModelChannel, payload: unknown, id: string | null
   return {
     channel: channel.name,
     op: op as ChannelOp,
-    old: isRecord(oldRow) ? rowToInstance(channel.model, oldRow) : null,
-    new: isRecord(newRow) ? rowToInstance(channel.model, newRow) : null,
+    schema,
+    old: isRecord(oldRow) ? rowToInstance(model, oldRow) : null,
+    new: isRecord(newRow) ? rowToInstance(model, newRow) : null,
     context: isRecord(context) ? (plain(context, false) as NotificationContext) : {},
     id,
     truncated: payload.truncated === true,

@@ -17,11 +17,26 @@ export interface ModelChannelsResult {
   problems: string[];
 }
 
-/** Where a model's rows live: its schema (default `public`) and table name. */
-function modelTable(model: ModelStatic<Model>): { schema: string; table: string } {
+/**
+ * The schema Sequelize's unqualified queries go to: the first of its `searchPath` when it applies
+ * it (`dialectOptions.prependSearchPath`; otherwise Sequelize ignores the option), else `public`.
+ * `"$user"` is skipped: it names no schema the definitions can know.
+ */
+function defaultSchema(model: ModelStatic<Model>): string {
+  const options = (model.sequelize as unknown as { options?: { searchPath?: unknown; dialectOptions?: { prependSearchPath?: unknown } } } | undefined)?.options;
+  if (!options?.dialectOptions?.prependSearchPath || typeof options.searchPath !== 'string') return 'public';
+  const first = options.searchPath.split(',').map((entry) => entry.trim())
+    .map((entry) => (/^".*"$/.test(entry) ? entry.slice(1, -1).replace(/""/g, '"') : entry.toLowerCase()))
+    .find((entry) => entry !== '' && entry !== '$user' && entry.toUpperCase() !== 'DEFAULT');
+  return first ?? 'public';
+}
+
+/** Where a model's rows live: its schema (its own, else Sequelize's default) and table name. */
+function modelTable(model: ModelStatic<Model>): { schema: string; ownSchema: boolean; table: string } {
   const name = model.getTableName() as string | { tableName: string; schema?: string };
-  if (typeof name === 'string') return { schema: model.options.schema || 'public', table: name };
-  return { schema: name.schema || 'public', table: name.tableName };
+  const own = typeof name === 'string' ? model.options.schema : name.schema;
+  const table = typeof name === 'string' ? name : name.tableName;
+  return own ? { schema: own, ownSchema: true, table } : { schema: defaultSchema(model), ownSchema: false, table };
 }
 
 /**
@@ -55,7 +70,7 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
     };
   }
   const problems = unknownKeyProblems(declared, ['channels'], `${where}: option 'pgpubsub'`);
-  const { schema, table } = modelTable(model);
+  const { schema, ownSchema, table } = modelTable(model);
   const primaryKeyColumns = model.primaryKeyAttributes.map((attribute) => model.getAttributes()[attribute]?.field ?? attribute);
   const channels: ModelChannel[] = [];
 
@@ -87,6 +102,7 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
       model,
       modelName: model.name,
       schema,
+      ownSchema,
       table,
       events: CHANNEL_EVENTS.filter((event) => events.includes(event)),
       durable: options.durable ?? true,

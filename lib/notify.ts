@@ -1,8 +1,9 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import type { CustomChannel } from './channel';
 import { NotifyPayloadError } from './errors';
-import { SEND_FUNCTION } from './db-objects';
+import type { LibraryObjects } from './db-objects';
 import { NOTIFY_PAYLOAD_LIMIT } from './trigger-render';
+import { WITHOUT_SEARCH_PATH } from './sql-text';
 
 export interface NotifyOptions {
   /** Send as part of this transaction: the notification exists if and only if it commits. */
@@ -17,12 +18,11 @@ function encodePayload(channel: CustomChannel<unknown>, payload: unknown): strin
   return JSON.stringify({ ...channel.defaults, ...payload }, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
 }
 
-// One round trip: send() stores (and wakes at commit) or broadcasts, as the library's owner, so an
+// notify() runs `SELECT send($1, $2::jsonb, $3)`. One round trip: send() stores (and wakes at commit) or broadcasts, as the library's owner, so an
 // app's role needs only EXECUTE on it. Payloads travel as bind parameters, never as SQL text.
-const SEND_SQL = `SELECT ${SEND_FUNCTION}($1, $2::jsonb, $3)`;
 
 /** Sends a payload on a custom channel. */
-export async function notify<T>(sequelize: Sequelize, channel: CustomChannel<T>, payload: T, options: NotifyOptions = {}): Promise<void> {
+export async function notify<T>(objects: LibraryObjects, sequelize: Sequelize, channel: CustomChannel<T>, payload: T, options: NotifyOptions = {}): Promise<void> {
   const json = encodePayload(channel as CustomChannel<unknown>, payload);
   if (!channel.durable && Buffer.byteLength(json) > NOTIFY_PAYLOAD_LIMIT) {
     throw new NotifyPayloadError(
@@ -32,10 +32,11 @@ export async function notify<T>(sequelize: Sequelize, channel: CustomChannel<T>,
     );
   }
   try {
-    await sequelize.query(SEND_SQL, {
+    await sequelize.query(`SELECT ${objects.sendFunction}($1, $2::jsonb, $3)`, {
       bind: [channel.name, json, channel.durable],
       transaction: options.transaction,
       raw: true,
+      ...WITHOUT_SEARCH_PATH,
     });
   } catch (error) {
     if ((error as { parent?: { code?: string } }).parent?.code === '22023' && !channel.durable) {

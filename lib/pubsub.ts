@@ -1,10 +1,12 @@
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, CustomChannel, type ModelChannel } from './channel';
 import { type NotificationContext, type SetContextOptions, setContext, withContext } from './context';
-import { ChannelDefinitionError, ChannelUsageError } from './errors';
+import { DEFAULT_SCHEMA, type LibraryObjects, checkSchemaName, libraryObjects } from './db-objects';
+import { ChannelDefinitionError, ChannelUsageError, SetupError } from './errors';
 import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
 import type { CustomCallback, ModelCallback } from './message';
-import { migrations as libraryMigrations } from './migrations';
+import { libraryProblem } from './library-check';
+import { libraryMigrations } from './migrations';
 import type { LibraryMigration } from './migrations/runner';
 import { implicitThroughModels, modelChannels } from './model-channels';
 import { type NotifyOptions, notify } from './notify';
@@ -15,6 +17,26 @@ import { triggerStep } from './trigger-step';
 export interface PgPubSubOptions {
   /** Custom channels (from `channel<T>()`) this app sends or listens on. */
   channels?: readonly CustomChannel<any>[];
+  /**
+   * The schema of the library's tables and functions (default `pgpubsub`). Give the library's
+   * migrations the same one (`withOptions({ schema })`, or `libraryMigrations({ schema })` for Umzug).
+   * Fixed by the first `use()`.
+   */
+  schema?: string;
+}
+
+/**
+ * Which schemas trigger management looks at. Without `schemas`, every schema: each model channel
+ * in its model's schema, and a managed trigger anywhere that no channel asks for is pruned.
+ */
+export interface TriggerScope {
+  /**
+   * Schema-per-tenant apps (`Model.schema('tenant')`): the channels of every model without a schema
+   * of its own are rendered in each of these schemas (a model with its own schema only when that
+   * schema is listed), and nothing outside them is compared, installed or pruned. So syncing a new
+   * tenant's schema leaves the others alone.
+   */
+  schemas?: readonly string[];
 }
 
 /** Trigger management: the engine behind `pgpubsub triggers …`, generated migrations and the Umzug step. */
@@ -25,30 +47,36 @@ export class TriggerManager {
     this.#pubsub = pubsub;
   }
 
-  /** The triggers the current channel definitions call for, rendered. */
-  desired(): TriggerSpec[] {
-    return desiredTriggers(this.#pubsub.modelChannels());
+  /** The triggers the current channel definitions call for, rendered (in `scope.schemas` when given). */
+  desired(scope: TriggerScope = {}): TriggerSpec[] {
+    const channels = this.#pubsub.modelChannels();
+    if (!scope.schemas) return desiredTriggers(channels, this.#pubsub.objects);
+    const schemas = [...new Set(scope.schemas)];
+    const inScope = channels.flatMap((channel) => (channel.ownSchema
+      ? (schemas.includes(channel.schema) ? [channel] : [])
+      : schemas.map((schema) => ({ ...channel, schema }))));
+    return desiredTriggers(inScope, this.#pubsub.objects);
   }
 
   /** Each desired or installed managed trigger with its status: INSTALLED, OUTDATED, UNINSTALLED or PRUNE. */
-  async ls(): Promise<TriggerState[]> {
-    return triggerStates(this.#pubsub.sequelize, this.desired());
+  async ls(scope: TriggerScope = {}): Promise<TriggerState[]> {
+    return triggerStates(this.#pubsub.sequelize, this.desired(scope), this.#pubsub.objects, { schemas: scope.schemas });
   }
 
   /** `ok` is false when any trigger is not INSTALLED, i.e. the database has drifted from the definitions. */
-  async check(): Promise<{ ok: boolean; drift: TriggerState[] }> {
-    const drift = (await this.ls()).filter((state) => state.status !== 'INSTALLED');
+  async check(scope: TriggerScope = {}): Promise<{ ok: boolean; drift: TriggerState[] }> {
+    const drift = (await this.ls(scope)).filter((state) => state.status !== 'INSTALLED');
     return { ok: drift.length === 0, drift };
   }
 
   /** Installs missing triggers, replaces outdated ones and drops orphans, atomically. */
-  async sync(options: { prune?: boolean } = {}): Promise<SyncResult> {
-    return syncTriggers(this.#pubsub.sequelize, this.desired(), options);
+  async sync(options: { prune?: boolean } & TriggerScope = {}): Promise<SyncResult> {
+    return syncTriggers(this.#pubsub.sequelize, this.desired(options), this.#pubsub.objects, options);
   }
 
   /** Drops managed triggers (and their functions) that no channel asks for; installs nothing. */
-  async prune(): Promise<SyncResult> {
-    return syncTriggers(this.#pubsub.sequelize, this.desired(), { install: false });
+  async prune(scope: TriggerScope = {}): Promise<SyncResult> {
+    return syncTriggers(this.#pubsub.sequelize, this.desired(scope), this.#pubsub.objects, { ...scope, install: false });
   }
 
   /**
@@ -59,7 +87,7 @@ export class TriggerManager {
    * new Umzug({ migrations: [...pgpubsubMigrations, ...appMigrations, sequelize.pgpubsub.triggers.migration()], … })
    */
   migration(): LibraryMigration {
-    return triggerStep(this.#pubsub.sequelize, this.desired());
+    return triggerStep(this.#pubsub.sequelize, this.desired(), this.#pubsub.objects);
   }
 }
 
@@ -73,19 +101,40 @@ export interface InstallResult {
 export class PgPubSub {
   readonly sequelize: Sequelize;
   readonly triggers: TriggerManager;
+  /** The schema of the library's objects this app uses (`schema` option, default `pgpubsub`). */
+  readonly schema: string;
+  /** @internal The library's objects in that schema, qualified for SQL. */
+  readonly objects: LibraryObjects;
   readonly #custom = new Map<string, CustomChannel<any>>();
   readonly #callbacks = new Map<string, Function[]>();
   #resolved: AnyChannel[] | null = null;
 
   constructor(sequelize: Sequelize, options: PgPubSubOptions = {}) {
     this.sequelize = sequelize;
+    this.schema = checkSchemaName(options.schema ?? DEFAULT_SCHEMA, 'use(pgpubsub, { schema })');
+    this.objects = libraryObjects(this.schema);
     this.triggers = new TriggerManager(this);
     this.configure(options);
   }
 
   /** Applies options again (a second `use()`); adds custom channels, validates everything. */
   configure(options: PgPubSubOptions = {}): void {
+    if (options.schema !== undefined && options.schema !== this.schema) {
+      throw new SetupError(
+        'PGPUBSUB_SCHEMA',
+        `use(pgpubsub, { schema: '${options.schema}' }): this Sequelize instance already uses the library in schema '${this.schema}'; `
+          + 'the schema is fixed by the first use(). Pass the same schema, or leave it out',
+      );
+    }
     this.register(...(options.channels ?? []));
+  }
+
+  /**
+   * Why `who` (e.g. 'triggers check') cannot run on this database's library objects: missing, at
+   * an older version, or newer than this code; null when they fit.
+   */
+  async libraryProblem(who: string): Promise<Error | null> {
+    return libraryProblem(this.sequelize, this.schema, who);
   }
 
   /** Adds custom channels. Registering the same channel object twice is harmless. */
@@ -170,7 +219,7 @@ export class PgPubSub {
           + "Write the row, or declare a custom channel with channel<T>('name') for notify()",
       );
     }
-    await notify(this.sequelize, target, payload, options);
+    await notify(this.objects, this.sequelize, target, payload, options);
   }
 
   /**
@@ -226,7 +275,7 @@ export class PgPubSub {
   /**
    * Installs what the library needs in the database, for apps that create their tables with
    * `sequelize.sync()` instead of migrations: the library's migrations not yet applied (recorded in
-   * `pgpubsub.version`, not in SequelizeMeta), then the managed triggers of every channel. Safe at
+   * the library's version table, not in SequelizeMeta), then the managed triggers of every channel. Safe at
    * every boot and from several processes at once; call it after `sync()`, which drops a table's
    * triggers with the table under `force: true`.
    *
@@ -236,7 +285,7 @@ export class PgPubSub {
    */
   async install(): Promise<InstallResult> {
     const applied: string[] = [];
-    for (const migration of libraryMigrations) {
+    for (const migration of libraryMigrations({ schema: this.schema })) {
       if (await migration.apply?.({ context: this.sequelize })) applied.push(migration.name);
     }
     return { migrations: applied, triggers: await this.triggers.sync() };

@@ -24,3 +24,11 @@ export function quoteLiteral(value: string): string {
 export function shortHash(text: string, length = 16): string {
   return createHash('sha256').update(text).digest('hex').slice(0, length);
 }
+
+/**
+ * Spread into the options of every library query that has bind parameters, through Sequelize.
+ * With `dialectOptions.prependSearchPath`, Sequelize puts `SET search_path to …;` before each
+ * query, which makes one with bind parameters two statements, and PostgreSQL refuses to prepare
+ * those. The library's SQL qualifies every name, so it needs no search_path.
+ */
+export const WITHOUT_SEARCH_PATH = { supportsSearchPath: false } as const;

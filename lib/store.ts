@@ -1,6 +1,7 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { NotificationContext } from './context';
-import { CLAIM_FUNCTION, NOTIFICATION_TABLE } from './db-objects';
+import type { LibraryObjects } from './db-objects';
+import { WITHOUT_SEARCH_PATH } from './sql-text';
 
 /**
  * The notification store: the operations on stored notifications (claim, lock one, delete, record a
@@ -76,6 +77,7 @@ function filterSql(filter: ClaimFilter, bind: unknown[]): string {
  * also sets the transaction's server-side time limits from `timeoutMs` (see the in-flight migration).
  */
 export async function claimBatch(
+  objects: LibraryObjects,
   sequelize: Sequelize,
   transaction: Transaction,
   filter: ClaimFilter,
@@ -83,15 +85,15 @@ export async function claimBatch(
   claim: { holder: number; timeoutMs: number },
 ): Promise<ClaimedRow[]> {
   const context = filter.context && Object.keys(filter.context).length > 0 ? JSON.stringify(filter.context) : null;
-  return sequelize.query<ClaimedRow>(`SELECT * FROM ${CLAIM_FUNCTION}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer)`, {
-    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs)], transaction, type: QueryTypes.SELECT,
+  return sequelize.query<ClaimedRow>(`SELECT * FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer)`, {
+    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs)], transaction, type: QueryTypes.SELECT, ...WITHOUT_SEARCH_PATH,
   });
 }
 
 /** Deletes processed notifications, in the transaction that ran their callbacks. */
-export async function deleteProcessed(sequelize: Sequelize, transaction: Transaction, ids: readonly string[]): Promise<void> {
+export async function deleteProcessed(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  await sequelize.query(`DELETE FROM ${NOTIFICATION_TABLE} WHERE id = ANY($1::bigint[])`, { bind: [ids], transaction });
+  await sequelize.query(`DELETE FROM ${objects.notificationTable} WHERE id = ANY($1::bigint[])`, { bind: [ids], transaction, ...WITHOUT_SEARCH_PATH });
 }
 
 export interface FailureRecord {
@@ -106,9 +108,9 @@ export interface FailureRecord {
 }
 
 /** Keeps a failed notification with its error; retried after `delayMs`, or marked failed once out of attempts. */
-export async function recordFailure(sequelize: Sequelize, transaction: Transaction, failure: FailureRecord): Promise<{ failedForGood: boolean }> {
+export async function recordFailure(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, failure: FailureRecord): Promise<{ failedForGood: boolean }> {
   const [row] = await sequelize.query<{ failed: boolean }>(
-    `UPDATE ${NOTIFICATION_TABLE}
+    `UPDATE ${objects.notificationTable}
         SET ${chargeSetSql({ added: '$5::integer', error: '$2', delayMs: '$3', maxAttempts: '$4', permanent: '$6::boolean' })}
       WHERE id = $1::bigint
   RETURNING failed_at IS NOT NULL AS failed`,
@@ -116,39 +118,40 @@ export async function recordFailure(sequelize: Sequelize, transaction: Transacti
       bind: [failure.id, failure.error, failure.delayMs, failure.maxAttempts, failure.precharged ? 0 : 1, failure.permanent === true],
       transaction,
       type: QueryTypes.SELECT,
+      ...WITHOUT_SEARCH_PATH,
     },
   );
   return { failedForGood: row?.failed ?? false };
 }
 
 /** Milliseconds until the next stored notification becomes due (0 if one is due now), or null if none waits. */
-export async function nextDueInMs(sequelize: Sequelize, filter: ClaimFilter): Promise<number | null> {
+export async function nextDueInMs(objects: LibraryObjects, sequelize: Sequelize, filter: ClaimFilter): Promise<number | null> {
   const bind: unknown[] = [];
   const where = `${pendingSql()} AND ${filterSql(filter, bind)}`;
   const [row] = await sequelize.query<{ ms: number | null }>(
     // greatest() ignores NULL, so an empty queue must be tested for explicitly.
     `SELECT CASE WHEN pg_catalog.min(available_at) IS NULL THEN NULL
                  ELSE greatest(0, extract(epoch FROM pg_catalog.min(available_at) - pg_catalog.clock_timestamp()) * 1000)::float8 END AS ms
-       FROM ${NOTIFICATION_TABLE} WHERE ${where}`,
-    { bind, type: QueryTypes.SELECT },
+       FROM ${objects.notificationTable} WHERE ${where}`,
+    { bind, type: QueryTypes.SELECT, ...WITHOUT_SEARCH_PATH },
   );
   return row?.ms ?? null;
 }
 
 /** SQL (with its parameters) telling whether any notification is due now: the heartbeat's one query. */
-export function dueCheck(filter: ClaimFilter): { text: string; values: unknown[] } {
+export function dueCheck(objects: LibraryObjects, filter: ClaimFilter): { text: string; values: unknown[] } {
   const values: unknown[] = [];
-  return { text: `SELECT EXISTS (SELECT FROM ${NOTIFICATION_TABLE} WHERE ${dueSql()} AND ${filterSql(filter, values)}) AS due`, values };
+  return { text: `SELECT EXISTS (SELECT FROM ${objects.notificationTable} WHERE ${dueSql()} AND ${filterSql(filter, values)}) AS due`, values };
 }
 
 /** Locks one notification for its run alone, with the claim's server-side time limits; null when gone or held. */
-export async function lockOne(sequelize: Sequelize, transaction: Transaction, id: string, timeoutMs: number): Promise<ClaimedRow | null> {
+export async function lockOne(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, id: string, timeoutMs: number): Promise<ClaimedRow | null> {
   const [row] = await sequelize.query<ClaimedRow>(
     `SELECT n.id::text AS id, n.channel, n.payload::text AS payload, n.attempts, false AS suspect,
             pg_catalog.set_config('statement_timeout', $2::text, true) AS t1,
             pg_catalog.set_config('idle_in_transaction_session_timeout', ($2::integer + 5000)::text, true) AS t2
-       FROM ${NOTIFICATION_TABLE} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
-    { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: QueryTypes.SELECT },
+       FROM ${objects.notificationTable} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
+    { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: QueryTypes.SELECT, ...WITHOUT_SEARCH_PATH },
   );
   return row ?? null;
 }

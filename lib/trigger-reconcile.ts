@@ -3,7 +3,8 @@ import type { Sequelize, Transaction } from 'sequelize';
 import type { ModelChannel } from './channel';
 import { MissingTableError } from './errors';
 import { installedObjects, missingRelations } from './catalog';
-import { type TriggerSpec, renderTrigger, uninstallStatements } from './trigger-render';
+import type { LibraryObjects } from './db-objects';
+import { type TriggerSpec, labelLibrary, renderTrigger, uninstallStatements } from './trigger-render';
 import { qualified, shortHash } from './sql-text';
 
 export type TriggerStatus = 'INSTALLED' | 'OUTDATED' | 'UNINSTALLED' | 'PRUNE';
@@ -26,9 +27,9 @@ export interface TriggerState {
 export const SYNC_LOCK_SQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgpubsub'), pg_catalog.hashtext('trigger-sync'))";
 
 /** The triggers the definitions call for, in a stable order. */
-export function desiredTriggers(channels: readonly ModelChannel[]): TriggerSpec[] {
+export function desiredTriggers(channels: readonly ModelChannel[], objects: LibraryObjects): TriggerSpec[] {
   return channels
-    .flatMap((channel) => channel.events.map((event) => renderTrigger(channel, event)))
+    .flatMap((channel) => channel.events.map((event) => renderTrigger(channel, event, objects)))
     .sort((a, b) => (a.schema + a.table + a.name).localeCompare(b.schema + b.table + b.name));
 }
 
@@ -39,13 +40,20 @@ export function stateHash(specs: readonly Pick<TriggerSpec, 'schema' | 'name' | 
 
 const key = (schema: string, name: string) => `${schema}\0${name}`;
 
-/** Compares desired triggers with the database: one state per trigger, desired or installed. */
+/**
+ * Compares desired triggers with the database: one state per trigger, desired or installed. An
+ * installed trigger of another library (one in another schema: another app in the same database)
+ * is none of this one's business.
+ */
 export async function triggerStates(
   sequelize: Sequelize,
   desired: readonly TriggerSpec[],
+  objects: LibraryObjects,
+  scope: { schemas?: readonly string[] } = {},
   transaction?: Transaction,
 ): Promise<TriggerState[]> {
-  const installed = new Map((await installedObjects(sequelize, transaction)).map((o) => [key(o.schema, o.name), o]));
+  const found = (await installedObjects(sequelize, transaction)).filter((o) => !scope.schemas || scope.schemas.includes(o.schema));
+  const installed = new Map(found.map((o) => [key(o.schema, o.name), o]));
   const states: TriggerState[] = desired.map((spec) => {
     const found = installed.get(key(spec.schema, spec.name));
     installed.delete(key(spec.schema, spec.name));
@@ -63,6 +71,7 @@ export async function triggerStates(
   });
   for (const orphan of installed.values()) {
     const label = orphan.label ?? orphan.functionLabel;
+    if (label && labelLibrary(label) !== objects.schema) continue;
     states.push({
       status: 'PRUNE',
       schema: orphan.schema,
@@ -90,13 +99,14 @@ export interface SyncResult {
 export async function syncTriggers(
   sequelize: Sequelize,
   desired: readonly TriggerSpec[],
-  options: { prune?: boolean; install?: boolean } = {},
+  objects: LibraryObjects,
+  options: { prune?: boolean; install?: boolean; schemas?: readonly string[] } = {},
 ): Promise<SyncResult> {
-  const { prune = true, install = true } = options;
+  const { prune = true, install = true, schemas } = options;
   return sequelize.transaction(async (transaction) => {
     await sequelize.query(SYNC_LOCK_SQL, { transaction });
     await assertTablesExist(sequelize, desired, transaction);
-    const states = await triggerStates(sequelize, desired, transaction);
+    const states = await triggerStates(sequelize, desired, objects, { schemas }, transaction);
     const bySpec = new Map(desired.map((spec) => [key(spec.schema, spec.name), spec]));
     const result: SyncResult = { installed: [], replaced: [], pruned: [] };
     for (const state of states) {

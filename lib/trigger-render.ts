@@ -1,6 +1,6 @@
 /** Renders the managed triggers: names, function bodies, install and uninstall statements, comment labels. Pure: no database access. */
 import type { ChannelEvent, ChannelOp, ModelChannel } from './channel';
-import { CONTEXT_FUNCTION, DB_VERSION_FUNCTION, NOTIFICATION_TABLE, PINNED_SEARCH_PATH, WAKE_FUNCTION } from './db-objects';
+import { DEFAULT_SCHEMA, type LibraryObjects, PINNED_SEARCH_PATH, libraryObjects } from './db-objects';
 import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from './sql-text';
 
 /** Every managed trigger and its function carry this name prefix and a comment starting with COMMENT_TAG. */
@@ -15,6 +15,8 @@ export interface TriggerLabel {
   channel: string;
   event: ChannelEvent;
   model: string;
+  /** The schema of the library the trigger stores into, when not the default (absent: `pgpubsub`). */
+  library?: string;
 }
 
 /** One managed trigger (and its function of the same name), rendered and frozen. */
@@ -42,11 +44,11 @@ function triggerName(channel: Pick<ModelChannel, 'schema' | 'table' | 'name'>, e
 }
 
 /** Renders the statement-level trigger and function that record `event` on a model channel. */
-export function renderTrigger(channel: ModelChannel, event: ChannelEvent): TriggerSpec {
+export function renderTrigger(channel: ModelChannel, event: ChannelEvent, objects: LibraryObjects = libraryObjects()): TriggerSpec {
   const name = triggerName(channel, event);
   const table = qualified(channel.schema, channel.table);
   const fn = qualified(channel.schema, name);
-  const body = channel.durable ? durableBody(channel, event) : broadcastBody(channel, event);
+  const body = channel.durable ? durableBody(channel, event, objects) : broadcastBody(channel, event, objects);
   const transition = event === 'insert' ? 'NEW TABLE AS pgpubsub_new'
     : event === 'delete' ? 'OLD TABLE AS pgpubsub_old'
       : 'OLD TABLE AS pgpubsub_old NEW TABLE AS pgpubsub_new';
@@ -57,7 +59,10 @@ export function renderTrigger(channel: ModelChannel, event: ChannelEvent): Trigg
   const createTrigger = `CREATE TRIGGER ${quoteIdent(name)} AFTER ${OP[event]} ON ${table} `
     + `REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`;
   const hash = shortHash([createFunction, createTrigger].join(';\n'));
-  const label: TriggerLabel = { hash, channel: channel.name, event, model: channel.modelName };
+  const label: TriggerLabel = {
+    hash, channel: channel.name, event, model: channel.modelName,
+    ...(objects.schema === DEFAULT_SCHEMA ? {} : { library: objects.schema }),
+  };
   const comment = quoteLiteral(COMMENT_TAG + JSON.stringify(label));
   return {
     ...label,
@@ -83,6 +88,11 @@ export function uninstallStatements(schema: string, table: string, name: string)
     `DROP TRIGGER IF EXISTS ${quoteIdent(name)} ON ${qualified(schema, table)}`,
     `DROP FUNCTION IF EXISTS ${qualified(schema, name)}()`,
   ];
+}
+
+/** The schema of the library a label's trigger stores into. */
+export function labelLibrary(label: TriggerLabel): string {
+  return label.library ?? DEFAULT_SCHEMA;
 }
 
 /** Parses a managed trigger's or function's comment; null when it is not one of ours. */
@@ -125,20 +135,20 @@ function payload(channel: ModelChannel, event: ChannelEvent, oldRow: string, new
  * (nothing stored, nothing to wake). Written for the hot path: each statement here is one
  * executor run, and assignments of function results are cheaper than PERFORM.
  */
-function durableBody(channel: ModelChannel, event: ChannelEvent): string {
+function durableBody(channel: ModelChannel, event: ChannelEvent, objects: LibraryObjects): string {
   return `
 DECLARE
-  context jsonb := ${CONTEXT_FUNCTION}();
+  context jsonb := ${objects.contextFunction}();
   stored bigint;
   woke boolean;
 BEGIN
-  INSERT INTO ${NOTIFICATION_TABLE} (channel, payload, db_version)
+  INSERT INTO ${objects.notificationTable} (channel, payload, db_version)
   SELECT ${quoteLiteral(channel.name)}, ${payload(channel, event, 'c.old_row', 'c.new_row')}, version.name
     FROM (${changedRows(event)}) AS c
-   CROSS JOIN (SELECT ${DB_VERSION_FUNCTION}() AS name) AS version;
+   CROSS JOIN (SELECT ${objects.dbVersionFunction}() AS name) AS version;
   GET DIAGNOSTICS stored = ROW_COUNT;
   IF stored > 0 THEN
-    woke := ${WAKE_FUNCTION}(${quoteLiteral(channel.name)});
+    woke := ${objects.wakeFunction}(${quoteLiteral(channel.name)});
   END IF;
   RETURN NULL;
 END
@@ -151,7 +161,7 @@ END
  * large to leave room for the key becomes `{"truncated": true}`, so the user's write never fails
  * for its size.
  */
-function broadcastBody(channel: ModelChannel, event: ChannelEvent): string {
+function broadcastBody(channel: ModelChannel, event: ChannelEvent, objects: LibraryObjects): string {
   const keyOnly = (row: string) => `CASE WHEN ${row} IS NULL THEN NULL ELSE jsonb_build_object(${
     channel.primaryKeyColumns.map((column) => `${quoteLiteral(column)}, ${row} -> ${quoteLiteral(column)}`).join(', ')
   }) END`;
@@ -159,7 +169,7 @@ function broadcastBody(channel: ModelChannel, event: ChannelEvent): string {
   if (!channel.fullRows) {
     return `
 DECLARE
-  context jsonb := ${CONTEXT_FUNCTION}();
+  context jsonb := ${objects.contextFunction}();
   ${keyContext}
 BEGIN
   PERFORM pg_notify(${quoteLiteral(channel.name)}, ${payload(channel, event, keyOnly('c.old_row'), keyOnly('c.new_row'), 'key_context')}::text)
@@ -170,7 +180,7 @@ END
   }
   return `
 DECLARE
-  context jsonb := ${CONTEXT_FUNCTION}();
+  context jsonb := ${objects.contextFunction}();
   ${keyContext}
 BEGIN
   PERFORM pg_notify(${quoteLiteral(channel.name)},

@@ -1,5 +1,5 @@
 import type { Client } from 'pg';
-import { DRAIN_BEAT_SEQUENCE } from './db-objects';
+import type { LibraryObjects } from './db-objects';
 import { quoteLiteral } from './sql-text';
 
 /**
@@ -34,8 +34,8 @@ export async function holdListening(client: Client, channels: readonly string[])
 }
 
 /** Says that a listener holding drain locks is draining: producers trust a drain lock only while this is fresh (1 s). */
-export async function drainBeat(client: Client): Promise<void> {
-  await client.query(`SELECT pg_catalog.setval(${quoteLiteral(DRAIN_BEAT_SEQUENCE)}, (extract(epoch FROM pg_catalog.clock_timestamp()) * 1000)::bigint)`);
+export async function drainBeat(objects: LibraryObjects, client: Client): Promise<void> {
+  await client.query(`SELECT pg_catalog.setval(${quoteLiteral(objects.drainBeatSequence)}, (extract(epoch FROM pg_catalog.clock_timestamp()) * 1000)::bigint)`);
 }
 
 /** Takes the drain lock of each channel no other listener holds; returns the channels taken. */

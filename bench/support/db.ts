@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
 import { managedTriggerSql } from '../../lib/catalog';
-import { WAKE_FUNCTION } from '../../lib/db-objects';
+import { libraryObjects } from '../../lib/db-objects';
 import { createEmptyDatabase, dropDatabase, scratchDatabaseName, withClient } from '../../dev/postgres';
 import { cpuSeconds } from './proc';
 
@@ -41,7 +41,7 @@ export async function dropChannelTriggers(url: string): Promise<void> {
  * notification.
  */
 export async function disableWakeUps(url: string): Promise<void> {
-  await withClient(url, (c) => c.query(`CREATE OR REPLACE FUNCTION ${WAKE_FUNCTION}(channel text) RETURNS boolean LANGUAGE sql AS 'SELECT false'`));
+  await withClient(url, (c) => c.query(`CREATE OR REPLACE FUNCTION ${libraryObjects().wakeFunction}(channel text) RETURNS boolean LANGUAGE sql AS 'SELECT false'`));
 }
 
 /** n authors in one statement (one transaction); resolves once it has committed. */

@@ -1,15 +1,27 @@
 import { inflight } from './inflight';
 import { notificationTable } from './notification-table';
 import { schemaMigration } from './schema';
-import { LIBRARY_SCHEMA, LIBRARY_VERSION } from '../db-objects';
+import { DEFAULT_SCHEMA, LIBRARY_VERSION } from '../db-objects';
 import { LibraryVersionError, MissingTableError } from '../errors';
-import type { LibraryMigration } from './runner';
+import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';
 
 /**
  * The library's own schema migrations, in order, for a programmatic Umzug v3 instance.
  * Their names match the sequelize-cli stub files, so both runners record the same rows in SequelizeMeta.
  */
 export const migrations: readonly LibraryMigration[] = [notificationTable, inflight, schemaMigration];
+
+const MODULES: readonly LibraryMigrationModule[] = [notificationTable, inflight, schemaMigration];
+
+/**
+ * The library's migrations for another schema or migration storage table, for Umzug v3.
+ *
+ * @example
+ * new Umzug({ migrations: [...libraryMigrations({ schema: 'app_pubsub', storage: { tableName: 'migrations' } }), ...appMigrations], … })
+ */
+export function libraryMigrations(options: LibraryMigrationOptions = {}): LibraryMigration[] {
+  return MODULES.map((migration) => migration.withOptions(options));
+}
 
 /** Each library migration: the version it brings the database to, and the module a sequelize-cli stub requires. */
 export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; module: string }> = [
@@ -18,24 +30,39 @@ export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; modul
   { version: 3, name: schemaMigration.name, module: 'sequelize-pgpubsub/migrations/schema' },
 ];
 
-export type { LibraryMigration } from './runner';
+export type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';
 
-/** The sequelize-cli stubs of the library migrations after `version`, for messages: `name (module.exports = require('…'))`, … */
-export function stubsAfter(version: number): string {
+/**
+ * The sequelize-cli stubs of the library migrations after `version`, for messages:
+ * `name (module.exports = require('…'))`, … (with `.withOptions({ schema })` for another schema
+ * than the default).
+ */
+export function stubsAfter(version: number, schema: string = DEFAULT_SCHEMA): string {
   return LIBRARY_STEPS.filter((step) => step.version > version)
-    .map((step) => `${step.name} (module.exports = require('${step.module}'))`).join(', ');
+    .map((step) => {
+      const options = schema !== DEFAULT_SCHEMA ? `.withOptions({ schema: '${schema}' })` : '';
+      return `${step.name} (module.exports = require('${step.module}')${options})`;
+    }).join(', ');
 }
 
 /**
  * Why `who` (e.g. 'listen') cannot run on a database whose library objects are at version `found`,
  * naming the migrations to run; null when `found` is this code's version.
  */
-export function libraryVersionProblem(found: number, who: string): MissingTableError | LibraryVersionError | null {
+export function libraryVersionProblem(
+  found: number,
+  who: string,
+  schema: string = DEFAULT_SCHEMA,
+  elsewhere: readonly string[] = [],
+): MissingTableError | LibraryVersionError | null {
   if (found === LIBRARY_VERSION) return null;
-  const fix = `Add the library's migration stubs ${stubsAfter(found)} to your migrations and run npx sequelize-cli db:migrate, `
+  const fix = `Add the library's migration stubs ${stubsAfter(found, schema)} to your migrations and run npx sequelize-cli db:migrate, `
     + 'or run the exported migrations with Umzug, or call sequelize.pgpubsub.install()';
   if (found === 0) {
-    return new MissingTableError('PGPUBSUB_NOT_INSTALLED', `${who}: the library's objects (schema ${LIBRARY_SCHEMA}) are not installed in this database. ${fix}`);
+    const hint = elsewhere.length > 0
+      ? ` (this database has it in schema ${elsewhere.join(', ')}: is use(pgpubsub, { schema }) set to the schema your migrations installed?)`
+      : '';
+    return new MissingTableError('PGPUBSUB_NOT_INSTALLED', `${who}: the library's objects (schema ${schema}) are not installed in this database${hint}. ${fix}`);
   }
   if (found < LIBRARY_VERSION) {
     return new LibraryVersionError(found, LIBRARY_VERSION, `${who}: this database has the library's objects at version ${found}; this sequelize-pgpubsub runs on version ${LIBRARY_VERSION}. ${fix}`);
@@ -43,3 +70,4 @@ export function libraryVersionProblem(found: number, who: string): MissingTableE
   return new LibraryVersionError(found, LIBRARY_VERSION, `${who}: this database has the library's objects at version ${found}, newer than this sequelize-pgpubsub knows (${LIBRARY_VERSION}). `
     + 'Upgrade sequelize-pgpubsub in this app, or undo the newer library migrations');
 }
+

@@ -126,5 +126,6 @@ const downSql = [
   `DROP TABLE IF EXISTS ${INFLIGHT_TABLE}`,
 ];
 
-export const inflight = libraryStep(2, '00000000000002-pgpubsub-inflight.js', upSql, downSql);
-export const { name, up, down } = inflight;
+// Frozen in `public`, whatever the schema: version 3 moves the objects to it.
+export const inflight = libraryStep(2, '00000000000002-pgpubsub-inflight.js', () => ({ up: upSql, down: downSql }));
+export const { name, up, down, withOptions } = inflight;

@@ -185,5 +185,6 @@ $do$`,
   `DROP FUNCTION IF EXISTS ${CONTEXT_FUNCTION}()`,
 ];
 
-export const notificationTable = libraryStep(1, '00000000000001-pgpubsub-notification-table.js', upSql, downSql);
-export const { name, up, down } = notificationTable;
+// Frozen in `public`, whatever the schema: version 3 moves the objects to it.
+export const notificationTable = libraryStep(1, '00000000000001-pgpubsub-notification-table.js', () => ({ up: upSql, down: downSql }));
+export const { name, up, down, withOptions } = notificationTable;
