@@ -13,6 +13,7 @@ export type PgPubSubErrorCode =
   | MalformedPayloadError['code']
   | ListenOptionsError['code']
   | CallbackTimeoutError['code']
+  | NonRetryableError['code']
   | MissingTableError['code']
   | LibraryVersionError['code']
   | SetupError['code']
@@ -90,6 +91,22 @@ export class CallbackTimeoutError extends CodedError<'PGPUBSUB_CALLBACK_TIMEOUT'
 
   constructor(channel: string, id: string | null, timeoutMs: number) {
     super('PGPUBSUB_CALLBACK_TIMEOUT', `callback on '${channel}'${id ? ` for notification ${id}` : ''} did not settle within ${timeoutMs} ms (timeoutMs); its work was rolled back`);
+  }
+}
+
+/**
+ * Throw it from a callback to fail the notification for good at once: no retry, whatever attempts
+ * are left (an address that will never be valid, a record that is gone). Its message is kept as
+ * the notification's error, like any other.
+ *
+ * @example
+ * if (!user.email) throw new NonRetryableError(`user ${user.id} has no e-mail address`);
+ */
+export class NonRetryableError extends CodedError<'PGPUBSUB_NON_RETRYABLE'> {
+  override readonly name = 'NonRetryableError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PGPUBSUB_NON_RETRYABLE', message, options);
   }
 }
 

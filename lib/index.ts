@@ -39,6 +39,7 @@ export {
   MalformedPayloadError,
   LibraryVersionError,
   MissingTableError,
+  NonRetryableError,
   NotifyPayloadError,
   PgPubSubError,
   SetupError,

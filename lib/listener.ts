@@ -6,7 +6,7 @@ import { jitteredBackoff } from './backoff';
 import type { NotificationContext } from './context';
 import type { LibraryObjects } from './db-objects';
 import { errorSummary, errorText, sqlState } from './error-text';
-import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError } from './errors';
+import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError, NonRetryableError } from './errors';
 import { chargeBeforeRunningAlone, clearInflight, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type Logger, consoleLogger } from './logger';
 import { decodeMessage } from './message';
@@ -22,6 +22,29 @@ export const LISTENER_APPLICATION_NAME = 'pgpubsub-listener';
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
 
 /** Thrown out of a batch to roll it back and run it again carefully, this message's failure known. */
+/** A hook to run once a notification's transaction has committed. */
+type AfterCommitHook = () => unknown;
+
+/**
+ * Points `transaction.afterCommit` at `register` while a message's callbacks run, so that a hook
+ * runs after the outer commit: Sequelize runs a savepoint's hooks when the savepoint is released,
+ * and a transaction's even when its COMMIT failed. Returns the function that puts it back.
+ */
+function redirectAfterCommit(transaction: Transaction, register: (hook: AfterCommitHook) => void): () => void {
+  const own = Object.getOwnPropertyDescriptor(transaction, 'afterCommit');
+  Object.defineProperty(transaction, 'afterCommit', { value: (hook: AfterCommitHook) => register(hook), configurable: true, writable: true });
+  return () => {
+    if (own) Object.defineProperty(transaction, 'afterCommit', own);
+    else delete (transaction as { afterCommit?: unknown }).afterCommit;
+  };
+}
+
+/** A NonRetryableError, also from another copy of this package (compared by name and code). */
+function isNonRetryable(error: unknown): boolean {
+  return error instanceof NonRetryableError
+    || ((error as { name?: unknown })?.name === 'NonRetryableError' && (error as { code?: unknown }).code === 'PGPUBSUB_NON_RETRYABLE');
+}
+
 class CallbackFailed extends Error {
   constructor(readonly id: string, readonly error: unknown) {
     super(`a callback failed for notification ${id}; the batch is run again with that failure recorded`);
@@ -505,13 +528,15 @@ export class Listener extends EventEmitter {
       const message = decodeMessage(channel, text, null);
       if (this.#options.contextFilter && !contains(message.context, this.#options.contextFilter)) return;
       const transaction = await this.#sequelize.transaction();
+      const afterCommit: AfterCommitHook[] = [];
       try {
-        await this.#run(channel, message, transaction, 1, null);
+        await this.#run(channel, message, transaction, 1, null, afterCommit);
         await transaction.commit();
       } catch (error) {
         await this.#rollback(transaction);
         throw error;
       }
+      await this.#afterCommit(afterCommit, channel.name);
       this.stats.broadcasts++;
       this.emit('broadcast', channel.name);
     } catch (error) {
@@ -525,15 +550,29 @@ export class Listener extends EventEmitter {
    * is up the signal aborts and this rejects with CallbackTimeoutError; the caller rolls the
    * transaction back, which ends the callback's use of it.
    */
-  async #run(channel: AnyChannel, message: unknown, transaction: Transaction, attempt: number, id: string | null): Promise<void> {
+  async #run(
+    channel: AnyChannel,
+    message: unknown,
+    transaction: Transaction,
+    attempt: number,
+    id: string | null,
+    afterCommit: AfterCommitHook[],
+  ): Promise<void> {
     const timeoutMs = this.#timeoutOf(channel);
     const controller = new AbortController();
     const callbacks = this.#host.callbacks(channel.name);
+    // The message's after-commit hooks wait here, and join the transaction's only if it succeeds.
+    const pending: AfterCommitHook[] = [];
+    const register = (hook: AfterCommitHook) => {
+      if (typeof hook !== 'function') throw new TypeError(`afterCommit(hook): the hook must be a function, got ${typeof hook}`);
+      if (!controller.signal.aborted) pending.push(hook);
+    };
+    const restore = redirectAfterCommit(transaction, register);
     const work = (async () => {
       for (const callback of callbacks) {
         // Timed out during an earlier callback of this message: the rest must not run.
         if (controller.signal.aborted) return;
-        await callback(message, { transaction, attempt, signal: controller.signal });
+        await callback(message, { transaction, attempt, signal: controller.signal, afterCommit: register });
       }
     })();
     let timer: NodeJS.Timeout | undefined;
@@ -548,8 +587,21 @@ export class Listener extends EventEmitter {
     work.catch(() => undefined);
     try {
       await Promise.race([work, expired]);
+      afterCommit.push(...pending);
     } finally {
       clearTimeout(timer);
+      restore();
+    }
+  }
+
+  /** Runs a committed transaction's after-commit hooks in order; one that throws is logged, and the others still run. */
+  async #afterCommit(hooks: readonly AfterCommitHook[], channel: string | null): Promise<void> {
+    for (const hook of hooks) {
+      try {
+        await hook();
+      } catch (error) {
+        this.#log.error('an after-commit hook failed (the notification stays processed)', { event: 'after-commit-failed', channel, error: errorText(error) });
+      }
     }
   }
 
@@ -702,8 +754,9 @@ export class Listener extends EventEmitter {
       error: errorText(error),
       delayMs: backoffDelay(precharged ? row.attempts : row.attempts + 1, channel.retry),
       maxAttempts: channel.retry.maxAttempts,
-      // A payload that is not a message of its channel fails the same way every time.
-      permanent: error instanceof MalformedPayloadError,
+      // A payload that is not a message of its channel fails the same way every time; a callback
+      // can say the same of its own failure.
+      permanent: error instanceof MalformedPayloadError || isNonRetryable(error),
       precharged,
     };
   }
@@ -716,6 +769,7 @@ export class Listener extends EventEmitter {
     const processed: string[] = [];
     const failures: Failure[] = [];
     const suspects: ClaimedRow[] = [];
+    const afterCommit: AfterCommitHook[] = [];
     const transaction = await this.#sequelize.transaction();
     let rows: ClaimedRow[];
     try {
@@ -758,7 +812,7 @@ export class Listener extends EventEmitter {
         }
         const savepoint = known ? await this.#sequelize.transaction({ transaction }) : null;
         try {
-          await this.#run(channel, message, savepoint ?? transaction, row.attempts + 1, row.id);
+          await this.#run(channel, message, savepoint ?? transaction, row.attempts + 1, row.id, afterCommit);
           if (savepoint) await savepoint.commit();
           processed.push(row.id);
         } catch (error) {
@@ -778,6 +832,7 @@ export class Listener extends EventEmitter {
       await this.#rollback(transaction);
       throw error;
     }
+    await this.#afterCommit(afterCommit, null);
     return { claimed: rows.length, processed, failures, suspects };
   }
 
@@ -807,13 +862,14 @@ export class Listener extends EventEmitter {
   /** The run of a suspect whose attempt is charged: its outcome replaces the charge's error. */
   async #runCharged(suspect: ClaimedRow, channel: AnyChannel, attempt: number): Promise<void> {
     let failure: unknown = null;
+    const afterCommit: AfterCommitHook[] = [];
     const transaction = await this.#sequelize.transaction();
     let row: ClaimedRow | null = null;
     try {
       row = await this.#library(transaction, 'lock', lockOne(this.#objects, this.#sequelize, transaction, suspect.id, this.#timeoutOf(channel)));
       if (row) {
         try {
-          await this.#run(channel, decodeMessage(channel, row.payload, row.id), transaction, attempt, row.id);
+          await this.#run(channel, decodeMessage(channel, row.payload, row.id), transaction, attempt, row.id, afterCommit);
         } catch (error) {
           if (error instanceof CallbackTimeoutError || !(await this.#connectionAlive(transaction))) throw error;
           failure = error;
@@ -828,6 +884,7 @@ export class Listener extends EventEmitter {
       failure = error;
     }
     if (failure === null) {
+      await this.#afterCommit(afterCommit, channel.name);
       if (row) {
         this.stats.processed++;
         this.emit('processed', [row.id]);

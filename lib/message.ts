@@ -42,6 +42,13 @@ export interface CallbackContext {
    * fetch() and other calls that take one. The work is rolled back either way.
    */
   signal: AbortSignal;
+  /**
+   * Runs `hook` once the notification's transaction has committed: after the outer commit, never
+   * at a savepoint, and not at all if the message's work rolls back (its callback fails, or the
+   * batch is redone). `transaction.afterCommit(hook)` means the same inside a callback. A hook that
+   * throws is logged (event `after-commit-failed`); the message stays processed.
+   */
+  afterCommit(hook: () => unknown): void;
 }
 
 export type ModelCallback<M extends Model = Model> = (message: ModelMessage<M>, context: CallbackContext) => unknown;

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { QueryTypes } from 'sequelize';
-import { type Listener, type ModelMessage, channel } from '../lib';
+import { type Listener, type ModelMessage, NonRetryableError, channel } from '../lib';
 import type { App } from '../models/app';
 import { type ReadCounter, WELCOME, registerCallbacks } from '../models/callbacks';
 import { openApp } from '../dev/example-app';
@@ -427,6 +427,51 @@ describe('listener: exactly-once processing', () => {
         expect(runs).to.deep.equal(savepoints === 'always' ? ['first', 'second', 'bad', 'last'] : ['first', 'second', 'bad', 'first', 'second', 'last']);
       });
     }
+
+    for (const savepoints of ['on-failure', 'always'] as const) {
+      it(`with savepoints '${savepoints}', runs after-commit hooks after the outer commit, once, and never for a message that failed`, async () => {
+        const Hooked = channel<{ name: string; fail: boolean }>('hooked', { retry: { maxAttempts: 1 } });
+        const hooks: Array<[string, number]> = [];
+        // Read outside the batch's transaction: the callback's row is there only once the batch committed.
+        const committed = (name: string) => app.Author.count({ where: { name } });
+        app.sequelize.pgpubsub.on(Hooked, async ({ payload }, { transaction, afterCommit }) => {
+          await app.Author.create({ name: payload.name }, { transaction });
+          const hook = async () => { hooks.push([payload.name, await committed(payload.name)]); };
+          // Both ways in: Sequelize's own transaction.afterCommit, and the callback context's.
+          if (payload.name === 'first') transaction.afterCommit(hook);
+          else afterCommit(hook);
+          if (payload.fail) throw new Error('fails after registering its hook');
+        });
+        for (const [name, fail] of [['first', false], ['second', false], ['bad', true], ['last', false]] as const) {
+          await app.sequelize.pgpubsub.notify(Hooked, { name, fail });
+        }
+        await listen({ recover: true, savepoints });
+        await eventually(async () => hooks.length >= 3 && (await count("pgpubsub.notification WHERE channel = 'hooked' AND failed_at IS NULL")) === 0, 'the hooks');
+        await sleep(100);
+        expect(hooks).to.deep.equal([['first', 1], ['second', 1], ['last', 1]]);
+      });
+    }
+
+    it('fails a notification for good at once when its callback throws NonRetryableError, attempts left or not', async () => {
+      const Doomed = channel<{ to: string }>('doomed', { retry: { maxAttempts: 5, backoffMs: 10 } });
+      let runs = 0;
+      app.sequelize.pgpubsub.on(Doomed, ({ payload }) => {
+        runs++;
+        throw new NonRetryableError(`no such address: ${payload.to}`);
+      });
+      const listener = await listen();
+      const failed: boolean[] = [];
+      listener.on('failed', (failure: { failedForGood: boolean }) => failed.push(failure.failedForGood));
+      await app.sequelize.pgpubsub.notify(Doomed, { to: 'nobody@invalid' });
+      await eventually(async () => (await count("pgpubsub.notification WHERE channel = 'doomed' AND failed_at IS NOT NULL")) === 1, 'the failure');
+      const [row] = await app.sequelize.query<{ attempts: number; last_error: string }>(
+        "SELECT attempts, last_error FROM pgpubsub.notification WHERE channel = 'doomed'", { type: QueryTypes.SELECT });
+      expect(row.attempts).to.equal(1);
+      expect(row.last_error).to.match(/^NonRetryableError: no such address: nobody@invalid/);
+      await sleep(200);
+      expect(runs).to.equal(1);
+      expect(failed).to.deep.equal([true]);
+    });
 
     it('processes promptly a notification sent by a callback to another channel', async () => {
       const First = channel<{ step: number }>('first_step');
