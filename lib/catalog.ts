@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { libraryObjects } from './db-objects';
 import { V2_NAMES, V2_SCHEMA } from './migrations/v2-objects';
-import { quoteLiteral, WITHOUT_SEARCH_PATH } from './sql-text';
+import { quoteLiteral, LIBRARY_QUERY } from './sql-text';
 import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, parseLabel } from './trigger-render';
 
 /** The catalog lookups (pg_catalog): which managed triggers and functions, and which tables, a database has. */
@@ -55,7 +55,7 @@ export async function installedObjects(sequelize: Sequelize, transaction?: Trans
        JOIN pg_namespace n ON n.oid = p.pronamespace
       WHERE ${managedFunctionSql('p')}
         AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid)`,
-    { type: QueryTypes.SELECT, transaction },
+    { type: QueryTypes.SELECT, transaction, ...LIBRARY_QUERY },
   );
   return rows.map(({ triggerComment, functionComment, ...row }) => ({
     ...row,
@@ -67,7 +67,7 @@ export async function installedObjects(sequelize: Sequelize, transaction?: Trans
 /** Rows of one query, on a pg client or through Sequelize (in `transaction` if given). */
 async function selectRows<R extends object>(via: Client | Sequelize, text: string, values: unknown[], transaction?: Transaction): Promise<R[]> {
   return 'getQueryInterface' in via
-    ? via.query<R>(text, { bind: values, type: QueryTypes.SELECT, transaction, ...WITHOUT_SEARCH_PATH })
+    ? via.query<R>(text, { bind: values, type: QueryTypes.SELECT, transaction, ...LIBRARY_QUERY })
     : (await via.query<R>(text, values)).rows;
 }
 

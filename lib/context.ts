@@ -1,6 +1,6 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import { ContextError } from './errors';
-import { WITHOUT_SEARCH_PATH } from './sql-text';
+import { LIBRARY_QUERY } from './sql-text';
 
 /** The setting (GUC) that holds the notification context as JSON text. Frozen: installed pgpubsub_context() reads it. */
 export const CONTEXT_SETTING = 'pgpubsub.notification_context';
@@ -56,7 +56,7 @@ export async function setContext(sequelize: Sequelize, context: NotificationCont
           + 'Pass { transaction }, or run your writes inside withContext(context, async (transaction) => …)',
       );
     }
-    await sequelize.query(SET_SQL, { bind: values, transaction, raw: true, ...WITHOUT_SEARCH_PATH });
+    await sequelize.query(SET_SQL, { bind: values, transaction, raw: true, ...LIBRARY_QUERY });
   } catch (error) {
     // The transaction already failed and will roll back with everything in it; a context for it is moot.
     if ((error as { parent?: { code?: string }; code?: string }).parent?.code === IN_FAILED_TRANSACTION

@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { LibraryObjects } from './db-objects';
 import { type ClaimedRow, chargeSetSql, pendingSql } from './store';
-import { WITHOUT_SEARCH_PATH } from './sql-text';
+import { LIBRARY_QUERY } from './sql-text';
 
 /**
  * Advisory lock namespace of the listeners' holder keys (the second key): a listener holds its key
@@ -37,7 +37,7 @@ function randomKey(): number {
 export async function markInflight(objects: LibraryObjects, via: Client | Sequelize, holder: number, ids: readonly string[]): Promise<void> {
   const text = `INSERT INTO ${objects.inflightTable} (holder, ids) VALUES ($1::integer, $2::bigint[])
                 ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = pg_catalog.now(), suspected_at = NULL`;
-  if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids], ...WITHOUT_SEARCH_PATH });
+  if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids], ...LIBRARY_QUERY });
   else await via.query(text, [holder, ids]);
 }
 
@@ -80,7 +80,7 @@ export async function chargeBeforeRunningAlone(
      )
      -- Data-modifying CTEs run whether or not the query reads them.
      SELECT (SELECT pg_catalog.count(*) FROM charged)::int AS charged`,
-    { bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder], type: QueryTypes.SELECT, ...WITHOUT_SEARCH_PATH },
+    { bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder], type: QueryTypes.SELECT, ...LIBRARY_QUERY },
   );
   return result.charged === 1;
 }

@@ -103,12 +103,44 @@ export interface ListenOptions {
   timeoutMs?: number;
   /** Reconnect backoff bounds, in ms. Default 100 to 10000, with jitter. */
   reconnect?: { minDelayMs?: number; maxDelayMs?: number };
+  /**
+   * Where the LISTEN connection goes, when not where Sequelize's own connections go (the primary
+   * under `replication`, through your `beforeConnect`/`afterConnect` hooks): a connection URL or
+   * node-postgres client settings, e.g. straight to the server past a transaction pooler, which
+   * cannot hold a LISTEN.
+   */
+  listenConnection?: string | ListenConnectionConfig;
   logger?: Logger;
   /**
    * Awaited before a notification runs alone (the retry of one a dead process held): a supervisor
    * learns what a worker that dies now was running (`pgpubsub listen` uses it).
    */
   beforeRunningAlone?: (info: RunningAlone) => Promise<void> | void;
+}
+
+/** node-postgres client settings for the LISTEN connection (the fields of pg's ClientConfig). */
+export interface ListenConnectionConfig {
+  connectionString?: string;
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string | (() => string | Promise<string>);
+  database?: string;
+  ssl?: unknown;
+  [setting: string]: unknown;
+}
+
+/** The parts of Sequelize's (v6) connection manager that the LISTEN connection is opened with. */
+interface SequelizeConnectionManager {
+  lib: typeof import('pg');
+  config: SequelizeConnectionConfig & { replication?: { write: SequelizeConnectionConfig } | false };
+  /** Runs the beforeConnect hooks, connects as Sequelize does (dialectOptions, SSL, type parsers), runs the afterConnect hooks. */
+  _connect(config: SequelizeConnectionConfig): Promise<Client>;
+}
+
+interface SequelizeConnectionConfig {
+  dialectOptions?: Record<string, unknown>;
+  [setting: string]: unknown;
 }
 
 /** A notification about to run alone, its attempt already charged. */
@@ -223,8 +255,8 @@ export class Listener extends EventEmitter {
   readonly #host: ListenerHost;
   readonly #objects: LibraryObjects;
   readonly #sequelize: Sequelize;
-  readonly #options: Required<Omit<ListenOptions, 'channels' | 'contextFilter' | 'reconnect' | 'logger' | 'beforeRunningAlone'>> & {
-    contextFilter?: NotificationContext; minDelayMs: number; maxDelayMs: number;
+  readonly #options: Required<Omit<ListenOptions, 'channels' | 'contextFilter' | 'reconnect' | 'logger' | 'beforeRunningAlone' | 'listenConnection'>> & {
+    contextFilter?: NotificationContext; minDelayMs: number; maxDelayMs: number; listenConnection?: string | ListenConnectionConfig;
   };
   readonly #beforeRunningAlone: ListenOptions['beforeRunningAlone'];
   readonly #log: Logger;
@@ -275,6 +307,13 @@ export class Listener extends EventEmitter {
     if (!(minDelayMs >= 0 && maxDelayMs >= minDelayMs)) {
       throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: reconnect needs 0 <= minDelayMs <= maxDelayMs, got ${JSON.stringify(options.reconnect)}`);
     }
+    if (options.savepoints !== undefined && options.savepoints !== 'on-failure' && options.savepoints !== 'always') {
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: savepoints must be 'on-failure' or 'always', got ${JSON.stringify(options.savepoints)}`);
+    }
+    const own = options.listenConnection;
+    if (own !== undefined && typeof own !== 'string' && (typeof own !== 'object' || own === null || Array.isArray(own))) {
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: listenConnection must be a connection URL or node-postgres client settings, got ${JSON.stringify(own)}`);
+    }
     this.#options = {
       batchSize,
       timeoutMs,
@@ -282,6 +321,7 @@ export class Listener extends EventEmitter {
       savepoints: options.savepoints ?? 'on-failure',
       heartbeatMs: options.heartbeatMs ?? 60_000,
       contextFilter: options.contextFilter,
+      listenConnection: options.listenConnection,
       minDelayMs,
       maxDelayMs,
     };
@@ -384,29 +424,43 @@ export class Listener extends EventEmitter {
     }
   }
 
-  /** `first`: at start, also check the library is installed and report rows nobody here handles. */
-  async #connect(first = false): Promise<void> {
-    const config = this.#sequelize.config;
-    const pg = (this.#sequelize.connectionManager as unknown as { lib: typeof import('pg') }).lib;
-    const dialectOptions = ((this.#sequelize as unknown as { options: object }).options as { dialectOptions?: Record<string, unknown> }).dialectOptions ?? {};
-    const client = new pg.Client({
-      ...dialectOptions,
-      host: config.host,
-      port: config.port ? Number(config.port) : undefined,
-      user: config.username,
-      password: config.password ?? undefined,
-      database: config.database,
+  /**
+   * Opens the LISTEN connection as Sequelize opens its own: to `replication.write` when set, through
+   * the `beforeConnect`/`afterConnect` hooks (a password from a cloud IAM token), with the
+   * `dialectOptions` Sequelize passes on (SSL included); or to `listenConnection` when given (e.g.
+   * straight to the server, past a pooler that cannot LISTEN).
+   */
+  async #openClient(): Promise<Client> {
+    const settings = {
       keepAlive: true,
       connectionTimeoutMillis: 10_000,
       // Every query on this connection is short (locks, markers, the heartbeat): one that hangs means a dead path.
       query_timeout: LIBRARY_QUERY_DEADLINE_MS,
       application_name: LISTENER_APPLICATION_NAME,
-    });
+    };
+    const manager = this.#sequelize.connectionManager as unknown as SequelizeConnectionManager;
+    const own = this.#options.listenConnection;
+    if (own !== undefined) {
+      const client = new manager.lib.Client({ ...settings, ...(typeof own === 'string' ? { connectionString: own } : own) } as import('pg').ClientConfig);
+      try {
+        await client.connect();
+      } catch (error) {
+        await client.end().catch(() => undefined);
+        throw error;
+      }
+      return client;
+    }
+    const base = manager.config.replication ? manager.config.replication.write : manager.config;
+    return manager._connect({ ...base, dialectOptions: { ...base.dialectOptions, ...settings } });
+  }
+
+  /** `first`: at start, also check the library is installed and report rows nobody here handles. */
+  async #connect(first = false): Promise<void> {
+    const client = await this.#openClient();
     client.on('notification', (message) => this.#onNotification(message));
     client.on('error', (error) => this.#onConnectionLost(client, error));
     client.on('end', () => this.#onConnectionLost(client, new Error('connection ended')));
     try {
-      await client.connect();
       // This connection's writes are the in-flight markers (one per batch): they must be visible at
       // once, which an asynchronous commit is, but need not survive a server crash (a marker lost
       // then costs at most one uncharged death). Waiting for the WAL flush would add a disk sync to

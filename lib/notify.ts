@@ -3,7 +3,7 @@ import type { CustomChannel } from './channel';
 import { NotifyPayloadError } from './errors';
 import type { LibraryObjects } from './db-objects';
 import { NOTIFY_PAYLOAD_LIMIT } from './trigger-render';
-import { WITHOUT_SEARCH_PATH } from './sql-text';
+import { LIBRARY_QUERY } from './sql-text';
 
 export interface NotifyOptions {
   /** Send as part of this transaction: the notification exists if and only if it commits. */
@@ -36,7 +36,7 @@ export async function notify<T>(objects: LibraryObjects, sequelize: Sequelize, c
       bind: [channel.name, json, channel.durable],
       transaction: options.transaction,
       raw: true,
-      ...WITHOUT_SEARCH_PATH,
+      ...LIBRARY_QUERY,
     });
   } catch (error) {
     if ((error as { parent?: { code?: string } }).parent?.code === '22023' && !channel.durable) {

@@ -26,9 +26,11 @@ export function shortHash(text: string, length = 16): string {
 }
 
 /**
- * Spread into the options of every library query that has bind parameters, through Sequelize.
- * With `dialectOptions.prependSearchPath`, Sequelize puts `SET search_path to …;` before each
- * query, which makes one with bind parameters two statements, and PostgreSQL refuses to prepare
- * those. The library's SQL qualifies every name, so it needs no search_path.
+ * Spread into the options of the library's queries through Sequelize that need it:
+ * - `supportsSearchPath: false`: with `dialectOptions.prependSearchPath`, Sequelize puts
+ *   `SET search_path to …;` before each query, which makes one with bind parameters two
+ *   statements, and PostgreSQL refuses to prepare those. The library's SQL qualifies every name.
+ * - `useMaster: true`: with `replication`, Sequelize sends a SELECT outside a transaction to a read
+ *   replica; the library's (the running-alone charge is a SELECT that writes) need the primary.
  */
-export const WITHOUT_SEARCH_PATH = { supportsSearchPath: false } as const;
+export const LIBRARY_QUERY = { supportsSearchPath: false, useMaster: true } as const;

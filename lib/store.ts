@@ -1,7 +1,7 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { NotificationContext } from './context';
 import type { LibraryObjects } from './db-objects';
-import { WITHOUT_SEARCH_PATH } from './sql-text';
+import { LIBRARY_QUERY } from './sql-text';
 
 /**
  * The notification store: the operations on stored notifications (claim, lock one, delete, record a
@@ -86,14 +86,14 @@ export async function claimBatch(
 ): Promise<ClaimedRow[]> {
   const context = filter.context && Object.keys(filter.context).length > 0 ? JSON.stringify(filter.context) : null;
   return sequelize.query<ClaimedRow>(`SELECT * FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer)`, {
-    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs)], transaction, type: QueryTypes.SELECT, ...WITHOUT_SEARCH_PATH,
+    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY,
   });
 }
 
 /** Deletes processed notifications, in the transaction that ran their callbacks. */
 export async function deleteProcessed(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  await sequelize.query(`DELETE FROM ${objects.notificationTable} WHERE id = ANY($1::bigint[])`, { bind: [ids], transaction, ...WITHOUT_SEARCH_PATH });
+  await sequelize.query(`DELETE FROM ${objects.notificationTable} WHERE id = ANY($1::bigint[])`, { bind: [ids], transaction, ...LIBRARY_QUERY });
 }
 
 export interface FailureRecord {
@@ -118,7 +118,7 @@ export async function recordFailure(objects: LibraryObjects, sequelize: Sequeliz
       bind: [failure.id, failure.error, failure.delayMs, failure.maxAttempts, failure.precharged ? 0 : 1, failure.permanent === true],
       transaction,
       type: QueryTypes.SELECT,
-      ...WITHOUT_SEARCH_PATH,
+      ...LIBRARY_QUERY,
     },
   );
   return { failedForGood: row?.failed ?? false };
@@ -133,7 +133,7 @@ export async function nextDueInMs(objects: LibraryObjects, sequelize: Sequelize,
     `SELECT CASE WHEN pg_catalog.min(available_at) IS NULL THEN NULL
                  ELSE greatest(0, extract(epoch FROM pg_catalog.min(available_at) - pg_catalog.clock_timestamp()) * 1000)::float8 END AS ms
        FROM ${objects.notificationTable} WHERE ${where}`,
-    { bind, type: QueryTypes.SELECT, ...WITHOUT_SEARCH_PATH },
+    { bind, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
   );
   return row?.ms ?? null;
 }
@@ -151,7 +151,7 @@ export async function lockOne(objects: LibraryObjects, sequelize: Sequelize, tra
             pg_catalog.set_config('statement_timeout', $2::text, true) AS t1,
             pg_catalog.set_config('idle_in_transaction_session_timeout', ($2::integer + 5000)::text, true) AS t2
        FROM ${objects.notificationTable} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
-    { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: QueryTypes.SELECT, ...WITHOUT_SEARCH_PATH },
+    { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
   );
   return row ?? null;
 }
