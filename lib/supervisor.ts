@@ -71,6 +71,8 @@ export function supervise(options: SuperviseOptions): Promise<number> {
       if (message?.type === 'pgpubsub:alone-done') slot.alone = null;
       if (message?.type === 'pgpubsub:fatal') stopAll(1, `worker ${slot.id} cannot run: ${message.reason}`);
     });
+    // An IPC error (a message to a worker that is dying): its 'exit' says what happened.
+    worker.on('error', (error) => log.debug(`worker ${slot.id}: ${error.message}`, { event: 'worker-ipc-error', worker: slot.id, error: error.message }));
     // Read every message the worker sent before judging its exit: 'exit' can come before the last of them.
     worker.on('exit', (code, signal) => {
       if (!worker.isConnected()) onExit(slot, worker, code, signal);
@@ -97,8 +99,10 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     for (const slot of slots) {
       if (slot.timer) clearTimeout(slot.timer);
       slot.timer = null;
-      if (slot.worker?.isConnected()) slot.worker.send({ type: 'pgpubsub:shutdown' });
-      else slot.worker?.process.kill('SIGTERM');
+      const worker = slot.worker;
+      // A worker dying right now cannot take the order (EPIPE): a signal then, and its exit follows.
+      if (worker?.isConnected()) worker.send({ type: 'pgpubsub:shutdown' }, (error) => { if (error) worker.process.kill('SIGTERM'); });
+      else worker?.process.kill('SIGTERM');
     }
     const grace = setTimeout(() => {
       log.error(`workers still running after ${gracePeriodMs} ms; killing them`, { event: 'grace-period-over' });
