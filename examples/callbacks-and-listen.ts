@@ -24,11 +24,17 @@ sequelize.pgpubsub.on(PostReads, ({ payload }) => countRead(payload.modelId));
 
 const listener = await sequelize.pgpubsub.listen({ batchSize: 100 });
 // … later
+const slowest = new Map<string, number>();
+listener.on('message:done', ({ channel, durationMs, ok }) => {
+  if (ok) slowest.set(channel, Math.max(slowest.get(channel) ?? 0, durationMs));
+});
+listener.on('failed', ({ id, channel, error, failedForGood }) => console.error(`${channel} ${id}: ${String(error)}${failedForGood ? ' (failed for good)' : ''}`));
 const authors = await Author.bulkCreate([{ name: 'Ann' }, { name: 'Bea' }, { name: 'Cy' }]);
 await until(async () => await Post.count() === authors.length, 'a welcome post per author');
 const posts = await Post.findAll({ order: [['authorId', 'ASC']] });
 assert.deepEqual(posts.map((post) => [post.authorId, post.content]), authors.map((author) => [author.id, 'Welcome!']));
 assert.equal(await Post.count(), authors.length, 'each notification processed once');
+assert.ok(slowest.has('author_created'), 'message:done told each run and its duration');
 const [left] = await sequelize.query('SELECT count(*)::int AS count FROM pgpubsub.notification', { raw: true });
 assert.deepEqual(left, [{ count: 0 }], 'processed notifications are deleted');
 

@@ -25,6 +25,10 @@ interface ListenCliOptions {
   heartbeatMs?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  savepoints?: 'on-failure' | 'always';
+  contextFilter?: Record<string, unknown>;
+  listenUrl?: string;
+  logSql?: boolean;
   gracePeriod: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -33,6 +37,22 @@ interface ListenCliOptions {
 /** A comma-separated option value as a list, blanks dropped. */
 function commaList(value: string): string[] {
   return value.split(',').map((name) => name.trim()).filter(Boolean);
+}
+
+/** Parses a JSON object option value; anything else is a usage error naming the option. */
+function jsonObject(name: string) {
+  return (value: string): Record<string, unknown> => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      throw new InvalidArgumentError(`${name} must be a JSON object, e.g. '{"tenant":7}'; got ${value}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new InvalidArgumentError(`${name} must be a JSON object, e.g. '{"tenant":7}'; got ${value}`);
+    }
+    return parsed as Record<string, unknown>;
+  };
 }
 
 function positiveInteger(name: string) {
@@ -164,6 +184,10 @@ function buildProgram(): Command {
     .option('--heartbeat-ms <ms>', 'how often the LISTEN connection is checked and the table swept as a backstop (default 60000)', positiveInteger('--heartbeat-ms'))
     .option('--reconnect-min-ms <ms>', 'shortest wait before reconnecting a lost LISTEN connection (default 100)', positiveInteger('--reconnect-min-ms'))
     .option('--reconnect-max-ms <ms>', 'longest wait between reconnect tries (default 10000)', positiveInteger('--reconnect-max-ms'))
+    .addOption(new Option('--savepoints <mode>', "'on-failure': redo a batch with a savepoint per message only when a callback throws; 'always': a savepoint per message (default on-failure)").choices(['on-failure', 'always']))
+    .option('--context-filter <json>', 'only claim notifications whose context contains this JSON object, e.g. \'{"tenant":7}\'', jsonObject('--context-filter'))
+    .option('--listen-url <url>', 'where the LISTEN connection goes, when not where Sequelize connects (e.g. past a transaction pooler)')
+    .option('--log-sql', "keep the app's Sequelize SQL logging on in the listener processes (off by default)")
     .addOption(new Option('--log-level <level>', 'lowest level logged').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--log-format <format>', 'pretty lines for people, json lines for collectors').choices(LOG_FORMATS).default('pretty'))
     .action(async (options: ListenCliOptions, command: Command) => {
@@ -189,6 +213,8 @@ function buildProgram(): Command {
         return;
       }
       const app = appFor(command);
+      // The app's SQL logging (Sequelize logs every statement to stdout by default) would bury the listener's own lines.
+      if (!options.logSql) (app.sequelize as unknown as { options: { logging: unknown } }).options.logging = false;
       const code = await runWorker(app.pubsub, {
         channels: options.channels,
         batchSize: options.batchSize,
@@ -196,6 +222,9 @@ function buildProgram(): Command {
         timeoutMs: options.timeoutMs,
         heartbeatMs: options.heartbeatMs,
         reconnect: { minDelayMs: options.reconnectMinMs, maxDelayMs: options.reconnectMaxMs },
+        savepoints: options.savepoints,
+        contextFilter: options.contextFilter,
+        listenConnection: options.listenUrl,
         gracePeriodMs: options.gracePeriod,
         logger,
       });

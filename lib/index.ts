@@ -26,7 +26,7 @@ export {
 } from './channel';
 export type { NotificationContext, QueryableConnection, SetContextOptions } from './context';
 export type { NotifyOptions } from './notify';
-export { Listener, type Failure, type ListenOptions, type ListenerStats, type RunningAlone } from './listener';
+export { Listener, type DrainEnd, type Failure, type ListenConnectionConfig, type ListenerEvents, type ListenOptions, type ListenerStats, type MessageDone, type MessageStart, type RunningAlone } from './listener';
 export type { CallbackContext, CustomCallback, CustomMessage, ModelCallback, ModelMessage } from './message';
 export { consoleLogger, type Logger, type LogLevel } from './logger';
 export {

@@ -8,7 +8,7 @@ import type { LibraryObjects } from './db-objects';
 import { errorSummary, errorText, sqlState } from './error-text';
 import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError, NonRetryableError } from './errors';
 import { chargeBeforeRunningAlone, clearInflight, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
-import { type Logger, consoleLogger } from './logger';
+import { type Logger, consoleLogger, toLogger } from './logger';
 import { decodeMessage } from './message';
 import { libraryProblem } from './library-check';
 import { quoteIdent } from './sql-text';
@@ -214,8 +214,22 @@ function contextFilterProblems(filter: unknown): string[] {
   return problems;
 }
 
-function contains(context: NotificationContext, filter: NotificationContext): boolean {
-  return Object.entries(filter).every(([key, value]) => JSON.stringify(context[key]) === JSON.stringify(value));
+/**
+ * Whether `value` contains `pattern` as PostgreSQL's jsonb `@>` has it, so that a broadcast is
+ * filtered as a stored notification is: an object contains another when it has each of its keys
+ * with a value that contains the other's; an array, when each element of the other is contained
+ * in one of its elements; scalars, when equal.
+ */
+export function jsonContains(value: unknown, pattern: unknown): boolean {
+  if (Array.isArray(pattern)) {
+    return Array.isArray(value) && pattern.every((wanted) => value.some((item) => jsonContains(item, wanted)));
+  }
+  if (typeof pattern === 'object' && pattern !== null) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+    return Object.entries(pattern).every(([key, wanted]) => Object.prototype.hasOwnProperty.call(value, key)
+      && jsonContains((value as Record<string, unknown>)[key], wanted));
+  }
+  return value === pattern;
 }
 
 /** One claim transaction's result. */
@@ -225,6 +239,56 @@ interface BatchOutcome {
   failures: Failure[];
   /** Claimed rows a dead process held: run alone once this batch has committed. */
   suspects: ClaimedRow[];
+}
+
+/** A message whose callbacks are about to run (`message:start`). */
+export interface MessageStart {
+  channel: string;
+  /** The stored notification's id; null for a broadcast. */
+  id: string | null;
+  /** 1 on the first attempt, 2 on the first retry, … */
+  attempt: number;
+}
+
+/** A message whose callbacks have run (`message:done`): `ok` false when they threw or timed out. */
+export interface MessageDone extends MessageStart {
+  durationMs: number;
+  ok: boolean;
+  /** What they threw, when not ok. */
+  error?: unknown;
+}
+
+/** A drain that ended (`drain:end`): what it claimed and processed, and how long it took. */
+export interface DrainEnd {
+  claimed: number;
+  processed: number;
+  failed: number;
+  durationMs: number;
+}
+
+/**
+ * The listener's events and their arguments, for `listener.on(name, handler)`.
+ * `message:done` tells that a message's callbacks ran; `processed` that their work committed (a
+ * batch redone after another message's failure runs a message's callbacks twice, and commits once).
+ */
+export interface ListenerEvents {
+  /** The ids whose processing committed (a batch, or one run alone). */
+  processed: [ids: string[]];
+  /** A callback failed; the notification is kept for a retry or, `failedForGood`, failed. */
+  failed: [failure: Failure];
+  /** A notification a dead process held was run alone (whatever the outcome). */
+  ranAlone: [id: string];
+  /** A broadcast's callbacks ran and committed. */
+  broadcast: [channel: string];
+  'message:start': [message: MessageStart];
+  'message:done': [message: MessageDone];
+  /** A drain began: a wake-up, a retry coming due, or the start-up recovery. */
+  'drain:start': [];
+  'drain:end': [drain: DrainEnd];
+  /** The LISTEN connection is back, after `attempt` tries. */
+  reconnected: [info: { attempt: number }];
+  /** A drain or a broadcast failed (already logged); emitted only when something listens for it. */
+  error: [error: unknown];
 }
 
 export interface Failure {
@@ -246,11 +310,9 @@ export interface Failure {
  * charges nothing; a message whose process died is run alone next time, its attempt charged first;
  * a payload that can never succeed fails at once.
  *
- * Events: 'processed' (ids), 'failed' (Failure), 'ranAlone' (id, after running a suspect alone),
- * 'broadcast' (channel), 'reconnected', and
- * 'error' (a drain or broadcast that failed; emitted only when something listens for it, already logged).
+ * Events: see ListenerEvents.
  */
-export class Listener extends EventEmitter {
+export class Listener extends EventEmitter<ListenerEvents> {
   readonly stats: ListenerStats = { processed: 0, ranAlone: 0, failed: 0, broadcasts: 0, batches: 0, reconnects: 0 };
   readonly #host: ListenerHost;
   readonly #objects: LibraryObjects;
@@ -281,6 +343,8 @@ export class Listener extends EventEmitter {
   /** Channels whose drain lock this listener holds on its LISTEN connection (producers skip their NOTIFYs). */
   #drainLocks: string[] = [];
   #drainLocksTriedAt = 0;
+  /** Rows claimed by this listener's batches, for drain:end. */
+  #claimedTotal = 0;
   /** Set when producers may have skipped a NOTIFY this listener must make up for (see #drain). */
   #settle = true;
 
@@ -289,7 +353,7 @@ export class Listener extends EventEmitter {
     this.#host = host;
     this.#objects = host.objects;
     this.#sequelize = host.sequelize;
-    this.#log = options.logger ?? consoleLogger();
+    this.#log = options.logger ? toLogger(options.logger, 'listen({ logger })') : consoleLogger();
     const batchSize = options.batchSize ?? 100;
     if (!Number.isInteger(batchSize) || batchSize < 1) {
       throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
@@ -541,7 +605,7 @@ export class Listener extends EventEmitter {
         await this.#connect();
         this.stats.reconnects++;
         this.#log.info('reconnected; sweeping for notifications sent meanwhile', { event: 'reconnected', attempt });
-        this.emit('reconnected');
+        this.emit('reconnected', { attempt });
         this.wake();
         return;
       } catch (error) {
@@ -580,7 +644,7 @@ export class Listener extends EventEmitter {
   async #broadcast(channel: AnyChannel, text: string): Promise<void> {
     try {
       const message = decodeMessage(channel, text, null);
-      if (this.#options.contextFilter && !contains(message.context, this.#options.contextFilter)) return;
+      if (this.#options.contextFilter && !jsonContains(message.context, this.#options.contextFilter)) return;
       const transaction = await this.#sequelize.transaction();
       const afterCommit: AfterCommitHook[] = [];
       try {
@@ -622,6 +686,9 @@ export class Listener extends EventEmitter {
       if (!controller.signal.aborted) pending.push(hook);
     };
     const restore = redirectAfterCommit(transaction, register);
+    const start: MessageStart = { channel: channel.name, id, attempt };
+    const startedAt = performance.now();
+    this.#tell('message:start', start);
     const work = (async () => {
       for (const callback of callbacks) {
         // Timed out during an earlier callback of this message: the rest must not run.
@@ -639,12 +706,29 @@ export class Listener extends EventEmitter {
     });
     // A callback still running after its time is up may reject later: nobody waits for it any more.
     work.catch(() => undefined);
+    const done = (ok: boolean, error?: unknown) => {
+      const durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
+      this.#tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
+    };
     try {
       await Promise.race([work, expired]);
       afterCommit.push(...pending);
+      done(true);
+    } catch (error) {
+      done(false, error);
+      throw error;
     } finally {
       clearTimeout(timer);
       restore();
+    }
+  }
+
+  /** Emits an event; a handler that throws is logged, and never taken for the message's own failure. */
+  #tell<K extends keyof ListenerEvents & string>(event: K, ...args: ListenerEvents[K]): void {
+    try {
+      (this.emit as (name: string, ...rest: unknown[]) => boolean)(event, ...args);
+    } catch (error) {
+      this.#log.error(`a '${event}' event handler threw`, { event: 'event-handler-failed', name: event, error: errorText(error) });
     }
   }
 
@@ -715,6 +799,8 @@ export class Listener extends EventEmitter {
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
     const { batchSize } = this.#options;
+    const started = { at: Date.now(), processed: this.stats.processed, failed: this.stats.failed, claimed: this.#claimedTotal };
+    this.#tell('drain:start');
     try {
       let claimed = 0;
       let streak = 0;
@@ -749,6 +835,13 @@ export class Listener extends EventEmitter {
       if (!this.#stopping) {
         this.#retryTimer = setTimeout(() => this.wake(), this.#options.minDelayMs * 10);
       }
+    } finally {
+      this.#tell('drain:end', {
+        claimed: this.#claimedTotal - started.claimed,
+        processed: this.stats.processed - started.processed,
+        failed: this.stats.failed - started.failed,
+        durationMs: Date.now() - started.at,
+      });
     }
   }
 
@@ -776,6 +869,7 @@ export class Listener extends EventEmitter {
       }
     }
     const { claimed, processed, failures, suspects } = outcome;
+    this.#claimedTotal += claimed;
     this.stats.batches++;
     this.stats.processed += processed.length;
     if (claimed > 0) this.#log.info('batch', { event: 'batch', claimed, processed: processed.length, failed: failures.length, suspects: suspects.length });

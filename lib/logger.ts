@@ -1,5 +1,9 @@
+import { ListenOptionsError } from './errors';
+
 /**
- * The logger the listener writes to: any object with these four methods (console, pino, winston…).
+ * The logger the listener writes to: any object with these four methods, called message first
+ * (console, winston). pino and bunyan, whose methods take the fields first, are recognised and
+ * called their way (see toLogger), so they too keep every field.
  * Every line the library logs has a stable `event` field (e.g. 'listening', 'batch', 'worker-died')
  * naming what happened, for programs; the message is for people and may change.
  */
@@ -48,4 +52,34 @@ export function consoleLogger(options: ConsoleLoggerOptions | LogLevel = {}): Lo
     stream.write(`${time.toISOString().slice(11, 23)} ${at.toUpperCase().padEnd(5)} [${who}] ${message}${extra}\n`);
   };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+/** pino's and bunyan's methods: the fields first, then the message. */
+type FieldsFirst = Record<LogLevel & keyof Logger, (fields: Record<string, unknown>, message: string) => void>;
+
+/**
+ * Whether `logger` takes the fields first: a pino logger (it has `bindings()` and a `levels` map)
+ * or a bunyan one (`streams` and `addStream()`). Called message first, both would drop the fields.
+ */
+function takesFieldsFirst(logger: object): boolean {
+  const candidate = logger as { child?: unknown; bindings?: unknown; levels?: unknown; streams?: unknown; addStream?: unknown };
+  if (typeof candidate.child !== 'function') return false;
+  const pino = typeof candidate.bindings === 'function' && typeof candidate.levels === 'object' && candidate.levels !== null;
+  const bunyan = Array.isArray(candidate.streams) && typeof candidate.addStream === 'function';
+  return pino || bunyan;
+}
+
+/**
+ * The logger as the library calls it: a message-first logger as it is, a fields-first one (pino,
+ * bunyan) wrapped so that each call passes the fields first. Checks the four methods are there.
+ */
+export function toLogger(logger: Logger, where = 'logger'): Logger {
+  const missing = (['debug', 'info', 'warn', 'error'] as const).filter((level) => typeof (logger as unknown as Record<string, unknown>)?.[level] !== 'function');
+  if (missing.length > 0) {
+    throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `${where}: a logger needs the methods debug, info, warn and error (console, pino, winston and bunyan have them); this one lacks ${missing.join(', ')}`);
+  }
+  if (!takesFieldsFirst(logger)) return logger;
+  const fieldsFirst = logger as unknown as FieldsFirst;
+  const call = (level: keyof Logger) => (message: string, fields: Record<string, unknown> = {}) => fieldsFirst[level](fields, message);
+  return { debug: call('debug'), info: call('info'), warn: call('warn'), error: call('error') };
 }

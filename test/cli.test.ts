@@ -11,6 +11,10 @@ import { openApp } from '../dev/example-app';
 import { type TestDatabase, emptyDatabase, testDatabase } from './support/hooks';
 import { ROOT, type RunOptions, SEQUELIZE_CLI, pgpubsubCli, run, shown } from '../dev/processes';
 import { sql } from '../dev/postgres';
+import { eventually } from '../dev/eventually';
+import { startProxy } from '../dev/proxy';
+import { startListen } from '../dev/processes';
+import { defineThingApp } from './fixtures/thing-app';
 import { managedTriggerSql } from '../lib/catalog';
 const APP_TABLES_MIGRATION = '20260101000000-create-example-app.js';
 /** The example app's channels (models/app.ts) and the events each records. */
@@ -100,6 +104,52 @@ describe('pgpubsub CLI', function () {
         expect(result.stderr, args.join(' ')).to.include('--help');
         expect(result.stdout, args.join(' ')).to.equal('');
       });
+    });
+  });
+
+  describe('listen options', () => {
+    it('exits 2 naming the option for a --context-filter that is not a JSON object or an unknown --savepoints', async () => {
+      const { url } = await fresh(emptyDatabase, 'cli listen usage');
+      const cases: [string[], RegExp][] = [
+        [['listen', '--context-filter', 'tenant=7'], /--context-filter must be a JSON object/],
+        [['listen', '--context-filter', '[7]'], /--context-filter must be a JSON object/],
+        [['listen', '--savepoints', 'sometimes'], /--savepoints.*sometimes.*Allowed choices are on-failure, always/],
+      ];
+      const results = await Promise.all(cases.map(([args]) => pgpubsub(args, { url })));
+      results.forEach((result, i) => {
+        expect(result.code, shown(result)).to.equal(2);
+        expect(result.stderr).to.match(cases[i][1]);
+      });
+    });
+
+    it('passes --context-filter, --savepoints and --listen-url to the listener, and keeps the app\'s SQL logging off its stdout', async () => {
+      const db = await fresh(emptyDatabase, 'cli listen options');
+      const app = defineThingApp(db.url, 'cli_made');
+      try {
+        await app.sequelize.sync();
+        await app.sequelize.pgpubsub.install();
+        for (const tenant of [7, 8]) {
+          await app.sequelize.pgpubsub.withContext({ tenant }, (transaction) => app.Thing.create({ name: `for ${tenant}` }, { transaction }));
+        }
+        const proxy = await startProxy(db.url);
+        const listener = startListen(db.url, [
+          '--worker', '--app', path.join(ROOT, 'test', 'fixtures', 'thing-app.ts'),
+          '--context-filter', '{"tenant":7}', '--savepoints', 'always', '--listen-url', proxy.via(db.url),
+        ], { PGPUBSUB_THING_CHANNEL: 'cli_made', PGPUBSUB_SQL_LOG: '1' });
+        try {
+          await listener.event('recovered');
+          await eventually(() => listener.all('batch').some((e) => e.processed === 1), 'the tenant 7 row');
+          expect(proxy.statements(), 'the LISTEN connection went through --listen-url').to.be.above(0);
+        } finally {
+          expect((await listener.stop()).code).to.equal(0);
+          await proxy.close();
+        }
+        const left = await app.sequelize.query("SELECT payload -> 'context' AS context FROM pgpubsub.notification", { type: 'SELECT' as never });
+        expect(left).to.deep.equal([{ context: { tenant: 8 } }]);
+        expect(listener.output, 'stdout lines that are not the listener\'s JSON (e.g. SQL logging)').to.deep.equal([]);
+      } finally {
+        await app.sequelize.close();
+      }
     });
   });
 

@@ -1,5 +1,13 @@
 import { expect } from 'chai';
-import { consoleLogger } from '../lib';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import winston from 'winston';
+import { eventually } from '../dev/eventually';
+import { openApp } from '../dev/example-app';
+import { type Logger, consoleLogger } from '../lib';
+import type { App } from '../models/app';
+import { registerCallbacks } from '../models/callbacks';
+import { type TestDatabase, testDatabase } from './support/hooks';
 
 describe('consoleLogger', () => {
   const capture = (format: 'pretty' | 'json') => {
@@ -24,5 +32,56 @@ describe('consoleLogger', () => {
     logger.info('listening', { event: 'listening' });
     expect(lines[0]).to.match(/^\d\d:\d\d:\d\d\.\d{3} WARN  \[pid \d+ worker 2\] reconnect failed \{"attempt":2\}\n$/);
     expect(lines[1]).to.match(/\] listening\n$/);
+  });
+});
+
+describe('loggers passed to listen() as they are', function () {
+  this.timeout(30_000);
+  let db: TestDatabase;
+  let app: App;
+
+  beforeEach(async function () {
+    db = await testDatabase(this.currentTest!.title.slice(0, 20));
+    app = openApp(db.url);
+    registerCallbacks(app);
+  });
+  afterEach(async function () {
+    await app.sequelize.close();
+    if (this.currentTest?.state === 'passed') await db.drop();
+  });
+
+  /** Runs a listener with `logger` over one author; returns the JSON lines it wrote. */
+  const linesOf = async (logger: Logger, lines: string[]) => {
+    const listener = await app.sequelize.pgpubsub.listen({ logger });
+    await app.Author.create({ name: 'logged' });
+    await eventually(async () => (await app.Post.count()) === 1, 'the post');
+    await listener.stop();
+    return lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+  };
+  const expectFields = (entries: Array<Record<string, unknown>>, message: string) => {
+    expect(entries.find((entry) => entry.event === 'listening')?.channels, 'the listening line').to.include('author_created');
+    expect(entries.find((entry) => entry.event === 'batch'), 'a batch line').to.include({ claimed: 1, processed: 1, failed: 0, [message]: 'batch' });
+    expect(entries.find((entry) => entry.event === 'stopped'), 'the stopped line').to.include({ processed: 1 });
+  };
+
+  it('keeps every field with pino, which takes the fields first', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
+    expectFields(await linesOf(logger, lines), 'msg');
+  });
+
+  it('keeps every field with winston', async () => {
+    const lines: string[] = [];
+    const logger = winston.createLogger({
+      level: 'info',
+      format: winston.format.json(),
+      transports: [new winston.transports.Stream({ stream: new Writable({ write: (chunk, _encoding, done) => { lines.push(String(chunk)); done(); } }) })],
+    });
+    expectFields(await linesOf(logger, lines), 'message');
+  });
+
+  it('refuses a logger that lacks a method, naming it', async () => {
+    const refused = await app.sequelize.pgpubsub.listen({ logger: { info() {}, warn() {} } as never }).then(() => null, (error: Error) => error);
+    expect(refused?.message).to.match(/listen\(\{ logger \}\): a logger needs .* this one lacks debug, error/);
   });
 });
