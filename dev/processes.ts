@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import readline from 'node:readline';
 
 export const ROOT = path.resolve(__dirname, '..');
@@ -107,8 +108,10 @@ process.once('exit', () => {
  * Starts `node <script> …args` (a .ts script runs through tsx) with `env` added to this process's
  * environment, stdin a pipe, and its JSON stdout lines collected as events.
  */
-export function spawnProcess(script: string, args: string[], env: Record<string, string> = {}, cwd = ROOT): ChildProcessHandle {
-  const nodeArgs = script.endsWith('.ts') ? ['--require', TSX, script, ...args] : [script, ...args];
+export function spawnProcess(script: string, args: string[], env: Record<string, string> = {}, cwd = ROOT, options: { esm?: boolean } = {}): ChildProcessHandle {
+  // tsx's require hook for CommonJS TypeScript; its full loader (ES modules too) when asked.
+  const loader = options.esm ? ['--import', pathToFileURL(require.resolve('tsx')).href] : ['--require', TSX];
+  const nodeArgs = script.endsWith('.ts') ? [...loader, script, ...args] : [script, ...args];
   const child = spawn(process.execPath, nodeArgs, { cwd, env: withNodeOnPath({ ...process.env, ...env }), stdio: ['pipe', 'pipe', 'pipe'] });
   live.add(child);
   let stderr = '';

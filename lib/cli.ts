@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import cluster from 'node:cluster';
 import path from 'node:path';
 import { type LoadedApp, loadApp } from './app-loader';
+import { leaveWith } from './cluster';
 import { errorSummary } from './error-text';
 import { PgPubSubError } from './errors';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from './logger';
@@ -228,11 +229,7 @@ function buildProgram(): Command {
         gracePeriodMs: options.gracePeriod,
         logger,
       });
-      process.exitCode = code;
-      // A cluster worker's IPC channel would keep it alive.
-      if (cluster.isWorker) process.disconnect?.();
-      // Past the grace period a callback may still hold the event loop: leave without it.
-      if (code !== 0) setTimeout(() => process.exit(code), 100).unref();
+      process.exitCode = leaveWith(code);
     });
 
   program.command('recover')

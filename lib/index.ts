@@ -29,6 +29,9 @@ export type { NotifyOptions } from './notify';
 export { Listener, type DrainEnd, type Failure, type ListenConnectionConfig, type ListenerEvents, type ListenOptions, type ListenerStats, type MessageDone, type MessageStart, type RunningAlone } from './listener';
 export type { CallbackContext, CustomCallback, CustomMessage, ModelCallback, ModelMessage } from './message';
 export { consoleLogger, type Logger, type LogLevel } from './logger';
+export { runCluster, type ClusterOptions } from './cluster';
+export { supervise, type SuperviseOptions } from './supervisor';
+export { runWorker, type RunWorkerOptions } from './worker';
 export {
   AppLoadError,
   CallbackTimeoutError,
