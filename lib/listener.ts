@@ -39,6 +39,28 @@ function redirectAfterCommit(transaction: Transaction, register: (hook: AfterCom
   };
 }
 
+/** The CLS namespace of `Sequelize.useCLS()`, on the app's Sequelize class (cls-hooked's API). */
+interface ClsNamespace {
+  run(fn: (context: unknown) => void): void;
+  set(key: string, value: unknown): void;
+}
+
+/**
+ * Runs `fn` with `transaction` as the CLS transaction when the app uses `Sequelize.useCLS()`, so
+ * that a model call without `{ transaction }` joins the notification's transaction (as it would
+ * inside a managed `sequelize.transaction(callback)`), and commits or rolls back with it.
+ */
+function inClsTransaction<T>(sequelize: Sequelize, transaction: Transaction, fn: () => T): T {
+  const cls = (sequelize.constructor as { _cls?: ClsNamespace })._cls;
+  if (!cls) return fn();
+  let result!: T;
+  cls.run(() => {
+    cls.set('transaction', transaction);
+    result = fn();
+  });
+  return result;
+}
+
 /** A NonRetryableError, also from another copy of this package (compared by name and code). */
 function isNonRetryable(error: unknown): boolean {
   return error instanceof NonRetryableError
@@ -693,7 +715,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       for (const callback of callbacks) {
         // Timed out during an earlier callback of this message: the rest must not run.
         if (controller.signal.aborted) return;
-        await callback(message, { transaction, attempt, signal: controller.signal, afterCommit: register });
+        await inClsTransaction(this.#sequelize, transaction, () => callback(message, { transaction, attempt, signal: controller.signal, afterCommit: register }));
       }
     })();
     let timer: NodeJS.Timeout | undefined;
