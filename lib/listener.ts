@@ -73,6 +73,23 @@ class CallbackFailed extends Error {
   }
 }
 
+/** A batch callback failed in a fast pass (or timed out): the batch is run again, carefully. */
+class GroupFailed extends Error {
+  constructor(readonly channel: string, readonly split: boolean) {
+    super(`a batch callback on '${channel}' failed; the batch is run again${split ? ', one message at a time' : ' with savepoints'}`);
+  }
+}
+
+/** The key in a careful pass's known failures saying: run this channel's batch callbacks one message at a time. */
+const splitKey = (channel: string) => `split:${channel}`;
+
+/** A claimed message of a channel with batch callbacks. */
+interface GroupItem {
+  row: ClaimedRow;
+  message: unknown;
+  attempt: number;
+}
+
 /** What a notification that was running alone when its process died gets as its `last_error`. */
 const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash, kill or out of memory) while running this notification alone, after the listener that held it in a batch went away too';
 
@@ -181,6 +198,8 @@ export interface ListenerHost {
   channel(name: string): AnyChannel;
   channels(): AnyChannel[];
   callbacks(name: string): readonly Function[];
+  /** The batch callbacks (onBatch) of a channel. */
+  batchCallbacks(name: string): readonly Function[];
 }
 
 export interface ListenerStats {
@@ -412,13 +431,13 @@ export class Listener extends EventEmitter<ListenerEvents> {
       maxDelayMs,
     };
     this.#beforeRunningAlone = options.beforeRunningAlone;
-    const names = options.channels ?? host.channels().filter((c) => host.callbacks(c.name).length > 0).map((c) => c.name);
+    const names = options.channels ?? host.channels().filter((c) => host.callbacks(c.name).length + host.batchCallbacks(c.name).length > 0).map((c) => c.name);
     if (names.length === 0) {
       throw new ListenOptionsError('PGPUBSUB_NO_CALLBACKS', 'listen: no channel has a callback. Register one first, e.g. sequelize.pgpubsub.on(Author, \'author_created\', callback)');
     }
     this.#channels = names.map((name) => {
       const channel = host.channel(name);
-      if (host.callbacks(name).length === 0) {
+      if (host.callbacks(name).length + host.batchCallbacks(name).length === 0) {
         // Claiming a durable notification with nothing to run would delete it unprocessed.
         throw new ListenOptionsError('PGPUBSUB_NO_CALLBACKS', `listen: channel '${name}' has no callback. Register one with sequelize.pgpubsub.on(…) before listening, or leave it out of channels`);
       }
@@ -505,7 +524,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       const known = this.#host.channels().find((c) => c.name === channel);
       const why = !known ? 'no channel of that name is defined in this app (renamed or removed?)'
         : !known.durable ? 'it is a broadcast channel now, so nothing claims stored rows'
-          : this.#host.callbacks(channel).length === 0 ? 'it has no callback here' : 'this listener was started without it (channels option)';
+          : this.#host.callbacks(channel).length + this.#host.batchCallbacks(channel).length === 0 ? 'it has no callback here' : 'this listener was started without it (channels option)';
       this.#log.warn(`${n} stored notification(s) on channel '${channel}' wait for a listener: ${why}`, { event: 'unhandled-stored', channel, count: n });
     }
   }
@@ -698,9 +717,39 @@ export class Listener extends EventEmitter<ListenerEvents> {
     id: string | null,
     afterCommit: AfterCommitHook[],
   ): Promise<void> {
+    await this.#runCallbacks(channel, this.#host.callbacks(channel.name), transaction, afterCommit, [{ channel: channel.name, id, attempt }],
+      (callback, base) => callback(message, { ...base, attempt }));
+  }
+
+  /**
+   * Runs a batch callback over the messages of one channel from one claim (`onBatch`), within the
+   * channel's time limit, as #run does for one message.
+   */
+  async #runBatchCallbacks(channel: AnyChannel, items: readonly GroupItem[], transaction: Transaction, afterCommit: AfterCommitHook[]): Promise<void> {
+    const messages = items.map((item) => item.message);
+    const attempts = items.map((item) => item.attempt);
+    await this.#runCallbacks(channel, this.#host.batchCallbacks(channel.name), transaction, afterCommit,
+      items.map((item, i) => ({ channel: channel.name, id: item.row.id, attempt: attempts[i] })),
+      (callback, base) => callback(messages, { ...base, attempts }));
+  }
+
+  /**
+   * Runs `callbacks` in registration order (each through `call`), within the channel's time limit.
+   * When time is up the signal aborts and this rejects with CallbackTimeoutError; the caller rolls
+   * the transaction back, which ends the callbacks' use of it. `starts`: the messages it runs, for
+   * the message:start and message:done events.
+   */
+  async #runCallbacks(
+    channel: AnyChannel,
+    callbacks: readonly Function[],
+    transaction: Transaction,
+    afterCommit: AfterCommitHook[],
+    starts: readonly MessageStart[],
+    call: (callback: Function, base: { transaction: Transaction; signal: AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
+  ): Promise<void> {
+    const id = starts.length === 1 ? starts[0].id : null;
     const timeoutMs = this.#timeoutOf(channel);
     const controller = new AbortController();
-    const callbacks = this.#host.callbacks(channel.name);
     // The message's after-commit hooks wait here, and join the transaction's only if it succeeds.
     const pending: AfterCommitHook[] = [];
     const register = (hook: AfterCommitHook) => {
@@ -708,14 +757,14 @@ export class Listener extends EventEmitter<ListenerEvents> {
       if (!controller.signal.aborted) pending.push(hook);
     };
     const restore = redirectAfterCommit(transaction, register);
-    const start: MessageStart = { channel: channel.name, id, attempt };
     const startedAt = performance.now();
-    this.#tell('message:start', start);
+    for (const start of starts) this.#tell('message:start', start);
+    const base = { transaction, signal: controller.signal, afterCommit: register };
     const work = (async () => {
       for (const callback of callbacks) {
         // Timed out during an earlier callback of this message: the rest must not run.
         if (controller.signal.aborted) return;
-        await inClsTransaction(this.#sequelize, transaction, () => callback(message, { transaction, attempt, signal: controller.signal, afterCommit: register }));
+        await inClsTransaction(this.#sequelize, transaction, () => call(callback, base));
       }
     })();
     let timer: NodeJS.Timeout | undefined;
@@ -730,7 +779,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     work.catch(() => undefined);
     const done = (ok: boolean, error?: unknown) => {
       const durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
-      this.#tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
+      for (const start of starts) this.#tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
     };
     try {
       await Promise.race([work, expired]);
@@ -885,6 +934,13 @@ export class Listener extends EventEmitter<ListenerEvents> {
         outcome = await this.#claimAndRun(known);
         break;
       } catch (error) {
+        if (error instanceof GroupFailed) {
+          // Run again carefully: the group in a savepoint (split into single messages if it throws),
+          // or, after a timeout, split from the start.
+          known ??= new Map();
+          if (error.split) known.set(splitKey(error.channel), true);
+          continue;
+        }
         if (!(error instanceof CallbackFailed)) throw error;
         known ??= new Map();
         known.set(error.id, error.error);
@@ -955,17 +1011,43 @@ export class Listener extends EventEmitter<ListenerEvents> {
         const { failedForGood } = await this.#library(transaction, 'failure record', recordFailure(this.#objects, this.#sequelize, transaction, this.#failureRecord(row, channel, error)));
         failures.push({ id: row.id, channel: row.channel, error, failedForGood });
       };
+      /**
+       * Runs one unit (a message, or a batch callback's messages) in a savepoint when careful, on
+       * the transaction when not. Resolves the error of a careful unit that failed (rolled back to
+       * its savepoint), or null; throws `failed(error)` to have the batch run again, carefully.
+       */
+      const runUnit = async (work: (t: Transaction) => Promise<void>, failed: (error: unknown) => Error): Promise<{ error: unknown } | null> => {
+        const savepoint = known ? await this.#sequelize.transaction({ transaction }) : null;
+        try {
+          await work(savepoint ?? transaction);
+          if (savepoint) await savepoint.commit();
+          return null;
+        } catch (error) {
+          // The callback may still be using the transaction: abandon all of it.
+          if (error instanceof CallbackTimeoutError) throw failed(error);
+          // Only a failure of this transaction's own connection is connection loss: no attempt is charged.
+          if (!(await this.#connectionAlive(transaction))) throw error;
+          if (!savepoint) throw failed(error);
+          await this.#sequelize.getQueryInterface().rollbackTransaction(savepoint, {});
+          (savepoint as { finished?: string }).finished = 'rollback';
+          return { error };
+        }
+      };
+      // Messages of channels with batch callbacks, by channel, in claim order: run after the others.
+      const groups = new Map<AnyChannel, GroupItem[]>();
       // The server ends a transaction idle for timeoutMs + 5 s. Callbacks that never query (an HTTP
       // call, an e-mail) leave a fast batch idle across all of them: touch it between messages.
       let touched = Date.now();
+      const touch = async () => {
+        if (!known && Date.now() - touched > this.#claimTimeoutMs / 2) {
+          await this.#library(transaction, 'keep-alive', this.#sequelize.query('SELECT 1', { transaction }));
+          touched = Date.now();
+        }
+      };
       for (const row of rows) {
         if (row.suspect) {
           suspects.push(row);
           continue;
-        }
-        if (!known && Date.now() - touched > this.#claimTimeoutMs / 2) {
-          await this.#library(transaction, 'keep-alive', this.#sequelize.query('SELECT 1', { transaction }));
-          touched = Date.now();
         }
         const channel = this.#channels.find((c) => c.name === row.channel)!;
         let message: unknown;
@@ -980,20 +1062,32 @@ export class Listener extends EventEmitter<ListenerEvents> {
           await fail(row, channel, known.get(row.id));
           continue;
         }
-        const savepoint = known ? await this.#sequelize.transaction({ transaction }) : null;
-        try {
-          await this.#run(channel, message, savepoint ?? transaction, row.attempts + 1, row.id, afterCommit);
-          if (savepoint) await savepoint.commit();
-          processed.push(row.id);
-        } catch (error) {
-          // The callback may still be using the transaction: abandon all of it.
-          if (error instanceof CallbackTimeoutError) throw new CallbackFailed(row.id, error);
-          // Only a failure of this transaction's own connection is connection loss: no attempt is charged.
-          if (!(await this.#connectionAlive(transaction))) throw error;
-          if (!savepoint) throw new CallbackFailed(row.id, error);
-          await this.#sequelize.getQueryInterface().rollbackTransaction(savepoint, {});
-          (savepoint as { finished?: string }).finished = 'rollback';
-          await fail(row, channel, error);
+        if (this.#host.batchCallbacks(channel.name).length > 0) {
+          groups.set(channel, [...(groups.get(channel) ?? []), { row, message, attempt: row.attempts + 1 }]);
+          continue;
+        }
+        await touch();
+        const failure = await runUnit((t) => this.#run(channel, message, t, row.attempts + 1, row.id, afterCommit), (error) => new CallbackFailed(row.id, error));
+        if (failure) await fail(row, channel, failure.error);
+        else processed.push(row.id);
+      }
+      for (const [channel, items] of groups) {
+        await touch();
+        // All at once, unless a timeout said to split it; a careful pass splits a group that throws.
+        if (!known?.has(splitKey(channel.name)) && !(known && items.length === 1)) {
+          const failure = await runUnit((t) => this.#runBatchCallbacks(channel, items, t, afterCommit),
+            (error) => new GroupFailed(channel.name, error instanceof CallbackTimeoutError));
+          if (!failure) {
+            processed.push(...items.map((item) => item.row.id));
+            continue;
+          }
+        }
+        // One message at a time, so that the one that fails fails alone.
+        for (const item of items) {
+          await touch();
+          const failure = await runUnit((t) => this.#runBatchCallbacks(channel, [item], t, afterCommit), (error) => new CallbackFailed(item.row.id, error));
+          if (failure) await fail(item.row, channel, failure.error);
+          else processed.push(item.row.id);
         }
       }
       await this.#library(transaction, 'delete', deleteProcessed(this.#objects, this.#sequelize, transaction, processed));
@@ -1039,7 +1133,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
       row = await this.#library(transaction, 'lock', lockOne(this.#objects, this.#sequelize, transaction, suspect.id, this.#timeoutOf(channel)));
       if (row) {
         try {
-          await this.#run(channel, decodeMessage(channel, row.payload, row.id), transaction, attempt, row.id, afterCommit);
+          const message = decodeMessage(channel, row.payload, row.id);
+          if (this.#host.batchCallbacks(channel.name).length > 0) await this.#runBatchCallbacks(channel, [{ row, message, attempt }], transaction, afterCommit);
+          else await this.#run(channel, message, transaction, attempt, row.id, afterCommit);
         } catch (error) {
           if (error instanceof CallbackTimeoutError || !(await this.#connectionAlive(transaction))) throw error;
           failure = error;

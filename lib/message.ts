@@ -54,6 +54,15 @@ export interface CallbackContext {
 export type ModelCallback<M extends Model = Model> = (message: ModelMessage<M>, context: CallbackContext) => unknown;
 export type CustomCallback<T = unknown> = (message: CustomMessage<T>, context: CallbackContext) => unknown;
 
+/** The second argument of a batch callback (onBatch): a callback's context, with each message's attempt. */
+export interface BatchContext extends Omit<CallbackContext, 'attempt'> {
+  /** Each message's attempt (1 on the first), in the order of the messages. */
+  attempts: readonly number[];
+}
+
+export type ModelBatchCallback<M extends Model = Model> = (messages: ModelMessage<M>[], context: BatchContext) => unknown;
+export type CustomBatchCallback<T = unknown> = (messages: CustomMessage<T>[], context: BatchContext) => unknown;
+
 /**
  * Parses stored or sent payload text without losing numeric precision (numbers stay LosslessNumber
  * until a type says what they are). A payload that is a JSON string holding the JSON is unwrapped:

@@ -4,7 +4,7 @@ import { type NotificationContext, type SetContextOptions, setContext, withConte
 import { DEFAULT_SCHEMA, type LibraryObjects, checkSchemaName, libraryObjects } from './db-objects';
 import { ChannelDefinitionError, ChannelUsageError, SetupError } from './errors';
 import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
-import type { CustomCallback, ModelCallback } from './message';
+import type { CustomBatchCallback, CustomCallback, ModelBatchCallback, ModelCallback } from './message';
 import { libraryProblem } from './library-check';
 import { libraryMigrations } from './migrations';
 import type { LibraryMigration } from './migrations/runner';
@@ -107,6 +107,7 @@ export class PgPubSub {
   readonly objects: LibraryObjects;
   readonly #custom = new Map<string, CustomChannel<any>>();
   readonly #callbacks = new Map<string, Function[]>();
+  readonly #batchCallbacks = new Map<string, Function[]>();
   #resolved: AnyChannel[] | null = null;
 
   constructor(sequelize: Sequelize, options: PgPubSubOptions = {}) {
@@ -235,33 +236,67 @@ export class PgPubSub {
   on<M extends Model>(model: ModelStatic<M>, channel: string, callback: ModelCallback<M>): this;
   on<T>(channel: CustomChannel<T>, callback: CustomCallback<T>): this;
   on(target: ModelStatic<Model> | CustomChannel<any>, second: string | Function, third?: Function): this {
+    return this.#add('on', this.#callbacks, target, second, third);
+  }
+
+  /**
+   * Registers a batch callback: it receives the messages of one claim on the channel at once, in
+   * id order, in one transaction (one bulkCreate instead of a hundred creates). When it throws,
+   * it runs again with each message alone, so that only the messages it fails on are charged an
+   * attempt. A channel takes on() callbacks or onBatch() ones, not both; broadcast channels take
+   * on() only (their messages come one at a time).
+   *
+   * @example
+   * sequelize.pgpubsub.onBatch(Author, 'author_created', async (messages, { transaction }) => {
+   *   await Post.bulkCreate(messages.map(({ new: author }) => ({ authorId: author!.id, content: 'Welcome!' })), { transaction });
+   * });
+   */
+  onBatch<M extends Model>(model: ModelStatic<M>, channel: string, callback: ModelBatchCallback<M>): this;
+  onBatch<T>(channel: CustomChannel<T>, callback: CustomBatchCallback<T>): this;
+  onBatch(target: ModelStatic<Model> | CustomChannel<any>, second: string | Function, third?: Function): this {
+    return this.#add('onBatch', this.#batchCallbacks, target, second, third);
+  }
+
+  #add(method: 'on' | 'onBatch', into: Map<string, Function[]>, target: ModelStatic<Model> | CustomChannel<any>, second: string | Function, third?: Function): this {
     let name: string;
     let callback: Function | undefined;
+    let found: AnyChannel;
     if (target instanceof CustomChannel) {
       this.register(target);
       name = target.name;
       callback = second as Function;
+      found = target;
     } else {
       name = String(second);
       callback = third;
-      const found = this.channel(name);
+      found = this.channel(name);
       if (found.kind !== 'model' || found.model !== target) {
         const owner = found.kind === 'model' ? `model ${found.modelName}` : 'a custom channel';
-        throw new ChannelUsageError('PGPUBSUB_CHANNEL_MODEL', `on(${target?.name}, '${name}'): channel '${name}' belongs to ${owner}, not to ${target?.name}`);
+        throw new ChannelUsageError('PGPUBSUB_CHANNEL_MODEL', `${method}(${target?.name}, '${name}'): channel '${name}' belongs to ${owner}, not to ${target?.name}`);
       }
     }
     if (typeof callback !== 'function') {
-      throw new ChannelUsageError('PGPUBSUB_CALLBACK', `on('${name}'): the callback must be a function, got ${typeof callback}`);
+      throw new ChannelUsageError('PGPUBSUB_CALLBACK', `${method}('${name}'): the callback must be a function, got ${typeof callback}`);
     }
-    const list = this.#callbacks.get(name) ?? [];
-    list.push(callback);
-    this.#callbacks.set(name, list);
+    if (method === 'onBatch' && !found.durable) {
+      throw new ChannelUsageError('PGPUBSUB_CALLBACK', `onBatch('${name}'): a broadcast channel's messages come one at a time; use on() for it, or make the channel durable`);
+    }
+    const other = method === 'on' ? this.#batchCallbacks : this.#callbacks;
+    if ((other.get(name) ?? []).length > 0) {
+      throw new ChannelUsageError('PGPUBSUB_CALLBACK', `${method}('${name}'): the channel already has ${method === 'on' ? 'onBatch()' : 'on()'} callbacks; a channel takes one kind. Put the work in one of them`);
+    }
+    into.set(name, [...(into.get(name) ?? []), callback]);
     return this;
   }
 
   /** The callbacks registered for a channel, in registration order. */
   callbacks(name: string): readonly Function[] {
     return this.#callbacks.get(name) ?? [];
+  }
+
+  /** The batch callbacks registered for a channel, in registration order. */
+  batchCallbacks(name: string): readonly Function[] {
+    return this.#batchCallbacks.get(name) ?? [];
   }
 
   /**
