@@ -18,11 +18,16 @@ export const HOLDER_LOCK = 1885826933;
  * lock is free returns it as a suspect, which is then run alone with its attempt charged first.
  */
 
-/** Takes a holder key for this LISTEN connection: `preferred` if free, else a random free one. */
-export async function takeHolderKey(client: Client, preferred: number | null): Promise<number> {
+/**
+ * Takes a holder key for this LISTEN connection: `preferred` if free, else a random free one, never
+ * one of `taken` (keys this session holds already, which it could take again: advisory locks are
+ * re-entrant within a session).
+ */
+export async function takeHolderKey(client: Client, preferred: number | null, taken: readonly number[] = []): Promise<number> {
   for (let tries = 0; tries < 20; tries++) {
     // Our own key first, a few times: another listener's check may hold it shared for an instant.
-    const key = tries < 3 && preferred !== null ? preferred : randomKey();
+    const key = tries < 3 && preferred !== null && !taken.includes(preferred) ? preferred : randomKey();
+    if (taken.includes(key)) continue;
     const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_catalog.pg_try_advisory_lock(${HOLDER_LOCK}, $1::integer) AS ok`, [key]);
     if (rows[0].ok) return key;
   }
@@ -41,9 +46,9 @@ export async function markInflight(objects: LibraryObjects, via: Client | Sequel
   else await via.query(text, [holder, ids]);
 }
 
-/** Forgets this listener's marker (a clean stop). */
-export async function clearInflight(objects: LibraryObjects, client: Client, holder: number): Promise<void> {
-  await client.query(`DELETE FROM ${objects.inflightTable} WHERE holder = $1::integer`, [holder]);
+/** Forgets this listener's markers (a clean stop). */
+export async function clearInflight(objects: LibraryObjects, client: Client, holders: readonly number[]): Promise<void> {
+  await client.query(`DELETE FROM ${objects.inflightTable} WHERE holder = ANY ($1::integer[])`, [holders]);
 }
 
 /**
@@ -85,14 +90,14 @@ export async function chargeBeforeRunningAlone(
   return result.charged === 1;
 }
 
-/** Says this holder is back (after a reconnect), and drops the markers of dead listeners that name nothing left to run. */
-export async function pruneDeadMarkers(objects: LibraryObjects, via: Client, holder: number): Promise<void> {
-  await via.query(`UPDATE ${objects.inflightTable} SET suspected_at = NULL WHERE holder = $1::integer AND suspected_at IS NOT NULL`, [holder]);
+/** Says these holders (one listener's) are back (after a reconnect), and drops the markers of dead listeners that name nothing left to run. */
+export async function pruneDeadMarkers(objects: LibraryObjects, via: Client, holders: readonly number[]): Promise<void> {
+  await via.query(`UPDATE ${objects.inflightTable} SET suspected_at = NULL WHERE holder = ANY ($1::integer[]) AND suspected_at IS NOT NULL`, [holders]);
   await via.query(
     `DELETE FROM ${objects.inflightTable} AS m
-      WHERE m.holder IN (SELECT i.holder FROM ${objects.inflightTable} AS i WHERE i.holder <> $1::integer FOR UPDATE SKIP LOCKED)
+      WHERE m.holder IN (SELECT i.holder FROM ${objects.inflightTable} AS i WHERE i.holder <> ALL ($1::integer[]) FOR UPDATE SKIP LOCKED)
         AND CASE WHEN pg_catalog.pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder) THEN pg_catalog.pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
         AND NOT EXISTS (SELECT FROM ${objects.notificationTable} AS n WHERE n.id = ANY (m.ids) AND ${pendingSql('n')})`,
-    [holder],
+    [holders],
   );
 }

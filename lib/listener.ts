@@ -61,6 +61,22 @@ function inClsTransaction<T>(sequelize: Sequelize, transaction: Transaction, fn:
   return result;
 }
 
+/**
+ * Makes the client run its queries one after another: the claim loops (concurrency), the beat and
+ * the heartbeat share the LISTEN connection, and node-postgres no longer wants a query issued
+ * while another runs. Each waits for the one before (bounded by the client's query_timeout).
+ */
+function oneQueryAtATime(client: Client): Client {
+  const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+  let last: Promise<unknown> = Promise.resolve();
+  (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args: unknown[]) => {
+    const run = last.then(() => query(...args));
+    last = run.catch(() => undefined);
+    return run;
+  };
+  return client;
+}
+
 /** A NonRetryableError, also from another copy of this package (compared by name and code). */
 function isNonRetryable(error: unknown): boolean {
   return error instanceof NonRetryableError
@@ -95,6 +111,9 @@ const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash, kill 
 
 /** A library query (claim, delete, commit…) that takes longer than this has a dead connection under it. */
 const LIBRARY_QUERY_DEADLINE_MS = 30_000;
+
+/** Claim transactions at once per listener, unless told otherwise (see the README's "Concurrency"). */
+const DEFAULT_CONCURRENCY = 1;
 /** The default time limit of a callback. */
 const DEFAULT_TIMEOUT_MS = 60_000;
 /** How often a listener that lacks a channel's listening lock (another role holds it) tries again. */
@@ -121,6 +140,12 @@ export interface ListenOptions {
   channels?: readonly string[];
   /** Notifications claimed per transaction. Default 100. */
   batchSize?: number;
+  /**
+   * Claim transactions at once in this process, each on its own pool connection (so the pool
+   * needs at least `concurrency + 1` connections). Default 1: see the README for when more helps
+   * (callbacks that wait on the network) and when it does not.
+   */
+  concurrency?: number;
   /** Drain everything stored before the listener started (default true). */
   recover?: boolean;
   /** Only process notifications whose context contains these keys and values. */
@@ -369,7 +394,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   readonly #claimTimeoutMs: number;
   #client: Client | null = null;
   /** This listener's key in pgpubsub_inflight, an advisory lock held on the LISTEN connection. */
-  #holder: number | null = null;
+  /** The holder keys of this listener's claim loops (one per `concurrency`), held on its LISTEN connection. */
+  #holders: number[] = [];
   #stopping = false;
   #pending = false;
   #draining: Promise<void> | null = null;
@@ -384,6 +410,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /** Channels whose drain lock this listener holds on its LISTEN connection (producers skip their NOTIFYs). */
   #drainLocks: string[] = [];
   #drainLocksTriedAt = 0;
+  /** Claim loops with a batch in hand (see #alone). */
+  #inBatch = 0;
+  /** Set while notifications run alone: no claim loop claims meanwhile. */
+  #aloneTurn: Promise<void> | null = null;
   /** Rows claimed by this listener's batches, for drain:end. */
   #claimedTotal = 0;
   /** Set when producers may have skipped a NOTIFY this listener must make up for (see #drain). */
@@ -398,6 +428,18 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const batchSize = options.batchSize ?? 100;
     if (!Number.isInteger(batchSize) || batchSize < 1) {
       throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
+    }
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: concurrency must be a positive integer, got ${JSON.stringify(options.concurrency)}`);
+    }
+    const poolMax = (host.sequelize as unknown as { config?: { pool?: { max?: number } } }).config?.pool?.max ?? 5;
+    if (poolMax < concurrency + 1) {
+      throw new ListenOptionsError(
+        'PGPUBSUB_LISTEN_OPTIONS',
+        `listen: concurrency ${concurrency} needs a Sequelize pool of at least ${concurrency + 1} connections (one per claim transaction, and one for the listener's other queries), `
+          + `but this one's pool.max is ${poolMax}. Set pool: { max: ${concurrency + 1} } or more in the Sequelize options, or lower concurrency`,
+      );
     }
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
@@ -421,6 +463,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     }
     this.#options = {
       batchSize,
+      concurrency,
       timeoutMs,
       recover: options.recover ?? true,
       savepoints: options.savepoints ?? 'on-failure',
@@ -484,7 +527,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     await this.#reconnecting?.catch(() => undefined);
     const client = this.#client;
     this.#client = null;
-    if (client && this.#holder !== null) await clearInflight(this.#objects, client, this.#holder).catch(() => undefined);
+    if (client && this.#holders.length) await clearInflight(this.#objects, client, this.#holders).catch(() => undefined);
     await client?.end().catch(() => undefined);
     this.#log.info('stopped', { event: 'stopped', ...this.stats });
   }
@@ -561,7 +604,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
 
   /** `first`: at start, also check the library is installed and report rows nobody here handles. */
   async #connect(first = false): Promise<void> {
-    const client = await this.#openClient();
+    const client = oneQueryAtATime(await this.#openClient());
     client.on('notification', (message) => this.#onNotification(message));
     client.on('error', (error) => this.#onConnectionLost(client, error));
     client.on('end', () => this.#onConnectionLost(client, new Error('connection ended')));
@@ -580,8 +623,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
       for (const name of [...this.#channels.map((c) => c.name), RECOVER_CHANNEL]) {
         await client.query(`LISTEN ${quoteIdent(name)}`);
       }
-      this.#holder = await takeHolderKey(client, this.#holder);
-      await pruneDeadMarkers(this.#objects, client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+      const holders: number[] = [];
+      for (let slot = 0; slot < this.#options.concurrency; slot++) holders.push(await takeHolderKey(client, this.#holders[slot] ?? null, holders));
+      this.#holders = holders;
+      await pruneDeadMarkers(this.#objects, client, holders).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
       // Only now may producers count on this listener: it hears every NOTIFY from here on.
       this.#notListening = this.#filter.channels.length ? await holdListening(client, this.#filter.channels) : [];
     } catch (error) {
@@ -874,11 +919,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.#tell('drain:start');
     try {
       let claimed = 0;
+      let full = false;
       let streak = 0;
       let settleDelay = SETTLE_FIRST_MS;
       let settlingSince = 0;
       while (!this.#stopping) {
-        if (!this.#pending && claimed !== batchSize && !(claimed > 0 && this.#drainLocks.length)) {
+        if (!this.#pending && !full && !(claimed > 0 && this.#drainLocks.length)) {
           if (this.#drainLocks.length) await this.#releaseDrainLocks(false);
           if (!this.#settle) break;
           if (!(await this.#skippedProducersDone())) {
@@ -887,6 +933,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
             settleDelay = Math.min(settleDelay * 2, SETTLE_MAX_MS);
             if (Date.now() - settlingSince >= SETTLE_BOUND_MS) {
               claimed = await this.#batch();
+              full = claimed === batchSize;
               if (claimed > 0) this.#log.debug('claimed while producers that skipped their NOTIFY are still open', { event: 'claimed-after-skip', claimed });
             }
             continue;
@@ -894,9 +941,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
           this.#settle = false; // one more claim sees their rows
         }
         this.#pending = false;
-        claimed = await this.#batch();
-        streak = claimed > 0 ? streak + 1 : 0;
-        if (streak >= 2 || claimed === batchSize) await this.#takeDrainLocks(claimed === batchSize);
+        const round = await this.#round();
+        ({ claimed, full } = round);
+        streak = round.total > 0 ? streak + 1 : 0;
+        if (streak >= 2 || full) await this.#takeDrainLocks(full);
       }
       if (!this.#stopping) await this.#scheduleRetry();
     } catch (error) {
@@ -917,6 +965,43 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   /**
+   * One claim with `concurrency` 1. With more, that many claim loops at once, each claiming again
+   * while its claims come back full or a wake-up came in meanwhile (taking the drain locks on a
+   * backlog, as the drain does), until all of them find the queue drained. Resolves what the last
+   * claims found (`claimed`, `full`), as one claim's result, and the rows claimed in all (`total`).
+   */
+  async #round(): Promise<{ claimed: number; full: boolean; total: number }> {
+    const { batchSize, concurrency } = this.#options;
+    if (concurrency === 1) {
+      const claimed = await this.#batch(0);
+      return { claimed, full: claimed === batchSize, total: claimed };
+    }
+    let total = 0;
+    const loop = async (slot: number): Promise<{ claimed: number; full: boolean }> => {
+      for (let streak = 0; ;) {
+        const claimed = await this.#batch(slot);
+        total += claimed;
+        const full = claimed === batchSize;
+        if (this.#stopping) return { claimed, full };
+        streak = claimed > 0 ? streak + 1 : 0;
+        if (streak >= 2 || full) await this.#takeDrainLocks(full);
+        if (full) continue;
+        if (this.#pending) {
+          this.#pending = false;
+          continue;
+        }
+        return { claimed, full };
+      }
+    };
+    // Every loop ends before the drain goes on (or fails): none is left claiming behind it.
+    const settled = await Promise.allSettled(Array.from({ length: concurrency }, (_, slot) => loop(slot)));
+    const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
+    const last = settled.map((result) => (result as PromiseFulfilledResult<{ claimed: number; full: boolean }>).value);
+    return { claimed: last.reduce((sum, result) => sum + result.claimed, 0), full: last.some((result) => result.full), total };
+  }
+
+  /**
    * One claim transaction; returns how many notifications it claimed. By default the batch runs
    * without savepoints (two round trips less per message); if a callback throws, the transaction
    * rolls back and the batch is claimed again in careful mode, a savepoint per message, where the
@@ -926,14 +1011,18 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * A callback that times out abandons the whole transaction (its callback may still be using it),
    * in either mode, and the batch is claimed again with that failure known too.
    */
-  async #batch(): Promise<number> {
+  async #batch(slot = 0): Promise<number> {
     let known: Map<string, unknown> | null = this.#options.savepoints === 'always' ? new Map() : null;
     let outcome: BatchOutcome;
+    // Nothing is claimed while a notification runs alone (see #alone).
+    while (this.#aloneTurn) await this.#aloneTurn;
+    this.#inBatch++;
     for (;;) {
       try {
-        outcome = await this.#claimAndRun(known);
+        outcome = await this.#claimAndRun(known, slot);
         break;
       } catch (error) {
+        if (!(error instanceof GroupFailed) && !(error instanceof CallbackFailed)) this.#inBatch--;
         if (error instanceof GroupFailed) {
           // Run again carefully: the group in a savepoint (split into single messages if it throws),
           // or, after a timeout, split from the start.
@@ -946,6 +1035,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         known.set(error.id, error.error);
       }
     }
+    this.#inBatch--;
     const { claimed, processed, failures, suspects } = outcome;
     this.#claimedTotal += claimed;
     this.stats.batches++;
@@ -953,15 +1043,37 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (claimed > 0) this.#log.info('batch', { event: 'batch', claimed, processed: processed.length, failed: failures.length, suspects: suspects.length });
     if (processed.length) this.emit('processed', processed);
     this.#reportFailures(failures);
-    for (const row of suspects) {
-      if (this.#stopping) break;
-      await this.#runAlone(row);
+    if (suspects.length) {
+      await this.#alone(async () => {
+        for (const row of suspects) {
+          if (this.#stopping) break;
+          await this.#runAlone(row, slot);
+        }
+      });
     }
     // Markers of dead listeners whose rows are all done now go (idle heartbeats stay one query).
-    if (suspects.length && this.#client && this.#holder !== null) {
-      await pruneDeadMarkers(this.#objects, this.#client, this.#holder).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+    if (suspects.length && this.#client && this.#holders.length) {
+      await pruneDeadMarkers(this.#objects, this.#client, this.#holders).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
     }
     return claimed;
+  }
+
+  /**
+   * Runs `work` (notifications a dead process held, each run alone) while no other claim loop of
+   * this listener has a batch in hand: a notification that kills its process then takes nothing
+   * else with it. The other loops wait to claim until it is done.
+   */
+  async #alone(work: () => Promise<void>): Promise<void> {
+    while (this.#aloneTurn) await this.#aloneTurn;
+    let done!: () => void;
+    this.#aloneTurn = new Promise<void>((resolve) => { done = resolve; });
+    try {
+      while (this.#inBatch > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      await work();
+    } finally {
+      this.#aloneTurn = null;
+      done();
+    }
   }
 
   #reportFailures(failures: readonly Failure[]): void {
@@ -991,7 +1103,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * `known` null: the fast pass, no savepoints. Otherwise the careful pass: a savepoint per message,
    * and messages whose failure is already known are recorded without running again.
    */
-  async #claimAndRun(known: Map<string, unknown> | null): Promise<BatchOutcome> {
+  async #claimAndRun(known: Map<string, unknown> | null, slot: number): Promise<BatchOutcome> {
+    const holder = this.#holders[slot] as number | undefined;
     const processed: string[] = [];
     const failures: Failure[] = [];
     const suspects: ClaimedRow[] = [];
@@ -1000,12 +1113,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
     let rows: ClaimedRow[];
     try {
       rows = await this.#library(transaction, 'claim', claimBatch(this.#objects, this.#sequelize, transaction, this.#filter, this.#options.batchSize, {
-        holder: this.#holder ?? 0, timeoutMs: this.#claimTimeoutMs,
+        holder: holder ?? 0, timeoutMs: this.#claimTimeoutMs,
       }));
       // Committed before any callback runs: if this process dies now, the next claim knows these ids.
-      if (rows.length && this.#holder !== null) {
+      if (rows.length && holder !== undefined) {
         const ids = rows.map((row) => row.id);
-        await this.#library(transaction, 'in-flight marker', markInflight(this.#objects, this.#client ?? this.#sequelize, this.#holder, ids));
+        await this.#library(transaction, 'in-flight marker', markInflight(this.#objects, this.#client ?? this.#sequelize, holder, ids));
       }
       const fail = async (row: ClaimedRow, channel: AnyChannel, error: unknown) => {
         const { failedForGood } = await this.#library(transaction, 'failure record', recordFailure(this.#objects, this.#sequelize, transaction, this.#failureRecord(row, channel, error)));
@@ -1106,11 +1219,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * charge stays; otherwise the run's own outcome replaces it. A message that keeps killing its
    * process thus uses up its attempts and is failed, while every other notification goes on.
    */
-  async #runAlone(suspect: ClaimedRow): Promise<void> {
+  async #runAlone(suspect: ClaimedRow, slot: number): Promise<void> {
     const channel = this.#channels.find((c) => c.name === suspect.channel)!;
     const attempt = suspect.attempts + 1;
     const charged = await chargeBeforeRunningAlone(this.#objects, this.#sequelize, suspect, {
-      holder: this.#holder ?? 0, error: PROCESS_DIED, delayMs: backoffDelay(attempt, channel.retry), maxAttempts: channel.retry.maxAttempts,
+      holder: this.#holders[slot] ?? 0, error: PROCESS_DIED, delayMs: backoffDelay(attempt, channel.retry), maxAttempts: channel.retry.maxAttempts,
     });
     if (!charged) return; // another listener took it first
     this.stats.ranAlone++;

@@ -97,6 +97,28 @@ describe('poison-proof listener processes', function () {
     expect(codes.filter((code) => code === 7).length, JSON.stringify(codes)).to.be.within(3, 4);
   });
 
+  it('with --concurrency 3, charges a notification that kills the process, fails it after maxAttempts, and runs every other job once', async () => {
+    const good = Array.from({ length: 30 }, (_, i) => `good ${i}`);
+    await insertJobs([...good.slice(0, 15), 'exit', ...good.slice(15)]);
+    const codes: Array<number | null> = [];
+    for (let run = 0; run < 6 && !((await stored()).every((row) => row.failed) && (await results()) === good.length); run++) {
+      const worker = listen(['--worker', '--concurrency', '3', '--batch-size', '2']);
+      const exit = await Promise.race([worker.exited, sleep(20_000).then(() => null)]);
+      if (exit === null) {
+        worker.kill('SIGTERM');
+        codes.push((await worker.exited).code);
+        break;
+      }
+      codes.push(exit.code);
+    }
+    const rows = await stored();
+    expect(await results(), JSON.stringify(codes)).to.equal(good.length);
+    expect(rows.map((row) => row.name)).to.deep.equal(['exit']);
+    expect(rows[0]).to.include({ attempts: 3, failed: true });
+    // The deaths while 'exit' ran alone took no other batch with them: two of the three ran it alone.
+    expect(codes.filter((code) => code === 7).length, JSON.stringify(codes)).to.be.within(3, 4);
+  });
+
   it('after SIGTERM in --worker mode, exits 1 once the grace period is over, even with a callback that never settles', async () => {
     const worker = listen(['--worker', '--grace-period', '1000', '--timeout-ms', '600000']);
     await eventually(() => worker.all('listening').length > 0, 'the worker to listen', 30_000);
