@@ -23,6 +23,7 @@ interface ListenCliOptions {
   restartOnFailure: boolean;
   batchSize: number;
   concurrency?: number;
+  callbackConcurrency?: number;
   timeoutMs?: number;
   heartbeatMs?: number;
   reconnectMinMs?: number;
@@ -182,6 +183,7 @@ function buildProgram(): Command {
     .option('--no-restart-on-failure', 'do not replace a worker that dies')
     .option('--batch-size <n>', 'notifications claimed per transaction', positiveInteger('--batch-size'), 100)
     .option('--concurrency <n>', 'claim transactions at once per process, each on its own pool connection (default 1)', positiveInteger('--concurrency'))
+    .option('--callback-concurrency <n>', "messages of a batch whose callbacks run at once, in the batch's transaction (default 1)", positiveInteger('--callback-concurrency'))
     .option('--timeout-ms <ms>', 'how long a callback may take before its work is rolled back and an attempt charged (default 60000; a channel\'s timeoutMs wins)', positiveInteger('--timeout-ms'))
     .option('--grace-period <ms>', 'after SIGTERM/SIGINT, how long workers may take to finish their batch', positiveInteger('--grace-period'), 30_000)
     .option('--heartbeat-ms <ms>', 'how often the LISTEN connection is checked and the table swept as a backstop (default 60000)', positiveInteger('--heartbeat-ms'))
@@ -222,6 +224,7 @@ function buildProgram(): Command {
         channels: options.channels,
         batchSize: options.batchSize,
         concurrency: options.concurrency,
+        callbackConcurrency: options.callbackConcurrency,
         recover: options.recover,
         timeoutMs: options.timeoutMs,
         heartbeatMs: options.heartbeatMs,

@@ -80,6 +80,36 @@ describe('concurrency', function () {
     expect(runs.get(7)).to.equal(2);
   });
 
+  it("runs a batch's callbacks at once with callbackConcurrency, and redoes the batch one at a time when one throws", async () => {
+    const app = open();
+    const Calls = channel<{ n: number }>('batch_calls', { retry: { maxAttempts: 2, backoffMs: 10, maxBackoffMs: 10 } });
+    let inFlight = 0;
+    let most = 0;
+    const hooks: number[] = [];
+    app.sequelize.pgpubsub.on(Calls, async ({ payload }, { transaction, attempt, afterCommit }) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      await sleep(30);
+      inFlight--;
+      await app.Author.create({ name: `call ${payload.n} attempt ${attempt}` }, { transaction });
+      afterCommit(() => { hooks.push(payload.n); });
+      if (payload.n === 13 && attempt === 1) throw new Error('13 fails once');
+    });
+    await app.sequelize.transaction(async (transaction) => {
+      for (let n = 0; n < 40; n++) await app.sequelize.pgpubsub.notify(Calls, { n }, { transaction });
+    });
+    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet, batchSize: 20, callbackConcurrency: 10 });
+    listeners.push(listener);
+    await eventually(async () => listener.stats.processed === 40, 'every call', 30_000);
+    expect(most, 'callbacks in flight at once').to.equal(10);
+    const names = (await app.Author.findAll()).map((author) => author.name);
+    expect(names).to.have.length(40);
+    expect(names).to.include('call 13 attempt 2').and.not.include('call 13 attempt 1');
+    expect(hooks.sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 40 }, (_, n) => n));
+    const refused = await app.sequelize.pgpubsub.listen({ logger: quiet, callbackConcurrency: 5, savepoints: 'always' }).then(() => null, (error: Error) => error);
+    expect(refused?.message).to.match(/callbackConcurrency runs a batch's callbacks at once only without savepoints/);
+  });
+
   it('refuses a concurrency its Sequelize pool has no room for, saying what to set', async () => {
     const app = open({ pool: { max: 3 } });
     app.sequelize.pgpubsub.on(app.Author, 'author_created', () => {});
