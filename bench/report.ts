@@ -82,6 +82,31 @@ export function evaluateTargets(results: Results): TargetVerdict[] {
     });
   }
 
+  // W1 batch callback: ≥ 2× the per-message plain-pg ceiling loop, exactly once (every process count).
+  for (const batch of results.rows.filter((r) => r.workload === 'W1' && r.key === 'ours-batch')) {
+    const ceiling = results.find('W1', batch.case, 'ceiling');
+    if (ceiling) {
+      const r = measuredIn(batch, 'rate') / measuredIn(ceiling, 'rate');
+      add(ceiling, 'ours onBatch ≥ 2× this', judge(r >= 2, ratio(r), batch, ceiling));
+    }
+    add(batch, 'exactly once (n posts, n distinct)', {
+      met: allVerified(batch), measured: `${batch.runs.length - failedRuns(batch).length}/${batch.runs.length} runs verified`,
+    });
+  }
+
+  // W6: ≥ 1.5× graphile-worker's best setting (concurrency 10 or 50), exactly once.
+  for (const ours of results.rows.filter((r) => r.workload === 'W6' && r.key === OURS)) {
+    const peers = ['graphile-c10', 'graphile-c50'].map((key) => results.find('W6', ours.case, key)).filter((row): row is Row => !!row);
+    const best = peers.sort((a, b) => measuredIn(b, 'rate') - measuredIn(a, 'rate'))[0];
+    if (best) {
+      const r = measuredIn(ours, 'rate') / measuredIn(best, 'rate');
+      add(best, "ours ≥ 1.5× graphile-worker's best", judge(r >= 1.5, ratio(r), ours, best));
+    }
+    add(ours, 'exactly once (n posts, n distinct)', {
+      met: allVerified(ours), measured: `${ours.runs.length - failedRuns(ours).length}/${ours.runs.length} runs verified`,
+    });
+  }
+
   // W2: p50 ≤ 1.5 ms, p99 ≤ 5 ms, and no worse than graphile-worker with localQueue.
   for (const ours of results.rows.filter((r) => r.workload === 'W2' && r.key === OURS)) {
     const p50 = measuredIn(ours, 'p50');

@@ -17,12 +17,12 @@ import { Results, type Row, medianOf } from './results';
 import { serverInfo } from './support/db';
 import { machine } from './support/proc';
 import type { BenchContext } from './workloads/context';
-import { w1, w5 } from './workloads/drain';
+import { w1, w5, w6 } from './workloads/drain';
 import { w4 } from './workloads/idle';
 import { w2 } from './workloads/latency';
 import { w3a, w3b } from './workloads/producer';
 
-const WORKLOADS = ['W1', 'W2', 'W3a', 'W3b', 'W4', 'W5'] as const;
+const WORKLOADS = ['W1', 'W2', 'W3a', 'W3b', 'W4', 'W5', 'W6'] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -69,8 +69,8 @@ function parseOptions() {
 /** The sizes of each workload: full as BENCHMARKS.md says, quick scaled down. */
 function plan(quick: boolean) {
   return quick
-    ? { drainN: 5_000, drainProcesses: [2], latencyMs: 5_000, bulkN: 5_000, commitsMs: 3_000, idleMs: 10_000, backlogN: 0, backlogLimitMs: 0 }
-    : { drainN: 20_000, drainProcesses: [1, 2, 4], latencyMs: 30_000, bulkN: 20_000, commitsMs: 10_000, idleMs: 60_000, backlogN: 200_000, backlogLimitMs: 600_000 };
+    ? { drainN: 5_000, drainProcesses: [2], latencyMs: 5_000, bulkN: 5_000, commitsMs: 3_000, idleMs: 10_000, backlogN: 0, backlogLimitMs: 0, ioN: 1_000 }
+    : { drainN: 20_000, drainProcesses: [1, 2, 4], latencyMs: 30_000, bulkN: 20_000, commitsMs: 10_000, idleMs: 60_000, backlogN: 200_000, backlogLimitMs: 600_000, ioN: 5_000 };
 }
 
 function packageVersion(dir: string): string {
@@ -176,6 +176,7 @@ async function main(): Promise<number> {
       ['W3b', () => w3b(ctx, { durationMs: sizes.commitsMs, clients: 8 })],
       ['W4', () => w4(ctx, { durationMs: sizes.idleMs, processes: 4 })],
       ['W5', () => w5(ctx, { n: sizes.backlogN, timeLimitMs: sizes.backlogLimitMs })],
+      ['W6', () => w6(ctx, { n: sizes.ioN, processes: 2 })],
     ];
     for (const [workload, step] of steps) {
       if (!options.only.has(workload) || (workload === 'W5' && options.quick)) continue;

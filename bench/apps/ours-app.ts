@@ -5,18 +5,30 @@
  * identical work. The post's content is the callback's start time on the monotonic clock (µs),
  * which W2 subtracts from the producer's commit time. BENCH_CALLBACK=model writes the post with
  * the README's `Post.create` instead (a diagnostic row of W1): what Sequelize's model layer costs
- * per message, which a Sequelize app pays whatever queue runs its jobs.
+ * per message, which a Sequelize app pays whatever queue runs its jobs. BENCH_CALLBACK=batch
+ * registers a batch callback instead (onBatch: one Post.bulkCreate per claim, W1's batch row), and
+ * BENCH_IO_MS makes each message first await that long (W6: a stand-in for an HTTP call).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { QueryTypes, Sequelize } from 'sequelize';
 import { defineModels } from '../../models/app';
 
 const url = process.env.DATABASE_URL;
 if (!url) throw new Error('bench app: DATABASE_URL is not set');
 
-const app = defineModels(new Sequelize(url, { dialect: 'postgres', logging: false }));
-const raw = process.env.BENCH_CALLBACK !== 'model';
+const poolMax = Number(process.env.BENCH_POOL_MAX || 5);
+const app = defineModels(new Sequelize(url, { dialect: 'postgres', logging: false, pool: { max: poolMax } }));
+const mode = process.env.BENCH_CALLBACK ?? 'sql';
+const raw = mode !== 'model';
+const ioMs = Number(process.env.BENCH_IO_MS || 0);
 
-app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction }) => {
+if (mode === 'batch') {
+  app.sequelize.pgpubsub.onBatch(app.Author, 'author_created', async (messages, { transaction }) => {
+    const started = String(process.hrtime.bigint() / 1000n);
+    await app.Post.bulkCreate(messages.map(({ new: author }) => ({ authorId: author!.id, content: started })), { transaction });
+  });
+} else app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction }) => {
+  if (ioMs) await sleep(ioMs);
   const started = String(process.hrtime.bigint() / 1000n);
   if (raw) {
     await app.sequelize.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', {

@@ -17,14 +17,20 @@ export async function prepareGraphile(url: string): Promise<void> {
   await runMigrations({ connectionString: url, logger });
 }
 
-/** graphile-worker 0.17: default (concurrency 10) or with localQueue 500 and batched completion. */
-export function graphile(options: { localQueue: boolean }): QueueSystem {
+/**
+ * graphile-worker 0.17: default (concurrency 10) or with localQueue 500 and batched completion;
+ * `concurrency` and `ioMs` (each job first awaits that long) for W6.
+ */
+export function graphile(options: { localQueue: boolean; concurrency?: number; ioMs?: number; key?: string; label?: string }): QueueSystem {
   return {
-    key: options.localQueue ? 'graphile-localqueue' : 'graphile',
-    label: options.localQueue ? 'graphile-worker localQueue 500' : 'graphile-worker default',
+    key: options.key ?? (options.localQueue ? 'graphile-localqueue' : 'graphile'),
+    label: options.label ?? (options.localQueue ? 'graphile-worker localQueue 500' : 'graphile-worker default'),
     prepare: prepareGraphile,
     start(url: string, processes: number, startOptions: StartOptions = {}) {
-      return startChildren(WORKER, processes, { DATABASE_URL: startOptions.workerUrl ?? url, GW_LOCAL_QUEUE: options.localQueue ? '1' : '0' });
+      return startChildren(WORKER, processes, {
+        DATABASE_URL: startOptions.workerUrl ?? url, GW_LOCAL_QUEUE: options.localQueue ? '1' : '0',
+        GW_CONCURRENCY: String(options.concurrency ?? 10), GW_IO_MS: String(options.ioMs ?? 0),
+      });
     },
     /** The authors (no trigger), then one job per author in one addJobs call: one statement, one commit. */
     async produce(url: string, n: number) {

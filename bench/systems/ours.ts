@@ -23,16 +23,28 @@ async function listeningCount(url: string): Promise<number> {
  * and N workers), loading the bench app. With --log-level warn the workers say nothing when
  * ready, so readiness is read from pg_locks: every LISTEN connection holds its "listening" lock.
  */
-export function ours(options: { key?: string; label?: string; batchSize?: number; callback?: 'model' | 'sql' } = {}): QueueSystem {
-  const { batchSize = 100, callback = 'sql' } = options;
+export function ours(options: {
+  key?: string;
+  label?: string;
+  batchSize?: number;
+  callback?: 'model' | 'sql' | 'batch';
+  /** `--concurrency` and `--callback-concurrency` (the pool gets concurrency + 1 connections). */
+  concurrency?: number;
+  callbackConcurrency?: number;
+  /** Each message awaits this long before its post (W6). */
+  ioMs?: number;
+} = {}): QueueSystem {
+  const { batchSize = 100, callback = 'sql', concurrency = 1, callbackConcurrency = 1, ioMs = 0 } = options;
   return {
     key: options.key ?? 'ours',
     label: options.label ?? 'sequelize-pgpubsub',
     prepare: migrateApp,
     async start(url: string, processes: number, startOptions: StartOptions = {}): Promise<Workers> {
       const args = ['listen', '--app', APP, '--processes', String(processes), '--batch-size', String(batchSize),
-        '--log-level', 'warn', '--log-format', 'json'];
-      const listen = spawnProcess(BIN, args, { DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback });
+        '--concurrency', String(concurrency), '--callback-concurrency', String(callbackConcurrency), '--log-level', 'warn', '--log-format', 'json'];
+      const listen = spawnProcess(BIN, args, {
+        DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback, BENCH_IO_MS: String(ioMs), BENCH_POOL_MAX: String(Math.max(5, concurrency + 1)),
+      });
       try {
         await eventually(async () => {
           if (listen.exit) throw new GiveUp(`pgpubsub listen exited before listening: ${listen.describe()}`);

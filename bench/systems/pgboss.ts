@@ -19,11 +19,11 @@ async function withBoss<T>(url: string, work: (boss: PgBoss) => Promise<T>): Pro
   }
 }
 
-/** pg-boss 10: N processes, one worker each, batchSize 200. */
-export function pgboss(): QueueSystem {
+/** pg-boss 10: N processes, one worker each (or `workers` subscriptions), batchSize 200; `ioMs` for W6. */
+export function pgboss(options: { workers?: number; ioMs?: number; key?: string; label?: string } = {}): QueueSystem {
   return {
-    key: 'pgboss',
-    label: 'pg-boss 10, batchSize 200',
+    key: options.key ?? 'pgboss',
+    label: options.label ?? 'pg-boss 10, batchSize 200',
     async prepare(url: string) {
       await migrateApp(url);
       await dropChannelTriggers(url);
@@ -31,7 +31,9 @@ export function pgboss(): QueueSystem {
       await withBoss(url, (boss) => boss.createQueue(PGBOSS_QUEUE));
     },
     start(url: string, processes: number, startOptions: StartOptions = {}) {
-      return startChildren(WORKER, processes, { DATABASE_URL: startOptions.workerUrl ?? url });
+      return startChildren(WORKER, processes, {
+        DATABASE_URL: startOptions.workerUrl ?? url, PB_IO_MS: String(options.ioMs ?? 0), PB_WORKERS: String(options.workers ?? 1),
+      });
     },
     /** The authors (no trigger), then one job per author in one insert(): one statement, one commit. */
     async produce(url: string, n: number) {

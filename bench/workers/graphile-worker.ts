@@ -1,13 +1,17 @@
 /**
- * A graphile-worker 0.17 process: run() with concurrency 10 and one task, `post`, which inserts
+ * A graphile-worker 0.17 process: run() with concurrency 10 (GW_CONCURRENCY) and one task, `post`, which inserts
  * the post for payload.authorId through the pool graphile-worker hands the task. With
  * GW_LOCAL_QUEUE=1 it uses the documented batching options (localQueue: { size: 500 },
  * completeJobBatchDelay: 0). Ready once its pool LISTENs for new jobs.
  */
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger, type Task, run } from 'graphile-worker';
 
 const localQueue = process.env.GW_LOCAL_QUEUE === '1';
+const concurrency = Number(process.env.GW_CONCURRENCY || 10);
+/** W6: each job first awaits this long (a stand-in for an HTTP call). */
+const ioMs = Number(process.env.GW_IO_MS || 0);
 
 // graphile-worker logs every job at info level; keep warnings and errors only.
 const logger = new Logger(() => (level, message) => {
@@ -15,6 +19,7 @@ const logger = new Logger(() => (level, message) => {
 });
 
 const post: Task = async (payload, helpers) => {
+  if (ioMs) await sleep(ioMs);
   const started = String(process.hrtime.bigint() / 1000n);
   await helpers.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', [started, (payload as { authorId: number }).authorId]);
 };
@@ -24,7 +29,7 @@ async function main(): Promise<void> {
   const listening = new Promise<void>((resolve) => events.once('pool:listen:success', () => resolve()));
   const runner = await run({
     connectionString: process.env.DATABASE_URL,
-    concurrency: 10,
+    concurrency,
     logger,
     events: events as never,
     taskList: { post },

@@ -106,6 +106,8 @@ export function drainSystems(): QueueSystem[] {
     // Diagnostic: the same listener writing the post with the README's Post.create instead of the
     // peers' INSERT, to show what Sequelize's model layer costs per message.
     ours({ key: 'ours-model', label: 'ours, Post.create callback (model layer)', callback: 'model' }),
+    // onBatch: the claim's posts in one Post.bulkCreate (BENCHMARKS.md's W1 batch row).
+    ours({ key: 'ours-batch', label: 'ours, onBatch callback (one bulkCreate per claim)', callback: 'batch' }),
     ceiling({ savepoints: false }),
     ceiling({ savepoints: true }),
     graphile({ localQueue: false }),
@@ -129,7 +131,7 @@ export async function w1(ctx: BenchContext, options: { n: number; processes: num
         const row = ctx.results.row({
           workload: 'W1', case: `${options.n} msgs, ${processes} proc`, system: system.label, key: system.key,
           metric: 'rate', figures: DRAIN_FIGURES, better: 'higher',
-          note: system.key.startsWith('ours-') ? 'diagnostic' : undefined,
+          note: system.key.startsWith('ours-') && system.key !== 'ours-batch' ? 'diagnostic' : undefined,
         });
         const result = await drainOnce(ctx, system, options.n, processes);
         row.runs.push(result);
@@ -152,5 +154,36 @@ export async function w5(ctx: BenchContext, options: { n: number; timeLimitMs: n
     const result = await drainOnce(ctx, system, options.n, 4, { series: true, timeLimitMs: options.timeLimitMs });
     row.runs.push(result);
     ctx.log(`W5 run ${run}/${ctx.runs}: ${result.ok ? `${Math.round(result.values.rate)} msg/s, peak RSS ${result.values.peakRssMb.toFixed(0)} MB` : `FAILED: ${result.error}`}`);
+  }
+}
+
+/** W6's callback: each message awaits this long (a stand-in for an HTTP call), then inserts its post. */
+const W6_IO_MS = 20;
+
+/** The systems W6 compares: ours with its concurrency options, graphile-worker at concurrency 10 and 50, pg-boss. */
+export function ioSystems(): QueueSystem[] {
+  return [
+    ours({ label: 'sequelize-pgpubsub, callbackConcurrency 100', ioMs: W6_IO_MS, batchSize: 100, callbackConcurrency: 100, concurrency: 2 }),
+    ours({ key: 'ours-claims', label: 'ours, concurrency 10 (claim transactions), batchSize 5', ioMs: W6_IO_MS, batchSize: 5, concurrency: 10 }),
+    graphile({ localQueue: false, concurrency: 10, ioMs: W6_IO_MS, key: 'graphile-c10', label: 'graphile-worker concurrency 10' }),
+    graphile({ localQueue: false, concurrency: 50, ioMs: W6_IO_MS, key: 'graphile-c50', label: 'graphile-worker concurrency 50' }),
+    pgboss({ ioMs: W6_IO_MS, key: 'pgboss-io', label: 'pg-boss 10, batchSize 200, a batch\'s jobs at once' }),
+    pgboss({ ioMs: W6_IO_MS, workers: 4, key: 'pgboss-io-4', label: 'pg-boss 10, 4 workers/proc, batchSize 200, jobs at once' }),
+  ];
+}
+
+/** W6: n messages whose callbacks each wait 20 ms, then insert the post, drained by 2 processes. */
+export async function w6(ctx: BenchContext, options: { n: number; processes: number }): Promise<void> {
+  const systems = ioSystems();
+  for (let run = 1; run <= ctx.runs; run++) {
+    for (const system of systems) {
+      const row = ctx.results.row({
+        workload: 'W6', case: `${options.n} msgs, ${W6_IO_MS} ms each, ${options.processes} proc`, system: system.label, key: system.key,
+        metric: 'rate', figures: DRAIN_FIGURES, better: 'higher', note: system.key === 'ours-claims' ? 'diagnostic' : undefined,
+      });
+      const result = await drainOnce(ctx, system, options.n, options.processes);
+      row.runs.push(result);
+      ctx.log(`W6 run ${run}/${ctx.runs} ${system.label}: ${result.ok ? `${Math.round(result.values.rate)} msg/s (${result.values.seconds.toFixed(2)} s)` : `FAILED: ${result.error}`}`);
+    }
   }
 }
