@@ -5,6 +5,7 @@ import { type LoadedApp, loadApp } from './app-loader';
 import { leaveWith } from './cluster';
 import { errorSummary } from './error-text';
 import { PgPubSubError } from './errors';
+import { LISTEN_DEFAULTS } from './listen-options';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from './logger';
 import { generateTriggerMigration } from './migration-generate';
 import { supervise } from './supervisor';
@@ -181,15 +182,15 @@ function buildProgram(): Command {
     .option('--recover', 'drain notifications stored while no listener ran (default)')
     .option('--no-recover', 'do not drain stored notifications at start')
     .option('--no-restart-on-failure', 'do not replace a worker that dies')
-    .option('--batch-size <n>', 'notifications claimed per transaction', positiveInteger('--batch-size'), 100)
-    .option('--concurrency <n>', 'claim transactions at once per process, each on its own pool connection (default 1)', positiveInteger('--concurrency'))
-    .option('--callback-concurrency <n>', "messages of a batch whose callbacks run at once, in the batch's transaction (default 1)", positiveInteger('--callback-concurrency'))
-    .option('--timeout-ms <ms>', 'how long a callback may take before its work is rolled back and an attempt charged (default 60000; a channel\'s timeoutMs wins)', positiveInteger('--timeout-ms'))
+    .option('--batch-size <n>', 'notifications claimed per transaction', positiveInteger('--batch-size'), LISTEN_DEFAULTS.batchSize)
+    .option('--concurrency <n>', `claim transactions at once per process, each on its own pool connection (default ${LISTEN_DEFAULTS.concurrency})`, positiveInteger('--concurrency'))
+    .option('--callback-concurrency <n>', `messages of a batch whose callbacks run at once, in the batch's transaction (default ${LISTEN_DEFAULTS.callbackConcurrency})`, positiveInteger('--callback-concurrency'))
+    .option('--timeout-ms <ms>', `how long a callback may take before its work is rolled back and an attempt charged (default ${LISTEN_DEFAULTS.timeoutMs}; a channel's timeoutMs wins)`, positiveInteger('--timeout-ms'))
     .option('--grace-period <ms>', 'after SIGTERM/SIGINT, how long workers may take to finish their batch', positiveInteger('--grace-period'), 30_000)
-    .option('--heartbeat-ms <ms>', 'how often the LISTEN connection is checked and the table swept as a backstop (default 60000)', positiveInteger('--heartbeat-ms'))
-    .option('--reconnect-min-ms <ms>', 'shortest wait before reconnecting a lost LISTEN connection (default 100)', positiveInteger('--reconnect-min-ms'))
-    .option('--reconnect-max-ms <ms>', 'longest wait between reconnect tries (default 10000)', positiveInteger('--reconnect-max-ms'))
-    .addOption(new Option('--savepoints <mode>', "'on-failure': redo a batch with a savepoint per message only when a callback throws; 'always': a savepoint per message (default on-failure)").choices(['on-failure', 'always']))
+    .option('--heartbeat-ms <ms>', `how often the LISTEN connection is checked and the table swept as a backstop (default ${LISTEN_DEFAULTS.heartbeatMs})`, positiveInteger('--heartbeat-ms'))
+    .option('--reconnect-min-ms <ms>', `shortest wait before reconnecting a lost LISTEN connection (default ${LISTEN_DEFAULTS.reconnect.minDelayMs})`, positiveInteger('--reconnect-min-ms'))
+    .option('--reconnect-max-ms <ms>', `longest wait between reconnect tries (default ${LISTEN_DEFAULTS.reconnect.maxDelayMs})`, positiveInteger('--reconnect-max-ms'))
+    .addOption(new Option('--savepoints <mode>', `'on-failure': redo a batch with a savepoint per message only when a callback throws; 'always': a savepoint per message (default ${LISTEN_DEFAULTS.savepoints})`).choices(['on-failure', 'always']))
     .option('--context-filter <json>', 'only claim notifications whose context contains this JSON object, e.g. \'{"tenant":7}\'', jsonObject('--context-filter'))
     .option('--listen-url <url>', 'where the LISTEN connection goes, when not where Sequelize connects (e.g. past a transaction pooler)')
     .option('--log-sql', "keep the app's Sequelize SQL logging on in the listener processes (off by default)")

@@ -80,9 +80,15 @@ export class MalformedPayloadError extends CodedError<'PGPUBSUB_MALFORMED_PAYLOA
   }
 }
 
-/** listen() called with bad options, or for channels that have no callback. */
+/** listen() called with bad options (`problems` lists each), or for channels that have no callback. */
 export class ListenOptionsError extends CodedError<'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS'> {
   override readonly name = 'ListenOptionsError';
+  readonly problems: string[];
+
+  constructor(code: 'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS', message: string, options?: { cause?: unknown; problems?: string[] }) {
+    super(code, message, options);
+    this.problems = options?.problems ?? [message];
+  }
 }
 
 /** A callback that did not settle within its channel's `timeoutMs`. */

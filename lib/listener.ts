@@ -8,6 +8,7 @@ import type { LibraryObjects } from './db-objects';
 import { errorSummary, errorText, sqlState } from './error-text';
 import { CallbackTimeoutError, ListenOptionsError, MalformedPayloadError, NonRetryableError } from './errors';
 import { chargeBeforeRunningAlone, clearInflight, markInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
+import { type ResolvedListenOptions, resolveListenOptions } from './listen-options';
 import { type Logger, consoleLogger, toLogger } from './logger';
 import { decodeMessage } from './message';
 import { libraryProblem } from './library-check';
@@ -146,10 +147,6 @@ const PROCESS_DIED = 'ProcessDied: the listener process died (exit, crash, kill 
 /** A library query (claim, delete, commit…) that takes longer than this has a dead connection under it. */
 const LIBRARY_QUERY_DEADLINE_MS = 30_000;
 
-/** Claim transactions at once per listener, unless told otherwise (see the README's "Concurrency"). */
-const DEFAULT_CONCURRENCY = 1;
-/** The default time limit of a callback. */
-const DEFAULT_TIMEOUT_MS = 60_000;
 /** How often a listener that lacks a channel's listening lock (another role holds it) tries again. */
 const LISTENING_RETRY_MS = 1000;
 /** How often a listener that holds drain locks says so to producers (they trust a lock for 1 s). */
@@ -300,27 +297,6 @@ async function bounded<T>(promise: Promise<T>, ms: number, onExpire: () => Error
   }
 }
 
-/** Context filter values must be plain JSON: they are matched with jsonb containment. */
-function contextFilterProblems(filter: unknown): string[] {
-  if (filter === undefined) return [];
-  if (typeof filter !== 'object' || filter === null || Array.isArray(filter)) return ['contextFilter must be an object like { tenant: 7 }'];
-  const problems: string[] = [];
-  const check = (value: unknown, at: string) => {
-    if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
-    if (typeof value === 'number') {
-      if (!Number.isFinite(value)) problems.push(`contextFilter.${at} is ${value}, which JSON cannot hold`);
-      return;
-    }
-    if (Array.isArray(value)) { value.forEach((item, i) => check(item, `${at}[${i}]`)); return; }
-    if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-      for (const [key, item] of Object.entries(value)) check(item, `${at}.${key}`);
-      return;
-    }
-    problems.push(`contextFilter.${at} is ${typeof value === 'object' ? (value as object).constructor?.name ?? 'an object' : typeof value}; only JSON values (strings, numbers, booleans, null, arrays, plain objects) can be matched`);
-  };
-  for (const [key, value] of Object.entries(filter)) check(value, key);
-  return problems;
-}
 
 /**
  * Whether `value` contains `pattern` as PostgreSQL's jsonb `@>` has it, so that a broadcast is
@@ -425,9 +401,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   readonly #host: ListenerHost;
   readonly #objects: LibraryObjects;
   readonly #sequelize: Sequelize;
-  readonly #options: Required<Omit<ListenOptions, 'channels' | 'contextFilter' | 'reconnect' | 'logger' | 'beforeRunningAlone' | 'listenConnection'>> & {
-    contextFilter?: NotificationContext; minDelayMs: number; maxDelayMs: number; listenConnection?: string | ListenConnectionConfig;
-  };
+  readonly #options: ResolvedListenOptions;
   readonly #beforeRunningAlone: ListenOptions['beforeRunningAlone'];
   readonly #log: Logger;
   readonly #channels: AnyChannel[];
@@ -469,62 +443,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.#objects = host.objects;
     this.#sequelize = host.sequelize;
     this.#log = options.logger ? toLogger(options.logger, 'listen({ logger })') : consoleLogger();
-    const batchSize = options.batchSize ?? 100;
-    if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
-    }
-    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
-    if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: concurrency must be a positive integer, got ${JSON.stringify(options.concurrency)}`);
-    }
-    const callbackConcurrency = options.callbackConcurrency ?? 1;
-    if (!Number.isInteger(callbackConcurrency) || callbackConcurrency < 1) {
-      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: callbackConcurrency must be a positive integer, got ${JSON.stringify(options.callbackConcurrency)}`);
-    }
-    if (callbackConcurrency > 1 && options.savepoints === 'always') {
-      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', "listen: callbackConcurrency runs a batch's callbacks at once only without savepoints, and savepoints: 'always' runs them one at a time. Use one or the other");
-    }
     const poolMax = (host.sequelize as unknown as { config?: { pool?: { max?: number } } }).config?.pool?.max ?? 5;
-    if (poolMax < concurrency + 1) {
-      throw new ListenOptionsError(
-        'PGPUBSUB_LISTEN_OPTIONS',
-        `listen: concurrency ${concurrency} needs a Sequelize pool of at least ${concurrency + 1} connections (one per claim transaction, and one for the listener's other queries), `
-          + `but this one's pool.max is ${poolMax}. Set pool: { max: ${concurrency + 1} } or more in the Sequelize options, or lower concurrency`,
-      );
-    }
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
-      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: timeoutMs must be a positive integer (milliseconds), got ${JSON.stringify(options.timeoutMs)}`);
-    }
-    const filterProblems = contextFilterProblems(options.contextFilter);
-    if (filterProblems.length) {
-      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: ${filterProblems.join('; ')}`);
-    }
-    const minDelayMs = options.reconnect?.minDelayMs ?? 100;
-    const maxDelayMs = options.reconnect?.maxDelayMs ?? Math.max(10_000, minDelayMs);
-    if (!(minDelayMs >= 0 && maxDelayMs >= minDelayMs)) {
-      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: reconnect needs 0 <= minDelayMs <= maxDelayMs, got ${JSON.stringify(options.reconnect)}`);
-    }
-    if (options.savepoints !== undefined && options.savepoints !== 'on-failure' && options.savepoints !== 'always') {
-      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: savepoints must be 'on-failure' or 'always', got ${JSON.stringify(options.savepoints)}`);
-    }
-    const own = options.listenConnection;
-    if (own !== undefined && typeof own !== 'string' && (typeof own !== 'object' || own === null || Array.isArray(own))) {
-      throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `listen: listenConnection must be a connection URL or node-postgres client settings, got ${JSON.stringify(own)}`);
-    }
-    this.#options = {
-      batchSize,
-      concurrency,
-      callbackConcurrency,
-      timeoutMs,
-      recover: options.recover ?? true,
-      savepoints: options.savepoints ?? 'on-failure',
-      heartbeatMs: options.heartbeatMs ?? 60_000,
-      contextFilter: options.contextFilter,
-      listenConnection: options.listenConnection,
-      minDelayMs,
-      maxDelayMs,
-    };
+    this.#options = resolveListenOptions(options, poolMax);
     this.#beforeRunningAlone = options.beforeRunningAlone;
     const names = options.channels ?? host.channels().filter((c) => host.callbacks(c.name).length + host.batchCallbacks(c.name).length > 0).map((c) => c.name);
     if (names.length === 0) {

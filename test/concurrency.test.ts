@@ -116,6 +116,15 @@ describe('concurrency', function () {
     const refused = await app.sequelize.pgpubsub.listen({ logger: quiet, concurrency: 3 }).then(() => null, (error: Error) => error);
     expect(refused?.message).to.equal("listen: concurrency 3 needs a Sequelize pool of at least 4 connections (one per claim transaction, and one for the listener's other queries), "
       + "but this one's pool.max is 3. Set pool: { max: 4 } or more in the Sequelize options, or lower concurrency");
+    // Every problem at once, typos included, with the problems listed on the error.
+    const many = await app.sequelize.pgpubsub.listen({ logger: quiet, batchsize: 10, savepoints: 'sometimes', heartbeatMs: 0 } as never)
+      .then(() => null, (error: Error & { problems?: string[] }) => error);
+    expect(many?.message).to.match(/^listen: 3 invalid options:\n {2}- /);
+    expect(many?.problems).to.deep.equal([
+      "listen: unknown option 'batchsize' (known: channels, batchSize, concurrency, callbackConcurrency, recover, contextFilter, heartbeatMs, savepoints, timeoutMs, reconnect, listenConnection, logger, beforeRunningAlone)",
+      'heartbeatMs must be a positive integer (milliseconds), got 0',
+      "savepoints must be 'on-failure' or 'always', got \"sometimes\"",
+    ]);
     for (const concurrency of [0, 1.5, -1]) {
       const bad = await app.sequelize.pgpubsub.listen({ logger: quiet, concurrency }).then(() => null, (error: Error) => error);
       expect(bad?.message, String(concurrency)).to.match(/concurrency must be a positive integer/);

@@ -109,7 +109,7 @@ export function drainSystems(): QueueSystem[] {
     // Diagnostic: two claim transactions at once per process (the default is 1: see the README's "Concurrency").
     ours({ key: 'ours-c2', label: 'ours, concurrency 2', concurrency: 2 }),
     // onBatch: the claim's posts in one Post.bulkCreate (BENCHMARKS.md's W1 batch row).
-    ours({ key: 'ours-batch', label: 'ours, onBatch callback (one bulkCreate per claim)', callback: 'batch' }),
+    ours({ key: 'ours-batch', label: 'ours, onBatch callback (one bulkCreate per claim of 500)', callback: 'batch', batchSize: 500 }),
     ceiling({ savepoints: false }),
     ceiling({ savepoints: true }),
     graphile({ localQueue: false }),
