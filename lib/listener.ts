@@ -664,7 +664,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         await this.#connect();
         this.stats.reconnects++;
         this.#log.info('reconnected; sweeping for notifications sent meanwhile', { event: 'reconnected', attempt });
-        this.emit('reconnected', { attempt });
+        this.#tell('reconnected', { attempt });
         this.wake();
         return;
       } catch (error) {
@@ -715,7 +715,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       }
       await this.#afterCommit(afterCommit, channel.name);
       this.stats.broadcasts++;
-      this.emit('broadcast', channel.name);
+      this.#tell('broadcast', channel.name);
     } catch (error) {
       this.#log.error(`broadcast callback on '${channel.name}' failed (broadcasts are not retried)`, { event: 'broadcast-failed', channel: channel.name, error: errorText(error) });
       if (this.listenerCount('error') > 0) this.emit('error', error);
@@ -987,35 +987,37 @@ export class Listener extends EventEmitter<ListenerEvents> {
    */
   async #batch(slot = 0): Promise<number> {
     let known: Map<string, unknown> | null = this.#options.savepoints === 'always' ? new Map() : null;
-    let outcome: BatchOutcome;
+    let outcome!: BatchOutcome;
     // Nothing is claimed while a notification runs alone (see #alone).
     while (this.#aloneTurn) await this.#aloneTurn;
     this.#inBatch++;
-    for (;;) {
-      try {
-        outcome = await this.#claimAndRun(known, slot);
-        break;
-      } catch (error) {
-        if (!(error instanceof GroupFailed) && !(error instanceof CallbackFailed)) this.#inBatch--;
-        if (error instanceof GroupFailed) {
-          // Run again carefully: the group in a savepoint (split into single messages if it throws),
-          // or, after a timeout, split from the start.
+    try {
+      for (;;) {
+        try {
+          outcome = await this.#claimAndRun(known, slot);
+          break;
+        } catch (error) {
+          if (error instanceof GroupFailed) {
+            // Run again carefully: the group in a savepoint (split into single messages if it throws),
+            // or, after a timeout, split from the start.
+            known ??= new Map();
+            if (error.split) known.set(splitKey(error.channel), true);
+            continue;
+          }
+          if (!(error instanceof CallbackFailed)) throw error;
           known ??= new Map();
-          if (error.split) known.set(splitKey(error.channel), true);
-          continue;
+          known.set(error.id, error.error);
         }
-        if (!(error instanceof CallbackFailed)) throw error;
-        known ??= new Map();
-        known.set(error.id, error.error);
       }
+    } finally {
+      this.#inBatch--;
     }
-    this.#inBatch--;
     const { claimed, processed, failures, suspects } = outcome;
     this.#claimedTotal += claimed;
     this.stats.batches++;
     this.stats.processed += processed.length;
     if (claimed > 0) this.#log.info('batch', { event: 'batch', claimed, processed: processed.length, failed: failures.length, suspects: suspects.length });
-    if (processed.length) this.emit('processed', processed);
+    if (processed.length) this.#tell('processed', processed);
     this.#reportFailures(failures);
     if (suspects.length) {
       await this.#alone(async () => {
@@ -1056,7 +1058,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       const outcome = failure.failedForGood ? 'failed for good (failed_at set; it will not be claimed again)' : 'kept for retry';
       const log = failure.failedForGood ? this.#log.error : this.#log.warn;
       log.call(this.#log, `callback on '${failure.channel}' failed for notification ${failure.id}; ${outcome}`, { id: failure.id, channel: failure.channel, error: errorSummary(failure.error) });
-      this.emit('failed', failure);
+      this.#tell('failed', failure);
     }
   }
 
@@ -1228,7 +1230,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     try {
       await this.#runCharged(suspect, channel, attempt);
     } finally {
-      this.emit('ranAlone', suspect.id);
+      this.#tell('ranAlone', suspect.id);
     }
   }
 
@@ -1262,7 +1264,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       await this.#afterCommit(afterCommit, channel.name);
       if (row) {
         this.stats.processed++;
-        this.emit('processed', [row.id]);
+        this.#tell('processed', [row.id]);
       }
       return;
     }

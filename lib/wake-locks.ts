@@ -3,8 +3,24 @@ import type { LibraryObjects } from './db-objects';
 import { quoteLiteral } from './sql-text';
 
 /**
- * Advisory lock namespaces (the first key of the two-key form; the second is `hashtext(channel)`)
- * through which producers and listeners agree on wake-ups without a table (see the migration):
+ * The wake-up protocol, explained once here (its producer side is the library's wake() function,
+ * frozen in the migrations: notification-table.ts, inflight.ts, schema.ts; its listener side is
+ * below, and the drain in listener.ts follows it).
+ *
+ * A NOTIFY makes PostgreSQL serialise the commits of every transaction that sent one, which caps
+ * concurrent writers at about a third of their rate. So wake() sends one only when a listener
+ * needs it: when some listener is listening on the channel and none is draining it. A draining
+ * listener claims again before it stops, and nobody listening means the next listener's start-up
+ * sweep finds the row. Both are read from advisory locks the listeners hold on their LISTEN
+ * connections, which costs a producer a few lock-table probes and no table access. A drain lock is
+ * trusted only while the drain beat (a sequence the draining listener sets every few hundred ms)
+ * is fresh. A producer that skips holds a shared "skipped" lock until it commits; a listener that
+ * lets go of its drain lock, or starts, waits until it can take that lock exclusively (every
+ * skipping producer has ended) and then claims once more, so no row is left for the heartbeat.
+ * The producer looks again after taking that lock, so a listener that let go or started in
+ * between gets the NOTIFY after all.
+ *
+ * Advisory lock namespaces (the first key of the two-key form; the second is `hashtext(channel)`):
  * - LISTENING: every live listener holds it shared on its LISTEN connection;
  * - DRAINING: the listener draining a channel's backlog holds it exclusively (its "drain lease");
  * - SKIPPED: a producer that skipped its NOTIFY holds it shared until it commits.
@@ -14,7 +30,7 @@ import { quoteLiteral } from './sql-text';
 export const WAKE_LOCKS = { listening: 1885826930, draining: 1885826931, skipped: 1885826932 } as const;
 
 /**
- * The listener's side of the wake-up protocol (see the notification table migration): advisory
+ * The listener's side of the wake-up protocol (above): advisory
  * locks held on the LISTEN connection, keyed by (namespace, hashtext(channel)). Session locks end
  * with the connection, so a listener that dies or loses its connection holds nothing.
  */

@@ -7,39 +7,23 @@ import { expect } from 'chai';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
-import { openApp } from '../dev/example-app';
-import { type DrainEnd, type Listener, type MessageDone, type MessageStart, channel } from '../lib';
+import { type DrainEnd, type MessageDone, type MessageStart, channel } from '../lib';
 import { jsonContains } from '../lib/listener';
-import type { App } from '../models/app';
-import { type TestDatabase, testDatabase } from './support/hooks';
-
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+import { exampleAppPerTest } from './support/example-app-per-test';
 
 describe('listener events', function () {
   this.timeout(30_000);
-  let db: TestDatabase;
-  let app: App;
-  const listeners: Listener[] = [];
-
-  beforeEach(async function () {
-    db = await testDatabase(this.currentTest!.title.slice(0, 20));
-    app = openApp(db.url);
-  });
-  afterEach(async function () {
-    await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
-    await app.sequelize.close();
-    if (this.currentTest?.state === 'passed') await db.drop();
-  });
+  const test = exampleAppPerTest();
+  const { listen } = test;
 
   it('tells when each message starts and is done, with its duration and outcome, and when drains start and end', async () => {
     const Slow = channel<{ n: number }>('slow_events', { retry: { maxAttempts: 1 } });
-    app.sequelize.pgpubsub.on(Slow, async ({ payload }) => {
+    test.app.sequelize.pgpubsub.on(Slow, async ({ payload }) => {
       await sleep(20);
       if (payload.n === 2) throw new Error('two fails');
     });
-    for (const n of [1, 2, 3]) await app.sequelize.pgpubsub.notify(Slow, { n });
-    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet, recover: false, savepoints: 'always' });
-    listeners.push(listener);
+    for (const n of [1, 2, 3]) await test.app.sequelize.pgpubsub.notify(Slow, { n });
+    const listener = await listen({ recover: false, savepoints: 'always' });
     const starts: MessageStart[] = [];
     const dones: MessageDone[] = [];
     const drains: DrainEnd[] = [];
@@ -52,7 +36,7 @@ describe('listener events', function () {
     listener.on('processed', (ids) => processed.push(...ids));
     // A handler that throws is logged, and never counts as the message's failure.
     listener.on('message:start', () => { throw new Error('a careless handler'); });
-    await app.sequelize.pgpubsub.recover();
+    await test.app.sequelize.pgpubsub.recover();
     await eventually(() => drains.some((drain) => drain.claimed === 3), 'the drain of the three');
 
     expect(starts.map((s) => s.attempt)).to.deep.equal([1, 1, 1]);
@@ -76,11 +60,10 @@ describe('listener events', function () {
   });
 
   it('tells the reconnect attempt', async () => {
-    app.sequelize.pgpubsub.on(app.Author, 'author_created', () => {});
-    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet, reconnect: { minDelayMs: 10, maxDelayMs: 50 } });
-    listeners.push(listener);
+    test.app.sequelize.pgpubsub.on(test.app.Author, 'author_created', () => {});
+    const listener = await listen({ reconnect: { minDelayMs: 10, maxDelayMs: 50 } });
     const reconnected = new Promise<{ attempt: number }>((resolve) => listener.once('reconnected', resolve));
-    await app.sequelize.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgpubsub-listener' AND datname = current_database()", { type: QueryTypes.SELECT });
+    await test.app.sequelize.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgpubsub-listener' AND datname = current_database()", { type: QueryTypes.SELECT });
     expect((await reconnected).attempt).to.be.a('number').and.at.least(1);
   });
 
@@ -88,11 +71,10 @@ describe('listener events', function () {
     const Live = channel<{ n: number }>('live_filtered', { durable: false });
     const Stored = channel<{ n: number }>('stored_filtered');
     const seen: string[] = [];
-    app.sequelize.pgpubsub.on(Live, ({ payload }) => { seen.push(`live ${payload.n}`); });
-    app.sequelize.pgpubsub.on(Stored, ({ payload }) => { seen.push(`stored ${payload.n}`); });
+    test.app.sequelize.pgpubsub.on(Live, ({ payload }) => { seen.push(`live ${payload.n}`); });
+    test.app.sequelize.pgpubsub.on(Stored, ({ payload }) => { seen.push(`stored ${payload.n}`); });
     const contextFilter = { user: { id: 1 }, tags: ['b'] };
-    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet, contextFilter });
-    listeners.push(listener);
+    await listen({ contextFilter });
     const contexts = [
       { user: { id: 1, role: 'admin' }, tags: ['a', 'b'], more: true }, // contains the filter
       { user: { id: 2 }, tags: ['b'] }, // another user
@@ -100,7 +82,7 @@ describe('listener events', function () {
     ];
     for (const [n, context] of contexts.entries()) {
       for (const target of [Live, Stored]) {
-        await app.sequelize.pgpubsub.withContext(context, (transaction) => app.sequelize.pgpubsub.notify(target, { n }, { transaction }));
+        await test.app.sequelize.pgpubsub.withContext(context, (transaction) => test.app.sequelize.pgpubsub.notify(target, { n }, { transaction }));
       }
     }
     await eventually(() => seen.length >= 2, 'the matching notifications');
@@ -122,7 +104,7 @@ describe('listener events', function () {
       [{}, {}],
     ];
     for (const [value, pattern] of cases) {
-      const [{ contains }] = await app.sequelize.query<{ contains: boolean }>('SELECT $1::jsonb @> $2::jsonb AS contains', {
+      const [{ contains }] = await test.app.sequelize.query<{ contains: boolean }>('SELECT $1::jsonb @> $2::jsonb AS contains', {
         bind: [JSON.stringify(value), JSON.stringify(pattern)], type: QueryTypes.SELECT,
       });
       expect(jsonContains(value, pattern), `${JSON.stringify(value)} @> ${JSON.stringify(pattern)}`).to.equal(contains);

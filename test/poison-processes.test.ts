@@ -77,11 +77,14 @@ describe('poison-proof listener processes', function () {
     expect((await listener.exited).code, shownLogs(listener)).to.equal(0);
   });
 
-  it('in --worker mode, restarted as systemd would, charges a notification that kills the process and fails it after maxAttempts', async () => {
-    await insertJobs(['good 1', 'exit', 'good 2']);
+  /**
+   * Runs `pgpubsub listen <args>` again each time it exits (at most 6 times), as systemd would,
+   * until every stored job is failed and `good` jobs are done; then stops it. Its exit codes.
+   */
+  const restartedAsSystemdWould = async (args: string[], good: number): Promise<Array<number | null>> => {
     const codes: Array<number | null> = [];
-    for (let run = 0; run < 6 && !((await stored()).every((row) => row.failed) && (await results()) === 2); run++) {
-      const worker = listen(['--worker']);
+    for (let run = 0; run < 6 && !((await stored()).every((row) => row.failed) && (await results()) === good); run++) {
+      const worker = listen(args);
       const exit = await Promise.race([worker.exited, sleep(20_000).then(() => null)]);
       if (exit === null) {
         worker.kill('SIGTERM');
@@ -90,6 +93,12 @@ describe('poison-proof listener processes', function () {
       }
       codes.push(exit.code);
     }
+    return codes;
+  };
+
+  it('in --worker mode, restarted as systemd would, charges a notification that kills the process and fails it after maxAttempts', async () => {
+    await insertJobs(['good 1', 'exit', 'good 2']);
+    const codes = await restartedAsSystemdWould(['--worker'], 2);
     const rows = await stored();
     expect(await results(), JSON.stringify(codes)).to.equal(2);
     expect(rows).to.have.length(1);
@@ -100,17 +109,7 @@ describe('poison-proof listener processes', function () {
   it('with --concurrency 3, charges a notification that kills the process, fails it after maxAttempts, and runs every other job once', async () => {
     const good = Array.from({ length: 30 }, (_, i) => `good ${i}`);
     await insertJobs([...good.slice(0, 15), 'exit', ...good.slice(15)]);
-    const codes: Array<number | null> = [];
-    for (let run = 0; run < 6 && !((await stored()).every((row) => row.failed) && (await results()) === good.length); run++) {
-      const worker = listen(['--worker', '--concurrency', '3', '--batch-size', '2']);
-      const exit = await Promise.race([worker.exited, sleep(20_000).then(() => null)]);
-      if (exit === null) {
-        worker.kill('SIGTERM');
-        codes.push((await worker.exited).code);
-        break;
-      }
-      codes.push(exit.code);
-    }
+    const codes = await restartedAsSystemdWould(['--worker', '--concurrency', '3', '--batch-size', '2'], good.length);
     const rows = await stored();
     expect(await results(), JSON.stringify(codes)).to.equal(good.length);
     expect(rows.map((row) => row.name)).to.deep.equal(['exit']);

@@ -23,17 +23,8 @@ import { libraryStep } from './runner';
  * scanning failed rows. Autovacuum runs early because the table is a hot queue:
  * every row is inserted once and deleted once.
  *
- * Wake-ups: a NOTIFY makes PostgreSQL serialise the commits of every transaction that sent one,
- * which caps concurrent writers at about a third of their rate. So pgpubsub_wake() sends one only
- * when a listener needs it: when some listener is listening on the channel and none is draining
- * it. A draining listener claims again before it stops, and nobody listening means the next
- * listener's start-up sweep finds the row. Both are read from advisory locks the listeners hold
- * on their LISTEN connections (WAKE_LOCKS), which costs a producer a few lock-table probes and no
- * table access. A producer that skips holds a shared "skipped" lock until it commits; a listener
- * that lets go of its drain lock, or starts, waits until it can take that lock exclusively (every
- * skipping producer has ended) and then claims once more, so no row is left for the heartbeat.
- * The producer looks again after taking that lock, so a listener that let go or started in
- * between gets the NOTIFY after all.
+ * Wake-ups: pgpubsub_wake() is the producer's side of the wake-up protocol, explained once in
+ * lib/wake-locks.ts (this SQL is frozen; later versions replace the function).
  * The helpers avoid EXCEPTION blocks on their common path: each would cost a subtransaction.
  */
 /** The claim as this migration creates it (the in-flight migration replaces it, and puts it back on down). */
