@@ -8,7 +8,7 @@ import { type RunWorkerOptions, runWorker } from './worker';
 export interface ClusterOptions extends Omit<RunWorkerOptions, 'logger'>, Omit<SuperviseOptions, 'logger' | 'processes'> {
   /** Listener processes to keep running (default 1). */
   processes?: number;
-  /** Where the primary and the workers log (default: JSON-free lines on stderr at `info`, each naming its worker slot). */
+  /** Where the primary and the workers log (default: pretty lines on stderr at `info`, each naming its process and worker slot). */
   logger?: Logger;
 }
 

@@ -777,7 +777,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     // With callbacks at once on one transaction, the batch redirects it once (#claimAndRun).
     const restore = this.#sharedAfterCommit.has(transaction) ? () => undefined : redirectAfterCommit(transaction, register);
     const startedAt = performance.now();
-    for (const start of starts) this.#tell('message:start', start);
+    if (this.listenerCount('message:start') > 0) for (const start of starts) this.#tell('message:start', start);
     const base = { transaction, signal: controller.signal, afterCommit: register };
     const work = (async () => {
       for (const callback of callbacks) {
@@ -797,6 +797,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     // A callback still running after its time is up may reject later: nobody waits for it any more.
     work.catch(() => undefined);
     const done = (ok: boolean, error?: unknown) => {
+      if (this.listenerCount('message:done') === 0) return;
       const durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
       for (const start of starts) this.#tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
     };
@@ -917,8 +918,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         this.#pending = false;
         const round = await this.#round();
         ({ claimed, full } = round);
-        streak = round.total > 0 ? streak + 1 : 0;
-        if (streak >= 2 || full) await this.#takeDrainLocks(full);
+        streak = await this.#afterClaim(streak, round.total, full);
       }
       if (!this.#stopping) await this.#scheduleRetry();
     } catch (error) {
@@ -936,6 +936,16 @@ export class Listener extends EventEmitter<ListenerEvents> {
         durationMs: Date.now() - started.at,
       });
     }
+  }
+
+  /**
+   * After a claim that found `claimed` rows: the drain locks once two claims in a row found rows or
+   * one came back full (a backlog). Returns the new count of claims in a row that found rows.
+   */
+  async #afterClaim(streak: number, claimed: number, full: boolean): Promise<number> {
+    const next = claimed > 0 ? streak + 1 : 0;
+    if (next >= 2 || full) await this.#takeDrainLocks(full);
+    return next;
   }
 
   /**
@@ -957,8 +967,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         total += claimed;
         const full = claimed === batchSize;
         if (this.#stopping) return { claimed, full };
-        streak = claimed > 0 ? streak + 1 : 0;
-        if (streak >= 2 || full) await this.#takeDrainLocks(full);
+        streak = await this.#afterClaim(streak, claimed, full);
         if (full) continue;
         if (this.#pending) {
           this.#pending = false;
