@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client, Notification } from 'pg';
 import type { Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, type RetryPolicy } from './channel';
@@ -1243,6 +1244,21 @@ export class Listener extends EventEmitter<ListenerEvents> {
     }
   }
 
+  /**
+   * Locks a charged suspect for its run. Another listener's claim that met it as a suspect too, in
+   * the instant before the charge, holds its row until that claim's batch ends: wait for it (never
+   * leave a charged suspect to a later batch, which it could take down with it). Null once it is done.
+   */
+  async #lockAlone(transaction: Transaction, suspect: ClaimedRow, channel: AnyChannel): Promise<ClaimedRow | null> {
+    for (let waitMs = 20, told = false; ; waitMs = Math.min(waitMs * 2, 500)) {
+      const row = await this.#library(transaction, 'lock', lockOne(this.#objects, this.#sequelize, transaction, suspect.id, this.#timeoutOf(channel)));
+      if (row !== 'held') return row;
+      if (!told) this.#log.debug(`notification ${suspect.id} is held by another claim; waiting to run it alone`, { event: 'alone-held', id: suspect.id });
+      told = true;
+      await sleep(waitMs);
+    }
+  }
+
   /** The run of a suspect whose attempt is charged: its outcome replaces the charge's error. */
   async #runCharged(suspect: ClaimedRow, channel: AnyChannel, attempt: number): Promise<void> {
     let failure: unknown = null;
@@ -1250,7 +1266,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const transaction = await this.#sequelize.transaction();
     let row: ClaimedRow | null = null;
     try {
-      row = await this.#library(transaction, 'lock', lockOne(this.#objects, this.#sequelize, transaction, suspect.id, this.#timeoutOf(channel)));
+      row = await this.#lockAlone(transaction, suspect, channel);
       if (row) {
         try {
           const message = decodeMessage(channel, row.payload, row.id);

@@ -144,8 +144,12 @@ export function dueCheck(objects: LibraryObjects, filter: ClaimFilter): { text: 
   return { text: `SELECT EXISTS (SELECT FROM ${objects.notificationTable} WHERE ${dueSql()} AND ${filterSql(filter, values)}) AS due`, values };
 }
 
-/** Locks one notification for its run alone, with the claim's server-side time limits; null when gone or held. */
-export async function lockOne(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, id: string, timeoutMs: number): Promise<ClaimedRow | null> {
+/**
+ * Locks one notification for its run alone, with the claim's server-side time limits. Null when it
+ * is gone (done), 'held' while another transaction holds it: a claim that met it as a suspect too
+ * holds it until that claim's batch ends (its own charge then fails, so it leaves it to us).
+ */
+export async function lockOne(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, id: string, timeoutMs: number): Promise<ClaimedRow | 'held' | null> {
   const [row] = await sequelize.query<ClaimedRow>(
     `SELECT n.id::text AS id, n.channel, n.payload::text AS payload, n.attempts, false AS suspect,
             pg_catalog.set_config('statement_timeout', $2::text, true) AS t1,
@@ -153,5 +157,10 @@ export async function lockOne(objects: LibraryObjects, sequelize: Sequelize, tra
        FROM ${objects.notificationTable} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
     { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
   );
-  return row ?? null;
+  if (row) return row;
+  const [stored] = await sequelize.query<{ stored: boolean }>(
+    `SELECT EXISTS (SELECT FROM ${objects.notificationTable} WHERE id = $1::bigint) AS stored`,
+    { bind: [id], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+  );
+  return stored.stored ? 'held' : null;
 }

@@ -241,6 +241,41 @@ describe('poison-proof listeners', function () {
     });
   });
 
+  describe("what a dead listener held", () => {
+    it('runs it alone at its charged attempt, even while a claim that met it too still holds its row', async () => {
+      const runs: Array<{ name: string; attempt: number }> = [];
+      app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction, attempt }) => {
+        runs.push({ name: author!.name, attempt });
+        await app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
+      });
+      await app.Author.create({ name: 'held by a dead listener' });
+      const [{ id }] = await stored();
+      // The marker of a listener gone for a minute (nobody holds its key) names that notification.
+      await app.sequelize.query(
+        `INSERT INTO pgpubsub.inflight (holder, ids, suspected_at) VALUES (424242, ARRAY[$1::bigint], now() - interval '1 minute')`, { bind: [id] });
+      // Another listener's claim met it as a suspect too, just before this one charged it: that claim
+      // holds the row until its own batch ends, a second here.
+      const other = new Client({ connectionString: db.url });
+      await other.connect();
+      let released: Promise<unknown> = Promise.resolve();
+      const listener = await listen({
+        beforeRunningAlone: async () => {
+          await other.query('BEGIN');
+          await other.query('SELECT id FROM pgpubsub.notification WHERE id = $1 FOR UPDATE', [id]);
+          released = sleep(1000).then(() => other.query('COMMIT'));
+        },
+      });
+      try {
+        await eventually(async () => (await posts()) === 1 && (await stored()).length === 0, 'the notification run and deleted', 15_000);
+      } finally {
+        await released;
+        await other.end();
+      }
+      expect(runs, 'run once, alone, at the attempt charged before it ran').to.deep.equal([{ name: 'held by a dead listener', attempt: 1 }]);
+      expect(listener.stats.ranAlone).to.equal(1);
+    });
+  });
+
   describe('a role that can only connect', () => {
     const role = `pgpubsub_hostile_${process.pid}`;
     let hostile: Client;
