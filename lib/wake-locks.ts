@@ -5,7 +5,7 @@ import { quoteLiteral } from './sql-text';
 /**
  * The wake-up protocol, explained once here (its producer side is the library's wake() function,
  * frozen in the migrations: notification-table.ts, inflight.ts, schema.ts; its listener side is
- * below, and the drain in listener.ts follows it).
+ * below, and the drain (lib/drain-machine.ts, performed in listener.ts) follows it).
  *
  * A NOTIFY makes PostgreSQL serialise the commits of every transaction that sent one, which caps
  * concurrent writers at about a third of their rate. So wake() sends one only when a listener

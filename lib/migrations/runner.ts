@@ -1,4 +1,4 @@
-import type { QueryInterface, Sequelize, Transaction } from 'sequelize';
+import type { QueryInterface, Sequelize } from 'sequelize';
 import { installedLibraryVersion } from '../catalog';
 import { DEFAULT_MIGRATION_STORAGE, DEFAULT_SCHEMA, type LibraryObjects, checkSchemaName, libraryObjects } from '../db-objects';
 import { SetupError } from '../errors';
