@@ -67,5 +67,5 @@ export function isUnreachable(error: unknown): boolean {
   const codes = [e?.code, e?.parent?.code, e?.original?.code].filter((code): code is string => typeof code === 'string');
   return Boolean(e?.name?.startsWith('SequelizeConnection'))
     || codes.some((code) => CONNECT_CODES.has(code))
-    || /Connection terminated|timeout expired|Query read timeout|connect ECONNREFUSED|the database system is (starting up|shutting down)/i.test(`${e?.message ?? ''} ${e?.parent?.message ?? ''}`);
+    || /Connection terminated|is not queryable|timeout expired|Query read timeout|connect ECONNREFUSED|the database system is (starting up|shutting down)/i.test(`${e?.message ?? ''} ${e?.parent?.message ?? ''}`);
 }

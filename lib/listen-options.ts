@@ -3,6 +3,9 @@ import type { NotificationContext } from './context';
 import { ListenOptionsError } from './errors';
 import type { ListenConnectionConfig, ListenOptions } from './listener';
 
+/** The application_name of a listener's LISTEN connection (pg_stat_activity shows it). */
+export const LISTENER_APPLICATION_NAME = 'pgpubsub-listener';
+
 /**
  * listen()'s options: their defaults (which the CLI's --help shows too) and their validation, in
  * one place. Every problem is reported at once, as channel definitions' are.

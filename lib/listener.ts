@@ -3,7 +3,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client, Notification } from 'pg';
 import type { Sequelize } from 'sequelize';
 import type { AnyChannel } from './channel';
-import { jitteredBackoff } from './backoff';
 import type { NotificationContext } from './context';
 import type { LibraryObjects } from './db-objects';
 import { errorSummary, errorText } from './error-text';
@@ -12,16 +11,16 @@ import { clearInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type ResolvedListenOptions, resolveListenOptions } from './listen-options';
 import { type Logger, consoleLogger, toLogger } from './logger';
 import { libraryProblem } from './library-check';
-import { quoteIdent } from './sql-text';
 import { type ClaimFilter, dueCheck, nextDueInMs, pendingSql } from './store';
 import { BatchRunner } from './batch-runner';
 import { type BroadcastContext, runBroadcast } from './broadcasts';
-import { CallbackRunner, LIBRARY_QUERY_DEADLINE_MS, type QueryFn, bounded, oneQueryAtATime } from './callbacks';
+import { CallbackRunner, bounded } from './callbacks';
+import { ListenConnection } from './listen-connection';
 import { type DrainAction, type DrainFacts, type DrainReply, type DrainTiming, afterClaim, nextDrain, startDrain } from './drain-machine';
 import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
 
 /** The application_name of a listener's LISTEN connection (pg_stat_activity shows it). */
-export const LISTENER_APPLICATION_NAME = 'pgpubsub-listener';
+export { LISTENER_APPLICATION_NAME } from './listen-options';
 
 /** Channel on which `recover()` asks every running listener to drain now. */
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
@@ -106,19 +105,6 @@ export interface ListenConnectionConfig {
   password?: string | (() => string | Promise<string>);
   database?: string;
   ssl?: unknown;
-  [setting: string]: unknown;
-}
-
-/** The parts of Sequelize's (v6) connection manager that the LISTEN connection is opened with. */
-interface SequelizeConnectionManager {
-  lib: typeof import('pg');
-  config: SequelizeConnectionConfig & { replication?: { write: SequelizeConnectionConfig } | false };
-  /** Runs the beforeConnect hooks, connects as Sequelize does (dialectOptions, SSL, type parsers), runs the afterConnect hooks. */
-  _connect(config: SequelizeConnectionConfig): Promise<Client>;
-}
-
-interface SequelizeConnectionConfig {
-  dialectOptions?: Record<string, unknown>;
   [setting: string]: unknown;
 }
 
@@ -217,11 +203,12 @@ export interface Failure {
  * with SKIP LOCKED, run each message's callbacks, delete the successes, keep the failures with
  * their error and a backoff, commit once.
  *
- * Its parts: this class keeps the LISTEN connection (connect, LISTEN, holder keys, reconnect,
- * heartbeat) and the drain locks, and performs the drain, whose rules are the pure step function
- * of lib/drain-machine.ts; lib/batch-runner.ts runs one claim transaction (and what a dead process
- * held, alone); lib/callbacks.ts runs callbacks within their time limit; lib/broadcasts.ts runs
- * broadcasts. The wake-up protocol is explained once, in lib/wake-locks.ts.
+ * Its parts: lib/listen-connection.ts keeps the LISTEN connection (connect, LISTEN, reconnect,
+ * heartbeat); this class sets up what it holds there (holder keys, listening and drain locks) and
+ * performs the drain, whose rules are the pure step function of lib/drain-machine.ts;
+ * lib/batch-runner.ts runs one claim transaction (and what a dead process held, alone);
+ * lib/callbacks.ts runs callbacks within their time limit; lib/broadcasts.ts runs broadcasts. The
+ * wake-up protocol is explained once, in lib/wake-locks.ts.
  *
  * Faults it contains (the README's "Failure model"): a callback that throws or times out is
  * charged an attempt; a lost connection (told by the connection, never by what a callback threw)
@@ -241,7 +228,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   readonly #filter: ClaimFilter;
   /** The longest time limit of this listener's durable channels: what the claim sets on the server. */
   readonly #claimTimeoutMs: number;
-  #client: Client | null = null;
+  readonly #connection: ListenConnection;
   /** This listener's key in pgpubsub_inflight, an advisory lock held on the LISTEN connection. */
   /** The holder keys of this listener's claim loops (one per `concurrency`), held on its LISTEN connection. */
   #holders: number[] = [];
@@ -249,11 +236,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   #pending = false;
   #draining: Promise<void> | null = null;
   #retryTimer: NodeJS.Timeout | null = null;
-  #heartbeat: NodeJS.Timeout | null = null;
   #listeningRetry: NodeJS.Timeout | null = null;
   #beat: NodeJS.Timeout | null = null;
-  #reconnecting: Promise<void> | null = null;
-  #checking = false;
   /** Channels whose listening lock another session holds exclusively: tried again every LISTENING_RETRY_MS. */
   #notListening: string[] = [];
   /** Channels whose drain lock this listener holds on its LISTEN connection (producers skip their NOTIFYs). */
@@ -298,7 +282,36 @@ export class Listener extends EventEmitter<ListenerEvents> {
       sequelize: this.#sequelize, objects: this.#objects, host, options: this.#options, channels: this.#channels, filter: this.#filter,
       claimTimeoutMs: this.#claimTimeoutMs, log: this.#log, stats: this.stats, callbacks: this.#callbacks,
       beforeRunningAlone: options.beforeRunningAlone, timeoutOf, tell,
-      holders: () => this.#holders, client: () => this.#client, stopping: () => this.#stopping,
+      holders: () => this.#holders, client: () => this.#connection.client, stopping: () => this.#stopping,
+    });
+    this.#connection = new ListenConnection({
+      sequelize: this.#sequelize, listenConnection: this.#options.listenConnection, log: this.#log,
+      minDelayMs: this.#options.minDelayMs, maxDelayMs: this.#options.maxDelayMs, heartbeatMs: this.#options.heartbeatMs,
+      channels: [...this.#channels.map((c) => c.name), RECOVER_CHANNEL],
+      setUp: (client, first) => this.#setUp(client, first),
+      connected: () => {
+        this.#drainLocks = [];
+        // Producers that found nobody listening skipped their NOTIFY: the next drain waits for them.
+        this.#settle = true;
+        if (this.#notListening.length) this.#retryListening();
+      },
+      lost: () => {
+        this.#drainLocks = []; // session locks end with the connection
+        this.#stopBeat();
+      },
+      reconnected: (attempt) => {
+        this.stats.reconnects++;
+        this.#log.info('reconnected; sweeping for notifications sent meanwhile', { event: 'reconnected', attempt });
+        this.#tell('reconnected', { attempt });
+        this.wake();
+      },
+      notification: (message) => this.#onNotification(message),
+      heartbeat: async (client) => {
+        const { text, values } = dueCheck(this.#objects, this.#filter);
+        const result = await bounded(client.query<{ due: boolean }>(text, values), Math.max(1000, this.#options.heartbeatMs / 2), () => new Error('heartbeat timed out'));
+        if (result.rows[0]?.due) this.wake();
+      },
+      stopping: () => this.#stopping,
     });
     this.#broadcastContext = {
       sequelize: this.#sequelize, callbacks: this.#callbacks, contextFilter: this.#options.contextFilter, log: this.#log, stats: this.stats, tell,
@@ -315,11 +328,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * handles, and (with recover) drains what is stored. Resolves once listening.
    */
   async start(): Promise<this> {
-    await this.#connect(true);
-    // The heartbeat is one query on the LISTEN connection: it proves the connection alive and tells
-    // whether anything is due, the backstop for a missed wake-up (e.g. rows a dying listener released).
-    this.#heartbeat = setInterval(() => void this.#checkConnection(), this.#options.heartbeatMs);
-    this.#heartbeat.unref?.();
+    await this.#connection.start();
     this.#log.info('listening', { event: 'listening', channels: this.#channels.map((c) => c.name) });
     // The first drain starts now, so idle() covers it; handlers attached once listen() resolves still
     // see all of its events, which all follow database round trips.
@@ -336,15 +345,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (this.#stopping) return;
     this.#stopping = true;
     for (const timer of [this.#retryTimer, this.#listeningRetry, this.#beat]) if (timer) clearTimeout(timer);
-    if (this.#heartbeat) clearInterval(this.#heartbeat);
     await this.#draining;
     // Producers skipped their NOTIFYs for us: wake the other listeners, who take over what is left.
     if (this.#drainLocks.length) await this.#releaseDrainLocks(true);
-    await this.#reconnecting?.catch(() => undefined);
-    const client = this.#client;
-    this.#client = null;
-    if (client && this.#holders.length) await clearInflight(this.#objects, client, this.#holders).catch(() => undefined);
-    await client?.end().catch(() => undefined);
+    await this.#connection.close(async (client) => {
+      if (this.#holders.length) await clearInflight(this.#objects, client, this.#holders);
+    });
     this.#log.info('stopped', { event: 'stopped', ...this.stats });
   }
 
@@ -389,72 +395,22 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   /**
-   * Opens the LISTEN connection as Sequelize opens its own: to `replication.write` when set, through
-   * the `beforeConnect`/`afterConnect` hooks (a password from a cloud IAM token), with the
-   * `dialectOptions` Sequelize passes on (SSL included); or to `listenConnection` when given (e.g.
-   * straight to the server, past a pooler that cannot LISTEN).
+   * What this listener keeps on each new LISTEN connection: at start, the library check and the
+   * report of rows nobody here handles; then its holder keys (one per claim loop, the same ones
+   * again after a reconnect when free), the pruning of dead listeners' markers, and the listening
+   * locks, after which producers count on it.
    */
-  async #openClient(): Promise<Client> {
-    const settings = {
-      keepAlive: true,
-      connectionTimeoutMillis: 10_000,
-      // Every query on this connection is short (locks, markers, the heartbeat): one that hangs means a dead path.
-      query_timeout: LIBRARY_QUERY_DEADLINE_MS,
-      application_name: LISTENER_APPLICATION_NAME,
-    };
-    const manager = this.#sequelize.connectionManager as unknown as SequelizeConnectionManager;
-    const own = this.#options.listenConnection;
-    if (own !== undefined) {
-      const client = new manager.lib.Client({ ...settings, ...(typeof own === 'string' ? { connectionString: own } : own) } as import('pg').ClientConfig);
-      try {
-        await client.connect();
-      } catch (error) {
-        await client.end().catch(() => undefined);
-        throw error;
-      }
-      return client;
+  async #setUp(client: Client, first: boolean): Promise<void> {
+    if (first) {
+      await this.#checkInstalled(client);
+      await this.#reportStrays(client);
     }
-    const base = manager.config.replication ? manager.config.replication.write : manager.config;
-    return manager._connect({ ...base, dialectOptions: { ...base.dialectOptions, ...settings } });
-  }
-
-  /** `first`: at start, also check the library is installed and report rows nobody here handles. */
-  async #connect(first = false): Promise<void> {
-    const client = await this.#openClient();
-    oneQueryAtATime(client as unknown as { query: QueryFn });
-    client.on('notification', (message) => this.#onNotification(message));
-    client.on('error', (error) => this.#onConnectionLost(client, error));
-    client.on('end', () => this.#onConnectionLost(client, new Error('connection ended')));
-    try {
-      // This connection's writes are the in-flight markers (one per batch): they must be visible at
-      // once, which an asynchronous commit is, but need not survive a server crash (a marker lost
-      // then costs at most one uncharged death). Waiting for the WAL flush would add a disk sync to
-      // every batch.
-      // And only the library's statements run here, all written with qualified names; built-ins come
-      // from pg_catalog whatever another role creates in a schema on the default search_path.
-      await client.query('SET synchronous_commit = off; SET search_path = pg_catalog, pg_temp');
-      if (first) {
-        await this.#checkInstalled(client);
-        await this.#reportStrays(client);
-      }
-      for (const name of [...this.#channels.map((c) => c.name), RECOVER_CHANNEL]) {
-        await client.query(`LISTEN ${quoteIdent(name)}`);
-      }
-      const holders: number[] = [];
-      for (let slot = 0; slot < this.#options.concurrency; slot++) holders.push(await takeHolderKey(client, this.#holders[slot] ?? null, holders));
-      this.#holders = holders;
-      await pruneDeadMarkers(this.#objects, client, holders).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
-      // Only now may producers count on this listener: it hears every NOTIFY from here on.
-      this.#notListening = this.#filter.channels.length ? await holdListening(client, this.#filter.channels) : [];
-    } catch (error) {
-      await client.end().catch(() => undefined);
-      throw error;
-    }
-    this.#client = client;
-    this.#drainLocks = [];
-    // Producers that found nobody listening skipped their NOTIFY: the next drain waits for them.
-    this.#settle = true;
-    if (this.#notListening.length) this.#retryListening();
+    const holders: number[] = [];
+    for (let slot = 0; slot < this.#options.concurrency; slot++) holders.push(await takeHolderKey(client, this.#holders[slot] ?? null, holders));
+    this.#holders = holders;
+    await pruneDeadMarkers(this.#objects, client, holders).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+    // Only now may producers count on this listener: it hears every NOTIFY from here on.
+    this.#notListening = this.#filter.channels.length ? await holdListening(client, this.#filter.channels) : [];
   }
 
   /**
@@ -467,7 +423,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     let tries = 0;
     const retry = async () => {
       this.#listeningRetry = null;
-      const client = this.#client;
+      const client = this.#connection.client;
       if (!client || this.#stopping) return;
       try {
         this.#notListening = await holdListening(client, this.#notListening);
@@ -488,48 +444,6 @@ export class Listener extends EventEmitter<ListenerEvents> {
     };
     this.#listeningRetry = setTimeout(() => void retry(), 10);
     this.#listeningRetry.unref?.();
-  }
-
-  #onConnectionLost(client: Client, error: Error): void {
-    if (this.#stopping || client !== this.#client) return;
-    this.#client = null;
-    this.#drainLocks = []; // session locks end with the connection
-    this.#stopBeat();
-    this.#log.warn('LISTEN connection lost; reconnecting', { event: 'connection-lost', error: errorSummary(error) });
-    client.end().catch(() => undefined);
-    this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = null; });
-  }
-
-  async #reconnect(): Promise<void> {
-    for (let attempt = 1; !this.#stopping; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, jitteredBackoff(attempt, this.#options.minDelayMs, this.#options.maxDelayMs)));
-      if (this.#stopping) return;
-      try {
-        await this.#connect();
-        this.stats.reconnects++;
-        this.#log.info('reconnected; sweeping for notifications sent meanwhile', { event: 'reconnected', attempt });
-        this.#tell('reconnected', { attempt });
-        this.wake();
-        return;
-      } catch (error) {
-        this.#log.warn('reconnect failed', { event: 'reconnect-failed', attempt, error: errorSummary(error) });
-      }
-    }
-  }
-
-  async #checkConnection(): Promise<void> {
-    const client = this.#client;
-    if (!client || this.#stopping || this.#checking) return;
-    this.#checking = true;
-    try {
-      const { text, values } = dueCheck(this.#objects, this.#filter);
-      const result = await bounded(client.query<{ due: boolean }>(text, values), Math.max(1000, this.#options.heartbeatMs / 2), () => new Error('heartbeat timed out'));
-      if (result.rows[0]?.due) this.wake();
-    } catch (error) {
-      this.#onConnectionLost(client, error as Error);
-    } finally {
-      this.#checking = false;
-    }
   }
 
   #onNotification(message: Notification): void {
@@ -676,7 +590,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   async #takeDrainLocks(backlog: boolean): Promise<void> {
     // A listener with a context filter does not claim everything, so it cannot stand in for a NOTIFY.
     if (this.#options.contextFilter && Object.keys(this.#options.contextFilter).length > 0) return;
-    const client = this.#client;
+    const client = this.#connection.client;
     const missing = this.#filter.channels.filter((c) => !this.#drainLocks.includes(c));
     if (!client || Date.now() - this.#drainLocksTriedAt < DRAIN_LOCK_RETRY_MS) return;
     if (missing.length === 0 && !backlog) return;
@@ -698,7 +612,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   #startBeat(): void {
     if (this.#beat) return;
     const beat = () => {
-      const client = this.#client;
+      const client = this.#connection.client;
       if (!client || this.#drainLocks.length === 0) {
         this.#beat = null;
         return;
@@ -717,7 +631,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   async #releaseDrainLocks(wakeOthers: boolean): Promise<void> {
-    const client = this.#client;
+    const client = this.#connection.client;
     const held = this.#drainLocks;
     this.#drainLocks = [];
     this.#stopBeat();
@@ -732,7 +646,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   async #skippedProducersDone(): Promise<boolean> {
-    const client = this.#client;
+    const client = this.#connection.client;
     // Without a LISTEN connection there is nothing to wait for: the reconnect settles again.
     if (!client) return true;
     try {

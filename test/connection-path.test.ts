@@ -8,6 +8,8 @@ import { type Options, Sequelize } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { type Proxy, startProxy } from '../dev/proxy';
 import { type Listener, channel } from '../lib';
+import { isUnreachable } from '../lib/error-text';
+import { LISTENER_APPLICATION_NAME } from '../lib/listen-options';
 import { type App, defineModels } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
 import { type TestDatabase, testDatabase } from './support/hooks';
@@ -110,5 +112,30 @@ describe('the LISTEN connection and Sequelize', function () {
     await eventually(async () => (await app.Post.count()) === 1, 'the post');
     const refused = await app.sequelize.pgpubsub.listen({ listenConnection: 42 as never }).then(() => null, (error: Error) => error);
     expect(refused?.message).to.match(/listenConnection must be a connection URL/);
+  });
+
+  it('fails a start whose LISTEN connection is cut while being set up as a connection failure, which a worker tries again', async () => {
+    const { database, settings } = parts(db.url);
+    let cut = 0;
+    const app: App = open(database, {
+      ...settings,
+      hooks: {
+        // The first LISTEN connection is terminated by the server as soon as it is open.
+        afterConnect: async (connection) => {
+          const client = connection as import('pg').Client & { processID: number };
+          const { application_name: name } = (client as unknown as { connectionParameters: { application_name?: string } }).connectionParameters;
+          if (name !== LISTENER_APPLICATION_NAME || cut++ > 0) return;
+          const gone = new Promise((resolve) => client.once('error', resolve));
+          await app.sequelize.query(`SELECT pg_terminate_backend(${client.processID})`);
+          await gone;
+        },
+      },
+    });
+    const error = await app.sequelize.pgpubsub.listen({ logger: quiet }).then(() => null, (e: Error) => e);
+    expect(error?.message).to.match(/terminating connection due to administrator command|connection error and is not queryable/);
+    expect(isUnreachable(error), 'a worker tries again (not a fatal start failure)').to.equal(true);
+    await listen(app);
+    await app.Author.create({ name: 'after the cut' });
+    await eventually(async () => (await app.Post.count()) === 1, 'the post');
   });
 });

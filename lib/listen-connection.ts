@@ -1,0 +1,192 @@
+/**
+ * The LISTEN connection: a pg.Client of its own (never a pool connection), opened as Sequelize
+ * opens its connections or from `listenConnection`; LISTEN on the listener's channels; a heartbeat
+ * query that proves it alive; on loss, reconnects with a jittered backoff until stopped. What the
+ * listener keeps on it (holder keys, listening and drain locks) is set up through its hooks.
+ */
+import type { Client, Notification } from 'pg';
+import type { Sequelize } from 'sequelize';
+import { jitteredBackoff } from './backoff';
+import { LIBRARY_QUERY_DEADLINE_MS, type QueryFn, oneQueryAtATime } from './callbacks';
+import { errorSummary } from './error-text';
+import { LISTENER_APPLICATION_NAME } from './listen-options';
+import type { ListenConnectionConfig } from './listener';
+import type { Logger } from './logger';
+import { quoteIdent } from './sql-text';
+
+/** The parts of Sequelize's (v6) connection manager that the LISTEN connection is opened with. */
+interface SequelizeConnectionManager {
+  lib: typeof import('pg');
+  config: SequelizeConnectionConfig & { replication?: { write: SequelizeConnectionConfig } | false };
+  /** Runs the beforeConnect hooks, connects as Sequelize does (dialectOptions, SSL, type parsers), runs the afterConnect hooks. */
+  _connect(config: SequelizeConnectionConfig): Promise<Client>;
+}
+
+interface SequelizeConnectionConfig {
+  dialectOptions?: Record<string, unknown>;
+  [setting: string]: unknown;
+}
+
+/** What the LISTEN connection needs from its listener. */
+export interface ListenConnectionContext {
+  readonly sequelize: Sequelize;
+  readonly listenConnection: string | ListenConnectionConfig | undefined;
+  readonly log: Logger;
+  readonly minDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly heartbeatMs: number;
+  /** The channels to LISTEN on. */
+  readonly channels: readonly string[];
+  /** On each new connection, once it LISTENs and before it is used: throws to refuse it. `first`: at start. */
+  setUp(client: Client, first: boolean): Promise<void>;
+  /** The connection is in use (after start-up or a reconnect). */
+  connected(client: Client): void;
+  /** The connection is gone, and the session locks with it; a reconnect follows. */
+  lost(): void;
+  /** A reconnect succeeded, after `attempt` tries. */
+  reconnected(attempt: number): void;
+  notification(message: Notification): void;
+  /** The heartbeat's one query; a failure means the connection is gone. */
+  heartbeat(client: Client): Promise<void>;
+  /** The listener is stopping: a connection lost now is not replaced. */
+  stopping(): boolean;
+}
+
+export class ListenConnection {
+  readonly #ctx: ListenConnectionContext;
+  #client: Client | null = null;
+  #stopping = false;
+  #reconnecting: Promise<void> | null = null;
+  #heartbeat: NodeJS.Timeout | null = null;
+  #checking = false;
+
+  constructor(ctx: ListenConnectionContext) {
+    this.#ctx = ctx;
+  }
+
+  /** The connection, or null while reconnecting (or once closed). */
+  get client(): Client | null {
+    return this.#client;
+  }
+
+  /** Connects, LISTENs and sets up (the listener's setUp); then runs the heartbeat. Throws when that fails. */
+  async start(): Promise<void> {
+    await this.#connect(true);
+    // The heartbeat is one query on the LISTEN connection: it proves the connection alive and tells
+    // whether anything is due, the backstop for a missed wake-up (e.g. rows a dying listener released).
+    this.#heartbeat = setInterval(() => void this.#check(), this.#ctx.heartbeatMs);
+    this.#heartbeat.unref?.();
+  }
+
+  /** Stops reconnecting and the heartbeat; runs `last` on the connection if there is one, then closes it. */
+  async close(last?: (client: Client) => Promise<void>): Promise<void> {
+    this.#stopping = true;
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    await this.#reconnecting?.catch(() => undefined);
+    const client = this.#client;
+    this.#client = null;
+    if (client && last) await last(client).catch(() => undefined);
+    await client?.end().catch(() => undefined);
+  }
+
+  /** Takes the connection for lost (a failed query on it, say): closes it and reconnects. */
+  lose(client: Client, error: Error): void {
+    if (this.#stopped() || client !== this.#client) return;
+    this.#client = null;
+    this.#ctx.lost();
+    this.#ctx.log.warn('LISTEN connection lost; reconnecting', { event: 'connection-lost', error: errorSummary(error) });
+    client.end().catch(() => undefined);
+    this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = null; });
+  }
+
+  /**
+   * Opens the LISTEN connection as Sequelize opens its own: to `replication.write` when set, through
+   * the `beforeConnect`/`afterConnect` hooks (a password from a cloud IAM token), with the
+   * `dialectOptions` Sequelize passes on (SSL included); or to `listenConnection` when given (e.g.
+   * straight to the server, past a pooler that cannot LISTEN).
+   */
+  async #open(): Promise<Client> {
+    const settings = {
+      keepAlive: true,
+      connectionTimeoutMillis: 10_000,
+      // Every query on this connection is short (locks, markers, the heartbeat): one that hangs means a dead path.
+      query_timeout: LIBRARY_QUERY_DEADLINE_MS,
+      application_name: LISTENER_APPLICATION_NAME,
+    };
+    const manager = this.#ctx.sequelize.connectionManager as unknown as SequelizeConnectionManager;
+    const own = this.#ctx.listenConnection;
+    if (own !== undefined) {
+      const client = new manager.lib.Client({ ...settings, ...(typeof own === 'string' ? { connectionString: own } : own) } as import('pg').ClientConfig);
+      try {
+        await client.connect();
+      } catch (error) {
+        await client.end().catch(() => undefined);
+        throw error;
+      }
+      return client;
+    }
+    const base = manager.config.replication ? manager.config.replication.write : manager.config;
+    return manager._connect({ ...base, dialectOptions: { ...base.dialectOptions, ...settings } });
+  }
+
+  #stopped(): boolean {
+    return this.#stopping || this.#ctx.stopping();
+  }
+
+  async #connect(first = false): Promise<void> {
+    const client = await this.#open();
+    oneQueryAtATime(client as unknown as { query: QueryFn });
+    client.on('notification', (message) => this.#ctx.notification(message));
+    // Lost while being set up: the server's reason (e.g. 57P01, which a worker retries), not the
+    // client's "not queryable" that the next query fails with.
+    let broken: Error | null = null;
+    client.on('error', (error) => {
+      broken ??= error;
+      this.lose(client, error);
+    });
+    client.on('end', () => this.lose(client, new Error('connection ended')));
+    try {
+      // This connection's writes are the in-flight markers (one per batch): they must be visible at
+      // once, which an asynchronous commit is, but need not survive a server crash (a marker lost
+      // then costs at most one uncharged death). Waiting for the WAL flush would add a disk sync to
+      // every batch.
+      // And only the library's statements run here, all written with qualified names; built-ins come
+      // from pg_catalog whatever another role creates in a schema on the default search_path.
+      await client.query('SET synchronous_commit = off; SET search_path = pg_catalog, pg_temp');
+      for (const name of this.#ctx.channels) await client.query(`LISTEN ${quoteIdent(name)}`);
+      await this.#ctx.setUp(client, first);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw broken ?? error;
+    }
+    this.#client = client;
+    this.#ctx.connected(client);
+  }
+
+  async #reconnect(): Promise<void> {
+    for (let attempt = 1; !this.#stopped(); attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, jitteredBackoff(attempt, this.#ctx.minDelayMs, this.#ctx.maxDelayMs)));
+      if (this.#stopped()) return;
+      try {
+        await this.#connect();
+        this.#ctx.reconnected(attempt);
+        return;
+      } catch (error) {
+        this.#ctx.log.warn('reconnect failed', { event: 'reconnect-failed', attempt, error: errorSummary(error) });
+      }
+    }
+  }
+
+  async #check(): Promise<void> {
+    const client = this.#client;
+    if (!client || this.#stopped() || this.#checking) return;
+    this.#checking = true;
+    try {
+      await this.#ctx.heartbeat(client);
+    } catch (error) {
+      this.lose(client, error as Error);
+    } finally {
+      this.#checking = false;
+    }
+  }
+}
