@@ -7,7 +7,7 @@ import { errorSummary } from './error-text';
 import { PgPubSubError } from './errors';
 import { LISTEN_DEFAULTS } from './listen-options';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from './logger';
-import { generateTriggerMigration } from './migration-generate';
+import { generateTriggerMigration, writeLibraryStubs } from './migration-generate';
 import { supervise } from './supervisor';
 import { runWorker } from './worker';
 import type { TriggerState } from './trigger-reconcile';
@@ -249,13 +249,17 @@ function buildProgram(): Command {
     });
 
   program.command('migration:generate')
-    .description('write a sequelize-cli migration with the frozen trigger SQL for the current definitions')
+    .description('write a sequelize-cli migration with the frozen trigger SQL for the current definitions (and the stubs of library migrations the folder lacks)')
     .addOption(new Option('--migrations-path <dir>', "where to write it (default: 'migrations-path' of .sequelizerc, or ./migrations)"))
-    .action(async (options: { migrationsPath?: string }, command: Command) => {
+    .addOption(new Option('--no-library-stubs', "don't write the stubs of library migrations the folder lacks"))
+    .action(async (options: { migrationsPath?: string; libraryStubs: boolean }, command: Command) => {
       await withApp(command, async (app) => {
         const globals = command.optsWithGlobals<GlobalOptions>();
         const base = globals.cwd ? path.resolve(globals.cwd) : process.cwd();
         const migrationsPath = options.migrationsPath ? path.resolve(base, options.migrationsPath) : app.migrationsPath;
+        // First, so that the library's migrations sort (and run) before the trigger migration.
+        const stubs = options.libraryStubs ? writeLibraryStubs(migrationsPath, app.pubsub.objects.schema) : [];
+        for (const stub of stubs) process.stdout.write(`Wrote ${path.relative(process.cwd(), stub)} (library migration stub).\n`);
         const result = generateTriggerMigration(app.pubsub, { migrationsPath });
         if (result.file) {
           process.stdout.write(`Wrote ${path.relative(process.cwd(), result.file)} (${result.installs} trigger(s) to install, ${result.removes} to remove).\n`);

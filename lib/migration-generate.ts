@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LIBRARY_VERSION, type LibraryObjects } from './db-objects';
 import { TriggerMigrationError } from './errors';
-import { stubsAfter } from './migrations';
+import { LIBRARY_STEPS, stubExport, stubsAfter } from './migrations';
 import { upgradeTriggerSpec } from './migrations/schema';
 import { quoteLiteral } from './sql-text';
 import type { PgPubSub } from './pubsub';
@@ -55,6 +55,28 @@ function previousMigration(dir: string, objects: LibraryObjects): { file: string
   }
   // Frozen before version 3 of the library's objects: its down must install triggers that work with them.
   return { file: full, state: state.map((spec) => upgradeTriggerSpec(spec, objects)) };
+}
+
+/**
+ * Writes the sequelize-cli stub of every library migration the folder lacks (a file named after it,
+ * whatever its extension, or any file requiring its module), so that installing or upgrading the
+ * library needs no file written by hand. Returns the files written, in order.
+ */
+export function writeLibraryStubs(migrationsPath: string, schema: string): string[] {
+  const present = fs.existsSync(migrationsPath)
+    ? fs.readdirSync(migrationsPath, { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => ({
+      base: entry.name.replace(/\.[^.]+$/, ''),
+      text: fs.readFileSync(path.join(migrationsPath, entry.name), 'utf8'),
+    }))
+    : [];
+  const missing = LIBRARY_STEPS.filter((step) => !present.some((file) => file.base === step.name.replace(/\.js$/, '')
+    || file.text.includes(`'${step.module}'`) || file.text.includes(`"${step.module}"`)));
+  fs.mkdirSync(migrationsPath, { recursive: true });
+  return missing.map((step) => {
+    const file = path.join(migrationsPath, step.name);
+    fs.writeFileSync(file, `'use strict';\n// Written by \`pgpubsub migration:generate\`: the library's migration ${step.version}.\n${stubExport(step, schema)};\n`, { flag: 'wx' });
+    return file;
+  });
 }
 
 /**

@@ -392,13 +392,36 @@ module.exports = { sequelize };
       expect(fs.readdirSync(copy)).to.deep.equal([committed.at(-1)]);
 
       const empty = tmpDir();
-      const written = await pgpubsub(['migration:generate', '--migrations-path', empty], { url });
+      const written = await pgpubsub(['migration:generate', '--migrations-path', empty, '--no-library-stubs'], { url });
       expect(written.code, shown(written)).to.equal(0);
       expect(written.stdout).to.include('(6 trigger(s) to install, 0 to remove)');
       const files = fs.readdirSync(empty);
       expect(files).to.have.length(1);
       expect(files[0]).to.match(/^\d{14}-pgpubsub-triggers\.js$/);
       expect(written.stdout).to.include(files[0]);
+    });
+
+    it('writes the stubs of the library migrations the folder lacks, before the trigger migration, and none twice', async () => {
+      const { url } = await fresh(emptyDatabase, 'cli stubs');
+      const dir = tmpDir();
+      // Migration 1 under a name of the app's own: it is found by the module it requires.
+      fs.writeFileSync(path.join(dir, '20250101000000-library.js'), "module.exports = require('sequelize-pgpubsub/migrations/notification-table');\n");
+      const written = await pgpubsub(['migration:generate', '--migrations-path', dir], { url });
+      expect(written.code, shown(written)).to.equal(0);
+      const files = fs.readdirSync(dir).sort();
+      expect(files.slice(0, 3)).to.deep.equal(['00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '20250101000000-library.js']);
+      expect(files).to.have.length(4);
+      expect(files[3]).to.match(/-pgpubsub-triggers\.js$/);
+      expect(written.stdout.split('\n').slice(0, 2)).to.deep.equal([
+        `Wrote ${path.relative(ROOT, path.join(dir, files[0]))} (library migration stub).`,
+        `Wrote ${path.relative(ROOT, path.join(dir, files[1]))} (library migration stub).`,
+      ]);
+      expect(fs.readFileSync(path.join(dir, files[1]), 'utf8')).to.contain("module.exports = require('sequelize-pgpubsub/migrations/schema');");
+
+      const again = await pgpubsub(['migration:generate', '--migrations-path', dir], { url });
+      expect(again.code, shown(again)).to.equal(0);
+      expect(again.stdout).not.to.contain('library migration stub');
+      expect(fs.readdirSync(dir)).to.have.length(4);
     });
   });
 });

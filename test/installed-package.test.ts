@@ -352,6 +352,38 @@ describe('installed package (dist/, exports map, bin)', function () {
     fs.rmSync(path.join(migrationsDir, generated[0]));
   });
 
+  it('upgrades as the README says: migration:generate writes the stub of a library migration the folder lacks, db:migrate applies it', async () => {
+    const { url } = await fresh('installed upgrade');
+    const env = { DATABASE_URL: url };
+    // An app installed before library migration 3: its folder (inside the app, which resolves the
+    // package) has the stubs of 1 and 2 only.
+    const migrationsDir = fs.mkdtempSync(path.join(app, 'migrations-upgrade-'));
+    for (const file of ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '20260101000000-create-authors.js']) {
+      fs.copyFileSync(path.join(app, 'migrations', file), path.join(migrationsDir, file));
+    }
+    const where = ['--migrations-path', migrationsDir];
+    const sequelizeCli = (args: string[]) => run(SEQUELIZE_CLI, [...args, ...where], { cwd: app, env });
+    const pgpubsub = (args: string[]) => run(path.join(app, 'node_modules', '.bin', 'pgpubsub'), args, { cwd: app, env });
+    try {
+      const old = await sequelizeCli(['db:migrate']);
+      expect(old.code, shown(old)).to.equal(0);
+      const refused = await pgpubsub(['triggers', 'check']);
+      expect(refused.code, shown(refused)).to.equal(2);
+      expect(refused.stderr).to.contain('00000000000003-pgpubsub-schema.js').and.to.contain('migration:generate writes them');
+
+      const generate = await pgpubsub(['migration:generate', ...where]);
+      expect(generate.code, shown(generate)).to.equal(0);
+      expect(generate.stdout).to.contain('00000000000003-pgpubsub-schema.js (library migration stub)');
+      const migrate = await sequelizeCli(['db:migrate']);
+      expect(migrate.code, shown(migrate)).to.equal(0);
+      const check = await pgpubsub(['triggers', 'check']);
+      expect(check.code, shown(check)).to.equal(0);
+      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 3 }]);
+    } finally {
+      fs.rmSync(migrationsDir, { recursive: true, force: true });
+    }
+  });
+
   it(`runs the README's other fragments against the installed package: examples/{${EXAMPLE_SCRIPTS.join(',')}}`, async () => {
     expect(EXAMPLE_SCRIPTS).to.include.members(['umzug.ts', 'custom-channel.ts', 'context.ts', 'callbacks-and-listen.ts']);
     const results = await Promise.all(EXAMPLE_SCRIPTS.map(async (file) => {

@@ -39,10 +39,13 @@ export type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions 
  */
 export function stubsAfter(version: number, schema: string = DEFAULT_SCHEMA): string {
   return LIBRARY_STEPS.filter((step) => step.version > version)
-    .map((step) => {
-      const options = schema !== DEFAULT_SCHEMA ? `.withOptions({ schema: '${schema}' })` : '';
-      return `${step.name} (module.exports = require('${step.module}')${options})`;
-    }).join(', ');
+    .map((step) => `${step.name} (${stubExport(step, schema)})`).join(', ');
+}
+
+/** A library migration's sequelize-cli stub: `module.exports = require('…')` (with `.withOptions({ schema })` off the default schema). */
+export function stubExport(step: { module: string }, schema: string = DEFAULT_SCHEMA): string {
+  const options = schema !== DEFAULT_SCHEMA ? `.withOptions({ schema: '${schema}' })` : '';
+  return `module.exports = require('${step.module}')${options}`;
 }
 
 /**
@@ -56,7 +59,7 @@ export function libraryVersionProblem(
   elsewhere: readonly string[] = [],
 ): MissingTableError | LibraryVersionError | null {
   if (found === LIBRARY_VERSION) return null;
-  const fix = `Add the library's migration stubs ${stubsAfter(found, schema)} to your migrations and run npx sequelize-cli db:migrate, `
+  const fix = `Add the library's migration stubs ${stubsAfter(found, schema)} to your migrations (npx pgpubsub migration:generate writes them) and run npx sequelize-cli db:migrate, `
     + 'or run the exported migrations with Umzug, or call sequelize.pgpubsub.install()';
   if (found === 0) {
     const hint = elsewhere.length > 0
