@@ -299,7 +299,9 @@ export class BatchRunner {
           continue;
         }
         if (this.#ctx.host.batchCallbacks(channel.name).length > 0) {
-          groups.set(channel, [...(groups.get(channel) ?? []), { row, message, attempt: row.attempts + 1 }]);
+          let group = groups.get(channel);
+          if (!group) groups.set(channel, group = []);
+          group.push({ row, message, attempt: row.attempts + 1 });
           continue;
         }
         const unit = async () => {
