@@ -18,7 +18,8 @@ export type PgPubSubErrorCode =
   | LibraryVersionError['code']
   | SetupError['code']
   | AppLoadError['code']
-  | TriggerMigrationError['code'];
+  | TriggerMigrationError['code']
+  | AdminUsageError['code'];
 
 export class PgPubSubError extends Error {
   readonly code: PgPubSubErrorCode;
@@ -150,4 +151,9 @@ export class TriggerMigrationError extends CodedError<'PGPUBSUB_TRIGGER_MIGRATIO
   constructor(message: string) {
     super('PGPUBSUB_TRIGGER_MIGRATION', message);
   }
+}
+
+/** An admin call (retry, purge) that does not say which failed notifications it means. */
+export class AdminUsageError extends CodedError<'PGPUBSUB_BAD_SELECTION'> {
+  override readonly name = 'AdminUsageError';
 }

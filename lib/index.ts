@@ -9,6 +9,7 @@
 import { pgpubsub } from './plugin';
 
 export { install, pgpubsub, type SequelizePlugin } from './plugin';
+export { Admin, type ChannelStatus, type FailedNotification, type FailedNotificationDetail, type FailedSelection, type ListenerStatus, type Status } from './admin';
 export { PgPubSub, TriggerManager, type InstallResult, type PgPubSubOptions } from './pubsub';
 export {
   channel,
@@ -33,6 +34,7 @@ export { runCluster, type ClusterOptions } from './cluster';
 export { supervise, type SuperviseOptions } from './supervisor';
 export { runWorker, type RunWorkerOptions } from './worker';
 export {
+  AdminUsageError,
   AppLoadError,
   CallbackTimeoutError,
   ChannelDefinitionError,

@@ -1,3 +1,4 @@
+import { Admin } from './admin';
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, CustomChannel, type ModelChannel } from './channel';
 import { type NotificationContext, type SetContextOptions, setContext, withContext } from './context';
@@ -101,6 +102,8 @@ export interface InstallResult {
 export class PgPubSub {
   readonly sequelize: Sequelize;
   readonly triggers: TriggerManager;
+  /** The operator's view: status of channels and listeners, failed notifications to retry or purge. */
+  readonly admin: Admin;
   /** The schema of the library's objects this app uses (`schema` option, default `pgpubsub`). */
   readonly schema: string;
   /** @internal The library's objects in that schema, qualified for SQL. */
@@ -115,6 +118,7 @@ export class PgPubSub {
     this.schema = checkSchemaName(options.schema ?? DEFAULT_SCHEMA, 'use(pgpubsub, { schema })');
     this.objects = libraryObjects(this.schema);
     this.triggers = new TriggerManager(this);
+    this.admin = new Admin(sequelize, this.objects, () => this.channels());
     this.configure(options);
   }
 
