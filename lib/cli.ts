@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import cluster from 'node:cluster';
 import path from 'node:path';
 import { type LoadedApp, loadApp } from './app-loader';
+import { addAdminCommands, printTable } from './cli-admin';
 import { leaveWith } from './cluster';
 import { errorSummary } from './error-text';
 import { PgPubSubError } from './errors';
@@ -83,12 +84,8 @@ function printStates(states: TriggerState[], json: boolean): void {
     process.stdout.write('No channels with triggers are defined and no managed triggers are installed.\n');
     return;
   }
-  const rows = states.map((s) => [s.status, `${s.schema}.${s.table}`, s.channel ?? '?', s.event ?? '?', s.model ?? '?', s.name]);
-  const header = ['STATUS', 'TABLE', 'CHANNEL', 'EVENT', 'MODEL', 'TRIGGER'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  for (const row of [header, ...rows]) {
-    process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()}\n`);
-  }
+  printTable(['STATUS', 'TABLE', 'CHANNEL', 'EVENT', 'MODEL', 'TRIGGER'],
+    states.map((s) => [s.status, `${s.schema}.${s.table}`, s.channel ?? '?', s.event ?? '?', s.model ?? '?', s.name]));
 }
 
 /** The app named by --app / --cwd (or .sequelizerc in the current directory). */
@@ -268,6 +265,8 @@ function buildProgram(): Command {
         }
       });
     });
+
+  addAdminCommands(program, { withApp, exit: EXIT });
 
   return program;
 }

@@ -1,0 +1,109 @@
+/**
+ * `pgpubsub status` and `pgpubsub failed ls|show|retry|purge`, run as processes against a
+ * listener process: what they print (tables and --json), their exit codes, and a listener killed
+ * with kill -9 gone from the status at once.
+ */
+import { expect } from 'chai';
+import path from 'node:path';
+import { QueryTypes } from 'sequelize';
+import type { ChannelStatus, FailedNotification, FailedNotificationDetail, Status } from '../lib';
+import { eventually } from '../dev/eventually';
+import { openApp } from '../dev/example-app';
+import { ROOT, pgpubsubCli, shown, startListen } from '../dev/processes';
+import { type TestDatabase, emptyDatabase, testDatabase } from './support/hooks';
+
+const EXAMPLE_APP = path.join(ROOT, 'test', 'fixtures', 'example-app.ts');
+
+describe('pgpubsub status and failed', function () {
+  this.timeout(90_000);
+  const dbs: TestDatabase[] = [];
+  afterEach(async function () {
+    if (this.currentTest?.state === 'passed') for (const db of dbs.splice(0)) await db.drop();
+  });
+
+  it('shows backlog, failures and live listeners; retries a failed notification into the listener, purges one; exit codes', async () => {
+    const db = await testDatabase('cli admin');
+    dbs.push(db);
+    const cli = (args: string[]) => pgpubsubCli([...args, '--app', EXAMPLE_APP], { url: db.url });
+    const app = openApp(db.url);
+    try {
+      // Two notifications that failed for good (one of them undecodable), stored before any listener runs.
+      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, attempts, last_error, failed_at) VALUES
+        ('author_created', '{"op":"INSERT","old":null,"new":{"id":1,"name":"Retried","user_id":4},"context":{}}', 5, 'Error: mail server down', now()),
+        ('author_created', '{"op":"BOGUS"}', 1, 'MalformedPayloadError: bad op', now() - interval '2 days')`);
+      const due = await app.Author.create({ name: 'Due' });
+      expect(due.id, 'the author the failed notification names').to.equal(1);
+
+      const before = await cli(['status', '--json']);
+      expect(before.code, shown(before)).to.equal(0);
+      const status = JSON.parse(before.stdout) as Status;
+      expect(status.listeners).to.deep.equal([]);
+      expect(status.channels.find((c: ChannelStatus) => c.channel === 'author_created')).to.include({ due: 1, failed: 2, listeners: 0 });
+
+      const table = await cli(['failed', 'ls']);
+      expect(table.code, shown(table)).to.equal(0);
+      const lines = table.stdout.trimEnd().split('\n');
+      expect(lines[0]).to.match(/^ID\s+CHANNEL\s+ATTEMPTS\s+FAILED AT\s+ERROR$/);
+      expect(lines.slice(1).map((line) => line.split(/\s{2,}/)[4])).to.deep.equal(['Error: mail server down', 'MalformedPayloadError: bad op']);
+      const listed = JSON.parse((await cli(['failed', 'ls', '--json'])).stdout) as FailedNotification[];
+      const [retried, old] = listed.map((f) => f.id);
+      expect(JSON.parse((await cli(['failed', 'ls', '--since', '1h', '--json'])).stdout)).to.have.length(1);
+
+      const show = await cli(['failed', 'show', retried]);
+      expect(show.code, shown(show)).to.equal(0);
+      expect(show.stdout).to.match(/error:\s+Error: mail server down/).and.to.match(/^userId\s+4$/m).and.to.match(/^name\s+"Retried"$/m);
+      const detail = JSON.parse((await cli(['failed', 'show', old, '--json'])).stdout) as FailedNotificationDetail;
+      expect(detail.decodeError).to.contain("'op' must be INSERT, UPDATE or DELETE");
+      const missing = await cli(['failed', 'show', '123456']);
+      expect(missing.code, shown(missing)).to.equal(1);
+      expect(missing.stderr).to.contain('no failed notification has id 123456');
+
+      for (const bad of [['failed', 'retry'], ['failed', 'retry', retried, '--all'], ['failed', 'purge', 'abc'], ['failed', 'show', 'abc'], ['status', '--watch', 'soon']]) {
+        const refused = await cli(bad);
+        expect(refused.code, `${bad.join(' ')}: ${shown(refused)}`).to.equal(2);
+      }
+
+      const listener = startListen(db.url, ['--worker', '--app', EXAMPLE_APP]);
+      try {
+        await listener.event('recovered', 30_000);
+        await eventually(async () => (await app.Post.count()) === 1, "the due author's post");
+        const live = JSON.parse((await cli(['status', '--json'])).stdout) as Status;
+        expect(live.listeners).to.have.length(1);
+        expect(live.listeners[0].channels).to.include('author_created');
+        const pretty = await cli(['status']);
+        expect(pretty.stdout).to.match(/^CHANNEL\s+DUE\s+WAITING\s+FAILED\s+OLDEST DUE\s+LISTENERS\s+DRAINING$/m).and.to.match(/^author_created\s+0\s+0\s+2\s+-\s+1\s+no$/m);
+
+        const retry = await cli(['failed', 'retry', retried]);
+        expect(retry.code, shown(retry)).to.equal(0);
+        expect(retry.stdout).to.contain(`Retried 1 failed notification(s): ${retried}.`);
+        // Its author (id 1, 'Due') gets a second post.
+        await eventually(async () => (await app.Post.count({ where: { authorId: 1 } })) === 2, async () => `the retried notification processed by the running listener: ${JSON.stringify(await app.sequelize.query('SELECT * FROM pgpubsub.notification', { type: QueryTypes.SELECT }))} ${listener.describe()}`);
+
+        const purge = await cli(['failed', 'purge', '--older-than', '1d', '--json']);
+        expect(purge.code, shown(purge)).to.equal(0);
+        expect(JSON.parse(purge.stdout)).to.deep.equal({ purged: [old] });
+        const left = await app.sequelize.query('SELECT id FROM pgpubsub.notification', { type: QueryTypes.SELECT });
+        expect(left).to.deep.equal([]);
+
+        // Killed: its LISTEN connection goes with it, and so does it from the status.
+        listener.child.kill('SIGKILL');
+        await listener.exited;
+        await eventually(async () => (JSON.parse((await cli(['status', '--json'])).stdout) as Status).listeners.length === 0, 'no listener in the status', 10_000);
+      } finally {
+        await listener.stop(5_000);
+      }
+    } finally {
+      await app.sequelize.close();
+    }
+  });
+
+  it('exits 2 naming the migrations to run on a database without the library', async () => {
+    const db = await emptyDatabase('cli admin empty');
+    dbs.push(db);
+    for (const args of [['status'], ['failed', 'ls']]) {
+      const result = await pgpubsubCli([...args, '--app', EXAMPLE_APP], { url: db.url });
+      expect(result.code, shown(result)).to.equal(2);
+      expect(result.stderr).to.contain('00000000000001-pgpubsub-notification-table.js');
+    }
+  });
+});
