@@ -168,6 +168,11 @@ export function evaluateTargets(results: Results): TargetVerdict[] {
       add(ours, 'throughput ≥ 80% of W1 4 proc', { met: null, measured: 'W1 with 4 processes not run' });
     }
   }
+  // Status: the admin API's answer (what `pgpubsub status --json` prints) under 200 ms.
+  for (const ours of results.rows.filter((r) => r.workload === 'Status' && r.key === OURS)) {
+    const ms = measuredIn(ours, 'statusMs');
+    add(ours, 'status < 200 ms', judge(ms < 200, `${fmt(ms)} ms`, ours));
+  }
   return verdicts;
 }
 

@@ -1,0 +1,56 @@
+import { pgpubsubCli } from '../../dev/processes';
+import { openApp } from '../../dev/example-app';
+import { migrateApp, withClient } from '../support/db';
+import { type BenchContext, onFreshDatabase } from './context';
+
+/** Times the admin API's status() is asked in a run; the median is the run's figure. */
+const ASKS = 11;
+
+/**
+ * Status: `admin.status()` (what `pgpubsub status --json` prints) on a database holding `stored`
+ * pending notifications and `failed` failed ones, with no listener running. The figure judged is
+ * the answer's wall time in a warm process (the median of ASKS calls); the whole
+ * `pgpubsub status --json` process, Node's start-up and the app's loading included, is shown beside it.
+ */
+export async function status(ctx: BenchContext, options: { stored: number; failed: number }): Promise<void> {
+  const row = ctx.results.row({
+    workload: 'Status', case: `${options.stored} stored, ${options.failed} failed`, system: 'sequelize-pgpubsub', key: 'ours',
+    metric: 'statusMs', better: 'lower',
+    figures: [{ name: 'statusMs', unit: 'ms (admin.status())' }, { name: 'cliMs', unit: 'ms (pgpubsub status --json, whole process)' }],
+  });
+  for (let attempt = 1; attempt <= ctx.runs; attempt++) {
+    const result = await onFreshDatabase(ctx, 'ours_status', async (url) => {
+      await migrateApp(url);
+      await withClient(url, async (c) => {
+        await c.query(`INSERT INTO pgpubsub.notification (channel, payload)
+          SELECT 'author_created', jsonb_build_object('op', 'INSERT', 'old', NULL, 'new', jsonb_build_object('id', i, 'name', 'Author ' || i), 'context', '{}'::jsonb)
+            FROM generate_series(1, $1::int) AS i`, [options.stored]);
+        await c.query(`INSERT INTO pgpubsub.notification (channel, payload, attempts, last_error, failed_at)
+          SELECT 'author_created', '{"op":"BOGUS"}', 5, 'Error: failed in the benchmark', now() FROM generate_series(1, $1::int)`, [options.failed]);
+        await c.query('VACUUM ANALYZE pgpubsub.notification');
+      });
+      const app = openApp(url);
+      let statusMs: number;
+      try {
+        const times: number[] = [];
+        for (let i = 0; i < ASKS; i++) {
+          const t0 = performance.now();
+          const answer = await app.sequelize.pgpubsub.admin.status();
+          times.push(performance.now() - t0);
+          const channel = answer.channels.find((c) => c.channel === 'author_created');
+          if (channel?.due !== options.stored || channel.failed !== options.failed) throw new Error(`status() counted ${JSON.stringify(channel)}`);
+        }
+        statusMs = times.sort((a, b) => a - b)[Math.floor(ASKS / 2)];
+      } finally {
+        await app.sequelize.close();
+      }
+      const t0 = performance.now();
+      const cli = await pgpubsubCli(['status', '--json'], { url, timeout: 60_000 });
+      const cliMs = performance.now() - t0;
+      if (cli.code !== 0) throw new Error(`pgpubsub status --json exited ${cli.code}: ${cli.stderr.slice(0, 200)}`);
+      return { ok: true, values: { statusMs, cliMs } };
+    });
+    row.runs.push(result);
+    ctx.log(`Status run ${attempt}/${ctx.runs}: ${result.ok ? `admin.status() ${result.values.statusMs.toFixed(1)} ms, pgpubsub status --json ${result.values.cliMs.toFixed(0)} ms` : `FAILED: ${result.error}`}`);
+  }
+}
