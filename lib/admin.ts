@@ -11,7 +11,8 @@ import { AdminUsageError } from './errors';
 import { HOLDER_LOCK } from './inflight';
 import { LISTENER_APPLICATION_NAME } from './listen-options';
 import { decodeMessage } from './message';
-import { LIBRARY_QUERY } from './sql-text';
+import { PAUSE_CHANNEL } from './listener';
+import { LIBRARY_QUERY, quoteLiteral } from './sql-text';
 import { WAKE_LOCKS } from './wake-locks';
 
 /** One channel's stored notifications, and who listens on it. */
@@ -31,6 +32,8 @@ export interface ChannelStatus {
   listeners: number;
   /** A listener is draining its backlog (producers skip their NOTIFYs meanwhile). */
   draining: boolean;
+  /** Paused (`pause()`): stored, claimed by no listener until resumed. */
+  paused: boolean;
 }
 
 /** A live listener: its LISTEN connection, as the server sees it. */
@@ -112,7 +115,8 @@ export class Admin {
               (extract(epoch FROM pg_catalog.now() - pg_catalog.min(created_at) FILTER (WHERE failed_at IS NULL AND available_at <= pg_catalog.now())) * 1000)::float8 AS oldest_due_ms
          FROM ${this.#objects.notificationTable} GROUP BY channel`,
     );
-    const names = [...new Set([...defined, ...counts.map((row) => row.channel)])].sort();
+    const paused = (await this.#select<{ channel: string }>(`SELECT channel FROM ${this.#objects.pausedTable}`)).map((row) => row.channel);
+    const names = [...new Set([...defined, ...counts.map((row) => row.channel), ...paused])].sort();
     // The locks every live LISTEN connection holds (session locks vanish with a dead process's connection).
     const held = await this.#select<{ pid: number; client_addr: string | null; since: Date; kind: string | null; key: string | null }>(
       `SELECT a.pid, pg_catalog.host(a.client_addr) AS client_addr, a.backend_start AS since,
@@ -173,11 +177,38 @@ export class Admin {
           oldestDueAgeMs: row?.oldest_due_ms ?? null,
           listeners: all.filter((listener) => listener.channels.includes(channel)).length,
           draining: all.some((listener) => listener.draining.includes(channel)),
+          paused: paused.includes(channel),
         };
       }),
       listeners: all,
       at,
     };
+  }
+
+  /**
+   * Pauses a channel: every listener stops claiming it (the batch in hand finishes), its
+   * notifications stay stored, and producers go on storing them. Survives restarts. Resolves to
+   * false when it was paused already.
+   */
+  async pause(channel: string): Promise<boolean> {
+    return this.#order(channel, 'pause', `INSERT INTO ${this.#objects.pausedTable} (channel) VALUES ($1) ON CONFLICT (channel) DO NOTHING RETURNING channel`);
+  }
+
+  /** Resumes a paused channel: the listeners drain what it stored meanwhile. Resolves to false when it was not paused. */
+  async resume(channel: string): Promise<boolean> {
+    return this.#order(channel, 'resume', `DELETE FROM ${this.#objects.pausedTable} WHERE channel = $1 RETURNING channel`);
+  }
+
+  async #order(channel: string, verb: string, sql: string): Promise<boolean> {
+    if (typeof channel !== 'string' || channel === '' || Buffer.byteLength(channel) > 63) {
+      throw new AdminUsageError('PGPUBSUB_BAD_SELECTION', `${verb}: expected a channel name (1 to 63 bytes), got ${JSON.stringify(channel)}`);
+    }
+    return this.#sequelize.transaction(async (transaction) => {
+      const changed = await this.#sequelize.query(sql, { bind: [channel], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY });
+      // Every listener reads the paused channels again at commit.
+      if (changed.length) await this.#sequelize.query(`SELECT pg_catalog.pg_notify(${quoteLiteral(PAUSE_CHANNEL)}, $1)`, { bind: [channel], transaction, ...LIBRARY_QUERY });
+      return changed.length > 0;
+    });
   }
 
   /** Failed notifications, newest failure first (at most `limit`, default 100). */

@@ -1,6 +1,6 @@
 /**
  * The operator's commands of the CLI, on top of the admin API (lib/admin.ts): `pgpubsub status`
- * and `pgpubsub failed ls|show|retry|purge`. Every one takes `--json`; exit codes as the other
+ * `pgpubsub channels pause|resume` and `pgpubsub failed ls|show|retry|purge`. Every one takes `--json`; exit codes as the other
  * commands: 0 done, 1 failed (or not found), 2 bad usage or the library missing at this version.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
@@ -55,9 +55,9 @@ const oneLine = (text: string | null, max = 80) => {
 function printStatus(status: Status): void {
   if (status.channels.length === 0) process.stdout.write('No channels are defined and no notifications are stored.\n');
   else {
-    printTable(['CHANNEL', 'DUE', 'WAITING', 'FAILED', 'OLDEST DUE', 'LISTENERS', 'DRAINING', ''], status.channels.map((c) => [
+    printTable(['CHANNEL', 'DUE', 'WAITING', 'FAILED', 'OLDEST DUE', 'LISTENERS', 'DRAINING', 'PAUSED', ''], status.channels.map((c) => [
       c.channel, String(c.due), String(c.waiting), String(c.failed), age(c.oldestDueAgeMs), String(c.listeners), c.draining ? 'yes' : 'no',
-      c.defined ? '' : '(no code here defines it)',
+      c.paused ? 'yes' : 'no', c.defined ? '' : '(no code here defines it)',
     ]));
   }
   process.stdout.write('\n');
@@ -106,6 +106,25 @@ export function addAdminCommands(program: Command, { withApp, exit }: AdminComma
         }
       });
     });
+
+  const channels = program.command('channels').description('pause and resume channels').exitOverride();
+  for (const [verb, done, already] of [['pause', 'paused', 'was paused already'], ['resume', 'resumed', 'was not paused']] as const) {
+    channels.command(verb)
+      .description(verb === 'pause'
+        ? 'stop every listener claiming a channel (its notifications stay stored); survives restarts'
+        : 'let the listeners claim a paused channel again: they drain what it stored meanwhile')
+      .argument('<channel>', 'the channel name')
+      .option('--json', 'print JSON')
+      .action(async (channel: string, options: { json?: boolean }, command: Command) => {
+        await withLibrary(command, `channels ${verb}`, async ({ pubsub }) => {
+          const known = pubsub.channels().some((c) => c.name === channel);
+          const changed = await pubsub.admin[verb](channel);
+          if (options.json) return void json({ channel, [done]: changed });
+          process.stdout.write(changed ? `${done[0].toUpperCase()}${done.slice(1)} '${channel}'.\n` : `'${channel}' ${already}; nothing changed.\n`);
+          if (!known) process.stderr.write(`note: no channel '${channel}' is defined in this app.\n`);
+        });
+      });
+  }
 
   const failed = program.command('failed').description('failed notifications: list, show, retry, purge').exitOverride();
 

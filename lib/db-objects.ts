@@ -14,13 +14,14 @@ export const DEFAULT_SCHEMA = 'pgpubsub';
  * The version of the library's database objects this code installs and runs on. Each library
  * migration records its number in the version table; a listener refuses a database at another version.
  */
-export const LIBRARY_VERSION = 3;
+export const LIBRARY_VERSION = 4;
 
 /** Bare names (in the library's schema) of everything the library's migrations create. */
 const NAMES = {
   notificationTable: 'notification',
   inflightTable: 'inflight',
   versionTable: 'version',
+  pausedTable: 'paused',
   drainBeatSequence: 'drain_beat',
   claimFunction: 'claim',
   contextFunction: 'context',
@@ -33,7 +34,7 @@ const NAMES = {
 } as const;
 
 /** The library's tables (bare names in its schema, sorted). */
-export const LIBRARY_TABLES: readonly string[] = [NAMES.inflightTable, NAMES.notificationTable, NAMES.versionTable];
+export const LIBRARY_TABLES: readonly string[] = [NAMES.inflightTable, NAMES.notificationTable, NAMES.pausedTable, NAMES.versionTable];
 /** The library's functions (bare names in its schema, sorted). */
 export const LIBRARY_FUNCTIONS: readonly string[] = [
   NAMES.claimFunction,
@@ -59,6 +60,8 @@ export interface LibraryObjects {
   readonly inflightTable: string;
   /** `version`: one row per library migration applied (number, name, time). */
   readonly versionTable: string;
+  /** `paused` (version 4): the channels no listener claims until they are resumed. */
+  readonly pausedTable: string;
   /** The time (epoch ms) the listener draining a channel last said so; producers trust a drain lock only while it is fresh. */
   readonly drainBeatSequence: string;
   /**
@@ -120,6 +123,7 @@ export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects 
       notificationTable: name(NAMES.notificationTable),
       inflightTable: name(NAMES.inflightTable),
       versionTable: name(NAMES.versionTable),
+      pausedTable: name(NAMES.pausedTable),
       drainBeatSequence: name(NAMES.drainBeatSequence),
       claimFunction: name(NAMES.claimFunction),
       contextFunction: name(NAMES.contextFunction),

@@ -24,6 +24,8 @@ export { LISTENER_APPLICATION_NAME } from './listen-options';
 
 /** Channel on which `recover()` asks every running listener to drain now. */
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
+/** Channel on which a pause or resume (admin.pause/resume) tells every running listener to read the paused channels again. */
+export const PAUSE_CHANNEL = 'pgpubsub_pause';
 
 /** How often a listener that lacks a channel's listening lock (another role holds it) tries again. */
 const LISTENING_RETRY_MS = 1000;
@@ -226,6 +228,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
   readonly #log: Logger;
   readonly #channels: AnyChannel[];
   readonly #filter: ClaimFilter;
+  /** What its claims (and the looks for due rows) take: #filter without the paused channels. */
+  #claimable: ClaimFilter;
+  /** Its channels that are paused (`pgpubsub channels pause`): claimed by none until resumed. */
+  #paused: string[] = [];
   /** The longest time limit of this listener's durable channels: what the claim sets on the server. */
   readonly #claimTimeoutMs: number;
   readonly #connection: ListenConnection;
@@ -272,14 +278,17 @@ export class Listener extends EventEmitter<ListenerEvents> {
       return channel;
     });
     this.#filter = { channels: this.#channels.filter((c) => c.durable).map((c) => c.name), context: options.contextFilter };
+    this.#claimable = this.#filter;
     this.#claimTimeoutMs = Math.max(...this.#channels.map((c) => this.#timeoutOf(c)));
     const tell: BroadcastContext['tell'] = (event, ...args) => this.#tell(event, ...args);
     const timeoutOf = (channel: AnyChannel) => this.#timeoutOf(channel);
     this.#callbacks = new CallbackRunner({
       sequelize: this.#sequelize, host, log: this.#log, timeoutOf, tell, listens: (event) => this.listenerCount(event) > 0,
     });
+    const listener = this;
     this.#runner = new BatchRunner({
-      sequelize: this.#sequelize, objects: this.#objects, host, options: this.#options, channels: this.#channels, filter: this.#filter,
+      sequelize: this.#sequelize, objects: this.#objects, host, options: this.#options, channels: this.#channels,
+      get filter() { return listener.#claimable; },
       claimTimeoutMs: this.#claimTimeoutMs, log: this.#log, stats: this.stats, callbacks: this.#callbacks,
       beforeRunningAlone: options.beforeRunningAlone, timeoutOf, tell,
       holders: () => this.#holders, client: () => this.#connection.client, stopping: () => this.#stopping,
@@ -287,7 +296,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.#connection = new ListenConnection({
       sequelize: this.#sequelize, listenConnection: this.#options.listenConnection, log: this.#log,
       minDelayMs: this.#options.minDelayMs, maxDelayMs: this.#options.maxDelayMs, heartbeatMs: this.#options.heartbeatMs,
-      channels: [...this.#channels.map((c) => c.name), RECOVER_CHANNEL],
+      channels: [...this.#channels.map((c) => c.name), RECOVER_CHANNEL, PAUSE_CHANNEL],
       setUp: (client, first) => this.#setUp(client, first),
       connected: () => {
         this.#drainLocks = [];
@@ -307,9 +316,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
       },
       notification: (message) => this.#onNotification(message),
       heartbeat: async (client) => {
+        // Also the backstop for a pause or resume order this connection missed.
         const { text, values } = dueCheck(this.#objects, this.#filter);
-        const result = await bounded(client.query<{ due: boolean }>(text, values), Math.max(1000, this.#options.heartbeatMs / 2), () => new Error('heartbeat timed out'));
-        if (result.rows[0]?.due) this.wake();
+        const result = await bounded(client.query<{ due: boolean; paused: string[] }>(text, values), Math.max(1000, this.#options.heartbeatMs / 2), () => new Error('heartbeat timed out'));
+        const [row] = result.rows;
+        if (row) this.#applyPaused(row.paused);
+        if (row?.due) this.wake();
       },
       stopping: () => this.#stopping,
     });
@@ -356,7 +368,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
 
   /** Asks for a drain; several requests while one runs fold into one more pass. */
   wake(): void {
-    if (this.#stopping || this.#filter.channels.length === 0) return;
+    if (this.#stopping || this.#claimable.channels.length === 0) return;
     this.#pending = true;
     if (!this.#draining) {
       this.#draining = this.#drain().finally(() => {
@@ -411,6 +423,31 @@ export class Listener extends EventEmitter<ListenerEvents> {
     await pruneDeadMarkers(this.#objects, client, holders).catch((error: unknown) => this.#log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
     // Only now may producers count on this listener: it hears every NOTIFY from here on.
     this.#notListening = this.#filter.channels.length ? await holdListening(client, this.#filter.channels) : [];
+    // After LISTEN: a pause or resume committed from here on reaches it as a NOTIFY.
+    await this.#readPaused(client);
+  }
+
+  /** Reads which of its channels are paused. */
+  async #readPaused(client: Client): Promise<void> {
+    if (this.#filter.channels.length === 0) return;
+    const { rows } = await client.query<{ channel: string }>(
+      `SELECT channel FROM ${this.#objects.pausedTable} WHERE channel = ANY ($1::text[]) ORDER BY channel`,
+      [this.#filter.channels],
+    );
+    this.#applyPaused(rows.map((row) => row.channel));
+  }
+
+  /** Claims leave the paused channels out from now on; a channel resumed is drained at once. */
+  #applyPaused(paused: string[]): void {
+    const resumed = this.#paused.filter((channel) => !paused.includes(channel));
+    const newly = paused.filter((channel) => !this.#paused.includes(channel));
+    this.#paused = paused;
+    this.#claimable = paused.length ? { ...this.#filter, channels: this.#filter.channels.filter((c) => !paused.includes(c)) } : this.#filter;
+    if (newly.length) this.#log.info(`paused: ${newly.join(', ')}; not claiming until resumed`, { event: 'paused', channels: newly });
+    if (resumed.length) {
+      this.#log.info(`resumed: ${resumed.join(', ')}`, { event: 'resumed', channels: resumed });
+      this.wake();
+    }
   }
 
   /**
@@ -447,6 +484,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   #onNotification(message: Notification): void {
+    if (message.channel === PAUSE_CHANNEL) {
+      const client = this.#connection.client;
+      if (client) void this.#readPaused(client).catch((error: unknown) => this.#log.warn('could not read the paused channels', { event: 'paused-read-failed', error: errorSummary(error) }));
+      return;
+    }
     if (message.channel === RECOVER_CHANNEL) {
       this.#log.info('recovery requested', { event: 'recover-requested' });
       this.wake();
@@ -658,7 +700,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   async #scheduleRetry(): Promise<void> {
-    const due = await nextDueInMs(this.#objects, this.#sequelize, this.#filter);
+    if (this.#claimable.channels.length === 0) return;
+    const due = await nextDueInMs(this.#objects, this.#sequelize, this.#claimable);
     if (due === null || this.#stopping) return;
     // Due now yet not claimed: another listener holds those rows. Look again later in case it dies.
     const delay = due <= 0 ? HELD_ROWS_RECHECK_MS : Math.ceil(due) + 5;

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { LIBRARY_VERSION, type LibraryObjects } from './db-objects';
+import type { LibraryObjects } from './db-objects';
 import { TriggerMigrationError } from './errors';
 import { LIBRARY_STEPS, stubExport, stubsAfter } from './migrations';
 import { upgradeTriggerSpec } from './migrations/schema';
@@ -63,14 +63,15 @@ function previousMigration(dir: string, objects: LibraryObjects): { file: string
  * library needs no file written by hand. Returns the files written, in order.
  */
 export function writeLibraryStubs(migrationsPath: string, schema: string): string[] {
+  // Not the generated trigger migrations: their check's message names the stubs' modules.
   const present = fs.existsSync(migrationsPath)
-    ? fs.readdirSync(migrationsPath, { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => ({
+    ? fs.readdirSync(migrationsPath, { withFileTypes: true }).filter((entry) => entry.isFile() && !entry.name.endsWith(FILE_SUFFIX)).map((entry) => ({
       base: entry.name.replace(/\.[^.]+$/, ''),
       text: fs.readFileSync(path.join(migrationsPath, entry.name), 'utf8'),
     }))
     : [];
   const missing = LIBRARY_STEPS.filter((step) => !present.some((file) => file.base === step.name.replace(/\.js$/, '')
-    || file.text.includes(`'${step.module}'`) || file.text.includes(`"${step.module}"`)));
+    || new RegExp(`require\\(\\s*(['"\`])${step.module}\\1\\s*\\)`).test(file.text)));
   fs.mkdirSync(migrationsPath, { recursive: true });
   return missing.map((step) => {
     const file = path.join(migrationsPath, step.name);
@@ -106,9 +107,12 @@ export function generateTriggerMigration(
   return { file, ...result };
 }
 
+/** The library version whose objects the managed triggers call (version 3 moved them into the library's schema). */
+const TRIGGERS_NEED_VERSION = 3;
+
 /**
  * The first statement of a generated migration's up: the triggers it installs call the library's
- * objects of version LIBRARY_VERSION (or later ones, which keep them), so it stops with a clear
+ * objects of version TRIGGERS_NEED_VERSION (or later ones, which keep them), so it stops with a clear
  * error on a database that lacks them rather than install triggers every write would then fail in.
  */
 function libraryCheckSql(objects: LibraryObjects): string {
@@ -116,10 +120,10 @@ function libraryCheckSql(objects: LibraryObjects): string {
   return `DO $check$
 BEGIN
   IF pg_catalog.to_regclass(${quoteLiteral(objects.versionTable)}) IS NULL THEN
-    RAISE EXCEPTION 'pgpubsub trigger migration: the library''s objects (schema ${objects.schema}) are not installed at version ${LIBRARY_VERSION} or later. Add the library''s migration stubs ${steps} so that they run before this one';
+    RAISE EXCEPTION 'pgpubsub trigger migration: the library''s objects (schema ${objects.schema}) are not installed at version ${TRIGGERS_NEED_VERSION} or later. Add the library''s migration stubs ${steps} so that they run before this one';
   END IF;
-  IF (SELECT pg_catalog.max(version) FROM ${objects.versionTable}) < ${LIBRARY_VERSION} THEN
-    RAISE EXCEPTION 'pgpubsub trigger migration: the library''s objects are older than version ${LIBRARY_VERSION}. Add the library''s migration stubs ${steps} so that they run before this one';
+  IF (SELECT pg_catalog.max(version) FROM ${objects.versionTable}) < ${TRIGGERS_NEED_VERSION} THEN
+    RAISE EXCEPTION 'pgpubsub trigger migration: the library''s objects are older than version ${TRIGGERS_NEED_VERSION}. Add the library''s migration stubs ${steps} so that they run before this one';
   END IF;
 END
 $check$`;

@@ -138,10 +138,19 @@ export async function nextDueInMs(objects: LibraryObjects, sequelize: Sequelize,
   return row?.ms ?? null;
 }
 
-/** SQL (with its parameters) telling whether any notification is due now: the heartbeat's one query. */
+/**
+ * The heartbeat's one query (with its parameters): which of the filter's channels are paused, and
+ * whether a notification of the others is due now.
+ */
 export function dueCheck(objects: LibraryObjects, filter: ClaimFilter): { text: string; values: unknown[] } {
   const values: unknown[] = [];
-  return { text: `SELECT EXISTS (SELECT FROM ${objects.notificationTable} WHERE ${dueSql()} AND ${filterSql(filter, values)}) AS due`, values };
+  const where = `${dueSql('n')} AND ${filterSql(filter, values)}`;
+  return {
+    text: `SELECT EXISTS (SELECT FROM ${objects.notificationTable} AS n WHERE ${where}
+                             AND NOT EXISTS (SELECT FROM ${objects.pausedTable} AS p WHERE p.channel = n.channel)) AS due,
+                  ARRAY(SELECT p.channel FROM ${objects.pausedTable} AS p WHERE p.channel = ANY ($1::text[]) ORDER BY p.channel) AS paused`,
+    values,
+  };
 }
 
 /**

@@ -10,6 +10,7 @@ import { openApp } from '../dev/example-app';
 import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
 import { type TestDatabase, testDatabase } from './support/hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const Charge = channel<{ n: number }>('card_charge', { retry: { maxAttempts: 1 } });
@@ -118,5 +119,33 @@ describe('admin', function () {
     const refused = await admin.purge({ ids: ['12; DROP TABLE authors'] }).then(() => null, (e: Error) => e);
     expect(refused).to.be.instanceOf(AdminUsageError);
     expect(refused!.message).to.contain('12; DROP TABLE authors');
+  });
+
+  it('pauses a channel for every listener, through a restart, and drains it on resume', async () => {
+    const { admin } = app.sequelize.pgpubsub;
+    const first = await listen();
+    expect(await admin.pause('author_created')).to.equal(true);
+    expect(await admin.pause('author_created'), 'paused already').to.equal(false);
+    await app.Author.bulkCreate([{ name: 'A' }, { name: 'B' }, { name: 'C' }]);
+    await app.sequelize.pgpubsub.notify(Charge, { n: 1 });
+    // The other channel goes on.
+    await eventually(async () => (await admin.status()).channels.find((c) => c.channel === 'card_charge')!.due === 0, 'the charge processed');
+    await sleep(1500);
+    expect(await app.Post.count(), 'nothing claimed while paused').to.equal(0);
+    expect((await admin.status()).channels.find((c) => c.channel === 'author_created')).to.include({ paused: true, due: 3, listeners: 1 });
+
+    // A listener started later reads the pause from the database.
+    await first.stop();
+    listeners.splice(0);
+    await listen();
+    await sleep(1500);
+    expect(await app.Post.count(), 'nothing claimed after a restart either').to.equal(0);
+
+    expect(await admin.resume('author_created')).to.equal(true);
+    await eventually(async () => (await app.Post.count()) === 3, 'the three posts after the resume', 5_000);
+    expect(await admin.resume('author_created'), 'not paused').to.equal(false);
+    expect((await admin.status()).channels.find((c) => c.channel === 'author_created')).to.include({ paused: false, due: 0 });
+    const refused = await admin.pause('').then(() => null, (e: Error) => e);
+    expect(refused).to.be.instanceOf(AdminUsageError);
   });
 });

@@ -71,7 +71,7 @@ describe('pgpubsub status and failed', function () {
         expect(live.listeners).to.have.length(1);
         expect(live.listeners[0].channels).to.include('author_created');
         const pretty = await cli(['status']);
-        expect(pretty.stdout).to.match(/^CHANNEL\s+DUE\s+WAITING\s+FAILED\s+OLDEST DUE\s+LISTENERS\s+DRAINING$/m).and.to.match(/^author_created\s+0\s+0\s+2\s+-\s+1\s+no$/m);
+        expect(pretty.stdout).to.match(/^CHANNEL\s+DUE\s+WAITING\s+FAILED\s+OLDEST DUE\s+LISTENERS\s+DRAINING\s+PAUSED$/m).and.to.match(/^author_created\s+0\s+0\s+2\s+-\s+1\s+no\s+no$/m);
 
         const retry = await cli(['failed', 'retry', retried]);
         expect(retry.code, shown(retry)).to.equal(0);
@@ -84,6 +84,19 @@ describe('pgpubsub status and failed', function () {
         expect(JSON.parse(purge.stdout)).to.deep.equal({ purged: [old] });
         const left = await app.sequelize.query('SELECT id FROM pgpubsub.notification', { type: QueryTypes.SELECT });
         expect(left).to.deep.equal([]);
+
+        // Paused from the command line: the listener leaves the channel alone until resumed.
+        const pause = await cli(['channels', 'pause', 'author_created', '--json']);
+        expect(pause.code, shown(pause)).to.equal(0);
+        expect(JSON.parse(pause.stdout)).to.deep.equal({ channel: 'author_created', paused: true });
+        expect((await cli(['channels', 'pause', 'author_created'])).stdout).to.contain("'author_created' was paused already");
+        await eventually(() => listener.all('paused').length === 1, 'the listener says it paused the channel');
+        await app.Author.create({ name: 'While paused' });
+        const held = JSON.parse((await cli(['status', '--json'])).stdout) as Status;
+        expect(held.channels.find((c) => c.channel === 'author_created')).to.include({ paused: true, due: 1 });
+        const resume = await cli(['channels', 'resume', 'author_created']);
+        expect(resume.stdout, shown(resume)).to.contain("Resumed 'author_created'.");
+        await eventually(async () => (await app.sequelize.query('SELECT id FROM pgpubsub.notification', { type: QueryTypes.SELECT })).length === 0, 'drained after the resume');
 
         // Killed: its LISTEN connection goes with it, and so does it from the status.
         listener.child.kill('SIGKILL');
