@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import cluster from 'node:cluster';
 import path from 'node:path';
 import { type LoadedApp, loadApp } from './app-loader';
-import { addAdminCommands, printTable } from './cli-admin';
+import { addAdminCommands, parseDuration, printTable } from './cli-admin';
 import { leaveWith } from './cluster';
 import { errorSummary } from './error-text';
 import { PgPubSubError } from './errors';
@@ -28,6 +28,7 @@ interface ListenCliOptions {
   callbackConcurrency?: number;
   timeoutMs?: number;
   heartbeatMs?: number;
+  failedRetention?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   savepoints?: 'on-failure' | 'always';
@@ -184,6 +185,7 @@ function buildProgram(): Command {
     .option('--callback-concurrency <n>', `messages of a batch whose callbacks run at once, in the batch's transaction (default ${LISTEN_DEFAULTS.callbackConcurrency})`, positiveInteger('--callback-concurrency'))
     .option('--timeout-ms <ms>', `how long a callback may take before its work is rolled back and an attempt charged (default ${LISTEN_DEFAULTS.timeoutMs}; a channel's timeoutMs wins)`, positiveInteger('--timeout-ms'))
     .option('--grace-period <ms>', 'after SIGTERM/SIGINT, how long workers may take to finish their batch', positiveInteger('--grace-period'), 30_000)
+    .addOption(new Option('--failed-retention <duration>', 'delete notifications that failed for good longer ago than this (30d, 12h), hourly and in bounded batches (default: kept until purged)').argParser(parseDuration('--failed-retention')))
     .option('--heartbeat-ms <ms>', `how often the LISTEN connection is checked and the table swept as a backstop (default ${LISTEN_DEFAULTS.heartbeatMs})`, positiveInteger('--heartbeat-ms'))
     .option('--reconnect-min-ms <ms>', `shortest wait before reconnecting a lost LISTEN connection (default ${LISTEN_DEFAULTS.reconnect.minDelayMs})`, positiveInteger('--reconnect-min-ms'))
     .option('--reconnect-max-ms <ms>', `longest wait between reconnect tries (default ${LISTEN_DEFAULTS.reconnect.maxDelayMs})`, positiveInteger('--reconnect-max-ms'))
@@ -226,6 +228,7 @@ function buildProgram(): Command {
         recover: options.recover,
         timeoutMs: options.timeoutMs,
         heartbeatMs: options.heartbeatMs,
+        failedRetentionMs: options.failedRetention,
         reconnect: { minDelayMs: options.reconnectMinMs, maxDelayMs: options.reconnectMaxMs },
         savepoints: options.savepoints,
         contextFilter: options.contextFilter,

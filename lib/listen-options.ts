@@ -36,11 +36,12 @@ export interface ResolvedListenOptions {
   listenConnection?: string | ListenConnectionConfig;
   minDelayMs: number;
   maxDelayMs: number;
+  failedRetentionMs?: number;
 }
 
 const KNOWN: ReadonlyArray<keyof ListenOptions> = [
   'channels', 'batchSize', 'concurrency', 'callbackConcurrency', 'recover', 'contextFilter', 'heartbeatMs', 'savepoints', 'timeoutMs',
-  'reconnect', 'listenConnection', 'logger', 'beforeRunningAlone',
+  'reconnect', 'listenConnection', 'logger', 'beforeRunningAlone', 'failedRetentionMs',
 ];
 
 const positiveInteger = (value: unknown, name: string, unit = ''): string[] => (Number.isInteger(value) && (value as number) >= 1
@@ -66,6 +67,7 @@ export function resolveListenOptions(options: ListenOptions, poolMax: number): R
     ...positiveInteger(timeoutMs, 'timeoutMs', ' (milliseconds)'),
     ...positiveInteger(heartbeatMs, 'heartbeatMs', ' (milliseconds)'),
     ...contextFilterProblems(options.contextFilter),
+    ...(options.failedRetentionMs === undefined ? [] : positiveInteger(options.failedRetentionMs, 'failedRetentionMs', ' (milliseconds)')),
   );
   if (typeof recover !== 'boolean') problems.push(`recover must be true or false, got ${JSON.stringify(options.recover)}`);
   if (savepoints !== 'on-failure' && savepoints !== 'always') {
@@ -94,7 +96,7 @@ export function resolveListenOptions(options: ListenOptions, poolMax: number): R
   }
   return {
     batchSize, concurrency, callbackConcurrency, timeoutMs, recover, savepoints, heartbeatMs,
-    contextFilter: options.contextFilter, listenConnection: own, minDelayMs, maxDelayMs,
+    contextFilter: options.contextFilter, listenConnection: own, minDelayMs, maxDelayMs, failedRetentionMs: options.failedRetentionMs,
   };
 }
 

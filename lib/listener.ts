@@ -11,7 +11,7 @@ import { clearInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type ResolvedListenOptions, resolveListenOptions } from './listen-options';
 import { type Logger, consoleLogger, toLogger } from './logger';
 import { libraryProblem } from './library-check';
-import { type ClaimFilter, dueCheck, nextDueInMs, pendingSql } from './store';
+import { type ClaimFilter, dueCheck, nextDueInMs, pendingSql, purgeFailed } from './store';
 import { BatchRunner } from './batch-runner';
 import { type BroadcastContext, runBroadcast } from './broadcasts';
 import { CallbackRunner, bounded } from './callbacks';
@@ -26,6 +26,11 @@ export { LISTENER_APPLICATION_NAME } from './listen-options';
 export const RECOVER_CHANNEL = 'pgpubsub_recover';
 /** Channel on which a pause or resume (admin.pause/resume) tells every running listener to read the paused channels again. */
 export const PAUSE_CHANNEL = 'pgpubsub_pause';
+
+/** failedRetentionMs: how often the old failures are purged, and how much one purge deletes at most. */
+const RETENTION_EVERY_MS = 3_600_000;
+const RETENTION_BATCH = 1000;
+const RETENTION_BATCHES = 10;
 
 /** How often a listener that lacks a channel's listening lock (another role holds it) tries again. */
 const LISTENING_RETRY_MS = 1000;
@@ -68,6 +73,12 @@ export interface ListenOptions {
   contextFilter?: NotificationContext;
   /** How often the LISTEN connection is checked, in ms. Default 60000. */
   heartbeatMs?: number;
+  /**
+   * Deletes notifications that failed for good longer ago than this (ms), at start and then
+   * hourly, at most 10,000 a run, in batches of 1,000. Default: kept until purged
+   * (`pgpubsub failed purge`).
+   */
+  failedRetentionMs?: number;
   /**
    * 'on-failure' (default): batches run without savepoints and are redone with one per message only
    * when a callback fails, which re-runs the callbacks before it in that batch. 'always': a savepoint
@@ -243,6 +254,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   #draining: Promise<void> | null = null;
   #retryTimer: NodeJS.Timeout | null = null;
   #listeningRetry: NodeJS.Timeout | null = null;
+  #retention: NodeJS.Timeout | null = null;
   #beat: NodeJS.Timeout | null = null;
   /** Channels whose listening lock another session holds exclusively: tried again every LISTENING_RETRY_MS. */
   #notListening: string[] = [];
@@ -349,14 +361,30 @@ export class Listener extends EventEmitter<ListenerEvents> {
       this.wake();
       void this.idle().then(() => this.#log.info('start-up recovery finished', { event: 'recovered', processed: this.stats.processed - before }));
     }
+    if (this.#options.failedRetentionMs !== undefined) void this.#purgeOldFailures(this.#options.failedRetentionMs);
     return this;
+  }
+
+  /** failedRetentionMs: a bounded purge now, and again in an hour. */
+  async #purgeOldFailures(retentionMs: number): Promise<void> {
+    this.#retention = null;
+    if (this.#stopping) return;
+    try {
+      const purged = await purgeFailed(this.#objects, this.#sequelize, retentionMs, { batch: RETENTION_BATCH, batches: RETENTION_BATCHES });
+      if (purged > 0) this.#log.info(`purged ${purged} notification(s) that failed over ${retentionMs} ms ago`, { event: 'failed-purged', count: purged });
+    } catch (error) {
+      this.#log.warn('could not purge old failed notifications', { event: 'failed-purge-failed', error: errorSummary(error) });
+    }
+    if (this.#stopping) return;
+    this.#retention = setTimeout(() => void this.#purgeOldFailures(retentionMs), RETENTION_EVERY_MS);
+    this.#retention.unref?.();
   }
 
   /** Stops claiming, lets the batch in hand finish, closes the LISTEN connection. */
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    for (const timer of [this.#retryTimer, this.#listeningRetry, this.#beat]) if (timer) clearTimeout(timer);
+    for (const timer of [this.#retryTimer, this.#listeningRetry, this.#beat, this.#retention]) if (timer) clearTimeout(timer);
     await this.#draining;
     // Producers skipped their NOTIFYs for us: wake the other listeners, who take over what is left.
     if (this.#drainLocks.length) await this.#releaseDrainLocks(true);

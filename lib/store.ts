@@ -173,3 +173,25 @@ export async function lockOne(objects: LibraryObjects, sequelize: Sequelize, tra
   );
   return stored.stored ? 'held' : null;
 }
+
+/**
+ * Deletes notifications that failed for good more than `olderThanMs` ago: up to `batches`
+ * statements of at most `batch` rows each (the index on failed_at serves them), so a purge costs
+ * the same whatever the backlog, and rows another purge holds are skipped. Resolves to the count.
+ */
+export async function purgeFailed(objects: LibraryObjects, sequelize: Sequelize, olderThanMs: number, limits: { batch: number; batches: number }): Promise<number> {
+  let purged = 0;
+  for (let round = 0; round < limits.batches; round++) {
+    const rows = await sequelize.query<{ id: string }>(
+      `DELETE FROM ${objects.notificationTable} WHERE id IN (
+         SELECT id FROM ${objects.notificationTable}
+          WHERE failed_at IS NOT NULL AND failed_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::double precision / 1000)
+          ORDER BY failed_at LIMIT $2::integer FOR UPDATE SKIP LOCKED)
+       RETURNING id::text AS id`,
+      { bind: [olderThanMs, limits.batch], type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+    );
+    purged += rows.length;
+    if (rows.length < limits.batch) break;
+  }
+  return purged;
+}

@@ -148,4 +148,20 @@ describe('admin', function () {
     const refused = await admin.pause('').then(() => null, (e: Error) => e);
     expect(refused).to.be.instanceOf(AdminUsageError);
   });
+
+  it('purges failures older than failedRetentionMs when a listener starts, keeping the recent ones', async () => {
+    await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, attempts, last_error, failed_at)
+      SELECT 'card_charge', '{"op":"NOTIFY","payload":{"n":-1},"context":{}}', 1, 'Error: old', now() - interval '2 days' FROM generate_series(1, 2500)`);
+    await app.sequelize.pgpubsub.notify(Charge, { n: -2 });
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = { ...quiet, info: (_: string, fields?: Record<string, unknown>) => { if (fields) lines.push(fields); } };
+    listeners.push(await app.sequelize.pgpubsub.listen({ logger, failedRetentionMs: 86_400_000 }));
+    await eventually(async () => (await app.sequelize.pgpubsub.admin.failed({ limit: 5000 })).length === 1, 'only the recent failure left');
+    const [left] = await app.sequelize.pgpubsub.admin.failed();
+    expect(left.lastError).to.contain('card declined: -2');
+    await eventually(() => lines.some((fields) => fields.event === 'failed-purged'), 'the purge logged');
+    expect(lines.find((fields) => fields.event === 'failed-purged')).to.include({ count: 2500 });
+    const refused = await app.sequelize.pgpubsub.listen({ logger: quiet, failedRetentionMs: -1 }).then(() => null, (e: Error) => e);
+    expect(refused?.message).to.contain('failedRetentionMs must be a positive integer');
+  });
 });

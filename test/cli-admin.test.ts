@@ -58,12 +58,13 @@ describe('pgpubsub status and failed', function () {
       expect(missing.code, shown(missing)).to.equal(1);
       expect(missing.stderr).to.contain('no failed notification has id 123456');
 
-      for (const bad of [['failed', 'retry'], ['failed', 'retry', retried, '--all'], ['failed', 'purge', 'abc'], ['failed', 'show', 'abc'], ['status', '--watch', 'soon']]) {
+      for (const bad of [['failed', 'retry'], ['failed', 'retry', retried, '--all'], ['failed', 'purge', 'abc'], ['failed', 'show', 'abc'], ['status', '--watch', 'soon'], ['listen', '--failed-retention', 'soon']]) {
         const refused = await cli(bad);
         expect(refused.code, `${bad.join(' ')}: ${shown(refused)}`).to.equal(2);
       }
 
-      const listener = startListen(db.url, ['--worker', '--app', EXAMPLE_APP]);
+      // A retention longer than the old failure's two days: it stays for `failed purge` below.
+      const listener = startListen(db.url, ['--worker', '--app', EXAMPLE_APP, '--failed-retention', '30d']);
       try {
         await listener.event('recovered', 30_000);
         await eventually(async () => (await app.Post.count()) === 1, "the due author's post");
