@@ -16,3 +16,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON pgpubsub.inflight TO app_listener;
 GRANT SELECT, UPDATE ON SEQUENCE pgpubsub.drain_beat TO app_listener;
 GRANT EXECUTE ON FUNCTION pgpubsub.claim(text[], jsonb, integer, integer, integer) TO app_listener;
 GRANT app_writer TO app_listener;
+
+-- An operator's role, for pgpubsub status, failed and channels (the owner needs nothing more).
+GRANT USAGE ON SCHEMA pgpubsub TO app_operator;
+GRANT SELECT, UPDATE, DELETE ON pgpubsub.notification TO app_operator;
+GRANT SELECT ON pgpubsub.inflight, pgpubsub.version TO app_operator;
+GRANT SELECT, INSERT, DELETE ON pgpubsub.paused TO app_operator;

@@ -27,7 +27,8 @@ describe('privileges', function () {
   const writer = `pgpubsub_w_${process.pid}`;
   const listenerRole = `pgpubsub_l_${process.pid}`;
   const hostile = `pgpubsub_h_${process.pid}`;
-  const roles = [listenerRole, writer, hostile];
+  const operator = `pgpubsub_o_${process.pid}`;
+  const roles = [listenerRole, writer, hostile, operator];
   let db: TestDatabase;
   let owner: App;
   const opened: App[] = [];
@@ -58,7 +59,7 @@ describe('privileges', function () {
     // What any app gives its roles on its own tables; nothing of the library's.
     await owner.sequelize.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${writer}`);
     await owner.sequelize.query(`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${writer}`);
-    await owner.sequelize.query(GRANTS.replaceAll('app_writer', writer).replaceAll('app_listener', listenerRole));
+    await owner.sequelize.query(GRANTS.replaceAll('app_writer', writer).replaceAll('app_listener', listenerRole).replaceAll('app_operator', operator));
   });
 
   afterEach(async () => {
@@ -70,6 +71,28 @@ describe('privileges', function () {
     }
     await owner.sequelize.close();
     await db.drop();
+  });
+
+  it("runs the admin API (status, failed, retry, purge, pause, resume) as an operator's role holding only the README's grants", async () => {
+    const app = open(writer);
+    const worker = open(listenerRole);
+    registerCallbacks(worker);
+    listeners.push(await worker.sequelize.pgpubsub.listen({ logger: quiet }));
+    const ops = open(operator).sequelize.pgpubsub.admin;
+    await owner.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, attempts, last_error, failed_at)
+      VALUES ('author_created', '{"op":"BOGUS"}', 1, 'bad', now()), ('author_created', '{"op":"BOGUS"}', 1, 'bad', now())`);
+    expect(await ops.pause('author_created')).to.equal(true);
+    await app.Author.create({ name: 'held by the pause' });
+    const status = await ops.status();
+    expect(status.channels.find((c) => c.channel === 'author_created')).to.include({ paused: true, due: 1, failed: 2, listeners: 1 });
+    expect(status.listeners).to.have.length(1);
+    const failed = await ops.failed();
+    expect(failed).to.have.length(2);
+    expect((await ops.failedOne(failed[0].id))!.decodeError).to.be.a('string');
+    expect(await ops.purge({ ids: [failed[0].id] })).to.deep.equal([failed[0].id]);
+    expect(await ops.retry({ ids: [failed[1].id] })).to.deep.equal([failed[1].id]);
+    expect(await ops.resume('author_created')).to.equal(true);
+    await eventually(async () => (await rows<{ n: number }>(owner, 'SELECT count(*)::int AS n FROM posts'))[0].n === 1, 'the post after the resume');
   });
 
   it("runs the app's writes, notify() and a listener as roles holding only the README's grants", async () => {
