@@ -9,7 +9,7 @@ import { QueryTypes } from 'sequelize';
 import type { ChannelStatus, FailedNotification, FailedNotificationDetail, Status } from '../lib';
 import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
-import { ROOT, pgpubsubCli, shown, startListen } from '../dev/processes';
+import { BIN, ROOT, pgpubsubCli, shown, spawnProcess, startListen } from '../dev/processes';
 import { type TestDatabase, emptyDatabase, testDatabase } from './support/hooks';
 
 const EXAMPLE_APP = path.join(ROOT, 'test', 'fixtures', 'example-app.ts');
@@ -118,6 +118,24 @@ describe('pgpubsub status and failed', function () {
       const result = await pgpubsubCli([...args, '--app', EXAMPLE_APP], { url: db.url });
       expect(result.code, shown(result)).to.equal(2);
       expect(result.stderr).to.contain('00000000000001-pgpubsub-notification-table.js');
+    }
+  });
+
+  it('status --watch --json prints one status per line at each interval, seeing changes, until stopped', async () => {
+    const db = await testDatabase('cli admin watch');
+    dbs.push(db);
+    const watch = spawnProcess(BIN, ['status', '--watch', '200ms', '--json', '--app', EXAMPLE_APP], { DATABASE_URL: db.url });
+    const app = openApp(db.url);
+    try {
+      const due = () => watch.events.map((e) => (e as unknown as Status).channels?.find((c) => c.channel === 'author_created')?.due);
+      await eventually(() => watch.events.length >= 2, () => `two status lines: ${watch.describe()}`, 20_000);
+      expect(due().slice(0, 2)).to.deep.equal([0, 0]);
+      await app.Author.create({ name: 'Seen by the watch' });
+      await eventually(() => due().includes(1), () => `a status line with the new row: ${watch.describe()}`, 10_000);
+      expect(watch.output, 'nothing but JSON lines').to.deep.equal([]);
+    } finally {
+      await watch.stop(5_000);
+      await app.sequelize.close();
     }
   });
 });
