@@ -7,6 +7,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FailedSelection, Status } from './admin';
 import type { LoadedApp } from './app-loader';
+import { parseDuration, positiveInteger, printTable } from './cli-args';
 import { errorSummary } from './error-text';
 
 export interface AdminCommandDeps {
@@ -14,35 +15,11 @@ export interface AdminCommandDeps {
   exit: { ok: number; failure: number; usage: number; cannotCheck: number };
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `30s`, `15m`, `12h`, `7d` (or plain milliseconds) as milliseconds. */
-export function parseDuration(name: string) {
-  return (value: string): number => {
-    const match = /^(\d+)(ms|s|m|h|d)?$/.exec(value.trim());
-    if (!match) throw new InvalidArgumentError(`${name} must be a duration such as 30s, 15m, 12h or 7d; got '${value}'`);
-    return Number(match[1]) * UNITS[match[2] ?? 'ms'];
-  };
-}
-
 /** A time: an ISO date, or a duration ago (`1h`: an hour ago). */
 function parseSince(value: string): Date {
   const date = /^\d{4}-\d{2}-\d{2}/.test(value) ? new Date(value) : new Date(Date.now() - parseDuration('--since')(value));
   if (Number.isNaN(date.getTime())) throw new InvalidArgumentError(`--since must be an ISO date (2026-12-01T10:00Z) or a duration ago (1h, 7d); got '${value}'`);
   return date;
-}
-
-function positive(name: string) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'.`);
-    return Number(value);
-  };
-}
-
-/** Prints rows under a header, columns padded to their widest cell. */
-export function printTable(header: readonly string[], rows: readonly (readonly string[])[]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  for (const row of [header, ...rows]) process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()}\n`);
 }
 
 const json = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -132,7 +109,7 @@ export function addAdminCommands(program: Command, { withApp, exit }: AdminComma
     .description('list failed notifications, the newest failure first')
     .option('--channel <name>', 'only this channel')
     .addOption(new Option('--since <time>', 'only those failed since: an ISO date, or a duration ago (1h, 7d)').argParser(parseSince))
-    .addOption(new Option('--limit <n>', 'at most this many').default(100).argParser(positive('--limit')))
+    .addOption(new Option('--limit <n>', 'at most this many').default(100).argParser(positiveInteger('--limit')))
     .option('--json', 'print JSON instead of a table')
     .action(async (options: { channel?: string; since?: Date; limit: number; json?: boolean }, command: Command) => {
       await withLibrary(command, 'failed ls', async ({ pubsub }) => {

@@ -2,7 +2,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import cluster from 'node:cluster';
 import path from 'node:path';
 import { type LoadedApp, loadApp } from './app-loader';
-import { addAdminCommands, parseDuration, printTable } from './cli-admin';
+import { addAdminCommands } from './cli-admin';
+import { parseDuration, positiveInteger, printTable } from './cli-args';
 import { leaveWith } from './cluster';
 import { errorSummary } from './error-text';
 import { PgPubSubError } from './errors';
@@ -58,16 +59,6 @@ function jsonObject(name: string) {
       throw new InvalidArgumentError(`${name} must be a JSON object, e.g. '{"tenant":7}'; got ${value}`);
     }
     return parsed as Record<string, unknown>;
-  };
-}
-
-function positiveInteger(name: string) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(parsed) || parsed < 1) {
-      throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'.`);
-    }
-    return parsed;
   };
 }
 

@@ -137,13 +137,7 @@ export class ListenConnection {
     const client = await this.#open();
     oneQueryAtATime(client as unknown as { query: QueryFn });
     client.on('notification', (message) => this.#ctx.notification(message));
-    // Lost while being set up: the server's reason (e.g. 57P01, which a worker retries), not the
-    // client's "not queryable" that the next query fails with.
-    let broken: Error | null = null;
-    client.on('error', (error) => {
-      broken ??= error;
-      this.lose(client, error);
-    });
+    client.on('error', (error) => this.lose(client, error));
     client.on('end', () => this.lose(client, new Error('connection ended')));
     try {
       // This connection's writes are the in-flight markers (one per batch): they must be visible at
@@ -157,7 +151,7 @@ export class ListenConnection {
       await this.#ctx.setUp(client, first);
     } catch (error) {
       await client.end().catch(() => undefined);
-      throw broken ?? error;
+      throw error;
     }
     this.#client = client;
     this.#ctx.connected(client);

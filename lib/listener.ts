@@ -11,7 +11,7 @@ import { clearInflight, pruneDeadMarkers, takeHolderKey } from './inflight';
 import { type ResolvedListenOptions, resolveListenOptions } from './listen-options';
 import { type Logger, consoleLogger, toLogger } from './logger';
 import { libraryProblem } from './library-check';
-import { type ClaimFilter, dueCheck, nextDueInMs, pendingSql, purgeFailed } from './store';
+import { type ClaimFilter, dueCheck, nextDueInMs, pausedSql, pendingSql, purgeFailed } from './store';
 import { BatchRunner } from './batch-runner';
 import { type BroadcastContext, runBroadcast } from './broadcasts';
 import { CallbackRunner, bounded } from './callbacks';
@@ -458,10 +458,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /** Reads which of its channels are paused. */
   async #readPaused(client: Client): Promise<void> {
     if (this.#filter.channels.length === 0) return;
-    const { rows } = await client.query<{ channel: string }>(
-      `SELECT channel FROM ${this.#objects.pausedTable} WHERE channel = ANY ($1::text[]) ORDER BY channel`,
-      [this.#filter.channels],
-    );
+    const { rows } = await client.query<{ channel: string }>(pausedSql(this.#objects), [this.#filter.channels]);
     this.#applyPaused(rows.map((row) => row.channel));
   }
 

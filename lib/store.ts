@@ -138,6 +138,11 @@ export async function nextDueInMs(objects: LibraryObjects, sequelize: Sequelize,
   return row?.ms ?? null;
 }
 
+/** The paused channels among the `channels` parameter (`$1`, text[]), sorted. */
+export function pausedSql(objects: LibraryObjects): string {
+  return `SELECT p.channel FROM ${objects.pausedTable} AS p WHERE p.channel = ANY ($1::text[]) ORDER BY p.channel`;
+}
+
 /**
  * The heartbeat's one query (with its parameters): which of the filter's channels are paused, and
  * whether a notification of the others is due now.
@@ -148,7 +153,7 @@ export function dueCheck(objects: LibraryObjects, filter: ClaimFilter): { text: 
   return {
     text: `SELECT EXISTS (SELECT FROM ${objects.notificationTable} AS n WHERE ${where}
                              AND NOT EXISTS (SELECT FROM ${objects.pausedTable} AS p WHERE p.channel = n.channel)) AS due,
-                  ARRAY(SELECT p.channel FROM ${objects.pausedTable} AS p WHERE p.channel = ANY ($1::text[]) ORDER BY p.channel) AS paused`,
+                  ARRAY(${pausedSql(objects)}) AS paused`,
     values,
   };
 }
