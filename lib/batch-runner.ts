@@ -305,7 +305,7 @@ export class BatchRunner {
           continue;
         }
         const unit = async () => {
-          const failure = await runUnit((t) => this.#callbacks.run(channel, message, t, row.attempts + 1, row.id, afterCommit), (error) => new CallbackFailed(row.id, error));
+          const failure = await runUnit((t) => this.#callbacks.run(channel, message, t, row.attempts + 1, row, afterCommit), (error) => new CallbackFailed(row.id, error));
           if (failure) await fail(row, channel, failure.error);
           else processed.push(row.id);
         };
@@ -408,7 +408,7 @@ export class BatchRunner {
         try {
           const message = decodeMessage(channel, row.payload, row.id);
           if (this.#ctx.host.batchCallbacks(channel.name).length > 0) await this.#callbacks.runBatch(channel, [{ row, message, attempt }], transaction, afterCommit);
-          else await this.#callbacks.run(channel, message, transaction, attempt, row.id, afterCommit);
+          else await this.#callbacks.run(channel, message, transaction, attempt, row, afterCommit);
         } catch (error) {
           if (error instanceof CallbackTimeoutError || !(await this.#callbacks.connectionAlive(transaction))) throw error;
           failure = error;

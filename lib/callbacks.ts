@@ -9,7 +9,7 @@ import type { AnyChannel } from './channel';
 import { sqlState, errorSummary, errorText } from './error-text';
 import { CallbackTimeoutError } from './errors';
 import type { Logger } from './logger';
-import type { ClaimedRow } from './store';
+import { type ClaimedRow, lagNow } from './store';
 import type { ListenerEvents, ListenerHost, MessageStart } from './listener';
 
 /** A hook to run once a notification's transaction has committed. */
@@ -144,10 +144,10 @@ export class CallbackRunner {
     message: unknown,
     transaction: Transaction,
     attempt: number,
-    id: string | null,
+    row: ClaimedRow | null,
     afterCommit: AfterCommitHook[],
   ): Promise<void> {
-    await this.#runCallbacks(channel, this.#ctx.host.callbacks(channel.name), transaction, afterCommit, [{ channel: channel.name, id, attempt }],
+    await this.#runCallbacks(channel, this.#ctx.host.callbacks(channel.name), transaction, afterCommit, [{ channel: channel.name, id: row?.id ?? null, attempt, row }],
       (callback, base) => callback(message, { ...base, attempt }));
   }
 
@@ -159,7 +159,7 @@ export class CallbackRunner {
     const messages = items.map((item) => item.message);
     const attempts = items.map((item) => item.attempt);
     await this.#runCallbacks(channel, this.#ctx.host.batchCallbacks(channel.name), transaction, afterCommit,
-      items.map((item, i) => ({ channel: channel.name, id: item.row.id, attempt: attempts[i] })),
+      items.map((item, i) => ({ channel: channel.name, id: item.row.id, attempt: attempts[i], row: item.row })),
       (callback, base) => callback(messages, { ...base, attempts }));
   }
 
@@ -174,7 +174,7 @@ export class CallbackRunner {
     callbacks: readonly Function[],
     transaction: Transaction,
     afterCommit: AfterCommitHook[],
-    starts: readonly MessageStart[],
+    starts: ReadonlyArray<{ channel: string; id: string | null; attempt: number; row: ClaimedRow | null }>,
     call: (callback: Function, base: { transaction: Transaction; signal: AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
   ): Promise<void> {
     const id = starts.length === 1 ? starts[0].id : null;
@@ -189,7 +189,11 @@ export class CallbackRunner {
     // With callbacks at once on one transaction, the batch redirects it once (BatchRunner).
     const restore = this.sharedAfterCommit.has(transaction) ? () => undefined : redirectAfterCommit(transaction, register);
     const startedAt = performance.now();
-    if (this.#ctx.listens('message:start')) for (const start of starts) this.#ctx.tell('message:start', start);
+    // Built only for listeners of these events (a metrics registry, tracing): nothing per message otherwise.
+    const events: MessageStart[] | null = this.#ctx.listens('message:start') || this.#ctx.listens('message:done')
+      ? starts.map(({ channel: name, id: messageId, attempt, row }) => ({ channel: name, id: messageId, attempt, lagMs: row ? lagNow(row) : null }))
+      : null;
+    if (events && this.#ctx.listens('message:start')) for (const start of events) this.#ctx.tell('message:start', start);
     const base = { transaction, signal: controller.signal, afterCommit: register };
     const work = (async () => {
       for (const callback of callbacks) {
@@ -209,9 +213,9 @@ export class CallbackRunner {
     // A callback still running after its time is up may reject later: nobody waits for it any more.
     work.catch(() => undefined);
     const done = (ok: boolean, error?: unknown) => {
-      if (!this.#ctx.listens('message:done')) return;
+      if (!events || !this.#ctx.listens('message:done')) return;
       const durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
-      for (const start of starts) this.#ctx.tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
+      for (const start of events) this.#ctx.tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
     };
     try {
       await Promise.race([work, expired]);

@@ -159,6 +159,11 @@ export interface MessageStart {
   id: string | null;
   /** 1 on the first attempt, 2 on the first retry, … */
   attempt: number;
+  /**
+   * How long ago its producing transaction began (the stored created_at, by the server's clock at
+   * the claim, plus the time since here), in ms: the lag from write to processing. Null for a broadcast.
+   */
+  lagMs: number | null;
 }
 
 /** A message whose callbacks have run (`message:done`): `ok` false when they threw or timed out. */

@@ -52,6 +52,24 @@ export interface ClaimedRow {
   attempts: number;
   /** In the in-flight marker of a listener that died: run it alone, its attempt charged first. */
   suspect: boolean;
+  /** How long ago, in ms, its producing transaction began (created_at), by the server's clock when it was claimed. */
+  lag_ms: number;
+  /** When it was claimed, by this process's performance.now(). */
+  claimedAt: number;
+}
+
+/** A message's lag now: from its producing transaction (created_at) to this instant, in ms. */
+export function lagNow(row: Pick<ClaimedRow, 'lag_ms' | 'claimedAt'>): number {
+  return Math.round((row.lag_ms + performance.now() - row.claimedAt) * 1000) / 1000;
+}
+
+/** The lag of a stored row at this statement: a PK lookup per returned row (a correlated subquery, never a join the planner could turn into a scan). */
+const lagSql = (objects: LibraryObjects, id: string) => `(SELECT (extract(epoch FROM pg_catalog.clock_timestamp() - l.created_at) * 1000)::float8 FROM ${objects.notificationTable} AS l WHERE l.id = ${id}) AS lag_ms`;
+
+function stamp(rows: ClaimedRow[]): ClaimedRow[] {
+  const claimedAt = performance.now();
+  for (const row of rows) row.claimedAt = claimedAt;
+  return rows;
 }
 
 export interface ClaimFilter {
@@ -85,9 +103,9 @@ export async function claimBatch(
   claim: { holder: number; timeoutMs: number },
 ): Promise<ClaimedRow[]> {
   const context = filter.context && Object.keys(filter.context).length > 0 ? JSON.stringify(filter.context) : null;
-  return sequelize.query<ClaimedRow>(`SELECT * FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer)`, {
+  return stamp(await sequelize.query<ClaimedRow>(`SELECT c.*, ${lagSql(objects, 'c.id::bigint')} FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer) AS c`, {
     bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY,
-  });
+  }));
 }
 
 /** Deletes processed notifications, in the transaction that ran their callbacks. */
@@ -166,12 +184,13 @@ export function dueCheck(objects: LibraryObjects, filter: ClaimFilter): { text: 
 export async function lockOne(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, id: string, timeoutMs: number): Promise<ClaimedRow | 'held' | null> {
   const [row] = await sequelize.query<ClaimedRow>(
     `SELECT n.id::text AS id, n.channel, n.payload::text AS payload, n.attempts, false AS suspect,
+            (extract(epoch FROM pg_catalog.clock_timestamp() - n.created_at) * 1000)::float8 AS lag_ms,
             pg_catalog.set_config('statement_timeout', $2::text, true) AS t1,
             pg_catalog.set_config('idle_in_transaction_session_timeout', ($2::integer + 5000)::text, true) AS t2
        FROM ${objects.notificationTable} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
     { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
   );
-  if (row) return row;
+  if (row) return stamp([row])[0];
   const [stored] = await sequelize.query<{ stored: boolean }>(
     `SELECT EXISTS (SELECT FROM ${objects.notificationTable} WHERE id = $1::bigint) AS stored`,
     { bind: [id], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },

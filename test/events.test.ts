@@ -59,6 +59,26 @@ describe('listener events', function () {
     }
   });
 
+  it('gives each message its lag: from the producing transaction to its callbacks, by the server clock (null for a broadcast)', async () => {
+    const Lagged = channel<{ n: number }>('lagged_events');
+    const Live = channel<{ n: number }>('live_lag', { durable: false });
+    test.app.sequelize.pgpubsub.on(Lagged, () => {});
+    test.app.sequelize.pgpubsub.on(Live, () => {});
+    const listener = await listen();
+    const starts: MessageStart[] = [];
+    listener.on('message:start', (message) => starts.push(message));
+    // The producing transaction takes 400 ms to commit: the lag counts from its start.
+    await test.app.sequelize.transaction(async (transaction) => {
+      await test.app.sequelize.pgpubsub.notify(Lagged, { n: 1 }, { transaction });
+      await sleep(400);
+    });
+    await test.app.sequelize.pgpubsub.notify(Live, { n: 2 });
+    await eventually(() => starts.length === 2, 'both messages started');
+    const stored = starts.find((start) => start.channel === 'lagged_events')!;
+    expect(stored.lagMs).to.be.a('number').within(400, 5000);
+    expect(starts.find((start) => start.channel === 'live_lag')!.lagMs).to.equal(null);
+  });
+
   it('tells the reconnect attempt', async () => {
     test.app.sequelize.pgpubsub.on(test.app.Author, 'author_created', () => {});
     const listener = await listen({ reconnect: { minDelayMs: 10, maxDelayMs: 50 } });
