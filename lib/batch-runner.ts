@@ -78,6 +78,8 @@ function backoffDelay(attempt: number, retry: Required<RetryPolicy>, random = Ma
 interface BatchOutcome {
   claimed: number;
   processed: string[];
+  /** The channel of each processed id, in the same order. */
+  processedChannels: string[];
   failures: Failure[];
   /** Claimed rows a dead process held: run alone once this batch has committed. */
   suspects: ClaimedRow[];
@@ -157,11 +159,11 @@ export class BatchRunner {
     } finally {
       this.#inBatch--;
     }
-    const { claimed, processed, failures, suspects } = outcome;
+    const { claimed, processed, processedChannels, failures, suspects } = outcome;
     this.#ctx.stats.batches++;
     this.#ctx.stats.processed += processed.length;
     if (claimed > 0) this.#ctx.log.info('batch', { event: 'batch', claimed, processed: processed.length, failed: failures.length, suspects: suspects.length });
-    if (processed.length) this.#ctx.tell('processed', processed);
+    if (processed.length) this.#ctx.tell('processed', processed, processedChannels);
     this.#reportFailures(failures);
     if (suspects.length) {
       await this.#alone(async () => {
@@ -355,7 +357,8 @@ export class BatchRunner {
       throw error;
     }
     await this.#callbacks.runAfterCommit(afterCommit, null);
-    return { claimed: rows.length, processed, failures, suspects };
+    const channelOf = new Map(rows.map((row) => [row.id, row.channel]));
+    return { claimed: rows.length, processed, processedChannels: processed.map((id) => channelOf.get(id)!), failures, suspects };
   }
 
   /**
@@ -426,7 +429,7 @@ export class BatchRunner {
       await this.#callbacks.runAfterCommit(afterCommit, channel.name);
       if (row) {
         this.#ctx.stats.processed++;
-        this.#ctx.tell('processed', [row.id]);
+        this.#ctx.tell('processed', [row.id], [row.channel]);
       }
       return;
     }

@@ -12,6 +12,15 @@ export function positiveInteger(name: string) {
   };
 }
 
+/** Parses a TCP port (0 to 65535; 0 takes any free port). */
+export function portNumber(name: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!/^\d+$/.test(value) || parsed > 65535) throw new InvalidArgumentError(`${name} must be a port number from 0 to 65535, got '${value}'.`);
+    return parsed;
+  };
+}
+
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** `30s`, `15m`, `12h`, `7d` (or plain milliseconds) as milliseconds. */

@@ -3,14 +3,14 @@ import cluster from 'node:cluster';
 import path from 'node:path';
 import { type LoadedApp, loadApp } from './app-loader';
 import { addAdminCommands } from './cli-admin';
-import { parseDuration, positiveInteger, printTable } from './cli-args';
+import { parseDuration, portNumber, positiveInteger, printTable } from './cli-args';
 import { leaveWith } from './cluster';
 import { errorSummary } from './error-text';
 import { PgPubSubError } from './errors';
 import { LISTEN_DEFAULTS } from './listen-options';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from './logger';
 import { generateTriggerMigration, writeLibraryStubs } from './migration-generate';
-import { supervise } from './supervisor';
+import { SupervisorState, supervise } from './supervisor';
 import { runWorker } from './worker';
 import type { TriggerState } from './trigger-reconcile';
 
@@ -37,6 +37,8 @@ interface ListenCliOptions {
   listenUrl?: string;
   logSql?: boolean;
   gracePeriod: number;
+  metricsPort?: number;
+  metricsHost?: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -183,6 +185,8 @@ function buildProgram(): Command {
     .addOption(new Option('--savepoints <mode>', `'on-failure': redo a batch with a savepoint per message only when a callback throws; 'always': a savepoint per message (default ${LISTEN_DEFAULTS.savepoints})`).choices(['on-failure', 'always']))
     .option('--context-filter <json>', 'only claim notifications whose context contains this JSON object, e.g. \'{"tenant":7}\'', jsonObject('--context-filter'))
     .option('--listen-url <url>', 'where the LISTEN connection goes, when not where Sequelize connects (e.g. past a transaction pooler)')
+    .option('--metrics-port <port>', 'serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this port, from the primary for every worker', portNumber('--metrics-port'))
+    .option('--metrics-host <address>', 'the address the metrics port binds', '0.0.0.0')
     .option('--log-sql', "keep the app's Sequelize SQL logging on in the listener processes (off by default)")
     .addOption(new Option('--log-level <level>', 'lowest level logged').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--log-format <format>', 'pretty lines for people, json lines for collectors').choices(LOG_FORMATS).default('pretty'))
@@ -199,16 +203,39 @@ function buildProgram(): Command {
         // Load the app once here so that a broken app fails fast, before any worker is forked.
         const app = appFor(command);
         app.pubsub.channels();
-        await app.sequelize.close();
+        const state = new SupervisorState();
+        // With metrics on, the primary keeps its connections for the database's gauges and /readyz.
+        let server: import('node:http').Server | null = null;
+        if (options.metricsPort !== undefined) {
+          const { servePrimaryMetrics } = require('./metrics-cluster') as typeof import('./metrics-cluster');
+          server = await servePrimaryMetrics(app.pubsub, state, { port: options.metricsPort, host: options.metricsHost }, logger);
+        } else {
+          await app.sequelize.close();
+        }
         process.exitCode = await supervise({
           processes: options.processes,
           restartOnFailure: options.restartOnFailure,
           gracePeriodMs: options.gracePeriod,
           logger,
+          state,
+          env: server ? { PGPUBSUB_METRICS: '1' } : {},
         });
+        if (server) {
+          server.close();
+          server.closeAllConnections();
+          await app.sequelize.close();
+        }
         return;
       }
       const app = appFor(command);
+      let observe: ((listener: import('./listener').Listener) => void) | undefined;
+      let server: import('node:http').Server | null = null;
+      if (cluster.isWorker && process.env.PGPUBSUB_METRICS === '1') {
+        observe = (require('./metrics-cluster') as typeof import('./metrics-cluster')).workerMetrics();
+      } else if (options.worker && options.metricsPort !== undefined) {
+        const served = await (require('./metrics-cluster') as typeof import('./metrics-cluster')).serveWorkerMetrics(app.pubsub, { port: options.metricsPort, host: options.metricsHost }, logger);
+        ({ server, observe } = served);
+      }
       // The app's SQL logging (Sequelize logs every statement to stdout by default) would bury the listener's own lines.
       if (!options.logSql) (app.sequelize as unknown as { options: { logging: unknown } }).options.logging = false;
       const code = await runWorker(app.pubsub, {
@@ -226,7 +253,10 @@ function buildProgram(): Command {
         listenConnection: options.listenUrl,
         gracePeriodMs: options.gracePeriod,
         logger,
+        observe,
       });
+      server?.close();
+      server?.closeAllConnections();
       process.exitCode = leaveWith(code);
     });
 

@@ -188,8 +188,8 @@ export interface DrainEnd {
  * batch redone after another message's failure runs a message's callbacks twice, and commits once).
  */
 export interface ListenerEvents {
-  /** The ids whose processing committed (a batch, or one run alone). */
-  processed: [ids: string[]];
+  /** The ids whose processing committed (a batch, or one run alone), and the channel of each. */
+  processed: [ids: string[], channels: string[]];
   /** A callback failed; the notification is kept for a retry or, `failedForGood`, failed. */
   failed: [failure: Failure];
   /** A notification a dead process held was run alone (whatever the outcome). */
@@ -397,6 +397,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
       if (this.#holders.length) await clearInflight(this.#objects, client, this.#holders);
     });
     this.#log.info('stopped', { event: 'stopped', ...this.stats });
+  }
+
+  /** Listening: started, not stopping, its LISTEN connection up (false while it reconnects). What a readiness probe asks. */
+  get listening(): boolean {
+    return !this.#stopping && this.#connection.client !== null;
   }
 
   /** Asks for a drain; several requests while one runs fold into one more pass. */

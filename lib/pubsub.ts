@@ -1,4 +1,5 @@
 import { Admin } from './admin';
+import type { MetricsOptions, PubSubMetrics } from './metrics';
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, CustomChannel, type ModelChannel } from './channel';
 import { type NotificationContext, type SetContextOptions, setContext, withContext } from './context';
@@ -301,6 +302,22 @@ export class PgPubSub {
   /** The batch callbacks registered for a channel, in registration order. */
   batchCallbacks(name: string): readonly Function[] {
     return this.#batchCallbacks.get(name) ?? [];
+  }
+
+  /**
+   * Prometheus metrics for the listeners this app runs itself (prom-client): pass each to
+   * `observe(listener)`, serve `text()` (or `handler()`, which adds /healthz and /readyz). What
+   * `pgpubsub listen --metrics-port` serves, for one process.
+   *
+   * @example
+   * const metrics = sequelize.pgpubsub.metrics();
+   * metrics.observe(await sequelize.pgpubsub.listen());
+   * http.createServer(metrics.handler()).listen(9464);
+   */
+  metrics(options: MetricsOptions = {}): PubSubMetrics {
+    // Loaded only when asked for: apps without metrics never load prom-client.
+    const { PubSubMetrics: Metrics } = require('./metrics') as typeof import('./metrics');
+    return new Metrics(this.sequelize, this.admin, options);
   }
 
   /**

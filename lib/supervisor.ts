@@ -19,6 +19,20 @@ export interface SuperviseOptions {
   stableAfterMs?: number;
   /** After SIGTERM/SIGINT, how long workers get to finish their batch before they are killed (default 30 s). */
   gracePeriodMs?: number;
+  /** Kept up to date with the workers that listen and the restarts (read by the metrics and /readyz). */
+  state?: SupervisorState;
+  /** More environment for the workers. */
+  env?: Record<string, string>;
+}
+
+/** What the supervisor knows of its workers, kept up to date as they start, listen and die. */
+export class SupervisorState {
+  /** The workers that said they are listening and are still running, by slot. */
+  readonly listening = new Map<number, Worker>();
+  /** The workers running (listening or not), by slot. */
+  readonly running = new Map<number, Worker>();
+  /** Workers replaced after dying. */
+  restarts = 0;
 }
 
 interface Slot {
@@ -38,7 +52,9 @@ export type WorkerMessage =
   | ({ type: 'pgpubsub:alone' } & RunningAlone)
   | { type: 'pgpubsub:alone-done' }
   /** The worker cannot run at all (e.g. the library is not installed): restarting it would not help. */
-  | { type: 'pgpubsub:fatal'; reason: string };
+  | { type: 'pgpubsub:fatal'; reason: string }
+  /** Its metrics (prom-client's JSON), asked for by the primary's metrics endpoint. */
+  | { type: 'pgpubsub:metrics'; requestId: number; metrics: unknown };
 
 /**
  * The cluster primary: forks one worker per slot (each runs the same command, which sees it is a
@@ -49,6 +65,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
   const {
     processes, logger: log, restartOnFailure = true, crashLimit = 5, crashWindowMs = 60_000,
     minRestartDelayMs = 500, maxRestartDelayMs = 30_000, stableAfterMs = 30_000, gracePeriodMs = 30_000,
+    state = new SupervisorState(), env = {},
   } = options;
   const slots: Slot[] = Array.from({ length: processes }, (_, i) => ({ id: i + 1, worker: null, startedAt: 0, failures: 0, timer: null, alone: null }));
   const deaths: number[] = [];
@@ -59,12 +76,14 @@ export function supervise(options: SuperviseOptions): Promise<number> {
   const fork = (slot: Slot) => {
     slot.timer = null;
     if (stopping) return;
-    const worker = cluster.fork({ PGPUBSUB_WORKER_SLOT: String(slot.id) });
+    const worker = cluster.fork({ ...env, PGPUBSUB_WORKER_SLOT: String(slot.id) });
     slot.worker = worker;
+    state.running.set(slot.id, worker);
     slot.startedAt = Date.now();
     slot.alone = null;
     log.info(`worker ${slot.id} started`, { event: 'worker-started', worker: slot.id, workerPid: worker.process.pid });
     worker.on('message', (message: WorkerMessage) => {
+      if (message?.type === 'pgpubsub:listening') state.listening.set(slot.id, worker);
       if (message?.type === 'pgpubsub:listening') log.info(`worker ${slot.id} listening`, { event: 'worker-listening', worker: slot.id, workerPid: worker.process.pid });
       if (message?.type === 'pgpubsub:stopped') log.info(`worker ${slot.id} stopped`, { event: 'worker-stopped', worker: slot.id, stats: message.stats });
       if (message?.type === 'pgpubsub:alone') slot.alone = { id: message.id, channel: message.channel, attempt: message.attempt, maxAttempts: message.maxAttempts };
@@ -75,6 +94,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     worker.on('error', (error) => log.debug(`worker ${slot.id}: ${error.message}`, { event: 'worker-ipc-error', worker: slot.id, error: error.message }));
     // Read every message the worker sent before judging its exit: 'exit' can come before the last of them.
     worker.on('exit', (code, signal) => {
+      if (state.listening.get(slot.id) === worker) state.listening.delete(slot.id);
       if (!worker.isConnected()) onExit(slot, worker, code, signal);
       else {
         const settle = setTimeout(() => onExit(slot, worker, code, signal), 500);
@@ -116,6 +136,8 @@ export function supervise(options: SuperviseOptions): Promise<number> {
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null) => {
     if (slot.worker !== worker) return;
     slot.worker = null;
+    state.running.delete(slot.id);
+    state.listening.delete(slot.id);
     const how = signal ? `signal ${signal}` : `code ${code}`;
     if (stopping) {
       log.info(`worker ${slot.id} exited (${how})`, { event: 'worker-exited', worker: slot.id, code, signal });
@@ -150,7 +172,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     slot.failures = Math.max(1, slot.failures);
     const delay = jitteredBackoff(slot.failures, minRestartDelayMs, maxRestartDelayMs);
     log.warn(`replacing worker ${slot.id} in ${delay} ms`, { event: 'worker-replacing', worker: slot.id, delayMs: delay, consecutiveFailures: slot.failures });
-    slot.timer = setTimeout(() => fork(slot), delay);
+    slot.timer = setTimeout(() => { state.restarts++; fork(slot); }, delay);
   };
 
   let signals = 0;

@@ -12,6 +12,8 @@ export interface RunWorkerOptions extends ListenOptions {
   gracePeriodMs?: number;
   /** Start-up connection retry bounds, in ms (default 500 to 30000, doubling, with jitter). */
   startRetry?: { minDelayMs?: number; maxDelayMs?: number };
+  /** Called with the listener once it listens (e.g. `metrics.observe`). */
+  observe?: (listener: Listener) => void;
 }
 
 /**
@@ -22,7 +24,7 @@ export interface RunWorkerOptions extends ListenOptions {
  * In a cluster worker it tells the primary when it is listening, what it runs alone, and when it stopped.
  */
 export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Promise<number> {
-  const { logger: log, gracePeriodMs = 30_000, startRetry = {}, ...listenOptions } = options;
+  const { logger: log, gracePeriodMs = 30_000, startRetry = {}, observe, ...listenOptions } = options;
   const tell = (message: WorkerMessage) => new Promise<void>((resolve) => {
     if (!cluster.isWorker || !process.send || !process.connected) resolve();
     else process.send(message, undefined, {}, () => resolve());
@@ -103,6 +105,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
         },
       });
       listener.on('ranAlone', () => void tell({ type: 'pgpubsub:alone-done' }));
+      observe?.(listener);
       break;
     } catch (error) {
       if (!isUnreachable(error)) {

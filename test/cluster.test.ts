@@ -60,7 +60,7 @@ describe('pgpubsub listen', function () {
     it('documents every option in --help', async () => {
       const { code, stdout } = await cli(['listen', '--help']);
       expect(code).to.equal(0);
-      for (const option of ['--channels', '--processes', '--worker', '--recover', '--no-recover', '--no-restart-on-failure', '--batch-size', '--timeout-ms', '--grace-period', '--heartbeat-ms', '--reconnect-min-ms', '--reconnect-max-ms', '--log-level', '--log-format']) {
+      for (const option of ['--channels', '--processes', '--worker', '--recover', '--no-recover', '--no-restart-on-failure', '--batch-size', '--timeout-ms', '--grace-period', '--heartbeat-ms', '--reconnect-min-ms', '--reconnect-max-ms', '--metrics-port', '--metrics-host', '--log-level', '--log-format']) {
         expect(stdout).to.contain(option);
       }
     });
@@ -71,6 +71,7 @@ describe('pgpubsub listen', function () {
       [['--heartbeat-ms', 'soon'], '--heartbeat-ms must be a positive integer'],
       [['--reconnect-min-ms', '0'], '--reconnect-min-ms must be a positive integer'],
       [['--log-level', 'loud'], "'loud' is invalid"],
+      [['--metrics-port', '70000'], '--metrics-port must be a port number from 0 to 65535'],
       [['--log-format', 'xml'], "'xml' is invalid"],
       [['--worker', '--processes', '2'], '--worker runs a single listener'],
       [['--bogus'], "unknown option '--bogus'"],

@@ -1,0 +1,144 @@
+/**
+ * Metrics and probes on real ports: `pgpubsub listen --metrics-port` serving the sum of its
+ * workers' figures (over IPC) with the database's gauges, /healthz and /readyz; `--worker` serving
+ * its own; and sequelize.pgpubsub.metrics() for apps that call listen() themselves.
+ */
+import { expect } from 'chai';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
+import type { App } from '../models/app';
+import { eventually } from '../dev/eventually';
+import { openApp } from '../dev/example-app';
+import { type ListenProcess, startListen } from '../dev/processes';
+import { type TestDatabase, testDatabase } from './support/hooks';
+
+async function get(port: number, path: string): Promise<{ status: number; body: string; type: string }> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: response.status, body: await response.text(), type: response.headers.get('content-type') ?? '' };
+}
+
+/** The sum of a metric's samples whose labels include `labels` (Prometheus text format). */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number | null {
+  let total: number | null = null;
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const have = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+    if (Object.entries(labels).every(([key, value]) => have[key] === value)) total = (total ?? 0) + Number(match[3]);
+  }
+  return total;
+}
+
+const portOf = async (listener: ListenProcess) => Number((await listener.event('http-listening', 60_000)).port);
+
+describe('metrics and probes', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+  let app: App;
+  const running: ListenProcess[] = [];
+  const listen = (args: string[], url = db.url) => {
+    const started = startListen(url, args);
+    running.push(started);
+    return started;
+  };
+
+  beforeEach(async function () {
+    db = await testDatabase(this.currentTest!.title.slice(0, 20));
+    app = openApp(db.url);
+  });
+  afterEach(async function () {
+    for (const process of running.splice(0)) {
+      process.kill('SIGKILL');
+      await process.exited;
+    }
+    await app.sequelize.close();
+    if (this.currentTest?.state === 'passed') await db.drop();
+  });
+
+  it('serves the workers\' figures summed, the database\'s gauges and the probes from the cluster primary', async () => {
+    const listener = listen(['--processes', '2', '--metrics-port', '0', '--metrics-host', '127.0.0.1']);
+    const port = await portOf(listener);
+    expect((await get(port, '/healthz')).status).to.equal(200);
+    await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
+    await eventually(async () => (await get(port, '/readyz')).status === 200, '/readyz to say ready');
+
+    await app.Author.bulkCreate(Array.from({ length: 120 }, (_, i) => ({ name: `m${i}` })));
+    await eventually(async () => sample((await get(port, '/metrics')).body, 'pgpubsub_processed_total', { channel: 'author_created' }) === 120, 'the 120 to count');
+    const { body, type, status } = await get(port, '/metrics');
+    expect(status).to.equal(200);
+    expect(type).to.match(/^text\/plain; version=0\.0\.4/);
+    // Summed over both workers: every message's lag and duration observed once.
+    expect(sample(body, 'pgpubsub_lag_seconds_count', { channel: 'author_created' })).to.equal(120);
+    expect(sample(body, 'pgpubsub_callback_duration_seconds_count', { channel: 'author_created', ok: 'true' })).to.equal(120);
+    expect(sample(body, 'pgpubsub_workers', { state: 'listening' })).to.equal(2);
+    expect(sample(body, 'pgpubsub_worker_restarts_total')).to.equal(0);
+    // Read from the database: nothing left, both listeners alive.
+    expect(sample(body, 'pgpubsub_database_up')).to.equal(1);
+    expect(sample(body, 'pgpubsub_notifications', { channel: 'author_created', state: 'due' })).to.equal(0);
+    expect(sample(body, 'pgpubsub_listeners_up')).to.equal(2);
+    expect(sample(body, 'pgpubsub_channel_listeners', { channel: 'author_created' })).to.equal(2);
+
+    // A worker killed: replaced and counted; its counts go with it (counters reset, as Prometheus expects of a restart).
+    process.kill(listener.listeningWorkers()[0], 'SIGKILL');
+    await eventually(async () => sample((await get(port, '/metrics')).body, 'pgpubsub_worker_restarts_total') === 1, 'the restart to count', 30_000);
+    expect((await get(port, '/nope')).status).to.equal(404);
+    expect((await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'POST' })).status).to.equal(405);
+    listener.kill('SIGTERM');
+    expect((await listener.exited).code).to.equal(0);
+  });
+
+  it('says not ready while no worker can listen, with the database unreachable', async () => {
+    const listener = listen(['--metrics-port', '0', '--metrics-host', '127.0.0.1'], 'postgres://postgres@127.0.0.1:1/nowhere');
+    const port = await portOf(listener);
+    await eventually(() => listener.all('unreachable').length > 0, 'the worker to retry its connection', 30_000);
+    expect(await get(port, '/healthz')).to.include({ status: 200 });
+    const ready = await get(port, '/readyz');
+    expect(ready).to.include({ status: 503 });
+    expect(ready.body).to.contain('no worker is listening');
+    const metrics = await get(port, '/metrics');
+    expect(sample(metrics.body, 'pgpubsub_database_up')).to.equal(0);
+    expect(sample(metrics.body, 'pgpubsub_workers', { state: 'listening' })).to.equal(0);
+    listener.kill('SIGTERM');
+    await listener.exited;
+  });
+
+  it('serves one listener\'s figures and probes with --worker', async () => {
+    const listener = listen(['--worker', '--metrics-port', '0', '--metrics-host', '127.0.0.1']);
+    const port = await portOf(listener);
+    await listener.event('listening');
+    await eventually(async () => (await get(port, '/readyz')).status === 200, '/readyz to say ready');
+    await app.Author.create({ name: 'one' });
+    await eventually(async () => sample((await get(port, '/metrics')).body, 'pgpubsub_processed_total', { channel: 'author_created' }) === 1, 'the one to count');
+    expect(sample((await get(port, '/metrics')).body, 'pgpubsub_listeners_up')).to.equal(1);
+    listener.kill('SIGTERM');
+    expect((await listener.exited).code).to.equal(0);
+  });
+
+  it('gives apps that listen themselves the same figures, in a registry of their own or one they pass', async () => {
+    app.sequelize.pgpubsub.on(app.Author, 'author_created', () => undefined);
+    const registry = new Registry();
+    const metrics = app.sequelize.pgpubsub.metrics({ registry });
+    expect((await metrics.ready()).ready).to.equal(false);
+    const listener = await app.sequelize.pgpubsub.listen();
+    const stop = metrics.observe(listener);
+    const server = http.createServer(metrics.handler()).listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      expect((await get(port, '/readyz')).status).to.equal(200);
+      await app.Author.bulkCreate([{ name: 'a' }, { name: 'b' }]);
+      await eventually(async () => sample(await registry.metrics(), 'pgpubsub_processed_total') === 2, 'the two to count');
+      expect(sample((await get(port, '/metrics')).body, 'pgpubsub_lag_seconds_count', { channel: 'author_created' })).to.equal(2);
+      // Stopped observing: the listener's work no longer counts, and /readyz has nothing to wait for.
+      stop();
+      await app.Author.create({ name: 'c' });
+      await eventually(async () => (await app.sequelize.pgpubsub.admin.status()).channels.every((c) => c.due === 0), 'the third to be processed');
+      expect(sample(await metrics.text(), 'pgpubsub_processed_total')).to.equal(2);
+      expect((await get(port, '/readyz')).status).to.equal(503);
+    } finally {
+      server.close();
+      await listener.stop();
+    }
+  });
+});
