@@ -28,6 +28,11 @@ export interface ChannelStatus {
   failed: number;
   /** Age of the oldest due notification, in ms; null when none is due. */
   oldestDueAgeMs: number | null;
+  /**
+   * The highest lag (from a producing transaction to its callbacks' start) of the messages that
+   * live listeners started within about the last minute, in ms, as they report it; null when none did.
+   */
+  recentLagMs: number | null;
   /** Live listeners on the channel (each holds its listening lock). */
   listeners: number;
   /** A listener is draining its backlog (producers skip their NOTIFYs meanwhile). */
@@ -42,7 +47,12 @@ export interface ListenerStatus {
   backendPid: number;
   /** Where it connects from (null over a Unix socket, or without the rights to see it). */
   clientAddress: string | null;
-  since: Date;
+  /** The host name and process id of the listener, and when it started, as it reports them (null until its first report). */
+  host: string | null;
+  pid: number | null;
+  startedAt: Date | null;
+  /** When its LISTEN connection was made (null for a role that may not see other roles' sessions: pg_read_all_stats). */
+  since: Date | null;
   channels: string[];
   draining: string[];
   /** Its claim loops' holder keys (see the in-flight markers). */
@@ -118,7 +128,7 @@ export class Admin {
     const paused = (await this.#select<{ channel: string }>(`SELECT channel FROM ${this.#objects.pausedTable}`)).map((row) => row.channel);
     const names = [...new Set([...defined, ...counts.map((row) => row.channel), ...paused])].sort();
     // The locks every live LISTEN connection holds (session locks vanish with a dead process's connection).
-    const held = await this.#select<{ pid: number; client_addr: string | null; since: Date; kind: string | null; key: string | null }>(
+    const held = await this.#select<{ pid: number; client_addr: string | null; since: Date | null; kind: string | null; key: string | null }>(
       `SELECT a.pid, pg_catalog.host(a.client_addr) AS client_addr, a.backend_start AS since,
               CASE l.classid::bigint WHEN ${WAKE_LOCKS.listening} THEN 'listening' WHEN ${WAKE_LOCKS.draining} THEN 'draining' WHEN ${HOLDER_LOCK} THEN 'holder' END AS kind,
               -- The second key of a two-key advisory lock, back from oid to the integer it was.
@@ -139,7 +149,9 @@ export class Admin {
     for (const row of held) {
       let listener = listeners.get(row.pid);
       if (!listener) {
-        listeners.set(row.pid, listener = { backendPid: row.pid, clientAddress: row.client_addr, since: row.since, channels: [], draining: [], holders: [], inHand: [] });
+        listeners.set(row.pid, listener = {
+          backendPid: row.pid, clientAddress: row.client_addr, host: null, pid: null, startedAt: null, since: row.since, channels: [], draining: [], holders: [], inHand: [],
+        });
       }
       if (row.kind === 'holder') listener.holders.push(Number(row.key));
       const channel = row.key === null ? undefined : channelOf.get(row.key);
@@ -156,6 +168,21 @@ export class Admin {
       );
       for (const listener of listeners.values()) {
         listener.inHand = inHand.filter((row) => listener.holders.includes(row.holder)).map((row) => row.id);
+      }
+    }
+    // What live listeners report of themselves (only the rows of the live connections found above count).
+    const reports = await this.#select<{ backend_pid: number; host: string; pid: number; started_at: Date; recent: boolean; channels: Record<string, { lagMs?: number | null }> }>(
+      `SELECT backend_pid, host, pid, started_at, reported_at > pg_catalog.now() - interval '60 seconds' AS recent, channels
+         FROM ${this.#objects.listenerTable} WHERE backend_pid = ANY($1::integer[])`,
+      [[...listeners.keys()]],
+    );
+    const recentLag = new Map<string, number>();
+    for (const report of reports) {
+      Object.assign(listeners.get(report.backend_pid)!, { host: report.host, pid: report.pid, startedAt: report.started_at });
+      if (!report.recent) continue;
+      for (const [channel, figures] of Object.entries(report.channels ?? {})) {
+        const lag = figures?.lagMs;
+        if (typeof lag === 'number') recentLag.set(channel, Math.max(recentLag.get(channel) ?? 0, lag));
       }
     }
     const [{ at }] = await this.#select<{ at: Date }>('SELECT pg_catalog.now() AS at');
@@ -175,6 +202,7 @@ export class Admin {
           waiting: row?.waiting ?? 0,
           failed: row?.failed ?? 0,
           oldestDueAgeMs: row?.oldest_due_ms ?? null,
+          recentLagMs: recentLag.get(channel) ?? null,
           listeners: all.filter((listener) => listener.channels.includes(channel)).length,
           draining: all.some((listener) => listener.draining.includes(channel)),
           paused: paused.includes(channel),

@@ -32,16 +32,16 @@ const oneLine = (text: string | null, max = 80) => {
 function printStatus(status: Status): void {
   if (status.channels.length === 0) process.stdout.write('No channels are defined and no notifications are stored.\n');
   else {
-    printTable(['CHANNEL', 'DUE', 'WAITING', 'FAILED', 'OLDEST DUE', 'LISTENERS', 'DRAINING', 'PAUSED', ''], status.channels.map((c) => [
-      c.channel, String(c.due), String(c.waiting), String(c.failed), age(c.oldestDueAgeMs), String(c.listeners), c.draining ? 'yes' : 'no',
+    printTable(['CHANNEL', 'DUE', 'WAITING', 'FAILED', 'OLDEST DUE', 'LAG', 'LISTENERS', 'DRAINING', 'PAUSED', ''], status.channels.map((c) => [
+      c.channel, String(c.due), String(c.waiting), String(c.failed), age(c.oldestDueAgeMs), age(c.recentLagMs), String(c.listeners), c.draining ? 'yes' : 'no',
       c.paused ? 'yes' : 'no', c.defined ? '' : '(no code here defines it)',
     ]));
   }
   process.stdout.write('\n');
   if (status.listeners.length === 0) process.stdout.write('No listener is running.\n');
   else {
-    printTable(['LISTENER (BACKEND PID)', 'FROM', 'SINCE', 'CHANNELS', 'IN HAND'], status.listeners.map((l) => [
-      String(l.backendPid), l.clientAddress ?? 'local', l.since.toISOString(), l.channels.join(',') || '-', String(l.inHand.length),
+    printTable(['LISTENER (BACKEND PID)', 'HOST', 'PID', 'FROM', 'SINCE', 'CHANNELS', 'IN HAND'], status.listeners.map((l) => [
+      String(l.backendPid), l.host ?? '-', l.pid === null ? '-' : String(l.pid), l.clientAddress ?? 'local', (l.startedAt ?? l.since)?.toISOString() ?? '-', l.channels.join(',') || '-', String(l.inHand.length),
     ]));
   }
 }

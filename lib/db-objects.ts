@@ -14,7 +14,7 @@ export const DEFAULT_SCHEMA = 'pgpubsub';
  * The version of the library's database objects this code installs and runs on. Each library
  * migration records its number in the version table; a listener refuses a database at another version.
  */
-export const LIBRARY_VERSION = 4;
+export const LIBRARY_VERSION = 5;
 
 /** Bare names (in the library's schema) of everything the library's migrations create. */
 const NAMES = {
@@ -22,6 +22,7 @@ const NAMES = {
   inflightTable: 'inflight',
   versionTable: 'version',
   pausedTable: 'paused',
+  listenerTable: 'listener',
   drainBeatSequence: 'drain_beat',
   claimFunction: 'claim',
   contextFunction: 'context',
@@ -29,12 +30,13 @@ const NAMES = {
   refreshDbVersionTriggerFunction: 'db_version_changed',
   parseContextFunction: 'parse_context',
   refreshDbVersionFunction: 'refresh_db_version',
+  reportFunction: 'report',
   wakeFunction: 'wake',
   sendFunction: 'send',
 } as const;
 
 /** The library's tables (bare names in its schema, sorted). */
-export const LIBRARY_TABLES: readonly string[] = [NAMES.inflightTable, NAMES.notificationTable, NAMES.pausedTable, NAMES.versionTable];
+export const LIBRARY_TABLES: readonly string[] = [NAMES.inflightTable, NAMES.listenerTable, NAMES.notificationTable, NAMES.pausedTable, NAMES.versionTable];
 /** The library's functions (bare names in its schema, sorted). */
 export const LIBRARY_FUNCTIONS: readonly string[] = [
   NAMES.claimFunction,
@@ -43,6 +45,7 @@ export const LIBRARY_FUNCTIONS: readonly string[] = [
   NAMES.refreshDbVersionTriggerFunction,
   NAMES.parseContextFunction,
   NAMES.refreshDbVersionFunction,
+  NAMES.reportFunction,
   NAMES.sendFunction,
   NAMES.wakeFunction,
 ];
@@ -62,6 +65,10 @@ export interface LibraryObjects {
   readonly versionTable: string;
   /** `paused` (version 4): the channels no listener claims until they are resumed. */
   readonly pausedTable: string;
+  /** `listener` (version 5): what each live listener connection reports of itself (host, pid, channels). */
+  readonly listenerTable: string;
+  /** `report(host, pid, started_at, channels)` (version 5): writes the caller's own row of `listener`. */
+  readonly reportFunction: string;
   /** The time (epoch ms) the listener draining a channel last said so; producers trust a drain lock only while it is fresh. */
   readonly drainBeatSequence: string;
   /**
@@ -124,6 +131,8 @@ export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects 
       inflightTable: name(NAMES.inflightTable),
       versionTable: name(NAMES.versionTable),
       pausedTable: name(NAMES.pausedTable),
+      listenerTable: name(NAMES.listenerTable),
+      reportFunction: name(NAMES.reportFunction),
       drainBeatSequence: name(NAMES.drainBeatSequence),
       claimFunction: name(NAMES.claimFunction),
       contextFunction: name(NAMES.contextFunction),

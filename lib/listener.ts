@@ -16,6 +16,7 @@ import { BatchRunner } from './batch-runner';
 import { type BroadcastContext, runBroadcast } from './broadcasts';
 import { CallbackRunner, bounded } from './callbacks';
 import { ListenConnection } from './listen-connection';
+import { ListenerReport, REPORT_EVERY_MS } from './listener-report';
 import { type DrainAction, type DrainFacts, type DrainReply, type DrainTiming, afterClaim, nextDrain, startDrain } from './drain-machine';
 import { drainBeat, holdListening, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from './wake-locks';
 
@@ -261,6 +262,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   #listeningRetry: NodeJS.Timeout | null = null;
   #retention: NodeJS.Timeout | null = null;
   #beat: NodeJS.Timeout | null = null;
+  readonly #report: ListenerReport;
+  #reportTimer: NodeJS.Timeout | null = null;
   /** Channels whose listening lock another session holds exclusively: tried again every LISTENING_RETRY_MS. */
   #notListening: string[] = [];
   /** Channels whose drain lock this listener holds on its LISTEN connection (producers skip their NOTIFYs). */
@@ -342,6 +345,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       },
       stopping: () => this.#stopping,
     });
+    this.#report = new ListenerReport(this.#objects, this.#log, this.#channels.map((c) => c.name), this);
     this.#broadcastContext = {
       sequelize: this.#sequelize, callbacks: this.#callbacks, contextFilter: this.#options.contextFilter, log: this.#log, stats: this.stats, tell,
       reportError: (error) => { if (this.listenerCount('error') > 0) this.emit('error', error); },
@@ -358,6 +362,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
    */
   async start(): Promise<this> {
     await this.#connection.start();
+    this.#reportTimer = setInterval(() => {
+      const client = this.#connection.client;
+      if (client && !this.#stopping) void this.#report.send(client);
+    }, REPORT_EVERY_MS);
+    this.#reportTimer.unref?.();
     this.#log.info('listening', { event: 'listening', channels: this.#channels.map((c) => c.name) });
     // The first drain starts now, so idle() covers it; handlers attached once listen() resolves still
     // see all of its events, which all follow database round trips.
@@ -389,11 +398,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    for (const timer of [this.#retryTimer, this.#listeningRetry, this.#beat, this.#retention]) if (timer) clearTimeout(timer);
+    for (const timer of [this.#retryTimer, this.#listeningRetry, this.#beat, this.#retention, this.#reportTimer]) if (timer) clearTimeout(timer);
     await this.#draining;
     // Producers skipped their NOTIFYs for us: wake the other listeners, who take over what is left.
     if (this.#drainLocks.length) await this.#releaseDrainLocks(true);
     await this.#connection.close(async (client) => {
+      await this.#report.withdraw(client);
       if (this.#holders.length) await clearInflight(this.#objects, client, this.#holders);
     });
     this.#log.info('stopped', { event: 'stopped', ...this.stats });
@@ -463,6 +473,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.#notListening = this.#filter.channels.length ? await holdListening(client, this.#filter.channels) : [];
     // After LISTEN: a pause or resume committed from here on reaches it as a NOTIFY.
     await this.#readPaused(client);
+    // Who it is, for pgpubsub status (again after a reconnect: a new connection is a new row).
+    await this.#report.send(client);
   }
 
   /** Reads which of its channels are paused. */

@@ -3,6 +3,7 @@
  * failed notifications looked at, retried (processed by a running listener) and purged.
  */
 import { expect } from 'chai';
+import os from 'node:os';
 import { QueryTypes } from 'sequelize';
 import { AdminUsageError, type Listener, NonRetryableError, channel } from '../lib';
 import { eventually } from '../dev/eventually';
@@ -73,6 +74,11 @@ describe('admin', function () {
     expect(live.since).to.be.instanceOf(Date);
     const [{ pid }] = await app.sequelize.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgpubsub-listener' AND datname = current_database()", { type: QueryTypes.SELECT });
     expect(live.backendPid).to.equal(pid);
+    // What it reports of itself: this process; and, within a report interval (5 s), the lag of what it processed.
+    expect(live).to.include({ host: os.hostname(), pid: process.pid });
+    expect(live.startedAt).to.be.instanceOf(Date);
+    expect(byName.get('author_created')!.recentLagMs).to.equal(null);
+    await eventually(async () => typeof (await admin.status()).channels.find((c) => c.channel === 'author_created')!.recentLagMs === 'number', 'the reported lag', 15_000);
     expect(during.channels.find((c) => c.channel === 'author_created')).to.include({ due: 0, listeners: 1 });
     expect(during.channels.find((c) => c.channel === 'renamed_away')).to.include({ due: 2, listeners: 0 });
 

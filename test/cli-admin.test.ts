@@ -5,6 +5,7 @@
  */
 import { expect } from 'chai';
 import path from 'node:path';
+import os from 'node:os';
 import { QueryTypes } from 'sequelize';
 import type { ChannelStatus, FailedNotification, FailedNotificationDetail, Status } from '../lib';
 import { eventually } from '../dev/eventually';
@@ -71,8 +72,11 @@ describe('pgpubsub status and failed', function () {
         const live = JSON.parse((await cli(['status', '--json'])).stdout) as Status;
         expect(live.listeners).to.have.length(1);
         expect(live.listeners[0].channels).to.include('author_created');
+        // Who it is, as it reports itself: this machine, the --worker process.
+        expect(live.listeners[0]).to.include({ host: os.hostname(), pid: listener.pid });
         const pretty = await cli(['status']);
-        expect(pretty.stdout).to.match(/^CHANNEL\s+DUE\s+WAITING\s+FAILED\s+OLDEST DUE\s+LISTENERS\s+DRAINING\s+PAUSED$/m).and.to.match(/^author_created\s+0\s+0\s+2\s+-\s+1\s+no\s+no$/m);
+        expect(pretty.stdout).to.match(/^CHANNEL\s+DUE\s+WAITING\s+FAILED\s+OLDEST DUE\s+LAG\s+LISTENERS\s+DRAINING\s+PAUSED$/m).and.to.match(/^author_created\s+0\s+0\s+2\s+-\s+\S+\s+1\s+no\s+no$/m);
+        expect(pretty.stdout).to.match(/^LISTENER \(BACKEND PID\)\s+HOST\s+PID\s+FROM\s+SINCE\s+CHANNELS\s+IN HAND$/m).and.to.contain(` ${os.hostname()} `).and.to.contain(` ${listener.pid} `);
 
         const retry = await cli(['failed', 'retry', retried]);
         expect(retry.code, shown(retry)).to.equal(0);

@@ -412,10 +412,10 @@ module.exports = { sequelize };
       const written = await pgpubsub(['migration:generate', '--migrations-path', dir], { url });
       expect(written.code, shown(written)).to.equal(0);
       const files = fs.readdirSync(dir).sort();
-      expect(files.slice(0, 4)).to.deep.equal(['00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '00000000000004-pgpubsub-operations.js', '20250101000000-library.js']);
-      expect(files).to.have.length(5);
-      expect(files.slice(4)).to.satisfy((names: string[]) => names.every((name) => name.endsWith('-pgpubsub-triggers.js')));
-      expect(written.stdout.split('\n').slice(0, 3)).to.deep.equal(files.slice(0, 3).map((file) => `Wrote ${path.relative(ROOT, path.join(dir, file))} (library migration stub).`));
+      expect(files.slice(0, 5)).to.deep.equal(['00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '00000000000004-pgpubsub-operations.js', '00000000000005-pgpubsub-listeners.js', '20250101000000-library.js']);
+      expect(files).to.have.length(6);
+      expect(files.slice(5)).to.satisfy((names: string[]) => names.every((name) => name.endsWith('-pgpubsub-triggers.js')));
+      expect(written.stdout.split('\n').slice(0, 4)).to.deep.equal(files.slice(0, 4).map((file) => `Wrote ${path.relative(ROOT, path.join(dir, file))} (library migration stub).`));
       expect(fs.readFileSync(path.join(dir, files[1]), 'utf8')).to.contain("module.exports = require('sequelize-pgpubsub/migrations/schema');");
 
       const again = await pgpubsub(['migration:generate', '--migrations-path', dir], { url });

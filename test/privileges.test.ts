@@ -13,6 +13,7 @@ import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
 import { ROOT } from '../dev/processes';
 import { managedFunctionSql } from '../lib/catalog';
+import { listeners as listenersMigration } from '../lib/migrations/listeners';
 import type { Listener } from '../lib';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
@@ -86,6 +87,8 @@ describe('privileges', function () {
     const status = await ops.status();
     expect(status.channels.find((c) => c.channel === 'author_created')).to.include({ paused: true, due: 1, failed: 2, listeners: 1 });
     expect(status.listeners).to.have.length(1);
+    // The listener's role reports itself (report() granted), and the operator reads it.
+    expect(status.listeners[0]).to.include({ pid: process.pid });
     const failed = await ops.failed();
     expect(failed).to.have.length(2);
     expect((await ops.failedOne(failed[0].id))!.decodeError).to.be.a('string');
@@ -132,6 +135,18 @@ describe('privileges', function () {
     }, 'the forged row to fail');
     expect(stored!.last_error).to.contain('MalformedPayloadError');
     expect((await rows<{ n: number }>(owner, 'SELECT count(*)::int AS n FROM posts'))[0].n, 'no post for the forged author').to.equal(0);
+  });
+
+  it('grants report() to the roles that may claim when a database is migrated to version 5, so listeners need no new grant', async () => {
+    const canReport = async () => (await rows<{ ok: boolean }>(owner,
+      `SELECT has_function_privilege('${listenerRole}', 'pgpubsub.report(text, integer, timestamptz, jsonb)', 'EXECUTE') AS ok`))[0].ok;
+    expect(await canReport()).to.equal(true);
+    const context = owner.sequelize.getQueryInterface();
+    await listenersMigration.down({ context });
+    await listenersMigration.up({ context });
+    expect(await canReport()).to.equal(true);
+    // Nobody else got it.
+    expect((await rows<{ ok: boolean }>(owner, `SELECT has_function_privilege('${hostile}', 'pgpubsub.report(text, integer, timestamptz, jsonb)', 'EXECUTE') AS ok`))[0].ok).to.equal(false);
   });
 
   it("lets PUBLIC execute none of the library's functions, the managed trigger functions included", async () => {

@@ -1,0 +1,2 @@
+// migrations/00000000000005-pgpubsub-listeners.js
+module.exports = require('sequelize-pgpubsub/migrations/listeners');
