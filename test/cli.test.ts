@@ -421,7 +421,7 @@ module.exports = { sequelize };
       const again = await pgpubsub(['migration:generate', '--migrations-path', dir], { url });
       expect(again.code, shown(again)).to.equal(0);
       expect(again.stdout).not.to.contain('library migration stub');
-      expect(fs.readdirSync(dir)).to.have.length(5);
+      expect(fs.readdirSync(dir)).to.have.length(6);
     });
   });
 });
