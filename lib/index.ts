@@ -31,6 +31,7 @@ export { Listener, type DrainEnd, type Failure, type ListenConnectionConfig, typ
 export type { BatchContext, CallbackContext, CustomBatchCallback, CustomCallback, CustomMessage, ModelBatchCallback, ModelCallback, ModelMessage } from './message';
 export { consoleLogger, type Logger, type LogLevel } from './logger';
 export { runCluster, type ClusterOptions } from './cluster';
+export type { DashboardHandler, DashboardOptions } from './dashboard';
 export type { DatabaseMetrics, ListenerMetrics, MetricsOptions, PubSubMetrics, Readiness } from './metrics';
 export { supervise, SupervisorState, type SuperviseOptions } from './supervisor';
 export { runWorker, type RunWorkerOptions } from './worker';

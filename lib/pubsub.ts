@@ -1,4 +1,5 @@
 import { Admin } from './admin';
+import type { DashboardHandler, DashboardOptions } from './dashboard';
 import type { MetricsOptions, PubSubMetrics } from './metrics';
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { type AnyChannel, CustomChannel, type ModelChannel } from './channel';
@@ -302,6 +303,18 @@ export class PgPubSub {
   /** The batch callbacks registered for a channel, in registration order. */
   batchCallbacks(name: string): readonly Function[] {
     return this.#batchCallbacks.get(name) ?? [];
+  }
+
+  /**
+   * The dashboard as a plain Node http handler, to mount behind your own auth (or run
+   * `pgpubsub dashboard`). close() stops its sampling.
+   *
+   * @example
+   * app.use('/ops/pgpubsub', requireAdmin, sequelize.pgpubsub.dashboard());
+   */
+  dashboard(options: DashboardOptions = {}): DashboardHandler {
+    const { dashboardHandler } = require('./dashboard') as typeof import('./dashboard');
+    return dashboardHandler(this, options);
   }
 
   /**

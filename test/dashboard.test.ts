@@ -1,0 +1,174 @@
+/**
+ * The dashboard: `pgpubsub dashboard` as a real process on a real port (its token, its CSRF
+ * check, exit codes), and the mounted handler in a real headless browser (Debian's chromium
+ * driven by playwright-core): a notification fails, the operator opens it, sees the error and
+ * the old/new diff, clicks retry and sees it processed, pauses and resumes the channel. The
+ * screenshots it takes are the README's.
+ */
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http, { type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { type Browser, chromium } from 'playwright-core';
+import { NonRetryableError, type Listener } from '../lib';
+import type { App } from '../models/app';
+import { eventually } from '../dev/eventually';
+import { openApp } from '../dev/example-app';
+import { BIN, ROOT, pgpubsubCli, shown, spawnProcess } from '../dev/processes';
+import { type TestDatabase, testDatabase } from './support/hooks';
+
+const EXAMPLE_APP = path.join(ROOT, 'test', 'fixtures', 'example-app.ts');
+const CHROMIUM = '/usr/bin/chromium';
+const SCREENSHOTS = path.join(ROOT, 'docs');
+const TOKEN = 'a-dashboard-token';
+
+/**
+ * Debian's chromium, installed here when it is missing and this process may (root, apt-get):
+ * CI runs on a clean machine. Resolves to why it cannot be had, or null.
+ */
+function chromiumProblem(): string | null {
+  if (fs.existsSync(CHROMIUM)) return null;
+  if (process.getuid?.() !== 0 || !fs.existsSync('/usr/bin/apt-get')) return `${CHROMIUM} is missing and this process cannot install it (it needs root and apt-get: apt-get install chromium)`;
+  try {
+    execFileSync('apt-get', ['update'], { stdio: 'ignore', timeout: 300_000 });
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { stdio: 'ignore', timeout: 600_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  } catch (error) {
+    return `apt-get install chromium failed: ${(error as Error).message}`;
+  }
+  return fs.existsSync(CHROMIUM) ? null : `apt-get install chromium left no ${CHROMIUM}`;
+}
+
+const csrfOf = (html: string) => /name="csrf" value="([0-9a-f]+)"/.exec(html)?.[1];
+
+describe('dashboard', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+  let app: App;
+
+  beforeEach(async function () {
+    db = await testDatabase(this.currentTest!.title.slice(0, 20));
+    app = openApp(db.url);
+  });
+  afterEach(async function () {
+    await app.sequelize.close();
+    if (this.currentTest?.state === 'passed') await db.drop();
+  });
+
+  it('pgpubsub dashboard: asks for its token, refuses forms without its CSRF token, pauses, and exits 0 on SIGTERM', async () => {
+    const refused = await pgpubsubCli(['dashboard', '--token', 'short', '--app', EXAMPLE_APP], { url: db.url });
+    expect(refused.code, shown(refused)).to.equal(2);
+    expect(refused.stderr).to.contain('--token must be at least 8 characters');
+
+    const server = spawnProcess(BIN, ['dashboard', '--port', '0', '--token', TOKEN, '--app', EXAMPLE_APP], { DATABASE_URL: db.url });
+    try {
+      await eventually(() => server.output.some((line) => line.startsWith('Dashboard on ')), () => `the address: ${server.describe()}`, 30_000);
+      const address = /^Dashboard on (http:\/\/127\.0\.0\.1:\d+\/)\?token=a-dashboard-token /.exec(server.output.find((line) => line.startsWith('Dashboard on '))!)?.[1];
+      expect(address, server.output.join('\n')).to.be.a('string');
+      const base = address!;
+      expect((await fetch(base)).status).to.equal(401);
+      expect((await fetch(`${base}?token=wrong-token`)).status).to.equal(401);
+      // The link with the token sets the cookie and leaves the token out of the address.
+      const link = await fetch(`${base}?token=${TOKEN}`, { redirect: 'manual' });
+      expect(link.status).to.equal(303);
+      expect(link.headers.get('location')).to.equal('/');
+      const cookie = link.headers.get('set-cookie')!.split(';')[0];
+      expect(link.headers.get('set-cookie')).to.contain('HttpOnly').and.to.contain('SameSite=Strict');
+      const page = await fetch(base, { headers: { cookie } });
+      expect(page.status).to.equal(200);
+      expect(page.headers.get('content-security-policy')).to.contain("default-src 'none'");
+      const html = await page.text();
+      expect(html).to.contain('author_created').and.to.contain('No listener is running.');
+      expect((await fetch(`${base}status.json`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).to.equal(200);
+
+      const post = (body: string, headers: Record<string, string> = {}) => fetch(`${base}pause`, {
+        method: 'POST', redirect: 'manual', body, headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+      });
+      expect((await post('channel=author_created')).status).to.equal(403);
+      expect((await post(`channel=author_created&csrf=${csrfOf(html)}`, { origin: 'http://evil.example' })).status).to.equal(403);
+      expect((await app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'author_created')!.paused).to.equal(false);
+      const paused = await post(`channel=author_created&csrf=${csrfOf(html)}`);
+      expect(paused.status).to.equal(303);
+      expect(decodeURIComponent(paused.headers.get('location')!)).to.equal('/?flash=Paused author_created.');
+      expect((await app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'author_created')!.paused).to.equal(true);
+    } finally {
+      server.kill('SIGTERM');
+    }
+    expect((await server.exited).code, server.describe()).to.equal(0);
+  });
+
+  it('shows a failure with its error and old/new diff in a real browser; retry processes it; pause and resume', async function () {
+    const problem = chromiumProblem();
+    if (problem) {
+      console.log(`      skipped: ${problem}`);
+      this.skip();
+    }
+    let broken = false;
+    const seen: string[] = [];
+    app.sequelize.pgpubsub.on(app.Media, 'media_changed', ({ op, new: media }) => {
+      if (broken) throw new NonRetryableError(`the media store is offline: ${media?.name} not copied`);
+      seen.push(`${op} ${media?.name}`);
+    });
+    const listener: Listener = await app.sequelize.pgpubsub.listen({ logger: { debug() {}, info() {}, warn() {}, error() {} } });
+    const dashboard = app.sequelize.pgpubsub.dashboard({ sampleEveryMs: 250, refreshSeconds: 0 });
+    // Mounted under /ops as Express's app.use('/ops', dashboard) mounts it: req.url below the mount, req.originalUrl whole.
+    const server = http.createServer((request: IncomingMessage & { originalUrl?: string }, response) => {
+      if (!request.url!.startsWith('/ops/') && request.url !== '/ops') return void response.writeHead(404).end();
+      request.originalUrl = request.url;
+      request.url = request.url!.slice('/ops'.length) || '/';
+      dashboard(request, response);
+    }).listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const { port } = server.address() as AddressInfo;
+    let browser: Browser | null = null;
+    try {
+      await app.Media.bulkCreate(Array.from({ length: 300 }, (_, i) => ({ key: `m${i}`, name: `photo-${i}.jpg`, contentType: 'image/jpeg' })));
+      await eventually(() => seen.length === 300, 'the 300 inserts processed');
+      broken = true;
+      const media = await app.Media.findByPk('m7');
+      await media!.update({ name: 'photo-7-cropped.jpg', size: '20480' });
+      await eventually(async () => (await app.sequelize.pgpubsub.admin.failed()).length === 1, 'the update failed for good');
+      const [failed] = await app.sequelize.pgpubsub.admin.failed();
+
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+      const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+      // Samples every 250 ms, and the listener reports what it processed every 5 s: let a report land so the chart shows throughput.
+      await page.goto(`http://127.0.0.1:${port}/ops/`);
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      await page.reload();
+      const channelRow = page.locator('#channels tr', { has: page.locator('b', { hasText: 'media_changed' }) });
+      expect(await channelRow.locator('td').nth(3).innerText()).to.equal('1');
+      expect(await page.locator('#listeners').innerText()).to.contain(String(process.pid));
+      expect(await page.locator('svg polyline.rate').count()).to.equal(1);
+      fs.mkdirSync(SCREENSHOTS, { recursive: true });
+      await page.screenshot({ path: path.join(SCREENSHOTS, 'dashboard.png'), fullPage: true });
+
+      await page.click(`a[href="failed/${failed.id}"]`);
+      expect(page.url()).to.equal(`http://127.0.0.1:${port}/ops/failed/${failed.id}`);
+      expect(await page.locator('pre.error').innerText()).to.contain('the media store is offline: photo-7-cropped.jpg not copied');
+      const changed = await page.locator('table.diff tr.changed th').allInnerTexts();
+      expect(changed.sort()).to.deep.equal(['name', 'size']);
+      await page.screenshot({ path: path.join(SCREENSHOTS, 'dashboard-failed.png'), fullPage: true });
+
+      broken = false;
+      await page.click('button:has-text("Retry")');
+      expect(await page.locator('.flash').innerText()).to.equal(`Retried 1 failed notification(s): ${failed.id}.`);
+      await eventually(() => seen.includes('UPDATE photo-7-cropped.jpg'), 'the retried update processed');
+      await page.goto(`http://127.0.0.1:${port}/ops/`);
+      expect(await page.locator('#failed').innerText()).to.contain('None.');
+
+      await channelRow.locator('button:has-text("Pause")').click();
+      expect(await page.locator('.flash').innerText()).to.equal('Paused media_changed.');
+      expect(await channelRow.innerText()).to.contain('paused');
+      expect((await app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'media_changed')!.paused).to.equal(true);
+      await channelRow.locator('button:has-text("Resume")').click();
+      expect(await page.locator('.flash').innerText()).to.equal('Resumed media_changed.');
+    } finally {
+      await browser?.close();
+      dashboard.close();
+      server.close();
+      await listener.stop();
+    }
+  });
+});
