@@ -10,6 +10,7 @@ import { sqlState, errorSummary, errorText } from './error-text';
 import { CallbackTimeoutError } from './errors';
 import type { Logger } from './logger';
 import { type ClaimedRow, lagNow } from './store';
+import { consumerSpan } from './tracing';
 import type { ListenerEvents, ListenerHost, MessageStart } from './listener';
 
 /** A hook to run once a notification's transaction has committed. */
@@ -106,6 +107,9 @@ export function destroySocket(connection: PgConnection | undefined): void {
   connection?.connection?.stream?.destroy();
 }
 
+/** The traceparent a message's context carries (see tracing.ts), if any. */
+const traceOf = (message: unknown) => (message as { context?: { traceparent?: unknown } } | null)?.context?.traceparent;
+
 /** A claimed message of a channel with batch callbacks. */
 export interface GroupItem {
   row: ClaimedRow;
@@ -147,7 +151,7 @@ export class CallbackRunner {
     row: ClaimedRow | null,
     afterCommit: AfterCommitHook[],
   ): Promise<void> {
-    await this.#runCallbacks(channel, this.#ctx.host.callbacks(channel.name), transaction, afterCommit, [{ channel: channel.name, id: row?.id ?? null, attempt, row }],
+    await this.#runCallbacks(channel, this.#ctx.host.callbacks(channel.name), transaction, afterCommit, [{ channel: channel.name, id: row?.id ?? null, attempt, row, traceparent: traceOf(message) }],
       (callback, base) => callback(message, { ...base, attempt }));
   }
 
@@ -159,7 +163,7 @@ export class CallbackRunner {
     const messages = items.map((item) => item.message);
     const attempts = items.map((item) => item.attempt);
     await this.#runCallbacks(channel, this.#ctx.host.batchCallbacks(channel.name), transaction, afterCommit,
-      items.map((item, i) => ({ channel: channel.name, id: item.row.id, attempt: attempts[i], row: item.row })),
+      items.map((item, i) => ({ channel: channel.name, id: item.row.id, attempt: attempts[i], row: item.row, traceparent: traceOf(item.message) })),
       (callback, base) => callback(messages, { ...base, attempts }));
   }
 
@@ -174,7 +178,7 @@ export class CallbackRunner {
     callbacks: readonly Function[],
     transaction: Transaction,
     afterCommit: AfterCommitHook[],
-    starts: ReadonlyArray<{ channel: string; id: string | null; attempt: number; row: ClaimedRow | null }>,
+    starts: ReadonlyArray<{ channel: string; id: string | null; attempt: number; row: ClaimedRow | null; traceparent: unknown }>,
     call: (callback: Function, base: { transaction: Transaction; signal: AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
   ): Promise<void> {
     const id = starts.length === 1 ? starts[0].id : null;
@@ -195,13 +199,16 @@ export class CallbackRunner {
       : null;
     if (events && this.#ctx.listens('message:start')) for (const start of events) this.#ctx.tell('message:start', start);
     const base = { transaction, signal: controller.signal, afterCommit: register };
-    const work = (async () => {
+    // With OpenTelemetry and a tracer provider: a consumer span, the child of the producer's (null otherwise, at no cost).
+    const span = consumerSpan(channel.name, starts);
+    const runAll = async () => {
       for (const callback of callbacks) {
         // Timed out during an earlier callback of this message: the rest must not run.
         if (controller.signal.aborted) return;
         await inClsTransaction(this.#ctx.sequelize, transaction, () => call(callback, base));
       }
-    })();
+    };
+    const work = span ? span.run(runAll) : runAll();
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -220,8 +227,10 @@ export class CallbackRunner {
     try {
       await Promise.race([work, expired]);
       afterCommit.push(...pending);
+      span?.end();
       done(true);
     } catch (error) {
+      span?.end(error);
       done(false, error);
       throw error;
     } finally {

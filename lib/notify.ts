@@ -4,6 +4,7 @@ import { NotifyPayloadError } from './errors';
 import type { LibraryObjects } from './db-objects';
 import { NOTIFY_PAYLOAD_LIMIT } from './trigger-render';
 import { LIBRARY_QUERY } from './sql-text';
+import { SENDS } from './tracing';
 
 export interface NotifyOptions {
   /** Send as part of this transaction: the notification exists if and only if it commits. */
@@ -37,7 +38,9 @@ export async function notify<T>(objects: LibraryObjects, sequelize: Sequelize, c
       transaction: options.transaction,
       raw: true,
       ...LIBRARY_QUERY,
-    });
+      // Tells the tracing hook that this query stores a notification (tracing.ts).
+      [SENDS]: true,
+    } as object);
   } catch (error) {
     if ((error as { parent?: { code?: string } }).parent?.code === '22023' && !channel.durable) {
       throw new NotifyPayloadError(

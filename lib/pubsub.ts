@@ -1,4 +1,5 @@
 import { Admin } from './admin';
+import { traceProducers } from './tracing';
 import type { DashboardHandler, DashboardOptions } from './dashboard';
 import type { MetricsOptions, PubSubMetrics } from './metrics';
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
@@ -121,6 +122,8 @@ export class PgPubSub {
     this.objects = libraryObjects(this.schema);
     this.triggers = new TriggerManager(this);
     this.admin = new Admin(sequelize, this.objects, () => this.channels());
+    // With @opentelemetry/api: writes made in a span carry its traceparent to their callbacks.
+    traceProducers(sequelize);
     this.configure(options);
   }
 

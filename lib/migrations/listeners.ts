@@ -1,6 +1,8 @@
+import { TRACE_SETTING } from '../context';
 import { PINNED_SEARCH_PATH } from '../db-objects';
 import { quoteLiteral } from '../sql-text';
 import { type MigrationTarget, libraryStep } from './runner';
+import { contextFunctionV3 } from './schema';
 
 /**
  * Version 5: what listeners say of themselves, for `pgpubsub status`, the metrics and the dashboard.
@@ -16,14 +18,28 @@ import { type MigrationTarget, libraryStep } from './runner';
  *   another's), as the owner; NULL channels deletes it. Like every library function, not
  *   executable by PUBLIC: the roles that may claim (EXECUTE on claim()) are granted it here, so
  *   an upgrade needs no new grant for the listeners' roles.
+ * - `context()` also gives the producer's trace context: the W3C `traceparent` in the setting
+ *   `pgpubsub.traceparent`, which the library sets from OpenTelemetry's active span before a
+ *   model's write or a notify() (when @opentelemetry/api is installed), so that the callback's
+ *   span joins the write's trace. Without it set, context() is what it was.
  */
 export const LISTENERS_NAME = '00000000000005-pgpubsub-listeners.js';
 
 /** The most a report's channels may take (bytes of jsonb). */
 export const REPORT_MAX_BYTES = 65_536;
 
+/** context() of version 5: version 3's, with `traceparent` from its setting when that is set. */
+function contextFunctionV5(objects: MigrationTarget['objects']): string {
+  const trace = `pg_catalog.current_setting(${quoteLiteral(TRACE_SETTING)}, true)`;
+  return contextFunctionV3(objects).replace(/ END\n\$fn\$$/, ` END
+    OPERATOR(pg_catalog.||) CASE WHEN coalesce(${trace}, '') = '' THEN '{}'::pg_catalog.jsonb
+                                 ELSE pg_catalog.jsonb_build_object('traceparent', ${trace}) END
+$fn$`);
+}
+
 function listenersSql({ objects }: MigrationTarget) {
   const up = [
+    contextFunctionV5(objects),
     `CREATE TABLE ${objects.listenerTable} (
   backend_pid integer PRIMARY KEY,
   host text NOT NULL,
@@ -72,6 +88,7 @@ $do$`,
     `DELETE FROM ${objects.versionTable} WHERE version = 5`,
     `DROP FUNCTION ${objects.reportFunction}(text, integer, timestamptz, jsonb)`,
     `DROP TABLE ${objects.listenerTable}`,
+    contextFunctionV3(objects),
   ];
   return { up, down };
 }

@@ -44,6 +44,15 @@ export function dbVersionTrigger(schema: string): string {
   return schema === DEFAULT_SCHEMA ? DB_VERSION_TRIGGER : `${DB_VERSION_TRIGGER}_${shortHash(schema, 8)}`;
 }
 
+/** context() of version 3: the context setting as jsonb. Version 5 adds the trace context (migrations/listeners.ts). */
+export function contextFunctionV3(v3: LibraryObjects): string {
+  // SQL without a SET clause, so that the planner inlines it into each trigger's expression; every call qualified.
+  return `CREATE OR REPLACE FUNCTION ${v3.contextFunction}() RETURNS jsonb LANGUAGE sql STABLE AS $fn$
+  SELECT CASE WHEN coalesce(pg_catalog.current_setting(${quoteLiteral(CONTEXT_SETTING)}, true), '') = '' THEN '{}'::pg_catalog.jsonb
+              ELSE ${v3.parseContextFunction}(pg_catalog.current_setting(${quoteLiteral(CONTEXT_SETTING)}, true)) END
+$fn$`;
+}
+
 /** The functions of version 3 in the target schema (also what install() creates). */
 function functions(v3: LibraryObjects) {
   const parseContext = `CREATE OR REPLACE FUNCTION ${v3.parseContextFunction}(raw text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE ${PINNED} AS $fn$
@@ -55,11 +64,7 @@ EXCEPTION WHEN others THEN
 END
 $fn$`;
 
-  // SQL without a SET clause, so that the planner inlines it into each trigger's expression; every call qualified.
-  const context = `CREATE OR REPLACE FUNCTION ${v3.contextFunction}() RETURNS jsonb LANGUAGE sql STABLE AS $fn$
-  SELECT CASE WHEN coalesce(pg_catalog.current_setting(${quoteLiteral(CONTEXT_SETTING)}, true), '') = '' THEN '{}'::pg_catalog.jsonb
-              ELSE ${v3.parseContextFunction}(pg_catalog.current_setting(${quoteLiteral(CONTEXT_SETTING)}, true)) END
-$fn$`;
+  const context = contextFunctionV3(v3);
 
   // Owner only: refreshing rewrites db_version(), which any role could otherwise hold up by calling
   // it in an open transaction; and it reads the table it is given as the owner.
