@@ -163,7 +163,8 @@ export class Admin {
       const inHand = await this.#select<{ holder: number; id: string }>(
         `SELECT m.holder, n.id::text AS id FROM ${this.#objects.inflightTable} AS m
            JOIN ${this.#objects.notificationTable} AS n ON n.id = ANY(m.ids)
-          WHERE m.holder = ANY($1::integer[]) ORDER BY n.id`,
+          -- What the batch left failed, or waiting for a retry, is no longer in hand.
+          WHERE m.holder = ANY($1::integer[]) AND n.failed_at IS NULL AND n.available_at <= pg_catalog.now() ORDER BY n.id`,
         [holders],
       );
       for (const listener of listeners.values()) {

@@ -24,19 +24,11 @@ export function otel(): typeof Api | null {
   return loaded;
 }
 
-let recordingCheckedAt = 0;
-let recording = false;
-
-/** A tracer provider is registered (not the API's no-op one); asked at most every second. */
+/** A tracer provider is registered (not the API's no-op one): a few property reads, asked each time (a provider may come at any time). */
 function tracing(api: typeof Api): boolean {
-  const now = Date.now();
-  if (now - recordingCheckedAt > 1000) {
-    recordingCheckedAt = now;
-    const provider = api.trace.getTracerProvider() as { getDelegate?: () => object };
-    const delegate = provider.getDelegate ? provider.getDelegate() : provider;
-    recording = delegate.constructor?.name !== 'NoopTracerProvider';
-  }
-  return recording;
+  const provider = api.trace.getTracerProvider() as { getDelegate?: () => object };
+  const delegate = provider.getDelegate ? provider.getDelegate() : provider;
+  return delegate.constructor?.name !== 'NoopTracerProvider';
 }
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;

@@ -140,6 +140,8 @@ describe('dashboard', function () {
       const channelRow = page.locator('#channels tr', { has: page.locator('b', { hasText: 'media_changed' }) });
       expect(await channelRow.locator('td').nth(3).innerText()).to.equal('1');
       expect(await page.locator('#listeners').innerText()).to.contain(String(process.pid));
+      // The failed update is the listener's last batch, and no longer in hand.
+      expect(await page.locator('#listeners tbody td').last().innerText()).to.equal('0');
       expect(await page.locator('svg polyline.rate').count()).to.equal(1);
       fs.mkdirSync(SCREENSHOTS, { recursive: true });
       await page.screenshot({ path: path.join(SCREENSHOTS, 'dashboard.png'), fullPage: true });
