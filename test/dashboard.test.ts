@@ -47,6 +47,15 @@ describe('dashboard', function () {
   let db: TestDatabase;
   let app: App;
 
+  let problem: string | null = null;
+
+  before(function () {
+    // A clean machine installs chromium here: apt-get may take minutes.
+    this.timeout(900_000);
+    if (!fs.existsSync(CHROMIUM)) console.log(`      ${CHROMIUM} is missing: installing Debian's chromium with apt-get`);
+    problem = chromiumProblem();
+  });
+
   beforeEach(async function () {
     db = await testDatabase(this.currentTest!.title.slice(0, 20));
     app = openApp(db.url);
@@ -99,7 +108,6 @@ describe('dashboard', function () {
   });
 
   it('shows a failure with its error and old/new diff in a real browser; retry processes it; pause and resume', async function () {
-    const problem = chromiumProblem();
     if (problem) {
       console.log(`      skipped: ${problem}`);
       this.skip();
