@@ -6,6 +6,7 @@
 -- their owner. notify() on a custom channel needs send().
 GRANT USAGE ON SCHEMA pgpubsub TO app_writer;
 GRANT EXECUTE ON FUNCTION pgpubsub.send(text, jsonb, boolean) TO app_writer;
+GRANT EXECUTE ON FUNCTION pgpubsub.send(text, jsonb, boolean, timestamptz) TO app_writer;
 
 -- The listener's role: claims, deletes what it processed, records failures and what it is running.
 -- Its callbacks also need the rights their own queries use (here: those of app_writer).

@@ -2,12 +2,29 @@ import type { Model, ModelStatic } from 'sequelize';
 import { ChannelDefinitionError } from './errors';
 import { MAX_IDENTIFIER_BYTES } from './sql-text';
 
-/** Table events a model channel can listen to. */
-export type ChannelEvent = 'insert' | 'update' | 'delete';
-export const CHANNEL_EVENTS: readonly ChannelEvent[] = ['insert', 'update', 'delete'];
+/**
+ * Table events a model channel can listen to. `truncate`: one notification per TRUNCATE statement
+ * (and `destroy({ truncate: true })`). `soft_delete` and `restore`, on a paranoid model: the updates
+ * that set or clear its deletedAt, which an `update` channel there does not record.
+ */
+export type ChannelEvent = 'insert' | 'update' | 'delete' | 'truncate' | 'soft_delete' | 'restore';
+export const CHANNEL_EVENTS: readonly ChannelEvent[] = ['insert', 'update', 'delete', 'truncate', 'soft_delete', 'restore'];
 
 /** The operation recorded in a payload's `op`. */
-export type ChannelOp = 'INSERT' | 'UPDATE' | 'DELETE';
+export type ChannelOp = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'SOFT_DELETE' | 'RESTORE';
+
+/** Which row changes a model channel records, besides its events. */
+export interface ChannelCondition {
+  /** An update is recorded only when one of these attributes changed (inserts and deletes are not filtered). */
+  changed?: readonly string[];
+  /**
+   * A SQL condition on the rows, with `old` and `new` for the row before and after (NULL columns
+   * where there is none), e.g. `new.status = 'paid' AND old.status IS DISTINCT FROM 'paid'`. It runs in
+   * the trigger, as the library's owner, with search_path pg_catalog: qualify your own functions.
+   * Checked when the trigger is installed, so a mistake fails the migration, never a write.
+   */
+  sql?: string;
+}
 
 /** How a durable notification is retried when a callback fails. */
 export interface RetryPolicy {
@@ -33,6 +50,14 @@ export interface ModelChannelOptions {
   retry?: RetryPolicy;
   /** How long a callback may take, in ms, before its work is rolled back and an attempt charged (default: listen()'s timeoutMs, 60000). */
   timeoutMs?: number;
+  /** Durable channels: each notification is due this many ms after it is stored (default 0). */
+  delayMs?: number;
+  /** Only these attributes (and the primary key, always) go into the stored payload and broadcasts. */
+  columns?: readonly string[];
+  /** These attributes stay out of the stored payload and broadcasts (secrets, large columns). Not with `columns`. */
+  exclude?: readonly string[];
+  /** Record only the row changes that meet this. */
+  when?: ChannelCondition;
   /**
    * Broadcast channels only: send each row's columns in the NOTIFY. By default a broadcast sends
    * only the primary key, because any role that can connect may LISTEN and read it.
@@ -75,6 +100,18 @@ export interface ModelChannel {
   readonly timeoutMs?: number;
   /** Broadcast only: whether the NOTIFY carries each row's columns (else its primary key). */
   readonly fullRows: boolean;
+  /** Each notification is due this many ms after it is stored (0: at once). */
+  readonly delayMs: number;
+  /** `columns`, as column names with the primary key's; null: every column. */
+  readonly payloadColumns: readonly string[] | null;
+  /** `exclude`, as column names. */
+  readonly excludedColumns: readonly string[];
+  /** `when.changed`, as column names; null: every update. */
+  readonly changedColumns: readonly string[] | null;
+  /** `when.sql`; null: none. */
+  readonly condition: string | null;
+  /** A paranoid model's deletedAt column (soft deletes and restores are told apart by it); null otherwise. */
+  readonly softDeleteColumn: string | null;
   /** Column names (not attribute names) of the primary key, in key order. */
   readonly primaryKeyColumns: readonly string[];
 }
@@ -87,6 +124,8 @@ export interface CustomChannelOptions<T> {
   timeoutMs?: number;
   /** Values for optional fields a sender left out. */
   defaults?: Partial<T>;
+  /** Durable channels: each notification is due this many ms after it is sent, unless notify() says otherwise (default 0). */
+  delayMs?: number;
 }
 
 /** A channel for `notify()` from application code, with a typed payload. */
@@ -97,12 +136,14 @@ export class CustomChannel<T = unknown> {
   readonly retry: Required<RetryPolicy>;
   readonly timeoutMs?: number;
   readonly defaults: Partial<T>;
+  readonly delayMs: number;
 
   constructor(name: string, options: CustomChannelOptions<T> = {}) {
     const where = `custom channel '${name}'`;
     const problems = [
       ...channelNameProblems(name, where),
-      ...unknownKeyProblems(options, ['durable', 'retry', 'timeoutMs', 'defaults'], where),
+      ...unknownKeyProblems(options, ['durable', 'retry', 'timeoutMs', 'defaults', 'delayMs'], where),
+      ...delayProblems(options.delayMs, options.durable, where),
       ...durableProblems(options.durable, where),
       ...retryProblems(options.retry, where),
       ...timeoutProblems(options.timeoutMs, where),
@@ -113,6 +154,7 @@ export class CustomChannel<T = unknown> {
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.timeoutMs = options.timeoutMs;
     this.defaults = { ...options.defaults } as Partial<T>;
+    this.delayMs = options.delayMs ?? 0;
   }
 }
 
@@ -175,6 +217,17 @@ export function retryProblems(retry: unknown, where: string): string[] {
     }
   }
   return problems;
+}
+
+/** The most a delay may be: what an int4 of milliseconds holds (24.8 days). */
+export const MAX_DELAY_MS = 2 ** 31 - 1;
+
+export function delayProblems(delayMs: unknown, durable: unknown, where: string): string[] {
+  if (delayMs === undefined) return [];
+  if (!(Number.isInteger(delayMs) && (delayMs as number) >= 0 && (delayMs as number) <= MAX_DELAY_MS)) {
+    return [`${where}: 'delayMs' must be an integer from 0 to ${MAX_DELAY_MS} (milliseconds), got ${JSON.stringify(delayMs)}`];
+  }
+  return durable === false ? [`${where}: 'delayMs' is for durable channels; a broadcast is a NOTIFY, sent at commit and never stored`] : [];
 }
 
 export function timeoutProblems(timeoutMs: unknown, where: string): string[] {

@@ -67,8 +67,8 @@ export class ContextError extends CodedError<'PGPUBSUB_CONTEXT_SCOPE' | 'PGPUBSU
   override readonly name = 'ContextError';
 }
 
-/** A payload notify() cannot send: not an object, or too large for a broadcast channel's NOTIFY. */
-export class NotifyPayloadError extends CodedError<'PGPUBSUB_PAYLOAD_TYPE' | 'PGPUBSUB_PAYLOAD_TOO_LARGE'> {
+/** A payload notify() cannot send: not an object, too large for a broadcast channel's NOTIFY, or a delay it cannot take. */
+export class NotifyPayloadError extends CodedError<'PGPUBSUB_PAYLOAD_TYPE' | 'PGPUBSUB_PAYLOAD_TOO_LARGE' | 'PGPUBSUB_DELAY'> {
   override readonly name = 'NotifyPayloadError';
 }
 

@@ -152,7 +152,7 @@ function rowToInstance<M extends Model>(model: ModelStatic<M>, row: Record<strin
   return model.build(values as M['_creationAttributes'], { isNewRecord: false, raw: true });
 }
 
-const OPS = new Set(['INSERT', 'UPDATE', 'DELETE']);
+const OPS = new Set(['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'SOFT_DELETE', 'RESTORE']);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -177,9 +177,10 @@ function modelMessage(channel: ModelChannel, payload: unknown, id: string | null
   const { op, old: oldRow, new: newRow, context } = payload;
   const schema = typeof payload.schema === 'string' ? payload.schema : channel.schema;
   const model = schema === channel.schema ? channel.model : inSchema(channel.model, schema);
-  if (typeof op !== 'string' || !OPS.has(op)) throw bad(`'op' must be INSERT, UPDATE or DELETE, got ${JSON.stringify(op)}`);
-  const needsOld = op !== 'INSERT';
-  const needsNew = op !== 'DELETE';
+  if (typeof op !== 'string' || !OPS.has(op)) throw bad(`'op' must be INSERT, UPDATE, DELETE, TRUNCATE, SOFT_DELETE or RESTORE, got ${JSON.stringify(op)}`);
+  // TRUNCATE names no row; INSERT has no old, DELETE no new.
+  const needsOld = op !== 'INSERT' && op !== 'TRUNCATE';
+  const needsNew = op !== 'DELETE' && op !== 'TRUNCATE';
   if (needsOld ? !isRecord(oldRow) : oldRow !== null && oldRow !== undefined) throw bad(`'old' must be ${needsOld ? 'a row' : 'null'} for ${op}`);
   if (needsNew ? !isRecord(newRow) : newRow !== null && newRow !== undefined) throw bad(`'new' must be ${needsNew ? 'a row' : 'null'} for ${op}`);
   return {

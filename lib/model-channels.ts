@@ -1,11 +1,13 @@
 import type { Model, ModelStatic } from 'sequelize';
 import {
   CHANNEL_EVENTS,
+  type ChannelCondition,
   type ChannelEvent,
   DEFAULT_RETRY,
   type ModelChannel,
   type ModelChannelOptions,
   channelNameProblems,
+  delayProblems,
   durableProblems,
   retryProblems,
   timeoutProblems,
@@ -84,13 +86,16 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
     const events = eventList(options.events);
     const found = [
       ...channelNameProblems(name, at),
-      ...unknownKeyProblems(options, ['events', 'durable', 'retry', 'timeoutMs', 'fullRows'], at),
+      ...unknownKeyProblems(options, ['events', 'durable', 'retry', 'timeoutMs', 'fullRows', 'delayMs', 'columns', 'exclude', 'when'], at),
+      ...delayProblems(options.delayMs, options.durable, at),
       ...eventProblems(options.events, events, at),
       ...durableProblems(options.durable, at),
       ...retryProblems(options.retry, at),
       ...timeoutProblems(options.timeoutMs, at),
       ...fullRowsProblems(options.fullRows, options.durable, at),
     ];
+    const shape = payloadShape(model, options, events, primaryKeyColumns, at);
+    found.push(...shape.problems);
     if (primaryKeyColumns.length === 0) {
       found.push(`${at}: the model has no primary key; give an attribute primaryKey: true (notifications identify rows by it)`);
     }
@@ -109,10 +114,77 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
       retry: { ...DEFAULT_RETRY, ...options.retry },
       timeoutMs: options.timeoutMs,
       fullRows: options.fullRows ?? false,
+      delayMs: options.delayMs ?? 0,
+      payloadColumns: shape.payloadColumns,
+      excludedColumns: shape.excludedColumns,
+      changedColumns: shape.changedColumns,
+      condition: shape.condition,
+      softDeleteColumn: shape.softDeleteColumn,
       primaryKeyColumns,
     });
   }
   return { channels, problems };
+}
+
+interface PayloadShape {
+  payloadColumns: string[] | null;
+  excludedColumns: string[];
+  changedColumns: string[] | null;
+  condition: string | null;
+  softDeleteColumn: string | null;
+  problems: string[];
+}
+
+/** `columns`, `exclude`, `when` and the paranoid events, checked against the model's attributes and turned into column names. */
+function payloadShape(model: ModelStatic<Model>, options: Partial<ModelChannelOptions>, events: unknown[], primaryKeyColumns: readonly string[], at: string): PayloadShape {
+  const problems: string[] = [];
+  const attributes = model.getAttributes() as Record<string, { field?: string }>;
+  const names = Object.keys(attributes);
+  const columnsOf = (option: string, value: unknown): string[] | null => {
+    if (value === undefined) return null;
+    if (!Array.isArray(value) || value.length === 0 || !value.every((item) => typeof item === 'string')) {
+      problems.push(`${at}: '${option}' must be a non-empty list of attribute names, got ${JSON.stringify(value)}`);
+      return null;
+    }
+    const unknown = value.filter((name) => !names.includes(name));
+    if (unknown.length) problems.push(`${at}: '${option}' names ${unknown.map((name) => `'${name}'`).join(', ')}, not attributes of ${model.name} (attributes: ${names.join(', ')})`);
+    return value.filter((name) => names.includes(name)).map((name) => attributes[name].field ?? name);
+  };
+  const columns = columnsOf('columns', options.columns);
+  const excluded = columnsOf('exclude', options.exclude) ?? [];
+  if (options.columns !== undefined && options.exclude !== undefined) problems.push(`${at}: give 'columns' or 'exclude', not both`);
+  const keyExcluded = excluded.filter((column) => primaryKeyColumns.includes(column));
+  if (keyExcluded.length) problems.push(`${at}: 'exclude' cannot leave out the primary key (${keyExcluded.join(', ')}): notifications identify rows by it`);
+
+  let changed: string[] | null = null;
+  let condition: string | null = null;
+  const when = options.when as unknown;
+  if (when !== undefined) {
+    if (typeof when !== 'object' || when === null || Array.isArray(when)) {
+      problems.push(`${at}: 'when' must look like { changed: ['status'] } or { sql: "new.status = 'paid'" }`);
+    } else {
+      problems.push(...unknownKeyProblems(when, ['changed', 'sql'], `${at}: when`));
+      changed = columnsOf('when.changed', (when as ChannelCondition).changed);
+      const sql = (when as ChannelCondition).sql;
+      if (sql !== undefined) {
+        if (typeof sql !== 'string' || sql.trim() === '') problems.push(`${at}: 'when.sql' must be a SQL condition on old and new, e.g. "new.status = 'paid'"`);
+        else if (/;|\$[A-Za-z_]*\$/.test(sql)) problems.push(`${at}: 'when.sql' must be one condition: no ';' and no dollar quotes`);
+        else condition = sql.trim();
+      }
+      if (changed && !events.some((event) => event === 'update' || event === 'soft_delete' || event === 'restore')) {
+        problems.push(`${at}: 'when.changed' filters updates, and this channel records none (add 'update' to its events)`);
+      }
+    }
+  }
+
+  const paranoid = Boolean(model.options.paranoid) && model.options.timestamps !== false;
+  const deletedAt = paranoid ? (model as unknown as { _timestampAttributes?: { deletedAt?: string } })._timestampAttributes?.deletedAt : undefined;
+  const softDeleteColumn = deletedAt ? attributes[deletedAt]?.field ?? deletedAt : null;
+  const paranoidEvents = events.filter((event) => event === 'soft_delete' || event === 'restore');
+  if (paranoidEvents.length && !softDeleteColumn) {
+    problems.push(`${at}: ${paranoidEvents.map((event) => `'${event}'`).join(' and ')} need a paranoid model (paranoid: true, with timestamps); ${model.name} deletes its rows for real: use 'delete'`);
+  }
+  return { payloadColumns: columns && [...new Set([...primaryKeyColumns, ...columns])], excludedColumns: excluded, changedColumns: changed, condition, softDeleteColumn, problems };
 }
 
 function fullRowsProblems(fullRows: unknown, durable: unknown, where: string): string[] {

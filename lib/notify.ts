@@ -1,5 +1,5 @@
 import type { Sequelize, Transaction } from 'sequelize';
-import type { CustomChannel } from './channel';
+import { type CustomChannel, MAX_DELAY_MS } from './channel';
 import { NotifyPayloadError } from './errors';
 import type { LibraryObjects } from './db-objects';
 import { NOTIFY_PAYLOAD_LIMIT } from './trigger-render';
@@ -9,6 +9,30 @@ import { SENDS } from './tracing';
 export interface NotifyOptions {
   /** Send as part of this transaction: the notification exists if and only if it commits. */
   transaction?: Transaction;
+  /** Durable channels: due this many ms from now (by the server's clock), not at once. Wins over the channel's delayMs. */
+  delayMs?: number;
+  /** Durable channels: due at this time, not at once. */
+  runAt?: Date;
+}
+
+/** When a notification is due: null (at once), or what send()'s available_at gets. */
+function dueAt(channel: CustomChannel<unknown>, options: NotifyOptions): { sql: string; value: unknown } | null {
+  const where = `notify('${channel.name}')`;
+  const { delayMs, runAt } = options;
+  if (delayMs !== undefined && runAt !== undefined) throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: give delayMs or runAt, not both`);
+  if (delayMs !== undefined && !(Number.isInteger(delayMs) && delayMs >= 0 && delayMs <= MAX_DELAY_MS)) {
+    throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: delayMs must be an integer from 0 to ${MAX_DELAY_MS} (milliseconds), got ${JSON.stringify(delayMs)}`);
+  }
+  if (runAt !== undefined && !(runAt instanceof Date && Number.isFinite(runAt.getTime()))) {
+    throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: runAt must be a valid Date, got ${JSON.stringify(runAt)}`);
+  }
+  const delay = delayMs ?? (runAt === undefined ? channel.delayMs : undefined);
+  if (!delay && runAt === undefined) return null;
+  if (!channel.durable) {
+    throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: a broadcast channel cannot be delayed (it sends a NOTIFY at commit and stores nothing); make the channel durable`);
+  }
+  // A delay counts on the server's clock; a time is a time.
+  return runAt !== undefined ? { sql: '$4::timestamptz', value: runAt.toISOString() } : { sql: `pg_catalog.now() + pg_catalog.make_interval(secs => $4::double precision / 1000)`, value: delay };
 }
 
 /** JSON text of a payload; bigints become strings (JSON has no 64-bit integers). */
@@ -25,6 +49,7 @@ function encodePayload(channel: CustomChannel<unknown>, payload: unknown): strin
 /** Sends a payload on a custom channel. */
 export async function notify<T>(objects: LibraryObjects, sequelize: Sequelize, channel: CustomChannel<T>, payload: T, options: NotifyOptions = {}): Promise<void> {
   const json = encodePayload(channel as CustomChannel<unknown>, payload);
+  const due = dueAt(channel as CustomChannel<unknown>, options);
   if (!channel.durable && Buffer.byteLength(json) > NOTIFY_PAYLOAD_LIMIT) {
     throw new NotifyPayloadError(
       'PGPUBSUB_PAYLOAD_TOO_LARGE',
@@ -33,8 +58,8 @@ export async function notify<T>(objects: LibraryObjects, sequelize: Sequelize, c
     );
   }
   try {
-    await sequelize.query(`SELECT ${objects.sendFunction}($1, $2::jsonb, $3)`, {
-      bind: [channel.name, json, channel.durable],
+    await sequelize.query(due ? `SELECT ${objects.sendFunction}($1, $2::jsonb, $3, ${due.sql})` : `SELECT ${objects.sendFunction}($1, $2::jsonb, $3)`, {
+      bind: due ? [channel.name, json, channel.durable, due.value] : [channel.name, json, channel.durable],
       transaction: options.transaction,
       raw: true,
       ...LIBRARY_QUERY,

@@ -33,7 +33,16 @@ export interface TriggerSpec extends TriggerLabel {
   uninstall: string[];
 }
 
-const OP: Record<ChannelEvent, ChannelOp> = { insert: 'INSERT', update: 'UPDATE', delete: 'DELETE' };
+/** The op a channel event records in its payload. */
+const OP: Record<ChannelEvent, ChannelOp> = { insert: 'INSERT', update: 'UPDATE', delete: 'DELETE', truncate: 'TRUNCATE', soft_delete: 'SOFT_DELETE', restore: 'RESTORE' };
+/** The table event a channel event's trigger fires on. */
+const TABLE_EVENT: Record<ChannelEvent, 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE'> = {
+  insert: 'INSERT', update: 'UPDATE', delete: 'DELETE', truncate: 'TRUNCATE', soft_delete: 'UPDATE', restore: 'UPDATE',
+};
+/** The transition tables a row event's trigger reads (old, new). */
+const SIDES: Record<Exclude<ChannelEvent, 'truncate'>, { old: boolean; new: boolean }> = {
+  insert: { old: false, new: true }, delete: { old: true, new: false }, update: { old: true, new: true }, soft_delete: { old: true, new: true }, restore: { old: true, new: true },
+};
 
 /** A deterministic, readable name of at most 63 bytes, unique per (schema, table, channel, event). */
 function triggerName(channel: Pick<ModelChannel, 'schema' | 'table' | 'name'>, event: ChannelEvent): string {
@@ -48,16 +57,18 @@ export function renderTrigger(channel: ModelChannel, event: ChannelEvent, object
   const name = triggerName(channel, event);
   const table = qualified(channel.schema, channel.table);
   const fn = qualified(channel.schema, name);
-  const body = channel.durable ? durableBody(channel, event, objects) : broadcastBody(channel, event, objects);
-  const transition = event === 'insert' ? 'NEW TABLE AS pgpubsub_new'
-    : event === 'delete' ? 'OLD TABLE AS pgpubsub_old'
-      : 'OLD TABLE AS pgpubsub_old NEW TABLE AS pgpubsub_new';
+  const rendered = event === 'truncate' ? truncateBody(channel, objects)
+    : channel.durable ? durableBody(channel, event, objects) : broadcastBody(channel, event, objects);
+  // A when.sql condition names old and new, which PL/pgSQL also declares (NULL in a statement trigger): the tables win.
+  const body = channel.condition && event !== 'truncate' ? `\n#variable_conflict use_column${rendered}` : rendered;
+  const sides = event === 'truncate' ? null : SIDES[event];
+  const transition = !sides ? '' : `REFERENCING ${[sides.old ? 'OLD TABLE AS pgpubsub_old' : '', sides.new ? 'NEW TABLE AS pgpubsub_new' : ''].filter(Boolean).join(' ')} `;
   // Runs as its owner (the role that ran the migration, which owns the library's objects), so a
   // writer needs no rights on the notification table and cannot forge a notification; its
   // search_path is pinned, so no function or table another role creates is ever picked.
   const createFunction = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER ${PINNED_SEARCH_PATH} AS ${dollarQuote(body)}`;
-  const createTrigger = `CREATE TRIGGER ${quoteIdent(name)} AFTER ${OP[event]} ON ${table} `
-    + `REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`;
+  const createTrigger = `CREATE TRIGGER ${quoteIdent(name)} AFTER ${TABLE_EVENT[event]} ON ${table} `
+    + `${transition}FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`;
   const hash = shortHash([createFunction, createTrigger].join(';\n'));
   const label: TriggerLabel = {
     hash, channel: channel.name, event, model: channel.modelName,
@@ -71,6 +82,8 @@ export function renderTrigger(channel: ModelChannel, event: ChannelEvent, object
     name,
     body,
     install: [
+      // A when.sql condition is checked here, so a mistake fails the migration, never a user's write.
+      ...(channel.condition && event !== 'truncate' ? [conditionCheck(channel)] : []),
       createFunction,
       `REVOKE ALL ON FUNCTION ${fn}() FROM PUBLIC`,
       `COMMENT ON FUNCTION ${fn}() IS ${comment}`,
@@ -110,18 +123,65 @@ export function parseLabel(comment: string | null): TriggerLabel | null {
  * Update pairs old and new by position: PostgreSQL appends both transition rows of a row together,
  * so this holds even when the update changes the primary key.
  */
-function changedRows(event: ChannelEvent): string {
-  switch (event) {
-    case 'insert':
-      return 'SELECT NULL::jsonb AS old_row, to_jsonb(r) AS new_row FROM pgpubsub_new AS r';
-    case 'delete':
-      return 'SELECT to_jsonb(r) AS old_row, NULL::jsonb AS new_row FROM pgpubsub_old AS r';
-    case 'update':
-      return 'SELECT o.row AS old_row, n.row AS new_row'
-        + ' FROM (SELECT row_number() OVER () AS i, to_jsonb(r) AS row FROM pgpubsub_old AS r) AS o'
-        + ' JOIN (SELECT row_number() OVER () AS i, to_jsonb(r) AS row FROM pgpubsub_new AS r) AS n USING (i)'
-        + ' ORDER BY i';
+function allRows(event: Exclude<ChannelEvent, 'truncate'>): string {
+  const sides = SIDES[event];
+  if (!sides.old) return 'SELECT NULL::jsonb AS old_row, to_jsonb(r) AS new_row FROM pgpubsub_new AS r';
+  if (!sides.new) return 'SELECT to_jsonb(r) AS old_row, NULL::jsonb AS new_row FROM pgpubsub_old AS r';
+  return 'SELECT o.row AS old_row, n.row AS new_row'
+    + ' FROM (SELECT row_number() OVER () AS i, to_jsonb(r) AS row FROM pgpubsub_old AS r) AS o'
+    + ' JOIN (SELECT row_number() OVER () AS i, to_jsonb(r) AS row FROM pgpubsub_new AS r) AS n USING (i)'
+    + ' ORDER BY i';
+}
+
+/**
+ * The rows of a channel with a `when.sql` condition: the transition rows as `old` and `new` (a
+ * row of NULLs on the side an insert or delete lacks), so that the condition reads their columns.
+ */
+function conditionRows(channel: ModelChannel, event: Exclude<ChannelEvent, 'truncate'>): string {
+  const sides = SIDES[event];
+  const nulls = `(SELECT (NULL::${qualified(channel.schema, channel.table)}).*)`;
+  const numbered = (table: string) => `(SELECT pg_catalog.row_number() OVER () AS pgpubsub_i, r.* FROM ${table} AS r)`;
+  const from = sides.old && sides.new ? `${numbered('pgpubsub_old')} AS "old" JOIN ${numbered('pgpubsub_new')} AS "new" USING (pgpubsub_i)`
+    : sides.new ? `(SELECT r.* FROM pgpubsub_new AS r) AS "new" CROSS JOIN ${nulls} AS "old"`
+      : `(SELECT r.* FROM pgpubsub_old AS r) AS "old" CROSS JOIN ${nulls} AS "new"`;
+  const json = (side: 'old' | 'new') => (!sides[side] ? 'NULL::jsonb' : sides.old && sides.new ? `to_jsonb("${side}") - 'pgpubsub_i'` : `to_jsonb("${side}")`);
+  return `SELECT ${json('old')} AS old_row, ${json('new')} AS new_row FROM ${from} WHERE (${channel.condition})${sides.old && sides.new ? ' ORDER BY pgpubsub_i' : ''}`;
+}
+
+/** The statement run at install that proves a `when.sql` condition valid on the table's columns. */
+function conditionCheck(channel: ModelChannel): string {
+  const nulls = `(SELECT (NULL::${qualified(channel.schema, channel.table)}).*)`;
+  return `SELECT 1 FROM ${nulls} AS "old", ${nulls} AS "new" WHERE (${channel.condition}) LIMIT 0`;
+}
+
+/**
+ * The rows an event records, one per changed row, in statement order, as `old_row`/`new_row`
+ * jsonb, after the channel's filters: `when.sql`, `when.changed`, and on a paranoid model the
+ * split of updates into updates, soft deletes and restores. A channel without any renders as
+ * it always has (so its trigger, and its hash, stay the same).
+ */
+function changedRows(channel: ModelChannel, event: Exclude<ChannelEvent, 'truncate'>): string {
+  const source = channel.condition ? conditionRows(channel, event) : allRows(event);
+  const filters: string[] = [];
+  const sides = SIDES[event];
+  if (channel.changedColumns && sides.old && sides.new) {
+    filters.push(`(${channel.changedColumns.map((column) => `(c.old_row -> ${quoteLiteral(column)}) IS DISTINCT FROM (c.new_row -> ${quoteLiteral(column)})`).join(' OR ')})`);
   }
+  if (channel.softDeleteColumn && sides.old && sides.new) {
+    const was = `(c.old_row ->> ${quoteLiteral(channel.softDeleteColumn)}) IS NULL`;
+    const is = `(c.new_row ->> ${quoteLiteral(channel.softDeleteColumn)}) IS NULL`;
+    filters.push(event === 'soft_delete' ? `${was} AND NOT ${is}` : event === 'restore' ? `NOT ${was} AND ${is}` : `(${was}) = (${is})`);
+  }
+  return filters.length === 0 && !channel.condition ? source : `SELECT c.old_row, c.new_row FROM (${source}) AS c${filters.length ? ` WHERE ${filters.join(' AND ')}` : ''}`;
+}
+
+/** A stored or sent row: every column, or only the channel's `columns`, or all but its `exclude`. */
+function projected(channel: ModelChannel, row: string): string {
+  if (channel.payloadColumns) {
+    return `CASE WHEN ${row} IS NULL THEN NULL ELSE jsonb_build_object(${channel.payloadColumns.map((column) => `${quoteLiteral(column)}, ${row} -> ${quoteLiteral(column)}`).join(', ')}) END`;
+  }
+  if (channel.excludedColumns.length) return `(${row} - ${quoteLiteral(`{${channel.excludedColumns.map((column) => `"${column.replace(/["\\]/g, '\\$&')}"`).join(',')}}`)}::text[])`;
+  return row;
 }
 
 function payload(channel: ModelChannel, event: ChannelEvent, oldRow: string, newRow: string, context = 'context'): string {
@@ -130,21 +190,49 @@ function payload(channel: ModelChannel, event: ChannelEvent, oldRow: string, new
     + `'old', ${oldRow}, 'new', ${newRow}, 'context', ${context})`;
 }
 
+/** One notification per TRUNCATE statement: op TRUNCATE, no rows. */
+function truncateBody(channel: ModelChannel, objects: LibraryObjects): string {
+  const message = payload(channel, 'truncate', 'NULL::jsonb', 'NULL::jsonb', channel.durable ? 'context' : 'key_context');
+  if (!channel.durable) {
+    return `
+DECLARE
+  context jsonb := ${objects.contextFunction}();
+  key_context jsonb := CASE WHEN octet_length(context::text) <= ${Math.floor(NOTIFY_PAYLOAD_LIMIT / 2)} THEN context ELSE '{"truncated": true}'::jsonb END;
+BEGIN
+  PERFORM pg_notify(${quoteLiteral(channel.name)}, ${message}::text);
+  RETURN NULL;
+END
+`;
+  }
+  return `
+DECLARE
+  context jsonb := ${objects.contextFunction}();
+  woke boolean;
+BEGIN
+  INSERT INTO ${objects.notificationTable} (channel, payload, db_version${channel.delayMs ? ', available_at' : ''})
+  VALUES (${quoteLiteral(channel.name)}, ${message}, ${objects.dbVersionFunction}()${channel.delayMs ? `, now() + interval '${channel.delayMs} milliseconds'` : ''});
+  woke := ${objects.wakeFunction}(${quoteLiteral(channel.name)});
+  RETURN NULL;
+END
+`;
+}
+
 /**
  * Stores one notification per row, then wakes the channel's listeners at commit if they need it
  * (nothing stored, nothing to wake). Written for the hot path: each statement here is one
  * executor run, and assignments of function results are cheaper than PERFORM.
  */
-function durableBody(channel: ModelChannel, event: ChannelEvent, objects: LibraryObjects): string {
+function durableBody(channel: ModelChannel, event: Exclude<ChannelEvent, 'truncate'>, objects: LibraryObjects): string {
   return `
 DECLARE
   context jsonb := ${objects.contextFunction}();
   stored bigint;
   woke boolean;
 BEGIN
-  INSERT INTO ${objects.notificationTable} (channel, payload, db_version)
-  SELECT ${quoteLiteral(channel.name)}, ${payload(channel, event, 'c.old_row', 'c.new_row')}, version.name
-    FROM (${changedRows(event)}) AS c
+  INSERT INTO ${objects.notificationTable} (channel, payload, db_version${channel.delayMs ? ', available_at' : ''})
+  SELECT ${quoteLiteral(channel.name)}, ${payload(channel, event, projected(channel, 'c.old_row'), projected(channel, 'c.new_row'))}, version.name${
+    channel.delayMs ? `, now() + interval '${channel.delayMs} milliseconds'` : ''}
+    FROM (${changedRows(channel, event)}) AS c
    CROSS JOIN (SELECT ${objects.dbVersionFunction}() AS name) AS version;
   GET DIAGNOSTICS stored = ROW_COUNT;
   IF stored > 0 THEN
@@ -161,7 +249,7 @@ END
  * large to leave room for the key becomes `{"truncated": true}`, so the user's write never fails
  * for its size.
  */
-function broadcastBody(channel: ModelChannel, event: ChannelEvent, objects: LibraryObjects): string {
+function broadcastBody(channel: ModelChannel, event: Exclude<ChannelEvent, 'truncate'>, objects: LibraryObjects): string {
   const keyOnly = (row: string) => `CASE WHEN ${row} IS NULL THEN NULL ELSE jsonb_build_object(${
     channel.primaryKeyColumns.map((column) => `${quoteLiteral(column)}, ${row} -> ${quoteLiteral(column)}`).join(', ')
   }) END`;
@@ -173,7 +261,7 @@ DECLARE
   ${keyContext}
 BEGIN
   PERFORM pg_notify(${quoteLiteral(channel.name)}, ${payload(channel, event, keyOnly('c.old_row'), keyOnly('c.new_row'), 'key_context')}::text)
-    FROM (${changedRows(event)}) AS c;
+    FROM (${changedRows(channel, event)}) AS c;
   RETURN NULL;
 END
 `;
@@ -187,8 +275,8 @@ BEGIN
     CASE WHEN octet_length(p.full::text) <= ${NOTIFY_PAYLOAD_LIMIT} THEN p.full::text
          ELSE (${payload(channel, event, keyOnly('p.old_row'), keyOnly('p.new_row'), 'key_context')} || '{"truncated": true}'::jsonb)::text
     END)
-    FROM (SELECT c.old_row, c.new_row, ${payload(channel, event, 'c.old_row', 'c.new_row')} AS full
-            FROM (${changedRows(event)}) AS c) AS p;
+    FROM (SELECT c.old_row, c.new_row, ${payload(channel, event, projected(channel, 'c.old_row'), projected(channel, 'c.new_row'))} AS full
+            FROM (${changedRows(channel, event)}) AS c) AS p;
   RETURN NULL;
 END
 `;

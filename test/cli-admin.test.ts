@@ -54,7 +54,7 @@ describe('pgpubsub status and failed', function () {
       expect(show.code, shown(show)).to.equal(0);
       expect(show.stdout).to.match(/error:\s+Error: mail server down/).and.to.match(/^userId\s+4$/m).and.to.match(/^name\s+"Retried"$/m);
       const detail = JSON.parse((await cli(['failed', 'show', old, '--json'])).stdout) as FailedNotificationDetail;
-      expect(detail.decodeError).to.contain("'op' must be INSERT, UPDATE or DELETE");
+      expect(detail.decodeError).to.contain("'op' must be INSERT, UPDATE, DELETE, TRUNCATE, SOFT_DELETE or RESTORE");
       const missing = await cli(['failed', 'show', '123456']);
       expect(missing.code, shown(missing)).to.equal(1);
       expect(missing.stderr).to.contain('no failed notification has id 123456');

@@ -74,16 +74,16 @@ describe('channel definitions', () => {
 
   it("rejects an unknown event, naming the model, the channel and the supported events", () => {
     const sequelize = offline();
-    defineWith(sequelize, 'Author', { channels: { author_created: { events: ['insert', 'truncate'] } } });
+    defineWith(sequelize, 'Author', { channels: { author_created: { events: ['insert', 'upsert'] } } });
     const error = definitionError(() => sequelize.use(pgpubsub));
-    expect(error.message).to.equal(`channel 'author_created' on model Author: event "truncate" is not supported (insert, update, delete)`);
+    expect(error.message).to.equal(`channel 'author_created' on model Author: event "upsert" is not supported (insert, update, delete, truncate, soft_delete, restore)`);
     expect(error.code).to.equal('PGPUBSUB_INVALID_CHANNEL');
   });
 
   it('rejects a channel without events', () => {
     const sequelize = offline();
     defineWith(sequelize, 'Author', { channels: { author_created: {} } });
-    expect(definitionError(() => sequelize.use(pgpubsub)).message).to.contain("'events' is required; list one or more of insert, update, delete");
+    expect(definitionError(() => sequelize.use(pgpubsub)).message).to.contain("'events' is required; list one or more of insert, update, delete, truncate, soft_delete, restore");
   });
 
   it('rejects a malformed name, a name over 63 bytes and a reserved name', () => {
@@ -119,7 +119,7 @@ describe('channel definitions', () => {
     const sequelize = offline();
     defineWith(sequelize, 'Author', { channels: { author_created: { event: 'insert', events: 'insert', durable: 'yes', retry: { maxAttempts: 0 } } } });
     const { problems } = definitionError(() => sequelize.use(pgpubsub));
-    expect(problems).to.include("channel 'author_created' on model Author: unknown option 'event' (known: events, durable, retry, timeoutMs, fullRows)");
+    expect(problems).to.include("channel 'author_created' on model Author: unknown option 'event' (known: events, durable, retry, timeoutMs, fullRows, delayMs, columns, exclude, when)");
     expect(problems).to.include(`channel 'author_created' on model Author: 'durable' must be true or false, got "yes"`);
     expect(problems).to.include("channel 'author_created' on model Author: retry.maxAttempts must be a positive integer, got 0");
   });
@@ -130,7 +130,7 @@ describe('channel definitions', () => {
     process.on('unhandledRejection', onRejection);
     try {
       const sequelize = offline().use(pgpubsub);
-      defineWith(sequelize, 'Late', { channels: { late: { events: ['truncate'] } } });
+      defineWith(sequelize, 'Late', { channels: { late: { events: ['upsert'] } } });
       await new Promise((resolve) => setImmediate(resolve));
       expect(() => sequelize.pgpubsub.channels()).to.throw(ChannelDefinitionError, "channel 'late' on model Late");
       let syncError: unknown;

@@ -108,7 +108,7 @@ describe('listener: exactly-once processing', () => {
       const kept = await storedNotifications(app.sequelize);
       expect(kept).to.have.length(1);
       expect(kept[0].payload.new.name).to.equal('broken');
-      expect((kept[0] as unknown as { last_error: string }).last_error).to.contain("'op' must be INSERT, UPDATE or DELETE, got undefined");
+      expect((kept[0] as unknown as { last_error: string }).last_error).to.contain("'op' must be INSERT, UPDATE, DELETE, TRUNCATE, SOFT_DELETE or RESTORE, got undefined");
     });
 
     it('five good and four broken, interleaved: five posts and four rows kept', async () => {

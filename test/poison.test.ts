@@ -167,14 +167,14 @@ describe('poison-proof listeners', function () {
     it('fails them at once, without retries, saying why and that it is for good', async () => {
       onAuthor(() => undefined);
       await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES
-        ('author_created', '[1, 2]'), ('author_created', '{"op": "TRUNCATE", "old": null, "new": null}'), ('author_created', '"not json"')`);
+        ('author_created', '[1, 2]'), ('author_created', '{"op": "MERGE", "old": null, "new": null}'), ('author_created', '"not json"')`);
       const { logger, lines } = capturing();
       await listen({ logger });
       await eventually(async () => (await stored()).every((row) => row.failed_at !== null), 'all three to fail');
       const rows = await stored();
       expect(rows.map((row) => row.attempts)).to.deep.equal([1, 1, 1]);
       expect(rows[0].last_error).to.contain('expected a JSON object, got [1,2]');
-      expect(rows[1].last_error).to.contain("'op' must be INSERT, UPDATE or DELETE, got \"TRUNCATE\"");
+      expect(rows[1].last_error).to.contain("'op' must be INSERT, UPDATE, DELETE, TRUNCATE, SOFT_DELETE or RESTORE, got \"MERGE\"");
       expect(rows[2].last_error).to.contain('expected a JSON object, got text that is not JSON');
       const finals = lines.filter((line) => line.level === 'error' && line.message.includes('failed for good'));
       expect(finals).to.have.length(3);

@@ -14,7 +14,7 @@ import { openApp } from '../dev/example-app';
 import { ROOT } from '../dev/processes';
 import { managedFunctionSql } from '../lib/catalog';
 import { listeners as listenersMigration } from '../lib/migrations/listeners';
-import type { Listener } from '../lib';
+import { type Listener, channel } from '../lib';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
 import { type TestDatabase, testDatabase } from './support/hooks';
@@ -107,10 +107,17 @@ describe('privileges', function () {
 
     const author = await app.Author.create({ name: 'Ann' });
     await app.sequelize.pgpubsub.notify(app.PostReads, { modelId: 7, date: new Date('2026-12-02T10:00:00Z') });
+
     await eventually(async () => (await rows<{ n: number }>(owner, `SELECT count(*)::int AS n FROM posts WHERE author_id = ${author.id}`))[0].n === 1, 'the post of the author');
     await eventually(() => reads.get('2026-12-02')?.[7] === 1, 'the broadcast read');
     await eventually(async () => (await rows<{ n: number }>(owner, 'SELECT count(*)::int AS n FROM pgpubsub.notification'))[0].n === 0, 'nothing left stored');
     expect(listener.stats.failed).to.equal(0);
+
+    // A delayed send: send()'s overload with a due time, granted with the other.
+    const Later = channel<{ n: number }>('later_as_writer');
+    app.sequelize.pgpubsub.register(Later);
+    await app.sequelize.pgpubsub.notify(Later, { n: 1 }, { delayMs: 60_000 });
+    expect(await rows(owner, "SELECT (available_at > now() + interval '50 seconds') AS later FROM pgpubsub.notification WHERE channel = 'later_as_writer'")).to.deep.equal([{ later: true }]);
   });
 
   it('lets a role other than the owner record a migration, and db_version follows it', async () => {

@@ -18,6 +18,9 @@ import { contextFunctionV3 } from './schema';
  *   another's), as the owner; NULL channels deletes it. Like every library function, not
  *   executable by PUBLIC: the roles that may claim (EXECUTE on claim()) are granted it here, so
  *   an upgrade needs no new grant for the listeners' roles.
+ * - `send(channel, payload, durable, available_at)`: send() for a delayed notification (notify()'s
+ *   `delayMs` and `runAt`, a channel's `delayMs`): stored, due no earlier than `available_at`. Granted
+ *   to the roles that may run the three-argument send(), so the writers need no new grant.
  * - `context()` also gives the producer's trace context: the W3C `traceparent` in the setting
  *   `pgpubsub.traceparent`, which the library sets from OpenTelemetry's active span before a
  *   model's write or a notify() (when @opentelemetry/api is installed), so that the callback's
@@ -35,6 +38,22 @@ function contextFunctionV5(objects: MigrationTarget['objects']): string {
     OPERATOR(pg_catalog.||) CASE WHEN coalesce(${trace}, '') = '' THEN '{}'::pg_catalog.jsonb
                                  ELSE pg_catalog.jsonb_build_object('traceparent', ${trace}) END
 $fn$`);
+}
+
+/** Grants EXECUTE on function `to` to every role (other than the owner and PUBLIC) that may execute `from` (both qualified, with their argument types). */
+function copyGrants(from: string, to: string): string {
+  return `DO $do$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN SELECT DISTINCT a.grantee::regrole AS grantee
+             FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+            WHERE p.oid = ${quoteLiteral(from)}::pg_catalog.regprocedure
+              AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', ${quoteLiteral(to)}, r.grantee);
+  END LOOP;
+END
+$do$`;
 }
 
 function listenersSql({ objects }: MigrationTarget) {
@@ -70,22 +89,28 @@ BEGIN
 END
 $fn$`,
     `REVOKE ALL ON FUNCTION ${objects.reportFunction}(text, integer, timestamptz, jsonb) FROM PUBLIC`,
-    `DO $do$
+    copyGrants(`${objects.claimFunction}(text[], jsonb, integer, integer, integer)`, `${objects.reportFunction}(text, integer, timestamptz, jsonb)`),
+    `CREATE FUNCTION ${objects.sendFunction}(channel text, payload jsonb, durable boolean, available_at timestamptz) RETURNS void LANGUAGE plpgsql
+  SECURITY DEFINER ${PINNED_SEARCH_PATH} AS $fn$
 DECLARE
-  r record;
+  message jsonb := jsonb_build_object('op', 'NOTIFY', 'payload', payload, 'context', ${objects.contextFunction}());
+  woke boolean;
 BEGIN
-  FOR r IN SELECT DISTINCT a.grantee::regrole AS grantee
-             FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
-            WHERE p.oid = ${quoteLiteral(`${objects.claimFunction}(text[], jsonb, integer, integer, integer)`)}::pg_catalog.regprocedure
-              AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner LOOP
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s(text, integer, timestamptz, jsonb) TO %s', ${quoteLiteral(objects.reportFunction)}, r.grantee);
-  END LOOP;
+  IF NOT durable THEN
+    RAISE EXCEPTION 'pgpubsub send: a broadcast cannot be delayed (it is a NOTIFY, never stored)' USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO ${objects.notificationTable} (channel, payload, available_at) VALUES (channel, message, coalesce(available_at, now()));
+  -- Woken now: a listener that finds it not yet due sets a timer for it.
+  woke := ${objects.wakeFunction}(channel);
 END
-$do$`,
+$fn$`,
+    `REVOKE ALL ON FUNCTION ${objects.sendFunction}(text, jsonb, boolean, timestamptz) FROM PUBLIC`,
+    copyGrants(`${objects.sendFunction}(text, jsonb, boolean)`, `${objects.sendFunction}(text, jsonb, boolean, timestamptz)`),
     `INSERT INTO ${objects.versionTable} (version, name) VALUES (5, ${quoteLiteral(LISTENERS_NAME)})`,
   ];
   const down = [
     `DELETE FROM ${objects.versionTable} WHERE version = 5`,
+    `DROP FUNCTION ${objects.sendFunction}(text, jsonb, boolean, timestamptz)`,
     `DROP FUNCTION ${objects.reportFunction}(text, integer, timestamptz, jsonb)`,
     `DROP TABLE ${objects.listenerTable}`,
     contextFunctionV3(objects),

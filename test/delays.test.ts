@@ -1,0 +1,89 @@
+/**
+ * Delays: notify()'s delayMs and runAt, a channel's delayMs (custom and model channels). A delayed
+ * notification is stored at once, processed no earlier than asked and on time (the listener sets
+ * a timer for it rather than polling), and survives a listener's restart.
+ */
+import { expect } from 'chai';
+import { DataTypes } from 'sequelize';
+import { ChannelDefinitionError, NotifyPayloadError, channel } from '../lib';
+import { eventually } from '../dev/eventually';
+import { exampleAppPerTest } from './support/example-app-per-test';
+
+describe('delays', function () {
+  this.timeout(30_000);
+  const test = exampleAppPerTest();
+
+  it("processes notify()'s delayMs and runAt no earlier than asked and on time, waking once rather than polling", async () => {
+    const Reminder = channel<{ n: number }>('reminder');
+    const { pubsub } = { pubsub: test.app.sequelize.pgpubsub };
+    pubsub.register(Reminder);
+    const seen = new Map<number, number>();
+    pubsub.on(Reminder, ({ payload }) => { seen.set(payload.n, Date.now()); });
+    const listener = await test.listen({ recover: false });
+    let drains = 0;
+    listener.on('drain:start', () => { drains++; });
+    const sent = Date.now();
+    await pubsub.notify(Reminder, { n: 1 }, { delayMs: 1500 });
+    await pubsub.notify(Reminder, { n: 2 }, { runAt: new Date(sent + 1000) });
+    await pubsub.notify(Reminder, { n: 3 });
+    await eventually(() => seen.size === 3, 'all three processed', 10_000);
+    expect(seen.get(3)! - sent).to.be.below(1000);
+    expect(seen.get(2)! - sent).to.be.within(950, 2500);
+    expect(seen.get(1)! - sent).to.be.within(1450, 3000);
+    // The three wake-ups and the two timers, not a poll every few ms.
+    expect(drains).to.be.at.most(8);
+  });
+
+  it("applies a channel's delayMs (notify()'s own wins), and keeps a delayed notification through a listener's restart", async () => {
+    const Digest = channel<{ n: number }>('digest', { delayMs: 1200 });
+    const pubsub = test.app.sequelize.pgpubsub;
+    pubsub.register(Digest);
+    const seen = new Map<number, number>();
+    pubsub.on(Digest, ({ payload }) => { seen.set(payload.n, Date.now()); });
+    const sent = Date.now();
+    await pubsub.notify(Digest, { n: 1 });
+    await pubsub.notify(Digest, { n: 2 }, { delayMs: 0 });
+    const first = await test.listen();
+    await eventually(() => seen.has(2), 'the undelayed one');
+    expect(seen.has(1)).to.equal(false);
+    await first.stop();
+    await test.listen();
+    await eventually(() => seen.has(1), 'the delayed one, by the new listener', 10_000);
+    expect(seen.get(1)! - sent).to.be.at.least(1150);
+  });
+
+  it("delays a model channel's notifications by its delayMs", async () => {
+    const { sequelize } = test.app;
+    const Invoice = sequelize.define('DelayedInvoice', { id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true }, total: DataTypes.INTEGER }, {
+      tableName: 'delayed_invoices', timestamps: false,
+      pgpubsub: { channels: { invoice_due: { events: ['insert'], delayMs: 1000 } } },
+    });
+    await Invoice.sync();
+    await sequelize.pgpubsub.triggers.sync();
+    const seen: number[] = [];
+    sequelize.pgpubsub.on(Invoice, 'invoice_due', () => { seen.push(Date.now()); });
+    await test.listen();
+    const sent = Date.now();
+    await Invoice.create({ total: 5 });
+    await eventually(() => seen.length === 1, 'the invoice, a second later', 10_000);
+    expect(seen[0] - sent).to.be.within(950, 3000);
+  });
+
+  it('says what is wrong with a delay', async () => {
+    const pubsub = test.app.sequelize.pgpubsub;
+    const Live = channel<{ n: number }>('live_delay', { durable: false });
+    const Stored = channel<{ n: number }>('stored_delay');
+    pubsub.register(Live, Stored);
+    const refused = async (work: Promise<unknown>, message: string) => {
+      const error = await work.then(() => null, (e: unknown) => e);
+      expect(error).to.be.instanceOf(NotifyPayloadError).and.to.have.property('code', 'PGPUBSUB_DELAY');
+      expect((error as Error).message).to.contain(message);
+    };
+    await refused(pubsub.notify(Live, { n: 1 }, { delayMs: 10 }), "notify('live_delay'): a broadcast channel cannot be delayed");
+    await refused(pubsub.notify(Stored, { n: 1 }, { delayMs: 10, runAt: new Date() }), 'give delayMs or runAt, not both');
+    await refused(pubsub.notify(Stored, { n: 1 }, { delayMs: -1 }), 'delayMs must be an integer from 0 to 2147483647');
+    await refused(pubsub.notify(Stored, { n: 1 }, { runAt: new Date('nope') }), 'runAt must be a valid Date');
+    expect(() => channel('bad_delay', { durable: false, delayMs: 5 })).to.throw(ChannelDefinitionError, "'delayMs' is for durable channels");
+    expect(() => channel('bad_delay', { delayMs: 1.5 })).to.throw(ChannelDefinitionError, "'delayMs' must be an integer");
+  });
+});
