@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { installedOn } from './installed';
 import path from 'node:path';
 import type { Sequelize } from 'sequelize';
 import { AppLoadError } from './errors';
@@ -31,14 +32,51 @@ function sequelizeOf(exported: unknown): Sequelize | null {
   return candidates.find(isSequelize) ?? null;
 }
 
-function requireFrom(file: string): unknown {
-  if (/\.[cm]?ts$/.test(file)) {
-    try {
-      require('tsx/cjs');
-    } catch {
-      throw new AppLoadError('PGPUBSUB_APP_TS', `${file} is TypeScript; install tsx (npm i -D tsx) so the CLI can load it, or point --app at compiled JavaScript`);
-    }
+/** Registers tsx's require hook, so that a TypeScript app loads; says what to install when tsx is missing. */
+function loadTypeScript(file: string): void {
+  try {
+    require('tsx/cjs');
+  } catch {
+    throw new AppLoadError('PGPUBSUB_APP_TS', `${file} is TypeScript; install tsx (npm i -D tsx) so the CLI can load it, or point --app at compiled JavaScript`);
   }
+}
+
+/** A TypeScript module that Node's own resolution would not find: `<source>.ts` or `<source>/index.ts` with no JavaScript beside it. */
+function typeScriptEntry(source: string): string | null {
+  const js = ['.js', '.cjs', '.json'].flatMap((ext) => [`${source}${ext}`, path.join(source, `index${ext}`)]);
+  if (fs.existsSync(source) && fs.statSync(source).isFile()) return null;
+  if (js.some((file) => fs.existsSync(file))) return null;
+  return ['.ts', '.cts', '.mts'].flatMap((ext) => [`${source}${ext}`, path.join(source, `index${ext}`)]).find((file) => fs.existsSync(file)) ?? null;
+}
+
+/**
+ * The project a command run from `start` belongs to: the nearest folder up that holds a
+ * .sequelizerc, else the nearest that holds a package.json, else `start` itself.
+ */
+export function projectRoot(start: string): string {
+  const nearest = (file: string) => {
+    for (let dir = start; ; dir = path.dirname(dir)) {
+      if (fs.existsSync(path.join(dir, file))) return dir;
+      if (path.dirname(dir) === dir) return null;
+    }
+  };
+  return nearest('.sequelizerc') ?? nearest('package.json') ?? start;
+}
+
+/** A .sequelizerc, evaluated from its own folder (its path.resolve() calls mean that folder, as for sequelize-cli run there). */
+function readRc(file: string, root: string): SequelizeRc {
+  const previous = process.cwd();
+  if (previous === root) return requireFrom(file) as SequelizeRc;
+  process.chdir(root);
+  try {
+    return requireFrom(file) as SequelizeRc;
+  } finally {
+    process.chdir(previous);
+  }
+}
+
+function requireFrom(file: string): unknown {
+  if (/\.[cm]?ts$/.test(file)) loadTypeScript(file);
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- loading the user's app by path.
   return require(file);
 }
@@ -48,11 +86,16 @@ function requireFrom(file: string): unknown {
  * names ('models-path', default ./models), which exports the configured `sequelize`.
  */
 export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp {
-  const cwd = options.cwd ?? process.cwd();
+  // From a subfolder, the project's root: where .sequelizerc (or package.json) is. --app stays relative to where you are.
+  const here = options.cwd ?? process.cwd();
+  const cwd = options.cwd ?? projectRoot(here);
   const rcFile = path.join(cwd, '.sequelizerc');
-  const rc: SequelizeRc = fs.existsSync(rcFile) ? (requireFrom(rcFile) as SequelizeRc) : {};
+  const rc: SequelizeRc = fs.existsSync(rcFile) ? readRc(rcFile, cwd) : {};
   const migrationsPath = path.resolve(cwd, rc['migrations-path'] ?? 'migrations');
-  const source = options.app ? path.resolve(cwd, options.app) : path.resolve(cwd, rc['models-path'] ?? 'models');
+  const source = options.app ? path.resolve(here, options.app) : path.resolve(cwd, rc['models-path'] ?? 'models');
+  // A models folder whose index is TypeScript: Node finds it only once tsx is registered.
+  const typeScript = typeScriptEntry(source);
+  if (typeScript) loadTypeScript(typeScript);
 
   let resolved: string;
   try {
@@ -79,7 +122,7 @@ export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp
     );
   }
   // An app that defines channels but forgot use(pgpubsub) still gets its triggers managed.
-  const pubsub = sequelize.pgpubsub ?? install(sequelize);
+  const pubsub = installedOn<PgPubSub>(sequelize) ?? install(sequelize);
   return { sequelize, pubsub, migrationsPath, source: resolved };
 }
 

@@ -263,6 +263,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   #retention: NodeJS.Timeout | null = null;
   #beat: NodeJS.Timeout | null = null;
   readonly #report: ListenerReport;
+  /** listen({ channels }) named its channels: the others are not its business. */
+  readonly #channelsGiven: boolean;
   #reportTimer: NodeJS.Timeout | null = null;
   /** Channels whose listening lock another session holds exclusively: tried again every LISTENING_RETRY_MS. */
   #notListening: string[] = [];
@@ -285,6 +287,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.#log = options.logger ? toLogger(options.logger, 'listen({ logger })') : consoleLogger();
     const poolMax = (host.sequelize as unknown as { config?: { pool?: { max?: number } } }).config?.pool?.max ?? 5;
     this.#options = resolveListenOptions(options, poolMax);
+    this.#channelsGiven = options.channels !== undefined;
     const names = options.channels ?? host.channels().filter((c) => host.callbacks(c.name).length + host.batchCallbacks(c.name).length > 0).map((c) => c.name);
     if (names.length === 0) {
       throw new ListenOptionsError('PGPUBSUB_NO_CALLBACKS', 'listen: no channel has a callback. Register one first, e.g. sequelize.pgpubsub.on(Author, \'author_created\', callback)');
@@ -368,6 +371,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
     }, REPORT_EVERY_MS);
     this.#reportTimer.unref?.();
     this.#log.info('listening', { event: 'listening', channels: this.#channels.map((c) => c.name) });
+    // A durable channel nobody here handles stores notifications that only a listener elsewhere can take.
+    if (!this.#channelsGiven) {
+      for (const channel of this.#host.channels()) {
+        if (!channel.durable || this.#host.callbacks(channel.name).length + this.#host.batchCallbacks(channel.name).length > 0) continue;
+        this.#log.warn(`durable channel '${channel.name}' has no callback in this process: its notifications are stored and wait for a listener that has one (register one with sequelize.pgpubsub.on(…), or leave the channel out of the definitions)`, {
+          event: 'no-callback', channel: channel.name,
+        });
+      }
+    }
     // The first drain starts now, so idle() covers it; handlers attached once listen() resolves still
     // see all of its events, which all follow database round trips.
     if (this.#options.recover) {

@@ -1,6 +1,7 @@
 import { Sequelize } from 'sequelize';
 import type { ModelPubSubOptions } from './channel';
 import { SetupError } from './errors';
+import { INSTALLED } from './installed';
 import { PgPubSub, type PgPubSubOptions } from './pubsub';
 
 /** Anything `sequelize.use()` accepts: an object with `install(sequelize, options)`. */
@@ -24,7 +25,6 @@ declare module 'sequelize/types/model' {
   }
 }
 
-const INSTALLED = Symbol.for('sequelize-pgpubsub.instance');
 
 /**
  * Adds pgpubsub to a Sequelize instance (the primitive behind `sequelize.use(pgpubsub)`).
@@ -67,6 +67,18 @@ if (!Object.prototype.hasOwnProperty.call(Sequelize.prototype, 'use')) {
     },
     enumerable: false,
     writable: true,
+    configurable: true,
+  });
+}
+
+// `sequelize.pgpubsub` before `use(pgpubsub)`: a message that says so, instead of "Cannot read
+// properties of undefined". install() gives each instance an own property that hides this one.
+if (!Object.prototype.hasOwnProperty.call(Sequelize.prototype, 'pgpubsub')) {
+  Object.defineProperty(Sequelize.prototype, 'pgpubsub', {
+    get(this: Sequelize): never {
+      throw new SetupError('PGPUBSUB_NOT_USED', 'sequelize.pgpubsub: this Sequelize instance has no pgpubsub yet; call sequelize.use(pgpubsub) first (import pgpubsub from \'sequelize-pgpubsub\')');
+    },
+    enumerable: false,
     configurable: true,
   });
 }

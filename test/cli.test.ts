@@ -336,6 +336,23 @@ export default sequelize;
       expect(result.stderr, 'no stack trace for a user error').not.to.match(/^\s+at /m);
     });
 
+    it("finds the project's .sequelizerc from a subfolder, and loads a models folder whose index is TypeScript without the user registering tsx", async () => {
+      const { url } = await fresh(emptyDatabase, 'cli subfolder');
+      const dir = tmpDir();
+      fs.writeFileSync(path.join(dir, '.sequelizerc'), "const path = require('path');\nmodule.exports = { 'models-path': path.resolve('src', 'models') };\n");
+      fs.mkdirSync(path.join(dir, 'src', 'models'), { recursive: true });
+      fs.mkdirSync(path.join(dir, 'src', 'deep', 'er'), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'src', 'models', 'index.ts'), `
+import { DataTypes, Sequelize } from ${JSON.stringify(path.join(ROOT, 'node_modules', 'sequelize'))};
+export const sequelize: Sequelize = new Sequelize(process.env.DATABASE_URL!, { dialect: 'postgres', logging: false });
+sequelize.define('Gizmo', { id: { type: DataTypes.INTEGER, primaryKey: true } },
+  { tableName: 'gizmos', timestamps: false, pgpubsub: { channels: { gizmo_made: { events: ['insert'] } } } });
+`);
+      const result = await pgpubsub(['triggers', 'ls', '--json'], { url, cwd: path.join(dir, 'src', 'deep', 'er') });
+      expect(result.code, shown(result)).to.equal(0);
+      expect(JSON.parse(result.stdout).map((state: { channel: string }) => state.channel)).to.deep.equal(['gizmo_made']);
+    });
+
     it('fails with exit 1 naming the missing path when the --app module does not exist', async () => {
       const { url } = await fresh(emptyDatabase, 'cli app missing');
       const dir = tmpDir();
@@ -364,15 +381,15 @@ export default sequelize;
 const { Sequelize, DataTypes } = require(${JSON.stringify(path.join(ROOT, 'node_modules', 'sequelize'))});
 const sequelize = new Sequelize(process.env.DATABASE_URL, { dialect: 'postgres', logging: false });
 sequelize.define('Gadget', { id: { type: DataTypes.INTEGER, primaryKey: true } },
-  { tableName: 'gadgets', timestamps: false, pgpubsub: { channels: { gadget_wiped: { events: ['truncate'] } } } });
+  { tableName: 'gadgets', timestamps: false, pgpubsub: { channels: { gadget_wiped: { events: ['upsert'] } } } });
 module.exports = { sequelize };
 `);
       const result = await pgpubsub(['triggers', 'ls', '--app', 'bad.js'], { url, cwd: dir });
       expect(result.code, shown(result)).to.equal(1);
       expect(result.stdout).to.equal('');
       expect(result.stderr).to.include("channel 'gadget_wiped' on model Gadget");
-      expect(result.stderr).to.include('"truncate"');
-      expect(result.stderr).to.include('insert, update, delete');
+      expect(result.stderr).to.include('"upsert"');
+      expect(result.stderr).to.include('insert, update, delete, truncate, soft_delete, restore');
       const triggers = await sql(url, `SELECT tgname FROM pg_trigger t WHERE ${managedTriggerSql('t')}`);
       expect(triggers).to.deep.equal([]);
     });

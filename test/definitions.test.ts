@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { DataTypes, type ModelOptions, Sequelize } from 'sequelize';
-import pgpubsub, { ChannelDefinitionError, PgPubSubError, channel, install } from '../lib';
+import pgpubsub, { ChannelDefinitionError, PgPubSubError, SetupError, channel, install } from '../lib';
 
 /** A Sequelize instance that never connects: definitions are checked without a database. */
 function offline(): Sequelize {
@@ -33,6 +33,13 @@ describe('channel definitions', () => {
     expect(sequelize.pgpubsub.channel('custom_one')).to.equal(Custom);
     expect(Object.keys(Sequelize.prototype)).not.to.include('use');
     expect(Object.keys(sequelize)).not.to.include('pgpubsub');
+  });
+
+  it('says to call use(pgpubsub) first when sequelize.pgpubsub is read before it', () => {
+    const sequelize = offline();
+    expect(() => sequelize.pgpubsub).to.throw(SetupError, 'call sequelize.use(pgpubsub) first');
+    sequelize.use(pgpubsub);
+    expect(sequelize.pgpubsub.channels()).to.deep.equal([]);
   });
 
   it('picks up models defined before and after use()', () => {

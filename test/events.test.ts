@@ -79,6 +79,18 @@ describe('listener events', function () {
     expect(starts.find((start) => start.channel === 'live_lag')!.lagMs).to.equal(null);
   });
 
+  it('warns at start of each durable channel without a callback here, unless listen({ channels }) chose its channels', async () => {
+    test.app.sequelize.pgpubsub.on(test.app.Author, 'author_created', () => {});
+    const warned: unknown[] = [];
+    const logger = { debug() {}, info() {}, warn: (_message: string, fields?: { event?: string; channel?: string }) => { if (fields?.event === 'no-callback') warned.push(fields.channel); }, error() {} };
+    await listen({ logger });
+    // post_reads is a broadcast: nothing stored waits for it.
+    expect(warned.sort()).to.deep.equal(['child_changed', 'media_changed', 'post_deleted']);
+    warned.length = 0;
+    await listen({ logger, channels: ['author_created'] });
+    expect(warned).to.deep.equal([]);
+  });
+
   it('tells the reconnect attempt', async () => {
     test.app.sequelize.pgpubsub.on(test.app.Author, 'author_created', () => {});
     const listener = await listen({ reconnect: { minDelayMs: 10, maxDelayMs: 50 } });

@@ -1,4 +1,5 @@
 import type { QueryInterface, Sequelize } from 'sequelize';
+import { installedOn } from '../installed';
 import { installedLibraryVersion } from '../catalog';
 import { DEFAULT_MIGRATION_STORAGE, DEFAULT_SCHEMA, type LibraryObjects, checkSchemaName, libraryObjects } from '../db-objects';
 import { SetupError } from '../errors';
@@ -82,7 +83,7 @@ function sequelizeFromMigrationArgs(args: readonly unknown[]): Sequelize {
  * sequelize-cli's config (it passes its whole config to the Sequelize it creates), else the default.
  */
 function resolveTarget(sequelize: Sequelize, options: LibraryMigrationOptions): MigrationTarget {
-  const plugin = (sequelize as { pgpubsub?: { schema?: string } }).pgpubsub;
+  const plugin = installedOn<{ schema?: string }>(sequelize);
   const schema = checkSchemaName(options.schema ?? plugin?.schema ?? DEFAULT_SCHEMA, 'pgpubsub migration');
   const cli = (sequelize as unknown as { options: object }).options as { migrationStorageTableName?: string; migrationStorageTableSchema?: string };
   const tableName = options.storage?.tableName ?? cli.migrationStorageTableName ?? DEFAULT_MIGRATION_STORAGE.tableName;
