@@ -100,6 +100,8 @@ async function withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>
 function buildProgram(): Command {
   const program = new Command('pgpubsub')
     .description('Manage sequelize-pgpubsub channels, triggers and migrations.')
+    // lib/cli.ts and dist/cli.js both sit one folder below package.json.
+    .version((require('../package.json') as { version: string }).version, '-V, --version', 'print the version and exit')
     .option('--app <module>', "module exporting your configured sequelize (default: the models index named in .sequelizerc)")
     .option('--cwd <dir>', 'project directory to run in (default: the current directory)')
     .showHelpAfterError('(run with --help for usage)')

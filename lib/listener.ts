@@ -544,8 +544,21 @@ export class Listener extends EventEmitter<ListenerEvents> {
 
   #onNotification(message: Notification): void {
     if (message.channel === PAUSE_CHANNEL) {
+      // A pause or resume of one of ours: stop claiming it at once, before the wake-ups that follow
+      // this NOTIFY start a drain, and until the paused channels are read again (a resume is then undone).
+      const named = message.payload ?? '';
+      if (this.#filter.channels.includes(named) && !this.#paused.includes(named)) {
+        this.#claimable = { ...this.#claimable, channels: this.#claimable.channels.filter((c) => c !== named) };
+      }
       const client = this.#connection.client;
-      if (client) void this.#readPaused(client).catch((error: unknown) => this.#log.warn('could not read the paused channels', { event: 'paused-read-failed', error: errorSummary(error) }));
+      if (client) {
+        // A resume: what the channel stored meanwhile is drained now.
+        void this.#readPaused(client).then(() => { if (!this.#paused.includes(named)) this.wake(); }, (error: unknown) => {
+          this.#log.warn('could not read the paused channels', { event: 'paused-read-failed', error: errorSummary(error) });
+          // Claims go back to what was last read; the heartbeat reads again.
+          this.#applyPaused(this.#paused);
+        });
+      }
       return;
     }
     if (message.channel === RECOVER_CHANNEL) {

@@ -76,7 +76,8 @@ function runtimeClosure(pkg: PackageJson): Set<string> {
       visit(found, Object.keys(manifest.peerDependencies ?? {}).filter((p) => !optionalPeers[p]?.optional), false);
     }
   };
-  visit(ROOT, [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})], true);
+  // Optional peers (tsx, @opentelemetry/api) are the app's to have or not.
+  visit(ROOT, [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {}).filter((peer) => !pkg.peerDependenciesMeta?.[peer]?.optional)], true);
   return topLevel;
 }
 
@@ -159,8 +160,8 @@ Post.init({ title: DataTypes.TEXT }, {
   tableName: 'posts',
   pgpubsub: {
     channels: {
-      // @ts-expect-error: truncate is not a channel event.
-      post_truncated: { events: ['truncate'] },
+      // @ts-expect-error: upsert is not a channel event.
+      post_upserted: { events: ['upsert'] },
     },
   },
 });
@@ -209,6 +210,20 @@ describe('installed package (dist/, exports map, bin)', function () {
     const build = await run(TSC, ['-p', 'tsconfig.build.json', '--outDir', path.join(installed, 'dist')], { cwd: ROOT, timeout: 90000 });
     expect(build.code, `build: ${shown(build)}`).to.equal(0);
 
+    // What the build requires is what package.json declares: no dependency it never loads (umzug,
+    // pg for its types only), none it loads undeclared.
+    const required = new Set<string>();
+    for (const file of fs.readdirSync(path.join(installed, 'dist'), { recursive: true }) as string[]) {
+      if (!file.endsWith('.js')) continue;
+      for (const [, , name] of fs.readFileSync(path.join(installed, 'dist', file), 'utf8').matchAll(/require\((["'])([^"'.][^"']*)\1\)/g)) {
+        // Builtins, and module names in messages' example code (`require('…')`), are not dependencies.
+        if (name.startsWith('node:') || !/^(@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*(\/.*)?$/.test(name)) continue;
+        required.add(name.startsWith('@') ? name.split('/').slice(0, 2).join('/') : name.split('/')[0]);
+      }
+    }
+    expect([...required].filter((name) => !(name in (pkg.dependencies ?? {})) && !(name in (pkg.peerDependencies ?? {}))), 'required, not declared').to.deep.equal([]);
+    expect(Object.keys(pkg.dependencies ?? {}).filter((name) => !required.has(name)), 'declared, never required').to.deep.equal([]);
+
     // npm links each bin into node_modules/.bin and makes it executable.
     fs.mkdirSync(path.join(modules, '.bin'));
     for (const [command, file] of Object.entries(pkg.bin ?? {})) {
@@ -216,7 +231,9 @@ describe('installed package (dist/, exports map, bin)', function () {
       fs.symlinkSync(path.join('..', NAME, file), path.join(modules, '.bin', command));
     }
 
-    for (const dep of runtimeClosure(pkg)) {
+    // The package's runtime closure, and the app's own dependencies (the quick start's package.json: umzug, pg, sequelize).
+    const appDependencies = Object.keys(readJson(path.join(EXAMPLES, 'quick-start', 'package.json')).dependencies ?? {}).filter((dep) => dep !== NAME);
+    for (const dep of runtimeClosure({ ...pkg, dependencies: { ...pkg.dependencies, ...Object.fromEntries(appDependencies.map((dep) => [dep, '*'])) } })) {
       const link = path.join(modules, dep);
       fs.mkdirSync(path.dirname(link), { recursive: true });
       fs.symlinkSync(path.join(ROOT_MODULES, dep), link, 'dir');
@@ -241,7 +258,7 @@ describe('installed package (dist/, exports map, bin)', function () {
   });
 
   it('installs only the published files, and needs no dev dependency to load', () => {
-    expect(fs.readdirSync(installed).sort()).to.deep.equal(['bin', 'dist', 'package.json']);
+    expect(fs.readdirSync(installed).sort()).to.deep.equal(['CHANGELOG.md', 'LICENSE', 'bin', 'dist', 'package.json']);
     expect(fs.existsSync(path.join(installed, 'lib'))).to.equal(false);
     for (const file of ['index.js', 'index.d.ts', 'plugin.d.ts', 'cli.js', 'migrations/notification-table.js', 'migrations/notification-table.d.ts']) {
       expect(fs.existsSync(path.join(installed, 'dist', file)), `dist/${file}`).to.equal(true);
@@ -284,6 +301,14 @@ describe('installed package (dist/, exports map, bin)', function () {
     expect(cjs.stdout).to.include('cjs ok');
     expect(esm.code, shown(esm)).to.equal(0);
     expect(esm.stdout).to.include('esm ok');
+  });
+
+  it('packs dist/, bin/, the README, LICENSE and CHANGELOG, and nothing of lib/ or test/ (npm pack, which builds first)', async () => {
+    const packed = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts=false'], { cwd: ROOT, timeout: 120_000 });
+    expect(packed.code, shown(packed)).to.equal(0);
+    const files = (JSON.parse(packed.stdout) as Array<{ files: Array<{ path: string }> }>)[0].files.map((file) => file.path);
+    expect(files).to.include.members(['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'bin/pgpubsub.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/migrations/listeners.js']);
+    expect(files.filter((file) => /^(lib|test|bench|dev|examples)\//.test(file))).to.deep.equal([]);
   });
 
   it('follows the README quick start (examples/quick-start): db:migrate, migration:generate, db:migrate, triggers check, insert, listen, db:migrate:undo:all', async () => {
