@@ -59,6 +59,19 @@ export interface ModelChannelOptions {
   /** Record only the row changes that meet this. */
   when?: ChannelCondition;
   /**
+   * `'row'`: notifications of the same row (its primary key, or `orderingKey`) are processed one
+   * at a time, in id order, across every process; other rows' still go in parallel. Durable only.
+   */
+  ordering?: 'row';
+  /** The attributes that make an ordering key, instead of the primary key. */
+  orderingKey?: readonly string[];
+  /**
+   * When a notification of an ordered key fails for good: `'continue'` (default) lets the key go
+   * on with its next notification; `'block'` holds the key's later notifications until that one
+   * is retried (and succeeds) or purged.
+   */
+  afterFailure?: 'continue' | 'block';
+  /**
    * Broadcast channels only: send each row's columns in the NOTIFY. By default a broadcast sends
    * only the primary key, because any role that can connect may LISTEN and read it.
    */
@@ -112,6 +125,8 @@ export interface ModelChannel {
   readonly condition: string | null;
   /** A paranoid model's deletedAt column (soft deletes and restores are told apart by it); null otherwise. */
   readonly softDeleteColumn: string | null;
+  /** `ordering: 'row'`: the key's column names, and whether the key goes on after a failure for good; null: unordered. */
+  readonly ordering: { columns: readonly string[]; afterFailure: 'continue' | 'block' } | null;
   /** Column names (not attribute names) of the primary key, in key order. */
   readonly primaryKeyColumns: readonly string[];
 }

@@ -14,7 +14,7 @@ export const DEFAULT_SCHEMA = 'pgpubsub';
  * The version of the library's database objects this code installs and runs on. Each library
  * migration records its number in the version table; a listener refuses a database at another version.
  */
-export const LIBRARY_VERSION = 5;
+export const LIBRARY_VERSION = 6;
 
 /** Bare names (in the library's schema) of everything the library's migrations create. */
 const NAMES = {
@@ -31,6 +31,8 @@ const NAMES = {
   parseContextFunction: 'parse_context',
   refreshDbVersionFunction: 'refresh_db_version',
   reportFunction: 'report',
+  advanceDeletedFunction: 'advance_deleted',
+  advanceReleasedFunction: 'advance_released',
   wakeFunction: 'wake',
   sendFunction: 'send',
 } as const;
@@ -39,6 +41,8 @@ const NAMES = {
 export const LIBRARY_TABLES: readonly string[] = [NAMES.inflightTable, NAMES.listenerTable, NAMES.notificationTable, NAMES.pausedTable, NAMES.versionTable];
 /** The library's functions (bare names in its schema, sorted). */
 export const LIBRARY_FUNCTIONS: readonly string[] = [
+  NAMES.advanceDeletedFunction,
+  NAMES.advanceReleasedFunction,
   NAMES.claimFunction,
   NAMES.contextFunction,
   NAMES.dbVersionFunction,
@@ -69,6 +73,9 @@ export interface LibraryObjects {
   readonly listenerTable: string;
   /** `report(host, pid, started_at, channels)` (version 5): writes the caller's own row of `listener`. */
   readonly reportFunction: string;
+  /** The trigger functions (version 6) that move an ordered key on when a statement deletes its rows, or releases them. */
+  readonly advanceDeletedFunction: string;
+  readonly advanceReleasedFunction: string;
   /** The time (epoch ms) the listener draining a channel last said so; producers trust a drain lock only while it is fresh. */
   readonly drainBeatSequence: string;
   /**
@@ -133,6 +140,8 @@ export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects 
       pausedTable: name(NAMES.pausedTable),
       listenerTable: name(NAMES.listenerTable),
       reportFunction: name(NAMES.reportFunction),
+      advanceDeletedFunction: name(NAMES.advanceDeletedFunction),
+      advanceReleasedFunction: name(NAMES.advanceReleasedFunction),
       drainBeatSequence: name(NAMES.drainBeatSequence),
       claimFunction: name(NAMES.claimFunction),
       contextFunction: name(NAMES.contextFunction),

@@ -86,7 +86,7 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
     const events = eventList(options.events);
     const found = [
       ...channelNameProblems(name, at),
-      ...unknownKeyProblems(options, ['events', 'durable', 'retry', 'timeoutMs', 'fullRows', 'delayMs', 'columns', 'exclude', 'when'], at),
+      ...unknownKeyProblems(options, ['events', 'durable', 'retry', 'timeoutMs', 'fullRows', 'delayMs', 'columns', 'exclude', 'when', 'ordering', 'orderingKey', 'afterFailure'], at),
       ...delayProblems(options.delayMs, options.durable, at),
       ...eventProblems(options.events, events, at),
       ...durableProblems(options.durable, at),
@@ -120,6 +120,7 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
       changedColumns: shape.changedColumns,
       condition: shape.condition,
       softDeleteColumn: shape.softDeleteColumn,
+      ordering: shape.ordering,
       primaryKeyColumns,
     });
   }
@@ -132,6 +133,7 @@ interface PayloadShape {
   changedColumns: string[] | null;
   condition: string | null;
   softDeleteColumn: string | null;
+  ordering: ModelChannel['ordering'];
   problems: string[];
 }
 
@@ -184,7 +186,20 @@ function payloadShape(model: ModelStatic<Model>, options: Partial<ModelChannelOp
   if (paranoidEvents.length && !softDeleteColumn) {
     problems.push(`${at}: ${paranoidEvents.map((event) => `'${event}'`).join(' and ')} need a paranoid model (paranoid: true, with timestamps); ${model.name} deletes its rows for real: use 'delete'`);
   }
-  return { payloadColumns: columns && [...new Set([...primaryKeyColumns, ...columns])], excludedColumns: excluded, changedColumns: changed, condition, softDeleteColumn, problems };
+  let ordering: ModelChannel['ordering'] = null;
+  if (options.ordering !== undefined && options.ordering !== 'row') problems.push(`${at}: 'ordering' must be 'row', got ${JSON.stringify(options.ordering)}`);
+  if (options.afterFailure !== undefined && options.afterFailure !== 'continue' && options.afterFailure !== 'block') {
+    problems.push(`${at}: 'afterFailure' must be 'continue' or 'block', got ${JSON.stringify(options.afterFailure)}`);
+  }
+  if (options.ordering === undefined && (options.orderingKey !== undefined || options.afterFailure !== undefined)) {
+    problems.push(`${at}: 'orderingKey' and 'afterFailure' go with ordering: 'row'`);
+  }
+  if (options.ordering === 'row') {
+    if (options.durable === false) problems.push(`${at}: ordering: 'row' is for durable channels; a broadcast is sent to every listener at once`);
+    const keyColumns = columnsOf('orderingKey', options.orderingKey) ?? primaryKeyColumns;
+    ordering = { columns: keyColumns, afterFailure: options.afterFailure ?? 'continue' };
+  }
+  return { payloadColumns: columns && [...new Set([...primaryKeyColumns, ...columns])], excludedColumns: excluded, changedColumns: changed, condition, softDeleteColumn, ordering, problems };
 }
 
 function fullRowsProblems(fullRows: unknown, durable: unknown, where: string): string[] {

@@ -17,8 +17,9 @@ export function pendingSql(alias?: string): string {
   return `${column(alias, 'failed_at')} IS NULL`;
 }
 
+/** Due now and claimable: not waiting behind an earlier notification of its ordering key (head false). */
 function dueSql(alias?: string): string {
-  return `${pendingSql(alias)} AND ${column(alias, 'available_at')} <= pg_catalog.now()`;
+  return `${pendingSql(alias)} AND ${column(alias, 'head')} IS NOT FALSE AND ${column(alias, 'available_at')} <= pg_catalog.now()`;
 }
 
 function column(alias: string | undefined, name: string): string {
@@ -33,10 +34,14 @@ function column(alias: string | undefined, name: string): string {
  */
 export function chargeSetSql(values: { alias?: string; added: string; error: string; delayMs: string; maxAttempts: string; permanent?: string }): string {
   const attempts = `${column(values.alias, 'attempts')} + ${values.added}`;
+  const failed = `${values.permanent ? `${values.permanent} OR ` : ''}${attempts} >= ${values.maxAttempts}`;
+  const key = column(values.alias, 'ordering_key');
+  // Failed for good on a key that goes on ('c:'): the key lets go of it, and its next runs (the advance trigger).
   return `attempts = ${attempts},
             last_error = ${values.error},
             available_at = pg_catalog.now() + pg_catalog.make_interval(secs => ${values.delayMs}::double precision / 1000),
-            failed_at = CASE WHEN ${values.permanent ? `${values.permanent} OR ` : ''}${attempts} >= ${values.maxAttempts} THEN pg_catalog.now() END`;
+            failed_at = CASE WHEN ${failed} THEN pg_catalog.now() END,
+            ordering_key = CASE WHEN (${failed}) AND ${key} LIKE 'c:%' THEN NULL ELSE ${key} END`;
 }
 
 /** A claim's time limit as the server takes it (statement_timeout; idle_in_transaction_session_timeout is 5 s more), within int4. */
@@ -145,7 +150,8 @@ export async function recordFailure(objects: LibraryObjects, sequelize: Sequeliz
 /** Milliseconds until the next stored notification becomes due (0 if one is due now), or null if none waits. */
 export async function nextDueInMs(objects: LibraryObjects, sequelize: Sequelize, filter: ClaimFilter): Promise<number | null> {
   const bind: unknown[] = [];
-  const where = `${pendingSql()} AND ${filterSql(filter, bind)}`;
+  // What waits behind an earlier notification of its key becomes due when that one is done (its completion wakes the channel).
+  const where = `${pendingSql()} AND head IS NOT FALSE AND ${filterSql(filter, bind)}`;
   const [row] = await sequelize.query<{ ms: number | null }>(
     // greatest() ignores NULL, so an empty queue must be tested for explicitly.
     `SELECT CASE WHEN pg_catalog.min(available_at) IS NULL THEN NULL

@@ -175,6 +175,17 @@ function changedRows(channel: ModelChannel, event: Exclude<ChannelEvent, 'trunca
   return filters.length === 0 && !channel.condition ? source : `SELECT c.old_row, c.new_row FROM (${source}) AS c${filters.length ? ` WHERE ${filters.join(' AND ')}` : ''}`;
 }
 
+/**
+ * An ordered channel's key for a changed row: 'c:' or 'b:' (whether the key goes on after a
+ * failure for good), then the key's values as a JSON array, from the row after (or, for a
+ * delete, before) the change.
+ */
+function orderingKey(channel: ModelChannel): string {
+  const row = 'coalesce(c.new_row, c.old_row)';
+  const values = channel.ordering!.columns.map((column) => `${row} -> ${quoteLiteral(column)}`).join(', ');
+  return `${quoteLiteral(channel.ordering!.afterFailure === 'block' ? 'b:' : 'c:')} || jsonb_build_array(${values})::text`;
+}
+
 /** A stored or sent row: every column, or only the channel's `columns`, or all but its `exclude`. */
 function projected(channel: ModelChannel, row: string): string {
   if (channel.payloadColumns) {
@@ -229,9 +240,9 @@ DECLARE
   stored bigint;
   woke boolean;
 BEGIN
-  INSERT INTO ${objects.notificationTable} (channel, payload, db_version${channel.delayMs ? ', available_at' : ''})
+  INSERT INTO ${objects.notificationTable} (channel, payload, db_version${channel.delayMs ? ', available_at' : ''}${channel.ordering ? ', ordering_key' : ''})
   SELECT ${quoteLiteral(channel.name)}, ${payload(channel, event, projected(channel, 'c.old_row'), projected(channel, 'c.new_row'))}, version.name${
-    channel.delayMs ? `, now() + interval '${channel.delayMs} milliseconds'` : ''}
+    channel.delayMs ? `, now() + interval '${channel.delayMs} milliseconds'` : ''}${channel.ordering ? `, ${orderingKey(channel)}` : ''}
     FROM (${changedRows(channel, event)}) AS c
    CROSS JOIN (SELECT ${objects.dbVersionFunction}() AS name) AS version;
   GET DIAGNOSTICS stored = ROW_COUNT;

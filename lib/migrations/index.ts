@@ -3,6 +3,7 @@ import { notificationTable } from './notification-table';
 import { schemaMigration } from './schema';
 import { operations } from './operations';
 import { listeners } from './listeners';
+import { ordering } from './ordering';
 import { DEFAULT_SCHEMA, LIBRARY_VERSION } from '../db-objects';
 import { LibraryVersionError, MissingTableError } from '../errors';
 import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';
@@ -11,9 +12,9 @@ import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions 
  * The library's own schema migrations, in order, for a programmatic Umzug v3 instance.
  * Their names match the sequelize-cli stub files, so both runners record the same rows in SequelizeMeta.
  */
-export const migrations: readonly LibraryMigration[] = [notificationTable, inflight, schemaMigration, operations, listeners];
+export const migrations: readonly LibraryMigration[] = [notificationTable, inflight, schemaMigration, operations, listeners, ordering];
 
-const MODULES: readonly LibraryMigrationModule[] = [notificationTable, inflight, schemaMigration, operations, listeners];
+const MODULES: readonly LibraryMigrationModule[] = [notificationTable, inflight, schemaMigration, operations, listeners, ordering];
 
 /**
  * The library's migrations for another schema or migration storage table, for Umzug v3.
@@ -32,6 +33,7 @@ export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; modul
   { version: 3, name: schemaMigration.name, module: 'sequelize-pgpubsub/migrations/schema' },
   { version: 4, name: operations.name, module: 'sequelize-pgpubsub/migrations/operations' },
   { version: 5, name: listeners.name, module: 'sequelize-pgpubsub/migrations/listeners' },
+  { version: 6, name: ordering.name, module: 'sequelize-pgpubsub/migrations/ordering' },
 ];
 
 export type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';

@@ -53,6 +53,15 @@ export function contextFunctionV3(v3: LibraryObjects): string {
 $fn$`;
 }
 
+/** The claim of version 3: version 2's, under the new names and with its search_path pinned (version 6 replaces it). */
+export function claimFunctionV3(v3: LibraryObjects): string {
+  return claimFunctionV2
+    .replace(`CREATE FUNCTION ${v2.CLAIM_FUNCTION}(`, `CREATE OR REPLACE FUNCTION ${v3.claimFunction}(`)
+    .replace('LANGUAGE plpgsql SET enable_sort = off AS', `LANGUAGE plpgsql SET enable_sort = off ${PINNED} AS`)
+    .replaceAll(v2.INFLIGHT_TABLE, v3.inflightTable)
+    .replaceAll(v2.NOTIFICATION_TABLE, v3.notificationTable);
+}
+
 /** The functions of version 3 in the target schema (also what install() creates). */
 function functions(v3: LibraryObjects) {
   const parseContext = `CREATE OR REPLACE FUNCTION ${v3.parseContextFunction}(raw text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE ${PINNED} AS $fn$
@@ -90,12 +99,7 @@ BEGIN
 END
 $fn$`;
 
-  /** The version-2 claim, under the new names and with its search_path pinned. */
-  const claim = claimFunctionV2
-    .replace(`CREATE FUNCTION ${v2.CLAIM_FUNCTION}(`, `CREATE OR REPLACE FUNCTION ${v3.claimFunction}(`)
-    .replace('LANGUAGE plpgsql SET enable_sort = off AS', `LANGUAGE plpgsql SET enable_sort = off ${PINNED} AS`)
-    .replaceAll(v2.INFLIGHT_TABLE, v3.inflightTable)
-    .replaceAll(v2.NOTIFICATION_TABLE, v3.notificationTable);
+  const claim = claimFunctionV3(v3);
 
   /** The version-2 wake-up, under the new names and with its search_path pinned. */
   const wake = wakeFunctionV2

@@ -1,0 +1,158 @@
+/**
+ * Per-row ordering (`ordering: 'row'`): one row's notifications processed one at a time, in id
+ * order, across several real processes, other rows' in parallel; a failing notification blocks
+ * only its key, which goes on after it fails for good (`afterFailure: 'continue'`) or waits for
+ * its retry or purge (`'block'`); and a claim's cost, in buffers, grows neither with the backlog
+ * nor with the number of blocked keys.
+ */
+import { expect } from 'chai';
+import path from 'node:path';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import { migrations } from '../lib';
+import { connect } from '../dev/example-app';
+import { eventually } from '../dev/eventually';
+import { type ListenProcess, startListen } from '../dev/processes';
+import { HISTORY_SQL, orderingApp } from './fixtures/ordering-app';
+import { type TestDatabase, emptyDatabase } from './support/hooks';
+
+const APP = path.join(__dirname, 'fixtures', 'ordering-app.ts');
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+describe('per-row ordering', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+  const open: Sequelize[] = [];
+  const running: ListenProcess[] = [];
+
+  async function app(options: Parameters<typeof orderingApp>[1] = {}) {
+    const made = orderingApp(db.url, options);
+    open.push(made.sequelize);
+    await made.Item.sync();
+    await made.sequelize.query(HISTORY_SQL);
+    await made.sequelize.pgpubsub.triggers.sync();
+    return made;
+  }
+  const rows = <R extends object>(sequelize: Sequelize, sql: string) => sequelize.query<R>(sql, { type: QueryTypes.SELECT });
+
+  beforeEach(async function () {
+    db = await emptyDatabase(this.currentTest?.title.slice(0, 20) ?? 'ordering');
+    const admin = connect(db.url);
+    try {
+      for (const migration of migrations) await migration.up({ context: admin.getQueryInterface() });
+    } finally {
+      await admin.close();
+    }
+  });
+  afterEach(async function () {
+    for (const process of running.splice(0)) {
+      process.kill('SIGKILL');
+      await process.exited;
+    }
+    await Promise.all(open.splice(0).map((s) => s.close()));
+    if (this.currentTest?.state === 'passed') await db.drop();
+  });
+
+  it("processes each row's notifications in id order, one at a time, across three processes, other rows in parallel", async () => {
+    const { sequelize, Item } = await app();
+    const listener = startListen(db.url, ['--processes', '3', '--batch-size', '20', '--app', APP]);
+    running.push(listener);
+    await eventually(() => listener.listeningWorkers().length === 3, 'three workers', 60_000);
+    const items = await Item.bulkCreate(Array.from({ length: 60 }, (_, i) => ({ name: `item ${i} v0` })));
+    for (let version = 1; version <= 5; version++) {
+      await Promise.all(items.map((item) => sequelize.transaction((transaction) => item.update({ name: `item ${item.id - items[0].id} v${version}` }, { transaction }))));
+    }
+    await eventually(async () => (await rows<{ n: number }>(sequelize, 'SELECT count(*)::int AS n FROM item_history'))[0].n === 360, 'every change processed', 90_000);
+    const history = await rows<{ item: number; op: string; name: string; pid: number }>(sequelize, 'SELECT item, op, name, pid FROM item_history ORDER BY seq');
+    for (const item of items) {
+      const mine = history.filter((h) => h.item === item.id);
+      const index = item.id - items[0].id;
+      expect(mine.map((h) => `${h.op} ${h.name}`), `item ${item.id}`).to.deep.equal([
+        `INSERT item ${index} v0`, ...[1, 2, 3, 4, 5].map((v) => `UPDATE item ${index} v${v}`),
+      ]);
+    }
+    // Several processes shared the work.
+    expect(new Set(history.map((h) => h.pid)).size).to.be.greaterThan(1);
+    expect(await rows(sequelize, 'SELECT count(*)::int AS n FROM pgpubsub.notification')).to.deep.equal([{ n: 0 }]);
+    listener.kill('SIGTERM');
+    expect((await listener.exited).code).to.equal(0);
+  });
+
+  for (const afterFailure of ['continue', 'block'] as const) {
+    it(`blocks only the failing row's key, which ${afterFailure === 'continue' ? 'goes on once it fails for good' : 'waits until it is retried'} (afterFailure: '${afterFailure}')`, async () => {
+      const { sequelize, Item } = await app({ afterFailure, maxAttempts: 2 });
+      const seen: string[] = [];
+      let broken = true;
+      sequelize.pgpubsub.on(Item, 'item_changed', ({ op, new: row, old }) => {
+        const name = (row ?? old)!.get('name') as string;
+        if (broken && name === 'a v1') throw new Error('a v1 cannot be processed yet');
+        seen.push(`${op} ${name}`);
+      });
+      const listener = await sequelize.pgpubsub.listen({ logger: quiet });
+      try {
+        const a = await Item.create({ name: 'a v0' });
+        const b = await Item.create({ name: 'b v0' });
+        await a.update({ name: 'a v1' });
+        await a.update({ name: 'a v2' });
+        await b.update({ name: 'b v1' });
+        await eventually(() => seen.includes('UPDATE b v1'), "b's key goes on");
+        // a v1 is retried, then fails for good; a v2 waits behind it meanwhile.
+        await eventually(async () => (await sequelize.pgpubsub.admin.failed()).length === 1, 'a v1 failed for good');
+        if (afterFailure === 'continue') {
+          await eventually(() => seen.includes('UPDATE a v2'), 'a v2 after a v1 failed for good');
+          expect(seen.filter((s) => s.startsWith('UPDATE a') || s.startsWith('INSERT a'))).to.deep.equal(['INSERT a v0', 'UPDATE a v2']);
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          expect(seen).to.not.include('UPDATE a v2');
+          broken = false;
+          const [failed] = await sequelize.pgpubsub.admin.failed();
+          await sequelize.pgpubsub.admin.retry({ ids: [failed.id] });
+          await eventually(() => seen.includes('UPDATE a v2'), 'a v2 after a v1 is retried and processed');
+          expect(seen.filter((s) => s.includes(' a '))).to.deep.equal(['INSERT a v0', 'UPDATE a v1', 'UPDATE a v2']);
+        }
+      } finally {
+        await listener.stop();
+      }
+    });
+  }
+
+  it('claims at a cost that grows neither with the backlog nor with the number of blocked keys', async () => {
+    const { sequelize } = await app({ afterFailure: 'block' });
+    const claimBuffers = async () => {
+      const transaction = await sequelize.transaction();
+      try {
+        const claim = "SELECT * FROM pgpubsub.claim('{item_changed}', NULL, 100, 0, NULL)";
+        // The first call also plans, which reads the catalog: not counted.
+        await sequelize.query(claim, { transaction });
+        const rows = await sequelize.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, number> }> }>(
+          `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${claim}`, { transaction, type: QueryTypes.SELECT },
+        );
+        const plan = rows[0]['QUERY PLAN'][0].Plan;
+        return { rows: plan['Actual Rows'], buffers: plan['Shared Hit Blocks'] + plan['Shared Read Blocks'] };
+      } finally {
+        await transaction.rollback();
+      }
+    };
+    // Blocked keys: each has a failed head (afterFailure 'block') and 20 notifications behind it, known to wait.
+    const block = async (keys: number, from: number) => {
+      await sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, ordering_key, head, failed_at)
+        SELECT 'item_changed', '{}'::jsonb, 'b:[' || k || ']', true, now() FROM generate_series(${from}, ${from + keys - 1}) AS k`);
+      await sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, ordering_key, head)
+        SELECT 'item_changed', '{}'::jsonb, 'b:[' || k || ']', false FROM generate_series(${from}, ${from + keys - 1}) AS k, generate_series(1, 20)`);
+    };
+    // 100 claimable heads of keys of their own, after the blocked rows in id order.
+    const heads = async (from: number) => sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, ordering_key, head)
+      SELECT 'item_changed', '{}'::jsonb, 'c:[' || k || ']', true FROM generate_series(${from}, ${from + 99}) AS k`);
+    await block(100, 1);
+    await heads(1_000_000);
+    const small = await claimBuffers();
+    // Then 5,000 more blocked keys (105,000 rows) ahead, in id order, of the next 100 heads.
+    await sequelize.query("DELETE FROM pgpubsub.notification WHERE ordering_key LIKE 'c:%'");
+    await block(5000, 1000);
+    await heads(2_000_000);
+    const large = await claimBuffers();
+    expect(small.rows).to.equal(100);
+    expect(large.rows).to.equal(100);
+    // None of the 105,000 rows of blocked keys is read.
+    expect(large.buffers, `${small.buffers} buffers with 100 blocked keys, ${large.buffers} with 5,100`).to.be.below(small.buffers + 50);
+  });
+});
