@@ -168,6 +168,15 @@ export function evaluateTargets(results: Results): TargetVerdict[] {
       add(ours, 'throughput ≥ 80% of W1 4 proc', { met: null, measured: 'W1 with 4 processes not run' });
     }
   }
+  // W7: ordered by row, every row's history in order, at ≥ 60% of the same workload unordered.
+  for (const ours of results.rows.filter((r) => r.workload === 'W7' && r.key === OURS)) {
+    const unordered = results.find('W7', ours.case, 'ours-unordered');
+    add(ours, 'every row in order', judge(measuredIn(ours, 'outOfOrder') === 0, `${fmt(measuredIn(ours, 'outOfOrder'), 0)} out of order`, ours));
+    if (unordered) {
+      const r = measuredIn(ours, 'rate') / measuredIn(unordered, 'rate');
+      add(ours, '≥ 60% of unordered', judge(r >= 0.6, percent(r), ours, unordered));
+    }
+  }
   // Status: the admin API's answer (what `pgpubsub status --json` prints) under 200 ms.
   for (const ours of results.rows.filter((r) => r.workload === 'Status' && r.key === OURS)) {
     const ms = measuredIn(ours, 'statusMs');

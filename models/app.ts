@@ -37,7 +37,8 @@ export function defineModels(sequelize: Sequelize) {
     tableName: 'media',
     underscored: true,
     timestamps: false,
-    pgpubsub: { channels: { media_changed: { events: ['insert', 'update'] } } },
+    // One row's changes processed one at a time, in order, across every listener process.
+    pgpubsub: { channels: { media_changed: { events: ['insert', 'update'], ordering: 'row' } } },
   });
 
   class Author extends Model<InferAttributes<Author>, InferCreationAttributes<Author>> {

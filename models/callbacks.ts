@@ -26,9 +26,13 @@ export function registerCallbacks(app: App, options: { reads?: ReadCounter } = {
     reads.set(day, counts);
   });
 
+  // Ordered by row: each Media row's changes land in media_history in the order they were made.
+  sequelize.pgpubsub.on(Media, 'media_changed', async ({ op, new: media }, { transaction }) => {
+    await sequelize.query('INSERT INTO media_history (media_key, op, name) VALUES ($1, $2, $3)', { bind: [media!.key, op, media!.name], transaction });
+  });
+
   // The remaining channels need a callback to be claimed; these only log what they saw.
   sequelize.pgpubsub.on(Post, 'post_deleted', () => undefined);
-  sequelize.pgpubsub.on(Media, 'media_changed', () => undefined);
   sequelize.pgpubsub.on(Child, 'child_changed', () => undefined);
 
   return { reads };
