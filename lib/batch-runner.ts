@@ -19,7 +19,7 @@ import type { ResolvedListenOptions } from './listen-options';
 import type { Failure, ListenerEvents, ListenerHost, ListenerStats, ListenOptions } from './listener';
 import type { Logger } from './logger';
 import { decodeMessage } from './message';
-import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, deleteProcessed, lockOne, recordFailure } from './store';
+import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, deleteProcessed, foldUpdates, lockOne, recordFailure } from './store';
 
 /**
  * Runs `tasks`, at most `limit` at once, in order of start. After a failure it starts no more,
@@ -234,6 +234,7 @@ export class BatchRunner {
     const afterCommit: AfterCommitHook[] = [];
     const transaction = await this.#ctx.sequelize.transaction();
     let rows: ClaimedRow[];
+    let folded = new Map<string, string[]>();
     try {
       rows = await this.#callbacks.library(transaction, 'claim', claimBatch(this.#ctx.objects, this.#ctx.sequelize, transaction, this.#ctx.filter, this.#ctx.options.batchSize, {
         holder: holder ?? 0, timeoutMs: this.#ctx.claimTimeoutMs,
@@ -243,6 +244,9 @@ export class BatchRunner {
         const ids = rows.map((row) => row.id);
         await this.#callbacks.library(transaction, 'in-flight marker', markInflight(this.#ctx.objects, this.#ctx.client() ?? this.#ctx.sequelize, holder, ids));
       }
+      // Coalescing channels: a row's pending updates fold into the one claimed (deleted with it).
+      const coalescing = rows.filter((row) => !row.suspect && this.#ctx.channels.some((c) => c.name === row.channel && c.kind === 'model' && c.coalesce));
+      if (coalescing.length) folded = await this.#callbacks.library(transaction, 'fold', foldUpdates(this.#ctx.objects, this.#ctx.sequelize, transaction, coalescing));
       const fail = async (row: ClaimedRow, channel: AnyChannel, error: unknown) => {
         const { failedForGood } = await this.#callbacks.library(transaction, 'failure record', recordFailure(this.#ctx.objects, this.#ctx.sequelize, transaction, this.#failureRecord(row, channel, error)));
         failures.push({ id: row.id, channel: row.channel, error, failedForGood });
@@ -350,6 +354,8 @@ export class BatchRunner {
           else processed.push(item.row.id);
         }
       }
+      // A processed head takes the updates folded into it along.
+      if (folded.size) processed.splice(0, processed.length, ...processed.flatMap((id) => [id, ...(folded.get(id) ?? [])]));
       await this.#callbacks.library(transaction, 'delete', deleteProcessed(this.#ctx.objects, this.#ctx.sequelize, transaction, processed));
       await this.#callbacks.library(transaction, 'commit', transaction.commit());
     } catch (error) {
@@ -358,6 +364,7 @@ export class BatchRunner {
     }
     await this.#callbacks.runAfterCommit(afterCommit, null);
     const channelOf = new Map(rows.map((row) => [row.id, row.channel]));
+    for (const [head, ids] of folded) for (const id of ids) channelOf.set(id, channelOf.get(head)!);
     return { claimed: rows.length, processed, processedChannels: processed.map((id) => channelOf.get(id)!), failures, suspects };
   }
 

@@ -72,6 +72,11 @@ export interface ModelChannelOptions {
    */
   afterFailure?: 'continue' | 'block';
   /**
+   * With `ordering: 'row'`: the pending updates of one row fold into one message, the first one's
+   * `old` and the last one's `new` (`message.folded`: how many it stands for), processed once.
+   */
+  coalesce?: boolean;
+  /**
    * Broadcast channels only: send each row's columns in the NOTIFY. By default a broadcast sends
    * only the primary key, because any role that can connect may LISTEN and read it.
    */
@@ -127,6 +132,8 @@ export interface ModelChannel {
   readonly softDeleteColumn: string | null;
   /** `ordering: 'row'`: the key's column names, and whether the key goes on after a failure for good; null: unordered. */
   readonly ordering: { columns: readonly string[]; afterFailure: 'continue' | 'block' } | null;
+  /** `coalesce: true`: a row's pending updates fold into one message. */
+  readonly coalesce: boolean;
   /** Column names (not attribute names) of the primary key, in key order. */
   readonly primaryKeyColumns: readonly string[];
 }

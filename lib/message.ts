@@ -20,6 +20,8 @@ export interface ModelMessage<M extends Model = Model> {
   id: string | null;
   /** Set when a broadcast payload was too large for NOTIFY and carries only the primary key. */
   truncated: boolean;
+  /** How many stored notifications this message stands for: more than 1 when a coalescing channel folded a row's updates into it. */
+  folded: number;
 }
 
 /** What a callback of a custom channel receives. */
@@ -192,6 +194,8 @@ function modelMessage(channel: ModelChannel, payload: unknown, id: string | null
     context: isRecord(context) ? (plain(context, false) as NotificationContext) : {},
     id,
     truncated: payload.truncated === true,
+    // A number, or lossless-json's LosslessNumber (Number() takes either).
+    folded: Number.isInteger(Number(payload.folded)) && Number(payload.folded) > 1 ? Number(payload.folded) : 1,
   };
 }
 

@@ -86,7 +86,7 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
     const events = eventList(options.events);
     const found = [
       ...channelNameProblems(name, at),
-      ...unknownKeyProblems(options, ['events', 'durable', 'retry', 'timeoutMs', 'fullRows', 'delayMs', 'columns', 'exclude', 'when', 'ordering', 'orderingKey', 'afterFailure'], at),
+      ...unknownKeyProblems(options, ['events', 'durable', 'retry', 'timeoutMs', 'fullRows', 'delayMs', 'columns', 'exclude', 'when', 'ordering', 'orderingKey', 'afterFailure', 'coalesce'], at),
       ...delayProblems(options.delayMs, options.durable, at),
       ...eventProblems(options.events, events, at),
       ...durableProblems(options.durable, at),
@@ -121,6 +121,7 @@ export function modelChannels(model: ModelStatic<Model>): ModelChannelsResult {
       condition: shape.condition,
       softDeleteColumn: shape.softDeleteColumn,
       ordering: shape.ordering,
+      coalesce: options.coalesce === true,
       primaryKeyColumns,
     });
   }
@@ -194,6 +195,8 @@ function payloadShape(model: ModelStatic<Model>, options: Partial<ModelChannelOp
   if (options.ordering === undefined && (options.orderingKey !== undefined || options.afterFailure !== undefined)) {
     problems.push(`${at}: 'orderingKey' and 'afterFailure' go with ordering: 'row'`);
   }
+  if (options.coalesce !== undefined && typeof options.coalesce !== 'boolean') problems.push(`${at}: 'coalesce' must be true or false, got ${JSON.stringify(options.coalesce)}`);
+  if (options.coalesce === true && options.ordering !== 'row') problems.push(`${at}: 'coalesce' folds a row's pending updates, which needs ordering: 'row'`);
   if (options.ordering === 'row') {
     if (options.durable === false) problems.push(`${at}: ordering: 'row' is for durable channels; a broadcast is sent to every listener at once`);
     const keyColumns = columnsOf('orderingKey', options.orderingKey) ?? primaryKeyColumns;

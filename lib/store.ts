@@ -225,3 +225,60 @@ export async function purgeFailed(objects: LibraryObjects, sequelize: Sequelize,
   }
   return purged;
 }
+
+/**
+ * Coalescing (an ordered channel's `coalesce: true`): folds into each claimed head that is an
+ * update the updates of its row that follow it, due and unbroken by another op, into one message
+ * (the head's `old`, the last one's `new`, `folded` how many it stands for). The folded rows are
+ * locked here, skipping any another transaction holds (the fold stops before it), and deleted
+ * with the head when it succeeds. Mutates the heads' payloads; resolves the folded ids by head.
+ */
+export async function foldUpdates(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, heads: ClaimedRow[]): Promise<Map<string, string[]>> {
+  const folded = new Map<string, string[]>();
+  if (heads.length === 0) return folded;
+  const n = objects.notificationTable;
+  const candidates = await sequelize.query<{ head: string; id: string }>(
+    `SELECT h.id::text AS head, s.id::text AS id
+       FROM pg_catalog.unnest($1::bigint[]) AS x(id)
+       JOIN ${n} AS h ON h.id = x.id AND h.payload ->> 'op' = 'UPDATE' AND h.ordering_key IS NOT NULL
+      CROSS JOIN LATERAL (
+        SELECT r.id, r.run FROM (
+          SELECT f.id, pg_catalog.bool_and(f.payload ->> 'op' = 'UPDATE') OVER (ORDER BY f.id) AS run
+            FROM ${n} AS f
+           WHERE f.channel = h.channel AND f.ordering_key = h.ordering_key AND f.id > h.id
+             AND f.failed_at IS NULL AND f.available_at <= pg_catalog.now()
+           ORDER BY f.id LIMIT 1000) AS r
+         WHERE r.run) AS s
+      ORDER BY h.id, s.id`,
+    { bind: [heads.map((row) => row.id)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+  );
+  if (candidates.length === 0) return folded;
+  const locked = new Set((await sequelize.query<{ id: string }>(
+    `SELECT id::text AS id FROM ${n} WHERE id = ANY ($1::bigint[]) FOR UPDATE SKIP LOCKED`,
+    { bind: [candidates.map((c) => c.id)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+  )).map((row) => row.id));
+  const stopped = new Set<string>();
+  for (const { head, id } of candidates) {
+    // An unbroken run only: the fold stops at the first row another transaction holds.
+    if (stopped.has(head) || !locked.has(id)) {
+      stopped.add(head);
+      continue;
+    }
+    folded.set(head, [...(folded.get(head) ?? []), id]);
+  }
+  if (folded.size === 0) return folded;
+  const entries = [...folded];
+  const merged = await sequelize.query<{ id: string; payload: string }>(
+    `SELECT x.head::text AS id,
+            (pg_catalog.jsonb_set(h.payload, '{new}', l.payload -> 'new') || pg_catalog.jsonb_build_object('folded', x.n))::text AS payload
+       FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]), pg_catalog.unnest($3::integer[])) AS x(head, last, n)
+       JOIN ${n} AS h ON h.id = x.head JOIN ${n} AS l ON l.id = x.last`,
+    { bind: [entries.map(([head]) => head), entries.map(([, ids]) => ids.at(-1)), entries.map(([, ids]) => ids.length + 1)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+  );
+  const byId = new Map(merged.map((row) => [row.id, row.payload]));
+  for (const row of heads) {
+    const payload = byId.get(row.id);
+    if (payload !== undefined) row.payload = payload;
+  }
+  return folded;
+}

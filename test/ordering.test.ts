@@ -7,8 +7,8 @@
  */
 import { expect } from 'chai';
 import path from 'node:path';
-import { QueryTypes, type Sequelize } from 'sequelize';
-import { migrations } from '../lib';
+import { DataTypes, QueryTypes, type Sequelize } from 'sequelize';
+import pgpubsub, { ChannelDefinitionError, migrations } from '../lib';
 import { connect } from '../dev/example-app';
 import { eventually } from '../dev/eventually';
 import { type ListenProcess, startListen } from '../dev/processes';
@@ -114,6 +114,41 @@ describe('per-row ordering', function () {
       }
     });
   }
+
+  it("folds a row's pending updates into one message with coalesce: true, the first old and the last new, and deletes them all", async () => {
+    const sequelize = connect(db.url).use(pgpubsub);
+    open.push(sequelize);
+    const Doc = sequelize.define('Doc', { id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true }, title: DataTypes.TEXT }, {
+      tableName: 'docs', timestamps: false,
+      pgpubsub: { channels: { doc_folded: { events: ['insert', 'update', 'delete'], ordering: 'row', coalesce: true } } },
+    });
+    await Doc.sync();
+    await sequelize.pgpubsub.triggers.sync();
+    const seen: Array<[string, unknown, unknown, number]> = [];
+    sequelize.pgpubsub.on(Doc, 'doc_folded', ({ op, old, new: row, folded }) => { seen.push([op, old?.get('title') ?? null, row?.get('title') ?? null, folded]); });
+    const a = await Doc.create({ title: 'a0' });
+    const b = await Doc.create({ title: 'b0' });
+    for (const v of [1, 2, 3]) await a.update({ title: `a${v}` });
+    await b.update({ title: 'b1' });
+    await a.destroy();
+    await b.update({ title: 'b2' });
+    await b.update({ title: 'b3' });
+    const listener = await sequelize.pgpubsub.listen({ logger: quiet });
+    try {
+      await eventually(async () => (await rows<{ n: number }>(sequelize, 'SELECT count(*)::int AS n FROM pgpubsub.notification'))[0].n === 0,
+        async () => `everything processed: seen ${JSON.stringify(seen)}, stored ${JSON.stringify(await rows(sequelize, "SELECT id, ordering_key, head, attempts, last_error, payload->>'op' AS op FROM pgpubsub.notification ORDER BY id"))}`);
+      // a: insert, its three updates as one, the delete (a fold stops at another op); b: insert, three updates as one.
+      expect(seen).to.deep.equal([
+        ['INSERT', null, 'a0', 1], ['INSERT', null, 'b0', 1], ['UPDATE', 'a0', 'a3', 3], ['UPDATE', 'b0', 'b3', 3], ['DELETE', 'a3', null, 1],
+      ]);
+      // Nine notifications, five messages.
+      expect(listener.stats.processed).to.equal(9);
+    } finally {
+      await listener.stop();
+    }
+    expect(() => { sequelize.define('Bad', { id: { type: DataTypes.INTEGER, primaryKey: true } }, { pgpubsub: { channels: { bad_fold: { events: ['update'], coalesce: true } } } }); sequelize.pgpubsub.channels(); })
+      .to.throw(ChannelDefinitionError, "'coalesce' folds a row's pending updates, which needs ordering: 'row'");
+  });
 
   it('claims at a cost that grows neither with the backlog nor with the number of blocked keys', async () => {
     const { sequelize } = await app({ afterFailure: 'block' });
