@@ -1,7 +1,8 @@
 /**
  * What a listener says of itself in the database (library version 5): its host and process id,
  * since when it runs, and per channel its counts and the highest lag of the messages it started
- * within the last minute. Written on its LISTEN connection when it connects and every 5 s, so
+ * within the last minute. Written on its LISTEN connection when it connects, and then every 5 s
+ * while it processes (an idle listener writes nothing: W4 counts its statements), so
  * `pgpubsub status`, the metrics and the dashboard, in any process on any host, read the same.
  * A report that fails is logged and tried again at the next one: it never stops processing.
  */
@@ -38,15 +39,18 @@ export class ListenerReport {
   readonly #startedAt = new Date();
   readonly #tallies = new Map<string, Tally>();
   #warned = false;
+  /** Something happened since the last report. */
+  #dirty = false;
 
   constructor(objects: LibraryObjects, log: Logger, channels: readonly string[], events: EventEmitter<ListenerEvents>) {
     this.#objects = objects;
     this.#log = log;
     for (const channel of channels) this.#tallies.set(channel, { lags: [null], processed: 0, failed: 0 });
-    events.on('processed', (_ids, names) => { for (const name of names) this.#tally(name).processed++; });
-    events.on('failed', ({ channel }) => { this.#tally(channel).failed++; });
+    events.on('processed', (_ids, names) => { this.#dirty = true; for (const name of names) this.#tally(name).processed++; });
+    events.on('failed', ({ channel }) => { this.#dirty = true; this.#tally(channel).failed++; });
     events.on('message:start', ({ channel, lagMs }) => {
       if (lagMs === null) return;
+      this.#dirty = true;
       const { lags } = this.#tally(channel);
       lags[lags.length - 1] = Math.max(lags[lags.length - 1] ?? 0, lagMs);
     });
@@ -68,8 +72,16 @@ export class ListenerReport {
     return out;
   }
 
+  /** Every 5 s: a new interval, and a report if anything happened since the last. */
+  async tick(client: Client | null): Promise<void> {
+    const due = this.#dirty && client !== null;
+    if (due) await this.send(client);
+    else this.#rotate();
+  }
+
   /** Writes the report on `client`, then starts a new interval. */
   async send(client: Client): Promise<void> {
+    this.#dirty = false;
     try {
       await client.query(`SELECT ${this.#objects.reportFunction}($1, $2, $3, $4::jsonb)`, [os.hostname(), process.pid, this.#startedAt, JSON.stringify(this.channels())]);
       this.#warned = false;
@@ -80,6 +92,10 @@ export class ListenerReport {
       else this.#log.debug('could not report', fields);
       this.#warned = true;
     }
+    this.#rotate();
+  }
+
+  #rotate(): void {
     for (const tally of this.#tallies.values()) {
       tally.lags.push(null);
       if (tally.lags.length > LAG_INTERVALS) tally.lags.shift();

@@ -366,8 +366,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   async start(): Promise<this> {
     await this.#connection.start();
     this.#reportTimer = setInterval(() => {
-      const client = this.#connection.client;
-      if (client && !this.#stopping) void this.#report.send(client);
+      if (!this.#stopping) void this.#report.tick(this.#connection.client);
     }, REPORT_EVERY_MS);
     this.#reportTimer.unref?.();
     this.#log.info('listening', { event: 'listening', channels: this.#channels.map((c) => c.name) });

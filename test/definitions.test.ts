@@ -126,7 +126,7 @@ describe('channel definitions', () => {
     const sequelize = offline();
     defineWith(sequelize, 'Author', { channels: { author_created: { event: 'insert', events: 'insert', durable: 'yes', retry: { maxAttempts: 0 } } } });
     const { problems } = definitionError(() => sequelize.use(pgpubsub));
-    expect(problems).to.include("channel 'author_created' on model Author: unknown option 'event' (known: events, durable, retry, timeoutMs, fullRows, delayMs, columns, exclude, when)");
+    expect(problems).to.include("channel 'author_created' on model Author: unknown option 'event' (known: events, durable, retry, timeoutMs, fullRows, delayMs, columns, exclude, when, ordering, orderingKey, afterFailure, coalesce)");
     expect(problems).to.include(`channel 'author_created' on model Author: 'durable' must be true or false, got "yes"`);
     expect(problems).to.include("channel 'author_created' on model Author: retry.maxAttempts must be a positive integer, got 0");
   });

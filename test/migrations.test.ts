@@ -120,7 +120,7 @@ describe('migrations', function () {
         "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables WHERE table_schema IN ('public', 'pgpubsub') ORDER BY 1");
       expect(tables.map((t) => t.name)).to.deep.equal([
         ...LIBRARY_TABLES.map((table) => `pgpubsub.${table}`),
-        ...['SequelizeMeta', 'authors', 'children', 'media', 'parents', 'post_media', 'posts'].map((table) => `public.${table}`),
+        ...['SequelizeMeta', 'authors', 'children', 'media', 'media_history', 'parents', 'post_media', 'posts'].map((table) => `public.${table}`),
       ].sort());
       const installed = await managedObjects(sequelize);
       expect(installed.triggers.map((t) => t.table).sort()).to.deep.equal(['authors', 'children', 'children', 'media', 'media', 'posts']);
