@@ -19,7 +19,7 @@ import type { ResolvedListenOptions } from './listen-options';
 import type { Failure, ListenerEvents, ListenerHost, ListenerStats, ListenOptions } from './listener';
 import type { Logger } from './logger';
 import { decodeMessage } from './message';
-import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, deleteProcessed, foldUpdates, lockOne, recordFailure } from './store';
+import { type ClaimFilter, type ClaimedRow, type FailureRecord, claimBatch, deleteProcessed, foldUpdates, lockOne, recordFailure, settleHeads } from './store';
 
 /**
  * Runs `tasks`, at most `limit` at once, in order of start. After a failure it starts no more,
@@ -232,6 +232,12 @@ export class BatchRunner {
     const failures: Failure[] = [];
     const suspects: ClaimedRow[] = [];
     const afterCommit: AfterCommitHook[] = [];
+    // Ordered channels: rows known to wait behind an earlier one are marked first, outside the batch.
+    const ordered = this.#ctx.filter.channels.filter((name) => this.#ctx.channels.some((c) => c.name === name && c.kind === 'model' && c.ordering));
+    if (ordered.length && !known) {
+      await settleHeads(this.#ctx.objects, this.#ctx.sequelize, ordered)
+        .catch((error: unknown) => this.#ctx.log.debug('could not mark waiting ordered rows', { event: 'settle-failed', error: errorSummary(error) }));
+    }
     const transaction = await this.#ctx.sequelize.transaction();
     let rows: ClaimedRow[];
     let folded = new Map<string, string[]>();

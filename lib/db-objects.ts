@@ -33,6 +33,7 @@ const NAMES = {
   reportFunction: 'report',
   advanceDeletedFunction: 'advance_deleted',
   advanceReleasedFunction: 'advance_released',
+  settleHeadsFunction: 'settle_heads',
   wakeFunction: 'wake',
   sendFunction: 'send',
 } as const;
@@ -51,6 +52,7 @@ export const LIBRARY_FUNCTIONS: readonly string[] = [
   NAMES.refreshDbVersionFunction,
   NAMES.reportFunction,
   NAMES.sendFunction,
+  NAMES.settleHeadsFunction,
   NAMES.wakeFunction,
 ];
 
@@ -76,6 +78,8 @@ export interface LibraryObjects {
   /** The trigger functions (version 6) that move an ordered key on when a statement deletes its rows, or releases them. */
   readonly advanceDeletedFunction: string;
   readonly advanceReleasedFunction: string;
+  /** `settle_heads(channels)` (version 6): marks ordered rows that wait behind an earlier one, in a transaction of its own. */
+  readonly settleHeadsFunction: string;
   /** The time (epoch ms) the listener draining a channel last said so; producers trust a drain lock only while it is fresh. */
   readonly drainBeatSequence: string;
   /**
@@ -142,6 +146,7 @@ export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects 
       reportFunction: name(NAMES.reportFunction),
       advanceDeletedFunction: name(NAMES.advanceDeletedFunction),
       advanceReleasedFunction: name(NAMES.advanceReleasedFunction),
+      settleHeadsFunction: name(NAMES.settleHeadsFunction),
       drainBeatSequence: name(NAMES.drainBeatSequence),
       claimFunction: name(NAMES.claimFunction),
       contextFunction: name(NAMES.contextFunction),

@@ -282,3 +282,15 @@ export async function foldUpdates(objects: LibraryObjects, sequelize: Sequelize,
   }
   return folded;
 }
+
+/**
+ * Marks the ordered rows of `channels` that wait behind an earlier one (settle_heads()), in a
+ * statement of its own outside any batch, so that claims skip them by index and no batch holds
+ * their locks. Resolves to how many it marked.
+ */
+export async function settleHeads(objects: LibraryObjects, sequelize: Sequelize, channels: readonly string[]): Promise<number> {
+  const [row] = await sequelize.query<{ marked: number }>(`SELECT ${objects.settleHeadsFunction}($1::text[]) AS marked`, {
+    bind: [channels], type: QueryTypes.SELECT, ...LIBRARY_QUERY,
+  });
+  return row?.marked ?? 0;
+}

@@ -41,7 +41,7 @@ $fn$`);
 }
 
 /** Grants EXECUTE on function `to` to every role (other than the owner and PUBLIC) that may execute `from` (both qualified, with their argument types). */
-function copyGrants(from: string, to: string): string {
+export function copyGrants(from: string, to: string): string {
   return `DO $do$
 DECLARE
   r record;

@@ -3,6 +3,7 @@ import { qualified, quoteLiteral } from '../sql-text';
 import { HOLDER_LOCK } from '../inflight';
 import { DEAD_AFTER_SECONDS } from './inflight';
 import { type MigrationTarget, libraryStep } from './runner';
+import { copyGrants } from './listeners';
 import { claimFunctionV3 } from './schema';
 
 /**
@@ -16,9 +17,9 @@ import { claimFunctionV3 } from './schema';
  *   row), true once it is (claimed, or promoted), false while an earlier one of its key waits.
  *   The claim index leaves the false ones out, so a claim never reads the rows of blocked keys:
  *   its cost grows neither with the backlog nor with the number of blocked keys.
- * - claim() takes an unknown row only when no earlier row of its key is stored, and marks it
- *   false when an earlier one is stored and in no listener's hands (never one an in-flight row
- *   precedes: that row's completion promotes what follows it).
+ * - claim() takes an unknown row only when no earlier row of its key is stored. settle_heads()
+ *   marks it false when an earlier one is stored and in no listener's hands (never one an
+ *   in-flight row precedes: that row's completion promotes what follows it).
  * - advance(): statement triggers on the notification table promote the next row of every key a
  *   statement let go of (a processed row deleted, a purge, a failure for good that releases its
  *   key), so every path that ends a notification moves its key on, in the same transaction.
@@ -34,7 +35,6 @@ export function claimFunctionV6({ objects }: MigrationTarget, deadAfterSeconds: 
 DECLARE
   orphans bigint[];
   waiting bigint[];
-  flying bigint[];
 BEGIN
   IF timeout_ms IS NOT NULL THEN
     -- set_config(…, true) lasts until the end of the claiming transaction (unlike enable_sort above).
@@ -60,18 +60,6 @@ BEGIN
          pg_catalog.array_agg(u.id) FILTER (WHERE free.suspected_at IS NULL OR free.suspected_at >= now() - interval '${deadAfterSeconds} seconds')
     INTO orphans, waiting
     FROM free, pg_catalog.unnest(free.ids) AS u(id);
-  -- Ordered rows not yet known to be their key's next: those behind an earlier stored row that no
-  -- listener has in hand wait (false) until that one is done; those behind one in hand stay unknown.
-  IF EXISTS (SELECT FROM ${n} AS q WHERE q.head IS NULL AND q.ordering_key IS NOT NULL AND q.failed_at IS NULL AND q.channel = ANY (channels)) THEN
-    flying := ARRAY(SELECT u.id FROM ${objects.inflightTable} AS m, pg_catalog.unnest(m.ids) AS u(id));
-    UPDATE ${n} AS b SET head = false
-     WHERE b.id IN (SELECT q.id FROM ${n} AS q
-                     WHERE q.head IS NULL AND q.ordering_key IS NOT NULL AND q.failed_at IS NULL AND q.channel = ANY (channels)
-                       AND EXISTS (SELECT FROM ${n} AS e WHERE e.channel = q.channel AND e.ordering_key = q.ordering_key AND e.id < q.id
-                                      AND NOT (e.id = ANY (flying)))
-                     ORDER BY q.id LIMIT 1000 FOR UPDATE OF q SKIP LOCKED)
-       AND b.head IS NULL;
-  END IF;
   RETURN QUERY
     WITH claimed AS (
       SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head FROM ${n} AS c
@@ -92,6 +80,36 @@ BEGIN
     -- cost would cross jit_above_cost: hundreds of ms of JIT compilation per claim).
     SELECT claimed.id::text, claimed.channel, claimed.payload::text, claimed.attempts, coalesce(claimed.id = ANY (orphans), false)
       FROM claimed;
+END
+$fn$`;
+}
+
+/**
+ * `settle_heads(channels)`: marks the ordered rows known to wait behind an earlier stored one that
+ * no listener has in hand (head false), so that claims skip them by index. Run by a listener in a
+ * transaction of its own before it claims, never inside the claim: its row locks would otherwise
+ * last the whole batch, and two listeners' batches, each promoting a row the other had locked,
+ * would deadlock.
+ */
+export function settleHeadsFunction({ objects }: MigrationTarget): string {
+  const n = objects.notificationTable;
+  return `CREATE FUNCTION ${objects.settleHeadsFunction}(channels text[]) RETURNS integer LANGUAGE plpgsql SET jit = off ${PINNED_SEARCH_PATH} AS $fn$
+DECLARE
+  flying bigint[];
+  marked integer := 0;
+BEGIN
+  IF EXISTS (SELECT FROM ${n} AS q WHERE q.head IS NULL AND q.ordering_key IS NOT NULL AND q.failed_at IS NULL AND q.channel = ANY (channels)) THEN
+    flying := ARRAY(SELECT u.id FROM ${objects.inflightTable} AS m, pg_catalog.unnest(m.ids) AS u(id));
+    UPDATE ${n} AS b SET head = false
+     WHERE b.id IN (SELECT q.id FROM ${n} AS q
+                     WHERE q.head IS NULL AND q.ordering_key IS NOT NULL AND q.failed_at IS NULL AND q.channel = ANY (channels)
+                       AND EXISTS (SELECT FROM ${n} AS e WHERE e.channel = q.channel AND e.ordering_key = q.ordering_key AND e.id < q.id
+                                      AND NOT (e.id = ANY (flying)))
+                     ORDER BY q.id LIMIT 1000 FOR UPDATE OF q SKIP LOCKED)
+       AND b.head IS NULL;
+    GET DIAGNOSTICS marked = ROW_COUNT;
+  END IF;
+  RETURN marked;
 END
 $fn$`;
 }
@@ -160,6 +178,9 @@ function orderingSql(target: MigrationTarget, claimV5: string, claimV6: string) 
     `CREATE INDEX notification_ordering_key ON ${n} (channel, ordering_key, id) WHERE ordering_key IS NOT NULL`,
     `CREATE INDEX notification_unknown_head ON ${n} (id) WHERE head IS NULL AND ordering_key IS NOT NULL AND failed_at IS NULL`,
     claimV6,
+    settleHeadsFunction(target),
+    `REVOKE ALL ON FUNCTION ${objects.settleHeadsFunction}(text[]) FROM PUBLIC`,
+    copyGrants(`${objects.claimFunction}(text[], jsonb, integer, integer, integer)`, `${objects.settleHeadsFunction}(text[])`),
     ...advance.functions,
     ...advance.triggers,
     `INSERT INTO ${objects.versionTable} (version, name) VALUES (6, ${quoteLiteral(ORDERING_NAME)})`,
@@ -167,6 +188,7 @@ function orderingSql(target: MigrationTarget, claimV5: string, claimV6: string) 
   const down = [
     `DELETE FROM ${objects.versionTable} WHERE version = 6`,
     ...advance.drop,
+    `DROP FUNCTION ${objects.settleHeadsFunction}(text[])`,
     claimV5,
     `CREATE INDEX pgpubsub_notification_claim ON ${n} (id) WHERE failed_at IS NULL`,
     `DROP INDEX ${index('notification_unknown_head')}`,
