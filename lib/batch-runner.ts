@@ -116,9 +116,15 @@ export class BatchRunner {
   #inBatch = 0;
   /** Set while notifications run alone: no claim loop claims meanwhile. */
   #aloneTurn: Promise<void> | null = null;
+  /** The listener's channels ordered by row, and those of them that coalesce (fixed for its life). */
+  readonly #ordered: ReadonlySet<string>;
+  readonly #coalescing: ReadonlySet<string>;
 
   constructor(ctx: BatchRunnerContext) {
     this.#ctx = ctx;
+    const model = ctx.channels.flatMap((c) => (c.kind === 'model' && c.ordering ? [c] : []));
+    this.#ordered = new Set(model.map((c) => c.name));
+    this.#coalescing = new Set(model.filter((c) => c.coalesce).map((c) => c.name));
     this.#callbacks = ctx.callbacks;
   }
 
@@ -233,7 +239,7 @@ export class BatchRunner {
     const suspects: ClaimedRow[] = [];
     const afterCommit: AfterCommitHook[] = [];
     // Ordered channels: rows known to wait behind an earlier one are marked first, outside the batch.
-    const ordered = this.#ctx.filter.channels.filter((name) => this.#ctx.channels.some((c) => c.name === name && c.kind === 'model' && c.ordering));
+    const ordered = this.#ordered.size ? this.#ctx.filter.channels.filter((name) => this.#ordered.has(name)) : [];
     if (ordered.length && !known) {
       await settleHeads(this.#ctx.objects, this.#ctx.sequelize, ordered)
         .catch((error: unknown) => this.#ctx.log.debug('could not mark waiting ordered rows', { event: 'settle-failed', error: errorSummary(error) }));
@@ -251,7 +257,7 @@ export class BatchRunner {
         await this.#callbacks.library(transaction, 'in-flight marker', markInflight(this.#ctx.objects, this.#ctx.client() ?? this.#ctx.sequelize, holder, ids));
       }
       // Coalescing channels: a row's pending updates fold into the one claimed (deleted with it).
-      const coalescing = rows.filter((row) => !row.suspect && this.#ctx.channels.some((c) => c.name === row.channel && c.kind === 'model' && c.coalesce));
+      const coalescing = this.#coalescing.size ? rows.filter((row) => !row.suspect && this.#coalescing.has(row.channel)) : [];
       if (coalescing.length) folded = await this.#callbacks.library(transaction, 'fold', foldUpdates(this.#ctx.objects, this.#ctx.sequelize, transaction, coalescing));
       const fail = async (row: ClaimedRow, channel: AnyChannel, error: unknown) => {
         const { failedForGood } = await this.#callbacks.library(transaction, 'failure record', recordFailure(this.#ctx.objects, this.#ctx.sequelize, transaction, this.#failureRecord(row, channel, error)));

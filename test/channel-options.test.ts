@@ -6,10 +6,10 @@
  */
 import { expect } from 'chai';
 import { DataTypes, type ModelStatic, type Model, type Sequelize } from 'sequelize';
-import pgpubsub, { ChannelDefinitionError, type ModelChannelOptions, type ModelMessage, migrations } from '../lib';
+import pgpubsub, { ChannelDefinitionError, type ModelChannelOptions, type ModelMessage } from '../lib';
 import { connect } from '../dev/example-app';
 import { eventually } from '../dev/eventually';
-import { type TestDatabase, emptyDatabase } from './support/hooks';
+import { type TestDatabase, libraryDatabase } from './support/hooks';
 import { listenTo, storedNotifications } from './support/notifications';
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
@@ -37,13 +37,7 @@ describe('model channel options', function () {
   const stored = async (sequelize: Sequelize, channel: string) => (await storedNotifications(sequelize, channel)).map((row) => row.payload);
 
   beforeEach(async function () {
-    db = await emptyDatabase(this.currentTest?.title.slice(0, 20) ?? 'options');
-    const admin = connect(db.url);
-    try {
-      for (const migration of migrations) await migration.up({ context: admin.getQueryInterface() });
-    } finally {
-      await admin.close();
-    }
+    db = await libraryDatabase(this.currentTest?.title.slice(0, 20) ?? 'options');
   });
   afterEach(async function () {
     await Promise.all(open.splice(0).map((s) => s.close()));

@@ -8,12 +8,12 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import { DataTypes, QueryTypes, type Sequelize } from 'sequelize';
-import pgpubsub, { ChannelDefinitionError, migrations } from '../lib';
+import pgpubsub, { ChannelDefinitionError } from '../lib';
 import { connect } from '../dev/example-app';
 import { eventually } from '../dev/eventually';
 import { type ListenProcess, startListen } from '../dev/processes';
 import { HISTORY_SQL, orderingApp } from './fixtures/ordering-app';
-import { type TestDatabase, emptyDatabase } from './support/hooks';
+import { type TestDatabase, libraryDatabase } from './support/hooks';
 
 const APP = path.join(__dirname, 'fixtures', 'ordering-app.ts');
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
@@ -35,13 +35,7 @@ describe('per-row ordering', function () {
   const rows = <R extends object>(sequelize: Sequelize, sql: string) => sequelize.query<R>(sql, { type: QueryTypes.SELECT });
 
   beforeEach(async function () {
-    db = await emptyDatabase(this.currentTest?.title.slice(0, 20) ?? 'ordering');
-    const admin = connect(db.url);
-    try {
-      for (const migration of migrations) await migration.up({ context: admin.getQueryInterface() });
-    } finally {
-      await admin.close();
-    }
+    db = await libraryDatabase(this.currentTest?.title.slice(0, 20) ?? 'ordering');
   });
   afterEach(async function () {
     for (const process of running.splice(0)) {

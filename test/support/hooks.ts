@@ -2,7 +2,8 @@
  * Mocha root hooks (loaded via .mocharc.json "require"): one PostgreSQL server
  * per test process, and helpers handing each test its own database.
  */
-import { migrateApp } from '../../dev/example-app';
+import { connect, migrateApp } from '../../dev/example-app';
+import { migrations } from '../../lib/migrations';
 import {
   type PostgresServer,
   createDatabaseFromTemplate,
@@ -84,6 +85,18 @@ export async function testDatabase(label: string): Promise<TestDatabase> {
   const name = scratchDatabaseName('t', label);
   const url = await createDatabaseFromTemplate(base, await template, name);
   return tracked(base, name, url);
+}
+
+/** A fresh database with the library's objects only (its migrations run), for tests that bring their own tables. */
+export async function libraryDatabase(label: string): Promise<TestDatabase> {
+  const db = await emptyDatabase(label);
+  const admin = connect(db.url);
+  try {
+    for (const migration of migrations) await migration.up({ context: admin.getQueryInterface() });
+  } finally {
+    await admin.close();
+  }
+  return db;
 }
 
 /** A fresh database with nothing in it, e.g. for migration tests. */
