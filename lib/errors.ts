@@ -81,12 +81,15 @@ export class MalformedPayloadError extends CodedError<'PGPUBSUB_MALFORMED_PAYLOA
   }
 }
 
-/** listen() called with bad options (`problems` lists each), or for channels that have no callback. */
-export class ListenOptionsError extends CodedError<'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS'> {
+/**
+ * listen() called with bad options (`problems` lists each), for channels that have no callback, or
+ * with its LISTEN connection through a transaction pooler (PGPUBSUB_TRANSACTION_POOLER).
+ */
+export class ListenOptionsError extends CodedError<'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS' | 'PGPUBSUB_TRANSACTION_POOLER'> {
   override readonly name = 'ListenOptionsError';
   readonly problems: string[];
 
-  constructor(code: 'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS', message: string, options?: { cause?: unknown; problems?: string[] }) {
+  constructor(code: 'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS' | 'PGPUBSUB_TRANSACTION_POOLER', message: string, options?: { cause?: unknown; problems?: string[] }) {
     super(code, message, options);
     this.problems = options?.problems ?? [message];
   }

@@ -28,7 +28,8 @@ export {
 export type { NotificationContext, QueryableConnection, SetContextOptions } from './context';
 export type { NotifyOptions } from './notify';
 export { Listener, type DrainEnd, type Failure, type ListenConnectionConfig, type ListenerEvents, type ListenOptions, type ListenerStats, type MessageDone, type MessageStart, type RunningAlone } from './listener';
-export type { BatchContext, CallbackContext, CustomBatchCallback, CustomCallback, CustomMessage, ModelBatchCallback, ModelCallback, ModelMessage } from './message';
+export type { BatchContext, CallbackContext, CustomBatchCallback, CustomCallback, CustomMessage, ModelBatchCallback, ModelCallback, ModelMessage, ModelMessageFields, ModelMessageRows } from './message';
+export type { ChannelName, ModelChannelName, ModelChannelOp, Register } from './channel-names';
 export { consoleLogger, type Logger, type LogLevel } from './logger';
 export { runCluster, type ClusterOptions } from './cluster';
 export type { DashboardHandler, DashboardOptions } from './dashboard';

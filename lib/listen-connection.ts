@@ -9,6 +9,7 @@ import type { Sequelize } from 'sequelize';
 import { jitteredBackoff } from './backoff';
 import { LIBRARY_QUERY_DEADLINE_MS, type QueryFn, oneQueryAtATime } from './callbacks';
 import { errorSummary } from './error-text';
+import { ListenOptionsError } from './errors';
 import { LISTENER_APPLICATION_NAME } from './listen-options';
 import type { ListenConnectionConfig } from './listener';
 import type { Logger } from './logger';
@@ -105,13 +106,13 @@ export class ListenConnection {
    * `dialectOptions` Sequelize passes on (SSL included); or to `listenConnection` when given (e.g.
    * straight to the server, past a pooler that cannot LISTEN).
    */
-  async #open(): Promise<Client> {
+  async #open(applicationName = LISTENER_APPLICATION_NAME): Promise<Client> {
     const settings = {
       keepAlive: true,
       connectionTimeoutMillis: 10_000,
       // Every query on this connection is short (locks, markers, the heartbeat): one that hangs means a dead path.
       query_timeout: LIBRARY_QUERY_DEADLINE_MS,
-      application_name: LISTENER_APPLICATION_NAME,
+      application_name: applicationName,
     };
     const manager = this.#ctx.sequelize.connectionManager as unknown as SequelizeConnectionManager;
     const own = this.#ctx.listenConnection;
@@ -140,6 +141,7 @@ export class ListenConnection {
     client.on('error', (error) => this.lose(client, error));
     client.on('end', () => this.lose(client, new Error('connection ended')));
     try {
+      if (first) await this.#refuseTransactionPooler(client);
       // This connection's writes are the in-flight markers (one per batch): they must be visible at
       // once, which an asynchronous commit is, but need not survive a server crash (a marker lost
       // then costs at most one uncharged death). Waiting for the WAL flush would add a disk sync to
@@ -155,6 +157,41 @@ export class ListenConnection {
     }
     this.#client = client;
     this.#ctx.connected(client);
+  }
+
+  /**
+   * Throws when `client` goes through a pooler that hands its server connection to other clients
+   * between statements (PgBouncer's transaction or statement pooling): LISTEN and the session locks
+   * would stay on a server connection someone else then uses, and notifications would reach them or
+   * no one. A lone client cannot tell (the pooler gives it the same server connection each time),
+   * so a second connection opened the same way holds a transaction meanwhile: through such a
+   * pooler it gets this client's server connection, or this client moves to another one. When the
+   * second connection cannot be opened, nothing is concluded.
+   */
+  async #refuseTransactionPooler(client: Client): Promise<void> {
+    const backend = async (on: Client) => (await on.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid')).rows[0]!.pid;
+    const before = await backend(client);
+    let probe: Client;
+    try {
+      // Named apart, so that what counts the listener's sessions never counts this one.
+      probe = await this.#open(`${LISTENER_APPLICATION_NAME}-pooler-check`);
+    } catch (error) {
+      this.#ctx.log.debug('could not open a second connection to check for a transaction pooler; not checked', { event: 'pooler-check-skipped', error: errorSummary(error) });
+      return;
+    }
+    let shared = false;
+    try {
+      await probe.query('BEGIN');
+      const held = await backend(probe);
+      shared = held === before || (await backend(client)) !== before;
+    } finally {
+      await probe.query('ROLLBACK').catch(() => undefined);
+      await probe.end().catch(() => undefined);
+    }
+    if (shared) {
+      throw new ListenOptionsError('PGPUBSUB_TRANSACTION_POOLER', 'listen: the LISTEN connection goes through a transaction pooler (PgBouncer in transaction or statement mode?): its server connection changed between two statements, so LISTEN and the listener\'s session locks would be left on a connection other clients use. '
+        + 'Point the LISTEN connection at PostgreSQL itself: listen({ listenConnection: \'postgres://…@db-host:5432/app\' }), or pgpubsub listen --listen-url <url>; the work pool may stay on the pooler');
+    }
   }
 
   async #reconnect(): Promise<void> {

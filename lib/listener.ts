@@ -1,3 +1,4 @@
+import type { ChannelName } from './channel-names';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client, Notification } from 'pg';
@@ -50,8 +51,8 @@ const DRAIN_LOCK_RETRY_MS = 200;
 const HELD_ROWS_RECHECK_MS = 1000;
 
 export interface ListenOptions {
-  /** Channel names to process (default: every channel with a callback). */
-  channels?: readonly string[];
+  /** Channel names to process (default: every channel with a callback). Checked by the compiler when the app fills in `Register`. */
+  channels?: readonly ChannelName[];
   /** Notifications claimed per transaction. Default 100. */
   batchSize?: number;
   /**

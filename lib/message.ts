@@ -4,17 +4,14 @@ import type { AnyChannel, ChannelOp, CustomChannel, ModelChannel } from './chann
 import type { NotificationContext } from './context';
 import { MalformedPayloadError } from './errors';
 
-/** What a callback of a model channel receives. `old`/`new` are instances of the model. */
-export interface ModelMessage<M extends Model = Model> {
+/** The fields of every model channel message, whatever its op. */
+export interface ModelMessageFields {
   channel: string;
-  op: ChannelOp;
   /**
    * The schema of the table written: the model's, or a tenant's (`triggers sync --schemas`). The
    * instances are of `Model.schema(schema)` then, so that saving one writes to that tenant.
    */
   schema: string;
-  old: M | null;
-  new: M | null;
   context: NotificationContext;
   /** The stored notification's id (a bigint as a string); null for broadcast channels. */
   id: string | null;
@@ -23,6 +20,19 @@ export interface ModelMessage<M extends Model = Model> {
   /** How many stored notifications this message stands for: more than 1 when a coalescing channel folded a row's updates into it. */
   folded: number;
 }
+
+/** `old` and `new` as `op` has them: INSERT has no old row, DELETE no new one, TRUNCATE neither. */
+export type ModelMessageRows<M, Op extends ChannelOp> = Op extends 'INSERT' ? { op: Op; old: null; new: M }
+  : Op extends 'DELETE' ? { op: Op; old: M; new: null }
+    : Op extends 'TRUNCATE' ? { op: Op; old: null; new: null }
+      : { op: Op; old: M; new: M };
+
+/**
+ * What a callback of a model channel receives. `old`/`new` are instances of the model, narrowed
+ * by `op` (on `'INSERT'`, `new` is an instance and `old` null). `Op` is the ops the channel sends:
+ * every op, or only its events' when the model declares its channels in a static `pgpubsub`.
+ */
+export type ModelMessage<M extends Model = Model, Op extends ChannelOp = ChannelOp> = ModelMessageFields & ModelMessageRows<M, Op>;
 
 /** What a callback of a custom channel receives. */
 export interface CustomMessage<T = unknown> {
@@ -53,7 +63,7 @@ export interface CallbackContext {
   afterCommit(hook: () => unknown): void;
 }
 
-export type ModelCallback<M extends Model = Model> = (message: ModelMessage<M>, context: CallbackContext) => unknown;
+export type ModelCallback<M extends Model = Model, Op extends ChannelOp = ChannelOp> = (message: ModelMessage<M, Op>, context: CallbackContext) => unknown;
 export type CustomCallback<T = unknown> = (message: CustomMessage<T>, context: CallbackContext) => unknown;
 
 /** The second argument of a batch callback (onBatch): a callback's context, with each message's attempt. */
@@ -62,7 +72,7 @@ export interface BatchContext extends Omit<CallbackContext, 'attempt'> {
   attempts: readonly number[];
 }
 
-export type ModelBatchCallback<M extends Model = Model> = (messages: ModelMessage<M>[], context: BatchContext) => unknown;
+export type ModelBatchCallback<M extends Model = Model, Op extends ChannelOp = ChannelOp> = (messages: ModelMessage<M, Op>[], context: BatchContext) => unknown;
 export type CustomBatchCallback<T = unknown> = (messages: CustomMessage<T>[], context: BatchContext) => unknown;
 
 /**
@@ -185,6 +195,7 @@ function modelMessage(channel: ModelChannel, payload: unknown, id: string | null
   const needsNew = op !== 'DELETE' && op !== 'TRUNCATE';
   if (needsOld ? !isRecord(oldRow) : oldRow !== null && oldRow !== undefined) throw bad(`'old' must be ${needsOld ? 'a row' : 'null'} for ${op}`);
   if (needsNew ? !isRecord(newRow) : newRow !== null && newRow !== undefined) throw bad(`'new' must be ${needsNew ? 'a row' : 'null'} for ${op}`);
+  // The checks above make old and new what the op says (ModelMessageRows).
   return {
     channel: channel.name,
     op: op as ChannelOp,
@@ -196,7 +207,7 @@ function modelMessage(channel: ModelChannel, payload: unknown, id: string | null
     truncated: payload.truncated === true,
     // A number, or lossless-json's LosslessNumber (Number() takes either).
     folded: Number.isInteger(Number(payload.folded)) && Number(payload.folded) > 1 ? Number(payload.folded) : 1,
-  };
+  } as ModelMessage;
 }
 
 /** Turns a parsed custom payload into a message, filling in the channel's defaults. */

@@ -8,6 +8,7 @@ import { type NotificationContext, type SetContextOptions, setContext, withConte
 import { DEFAULT_SCHEMA, type LibraryObjects, checkSchemaName, libraryObjects } from './db-objects';
 import { ChannelDefinitionError, ChannelUsageError, SetupError } from './errors';
 import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
+import type { ModelChannelName, ModelChannelOp } from './channel-names';
 import type { CustomBatchCallback, CustomCallback, ModelBatchCallback, ModelCallback } from './message';
 import { libraryProblem } from './library-check';
 import { libraryMigrations } from './migrations';
@@ -242,7 +243,7 @@ export class PgPubSub {
    * });
    * sequelize.pgpubsub.on(PostReads, ({ payload }) => count(payload.modelId));
    */
-  on<M extends Model>(model: ModelStatic<M>, channel: string, callback: ModelCallback<M>): this;
+  on<S extends ModelStatic<Model>, N extends ModelChannelName<S>>(model: S, channel: N, callback: ModelCallback<InstanceType<S>, ModelChannelOp<S, N>>): this;
   on<T>(channel: CustomChannel<T>, callback: CustomCallback<T>): this;
   on(target: ModelStatic<Model> | CustomChannel<any>, second: string | Function, third?: Function): this {
     return this.#add('on', this.#callbacks, target, second, third);
@@ -260,7 +261,7 @@ export class PgPubSub {
    *   await Post.bulkCreate(messages.map(({ new: author }) => ({ authorId: author!.id, content: 'Welcome!' })), { transaction });
    * });
    */
-  onBatch<M extends Model>(model: ModelStatic<M>, channel: string, callback: ModelBatchCallback<M>): this;
+  onBatch<S extends ModelStatic<Model>, N extends ModelChannelName<S>>(model: S, channel: N, callback: ModelBatchCallback<InstanceType<S>, ModelChannelOp<S, N>>): this;
   onBatch<T>(channel: CustomChannel<T>, callback: CustomBatchCallback<T>): this;
   onBatch(target: ModelStatic<Model> | CustomChannel<any>, second: string | Function, third?: Function): this {
     return this.#add('onBatch', this.#batchCallbacks, target, second, third);

@@ -6,7 +6,6 @@
  * screenshots it takes are the README's.
  */
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +13,7 @@ import path from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { NonRetryableError, type Listener } from '../lib';
 import type { App } from '../models/app';
+import { debianPackageProblem } from '../dev/debian';
 import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
 import { BIN, ROOT, pgpubsubCli, shown, spawnProcess } from '../dev/processes';
@@ -23,22 +23,6 @@ const EXAMPLE_APP = path.join(ROOT, 'test', 'fixtures', 'example-app.ts');
 const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOTS = path.join(ROOT, 'docs');
 const TOKEN = 'a-dashboard-token';
-
-/**
- * Debian's chromium, installed here when it is missing and this process may (root, apt-get):
- * CI runs on a clean machine. Resolves to why it cannot be had, or null.
- */
-function chromiumProblem(): string | null {
-  if (fs.existsSync(CHROMIUM)) return null;
-  if (process.getuid?.() !== 0 || !fs.existsSync('/usr/bin/apt-get')) return `${CHROMIUM} is missing and this process cannot install it (it needs root and apt-get: apt-get install chromium)`;
-  try {
-    execFileSync('apt-get', ['update'], { stdio: 'ignore', timeout: 300_000 });
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { stdio: 'ignore', timeout: 600_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  } catch (error) {
-    return `apt-get install chromium failed: ${(error as Error).message}`;
-  }
-  return fs.existsSync(CHROMIUM) ? null : `apt-get install chromium left no ${CHROMIUM}`;
-}
 
 const csrfOf = (html: string) => /name="csrf" value="([0-9a-f]+)"/.exec(html)?.[1];
 
@@ -53,7 +37,7 @@ describe('dashboard', function () {
     // A clean machine installs chromium here: apt-get may take minutes.
     this.timeout(900_000);
     if (!fs.existsSync(CHROMIUM)) console.log(`      ${CHROMIUM} is missing: installing Debian's chromium with apt-get`);
-    problem = chromiumProblem();
+    problem = debianPackageProblem(CHROMIUM, 'chromium');
   });
 
   beforeEach(async function () {

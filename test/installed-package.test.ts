@@ -425,7 +425,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     }
   });
 
-  it('types a TypeScript consumer: default and named imports, sequelize.use, Model.init pgpubsub options', async () => {
+  it('types a TypeScript consumer: default and named imports, sequelize.use, Model.init pgpubsub options, typed channels', async () => {
     for (const file of ['check', 'check-subpath']) fs.copyFileSync(path.join(app, `${file}.ts`), path.join(app, `${file}.mts`));
     const tsc = (args: string[]) => run(TSC, ['--noEmit', '--strict', '--target', 'ES2022', ...args], { cwd: app, timeout: 60000 });
     const checks: Record<string, Promise<Run>> = {
@@ -436,6 +436,8 @@ describe('installed package (dist/, exports map, bin)', function () {
       // Many Sequelize v6 apps still compile with module commonjs and its default (node10) resolution:
       // the main entry resolves through "types", the subpath through "typesVersions".
       'commonjs, node10': tsc(['--skipLibCheck', '--module', 'commonjs', 'check.ts', 'check-subpath.ts']),
+      // Channel names and ops from a model's static pgpubsub, and Register, through the package's declarations.
+      'typed channels, nodenext ESM': tsc(['--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', path.join('examples', 'typed-channels.ts')]),
     };
     for (const [label, result] of Object.entries(checks)) {
       const done = await result;
