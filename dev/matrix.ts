@@ -58,7 +58,8 @@ function runSuite(run: Run, logDir: string): Outcome {
   const node = nodeBinary(run.node);
   const label = `Node ${run.node} · PostgreSQL ${run.pg}${run.files.length > 0 ? ' · quick' : ''}`;
   const log = path.join(logDir, `node${run.node}-pg${run.pg}.log`);
-  process.stdout.write(`=== ${label} (${path.relative(ROOT, node) || node}) ===\n`);
+  const shown = node.startsWith(ROOT + path.sep) ? path.relative(ROOT, node) : node;
+  process.stdout.write(`=== ${label} (${shown}) ===\n`);
   const started = Date.now();
   // The dot reporter ends with mocha's summary (N passing, N failing, N pending): what is counted.
   const args = [require.resolve('mocha/bin/mocha.js'), '--reporter', 'dot'];

@@ -25,7 +25,6 @@ import type { ChannelEvent, ChannelOp } from './channel';
  *   }
  * }
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
 export interface Register {}
 
 /** The channels a model class declares in its static `pgpubsub`, or never. */

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import PgBoss from 'pg-boss';
 import { dropChannelTriggers, insertAuthors, migrateApp, withClient } from '../support/db';
-import { startChildren } from './children';
+import { nodeBinary } from '../../dev/versions';
+import { runOnNode, startChildren } from './children';
 import type { QueueSystem, StartOptions } from './types';
 
 const WORKER = path.join(__dirname, '..', 'workers', 'pgboss-worker.ts');
@@ -40,6 +41,35 @@ export function pgboss(options: { workers?: number; ioMs?: number; key?: string;
       await insertAuthors(url, n);
       const ids = await withClient(url, async (c) => (await c.query<{ id: number }>('SELECT id FROM authors ORDER BY id')).rows.map((r) => r.id));
       await withBoss(url, (boss) => boss.insert(ids.map((authorId) => ({ name: PGBOSS_QUEUE, data: { authorId } }))));
+    },
+  };
+}
+
+const WORKER_12 = path.join(__dirname, '..', 'workers', 'pgboss12-worker.ts');
+const PEER_ADMIN = path.join(__dirname, '..', 'workers', 'peer-admin.ts');
+/** pg-boss 12 (bench/package.json's alias) needs Node 22: its workers and steps run there. */
+const PGBOSS_12 = 'pg-boss-12';
+
+/**
+ * pg-boss 12 in its exactly-once mode (`transactional: true` workers: the handler's writes and
+ * the job's completion in one transaction), LISTEN/NOTIFY on, batchSize 200, one work() per process.
+ */
+export function pgboss12(): QueueSystem {
+  const env = (url: string) => ({ DATABASE_URL: url, PEER_PACKAGE: PGBOSS_12 });
+  return {
+    key: 'pgboss12',
+    label: 'pg-boss 12 (Node 22) transactional, LISTEN/NOTIFY, batchSize 200',
+    async prepare(url: string) {
+      await migrateApp(url);
+      await dropChannelTriggers(url);
+      await runOnNode(nodeBinary(22), PEER_ADMIN, ['pgboss-prepare'], env(url));
+    },
+    start(url: string, processes: number, startOptions: StartOptions = {}) {
+      return startChildren(WORKER_12, processes, env(startOptions.workerUrl ?? url), { node: nodeBinary(22) });
+    },
+    async produce(url: string, n: number) {
+      await insertAuthors(url, n);
+      await runOnNode(nodeBinary(22), PEER_ADMIN, ['pgboss-insert'], env(url));
     },
   };
 }

@@ -5,33 +5,57 @@
  * callbacks), delete the batch, commit. It waits for "go" on stdin so that it starts exactly when
  * the clock does (it has no wake-up of its own), and stops claiming when nothing is left; the
  * process and its connection stay up (stdin open) so that its CPU time and its backend's can
- * still be read, until the parent stops it.
+ * still be read, until the parent stops it. VIA=sequelize runs the same statements through
+ * `sequelize.query` in a Sequelize transaction, the side effect with the very call ours makes
+ * (bench/apps/ours-app.ts): the library's own cost apart from Sequelize's.
  */
 import readline from 'node:readline';
 import { Client } from 'pg';
+import { QueryTypes, Sequelize, type Transaction } from 'sequelize';
 
 const batchSize = Number(process.env.BATCH_SIZE ?? 100);
 const savepoints = process.env.SAVEPOINTS === '1';
+const viaSequelize = process.env.VIA === 'sequelize';
+
+const CLAIM = `SELECT id, (payload -> 'new' ->> 'id')::int AS author_id
+                 FROM pgpubsub.notification
+                WHERE failed_at IS NULL
+                ORDER BY id
+                LIMIT $1
+                  FOR UPDATE SKIP LOCKED`;
+
+/** The loop through Sequelize: one managed transaction per batch on a pool of one, as a listener's. */
+async function sequelizeLoop(go: Promise<void>): Promise<void> {
+  const sequelize = new Sequelize(process.env.DATABASE_URL!, { dialect: 'postgres', logging: false, pool: { max: 1 }, dialectOptions: { application_name: 'bench-ceiling' } });
+  await sequelize.authenticate();
+  process.stdout.write(`${JSON.stringify({ event: 'ready' })}\n`);
+  await go;
+  for (let claimed = 1; claimed > 0;) {
+    claimed = await sequelize.transaction(async (transaction: Transaction) => {
+      const rows = await sequelize.query<{ id: string; author_id: number }>(CLAIM, { bind: [batchSize], transaction, type: QueryTypes.SELECT });
+      for (const row of rows) {
+        const started = String(process.hrtime.bigint() / 1000n);
+        await sequelize.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', { bind: [started, row.author_id], transaction, type: QueryTypes.INSERT });
+      }
+      if (rows.length > 0) await sequelize.query('DELETE FROM pgpubsub.notification WHERE id = ANY($1::bigint[])', { bind: [rows.map((row) => row.id)], transaction, type: QueryTypes.DELETE });
+      return rows.length;
+    });
+  }
+  process.stdout.write(`${JSON.stringify({ event: 'drained' })}\n`);
+}
 
 async function main(): Promise<void> {
-  const client = new Client({ connectionString: process.env.DATABASE_URL, application_name: 'bench-ceiling' });
-  await client.connect();
   const go = new Promise<void>((resolve) => readline.createInterface({ input: process.stdin }).on('line', (line) => {
     if (line.trim() === 'go') resolve();
   }));
+  if (viaSequelize) return sequelizeLoop(go);
+  const client = new Client({ connectionString: process.env.DATABASE_URL, application_name: 'bench-ceiling' });
+  await client.connect();
   process.stdout.write(`${JSON.stringify({ event: 'ready' })}\n`);
   await go;
   for (;;) {
     await client.query('BEGIN');
-    const { rows } = await client.query<{ id: string; author_id: number }>(
-      `SELECT id, (payload -> 'new' ->> 'id')::int AS author_id
-         FROM pgpubsub.notification
-        WHERE failed_at IS NULL
-        ORDER BY id
-        LIMIT $1
-          FOR UPDATE SKIP LOCKED`,
-      [batchSize],
-    );
+    const { rows } = await client.query<{ id: string; author_id: number }>(CLAIM, [batchSize]);
     if (rows.length === 0) {
       await client.query('COMMIT');
       break;

@@ -7,7 +7,7 @@ import type { QueueSystem } from '../systems/types';
 import { ceiling } from '../systems/ceiling';
 import { graphile } from '../systems/graphile';
 import { ours } from '../systems/ours';
-import { pgboss } from '../systems/pgboss';
+import { pgboss, pgboss12 } from '../systems/pgboss';
 import { type BenchContext, onFreshDatabase } from './context';
 
 /** How often the parent counts posts to see the drain finish (the count itself costs ~1 ms). */
@@ -112,9 +112,15 @@ export function drainSystems(): QueueSystem[] {
     ours({ key: 'ours-batch', label: 'ours, onBatch callback (one bulkCreate per claim of 500)', callback: 'batch', batchSize: 500 }),
     ceiling({ savepoints: false }),
     ceiling({ savepoints: true }),
+    // The same loop with the side effect (and the claim) through sequelize.query, as ours runs it.
+    ceiling({ savepoints: false, sequelize: true }),
     graphile({ localQueue: false }),
     graphile({ localQueue: true }),
     pgboss(),
+    // The current peers, on Node 22 (which they need).
+    graphile({ localQueue: false, version: '0.18' }),
+    graphile({ localQueue: true, version: '0.18' }),
+    pgboss12(),
   ];
 }
 
