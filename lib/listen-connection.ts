@@ -4,7 +4,7 @@
  * query that proves it alive; on loss, reconnects with a jittered backoff until stopped. What the
  * listener keeps on it (holder keys, listening and drain locks) is set up through its hooks.
  */
-import type { Client, Notification } from 'pg';
+import type { Client, Notification, QueryConfig } from 'pg';
 import type { Sequelize } from 'sequelize';
 import { jitteredBackoff } from './backoff';
 import { LIBRARY_QUERY_DEADLINE_MS, type QueryFn, oneQueryAtATime } from './callbacks';
@@ -141,7 +141,6 @@ export class ListenConnection {
     client.on('error', (error) => this.lose(client, error));
     client.on('end', () => this.lose(client, new Error('connection ended')));
     try {
-      if (first) await this.#refuseTransactionPooler(client);
       // This connection's writes are the in-flight markers (one per batch): they must be visible at
       // once, which an asynchronous commit is, but need not survive a server crash (a marker lost
       // then costs at most one uncharged death). Waiting for the WAL flush would add a disk sync to
@@ -149,6 +148,7 @@ export class ListenConnection {
       // And only the library's statements run here, all written with qualified names; built-ins come
       // from pg_catalog whatever another role creates in a schema on the default search_path.
       await client.query('SET synchronous_commit = off; SET search_path = pg_catalog, pg_temp');
+      if (first) await this.#refuseTransactionPooler(client);
       for (const name of this.#ctx.channels) await client.query(`LISTEN ${quoteIdent(name)}`);
       await this.#ctx.setUp(client, first);
     } catch (error) {
@@ -165,33 +165,49 @@ export class ListenConnection {
    * would stay on a server connection someone else then uses, and notifications would reach them or
    * no one. A lone client cannot tell (the pooler gives it the same server connection each time),
    * so a second connection opened the same way holds a transaction meanwhile: through such a
-   * pooler it gets this client's server connection, or this client moves to another one. When the
-   * second connection cannot be opened, nothing is concluded.
+   * pooler it gets this client's server connection, or this client moves to another one; a pooler
+   * in statement mode refuses the transaction outright. Anything else that goes wrong with the
+   * second connection (it cannot be opened, a query fails or takes over 5 s) concludes nothing: the
+   * check is skipped with a warning. Run at start only, after the connection's first SET (which
+   * pins it in poolers that pin sessions on SET).
    */
   async #refuseTransactionPooler(client: Client): Promise<void> {
-    const backend = async (on: Client) => (await on.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid')).rows[0]!.pid;
+    // node-postgres takes a query's own query_timeout (its types know it only as a client setting).
+    const bounded = (text: string): QueryConfig & { query_timeout: number } => ({ text, query_timeout: 5_000 });
+    const backend = async (on: Client) => (await on.query<{ pid: number }>(bounded('SELECT pg_catalog.pg_backend_pid() AS pid'))).rows[0]!.pid;
+    const skipped = (error: unknown) => this.#ctx.log.warn('could not check whether the LISTEN connection goes through a transaction pooler; not checked', { event: 'pooler-check-skipped', error: errorSummary(error) });
+    const refusal = (how: string) => new ListenOptionsError('PGPUBSUB_TRANSACTION_POOLER', `listen: the LISTEN connection goes through a transaction pooler (PgBouncer in transaction or statement mode?): ${how}, so LISTEN and the listener's session locks would be left on a connection other clients use. `
+      + "Point the LISTEN connection at PostgreSQL itself: listen({ listenConnection: 'postgres://…@db-host:5432/app' }), or pgpubsub listen --listen-url <url>; the work pool may stay on the pooler");
     const before = await backend(client);
     let probe: Client;
     try {
       // Named apart, so that what counts the listener's sessions never counts this one.
       probe = await this.#open(`${LISTENER_APPLICATION_NAME}-pooler-check`);
     } catch (error) {
-      this.#ctx.log.debug('could not open a second connection to check for a transaction pooler; not checked', { event: 'pooler-check-skipped', error: errorSummary(error) });
+      skipped(error);
       return;
     }
-    let shared = false;
+    // A pooler that drops the connection (statement mode refusing BEGIN, say) must not crash the process.
+    probe.on('error', () => undefined);
+    let shared: boolean;
     try {
-      await probe.query('BEGIN');
+      try {
+        await probe.query(bounded('BEGIN'));
+      } catch (error) {
+        if (/pooling mode/i.test((error as Error).message)) throw refusal(`a second connection was refused a transaction (${(error as Error).message})`);
+        throw error;
+      }
       const held = await backend(probe);
       shared = held === before || (await backend(client)) !== before;
+    } catch (error) {
+      if (error instanceof ListenOptionsError) throw error;
+      skipped(error);
+      return;
     } finally {
       await probe.query('ROLLBACK').catch(() => undefined);
       await probe.end().catch(() => undefined);
     }
-    if (shared) {
-      throw new ListenOptionsError('PGPUBSUB_TRANSACTION_POOLER', 'listen: the LISTEN connection goes through a transaction pooler (PgBouncer in transaction or statement mode?): its server connection changed between two statements, so LISTEN and the listener\'s session locks would be left on a connection other clients use. '
-        + 'Point the LISTEN connection at PostgreSQL itself: listen({ listenConnection: \'postgres://…@db-host:5432/app\' }), or pgpubsub listen --listen-url <url>; the work pool may stay on the pooler');
-    }
+    if (shared) throw refusal('its server connection changed between two statements');
   }
 
   async #reconnect(): Promise<void> {

@@ -44,12 +44,15 @@ function removeHosts(all: boolean): void {
   }
 }
 
-/** Host `index` (0 or 1): a namespace with a veth pair, 10.231.<index+1>.2 inside, .1 here. */
+/**
+ * Host `index` (0 or 1): a namespace with a veth pair, 10.<n>.<index+1>.2 inside, .1 here, where
+ * n comes from this process's pid so that two runs on one machine keep to their own subnets.
+ */
 function addHost(index: number): Host {
   const letter = 'ab'[index]!;
   const name = `pgps-${process.pid}-${letter}`;
   const link = `pgps${process.pid % 100000}${letter}`;
-  const subnet = `10.231.${index + 1}`;
+  const subnet = `10.${200 + (process.pid % 50)}.${index + 1}`;
   ip('netns', 'add', name);
   ip('link', 'add', link, 'type', 'veth', 'peer', 'name', `${link}h`);
   ip('link', 'set', `${link}h`, 'netns', name);
@@ -96,9 +99,10 @@ describe('listeners on two hosts', function () {
     }
     db = await testDatabase(this.currentTest!.title.slice(0, 20));
     app = openApp(db.url);
-    hosts = [addHost(0), addHost(1)];
+    // One at a time into `hosts`, so that afterEach removes what was made if the second fails.
+    for (const index of [0, 1]) hosts.push(addHost(index));
     // The server listens on loopback only: a forwarder on each link's address stands in for the network path.
-    forwarders = await Promise.all(hosts.map((host) => startProxy(db.url, { host: host.gateway })));
+    for (const host of hosts) forwarders.push(await startProxy(db.url, { host: host.gateway }));
   });
   afterEach(async function () {
     await Promise.all(listeners.splice(0).map((listener) => listener.stop(15_000)));

@@ -14,6 +14,7 @@ import { debianPackageProblem } from '../dev/debian';
 import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
 import { sql } from '../dev/postgres';
+import { QueryTypes } from 'sequelize';
 import { ListenOptionsError, type Listener } from '../lib';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
@@ -37,41 +38,66 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** A PgBouncer in transaction pooling mode in front of the server of `url`, with few server connections so that clients share them. */
-async function startPgBouncer(url: string): Promise<Bouncer> {
+/**
+ * A PgBouncer in `mode` (transaction pooling by default) in front of the server of `url`, with 3
+ * server connections so that clients share them. Stopped (and its folder removed) if it does not
+ * start; stop() sends SIGINT, then SIGKILL after 5 s.
+ */
+async function startPgBouncer(url: string, mode: 'transaction' | 'statement' = 'transaction'): Promise<Bouncer> {
   const server = new URL(url);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-pgbouncer-'));
   fs.chmodSync(dir, 0o755);
   const port = await freePort();
   const user = decodeURIComponent(server.username);
-  fs.writeFileSync(path.join(dir, 'users.txt'), `"${user}" ""\n`);
+  // Readable by the postgres user PgBouncer runs as, whatever the umask.
+  fs.writeFileSync(path.join(dir, 'users.txt'), `"${user}" ""\n`, { mode: 0o644 });
   fs.writeFileSync(path.join(dir, 'pgbouncer.ini'), [
     '[databases]',
     `* = host=${server.hostname} port=${server.port || 5432} user=${user}${server.password ? ` password=${decodeURIComponent(server.password)}` : ''}`,
     '[pgbouncer]',
     'listen_addr = 127.0.0.1',
     `listen_port = ${port}`,
-    `unix_socket_dir =`,
+    'unix_socket_dir =',
     'auth_type = trust',
     `auth_file = ${path.join(dir, 'users.txt')}`,
-    'pool_mode = transaction',
+    `pool_mode = ${mode}`,
     'default_pool_size = 3',
     'max_client_conn = 200',
     'ignore_startup_parameters = extra_float_digits,options',
     '',
-  ].join('\n'));
+  ].join('\n'), { mode: 0o644 });
   // PgBouncer will not run as root; -u makes it the postgres user.
   const args = process.getuid?.() === 0 ? ['-u', 'postgres', path.join(dir, 'pgbouncer.ini')] : [path.join(dir, 'pgbouncer.ini')];
   const child: ChildProcess = spawn(PGBOUNCER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  // Never outlives this process, whatever ends it.
+  const killOnExit = () => { if (!gone()) child.kill('SIGKILL'); };
+  process.once('exit', killOnExit);
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-  await eventually(async () => {
-    if (child.exitCode !== null) throw new Error(`pgbouncer exited with ${child.exitCode}: ${stderr}`);
-    return new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => { socket.end(); resolve(true); });
-      socket.on('error', () => resolve(false));
-    });
-  }, 'pgbouncer to accept connections', 15_000);
+  const stop = async () => {
+    if (!gone()) {
+      child.kill('SIGINT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    process.removeListener('exit', killOnExit);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await eventually(async () => {
+      if (gone()) throw new Error(`pgbouncer exited with ${child.exitCode ?? child.signalCode}: ${stderr}`);
+      return new Promise<boolean>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => { socket.end(); resolve(true); });
+        socket.on('error', () => resolve(false));
+      });
+    }, () => `pgbouncer to accept connections: ${stderr}`, 15_000);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
   return {
     via(target) {
       const through = new URL(target);
@@ -79,14 +105,7 @@ async function startPgBouncer(url: string): Promise<Bouncer> {
       through.port = String(port);
       return through.toString();
     },
-    async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGINT');
-        await exited;
-      }
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 
@@ -113,10 +132,13 @@ describe('PgBouncer in transaction pooling mode', function () {
     bouncer = await startPgBouncer(db.url);
   });
   afterEach(async function () {
-    await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
-    for (const app of apps.splice(0)) await app.sequelize.close();
-    await bouncer?.stop();
-    bouncer = undefined;
+    try {
+      await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
+      for (const app of apps.splice(0)) await app.sequelize.close();
+    } finally {
+      await bouncer?.stop();
+      bouncer = undefined;
+    }
     if (this.currentTest?.state === 'passed') await db?.drop();
   });
 
@@ -131,9 +153,9 @@ describe('PgBouncer in transaction pooling mode', function () {
     const producer = pooled();
     const listenerApps = [pooled(), pooled()];
     for (const app of listenerApps) listeners.push(await app.sequelize.pgpubsub.listen({ listenConnection: db.url, logger: quiet }));
-    // The pool really goes through the pooler: its sessions are PgBouncer's, under another port.
-    const backends = await sql<{ n: string }>(db.url, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name <> 'pgpubsub-listener'");
-    expect(Number(backends[0]!.n), 'at most the pooler\'s 3 server connections (and this one)').to.be.at.most(4);
+    // The pool really goes through the pooler: 12 queries at once on a pool of 4 come from at most its 3 server connections.
+    const pids = await Promise.all(Array.from({ length: 12 }, () => producer.sequelize.query<{ pid: number }>('SELECT pg_backend_pid() AS pid, pg_sleep(0.05)', { type: QueryTypes.SELECT })));
+    expect(new Set(pids.map(([row]) => row!.pid)).size, 'server connections serving the pool').to.be.within(1, 3);
 
     const authors = Array.from({ length: 400 }, (_, i) => ({ name: `pooled ${i}` }));
     await producer.Author.bulkCreate(authors.slice(0, 200));
@@ -157,9 +179,28 @@ describe('PgBouncer in transaction pooling mode', function () {
     expect(error, 'listen() through a transaction pooler').to.be.instanceOf(ListenOptionsError);
     expect((error as ListenOptionsError).code).to.equal('PGPUBSUB_TRANSACTION_POOLER');
     expect(error!.message).to.match(/transaction pooler/).and.to.match(/listenConnection/).and.to.match(/--listen-url/);
-    // Nothing was left listening or locked on a shared server connection.
-    const [listening] = await sql<{ n: string }>(db.url, "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'");
-    expect(Number(listening!.n), 'advisory locks left behind').to.equal(0);
+    // Refused before it LISTENed: no server connection the pooler shares ran a LISTEN.
+    const [listened] = await sql<{ n: string }>(db.url, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'");
+    expect(Number(listened!.n), 'server connections whose last statement was a LISTEN').to.equal(0);
+  });
+
+  it('refuses a LISTEN connection through PgBouncer in statement mode', async () => {
+    const statements = await startPgBouncer(db.url, 'statement');
+    try {
+      const app = openApp(statements.via(db.url), { pool: { max: 2 } });
+      registerCallbacks(app);
+      apps.push(app);
+      const error = await app.sequelize.pgpubsub.listen({ logger: quiet }).then(
+        (listener) => { listeners.push(listener); return null; },
+        (failure: Error) => failure,
+      );
+      expect((error as ListenOptionsError | null)?.code, String(error)).to.equal('PGPUBSUB_TRANSACTION_POOLER');
+      expect(error!.message).to.match(/statement pooling/);
+    } finally {
+      await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
+      for (const app of apps.splice(0)) await app.sequelize.close();
+      await statements.stop();
+    }
   });
 
   it('runs examples/pgbouncer.ts with its Sequelize through PgBouncer and LISTEN straight to the server', async () => {
