@@ -2,7 +2,8 @@
  * `npm run bench [-- --quick] [--runs N] [--only W1,W3] [--json file]`
  *
  * Runs the workloads of BENCHMARKS.md against sequelize-pgpubsub, its peers
- * (graphile-worker 0.17, pg-boss 10) and a hand-written ceiling loop, on one PostgreSQL (embedded
+ * (graphile-worker 0.17 and pg-boss 10 on this Node, graphile-worker 0.18 and pg-boss 12 on Node 22)
+ * and a hand-written ceiling loop, on one PostgreSQL (embedded
  * unless DATABASE_URL is set), each system and run on a fresh database. Prints one table of
  * medians with ratios and the targets met or not, and writes the same as JSON.
  */
@@ -100,6 +101,9 @@ function versions() {
     'sequelize-pgpubsub': `${packageVersion(ROOT)} (${gitRevision()})`,
     'graphile-worker': bench('graphile-worker'),
     'pg-boss': bench('pg-boss'),
+    // The current peers, run on Node 22 (dev/versions).
+    'graphile-worker (Node 22)': bench('graphile-worker-0.18'),
+    'pg-boss (Node 22)': bench('pg-boss-12'),
     pg: root('pg'),
     'pg (peers and ceiling)': bench('pg'),
     sequelize: root('sequelize'),
