@@ -173,7 +173,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Post
 }
 
 /** A TCP port that was free a moment ago (small race, fine for tests). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();

