@@ -44,7 +44,7 @@ export function run(file: string, args: string[], options: RunOptions = {}): Pro
       timeout: options.timeout ?? 30_000,
       maxBuffer: 16 * 1024 * 1024,
     }, (error, stdout, stderr) => {
-      if (error?.killed) {
+      if (error?.killed && error.code === null) {
         // The timeout's kill: say so, with what it printed, so a hang shows where it hung.
         reject(new Error(`${path.basename(file)} ${args.join(' ')} did not finish within ${options.timeout ?? 30_000} ms (killed with ${error.signal})\n--- stdout\n${stdout}\n--- stderr\n${stderr}`));
         return;
