@@ -21,4 +21,8 @@ if (missing.length > 0) {
 
 // tsx comes from the repository root (a devDependency of the library), as for the tests.
 require('tsx/cjs');
-require('./run.ts');
+// `npm run bench:profile` runs bench/profile.ts (its first argument says so) instead of the table.
+if (process.argv[2] === '--profile') {
+  process.argv.splice(2, 1);
+  require('./profile.ts');
+} else require('./run.ts');

@@ -31,6 +31,8 @@ export interface EmbeddedOptions {
    * production server runs. Off by default: tests throw their data away, and durability only costs time.
    */
   durable?: boolean;
+  /** More server settings (`-c name=value`), e.g. bench/profile.ts's shared_preload_libraries. */
+  settings?: Record<string, string>;
 }
 
 export async function startPostgres(options: EmbeddedOptions = {}): Promise<PostgresServer> {
@@ -134,6 +136,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Post
       '-c', 'unix_socket_directories=', // TCP only: no socket clashes in /tmp
       '-c', 'max_connections=200', // many pools + LISTEN connections per test
       ...(options.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
+      ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     ],
     onLog: log,
     onError: log,

@@ -113,10 +113,11 @@ process.once('exit', () => {
  * Starts `node <script> …args` (a .ts script runs through tsx) with `env` added to this process's
  * environment, stdin a pipe, and its JSON stdout lines collected as events.
  */
-export function spawnProcess(script: string, args: string[], env: Record<string, string> = {}, cwd = ROOT, options: { esm?: boolean; prefix?: readonly string[]; node?: string } = {}): ChildProcessHandle {
+export function spawnProcess(script: string, args: string[], env: Record<string, string> = {}, cwd = ROOT, options: { esm?: boolean; prefix?: readonly string[]; node?: string; nodeArgs?: readonly string[] } = {}): ChildProcessHandle {
   // tsx's require hook for CommonJS TypeScript; its full loader (ES modules too) when asked.
   const loader = options.esm ? ['--import', pathToFileURL(require.resolve('tsx')).href] : ['--require', TSX];
-  const nodeArgs = script.endsWith('.ts') ? [...loader, script, ...args] : [script, ...args];
+  // `nodeArgs`: Node.js's own options (bench/profile.ts: --cpu-prof), before the script.
+  const nodeArgs = [...(options.nodeArgs ?? []), ...(script.endsWith('.ts') ? [...loader, script, ...args] : [script, ...args])];
   // `prefix`: a command that runs node, e.g. ['ip', 'netns', 'exec', name] (it execs node: same pid).
   // `node`: another Node.js binary than this one (dev/versions' nodeBinary).
   const [command, ...commandArgs] = [...(options.prefix ?? []), options.node ?? process.execPath, ...nodeArgs];

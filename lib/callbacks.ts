@@ -127,6 +127,8 @@ export interface CallbackRunnerContext {
   tell<K extends keyof ListenerEvents & string>(event: K, ...args: ListenerEvents[K]): void;
   /** Whether anyone listens for this event (the per-message events are built only then). */
   listens(event: keyof ListenerEvents & string): boolean;
+  /** A stored message's lag as its callbacks start (the listener's report keeps the highest), without building an event. */
+  sawLag?(channel: string, lagMs: number): void;
 }
 
 export class CallbackRunner {
@@ -152,7 +154,7 @@ export class CallbackRunner {
     afterCommit: AfterCommitHook[],
   ): Promise<void> {
     await this.#runCallbacks(channel, this.#ctx.host.callbacks(channel.name), transaction, afterCommit, [{ channel: channel.name, id: row?.id ?? null, attempt, row, traceparent: traceOf(message) }],
-      (callback, base) => callback(message, { ...base, attempt }));
+      (callback, context) => callback(message, context({ attempt })));
   }
 
   /**
@@ -164,7 +166,7 @@ export class CallbackRunner {
     const attempts = items.map((item) => item.attempt);
     await this.#runCallbacks(channel, this.#ctx.host.batchCallbacks(channel.name), transaction, afterCommit,
       items.map((item, i) => ({ channel: channel.name, id: item.row.id, attempt: attempts[i], row: item.row, traceparent: traceOf(item.message) })),
-      (callback, base) => callback(messages, { ...base, attempts }));
+      (callback, context) => callback(messages, context({ attempts })));
   }
 
   /**
@@ -179,33 +181,45 @@ export class CallbackRunner {
     transaction: Transaction,
     afterCommit: AfterCommitHook[],
     starts: ReadonlyArray<{ channel: string; id: string | null; attempt: number; row: ClaimedRow | null; traceparent: unknown }>,
-    call: (callback: Function, base: { transaction: Transaction; signal: AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
+    call: (callback: Function, context: <E extends object>(extra: E) => E & { transaction: Transaction; signal: AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
   ): Promise<void> {
     const id = starts.length === 1 ? starts[0].id : null;
     const timeoutMs = this.#ctx.timeoutOf(channel);
-    const controller = new AbortController();
+    // The signal is made when a callback first reads it (an AbortController per message is a
+    // measurable share of a fast callback's cost): aborted at once if time is already up.
+    let controller: AbortController | null = null;
+    let expiredWith: CallbackTimeoutError | null = null;
+    const signal = () => {
+      if (!controller) {
+        controller = new AbortController();
+        if (expiredWith) controller.abort(expiredWith);
+      }
+      return controller.signal;
+    };
     // The message's after-commit hooks wait here, and join the transaction's only if it succeeds.
     const pending: AfterCommitHook[] = [];
     const register = (hook: AfterCommitHook) => {
       if (typeof hook !== 'function') throw new TypeError(`afterCommit(hook): the hook must be a function, got ${typeof hook}`);
-      if (!controller.signal.aborted) pending.push(hook);
+      if (!expiredWith) pending.push(hook);
     };
     // With callbacks at once on one transaction, the batch redirects it once (BatchRunner).
     const restore = this.sharedAfterCommit.has(transaction) ? () => undefined : redirectAfterCommit(transaction, register);
     const startedAt = performance.now();
+    if (this.#ctx.sawLag) for (const { row } of starts) if (row) this.#ctx.sawLag(channel.name, lagNow(row));
     // Built only for listeners of these events (a metrics registry, tracing): nothing per message otherwise.
     const events: MessageStart[] | null = this.#ctx.listens('message:start') || this.#ctx.listens('message:done')
       ? starts.map(({ channel: name, id: messageId, attempt, row }) => ({ channel: name, id: messageId, attempt, lagMs: row ? lagNow(row) : null }))
       : null;
     if (events && this.#ctx.listens('message:start')) for (const start of events) this.#ctx.tell('message:start', start);
-    const base = { transaction, signal: controller.signal, afterCommit: register };
+    // Each callback gets its own context object; `signal` is a getter (see above).
+    const context = <E extends object>(extra: E) => ({ transaction, get signal() { return signal(); }, afterCommit: register, ...extra });
     // With OpenTelemetry and a tracer provider: a consumer span, the child of the producer's (null otherwise, at no cost).
     const span = consumerSpan(channel.name, starts);
     const runAll = async () => {
       for (const callback of callbacks) {
         // Timed out during an earlier callback of this message: the rest must not run.
-        if (controller.signal.aborted) return;
-        await inClsTransaction(this.#ctx.sequelize, transaction, () => call(callback, base));
+        if (expiredWith) return;
+        await inClsTransaction(this.#ctx.sequelize, transaction, () => call(callback, context));
       }
     };
     const work = span ? span.run(runAll) : runAll();
@@ -213,7 +227,8 @@ export class CallbackRunner {
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         const error = new CallbackTimeoutError(channel.name, id, timeoutMs);
-        controller.abort(error);
+        expiredWith = error;
+        (controller as AbortController | null)?.abort(error);
         reject(error);
       }, timeoutMs);
     });

@@ -48,12 +48,14 @@ export class ListenerReport {
     for (const channel of channels) this.#tallies.set(channel, { lags: [null], processed: 0, failed: 0 });
     events.on('processed', (_ids, names) => { this.#dirty = true; for (const name of names) this.#tally(name).processed++; });
     events.on('failed', ({ channel }) => { this.#dirty = true; this.#tally(channel).failed++; });
-    events.on('message:start', ({ channel, lagMs }) => {
-      if (lagMs === null) return;
-      this.#dirty = true;
-      const { lags } = this.#tally(channel);
-      lags[lags.length - 1] = Math.max(lags[lags.length - 1] ?? 0, lagMs);
-    });
+  }
+
+  /** A stored message's lag as its callbacks started (called by the callback runner for each, not through an event). */
+  sawLag(channel: string, lagMs: number): void {
+    this.#dirty = true;
+    const { lags } = this.#tally(channel);
+    const last = lags.length - 1;
+    if (lagMs > (lags[last] ?? -Infinity)) lags[last] = lagMs;
   }
 
   #tally(channel: string): Tally {

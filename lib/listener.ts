@@ -308,6 +308,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const timeoutOf = (channel: AnyChannel) => this.#timeoutOf(channel);
     this.#callbacks = new CallbackRunner({
       sequelize: this.#sequelize, host, log: this.#log, timeoutOf, tell, listens: (event) => this.listenerCount(event) > 0,
+      sawLag: (channel, lagMs) => this.#report.sawLag(channel, lagMs),
     });
     const listener = this;
     this.#runner = new BatchRunner({

@@ -19,7 +19,7 @@ export function ceiling(options: { savepoints: boolean; batchSize?: number; sequ
     async start(url: string, processes: number, startOptions: StartOptions = {}) {
       const workers = await startChildren(WORKER, processes, {
         DATABASE_URL: startOptions.workerUrl ?? url, BATCH_SIZE: String(batchSize), SAVEPOINTS: savepoints ? '1' : '0', VIA: sequelize ? 'sequelize' : 'pg',
-      });
+      }, { nodeArgs: startOptions.nodeArgs });
       return { ...workers, go: () => { for (const child of workers.children) child.child.stdin!.write('go\n'); } };
     },
     produce: insertAuthors,

@@ -6,7 +6,7 @@ import type { Workers } from './types';
  * N copies of a worker script (bench/workers/*), each printing {"event":"ready"} once it can
  * receive work. Used by the peers and the ceiling loop, whose workers are plain processes.
  */
-export async function startChildren(script: string, processes: number, env: Record<string, string>, options: { node?: string } = {}): Promise<Workers & { children: ChildProcessHandle[] }> {
+export async function startChildren(script: string, processes: number, env: Record<string, string>, options: { node?: string; nodeArgs?: string[] } = {}): Promise<Workers & { children: ChildProcessHandle[] }> {
   const children = Array.from({ length: processes }, (_, i) => spawnProcess(script, [], { ...env, BENCH_WORKER_INDEX: String(i) }, ROOT, options));
   try {
     await Promise.all(children.map((child) => child.event('ready', 60_000)));

@@ -44,7 +44,7 @@ export function ours(options: {
         '--concurrency', String(concurrency), '--callback-concurrency', String(callbackConcurrency), '--log-level', 'warn', '--log-format', 'json'];
       const listen = spawnProcess(BIN, args, {
         DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback, BENCH_IO_MS: String(ioMs), BENCH_POOL_MAX: String(Math.max(5, concurrency + 1)),
-      });
+      }, undefined, { nodeArgs: startOptions.nodeArgs });
       try {
         await eventually(async () => {
           if (listen.exit) throw new GiveUp(`pgpubsub listen exited before listening: ${listen.describe()}`);

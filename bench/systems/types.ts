@@ -18,6 +18,8 @@ export interface Workers {
 export interface StartOptions {
   /** URL the workers connect with, when it differs from the checking URL (W4's counting proxy). */
   workerUrl?: string;
+  /** Node.js options for the worker processes (bench/profile.ts: --cpu-prof, which NODE_OPTIONS cannot carry). */
+  nodeArgs?: string[];
 }
 
 export interface QueueSystem {

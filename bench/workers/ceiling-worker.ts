@@ -75,6 +75,9 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify({ event: 'drained' })}\n`);
 }
 
+// A stop is a normal exit (so that bench/profile.ts's --cpu-prof gets written).
+process.on('SIGTERM', () => process.exit(0));
+
 main().catch((error) => {
   process.stderr.write(`ceiling worker: ${(error as Error).stack}\n`);
   process.exit(1);

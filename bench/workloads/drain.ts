@@ -3,7 +3,7 @@ import { backendCpu, backendCpuDelta, verifyPosts } from '../support/db';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { memoryMb, treeCpuSeconds } from '../support/proc';
 import type { RunResult } from '../results';
-import type { QueueSystem } from '../systems/types';
+import type { QueueSystem, StartOptions } from '../systems/types';
 import { ceiling } from '../systems/ceiling';
 import { graphile } from '../systems/graphile';
 import { ours } from '../systems/ours';
@@ -20,6 +20,10 @@ export interface DrainOptions {
   series?: boolean;
   /** Give up (the run fails) after this long, so that a drain whose cost grows with the backlog cannot hold up the benchmark. */
   timeLimitMs?: number;
+  /** Passed to the system's start (bench/profile.ts: the workers' NODE_OPTIONS). */
+  startOptions?: StartOptions;
+  /** Called as the clock starts; what its stop function resolves to goes into the run's detail (bench/profile.ts: wait-event samples). */
+  during?: (url: string) => () => Promise<unknown>;
 }
 
 /**
@@ -35,7 +39,7 @@ export interface DrainOptions {
 export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: number, processes: number, options: DrainOptions = {}): Promise<RunResult> {
   return onFreshDatabase(ctx, `${system.key}_drain_${processes}`, async (url) => {
     await system.prepare(url);
-    const workers = await system.start(url, processes);
+    const workers = await system.start(url, processes, options.startOptions);
     const poller = new Client({ connectionString: url, application_name: 'bench-poller' });
     await poller.connect();
     try {
@@ -47,6 +51,7 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
       await system.produce(url, n);
       const t0 = performance.now();
       workers.go?.();
+      const stopDuring = options.during?.(url);
 
       const series: Array<{ s: number; posts: number; rssMb: number[] }> = [];
       let nextSample = 0;
@@ -76,6 +81,7 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
       const workerCpu = treeCpuSeconds(pids) - cpu0;
       const postgresCpu = backendCpuDelta(backends0, await backendCpu(poller));
       const peakRssMb = workerPids.map((pid) => memoryMb(pid, 'VmHWM'));
+      const during = await stopDuring?.();
       await workers.stop();
       const check = abandoned ? { ok: false, detail: abandoned } : await verifyPosts(url, n);
       const values = {
@@ -90,7 +96,7 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
         ok: check.ok,
         values,
         error: check.ok ? undefined : check.detail,
-        detail: options.series ? { series, peakRssMbPerProcess: peakRssMb } : { peakRssMbPerProcess: peakRssMb },
+        detail: { ...(options.series ? { series } : {}), peakRssMbPerProcess: peakRssMb, ...(during === undefined ? {} : { during }) },
       };
     } finally {
       await poller.end().catch(() => undefined);
