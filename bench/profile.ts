@@ -17,6 +17,7 @@ import { Client } from 'pg';
 import { dropStaleDatabases, startPostgres } from '../dev/postgres';
 import { ROOT } from '../dev/processes';
 import { Results } from './results';
+import { ensureBuilt } from './support/compiled';
 import { ceiling } from './systems/ceiling';
 import { ours } from './systems/ours';
 import type { QueueSystem } from './systems/types';
@@ -27,8 +28,10 @@ const USAGE = `usage: npm run bench:profile -- [options]
   --processes <n>    worker processes (default 1)
   --n <count>        stored notifications to drain (default 20000)
   --top <n>          functions listed (default 25)
+  --warmup <n>       first drain this many messages untimed and unprofiled (default 0: from a cold start)
   --perf             also record the whole machine with Linux perf during the drain (as root, perf on PATH):
                      CPU by process and binary, and the hottest symbols of the workers and of PostgreSQL
+  --node-args <args> Node.js options for the workers, space-separated (e.g. "--max-semi-space-size=32")
   --rate-only        no CPU profile and no sampling: the drain's rate and CPU per message only (for A/B runs)
   --json <file>      also write the figures as JSON
   --help             this text
@@ -135,13 +138,14 @@ function recordPerf(dir: string): () => Promise<string> {
   const perf = spawn('perf', ['record', '-a', '-F', '997', '-o', data, '--', 'sleep', '3600'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   perf.stderr.on('data', (chunk) => { stderr += chunk; });
-  const exited = new Promise<number | null>((resolve) => {
-    perf.once('error', () => resolve(null));
-    perf.once('close', resolve);
+  // Resolves false when perf could not run at all (not installed).
+  const exited = new Promise<boolean>((resolve) => {
+    perf.once('error', () => resolve(false));
+    perf.once('close', () => resolve(true));
   });
   return async () => {
     perf.kill('SIGINT');
-    if (await exited === null || !fs.existsSync(data)) return `perf: could not record (${stderr.trim().split('\n').at(-1) ?? 'perf not found'}); it needs Linux perf on PATH and root (or kernel.perf_event_paranoid <= 0)`;
+    if (!(await exited) || !fs.existsSync(data) || fs.statSync(data).size === 0) return `perf: could not record (${stderr.trim().split('\n').at(-1) ?? 'perf not found'}); it needs Linux perf on PATH and root (or kernel.perf_event_paranoid <= 0)`;
     const report = (args: string[]) => spawnSync('perf', ['report', '-i', data, '--stdio', '--percent-limit', '0.4', ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).stdout
       .split('\n').filter((line) => line.trim() && !line.startsWith('#')).slice(0, 30).join('\n');
     return [
@@ -214,9 +218,11 @@ async function main(): Promise<void> {
       processes: { type: 'string', default: '1' },
       n: { type: 'string', default: '20000' },
       top: { type: 'string', default: '25' },
+      warmup: { type: 'string', default: '0' },
       json: { type: 'string' },
       'rate-only': { type: 'boolean', default: false },
       perf: { type: 'boolean', default: false },
+      'node-args': { type: 'string', default: '' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -230,11 +236,14 @@ async function main(): Promise<void> {
   const processes = Number(values.processes);
   const n = Number(values.n);
   const top = Number(values.top);
+  const warmup = Number(values.warmup);
+  if (!Number.isInteger(warmup) || warmup < 0) throw new Error('--warmup must be a whole number');
   for (const [name, value] of [['--processes', processes], ['--n', n], ['--top', top]] as const) {
     if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`);
   }
   const startedAt = Date.now();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-profile-'));
+  ensureBuilt((line) => process.stderr.write(`${line}\n`));
   const server = await startPostgres({ durable: true, settings: { shared_preload_libraries: 'pg_stat_statements' } });
   try {
     await dropStaleDatabases(server.url);
@@ -242,9 +251,11 @@ async function main(): Promise<void> {
     const ctx = { serverUrl: server.url, quick: false, runs: 1, results: new Results(), log: (line: string) => process.stderr.write(`${line}\n`) };
     const profiled = !values['rate-only'];
     let perfReport: Promise<string> | undefined;
+    const nodeArgs = values['node-args']!.split(' ').filter(Boolean);
     const result = await drainOnce(ctx, system, n, processes, profiled ? {
+      warmup,
       // --perf-basic-prof: a map of the compiled JavaScript for perf, in /tmp/perf-<pid>.map.
-      startOptions: { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...(values.perf ? ['--perf-basic-prof'] : [])] },
+      startOptions: { nodeArgs: [...nodeArgs, '--cpu-prof', `--cpu-prof-dir=${dir}`, ...(values.perf ? ['--perf-basic-prof'] : [])] },
       during: (url) => {
         const stopSessions = sampleSessions(url);
         const stopPerf = values.perf ? recordPerf(dir) : null;
@@ -253,7 +264,7 @@ async function main(): Promise<void> {
           return stopSessions();
         };
       },
-    } : {});
+    } : { warmup, startOptions: { nodeArgs } });
     if (!result.ok) throw new Error(`the drain failed: ${result.error}`);
     const { rate, seconds, workerCpuMsPerK, postgresCpuMsPerK } = result.values;
     const summary = `${system.label}, ${processes} process(es), ${n} messages: ${Math.round(rate)} msg/s (${seconds.toFixed(2)} s); CPU per 1k: workers ${workerCpuMsPerK.toFixed(0)} ms, PostgreSQL ${postgresCpuMsPerK.toFixed(0)} ms`;
@@ -289,7 +300,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await server.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (process.env.BENCH_PROFILE_KEEP) process.stderr.write(`kept ${dir}\n`);
+    else fs.rmSync(dir, { recursive: true, force: true });
     // --perf-basic-prof's maps of this run's workers.
     for (const file of fs.readdirSync(os.tmpdir())) {
       const at = path.join(os.tmpdir(), file);

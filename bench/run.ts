@@ -16,6 +16,7 @@ import { ROOT } from '../dev/processes';
 import { evaluateTargets, renderSummary, renderTable } from './report';
 import { Results, type Row, medianOf } from './results';
 import { serverInfo } from './support/db';
+import { ensureBuilt } from './support/compiled';
 import { machine } from './support/proc';
 import type { BenchContext } from './workloads/context';
 import { w1, w5, w6 } from './workloads/drain';
@@ -141,6 +142,7 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   const t0 = performance.now();
 
+  ensureBuilt(log);
   const server = await startPostgres({ durable: true });
   log(server.embedded ? `bench: embedded PostgreSQL at ${new URL(server.url).host}` : 'bench: PostgreSQL of DATABASE_URL');
   const stop = () => void server.stop().finally(() => process.exit(130));

@@ -154,7 +154,7 @@ export class CallbackRunner {
     afterCommit: AfterCommitHook[],
   ): Promise<void> {
     await this.#runCallbacks(channel, this.#ctx.host.callbacks(channel.name), transaction, afterCommit, [{ channel: channel.name, id: row?.id ?? null, attempt, row, traceparent: traceOf(message) }],
-      (callback, context) => callback(message, context({ attempt })));
+      (callback, { transaction: t, afterCommit: register, signal }) => callback(message, { transaction: t, attempt, get signal() { return signal(); }, afterCommit: register }));
   }
 
   /**
@@ -166,7 +166,7 @@ export class CallbackRunner {
     const attempts = items.map((item) => item.attempt);
     await this.#runCallbacks(channel, this.#ctx.host.batchCallbacks(channel.name), transaction, afterCommit,
       items.map((item, i) => ({ channel: channel.name, id: item.row.id, attempt: attempts[i], row: item.row, traceparent: traceOf(item.message) })),
-      (callback, context) => callback(messages, context({ attempts })));
+      (callback, { transaction: t, afterCommit: register, signal }) => callback(messages, { transaction: t, attempts, get signal() { return signal(); }, afterCommit: register }));
   }
 
   /**
@@ -181,7 +181,7 @@ export class CallbackRunner {
     transaction: Transaction,
     afterCommit: AfterCommitHook[],
     starts: ReadonlyArray<{ channel: string; id: string | null; attempt: number; row: ClaimedRow | null; traceparent: unknown }>,
-    call: (callback: Function, context: <E extends object>(extra: E) => E & { transaction: Transaction; signal: AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
+    call: (callback: Function, base: { transaction: Transaction; signal: () => AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
   ): Promise<void> {
     const id = starts.length === 1 ? starts[0].id : null;
     const timeoutMs = this.#ctx.timeoutOf(channel);
@@ -211,36 +211,37 @@ export class CallbackRunner {
       ? starts.map(({ channel: name, id: messageId, attempt, row }) => ({ channel: name, id: messageId, attempt, lagMs: row ? lagNow(row) : null }))
       : null;
     if (events && this.#ctx.listens('message:start')) for (const start of events) this.#ctx.tell('message:start', start);
-    // Each callback gets its own context object; `signal` is a getter (see above).
-    const context = <E extends object>(extra: E) => ({ transaction, get signal() { return signal(); }, afterCommit: register, ...extra });
+    // `call` gives each callback a context object of its own, `signal` a getter (see above).
+    const base = { transaction, signal, afterCommit: register };
     // With OpenTelemetry and a tracer provider: a consumer span, the child of the producer's (null otherwise, at no cost).
     const span = consumerSpan(channel.name, starts);
     const runAll = async () => {
       for (const callback of callbacks) {
         // Timed out during an earlier callback of this message: the rest must not run.
         if (expiredWith) return;
-        await inClsTransaction(this.#ctx.sequelize, transaction, () => call(callback, context));
+        await inClsTransaction(this.#ctx.sequelize, transaction, () => call(callback, base));
       }
     };
     const work = span ? span.run(runAll) : runAll();
     let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
+    // Settles with the work, or rejects when time is up (a callback still running then may reject
+    // later: this has settled, so nobody waits for it any more, and its rejection is handled).
+    const finished = new Promise<void>((resolve, reject) => {
       timer = setTimeout(() => {
         const error = new CallbackTimeoutError(channel.name, id, timeoutMs);
         expiredWith = error;
         (controller as AbortController | null)?.abort(error);
         reject(error);
       }, timeoutMs);
+      work.then(resolve, reject);
     });
-    // A callback still running after its time is up may reject later: nobody waits for it any more.
-    work.catch(() => undefined);
     const done = (ok: boolean, error?: unknown) => {
       if (!events || !this.#ctx.listens('message:done')) return;
       const durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
       for (const start of events) this.#ctx.tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
     };
     try {
-      await Promise.race([work, expired]);
+      await finished;
       afterCommit.push(...pending);
       span?.end();
       done(true);

@@ -3,6 +3,7 @@
  * otherwise); its callback appends (item, name) to w7_history in the listener's transaction, so
  * the order each row's changes were processed in can be read back.
  */
+import './use-dist';
 import { DataTypes, type Model, type ModelStatic, QueryTypes, Sequelize } from 'sequelize';
 import pgpubsub from '../../lib';
 

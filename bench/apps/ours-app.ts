@@ -9,6 +9,7 @@
  * registers a batch callback instead (onBatch: one Post.bulkCreate per claim, W1's batch row), and
  * BENCH_IO_MS makes each message first await that long (W6: a stand-in for an HTTP call).
  */
+import './use-dist';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QueryTypes, Sequelize } from 'sequelize';
 import { defineModels } from '../../models/app';

@@ -3,7 +3,8 @@ import { LISTENER_APPLICATION_NAME } from '../../lib/listener';
 import { WAKE_LOCKS } from '../../lib/wake-locks';
 import { insertAuthors, migrateApp, withClient } from '../support/db';
 import { GiveUp, eventually } from '../../dev/eventually';
-import { BIN, ROOT, spawnProcess } from '../../dev/processes';
+import { ROOT, spawnProcess } from '../../dev/processes';
+import { COMPILED_CLI } from '../support/compiled';
 import { nodeChildren, processTree } from '../support/proc';
 import type { QueueSystem, StartOptions, Workers } from './types';
 
@@ -42,7 +43,7 @@ export function ours(options: {
     async start(url: string, processes: number, startOptions: StartOptions = {}): Promise<Workers> {
       const args = ['listen', '--app', APP, '--processes', String(processes), '--batch-size', String(batchSize),
         '--concurrency', String(concurrency), '--callback-concurrency', String(callbackConcurrency), '--log-level', 'warn', '--log-format', 'json'];
-      const listen = spawnProcess(BIN, args, {
+      const listen = spawnProcess(COMPILED_CLI, args, {
         DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback, BENCH_IO_MS: String(ioMs), BENCH_POOL_MAX: String(Math.max(5, concurrency + 1)),
       }, undefined, { nodeArgs: startOptions.nodeArgs });
       try {

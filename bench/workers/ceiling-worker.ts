@@ -3,8 +3,8 @@
  * and nothing else. Per transaction: claim up to BATCH_SIZE stored notifications with SKIP LOCKED,
  * insert one post per notification (optionally each in its own savepoint, as a listener isolates
  * callbacks), delete the batch, commit. It waits for "go" on stdin so that it starts exactly when
- * the clock does (it has no wake-up of its own), and stops claiming when nothing is left; the
- * process and its connection stay up (stdin open) so that its CPU time and its backend's can
+ * the clock does (it has no wake-up of its own), and stops claiming when nothing is left, until the
+ * next "go"; the process and its connection stay up (stdin open) so that its CPU time and its backend's can
  * still be read, until the parent stops it. VIA=sequelize runs the same statements through
  * `sequelize.query` in a Sequelize transaction, the side effect with the very call ours makes
  * (bench/apps/ours-app.ts): the library's own cost apart from Sequelize's.
@@ -24,55 +24,69 @@ const CLAIM = `SELECT id, (payload -> 'new' ->> 'id')::int AS author_id
                 LIMIT $1
                   FOR UPDATE SKIP LOCKED`;
 
-/** The loop through Sequelize: one managed transaction per batch on a pool of one, as a listener's. */
-async function sequelizeLoop(go: Promise<void>): Promise<void> {
+/** Drains until nothing is left, through Sequelize: one managed transaction per batch on a pool of one, as a listener's. */
+async function sequelizeDrainer(): Promise<() => Promise<void>> {
   // Loaded here only: the plain-pg rows' memory figures stay without Sequelize.
   const { QueryTypes, Sequelize } = await import('sequelize');
   // One connection, kept open the whole run: its backend's CPU is read at the end.
   const sequelize = new Sequelize(process.env.DATABASE_URL!, { dialect: 'postgres', logging: false, pool: { max: 1, min: 1, idle: 3_600_000 }, dialectOptions: { application_name: 'bench-ceiling' } });
   await sequelize.authenticate();
-  process.stdout.write(`${JSON.stringify({ event: 'ready' })}\n`);
-  await go;
-  for (let claimed = 1; claimed > 0;) {
-    claimed = await sequelize.transaction(async (transaction: Transaction) => {
-      const rows = await sequelize.query<{ id: string; author_id: number }>(CLAIM, { bind: [batchSize], transaction, type: QueryTypes.SELECT });
-      for (const row of rows) {
-        const started = String(process.hrtime.bigint() / 1000n);
-        await sequelize.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', { bind: [started, row.author_id], transaction, type: QueryTypes.INSERT });
+  return async () => {
+    for (let claimed = 1; claimed > 0;) {
+      claimed = await sequelize.transaction(async (transaction: Transaction) => {
+        const rows = await sequelize.query<{ id: string; author_id: number }>(CLAIM, { bind: [batchSize], transaction, type: QueryTypes.SELECT });
+        for (const row of rows) {
+          const started = String(process.hrtime.bigint() / 1000n);
+          await sequelize.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', { bind: [started, row.author_id], transaction, type: QueryTypes.INSERT });
+        }
+        if (rows.length > 0) await sequelize.query('DELETE FROM pgpubsub.notification WHERE id = ANY($1::bigint[])', { bind: [rows.map((row) => row.id)], transaction, type: QueryTypes.DELETE });
+        return rows.length;
+      });
+    }
+  };
+}
+
+/** Drains until nothing is left, with plain pg. */
+async function pgDrainer(): Promise<() => Promise<void>> {
+  const client = new Client({ connectionString: process.env.DATABASE_URL, application_name: 'bench-ceiling' });
+  await client.connect();
+  return async () => {
+    for (;;) {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ id: string; author_id: number }>(CLAIM, [batchSize]);
+      if (rows.length === 0) {
+        await client.query('COMMIT');
+        return;
       }
-      if (rows.length > 0) await sequelize.query('DELETE FROM pgpubsub.notification WHERE id = ANY($1::bigint[])', { bind: [rows.map((row) => row.id)], transaction, type: QueryTypes.DELETE });
-      return rows.length;
-    });
-  }
-  process.stdout.write(`${JSON.stringify({ event: 'drained' })}\n`);
+      for (const row of rows) {
+        if (savepoints) await client.query('SAVEPOINT message');
+        const started = String(process.hrtime.bigint() / 1000n);
+        await client.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', [started, row.author_id]);
+        if (savepoints) await client.query('RELEASE SAVEPOINT message');
+      }
+      await client.query('DELETE FROM pgpubsub.notification WHERE id = ANY($1::bigint[])', [rows.map((row) => row.id)]);
+      await client.query('COMMIT');
+    }
+  };
 }
 
 async function main(): Promise<void> {
-  const go = new Promise<void>((resolve) => readline.createInterface({ input: process.stdin }).on('line', (line) => {
-    if (line.trim() === 'go') resolve();
-  }));
-  if (viaSequelize) return sequelizeLoop(go);
-  const client = new Client({ connectionString: process.env.DATABASE_URL, application_name: 'bench-ceiling' });
-  await client.connect();
+  // Each "go" line starts a drain, one after another (W1's warm rows send two: the warm-up, then the timed one).
+  let gos = 0;
+  let wake: (() => void) | null = null;
+  readline.createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line.trim() !== 'go') return;
+    gos++;
+    wake?.();
+  });
+  const drain = viaSequelize ? await sequelizeDrainer() : await pgDrainer();
   process.stdout.write(`${JSON.stringify({ event: 'ready' })}\n`);
-  await go;
   for (;;) {
-    await client.query('BEGIN');
-    const { rows } = await client.query<{ id: string; author_id: number }>(CLAIM, [batchSize]);
-    if (rows.length === 0) {
-      await client.query('COMMIT');
-      break;
-    }
-    for (const row of rows) {
-      if (savepoints) await client.query('SAVEPOINT message');
-      const started = String(process.hrtime.bigint() / 1000n);
-      await client.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', [started, row.author_id]);
-      if (savepoints) await client.query('RELEASE SAVEPOINT message');
-    }
-    await client.query('DELETE FROM pgpubsub.notification WHERE id = ANY($1::bigint[])', [rows.map((row) => row.id)]);
-    await client.query('COMMIT');
+    while (gos === 0) await new Promise<void>((resolve) => { wake = resolve; });
+    gos--;
+    await drain();
+    process.stdout.write(`${JSON.stringify({ event: 'drained' })}\n`);
   }
-  process.stdout.write(`${JSON.stringify({ event: 'drained' })}\n`);
 }
 
 // A stop is a normal exit (so that bench/profile.ts's --cpu-prof gets written).

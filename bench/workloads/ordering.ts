@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'pg';
 import { LISTENER_APPLICATION_NAME } from '../../lib/listener';
 import { GiveUp, eventually } from '../../dev/eventually';
-import { BIN, ROOT, spawnProcess } from '../../dev/processes';
+import { ROOT, spawnProcess } from '../../dev/processes';
+import { COMPILED_CLI } from '../support/compiled';
 import { W7_CHANNEL, W7_HISTORY_SQL, w7App } from '../apps/ordering-app';
 import { migrateApp, withClient } from '../support/db';
 import { treeCpuSeconds, processTree } from '../support/proc';
@@ -42,7 +43,7 @@ export async function w7(ctx: BenchContext, options: { rows: number; updates: nu
         } finally {
           await app.sequelize.close();
         }
-        const listen = spawnProcess(BIN, ['listen', '--app', APP, '--processes', String(options.processes), '--log-level', 'warn', '--log-format', 'json'], {
+        const listen = spawnProcess(COMPILED_CLI, ['listen', '--app', APP, '--processes', String(options.processes), '--log-level', 'warn', '--log-format', 'json'], {
           DATABASE_URL: url, BENCH_W7: '1', BENCH_ORDERED: ordered ? '1' : '0',
         });
         try {
