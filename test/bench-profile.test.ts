@@ -1,0 +1,35 @@
+/**
+ * `npm run bench:profile` (bench/profile.ts, BENCHMARKS.md "Where the time goes"): a small drain
+ * on the test server, profiled, as its documentation shows it.
+ */
+import { expect } from 'chai';
+import path from 'node:path';
+import { server } from './support/hooks';
+import { ROOT, run, shown } from '../dev/processes';
+
+const BOOTSTRAP = path.join(ROOT, 'bench', 'bootstrap.js');
+const profile = (args: string[]) => run(process.execPath, [BOOTSTRAP, '--profile', ...args], { url: server().url, timeout: 170_000 });
+
+describe('bench:profile', function () {
+  // The first run installs the benchmark's own dependencies (npm ci --prefix bench).
+  this.timeout(180_000);
+
+  it('says how it is used, and refuses an unknown system naming the known ones', async () => {
+    const help = await profile(['--help']);
+    expect(help.code, shown(help)).to.equal(0);
+    expect(help.stdout).to.contain('--processes').and.to.contain('--perf').and.to.contain('--warmup');
+    const unknown = await profile(['--system', 'nope']);
+    expect(unknown.code, shown(unknown)).to.equal(1);
+    expect(unknown.stderr).to.contain("unknown system 'nope'").and.to.contain('ceiling-sequelize');
+  });
+
+  it('profiles a drain of the compiled library: its rate, where the workers\' CPU went, what the sessions did', async () => {
+    const result = await profile(['--n', '1000', '--warmup', '200', '--top', '40']);
+    expect(result.code, shown(result)).to.equal(0);
+    expect(result.stdout).to.match(/^sequelize-pgpubsub, 1 process\(es\), 1000 messages: \d+ msg\/s/m);
+    expect(result.stdout).to.match(/^ +[\d.]+% +\d+ ms {2}library$/m);
+    // The workers run dist/, the build users run, not lib/ through tsx.
+    expect(result.stdout).to.match(/ dist\/[\w-]+\.js:\d+$/m).and.not.to.match(/ lib\/[\w-]+\.ts:\d+$/m);
+    expect(result.stdout).to.match(/pgpubsub-listener: idle/);
+  });
+});
