@@ -104,6 +104,33 @@ describe('poison-proof listeners', function () {
       expect(await app.Post.count({ where: { content: 'half done' } }), 'the timed-out work was rolled back').to.equal(0);
     });
 
+    it('makes a callback\'s signal only when it is read: none for callbacks that never read it, an aborted one for a read after the time is up', async () => {
+      let made = 0;
+      const Counted = class extends AbortController { constructor() { super(); made++; } };
+      const own = globalThis.AbortController;
+      let late: AbortSignal | null = null;
+      app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, context) => {
+        if (author!.name === 'bad') {
+          await sleep(500);
+          late = context.signal; // first read, after its 300 ms are up
+          return;
+        }
+        await app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction: context.transaction });
+      });
+      globalThis.AbortController = Counted;
+      try {
+        await listen({ timeoutMs: 300 });
+        await fiveGoodOneBad();
+        await eventually(async () => late !== null && (await posts()) === 5, 'five posts and the late read');
+      } finally {
+        globalThis.AbortController = own;
+      }
+      expect(made, 'one AbortController: the late read\'s').to.equal(1);
+      expect(late!.aborted).to.equal(true);
+      expect(late!.reason).to.be.instanceOf(PgPubSubError);
+      expect((late!.reason as Error).name).to.equal('CallbackTimeoutError');
+    });
+
     it("bounds a callback's query on the server: a pg_sleep past a channel's timeoutMs is cancelled and charged", async () => {
       const { sequelize } = app;
       onAuthor(async (_, transaction) => { await sequelize.query('SELECT pg_sleep(60)', { transaction }); });
