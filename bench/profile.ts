@@ -35,7 +35,8 @@ const USAGE = `usage: npm run bench:profile -- [options]
   --rate-only        no CPU profile and no sampling: the drain's rate and CPU per message only (for A/B runs)
   --json <file>      also write the figures as JSON
   --help             this text
-PostgreSQL: DATABASE_URL if set (a superuser URL), else an embedded server started for the run.`;
+PostgreSQL: DATABASE_URL if set (a superuser URL), else an embedded server started for the run.
+BENCH_PROFILE_KEEP=1 keeps the profiles and perf.data in their temp folder (its path goes to stderr).`;
 
 const SYSTEMS: Record<string, () => QueueSystem> = {
   ours: () => ours(),

@@ -20,7 +20,7 @@ export interface DrainOptions {
   series?: boolean;
   /** Give up (the run fails) after this long, so that a drain whose cost grows with the backlog cannot hold up the benchmark. */
   timeLimitMs?: number;
-  /** Passed to the system's start (bench/profile.ts: the workers' NODE_OPTIONS). */
+  /** Passed to the system's start (bench/profile.ts: the workers' Node.js options). */
   startOptions?: StartOptions;
   /**
    * Untimed: the workers first drain this many messages (and the clock starts only after), so that
@@ -165,8 +165,9 @@ const DRAIN_FIGURES = [
 
 /** W1: n stored messages drained by 1, 2 and 4 processes (quick: 2), every system, interleaved per run. */
 export async function w1(ctx: BenchContext, options: { n: number; processes: number[] }): Promise<void> {
-  const warm = new Set(warmDrainSystems().map((system) => system.key));
-  const systems = [...drainSystems(), ...warmDrainSystems()];
+  const warmSystems = warmDrainSystems();
+  const warm = new Set(warmSystems.map((system) => system.key));
+  const systems = [...drainSystems(), ...warmSystems];
   for (const processes of options.processes) {
     for (let run = 1; run <= ctx.runs; run++) {
       for (const system of systems) {
