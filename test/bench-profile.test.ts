@@ -1,6 +1,7 @@
 /**
  * `npm run bench:profile` (bench/profile.ts, BENCHMARKS.md "Where the time goes"): a small drain
- * on the test server, profiled, as its documentation shows it.
+ * on the test server, profiled, as its documentation shows it; and the harness's run(), which the
+ * slow child processes of these tests rely on to say where they hung.
  */
 import { expect } from 'chai';
 import path from 'node:path';
@@ -9,6 +10,14 @@ import { ROOT, run, shown } from '../dev/processes';
 
 const BOOTSTRAP = path.join(ROOT, 'bench', 'bootstrap.js');
 const profile = (args: string[]) => run(process.execPath, [BOOTSTRAP, '--profile', ...args], { url: server().url, timeout: 170_000 });
+
+describe('the harness: run()', () => {
+  it('fails a run its timeout killed, saying so and showing what it printed', async () => {
+    const hung = run(process.execPath, ['-e', "console.log('started'); setTimeout(() => undefined, 60_000)"], { timeout: 500 });
+    const error = await hung.then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).to.match(/did not finish within 500 ms \(killed with SIGTERM\)/).and.to.contain('--- stdout\nstarted');
+  });
+});
 
 describe('bench:profile', function () {
   // The first run installs the benchmark's own dependencies (npm ci --prefix bench).
