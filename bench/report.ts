@@ -112,26 +112,27 @@ export function evaluateTargets(results: Results): TargetVerdict[] {
     });
   }
 
-  // W2: p50 ≤ 1.5 ms, p99 ≤ 5 ms, and no worse than graphile-worker with localQueue.
+  // W2: p50 ≤ 0.5 ms, p99 ≤ 2 ms, and no worse than the best peer (the one with the lowest p50).
   for (const ours of results.rows.filter((r) => r.workload === 'W2' && r.key === OURS)) {
     const p50 = measuredIn(ours, 'p50');
     const p99 = measuredIn(ours, 'p99');
-    add(ours, 'p50 ≤ 1.5 ms', judge(p50 <= 1.5, `${fmt(p50)} ms`, ours));
-    add(ours, 'p99 ≤ 5 ms', judge(p99 <= 5, `${fmt(p99)} ms`, ours));
-    const peer = results.find('W2', ours.case, 'graphile-localqueue');
+    add(ours, 'p50 ≤ 0.5 ms', judge(p50 <= 0.5, `${fmt(p50)} ms`, ours));
+    add(ours, 'p99 ≤ 2 ms', judge(p99 <= 2, `${fmt(p99)} ms`, ours));
+    const peer = groupOf(results, ours).filter((r) => r !== ours && !r.note && allVerified(r))
+      .sort((a, b) => measuredIn(a, 'p50') - measuredIn(b, 'p50'))[0];
     if (peer) {
       const ok = p50 <= measuredIn(peer, 'p50') && p99 <= measuredIn(peer, 'p99');
-      add(peer, 'ours p50 and p99 ≤ this', judge(ok, `p50 ${fmt(p50)} vs ${fmt(measuredIn(peer, 'p50'))}, p99 ${fmt(p99)} vs ${fmt(measuredIn(peer, 'p99'))} ms`, ours, peer));
+      add(peer, 'ours p50 and p99 ≤ the best peer\'s', judge(ok, `p50 ${fmt(p50)} vs ${fmt(measuredIn(peer, 'p50'))}, p99 ${fmt(p99)} vs ${fmt(measuredIn(peer, 'p99'))} ms`, ours, peer));
     }
   }
 
-  // W3a: with the channel ≤ 3× without; ≥ 50× faster than the add_job row trigger.
+  // W3a: with the channel ≤ 1.25× without; ≥ 50× faster than the add_job row trigger.
   for (const ours of results.rows.filter((r) => r.workload === 'W3a' && r.key === OURS)) {
     const ms = measuredIn(ours, 'ms');
     const plain = results.find('W3a', ours.case, 'plain');
     if (plain) {
       const r = ms / measuredIn(plain, 'ms');
-      add(plain, 'ours ≤ 3× this (time)', judge(r <= 3, ratio(r), ours, plain));
+      add(plain, 'ours ≤ 1.25× this (time)', judge(r <= 1.25, ratio(r), ours, plain));
     }
     const addJob = results.find('W3a', ours.case, 'graphile-add-job');
     if (addJob) {
@@ -140,14 +141,16 @@ export function evaluateTargets(results: Results): TargetVerdict[] {
     }
   }
 
-  // W3b: ≥ 70% of the commit rate without the channel. Judged twice, on the row with no listener
-  // running (producers skip the NOTIFY: nobody would hear it) and on the row with listeners draining
-  // (the drain lock spares producers the NOTIFY, but on 2 cores the listeners also take CPU from them).
-  for (const row of results.rows.filter((r) => r.workload === 'W3b' && (r.key === OURS || r.key === 'ours-listening'))) {
+  // W3b: ≥ 80% of the commit rate without the channel with no listener running (producers skip
+  // the NOTIFY: nobody would hear it); ≥ 60% while listeners drain on the same cores (the drain
+  // lock spares producers the NOTIFY, but the listeners also take CPU from them).
+  const W3B_MIN: Record<string, number> = { [OURS]: 0.8, 'ours-listening': 0.6 };
+  for (const row of results.rows.filter((r) => r.workload === 'W3b' && r.key in W3B_MIN)) {
     const plain = results.find('W3b', row.case, 'plain');
     if (!plain) continue;
+    const min = W3B_MIN[row.key]!;
     const r = measuredIn(row, 'commitsPerSec') / measuredIn(plain, 'commitsPerSec');
-    add(row, '≥ 70% of no channel', judge(r >= 0.7, percent(r), row, plain));
+    add(row, `≥ ${percent(min)} of no channel`, judge(r >= min, percent(r), row, plain));
   }
 
   // W4: ≤ 1 statement per minute per process; CPU ≈ 0 (taken as under 1% of one core over the window).

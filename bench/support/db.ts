@@ -44,6 +44,41 @@ export async function disableWakeUps(url: string): Promise<void> {
   await withClient(url, (c) => c.query(`CREATE OR REPLACE FUNCTION ${libraryObjects().wakeFunction}(channel text) RETURNS boolean LANGUAGE sql AS 'SELECT false'`));
 }
 
+/**
+ * Diagnostic only (W3's design rows): rewrites the function of every channel trigger with
+ * `rewrite`, which gets its whole definition (pg_get_functiondef) and must change it. Throws when
+ * a rewrite changes nothing, so a change in how triggers are rendered cannot leave a design row
+ * quietly measuring the current design.
+ */
+export async function rewriteChannelTriggers(url: string, rewrite: (definition: string) => string): Promise<void> {
+  await withClient(url, async (c) => {
+    const { rows } = await c.query<{ definition: string }>(
+      `SELECT pg_get_functiondef(t.tgfoid) AS definition FROM pg_trigger AS t WHERE ${managedTriggerSql('t')}`,
+    );
+    if (rows.length === 0) throw new Error('no channel trigger to rewrite');
+    for (const { definition } of rows) {
+      const rewritten = rewrite(definition);
+      if (rewritten === definition) throw new Error(`the rewrite changed nothing in:\n${definition}`);
+      await c.query(rewritten);
+    }
+  });
+}
+
+/**
+ * Diagnostic only (W3's design rows): drops every index of the notification table but its primary
+ * key, to show what the secondary indexes cost each write. Listeners must not run on it.
+ */
+export async function dropQueueIndexes(url: string): Promise<void> {
+  const table = libraryObjects().notificationTable;
+  await withClient(url, async (c) => {
+    const { rows } = await c.query<{ name: string }>(
+      'SELECT indexrelid::regclass::text AS name FROM pg_index WHERE indrelid = $1::regclass AND NOT indisprimary', [table],
+    );
+    if (rows.length === 0) throw new Error(`${table} has no secondary index to drop`);
+    for (const { name } of rows) await c.query(`DROP INDEX ${name}`);
+  });
+}
+
 /** n authors in one statement (one transaction); resolves once it has committed. */
 export async function insertAuthors(url: string, n: number): Promise<void> {
   await withClient(url, (c) => c.query(`INSERT INTO authors (name) SELECT 'Author ' || i FROM generate_series(1, $1::int) AS i`, [n]));

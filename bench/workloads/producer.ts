@@ -1,13 +1,15 @@
+import os from 'node:os';
 import { Client } from 'pg';
 import { openApp } from '../../dev/example-app';
 import {
-  dropChannelTriggers, migrateApp, disableWakeUps, withClient,
+  dropChannelTriggers, dropQueueIndexes, migrateApp, disableWakeUps, rewriteChannelTriggers, withClient,
 } from '../support/db';
 import type { RunResult } from '../results';
 import { installAddJobTrigger, prepareGraphile } from '../systems/graphile';
 import { holdListening } from '../../lib/wake-locks';
 import { ours } from '../systems/ours';
 import type { Workers } from '../systems/types';
+import { machineBusySeconds, treeCpuSeconds } from '../support/proc';
 import { type BenchContext, onFreshDatabase } from './context';
 
 /** A producer-side setup: the authors table with or without something enqueueing on insert. */
@@ -56,12 +58,49 @@ const VARIANTS: Record<string, ProducerVariant> = {
     enqueued: 'SELECT (SELECT count(*) FROM pgpubsub.notification) + (SELECT count(DISTINCT author_id) FROM posts)::int AS n',
     listeners: 2,
   },
+  // Designs of the stored row (diagnostic): what a cheaper row would buy producers, measured
+  // before building it. None of them runs a listener: they only store.
+  designPkOnly: {
+    key: 'design-pk-only', label: 'design: the queue table with its primary key only', note: 'diagnostic',
+    async prepare(url) { await migrateApp(url); await dropQueueIndexes(url); },
+    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
+  },
+  designSlim: {
+    key: 'design-slim', label: 'design: a payload of op, old and new only', note: 'diagnostic',
+    async prepare(url) { await migrateApp(url); await rewriteChannelTriggers(url, slimPayload); },
+    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
+  },
+  designLean: {
+    key: 'design-lean', label: 'design: both (primary key only, payload of op, old and new)', note: 'diagnostic',
+    async prepare(url) { await migrateApp(url); await dropQueueIndexes(url); await rewriteChannelTriggers(url, slimPayload); },
+    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
+  },
+  triggerFloor: {
+    key: 'trigger-floor', label: 'a statement trigger that stores nothing (the floor of any trigger design)', note: 'diagnostic',
+    async prepare(url) { await migrateApp(url); await rewriteChannelTriggers(url, emptyBody); },
+    enqueued: null,
+  },
   addJob: {
     key: 'graphile-add-job', label: 'graphile-worker add_job row trigger',
     async prepare(url) { await prepareGraphile(url); await installAddJobTrigger(url); },
     enqueued: 'SELECT count(*)::int AS n FROM graphile_worker._private_jobs',
   },
 };
+
+/**
+ * A trigger storing the smaller payload a redesign could store: the op and the rows, without what
+ * the listener knows from the channel (schema, table, model) and without an empty context.
+ */
+function slimPayload(definition: string): string {
+  return definition
+    .replace(/'schema', '[^']*', 'table', '[^']*', 'model', '[^']*', /g, '')
+    .replace(/, 'context', context\)/g, ')');
+}
+
+/** The same statement trigger (with its transition table) doing nothing. */
+function emptyBody(definition: string): string {
+  return definition.replace(/^AS \$function\$$[\s\S]*^\$function\$$/m, 'AS $function$ BEGIN RETURN NULL; END $function$');
+}
 
 /** Every inserted author was enqueued exactly once (the run is void otherwise). */
 async function checkEnqueued(url: string, variant: ProducerVariant, inserted: number): Promise<string | undefined> {
@@ -115,6 +154,9 @@ async function concurrentInsertsOnce(ctx: BenchContext, variant: ProducerVariant
     }));
     try {
       let commits = 0;
+      const listenerPids = listeners?.pids() ?? [];
+      const busy0 = machineBusySeconds();
+      const listenerCpu0 = treeCpuSeconds(listenerPids);
       const deadline = performance.now() + durationMs;
       const t0 = performance.now();
       await Promise.all(connections.map(async (client) => {
@@ -124,10 +166,19 @@ async function concurrentInsertsOnce(ctx: BenchContext, variant: ProducerVariant
         }
       }));
       const seconds = (performance.now() - t0) / 1000;
+      // Where the CPU went: the whole machine's (producers, their backends, listeners, WAL) and the listeners' own.
+      const busy = machineBusySeconds() - busy0;
+      const listenerCpu = treeCpuSeconds(listenerPids) - listenerCpu0;
       // Listeners stop gracefully (finishing the batch in hand) before the books are checked.
       await listeners?.stop();
       const error = await checkEnqueued(url, variant, commits);
-      return { ok: !error, error, values: { commitsPerSec: commits / seconds } };
+      const values: Record<string, number> = {
+        commitsPerSec: commits / seconds,
+        machineCpuUsPerCommit: (busy * 1e6) / commits,
+        machineBusyPercent: (busy / (seconds * os.cpus().length)) * 100,
+      };
+      if (listeners) values.listenerCpuUsPerCommit = (listenerCpu * 1e6) / commits;
+      return { ok: !error, error, values };
     } finally {
       await Promise.all(connections.map((client) => client.end().catch(() => undefined)));
       await idle?.end().catch(() => undefined);
@@ -138,12 +189,12 @@ async function concurrentInsertsOnce(ctx: BenchContext, variant: ProducerVariant
 
 /** W3a: bulk insert without a channel, with ours, with graphile-worker's add_job row trigger. */
 export async function w3a(ctx: BenchContext, options: { n: number }): Promise<void> {
-  const variants = [VARIANTS.plain, VARIANTS.ours, VARIANTS.addJob];
+  const variants = [VARIANTS.plain, VARIANTS.ours, VARIANTS.designPkOnly, VARIANTS.designSlim, VARIANTS.designLean, VARIANTS.triggerFloor, VARIANTS.addJob];
   for (let run = 1; run <= ctx.runs; run++) {
     for (const variant of variants) {
       const row = ctx.results.row({
         workload: 'W3a', case: `bulkCreate ${options.n} rows`, system: variant.label, key: variant.key,
-        metric: 'ms', better: 'lower', figures: [{ name: 'ms', unit: 'ms' }, { name: 'rowsPerSec', unit: 'rows/s' }],
+        metric: 'ms', better: 'lower', figures: [{ name: 'ms', unit: 'ms' }, { name: 'rowsPerSec', unit: 'rows/s' }], note: variant.note,
       });
       const result = await bulkInsertOnce(ctx, variant, options.n);
       row.runs.push(result);
@@ -161,12 +212,21 @@ export async function w3a(ctx: BenchContext, options: { n: number }): Promise<vo
  * (diagnostic: the bound); graphile-worker's add_job row trigger.
  */
 export async function w3b(ctx: BenchContext, options: { durationMs: number; clients: number }): Promise<void> {
-  const variants = [VARIANTS.plain, VARIANTS.ours, VARIANTS.oursListening, VARIANTS.oursWaking, VARIANTS.oursNoNotify, VARIANTS.addJob];
+  const variants = [
+    VARIANTS.plain, VARIANTS.ours, VARIANTS.oursListening, VARIANTS.oursWaking, VARIANTS.oursNoNotify,
+    VARIANTS.designPkOnly, VARIANTS.designSlim, VARIANTS.designLean, VARIANTS.triggerFloor, VARIANTS.addJob,
+  ];
   for (let run = 1; run <= ctx.runs; run++) {
     for (const variant of variants) {
       const row = ctx.results.row({
         workload: 'W3b', case: `${options.clients} clients, ${options.durationMs / 1000} s`, system: variant.label, key: variant.key,
-        metric: 'commitsPerSec', better: 'higher', figures: [{ name: 'commitsPerSec', unit: 'commits/s' }], note: variant.note,
+        metric: 'commitsPerSec', better: 'higher', note: variant.note,
+        figures: [
+          { name: 'commitsPerSec', unit: 'commits/s' },
+          { name: 'machineCpuUsPerCommit', unit: 'machine CPU µs/commit' },
+          { name: 'machineBusyPercent', unit: '% of the cores busy' },
+          ...(variant.listeners ? [{ name: 'listenerCpuUsPerCommit', unit: 'listeners µs/commit' }] : []),
+        ],
       });
       const result = await concurrentInsertsOnce(ctx, variant, options.clients, options.durationMs);
       row.runs.push(result);
