@@ -3,11 +3,13 @@
  * check, exit codes), and the mounted handler in a real headless browser (Debian's chromium
  * driven by playwright-core): a notification fails, the operator opens it, sees the error and
  * the old/new diff, clicks retry and sees it processed, pauses and resumes the channel. The
- * screenshots it takes are the README's.
+ * screenshots it takes are the README's: written to docs/ with UPDATE_SCREENSHOTS=1, else to a
+ * temporary folder, so that running the suite leaves the checkout as it was.
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
+import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
@@ -21,7 +23,9 @@ import { type TestDatabase, testDatabase } from './support/hooks';
 
 const EXAMPLE_APP = path.join(ROOT, 'test', 'fixtures', 'example-app.ts');
 const CHROMIUM = '/usr/bin/chromium';
-const SCREENSHOTS = path.join(ROOT, 'docs');
+const KEEP_SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1';
+const SCREENSHOTS = KEEP_SCREENSHOTS ? path.join(ROOT, 'docs') : path.join(os.tmpdir(), `pgpubsub-screenshots-${process.pid}`);
+after(() => { if (!KEEP_SCREENSHOTS) fs.rmSync(SCREENSHOTS, { recursive: true, force: true }); });
 const TOKEN = 'a-dashboard-token';
 
 const csrfOf = (html: string) => /name="csrf" value="([0-9a-f]+)"/.exec(html)?.[1];
