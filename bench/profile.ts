@@ -24,7 +24,8 @@ import type { QueueSystem } from './systems/types';
 import { drainOnce } from './workloads/drain';
 
 const USAGE = `usage: npm run bench:profile -- [options]
-  --system <key>     ours (default), ours-c2 (concurrency 2), ours-model (Post.create), ceiling, ceiling-sequelize
+  --system <key>     ours (default), ours-c2 (concurrency 2), ours-model (Post.create), ours-node22 (listeners on
+                     Node.js 22), ceiling, ceiling-sequelize
   --processes <n>    worker processes (default 1)
   --n <count>        stored notifications to drain (default 20000)
   --top <n>          functions listed (default 25)
@@ -42,6 +43,8 @@ const SYSTEMS: Record<string, () => QueueSystem> = {
   ours: () => ours(),
   'ours-c2': () => ours({ key: 'ours-c2', concurrency: 2 }),
   'ours-model': () => ours({ key: 'ours-model', callback: 'model' }),
+  // The listener processes on Node.js 22 (dev/versions), the Node the current peers run on.
+  'ours-node22': () => ours({ key: 'ours-node22', label: 'sequelize-pgpubsub on Node 22', node: 22 }),
   ceiling: () => ceiling({ savepoints: false }),
   'ceiling-sequelize': () => ceiling({ savepoints: false, sequelize: true }),
 };

@@ -26,7 +26,7 @@ describe('bench:profile', function () {
   it('says how it is used, and refuses an unknown system naming the known ones', async () => {
     const help = await profile(['--help']);
     expect(help.code, shown(help)).to.equal(0);
-    expect(help.stdout).to.contain('--processes').and.to.contain('--perf').and.to.contain('--warmup');
+    expect(help.stdout).to.contain('--processes').and.to.contain('--perf').and.to.contain('--warmup').and.to.contain('ours-node22');
     const unknown = await profile(['--system', 'nope']);
     expect(unknown.code, shown(unknown)).to.equal(1);
     expect(unknown.stderr).to.contain("unknown system 'nope'").and.to.contain('ceiling-sequelize');

@@ -4,6 +4,7 @@ import { WAKE_LOCKS } from '../../lib/wake-locks';
 import { insertAuthors, migrateApp, withClient } from '../support/db';
 import { GiveUp, eventually } from '../../dev/eventually';
 import { ROOT, spawnProcess } from '../../dev/processes';
+import { nodeBinary } from '../../dev/versions';
 import { COMPILED_CLI } from '../support/compiled';
 import { nodeChildren, processTree } from '../support/proc';
 import type { QueueSystem, StartOptions, Workers } from './types';
@@ -34,6 +35,8 @@ export function ours(options: {
   callbackConcurrency?: number;
   /** Each message awaits this long before its post (W6). */
   ioMs?: number;
+  /** Node.js major version the listener processes run on (default: this process's own). */
+  node?: number;
 } = {}): QueueSystem {
   const { batchSize = 100, callback = 'sql', concurrency = 1, callbackConcurrency = 1, ioMs = 0 } = options;
   return {
@@ -47,7 +50,7 @@ export function ours(options: {
         '--concurrency', String(concurrency), '--callback-concurrency', String(callbackConcurrency), '--log-level', 'warn', '--log-format', 'json'];
       const listen = spawnProcess(COMPILED_CLI, args, {
         DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback, BENCH_IO_MS: String(ioMs), BENCH_POOL_MAX: String(Math.max(5, concurrency + 1)),
-      }, undefined, { nodeArgs: startOptions.nodeArgs });
+      }, undefined, { nodeArgs: startOptions.nodeArgs, ...(options.node ? { node: nodeBinary(options.node) } : {}) });
       try {
         await eventually(async () => {
           if (listen.exit) throw new GiveUp(`pgpubsub listen exited before listening: ${listen.describe()}`);
