@@ -1,5 +1,5 @@
 /**
- * The benchmark's judge (bench/report.ts): the targets of BENCHMARK.md, judged on the medians of
+ * The benchmark's judge (bench/report.ts): the project's targets, judged on the medians of
  * one run. Fed rows shaped as `npm run bench` makes them, with figures chosen either side of each
  * target, so that a target judged on an old threshold (W3b's 70%, W3a's 3×, W2's 1.5 ms) fails here.
  */
@@ -47,11 +47,22 @@ describe('the benchmark judge (bench/report.ts)', () => {
     w2('ours', 0.6, 1.9);
     w2('graphile-localqueue', 0.7, 2.5);
     w2('graphile', 0.55, 1.5);
+    // A diagnostic row is never the peer, however fast.
+    addRow(results, { workload: 'W2', case: '100 inserts/s, 30 s, 1 proc', system: 'probe', key: 'probe', metric: 'p50', better: 'lower', note: 'diagnostic' }, { p50: 0.1, p99: 0.2 });
     const verdicts = evaluateTargets(results);
     expect(verdict(verdicts, 'p50 ≤ 0.5 ms')).to.include({ met: false, measured: '0.60 ms' });
     expect(verdict(verdicts, 'p99 ≤ 2 ms')).to.include({ met: true, measured: '1.90 ms' });
     // graphile default has the lower p50, so it is the peer ours must not be worse than.
     expect(verdict(verdicts, "ours p50 and p99 ≤ the best peer's")).to.include({ key: 'graphile', met: false });
+  });
+
+  it('shows W2 against its peer as NOT MET, naming the failed runs, when every peer had one', () => {
+    const results = new Results();
+    addRow(results, { workload: 'W2', case: '100 inserts/s, 5 s, 1 proc', system: 'ours', key: 'ours', metric: 'p50', better: 'lower' }, { p50: 0.4, p99: 1.5 });
+    const peer = results.row({ workload: 'W2', case: '100 inserts/s, 5 s, 1 proc', system: 'graphile-worker localQueue 500', key: 'graphile-localqueue', metric: 'p50', better: 'lower', figures: [] });
+    peer.runs.push({ ok: true, values: { p50: 0.9, p99: 3 } }, { ok: false, values: {}, error: 'expected 500 posts, found 499' });
+    expect(verdict(evaluateTargets(results), "ours p50 and p99 ≤ the best peer's")).to.include({ met: false })
+      .and.to.have.property('measured').that.contains('failed runs: graphile-worker localQueue 500');
   });
 
   it('credits no target resting on a run that failed its verification', () => {

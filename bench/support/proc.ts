@@ -21,12 +21,12 @@ export function processTree(pid: number): number[] {
   return pids;
 }
 
-/** The node processes among pid's children (not e.g. the esbuild service tsx starts). */
-export function nodeChildren(pid: number): number[] {
+/** The node processes (`node`: their binary) among pid's children (not e.g. the esbuild service tsx starts). */
+export function nodeChildren(pid: number, node = process.execPath): number[] {
   return processTree(pid).filter((p) => {
     if (p === pid) return false;
     try {
-      return fs.readlinkSync(`/proc/${p}/exe`) === process.execPath && fs.readFileSync(`/proc/${p}/stat`, 'utf8').includes(` ${pid} `);
+      return fs.readlinkSync(`/proc/${p}/exe`) === node && fs.readFileSync(`/proc/${p}/stat`, 'utf8').includes(` ${pid} `);
     } catch {
       return false;
     }

@@ -39,6 +39,7 @@ export function ours(options: {
   node?: number;
 } = {}): QueueSystem {
   const { batchSize = 100, callback = 'sql', concurrency = 1, callbackConcurrency = 1, ioMs = 0 } = options;
+  const node = options.node ? nodeBinary(options.node) : process.execPath;
   return {
     key: options.key ?? 'ours',
     label: options.label ?? 'sequelize-pgpubsub',
@@ -50,7 +51,7 @@ export function ours(options: {
         '--concurrency', String(concurrency), '--callback-concurrency', String(callbackConcurrency), '--log-level', 'warn', '--log-format', 'json'];
       const listen = spawnProcess(COMPILED_CLI, args, {
         DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback, BENCH_IO_MS: String(ioMs), BENCH_POOL_MAX: String(Math.max(5, concurrency + 1)),
-      }, undefined, { nodeArgs: startOptions.nodeArgs, ...(options.node ? { node: nodeBinary(options.node) } : {}) });
+      }, undefined, { nodeArgs: startOptions.nodeArgs, node });
       try {
         await eventually(async () => {
           if (listen.exit) throw new GiveUp(`pgpubsub listen exited before listening: ${listen.describe()}`);
@@ -64,7 +65,7 @@ export function ours(options: {
       let stopped: Promise<void> | undefined;
       return {
         pids: () => processTree(pid),
-        workerPids: () => nodeChildren(pid),
+        workerPids: () => nodeChildren(pid, node),
         stop() {
           stopped ??= listen.stop(15_000).then(() => {
             const logged = listen.events.filter((e) => e.level === 'warn' || e.level === 'error');
