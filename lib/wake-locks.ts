@@ -17,15 +17,17 @@ import { quoteLiteral } from './sql-text';
  * is fresh. A producer that skips holds a shared "skipped" lock until it commits; a listener that
  * lets go of its drain lock, or starts, waits until it can take that lock exclusively (every
  * skipping producer has ended) and then claims once more, so no row is left for the heartbeat.
- * The producer looks again after taking that lock, so a listener that let go or started in
- * between gets the NOTIFY after all.
+ * A producer that finds nobody listening takes that lock while its exclusive probe of the
+ * listening lock still keeps listeners from taking theirs (version 7), so a listener that starts
+ * afterwards waits for it; one that skips for a draining listener looks again after taking it, so
+ * a listener that let go in between gets the NOTIFY after all.
  *
  * Advisory lock namespaces (the first key of the two-key form; the second is `hashtext(channel)`):
  * - LISTENING: every live listener holds it shared on its LISTEN connection;
  * - DRAINING: the listener draining a channel's backlog holds it exclusively (its "drain lease");
  * - SKIPPED: a producer that skipped its NOTIFY holds it shared until it commits.
  * Session locks vanish with their connection, so a listener that dies gives up both of its locks.
- * Frozen: installed databases' pgpubsub_wake() has these numbers in its body.
+ * Frozen: installed databases' pgpubsub_wake() has these numbers in its body (version 7's: lib/migrations/wake.ts).
  */
 export const WAKE_LOCKS = { listening: 1885826930, draining: 1885826931, skipped: 1885826932 } as const;
 

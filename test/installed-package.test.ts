@@ -96,7 +96,7 @@ assert.equal(pgpubsub, mod.default);
 assert.equal(typeof install, 'function');
 assert.equal(typeof channel, 'function');
 assert.equal(typeof PgPubSubError, 'function');
-assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '00000000000004-pgpubsub-operations.js', '00000000000005-pgpubsub-listeners.js', '00000000000006-pgpubsub-ordering.js']);
+assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '00000000000004-pgpubsub-operations.js', '00000000000005-pgpubsub-listeners.js', '00000000000006-pgpubsub-ordering.js', '00000000000007-pgpubsub-wake.js']);
 assert.equal(require('sequelize-pgpubsub/migrations/listeners').name, '00000000000005-pgpubsub-listeners.js');
 assert.equal(require('sequelize-pgpubsub/migrations/operations').name, '00000000000004-pgpubsub-operations.js');
 assert.equal(require('sequelize-pgpubsub/migrations/inflight').name, '00000000000002-pgpubsub-inflight.js');
@@ -339,7 +339,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const second = await sequelizeCli(['db:migrate']);
     expect(second.code, shown(second)).to.equal(0);
     expect((await sql<{ name: string }>(url, 'SELECT name FROM "SequelizeMeta" ORDER BY name')).map((row) => row.name)).to.deep.equal([
-      '00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '00000000000004-pgpubsub-operations.js', '00000000000005-pgpubsub-listeners.js', '00000000000006-pgpubsub-ordering.js', '20260101000000-create-authors.js', generated[0]]);
+      '00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '00000000000004-pgpubsub-operations.js', '00000000000005-pgpubsub-listeners.js', '00000000000006-pgpubsub-ordering.js', '00000000000007-pgpubsub-wake.js', '20260101000000-create-authors.js', generated[0]]);
 
     const check = await pgpubsub(['triggers', 'check']);
     expect(check.code, shown(check)).to.equal(0);
@@ -407,7 +407,7 @@ describe('installed package (dist/, exports map, bin)', function () {
       expect(migrate.code, shown(migrate)).to.equal(0);
       const check = await pgpubsub(['triggers', 'check']);
       expect(check.code, shown(check)).to.equal(0);
-      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 6 }]);
+      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 7 }]);
     } finally {
       fs.rmSync(migrationsDir, { recursive: true, force: true });
     }

@@ -15,6 +15,7 @@ import { ROOT } from '../dev/processes';
 import { managedFunctionSql } from '../lib/catalog';
 import { listeners as listenersMigration } from '../lib/migrations/listeners';
 import { ordering as orderingMigration } from '../lib/migrations/ordering';
+import { wake as wakeMigration } from '../lib/migrations/wake';
 import { type Listener, channel } from '../lib';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
@@ -150,10 +151,12 @@ describe('privileges', function () {
       `SELECT has_function_privilege('${listenerRole}', 'pgpubsub.report(text, integer, timestamptz, jsonb)', 'EXECUTE') AS ok`))[0].ok;
     expect(await canReport()).to.equal(true);
     const context = owner.sequelize.getQueryInterface();
+    await wakeMigration.down({ context });
     await orderingMigration.down({ context });
     await listenersMigration.down({ context });
     await listenersMigration.up({ context });
     await orderingMigration.up({ context });
+    await wakeMigration.up({ context });
     expect(await canReport()).to.equal(true);
     // Nobody else got it.
     expect((await rows<{ ok: boolean }>(owner, `SELECT has_function_privilege('${hostile}', 'pgpubsub.report(text, integer, timestamptz, jsonb)', 'EXECUTE') AS ok`))[0].ok).to.equal(false);

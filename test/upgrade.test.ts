@@ -59,12 +59,13 @@ describe('upgrading an installed database', function () {
     registerCallbacks(app);
     const error = await app.sequelize.pgpubsub.listen({ logger: quiet }).catch((e: Error) => e);
     expect(error).to.be.instanceOf(LibraryVersionError);
-    expect(error).to.include({ found: 1, expected: 6 });
+    expect(error).to.include({ found: 1, expected: 7 });
     expect(String(error)).to.contain("00000000000002-pgpubsub-inflight.js (module.exports = require('sequelize-pgpubsub/migrations/inflight'))")
       .and.to.contain("00000000000003-pgpubsub-schema.js (module.exports = require('sequelize-pgpubsub/migrations/schema'))")
       .and.to.contain("00000000000004-pgpubsub-operations.js (module.exports = require('sequelize-pgpubsub/migrations/operations'))")
       .and.to.contain("00000000000005-pgpubsub-listeners.js (module.exports = require('sequelize-pgpubsub/migrations/listeners'))")
       .and.to.contain("00000000000006-pgpubsub-ordering.js (module.exports = require('sequelize-pgpubsub/migrations/ordering'))")
+      .and.to.contain("00000000000007-pgpubsub-wake.js (module.exports = require('sequelize-pgpubsub/migrations/wake'))")
       .and.to.contain('npx sequelize-cli db:migrate');
   });
 
@@ -72,8 +73,8 @@ describe('upgrading an installed database', function () {
     const before = await rows<Row>(ROW_SQL('public.pgpubsub_notification'));
     expect(before.map((row) => row.name)).to.deep.equal(['due 1', 'due 2', 'due 3', 'retrying', 'failed']);
 
-    // The library's migrations only (the schema move, then versions 4 to 6): the installed triggers were rewritten in place and still record writes.
-    const toSchema = await run(SEQUELIZE_CLI, ['db:migrate', '--to', '00000000000006-pgpubsub-ordering.js'], { url: db.url, timeout: 60_000 });
+    // The library's migrations only (the schema move, then versions 4 to 7): the installed triggers were rewritten in place and still record writes.
+    const toSchema = await run(SEQUELIZE_CLI, ['db:migrate', '--to', '00000000000007-pgpubsub-wake.js'], { url: db.url, timeout: 60_000 });
     expect(toSchema.code, shown(toSchema)).to.equal(0);
     expect(await rows<Row>(ROW_SQL('pgpubsub.notification'))).to.deep.equal(before);
     expect(await rows(`SELECT to_regclass('public.pgpubsub_notification') AS old`)).to.deep.equal([{ old: null }]);
@@ -85,7 +86,7 @@ describe('upgrading an installed database', function () {
     expect(rest.code, shown(rest)).to.equal(0);
     const check = await pgpubsubCli(['triggers', 'check'], { url: db.url });
     expect(check.code, shown(check)).to.equal(0);
-    expect(await rows('SELECT version FROM pgpubsub.version ORDER BY version')).to.deep.equal([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }]);
+    expect(await rows('SELECT version FROM pgpubsub.version ORDER BY version')).to.deep.equal([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }]);
     await app.Author.create({ name: 'written after the upgrade' });
 
     registerCallbacks(app);

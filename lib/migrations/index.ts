@@ -4,6 +4,7 @@ import { schemaMigration } from './schema';
 import { operations } from './operations';
 import { listeners } from './listeners';
 import { ordering } from './ordering';
+import { wake } from './wake';
 import { DEFAULT_SCHEMA, LIBRARY_VERSION } from '../db-objects';
 import { LibraryVersionError, MissingTableError } from '../errors';
 import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';
@@ -12,9 +13,9 @@ import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions 
  * The library's own schema migrations, in order, for a programmatic Umzug v3 instance.
  * Their names match the sequelize-cli stub files, so both runners record the same rows in SequelizeMeta.
  */
-export const migrations: readonly LibraryMigration[] = [notificationTable, inflight, schemaMigration, operations, listeners, ordering];
+export const migrations: readonly LibraryMigration[] = [notificationTable, inflight, schemaMigration, operations, listeners, ordering, wake];
 
-const MODULES: readonly LibraryMigrationModule[] = [notificationTable, inflight, schemaMigration, operations, listeners, ordering];
+const MODULES: readonly LibraryMigrationModule[] = [notificationTable, inflight, schemaMigration, operations, listeners, ordering, wake];
 
 /**
  * The library's migrations for another schema or migration storage table, for Umzug v3.
@@ -34,6 +35,7 @@ export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; modul
   { version: 4, name: operations.name, module: 'sequelize-pgpubsub/migrations/operations' },
   { version: 5, name: listeners.name, module: 'sequelize-pgpubsub/migrations/listeners' },
   { version: 6, name: ordering.name, module: 'sequelize-pgpubsub/migrations/ordering' },
+  { version: 7, name: wake.name, module: 'sequelize-pgpubsub/migrations/wake' },
 ];
 
 export type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';

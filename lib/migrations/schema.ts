@@ -62,6 +62,14 @@ export function claimFunctionV3(v3: LibraryObjects): string {
     .replaceAll(v2.NOTIFICATION_TABLE, v3.notificationTable);
 }
 
+/** The wake-up of version 3: version 2's, under the new names and with its search_path pinned (version 7 replaces it). */
+export function wakeFunctionV3(v3: LibraryObjects): string {
+  return wakeFunctionV2
+    .replace(`CREATE FUNCTION ${v2.WAKE_FUNCTION}(channel text) RETURNS boolean LANGUAGE plpgsql AS`,
+      `CREATE OR REPLACE FUNCTION ${v3.wakeFunction}(channel text) RETURNS boolean LANGUAGE plpgsql ${PINNED} AS`)
+    .replaceAll(quoteLiteral(v2.DRAIN_BEAT_SEQUENCE), quoteLiteral(v3.drainBeatSequence));
+}
+
 /** The functions of version 3 in the target schema (also what install() creates). */
 function functions(v3: LibraryObjects) {
   const parseContext = `CREATE OR REPLACE FUNCTION ${v3.parseContextFunction}(raw text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE ${PINNED} AS $fn$
@@ -101,11 +109,7 @@ $fn$`;
 
   const claim = claimFunctionV3(v3);
 
-  /** The version-2 wake-up, under the new names and with its search_path pinned. */
-  const wake = wakeFunctionV2
-    .replace(`CREATE FUNCTION ${v2.WAKE_FUNCTION}(channel text) RETURNS boolean LANGUAGE plpgsql AS`,
-      `CREATE OR REPLACE FUNCTION ${v3.wakeFunction}(channel text) RETURNS boolean LANGUAGE plpgsql ${PINNED} AS`)
-    .replaceAll(quoteLiteral(v2.DRAIN_BEAT_SEQUENCE), quoteLiteral(v3.drainBeatSequence));
+  const wake = wakeFunctionV3(v3);
 
   // What notify() runs, as the library's owner. A role granted it can send on any channel, but only
   // as op 'NOTIFY': a listener fails such a row on a model channel at once as malformed.
