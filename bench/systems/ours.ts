@@ -51,7 +51,7 @@ export function ours(options: {
         '--concurrency', String(concurrency), '--callback-concurrency', String(callbackConcurrency), '--log-level', 'warn', '--log-format', 'json'];
       const listen = spawnProcess(COMPILED_CLI, args, {
         DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback, BENCH_IO_MS: String(ioMs), BENCH_POOL_MAX: String(Math.max(5, concurrency + 1)),
-      }, undefined, { nodeArgs: startOptions.nodeArgs, node });
+      }, undefined, { nodeArgs: startOptions.nodeArgs, ...(options.node ? { node } : {}) });
       try {
         await eventually(async () => {
           if (listen.exit) throw new GiveUp(`pgpubsub listen exited before listening: ${listen.describe()}`);

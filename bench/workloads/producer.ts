@@ -12,6 +12,9 @@ import type { Workers } from '../systems/types';
 import { machineBusySeconds, treeCpuSeconds } from '../support/proc';
 import { type BenchContext, onFreshDatabase } from './context';
 
+/** What the library's trigger stored: one notification per inserted row. */
+const STORED = 'SELECT count(*)::int AS n FROM pgpubsub.notification';
+
 /** A producer-side setup: the authors table with or without something enqueueing on insert. */
 interface ProducerVariant {
   key: string;
@@ -38,17 +41,17 @@ const VARIANTS: Record<string, ProducerVariant> = {
   ours: {
     key: 'ours', label: 'sequelize-pgpubsub channel, no listener running',
     prepare: migrateApp,
-    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
+    enqueued: STORED,
   },
   oursNoNotify: {
     key: 'ours-store-only', label: 'our trigger, stores without waking', note: 'diagnostic',
     async prepare(url) { await migrateApp(url); await disableWakeUps(url); },
-    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
+    enqueued: STORED,
   },
   oursWaking: {
     key: 'ours-waking', label: 'ours, a listener that never drains (every commit NOTIFYs)', note: 'diagnostic',
     prepare: migrateApp,
-    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
+    enqueued: STORED,
     idleListener: true,
   },
   oursListening: {
@@ -63,17 +66,17 @@ const VARIANTS: Record<string, ProducerVariant> = {
   designPkOnly: {
     key: 'design-pk-only', label: 'design: the queue table with its primary key only', note: 'diagnostic',
     async prepare(url) { await migrateApp(url); await dropQueueIndexes(url); },
-    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
+    enqueued: STORED,
   },
   designSlim: {
     key: 'design-slim', label: 'design: a payload of op, old and new only', note: 'diagnostic',
     async prepare(url) { await migrateApp(url); await rewriteChannelTriggers(url, slimPayload); },
-    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
+    enqueued: STORED,
   },
   designLean: {
     key: 'design-lean', label: 'design: both (primary key only, payload of op, old and new)', note: 'diagnostic',
     async prepare(url) { await migrateApp(url); await dropQueueIndexes(url); await rewriteChannelTriggers(url, slimPayload); },
-    enqueued: 'SELECT count(*)::int AS n FROM pgpubsub.notification',
+    enqueued: STORED,
   },
   triggerFloor: {
     key: 'trigger-floor', label: 'a statement trigger that stores nothing (the floor of any trigger design)', note: 'diagnostic',
