@@ -5,13 +5,13 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
-const source = path.join(__dirname, '..', 'lib', 'cli.ts');
+const source = path.join(__dirname, '..', 'lib', 'cli', 'main.ts');
 let cli;
 if (fs.existsSync(source)) {
   require('tsx/cjs');
   cli = require(source);
 } else {
-  cli = require('../dist/cli.js');
+  cli = require('../dist/cli/main.js');
 }
 cli.main(process.argv).then((code) => {
   process.exitCode = code;

@@ -9,7 +9,7 @@
 import { pgpubsub } from './plugin';
 
 export { install, pgpubsub, type SequelizePlugin } from './plugin';
-export { Admin, type ChannelStatus, type FailedNotification, type FailedNotificationDetail, type FailedSelection, type ListenerStatus, type Status } from './admin';
+export { Admin, type ChannelStatus, type FailedNotification, type FailedNotificationDetail, type FailedSelection, type ListenerStatus, type Status } from './ops/admin';
 export { PgPubSub, TriggerManager, type InstallResult, type PgPubSubOptions } from './pubsub';
 export {
   channel,
@@ -24,18 +24,18 @@ export {
   type ModelChannelOptions,
   type ModelPubSubOptions,
   type RetryPolicy,
-} from './channel';
-export type { NotificationContext, QueryableConnection, SetContextOptions } from './context';
-export type { NotifyOptions } from './notify';
-export { Listener, type DrainEnd, type Failure, type ListenConnectionConfig, type ListenerEvents, type ListenOptions, type ListenerStats, type MessageDone, type MessageStart, type RunningAlone } from './listener';
-export type { BatchContext, CallbackContext, CustomBatchCallback, CustomCallback, CustomMessage, ModelBatchCallback, ModelCallback, ModelMessage, ModelMessageFields, ModelMessageRows } from './message';
-export type { ChannelName, ModelChannelName, ModelChannelOp, Register } from './channel-names';
-export { consoleLogger, type Logger, type LogLevel } from './logger';
-export { runCluster, type ClusterOptions } from './cluster';
-export type { DashboardHandler, DashboardOptions } from './dashboard';
-export type { DatabaseMetrics, ListenerMetrics, MetricsOptions, PubSubMetrics, Readiness } from './metrics';
-export { supervise, SupervisorState, type SuperviseOptions } from './supervisor';
-export { runWorker, type RunWorkerOptions } from './worker';
+} from './channels/channel';
+export type { NotificationContext, QueryableConnection, SetContextOptions } from './channels/context';
+export type { NotifyOptions } from './channels/notify';
+export { Listener, type DrainEnd, type Failure, type ListenConnectionConfig, type ListenerEvents, type ListenOptions, type ListenerStats, type MessageDone, type MessageStart, type RunningAlone } from './listener/listener';
+export type { BatchContext, CallbackContext, CustomBatchCallback, CustomCallback, CustomMessage, ModelBatchCallback, ModelCallback, ModelMessage, ModelMessageFields, ModelMessageRows } from './channels/message';
+export type { ChannelName, ModelChannelName, ModelChannelOp, Register } from './channels/names';
+export { consoleLogger, type Logger, type LogLevel } from './ops/logger';
+export { runCluster, type ClusterOptions } from './process/cluster';
+export type { DashboardHandler, DashboardOptions } from './ops/dashboard';
+export type { DatabaseMetrics, ListenerMetrics, MetricsOptions, PubSubMetrics, Readiness } from './ops/metrics';
+export { supervise, SupervisorState, type SuperviseOptions } from './process/supervisor';
+export { runWorker, type RunWorkerOptions } from './process/worker';
 export {
   AdminUsageError,
   AppLoadError,
@@ -54,9 +54,9 @@ export {
   TriggerMigrationError,
   type PgPubSubErrorCode,
 } from './errors';
-export { libraryMigrations, migrations, type LibraryMigration, type LibraryMigrationModule, type LibraryMigrationOptions } from './migrations';
-export type { TriggerState, TriggerStatus, SyncResult } from './trigger-reconcile';
-export type { TriggerSpec } from './trigger-render';
-export { generateTriggerMigration, type GenerateResult } from './migration-generate';
+export { libraryMigrations, migrations, type LibraryMigration, type LibraryMigrationModule, type LibraryMigrationOptions } from './db/migrations/index';
+export type { TriggerState, TriggerStatus, SyncResult } from './triggers/reconcile';
+export type { TriggerSpec } from './triggers/render';
+export { generateTriggerMigration, type GenerateResult } from './triggers/generate';
 
 export default pgpubsub;

@@ -1,5 +1,5 @@
 import { Sequelize } from 'sequelize';
-import type { ModelPubSubOptions } from './channel';
+import type { ModelPubSubOptions } from './channels/channel';
 import { SetupError } from './errors';
 import { INSTALLED } from './installed';
 import { PgPubSub, type PgPubSubOptions } from './pubsub';

@@ -1,23 +1,23 @@
-import { Admin } from './admin';
-import { traceProducers } from './tracing';
-import type { DashboardHandler, DashboardOptions } from './dashboard';
-import type { MetricsOptions, PubSubMetrics } from './metrics';
+import { Admin } from './ops/admin';
+import { traceProducers } from './ops/tracing';
+import type { DashboardHandler, DashboardOptions } from './ops/dashboard';
+import type { MetricsOptions, PubSubMetrics } from './ops/metrics';
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
-import { type AnyChannel, CustomChannel, type ModelChannel } from './channel';
-import { type NotificationContext, type SetContextOptions, setContext, withContext } from './context';
-import { DEFAULT_SCHEMA, type LibraryObjects, checkSchemaName, libraryObjects } from './db-objects';
+import { type AnyChannel, CustomChannel, type ModelChannel } from './channels/channel';
+import { type NotificationContext, type SetContextOptions, setContext, withContext } from './channels/context';
+import { DEFAULT_SCHEMA, type LibraryObjects, checkSchemaName, libraryObjects } from './db/objects';
 import { ChannelDefinitionError, ChannelUsageError, SetupError } from './errors';
-import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener';
-import type { ModelChannelName, ModelChannelOp } from './channel-names';
-import type { CustomBatchCallback, CustomCallback, ModelBatchCallback, ModelCallback } from './message';
-import { libraryProblem } from './library-check';
-import { libraryMigrations } from './migrations';
-import type { LibraryMigration } from './migrations/runner';
-import { implicitThroughModels, modelChannels } from './model-channels';
-import { type NotifyOptions, notify } from './notify';
-import type { TriggerSpec } from './trigger-render';
-import { type SyncResult, type TriggerState, desiredTriggers, syncTriggers, triggerStates } from './trigger-reconcile';
-import { triggerStep } from './trigger-step';
+import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener/listener';
+import type { ModelChannelName, ModelChannelOp } from './channels/names';
+import type { CustomBatchCallback, CustomCallback, ModelBatchCallback, ModelCallback } from './channels/message';
+import { libraryProblem } from './db/library-check';
+import { libraryMigrations } from './db/migrations/index';
+import type { LibraryMigration } from './db/migrations/runner';
+import { implicitThroughModels, modelChannels } from './channels/model-channels';
+import { type NotifyOptions, notify } from './channels/notify';
+import type { TriggerSpec } from './triggers/render';
+import { type SyncResult, type TriggerState, desiredTriggers, syncTriggers, triggerStates } from './triggers/reconcile';
+import { triggerStep } from './triggers/step';
 
 export interface PgPubSubOptions {
   /** Custom channels (from `channel<T>()`) this app sends or listens on. */
@@ -317,7 +317,7 @@ export class PgPubSub {
    * app.use('/ops/pgpubsub', requireAdmin, sequelize.pgpubsub.dashboard());
    */
   dashboard(options: DashboardOptions = {}): DashboardHandler {
-    const { dashboardHandler } = require('./dashboard') as typeof import('./dashboard');
+    const { dashboardHandler } = require('./ops/dashboard') as typeof import('./ops/dashboard');
     return dashboardHandler(this, options);
   }
 
@@ -333,7 +333,7 @@ export class PgPubSub {
    */
   metrics(options: MetricsOptions = {}): PubSubMetrics {
     // Loaded only when asked for: apps without metrics never load prom-client.
-    const { PubSubMetrics: Metrics } = require('./metrics') as typeof import('./metrics');
+    const { PubSubMetrics: Metrics } = require('./ops/metrics') as typeof import('./ops/metrics');
     return new Metrics(this.sequelize, this.admin, options);
   }
 

@@ -15,7 +15,7 @@ import { eventually } from '../dev/eventually';
 import { startProxy } from '../dev/proxy';
 import { startListen } from '../dev/processes';
 import { defineThingApp } from './fixtures/thing-app';
-import { managedTriggerSql } from '../lib/catalog';
+import { managedTriggerSql } from '../lib/db/catalog';
 const APP_TABLES_MIGRATION = '20260101000000-create-example-app.js';
 /** The example app's channels (models/app.ts) and the events each records. */
 const APP_CHANNELS: Record<string, string[]> = {

@@ -9,7 +9,7 @@ import { eventually } from '../dev/eventually';
 import { type Proxy, startProxy } from '../dev/proxy';
 import { type Listener, channel } from '../lib';
 import { isUnreachable } from '../lib/error-text';
-import { LISTENER_APPLICATION_NAME } from '../lib/listen-options';
+import { LISTENER_APPLICATION_NAME } from '../lib/listener/options';
 import { type App, defineModels } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
 import { type TestDatabase, testDatabase } from './support/hooks';

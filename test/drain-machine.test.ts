@@ -1,12 +1,12 @@
 /**
- * The drain's step function (lib/drain-machine.ts), without a database: a scripted world answers
+ * The drain's step function (lib/listener/drain-machine.ts), without a database: a scripted world answers
  * each action as the listener would (claims find what the script says, locks are taken and let go,
  * waits move the clock) and the actions taken are compared with what the rules say.
  */
 import { expect } from 'chai';
 import {
   type DrainAction, type DrainFacts, type DrainReply, type DrainStep, type DrainTiming, afterClaim, nextDrain, startDrain,
-} from '../lib/drain-machine';
+} from '../lib/listener/drain-machine';
 
 const TIMING: DrainTiming = { settleFirstMs: 5, settleMaxMs: 40, settleBoundMs: 100 };
 const BATCH = 10;

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { type DrainEnd, type MessageDone, type MessageStart, channel } from '../lib';
-import { jsonContains } from '../lib/broadcasts';
+import { jsonContains } from '../lib/listener/broadcasts';
 import { exampleAppPerTest } from './support/example-app-per-test';
 
 describe('listener events', function () {

@@ -17,7 +17,7 @@ import { type TestDatabase, emptyDatabase } from './support/hooks';
 import { eventually } from '../dev/eventually';
 import { sql } from '../dev/postgres';
 import { ROOT, type Run, SEQUELIZE_CLI, run, shown, spawnProcess } from '../dev/processes';
-import { LIBRARY_TABLES } from '../lib/db-objects';
+import { LIBRARY_TABLES } from '../lib/db/objects';
 
 const ROOT_MODULES = path.join(ROOT, 'node_modules');
 const TSC = path.join(ROOT_MODULES, '.bin', 'tsc');
@@ -106,7 +106,7 @@ assert.equal(table.name, '00000000000001-pgpubsub-notification-table.js');
 assert.equal(typeof table.up, 'function');
 assert.equal(typeof table.down, 'function');
 assert.equal(require('sequelize-pgpubsub/package.json').name, 'sequelize-pgpubsub');
-for (const internal of ['sequelize-pgpubsub/dist/cli.js', 'sequelize-pgpubsub/dist/plugin', 'sequelize-pgpubsub/lib/index', 'sequelize-pgpubsub/migrations/runner']) {
+for (const internal of ['sequelize-pgpubsub/dist/cli/main.js', 'sequelize-pgpubsub/dist/plugin', 'sequelize-pgpubsub/lib/index', 'sequelize-pgpubsub/migrations/runner']) {
   assert.throws(() => require(internal), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' }, internal);
 }
 const sequelize = new Sequelize('postgres://nobody@127.0.0.1:1/none', { logging: false }).use(pgpubsub);
@@ -270,7 +270,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     expect(linked).to.include.members(['sequelize', 'pg', 'umzug', 'commander', 'lossless-json']);
   });
 
-  it('pgpubsub --help runs the compiled dist/cli.js (no lib/, no tsx) and exits 0', async () => {
+  it('pgpubsub --help runs the compiled dist/cli/main.js (no lib/, no tsx) and exits 0', async () => {
     const { url } = await fresh('installed help');
     // Records which modules the CLI loaded, to prove it took the dist path.
     const trace = path.join(tmp, 'trace.cjs');
@@ -283,7 +283,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     expect(help.stdout).to.match(/^\s+migration:generate\b/m);
 
     const modules = JSON.parse(fs.readFileSync(loaded, 'utf8')) as string[];
-    expect(modules).to.include(path.join(fs.realpathSync(installed), 'dist', 'cli.js'));
+    expect(modules).to.include(path.join(fs.realpathSync(installed), 'dist', 'cli', 'main.js'));
     expect(modules.filter((file) => /[\\/]tsx[\\/]|\.ts$/.test(file)), 'TypeScript loaded').to.deep.equal([]);
 
     // The linked node_modules/.bin/pgpubsub (as `npx pgpubsub` runs it) works too.
@@ -307,7 +307,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const packed = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts=false'], { cwd: ROOT, timeout: 120_000 });
     expect(packed.code, shown(packed)).to.equal(0);
     const files = (JSON.parse(packed.stdout) as Array<{ files: Array<{ path: string }> }>)[0].files.map((file) => file.path);
-    expect(files).to.include.members(['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'bin/pgpubsub.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/migrations/listeners.js']);
+    expect(files).to.include.members(['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'bin/pgpubsub.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/db/migrations/listeners.js']);
     expect(files.filter((file) => /^(lib|test|bench|dev|examples)\//.test(file))).to.deep.equal([]);
   });
 

@@ -12,7 +12,7 @@ import { QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
 import { type Exit, type ListenProcess, startListen } from '../dev/processes';
-import { LISTENER_APPLICATION_NAME } from '../lib/listener';
+import { LISTENER_APPLICATION_NAME } from '../lib/listener/listener';
 import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
 import { POOL_APPLICATION_NAME } from './fixtures/example-app';

@@ -12,8 +12,8 @@ import pgpubsub, { type LibraryMigration, type ModelChannelOptions, type Trigger
 import { MIGRATIONS_DIR, connect } from '../dev/example-app';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
 import { run, shown } from '../dev/processes';
-import { managedFunctionSql, managedTriggerSql } from '../lib/catalog';
-import { LIBRARY_TABLES } from '../lib/db-objects';
+import { managedFunctionSql, managedTriggerSql } from '../lib/db/catalog';
+import { LIBRARY_TABLES } from '../lib/db/objects';
 
 const ROOT = path.resolve(__dirname, '..');
 const SEQUELIZE_CLI = path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli');

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import { LISTENER_APPLICATION_NAME } from '../lib/listener';
+import { LISTENER_APPLICATION_NAME } from '../lib/listener/listener';
 import { definePoisonApp, installPoisonApp } from './fixtures/poison-app';
 import { connect } from '../dev/example-app';
 import { type ListenProcess, startListen } from '../dev/processes';

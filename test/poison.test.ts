@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { Client } from 'pg';
 import { DataTypes, QueryTypes, Sequelize } from 'sequelize';
 import pgpubsub, { type Listener, type Logger, PgPubSubError } from '../lib';
-import { WAKE_LOCKS } from '../lib/wake-locks';
+import { WAKE_LOCKS } from '../lib/db/wake-locks';
 import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
 import { connect, openApp } from '../dev/example-app';

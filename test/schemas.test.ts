@@ -129,7 +129,7 @@ describe('schemas', function () {
       // The README's stubs for a schema of the app's own, requiring this checkout's lib/.
       const stubs = path.join(ROOT, 'examples', 'own-schema', 'migrations');
       for (const file of fs.readdirSync(stubs)) {
-        const stub = fs.readFileSync(path.join(stubs, file), 'utf8').replace("require('sequelize-pgpubsub/", `require('${ROOT}/lib/`);
+        const stub = fs.readFileSync(path.join(stubs, file), 'utf8').replace("require('sequelize-pgpubsub/", `require('${ROOT}/lib/db/`);
         fs.writeFileSync(path.join(dir, 'migrations', file), stub);
       }
       fs.writeFileSync(path.join(dir, 'migrations', '20260301000000-nothing.js'), 'module.exports = { up: async () => {}, down: async () => {} };\n');

@@ -10,7 +10,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { QueryTypes } from 'sequelize';
 import { channel, NonRetryableError } from '../lib';
-import { parseTraceparent } from '../lib/tracing';
+import { parseTraceparent } from '../lib/ops/tracing';
 import { eventually } from '../dev/eventually';
 import { exampleAppPerTest } from './support/example-app-per-test';
 

@@ -4,7 +4,7 @@ import pgpubsub, { type ModelChannelOptions, type TriggerState, migrations } fro
 import { type TestDatabase, emptyDatabase } from './support/hooks';
 import { connect } from '../dev/example-app';
 import { listenTo, storedNotifications } from './support/notifications';
-import { managedFunctionSql } from '../lib/catalog';
+import { managedFunctionSql } from '../lib/db/catalog';
 
 /** A fresh app on the test database whose Widget model declares `channels`. */
 function widgetApp(url: string, channels: Record<string, ModelChannelOptions>) {

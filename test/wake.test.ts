@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
-import { WAKE_LOCKS } from '../lib/wake-locks';
-import { wake as wakeMigration } from '../lib/migrations/wake';
+import { WAKE_LOCKS } from '../lib/db/wake-locks';
+import { wake as wakeMigration } from '../lib/db/migrations/wake';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
 import { openApp } from '../dev/example-app';

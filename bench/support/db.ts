@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
-import { managedTriggerSql } from '../../lib/catalog';
-import { libraryObjects } from '../../lib/db-objects';
+import { managedTriggerSql } from '../../lib/db/catalog';
+import { libraryObjects } from '../../lib/db/objects';
 import { createEmptyDatabase, dropDatabase, scratchDatabaseName, withClient } from '../../dev/postgres';
 import { cpuSeconds } from './proc';
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { LISTENER_APPLICATION_NAME } from '../../lib/listener';
-import { WAKE_LOCKS } from '../../lib/wake-locks';
+import { LISTENER_APPLICATION_NAME } from '../../lib/listener/listener';
+import { WAKE_LOCKS } from '../../lib/db/wake-locks';
 import { insertAuthors, migrateApp, withClient } from '../support/db';
 import { GiveUp, eventually } from '../../dev/eventually';
 import { ROOT, spawnProcess } from '../../dev/processes';

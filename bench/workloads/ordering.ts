@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'pg';
-import { LISTENER_APPLICATION_NAME } from '../../lib/listener';
+import { LISTENER_APPLICATION_NAME } from '../../lib/listener/listener';
 import { GiveUp, eventually } from '../../dev/eventually';
 import { ROOT, spawnProcess } from '../../dev/processes';
 import { COMPILED_CLI } from '../support/compiled';

@@ -6,7 +6,7 @@ import {
 } from '../support/db';
 import type { RunResult } from '../results';
 import { installAddJobTrigger, prepareGraphile } from '../systems/graphile';
-import { holdListening } from '../../lib/wake-locks';
+import { holdListening } from '../../lib/db/wake-locks';
 import { ours } from '../systems/ours';
 import type { Workers } from '../systems/types';
 import { machineBusySeconds, treeCpuSeconds } from '../support/proc';

@@ -3,7 +3,7 @@
  * per test process, and helpers handing each test its own database.
  */
 import { connect, migrateApp } from '../../dev/example-app';
-import { migrations } from '../../lib/migrations';
+import { migrations } from '../../lib/db/migrations/index';
 import {
   type PostgresServer,
   createDatabaseFromTemplate,

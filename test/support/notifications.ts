@@ -1,6 +1,6 @@
 import { Client, type Notification } from 'pg';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import { holdListening } from '../../lib/wake-locks';
+import { holdListening } from '../../lib/db/wake-locks';
 
 export interface StoredNotification {
   id: string;

@@ -1,0 +1,231 @@
+/**
+ * The operator's commands of the CLI, on top of the admin API (lib/ops/admin.ts): `pgpubsub status`
+ * `pgpubsub channels pause|resume` and `pgpubsub failed ls|show|retry|purge`. Every one takes `--json`; exit codes as the other
+ * commands: 0 done, 1 failed (or not found), 2 bad usage or the library missing at this version.
+ */
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FailedSelection, Status } from '../ops/admin';
+import type { LoadedApp } from '../process/app-loader';
+import { parseDuration, portNumber, positiveInteger, printTable } from './args';
+import { errorSummary } from '../error-text';
+
+export interface AdminCommandDeps {
+  withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>): Promise<R>;
+  exit: { ok: number; failure: number; usage: number; cannotCheck: number };
+}
+
+/** A time: an ISO date, or a duration ago (`1h`: an hour ago). */
+function parseSince(value: string): Date {
+  const date = /^\d{4}-\d{2}-\d{2}/.test(value) ? new Date(value) : new Date(Date.now() - parseDuration('--since')(value));
+  if (Number.isNaN(date.getTime())) throw new InvalidArgumentError(`--since must be an ISO date (2026-12-01T10:00Z) or a duration ago (1h, 7d); got '${value}'`);
+  return date;
+}
+
+const json = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+const age = (ms: number | null) => (ms === null ? '-' : ms < 1000 ? `${Math.round(ms)}ms` : ms < 120_000 ? `${(ms / 1000).toFixed(1)}s` : ms < 7_200_000 ? `${Math.round(ms / 60_000)}m` : `${Math.round(ms / 3_600_000)}h`);
+const oneLine = (text: string | null, max = 80) => {
+  const line = (text ?? '').replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+};
+
+function printStatus(status: Status): void {
+  if (status.channels.length === 0) process.stdout.write('No channels are defined and no notifications are stored.\n');
+  else {
+    printTable(['CHANNEL', 'DUE', 'WAITING', 'FAILED', 'OLDEST DUE', 'LAG', 'LISTENERS', 'DRAINING', 'PAUSED', ''], status.channels.map((c) => [
+      c.channel, String(c.due), String(c.waiting), String(c.failed), age(c.oldestDueAgeMs), age(c.recentLagMs), String(c.listeners), c.draining ? 'yes' : 'no',
+      c.paused ? 'yes' : 'no', c.defined ? '' : '(no code here defines it)',
+    ]));
+  }
+  process.stdout.write('\n');
+  if (status.listeners.length === 0) process.stdout.write('No listener is running.\n');
+  else {
+    printTable(['LISTENER (BACKEND PID)', 'HOST', 'PID', 'FROM', 'SINCE', 'CHANNELS', 'IN HAND'], status.listeners.map((l) => [
+      String(l.backendPid), l.host ?? '-', l.pid === null ? '-' : String(l.pid), l.clientAddress ?? 'local', (l.startedAt ?? l.since)?.toISOString() ?? '-', l.channels.join(',') || '-', String(l.inHand.length),
+    ]));
+  }
+}
+
+export function addAdminCommands(program: Command, { withApp, exit }: AdminCommandDeps): void {
+  /** Runs `work` once the library is there at this code's version; otherwise says which migrations to run, exit 2. */
+  const withLibrary = (command: Command, who: string, work: (app: LoadedApp) => Promise<void>) => withApp(command, async (app) => {
+    let problem: Error | null;
+    try {
+      problem = await app.pubsub.libraryProblem(who);
+    } catch (error) {
+      problem = new Error(`${who}: could not read the library's version from the database: ${errorSummary(error)}`);
+    }
+    if (problem) {
+      process.stderr.write(`${problem.message}\n`);
+      process.exitCode = exit.cannotCheck;
+      return;
+    }
+    await work(app);
+  });
+
+  program.command('status')
+    .description("each channel's due, waiting and failed notifications and the age of the oldest due one, and the live listeners")
+    .option('--json', 'print JSON instead of tables')
+    .addOption(new Option('--watch [interval]', 'print it again every interval (default 2s) until interrupted').argParser(parseDuration('--watch')))
+    .action(async (options: { json?: boolean; watch?: number | true }, command: Command) => {
+      await withLibrary(command, 'status', async ({ pubsub }) => {
+        const every = options.watch === true ? 2000 : options.watch;
+        for (let first = true; first || every !== undefined; first = false) {
+          if (!first) await sleep(every!);
+          const status = await pubsub.admin.status();
+          if (options.json) {
+            // One JSON document per line while watching (JSON Lines), else pretty.
+            process.stdout.write(`${every !== undefined ? JSON.stringify(status) : JSON.stringify(status, null, 2)}\n`);
+          } else {
+            if (every !== undefined) process.stdout.write(`\n${status.at.toISOString()}\n`);
+            printStatus(status);
+          }
+        }
+      });
+    });
+
+  program.command('dashboard')
+    .description('serve the dashboard (channels, lag, a chart of the last hour, listeners, failed notifications; retry, purge, pause, resume) until interrupted')
+    .option('--port <port>', 'the port (0: any free one)', portNumber('--port'), 8080)
+    .option('--host <address>', 'the address to bind (anyone who reaches it can retry, purge and pause: keep it local, or set a token)', '127.0.0.1')
+    .option('--token <token>', 'ask for this token: open the printed address once (…/?token=<token>), or send Authorization: Bearer <token> (default: $PGPUBSUB_DASHBOARD_TOKEN)')
+    .addOption(new Option('--sample-every <duration>', 'how often the chart samples throughput and backlog').argParser(parseDuration('--sample-every')).default(15_000, '15s'))
+    .action(async (options: { port: number; host: string; token?: string; sampleEvery: number }, command: Command) => {
+      const token = options.token ?? (process.env.PGPUBSUB_DASHBOARD_TOKEN || undefined);
+      if (token !== undefined && token.length < 8) command.error('error: --token must be at least 8 characters', { exitCode: exit.usage });
+      await withLibrary(command, 'dashboard', async ({ pubsub }) => {
+        const handler = pubsub.dashboard({ token, sampleEveryMs: options.sampleEvery });
+        const server = createServer(handler);
+        server.listen(options.port, options.host);
+        await Promise.race([once(server, 'listening'), once(server, 'error').then(([error]) => {
+          throw new Error(`dashboard: cannot listen on ${options.host}:${options.port} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); choose another --port`);
+        })]);
+        const { port } = server.address() as { port: number };
+        const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+        process.stdout.write(`Dashboard on http://${host}:${port}/${token ? `?token=${encodeURIComponent(token)}` : ''} (Ctrl+C to stop)\n`);
+        if (!token && !['127.0.0.1', '::1', 'localhost'].includes(options.host)) {
+          process.stderr.write(`pgpubsub dashboard: warning: bound to ${options.host} without --token: anyone who can reach it can retry, purge and pause\n`);
+        }
+        await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+        handler.close();
+        server.close();
+        server.closeAllConnections();
+      });
+    });
+
+  const channels = program.command('channels').description('pause and resume channels').exitOverride();
+  for (const [verb, done, already] of [['pause', 'paused', 'was paused already'], ['resume', 'resumed', 'was not paused']] as const) {
+    channels.command(verb)
+      .description(verb === 'pause'
+        ? 'stop every listener claiming a channel (its notifications stay stored); survives restarts'
+        : 'let the listeners claim a paused channel again: they drain what it stored meanwhile')
+      .argument('<channel>', 'the channel name')
+      .option('--json', 'print JSON')
+      .action(async (channel: string, options: { json?: boolean }, command: Command) => {
+        await withLibrary(command, `channels ${verb}`, async ({ pubsub }) => {
+          const known = pubsub.channels().some((c) => c.name === channel);
+          const changed = await pubsub.admin[verb](channel);
+          if (options.json) return void json({ channel, [done]: changed });
+          process.stdout.write(changed ? `${done[0].toUpperCase()}${done.slice(1)} '${channel}'.\n` : `'${channel}' ${already}; nothing changed.\n`);
+          if (!known) process.stderr.write(`note: no channel '${channel}' is defined in this app.\n`);
+        });
+      });
+  }
+
+  const failed = program.command('failed').description('failed notifications: list, show, retry, purge').exitOverride();
+
+  failed.command('ls')
+    .description('list failed notifications, the newest failure first')
+    .option('--channel <name>', 'only this channel')
+    .addOption(new Option('--since <time>', 'only those failed since: an ISO date, or a duration ago (1h, 7d)').argParser(parseSince))
+    .addOption(new Option('--limit <n>', 'at most this many').default(100).argParser(positiveInteger('--limit')))
+    .option('--json', 'print JSON instead of a table')
+    .action(async (options: { channel?: string; since?: Date; limit: number; json?: boolean }, command: Command) => {
+      await withLibrary(command, 'failed ls', async ({ pubsub }) => {
+        const rows = await pubsub.admin.failed({ channel: options.channel, since: options.since, limit: options.limit });
+        if (options.json) return void json(rows);
+        if (rows.length === 0) return void process.stdout.write('No failed notifications.\n');
+        printTable(['ID', 'CHANNEL', 'ATTEMPTS', 'FAILED AT', 'ERROR'], rows.map((r) => [r.id, r.channel, String(r.attempts), r.failedAt.toISOString(), oneLine(r.lastError)]));
+      });
+    });
+
+  failed.command('show')
+    .description('one failed notification: its error, attempts, times, and old/new by attribute name (exit 1 if there is none with this id)')
+    .argument('<id>', 'the notification id')
+    .option('--json', 'print JSON')
+    .action(async (id: string, options: { json?: boolean }, command: Command) => {
+      if (!/^\d+$/.test(id)) command.error(`failed show: <id> must be a notification id, got '${id}'`, { exitCode: exit.usage });
+      await withLibrary(command, 'failed show', async ({ pubsub }) => {
+        const detail = await pubsub.admin.failedOne(id);
+        if (!detail) {
+          process.stderr.write(`failed show: no failed notification has id ${id} ('pgpubsub failed ls' lists them).\n`);
+          process.exitCode = exit.failure;
+          return;
+        }
+        if (options.json) return void json(detail);
+        const lines = [
+          `id:        ${detail.id}`, `channel:   ${detail.channel}`, `op:        ${detail.op ?? '-'}`, `attempts:  ${detail.attempts}`,
+          `created:   ${detail.createdAt.toISOString()}`, `failed:    ${detail.failedAt.toISOString()}`, `error:     ${detail.lastError ?? '-'}`,
+        ];
+        if (detail.decodeError) lines.push(`undecodable: ${detail.decodeError}`);
+        if (detail.old || detail.new) {
+          const names = [...new Set([...Object.keys(detail.old ?? {}), ...Object.keys(detail.new ?? {})])];
+          lines.push('');
+          process.stdout.write(`${lines.join('\n')}\n`);
+          const cell = (row: Record<string, unknown> | null, name: string) => (row ? JSON.stringify(row[name]) ?? '' : '');
+          printTable(['ATTRIBUTE', 'OLD', 'NEW', ''], names.map((name) => {
+            const before = cell(detail.old, name);
+            const after = cell(detail.new, name);
+            return [name, before, after, detail.old && detail.new && before !== after ? 'changed' : ''];
+          }));
+          return;
+        }
+        lines.push(`payload:   ${JSON.stringify(detail.payload)}`);
+        process.stdout.write(`${lines.join('\n')}\n`);
+      });
+    });
+
+  /** What retry and purge act on, from their arguments: exactly one kind of selection. */
+  const selection = (command: Command, who: string, ids: string[], options: { channel?: string; all?: boolean; olderThan?: number }): FailedSelection => {
+    // Bad usage: printed, exit 2, as commander's own refusals.
+    const usage = (message: string): never => command.error(message, { exitCode: exit.usage });
+    const given = [ids.length > 0, options.channel !== undefined, options.all === true, options.olderThan !== undefined].filter(Boolean).length;
+    const choices = who === 'retry' ? '<ids...>, --channel <name> or --all' : '<ids...>, --channel <name>, --older-than <duration> or --all';
+    if (given !== 1) usage(`failed ${who}: say which failed notifications with one of ${choices}`);
+    const bad = ids.filter((id) => !/^\d+$/.test(id));
+    if (bad.length) usage(`failed ${who}: ids must be notification ids, got ${bad.join(', ')}`);
+    if (ids.length) return { ids };
+    if (options.channel !== undefined) return { channel: options.channel };
+    if (options.olderThan !== undefined) return { failedBefore: new Date(Date.now() - options.olderThan) };
+    return { all: true };
+  };
+  const report = (verb: string, done: string[], asJson: boolean | undefined) => {
+    if (asJson) return void json({ [verb]: done });
+    process.stdout.write(done.length ? `${verb[0].toUpperCase()}${verb.slice(1)} ${done.length} failed notification(s): ${done.join(', ')}.\n` : `No failed notification matched; nothing ${verb}.\n`);
+  };
+
+  failed.command('retry')
+    .description('make failed notifications due again with fresh attempts; running listeners take them at once')
+    .argument('[ids...]', 'notification ids')
+    .option('--channel <name>', 'every failed notification of this channel')
+    .option('--all', 'every failed notification')
+    .option('--json', 'print JSON')
+    .action(async (ids: string[], options: { channel?: string; all?: boolean; json?: boolean }, command: Command) => {
+      const which = selection(command, 'retry', ids, options);
+      await withLibrary(command, 'failed retry', async ({ pubsub }) => report('retried', await pubsub.admin.retry(which), options.json));
+    });
+
+  failed.command('purge')
+    .description('delete failed notifications')
+    .argument('[ids...]', 'notification ids')
+    .option('--channel <name>', 'every failed notification of this channel')
+    .addOption(new Option('--older-than <duration>', 'those that failed longer ago than this (30m, 12h, 7d)').argParser(parseDuration('--older-than')))
+    .option('--all', 'every failed notification')
+    .option('--json', 'print JSON')
+    .action(async (ids: string[], options: { channel?: string; olderThan?: number; all?: boolean; json?: boolean }, command: Command) => {
+      const which = selection(command, 'purge', ids, options);
+      await withLibrary(command, 'failed purge', async ({ pubsub }) => report('purged', await pubsub.admin.purge(which), options.json));
+    });
+}

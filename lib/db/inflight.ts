@@ -1,0 +1,103 @@
+import type { Client } from 'pg';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import type { LibraryObjects } from './objects';
+import { type ClaimedRow, chargeSetSql, pendingSql } from './store';
+import { LIBRARY_QUERY } from './sql-text';
+
+/**
+ * Advisory lock namespace of the listeners' holder keys (the second key): a listener holds its key
+ * on its LISTEN connection for as long as it lives, so a marker whose lock is free belongs to a dead
+ * listener. Frozen: installed databases' pgpubsub_claim() has this number in its body.
+ */
+export const HOLDER_LOCK = 1885826933;
+
+/**
+ * What a listener is running, recorded where a dying process cannot take it back (see the
+ * in-flight migration). A listener's holder key is an advisory lock it holds on its LISTEN
+ * connection; its marker row names the batch in hand. A claim that meets an id of a marker whose
+ * lock is free returns it as a suspect, which is then run alone with its attempt charged first.
+ */
+
+/**
+ * Takes a holder key for this LISTEN connection: `preferred` if free, else a random free one, never
+ * one of `taken` (keys this session holds already, which it could take again: advisory locks are
+ * re-entrant within a session).
+ */
+export async function takeHolderKey(client: Client, preferred: number | null, taken: readonly number[] = []): Promise<number> {
+  for (let tries = 0; tries < 20; tries++) {
+    // Our own key first, a few times: another listener's check may hold it shared for an instant.
+    const key = tries < 3 && preferred !== null && !taken.includes(preferred) ? preferred : randomKey();
+    if (taken.includes(key)) continue;
+    const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_catalog.pg_try_advisory_lock(${HOLDER_LOCK}, $1::integer) AS ok`, [key]);
+    if (rows[0].ok) return key;
+  }
+  throw new Error('could not find a free listener holder key in 20 tries');
+}
+
+function randomKey(): number {
+  return (Math.random() * 2 ** 32 - 2 ** 31) | 0;
+}
+
+/** Records, committed, that `holder` is about to run `ids`. On the LISTEN client when connected, else a pool connection. */
+export async function markInflight(objects: LibraryObjects, via: Client | Sequelize, holder: number, ids: readonly string[]): Promise<void> {
+  const text = `INSERT INTO ${objects.inflightTable} (holder, ids) VALUES ($1::integer, $2::bigint[])
+                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = pg_catalog.now(), suspected_at = NULL`;
+  if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids], ...LIBRARY_QUERY });
+  else await via.query(text, [holder, ids]);
+}
+
+/** Forgets this listener's markers (a clean stop). */
+export async function clearInflight(objects: LibraryObjects, client: Client, holders: readonly number[]): Promise<void> {
+  await client.query(`DELETE FROM ${objects.inflightTable} WHERE holder = ANY ($1::integer[])`, [holders]);
+}
+
+/**
+ * Charges a suspect's attempt before it runs, committed, with `error` saying a process died while
+ * running it (what stays if this one dies too), takes it out of the dead listeners' markers and
+ * makes it this holder's marker. Returns false when another listener got there first.
+ */
+export async function chargeBeforeRunningAlone(
+  objects: LibraryObjects,
+  sequelize: Sequelize,
+  row: ClaimedRow,
+  charge: { holder: number; error: string; delayMs: number; maxAttempts: number },
+): Promise<boolean> {
+  const [result] = await sequelize.query<{ charged: number }>(
+    `WITH target AS (
+       SELECT n.id FROM ${objects.notificationTable} AS n
+        WHERE n.id = $1::bigint AND n.attempts = $2::integer AND ${pendingSql('n')}
+          FOR UPDATE SKIP LOCKED
+     ), charged AS (
+       UPDATE ${objects.notificationTable} AS n
+          SET ${chargeSetSql({ alias: 'n', added: '1', error: '$3', delayMs: '$4', maxAttempts: '$5::integer' })}
+         FROM target WHERE n.id = target.id
+       RETURNING n.id
+     ), released AS (
+       -- SKIP LOCKED: a marker another claim is noticing keeps the id, which then stays a suspect.
+       UPDATE ${objects.inflightTable} AS m SET ids = pg_catalog.array_remove(m.ids, charged.id)
+         FROM charged WHERE m.holder IN (SELECT i.holder FROM ${objects.inflightTable} AS i
+                                          WHERE i.holder <> $6::integer AND charged.id = ANY (i.ids) FOR UPDATE SKIP LOCKED)
+       RETURNING m.holder
+     ), mine AS (
+       INSERT INTO ${objects.inflightTable} (holder, ids) SELECT $6::integer, ARRAY[charged.id] FROM charged
+       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = pg_catalog.now(), suspected_at = NULL
+       RETURNING holder
+     )
+     -- Data-modifying CTEs run whether or not the query reads them.
+     SELECT (SELECT pg_catalog.count(*) FROM charged)::int AS charged`,
+    { bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder], type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+  );
+  return result.charged === 1;
+}
+
+/** Says these holders (one listener's) are back (after a reconnect), and drops the markers of dead listeners that name nothing left to run. */
+export async function pruneDeadMarkers(objects: LibraryObjects, via: Client, holders: readonly number[]): Promise<void> {
+  await via.query(`UPDATE ${objects.inflightTable} SET suspected_at = NULL WHERE holder = ANY ($1::integer[]) AND suspected_at IS NOT NULL`, [holders]);
+  await via.query(
+    `DELETE FROM ${objects.inflightTable} AS m
+      WHERE m.holder IN (SELECT i.holder FROM ${objects.inflightTable} AS i WHERE i.holder <> ALL ($1::integer[]) FOR UPDATE SKIP LOCKED)
+        AND CASE WHEN pg_catalog.pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder) THEN pg_catalog.pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
+        AND NOT EXISTS (SELECT FROM ${objects.notificationTable} AS n WHERE n.id = ANY (m.ids) AND ${pendingSql('n')})`,
+    [holders],
+  );
+}

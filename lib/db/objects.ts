@@ -1,0 +1,170 @@
+import { SetupError } from '../errors';
+import { MAX_IDENTIFIER_BYTES, qualified } from './sql-text';
+
+/**
+ * The library's objects: since version 3 all in a schema of their own (`pgpubsub` unless the app
+ * chooses another with `use(pgpubsub, { schema })`), so that nothing of the library's can be
+ * mistaken for the app's (or a managed trigger's) and no role needs rights on the app's schemas for
+ * it. Every name is qualified wherever SQL uses it. (Versions 1 and 2 kept them in `public` under a
+ * `pgpubsub_` prefix: see migrations/v2-objects.ts.)
+ */
+export const DEFAULT_SCHEMA = 'pgpubsub';
+
+/**
+ * The version of the library's database objects this code installs and runs on. Each library
+ * migration records its number in the version table; a listener refuses a database at another version.
+ */
+export const LIBRARY_VERSION = 7;
+
+/** Bare names (in the library's schema) of everything the library's migrations create. */
+const NAMES = {
+  notificationTable: 'notification',
+  inflightTable: 'inflight',
+  versionTable: 'version',
+  pausedTable: 'paused',
+  listenerTable: 'listener',
+  drainBeatSequence: 'drain_beat',
+  claimFunction: 'claim',
+  contextFunction: 'context',
+  dbVersionFunction: 'db_version',
+  refreshDbVersionTriggerFunction: 'db_version_changed',
+  parseContextFunction: 'parse_context',
+  refreshDbVersionFunction: 'refresh_db_version',
+  reportFunction: 'report',
+  advanceDeletedFunction: 'advance_deleted',
+  advanceReleasedFunction: 'advance_released',
+  settleHeadsFunction: 'settle_heads',
+  wakeFunction: 'wake',
+  sendFunction: 'send',
+} as const;
+
+/** The library's tables (bare names in its schema, sorted). */
+export const LIBRARY_TABLES: readonly string[] = [NAMES.inflightTable, NAMES.listenerTable, NAMES.notificationTable, NAMES.pausedTable, NAMES.versionTable];
+/** The library's functions (bare names in its schema, sorted). */
+export const LIBRARY_FUNCTIONS: readonly string[] = [
+  NAMES.advanceDeletedFunction,
+  NAMES.advanceReleasedFunction,
+  NAMES.claimFunction,
+  NAMES.contextFunction,
+  NAMES.dbVersionFunction,
+  NAMES.refreshDbVersionTriggerFunction,
+  NAMES.parseContextFunction,
+  NAMES.refreshDbVersionFunction,
+  NAMES.reportFunction,
+  NAMES.sendFunction,
+  NAMES.settleHeadsFunction,
+  NAMES.wakeFunction,
+];
+
+/** The library's objects in one schema, each name qualified and quoted for SQL text. */
+export interface LibraryObjects {
+  /** The schema's bare name. */
+  readonly schema: string;
+  readonly notificationTable: string;
+  /**
+   * `inflight`: per listener, the ids of the batch it is running, written (committed) before its
+   * callbacks run, so that the record outlives a claiming transaction that a dying process takes
+   * with it. Keyed by the listener's holder key (see HOLDER_LOCK in inflight.ts).
+   */
+  readonly inflightTable: string;
+  /** `version`: one row per library migration applied (number, name, time). */
+  readonly versionTable: string;
+  /** `paused` (version 4): the channels no listener claims until they are resumed. */
+  readonly pausedTable: string;
+  /** `listener` (version 5): what each live listener connection reports of itself (host, pid, channels). */
+  readonly listenerTable: string;
+  /** `report(host, pid, started_at, channels)` (version 5): writes the caller's own row of `listener`. */
+  readonly reportFunction: string;
+  /** The trigger functions (version 6) that move an ordered key on when a statement deletes its rows, or releases them. */
+  readonly advanceDeletedFunction: string;
+  readonly advanceReleasedFunction: string;
+  /** `settle_heads(channels)` (version 6): marks ordered rows that wait behind an earlier one, in a transaction of its own. */
+  readonly settleHeadsFunction: string;
+  /** The time (epoch ms) the listener draining a channel last said so; producers trust a drain lock only while it is fresh. */
+  readonly drainBeatSequence: string;
+  /**
+   * `claim(channels, context, max_rows, claimer, timeout_ms)`: locks and returns up to max_rows due
+   * notifications in id order, skipping rows other listeners hold, and flags those a dead listener held.
+   */
+  readonly claimFunction: string;
+  /** `context()`: the current notification context as jsonb, `{}` when unset. */
+  readonly contextFunction: string;
+  /**
+   * `db_version()`: the newest applied migration's name, or null. Its body is that name as a
+   * constant, rewritten by refresh_db_version() whenever the migration storage table changes, so a
+   * write pays nothing for it.
+   */
+  readonly dbVersionFunction: string;
+  /** `refresh_db_version(storage regclass)`: rewrites db_version() from the migration storage table. */
+  readonly refreshDbVersionFunction: string;
+  /** The trigger function on the migration storage table that calls refresh_db_version(). */
+  readonly refreshDbVersionTriggerFunction: string;
+  /** `parse_context(text)`: the context JSON, or `{"invalid_context": …}` when it is not JSON. */
+  readonly parseContextFunction: string;
+  /** `wake(channel)`: wakes the channel's listeners when this transaction commits, unless none needs it. */
+  readonly wakeFunction: string;
+  /**
+   * `send(channel, payload, durable)`: what notify() runs, as the library's owner: stores a durable
+   * custom notification (and wakes), or broadcasts one. The one function an app's role is granted.
+   */
+  readonly sendFunction: string;
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_$]*$/;
+
+/**
+ * Checks a schema name for the library: a plain lower-case identifier (so that it reads the same
+ * quoted or not, in SQL and in psql), at most 63 bytes, not `public` (where versions 1 and 2 lived,
+ * and which older PostgreSQL lets every role write) and not a system schema.
+ */
+export function checkSchemaName(schema: unknown, where: string): string {
+  const problem = typeof schema !== 'string' ? `must be a string, got ${JSON.stringify(schema)}`
+    : !SCHEMA_NAME.test(schema) ? `'${schema}' is not a plain lower-case identifier (letters a-z, digits, _ and $, not starting with a digit)`
+      : Buffer.byteLength(schema) > MAX_IDENTIFIER_BYTES ? `'${schema}' is longer than ${MAX_IDENTIFIER_BYTES} bytes`
+        : schema === 'public' || schema === 'information_schema' || schema.startsWith('pg_')
+          ? `'${schema}' is taken: the library needs a schema of its own, not public or a system schema` : null;
+  if (problem) {
+    throw new SetupError('PGPUBSUB_SCHEMA', `${where}: the library's schema ${problem}. Leave it out for the default '${DEFAULT_SCHEMA}', or name a schema such as 'app_pubsub'`);
+  }
+  return schema as string;
+}
+
+const cache = new Map<string, LibraryObjects>();
+
+/** The library's objects in `schema` (default `pgpubsub`). */
+export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects {
+  let found = cache.get(schema);
+  if (!found) {
+    const name = (bare: string) => qualified(schema, bare);
+    found = Object.freeze({
+      schema,
+      notificationTable: name(NAMES.notificationTable),
+      inflightTable: name(NAMES.inflightTable),
+      versionTable: name(NAMES.versionTable),
+      pausedTable: name(NAMES.pausedTable),
+      listenerTable: name(NAMES.listenerTable),
+      reportFunction: name(NAMES.reportFunction),
+      advanceDeletedFunction: name(NAMES.advanceDeletedFunction),
+      advanceReleasedFunction: name(NAMES.advanceReleasedFunction),
+      settleHeadsFunction: name(NAMES.settleHeadsFunction),
+      drainBeatSequence: name(NAMES.drainBeatSequence),
+      claimFunction: name(NAMES.claimFunction),
+      contextFunction: name(NAMES.contextFunction),
+      dbVersionFunction: name(NAMES.dbVersionFunction),
+      refreshDbVersionFunction: name(NAMES.refreshDbVersionFunction),
+      refreshDbVersionTriggerFunction: name(NAMES.refreshDbVersionTriggerFunction),
+      parseContextFunction: name(NAMES.parseContextFunction),
+      wakeFunction: name(NAMES.wakeFunction),
+      sendFunction: name(NAMES.sendFunction),
+    });
+    cache.set(schema, found);
+  }
+  return found;
+}
+
+/** The library's trigger on the migration storage table that keeps db_version() current. */
+export const DB_VERSION_TRIGGER = 'sequelize_pgpubsub_db_version';
+/** Where sequelize-cli and Umzug's SequelizeStorage record applied migrations unless told otherwise. */
+export const DEFAULT_MIGRATION_STORAGE = { tableName: 'SequelizeMeta', schema: 'public' } as const;
+/** What every library function runs with: built-ins from pg_catalog, nothing from a schema another role can write. */
+export const PINNED_SEARCH_PATH = 'SET search_path = pg_catalog, pg_temp';

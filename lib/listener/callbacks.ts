@@ -1,0 +1,311 @@
+/**
+ * Running callbacks: a message's callbacks (or a channel's batch callbacks) in a transaction, within
+ * the channel's time limit, with afterCommit meaning after the outer commit and the app's CLS
+ * transaction set; the hooks after a commit; a quiet rollback; library queries bounded in time.
+ * Used by the batch runner (lib/listener/batch-runner.ts) and for broadcasts (lib/listener/broadcasts.ts).
+ */
+import type { Sequelize, Transaction } from 'sequelize';
+import type { AnyChannel } from '../channels/channel';
+import { sqlState, errorSummary, errorText } from '../error-text';
+import { CallbackTimeoutError } from '../errors';
+import type { Logger } from '../ops/logger';
+import { type ClaimedRow, lagNow } from '../db/store';
+import { consumerSpan } from '../ops/tracing';
+import type { ListenerEvents, ListenerHost, MessageStart } from './listener';
+
+/** A hook to run once a notification's transaction has committed. */
+export type AfterCommitHook = () => unknown;
+
+/**
+ * Points `transaction.afterCommit` at `register` while a message's callbacks run, so that a hook
+ * runs after the outer commit: Sequelize runs a savepoint's hooks when the savepoint is released,
+ * and a transaction's even when its COMMIT failed. Returns the function that puts it back.
+ */
+export function redirectAfterCommit(transaction: Transaction, register: (hook: AfterCommitHook) => void): () => void {
+  const own = Object.getOwnPropertyDescriptor(transaction, 'afterCommit');
+  Object.defineProperty(transaction, 'afterCommit', { value: (hook: AfterCommitHook) => register(hook), configurable: true, writable: true });
+  return () => {
+    if (own) Object.defineProperty(transaction, 'afterCommit', own);
+    else delete (transaction as { afterCommit?: unknown }).afterCommit;
+  };
+}
+
+/** The CLS namespace of `Sequelize.useCLS()`, on the app's Sequelize class (cls-hooked's API). */
+interface ClsNamespace {
+  run(fn: (context: unknown) => void): void;
+  set(key: string, value: unknown): void;
+}
+
+/**
+ * Runs `fn` with `transaction` as the CLS transaction when the app uses `Sequelize.useCLS()`, so
+ * that a model call without `{ transaction }` joins the notification's transaction (as it would
+ * inside a managed `sequelize.transaction(callback)`), and commits or rolls back with it.
+ */
+export function inClsTransaction<T>(sequelize: Sequelize, transaction: Transaction, fn: () => T): T {
+  const cls = (sequelize.constructor as { _cls?: ClsNamespace })._cls;
+  if (!cls) return fn();
+  let result!: T;
+  cls.run(() => {
+    cls.set('transaction', transaction);
+    result = fn();
+  });
+  return result;
+}
+
+export type QueryFn = (...args: unknown[]) => unknown;
+
+/**
+ * Makes the client run its queries one after another: several callers share one connection (the
+ * claim loops, the beat and the heartbeat on the LISTEN connection; a batch's callbacks at once on
+ * its transaction), and node-postgres no longer wants a query issued while another runs. Each
+ * waits for the one before (bounded by the client's query_timeout, or the callback's time limit).
+ * Promise and callback calls are both queued; a submittable (a cursor) goes straight through.
+ * Returns the function that puts the client's own query back.
+ */
+export function oneQueryAtATime(client: { query: QueryFn }): () => void {
+  const own = client.query;
+  const query = own.bind(client) as QueryFn;
+  let last: Promise<unknown> = Promise.resolve();
+  client.query = (...args: unknown[]) => {
+    if (typeof (args[0] as { submit?: unknown } | null)?.submit === 'function') return query(...args);
+    const callback = typeof args.at(-1) === 'function' ? args.pop() as (error: unknown, result?: unknown) => void : null;
+    const run = last.then(() => new Promise((resolve, reject) => {
+      query(...args, (error: unknown, result: unknown) => (error ? reject(error) : resolve(result)));
+    }));
+    last = run.catch(() => undefined);
+    if (!callback) return run;
+    run.then((result) => callback(null, result), (error: unknown) => callback(error));
+    return undefined;
+  };
+  return () => { client.query = own; };
+}
+
+/** True for an error of a connection that failed or ended (as opposed to an error PostgreSQL reported on a live one). */
+export function isConnectionFailure(error: unknown): boolean {
+  const state = sqlState(error);
+  return state === undefined || /^(08|57P0)/.test(state);
+}
+
+/** Rejects with `onExpire()`'s error when `promise` takes longer than `ms`. */
+export async function bounded<T>(promise: Promise<T>, ms: number, onExpire: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(onExpire()), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A library query (claim, delete, commit…) that takes longer than this has a dead connection under it. */
+export const LIBRARY_QUERY_DEADLINE_MS = 30_000;
+
+/** The pg client under a Sequelize connection, as far as closing it goes. */
+export interface PgConnection { connection?: { stream?: { destroy(): void } } }
+
+/** Closes a connection's socket at once: pg then fails whatever waits on it (end() would wait for a dead peer). */
+export function destroySocket(connection: PgConnection | undefined): void {
+  connection?.connection?.stream?.destroy();
+}
+
+/** The traceparent a message's context carries (see tracing.ts), if any. */
+const traceOf = (message: unknown) => (message as { context?: { traceparent?: unknown } } | null)?.context?.traceparent;
+
+/** A claimed message of a channel with batch callbacks. */
+export interface GroupItem {
+  row: ClaimedRow;
+  message: unknown;
+  attempt: number;
+}
+
+/** What the callback runner needs from its listener. */
+export interface CallbackRunnerContext {
+  readonly sequelize: Sequelize;
+  readonly host: ListenerHost;
+  readonly log: Logger;
+  timeoutOf(channel: AnyChannel): number;
+  /** Emits a listener event (guarded: a handler that throws is logged). */
+  tell<K extends keyof ListenerEvents & string>(event: K, ...args: ListenerEvents[K]): void;
+  /** Whether anyone listens for this event (the per-message events are built only then). */
+  listens(event: keyof ListenerEvents & string): boolean;
+  /** A stored message's lag as its callbacks start (the listener's report keeps the highest), without building an event. */
+  sawLag?(channel: string, lagMs: number): void;
+}
+
+export class CallbackRunner {
+  /** Batch transactions whose messages run at once: their afterCommit is redirected once, for the batch. */
+  readonly sharedAfterCommit = new WeakSet<Transaction>();
+  readonly #ctx: CallbackRunnerContext;
+
+  constructor(ctx: CallbackRunnerContext) {
+    this.#ctx = ctx;
+  }
+
+  /**
+   * Runs a message's callbacks, in registration order, within the channel's time limit. When time
+   * is up the signal aborts and this rejects with CallbackTimeoutError; the caller rolls the
+   * transaction back, which ends the callback's use of it.
+   */
+  async run(
+    channel: AnyChannel,
+    message: unknown,
+    transaction: Transaction,
+    attempt: number,
+    row: ClaimedRow | null,
+    afterCommit: AfterCommitHook[],
+  ): Promise<void> {
+    await this.#runCallbacks(channel, this.#ctx.host.callbacks(channel.name), transaction, afterCommit, [{ channel: channel.name, id: row?.id ?? null, attempt, row, traceparent: traceOf(message) }],
+      (callback, { transaction: t, afterCommit: register, signal }) => callback(message, { transaction: t, attempt, get signal() { return signal(); }, afterCommit: register }));
+  }
+
+  /**
+   * Runs a batch callback over the messages of one channel from one claim (`onBatch`), within the
+   * channel's time limit, as #run does for one message.
+   */
+  async runBatch(channel: AnyChannel, items: readonly GroupItem[], transaction: Transaction, afterCommit: AfterCommitHook[]): Promise<void> {
+    const messages = items.map((item) => item.message);
+    const attempts = items.map((item) => item.attempt);
+    await this.#runCallbacks(channel, this.#ctx.host.batchCallbacks(channel.name), transaction, afterCommit,
+      items.map((item, i) => ({ channel: channel.name, id: item.row.id, attempt: attempts[i], row: item.row, traceparent: traceOf(item.message) })),
+      (callback, { transaction: t, afterCommit: register, signal }) => callback(messages, { transaction: t, attempts, get signal() { return signal(); }, afterCommit: register }));
+  }
+
+  /**
+   * Runs `callbacks` in registration order (each through `call`), within the channel's time limit.
+   * When time is up the signal aborts and this rejects with CallbackTimeoutError; the caller rolls
+   * the transaction back, which ends the callbacks' use of it. `starts`: the messages it runs, for
+   * the message:start and message:done events.
+   */
+  async #runCallbacks(
+    channel: AnyChannel,
+    callbacks: readonly Function[],
+    transaction: Transaction,
+    afterCommit: AfterCommitHook[],
+    starts: ReadonlyArray<{ channel: string; id: string | null; attempt: number; row: ClaimedRow | null; traceparent: unknown }>,
+    call: (callback: Function, base: { transaction: Transaction; signal: () => AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
+  ): Promise<void> {
+    const id = starts.length === 1 ? starts[0].id : null;
+    const timeoutMs = this.#ctx.timeoutOf(channel);
+    // The signal is made when a callback first reads it (an AbortController per message is a
+    // measurable share of a fast callback's cost): aborted at once if time is already up.
+    let controller: AbortController | null = null;
+    let expiredWith: CallbackTimeoutError | null = null;
+    const signal = () => {
+      if (!controller) {
+        controller = new AbortController();
+        if (expiredWith) controller.abort(expiredWith);
+      }
+      return controller.signal;
+    };
+    // The message's after-commit hooks wait here, and join the transaction's only if it succeeds.
+    const pending: AfterCommitHook[] = [];
+    const register = (hook: AfterCommitHook) => {
+      if (typeof hook !== 'function') throw new TypeError(`afterCommit(hook): the hook must be a function, got ${typeof hook}`);
+      if (!expiredWith) pending.push(hook);
+    };
+    // With callbacks at once on one transaction, the batch redirects it once (BatchRunner).
+    const restore = this.sharedAfterCommit.has(transaction) ? () => undefined : redirectAfterCommit(transaction, register);
+    const startedAt = performance.now();
+    if (this.#ctx.sawLag) for (const { row } of starts) if (row) this.#ctx.sawLag(channel.name, lagNow(row));
+    // Built only for listeners of these events (a metrics registry, tracing): nothing per message otherwise.
+    const events: MessageStart[] | null = this.#ctx.listens('message:start') || this.#ctx.listens('message:done')
+      ? starts.map(({ channel: name, id: messageId, attempt, row }) => ({ channel: name, id: messageId, attempt, lagMs: row ? lagNow(row) : null }))
+      : null;
+    if (events && this.#ctx.listens('message:start')) for (const start of events) this.#ctx.tell('message:start', start);
+    // `call` gives each callback a context object of its own, `signal` a getter (see above).
+    const base = { transaction, signal, afterCommit: register };
+    // With OpenTelemetry and a tracer provider: a consumer span, the child of the producer's (null otherwise, at no cost).
+    const span = consumerSpan(channel.name, starts);
+    const runAll = async () => {
+      for (const callback of callbacks) {
+        // Timed out during an earlier callback of this message: the rest must not run.
+        if (expiredWith) return;
+        await inClsTransaction(this.#ctx.sequelize, transaction, () => call(callback, base));
+      }
+    };
+    const work = span ? span.run(runAll) : runAll();
+    let timer: NodeJS.Timeout | undefined;
+    // Settles with the work, or rejects when time is up (a callback still running then may reject
+    // later: this has settled, so nobody waits for it any more, and its rejection is handled).
+    const finished = new Promise<void>((resolve, reject) => {
+      timer = setTimeout(() => {
+        const error = new CallbackTimeoutError(channel.name, id, timeoutMs);
+        expiredWith = error;
+        (controller as AbortController | null)?.abort(error);
+        reject(error);
+      }, timeoutMs);
+      work.then(resolve, reject);
+    });
+    const done = (ok: boolean, error?: unknown) => {
+      if (!events || !this.#ctx.listens('message:done')) return;
+      const durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
+      for (const start of events) this.#ctx.tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
+    };
+    try {
+      await finished;
+      afterCommit.push(...pending);
+      span?.end();
+      done(true);
+    } catch (error) {
+      span?.end(error);
+      done(false, error);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      restore();
+    }
+  }
+
+  /** Runs a committed transaction's after-commit hooks in order; one that throws is logged, and the others still run. */
+  async runAfterCommit(hooks: readonly AfterCommitHook[], channel: string | null): Promise<void> {
+    for (const hook of hooks) {
+      try {
+        await hook();
+      } catch (error) {
+        this.#ctx.log.error('an after-commit hook failed (the notification stays processed)', { event: 'after-commit-failed', channel, error: errorText(error) });
+      }
+    }
+  }
+
+  /**
+   * Rolls back, quietly (Sequelize would print to stdout), killing the connection when that fails;
+   * then marks the transaction finished, so that a callback still holding it cannot run a query on a
+   * connection now back in the pool.
+   */
+  async rollback(transaction: Transaction): Promise<void> {
+    const t = transaction as Transaction & { finished?: string; connection?: PgConnection; cleanup(): void; forceCleanup(): Promise<void> };
+    if (t.finished) return;
+    try {
+      if (!t.connection) return;
+      await bounded(this.#ctx.sequelize.getQueryInterface().rollbackTransaction(transaction, {}), 5000, () => new Error('ROLLBACK did not answer within 5 s'));
+      t.cleanup();
+    } catch (error) {
+      this.#ctx.log.warn('rolling back a batch failed; closing its connection', { event: 'rollback-failed', error: errorSummary(error) });
+      destroySocket(t.connection);
+      await t.forceCleanup().catch(() => undefined);
+    } finally {
+      t.finished = 'rollback';
+      for (const savepoint of (t as unknown as { savepoints?: Array<{ finished?: string }> }).savepoints ?? []) savepoint.finished ??= 'rollback';
+    }
+  }
+
+  /** A library query in a batch transaction, bounded: a hang means a dead network path, so the connection is destroyed. */
+  async library<T>(transaction: Transaction, what: string, promise: Promise<T>): Promise<T> {
+    return bounded(promise, LIBRARY_QUERY_DEADLINE_MS, () => {
+      destroySocket((transaction as { connection?: PgConnection }).connection);
+      return new Error(`${what} did not answer within ${LIBRARY_QUERY_DEADLINE_MS} ms; its connection was closed`);
+    });
+  }
+
+  /** After a callback threw: is the transaction's connection still there? Asked of the connection itself. */
+  async connectionAlive(transaction: Transaction): Promise<boolean> {
+    // A callback that committed or rolled back the transaction itself: its own doing, not a lost connection.
+    if ((transaction as { finished?: string }).finished) return true;
+    try {
+      await bounded(this.#ctx.sequelize.query('SELECT 1', { transaction }), 5000, () => new Error('probe timed out'));
+      return true;
+    } catch (error) {
+      // "current transaction is aborted" (the callback's query failed) comes from a live server.
+      return !isConnectionFailure(error);
+    }
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * The operator's view of the library, read from the database itself: how far behind each channel
+ * is, which listeners are alive (their LISTEN connections and the locks they hold, so a dead
+ * process never shows as alive), and the failed notifications, to look at, retry or purge.
+ * `sequelize.pgpubsub.admin`; the `pgpubsub status` and `pgpubsub failed` commands print it.
+ */
+import { QueryTypes, type Sequelize } from 'sequelize';
+import type { AnyChannel } from '../channels/channel';
+import type { LibraryObjects } from '../db/objects';
+import { AdminUsageError } from '../errors';
+import { HOLDER_LOCK } from '../db/inflight';
+import { LISTENER_APPLICATION_NAME } from '../listener/options';
+import { decodeMessage } from '../channels/message';
+import { PAUSE_CHANNEL } from '../listener/listener';
+import { LIBRARY_QUERY, quoteLiteral } from '../db/sql-text';
+import { WAKE_LOCKS } from '../db/wake-locks';
+
+/** One channel's stored notifications, and who listens on it. */
+export interface ChannelStatus {
+  channel: string;
+  /** Defined in this app's code: false for rows on a channel no code here defines (renamed, removed, another app's). */
+  defined: boolean;
+  /** Pending and due now. */
+  due: number;
+  /** Pending, due later: waiting for a retry (or a delay). */
+  waiting: number;
+  /** Failed for good (`failed_at` set): kept until retried or purged. */
+  failed: number;
+  /** Age of the oldest due notification, in ms; null when none is due. */
+  oldestDueAgeMs: number | null;
+  /**
+   * The highest lag (from a producing transaction to its callbacks' start) of the messages that
+   * live listeners started within about the last minute, in ms, as they report it; null when none did.
+   */
+  recentLagMs: number | null;
+  /** Live listeners on the channel (each holds its listening lock). */
+  listeners: number;
+  /** A listener is draining its backlog (producers skip their NOTIFYs meanwhile). */
+  draining: boolean;
+  /** Paused (`pause()`): stored, claimed by no listener until resumed. */
+  paused: boolean;
+}
+
+/** A live listener: its LISTEN connection, as the server sees it. */
+export interface ListenerStatus {
+  /** The server process id of its LISTEN connection (pg_terminate_backend takes it). */
+  backendPid: number;
+  /** Where it connects from (null over a Unix socket, or without the rights to see it). */
+  clientAddress: string | null;
+  /** The host name and process id of the listener, and when it started, as it reports them (null until its first report). */
+  host: string | null;
+  pid: number | null;
+  startedAt: Date | null;
+  /** When its LISTEN connection was made (null for a role that may not see other roles' sessions: pg_read_all_stats). */
+  since: Date | null;
+  channels: string[];
+  draining: string[];
+  /** Its claim loops' holder keys (see the in-flight markers). */
+  holders: number[];
+  /** The ids (still stored) of the batches it has in hand. */
+  inHand: string[];
+}
+
+export interface Status {
+  channels: ChannelStatus[];
+  listeners: ListenerStatus[];
+  /** When the database answered. */
+  at: Date;
+}
+
+/** A failed notification, as `failed ls` lists it. */
+export interface FailedNotification {
+  id: string;
+  channel: string;
+  attempts: number;
+  lastError: string | null;
+  createdAt: Date;
+  failedAt: Date;
+}
+
+/** One failed notification in full: its payload, with a model channel's rows by attribute name. */
+export interface FailedNotificationDetail extends FailedNotification {
+  op: string | null;
+  old: Record<string, unknown> | null;
+  new: Record<string, unknown> | null;
+  /** A custom channel's payload (null for model channels). */
+  payload: unknown;
+  context: unknown;
+  /** Why the payload could not be read as a message of its channel, if it could not. */
+  decodeError: string | null;
+}
+
+/** Which failed notifications: by id, every one on a channel, failed before a time, or all. */
+export type FailedSelection = { ids: readonly (string | number)[] } | { channel: string } | { failedBefore: Date } | { all: true };
+
+interface FailedRow { id: string; channel: string; attempts: number; last_error: string | null; created_at: Date; failed_at: Date; payload?: string }
+
+const toFailed = (row: FailedRow): FailedNotification => ({
+  id: row.id, channel: row.channel, attempts: row.attempts, lastError: row.last_error, createdAt: row.created_at, failedAt: row.failed_at,
+});
+
+export class Admin {
+  readonly #sequelize: Sequelize;
+  readonly #objects: LibraryObjects;
+  readonly #channels: () => AnyChannel[];
+
+  constructor(sequelize: Sequelize, objects: LibraryObjects, channels: () => AnyChannel[]) {
+    this.#sequelize = sequelize;
+    this.#objects = objects;
+    this.#channels = channels;
+  }
+
+  #select<R extends object>(sql: string, bind: unknown[] = []): Promise<R[]> {
+    return this.#sequelize.query<R>(sql, { bind, type: QueryTypes.SELECT, ...LIBRARY_QUERY });
+  }
+
+  /** Every channel defined here or holding rows, and every live listener. */
+  async status(): Promise<Status> {
+    const defined = this.#channels().map((channel) => channel.name);
+    const counts = await this.#select<{ channel: string; due: number; waiting: number; failed: number; oldest_due_ms: number | null; at: Date }>(
+      `SELECT channel,
+              pg_catalog.count(*) FILTER (WHERE failed_at IS NULL AND available_at <= pg_catalog.now())::int AS due,
+              pg_catalog.count(*) FILTER (WHERE failed_at IS NULL AND available_at > pg_catalog.now())::int AS waiting,
+              pg_catalog.count(*) FILTER (WHERE failed_at IS NOT NULL)::int AS failed,
+              (extract(epoch FROM pg_catalog.now() - pg_catalog.min(created_at) FILTER (WHERE failed_at IS NULL AND available_at <= pg_catalog.now())) * 1000)::float8 AS oldest_due_ms
+         FROM ${this.#objects.notificationTable} GROUP BY channel`,
+    );
+    const paused = (await this.#select<{ channel: string }>(`SELECT channel FROM ${this.#objects.pausedTable}`)).map((row) => row.channel);
+    const names = [...new Set([...defined, ...counts.map((row) => row.channel), ...paused])].sort();
+    // The locks every live LISTEN connection holds (session locks vanish with a dead process's connection).
+    const held = await this.#select<{ pid: number; client_addr: string | null; since: Date | null; kind: string | null; key: string | null }>(
+      `SELECT a.pid, pg_catalog.host(a.client_addr) AS client_addr, a.backend_start AS since,
+              CASE l.classid::bigint WHEN ${WAKE_LOCKS.listening} THEN 'listening' WHEN ${WAKE_LOCKS.draining} THEN 'draining' WHEN ${HOLDER_LOCK} THEN 'holder' END AS kind,
+              -- The second key of a two-key advisory lock, back from oid to the integer it was.
+              (CASE WHEN l.objid::bigint > 2147483647 THEN l.objid::bigint - 4294967296 ELSE l.objid::bigint END)::text AS key
+         FROM pg_catalog.pg_stat_activity AS a
+         LEFT JOIN pg_catalog.pg_locks AS l ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+        WHERE a.application_name = $1 AND a.datname = pg_catalog.current_database()
+        ORDER BY a.backend_start, a.pid`,
+      [LISTENER_APPLICATION_NAME],
+    );
+    // A channel's lock key is hashtext(channel).
+    const hashes = await this.#select<{ channel: string; key: string }>(
+      'SELECT c AS channel, pg_catalog.hashtext(c)::text AS key FROM pg_catalog.unnest($1::text[]) AS c',
+      [names],
+    );
+    const channelOf = new Map(hashes.map((row) => [row.key, row.channel]));
+    const listeners = new Map<number, ListenerStatus>();
+    for (const row of held) {
+      let listener = listeners.get(row.pid);
+      if (!listener) {
+        listeners.set(row.pid, listener = {
+          backendPid: row.pid, clientAddress: row.client_addr, host: null, pid: null, startedAt: null, since: row.since, channels: [], draining: [], holders: [], inHand: [],
+        });
+      }
+      if (row.kind === 'holder') listener.holders.push(Number(row.key));
+      const channel = row.key === null ? undefined : channelOf.get(row.key);
+      if (channel && row.kind === 'listening') listener.channels.push(channel);
+      if (channel && row.kind === 'draining') listener.draining.push(channel);
+    }
+    const holders = [...listeners.values()].flatMap((listener) => listener.holders);
+    if (holders.length) {
+      const inHand = await this.#select<{ holder: number; id: string }>(
+        `SELECT m.holder, n.id::text AS id FROM ${this.#objects.inflightTable} AS m
+           JOIN ${this.#objects.notificationTable} AS n ON n.id = ANY(m.ids)
+          -- What the batch left failed, or waiting for a retry, is no longer in hand.
+          WHERE m.holder = ANY($1::integer[]) AND n.failed_at IS NULL AND n.available_at <= pg_catalog.now() ORDER BY n.id`,
+        [holders],
+      );
+      for (const listener of listeners.values()) {
+        listener.inHand = inHand.filter((row) => listener.holders.includes(row.holder)).map((row) => row.id);
+      }
+    }
+    // What live listeners report of themselves (only the rows of the live connections found above count).
+    const reports = await this.#select<{ backend_pid: number; host: string; pid: number; started_at: Date; recent: boolean; channels: Record<string, { lagMs?: number | null }> }>(
+      `SELECT backend_pid, host, pid, started_at, reported_at > pg_catalog.now() - interval '60 seconds' AS recent, channels
+         FROM ${this.#objects.listenerTable} WHERE backend_pid = ANY($1::integer[])`,
+      [[...listeners.keys()]],
+    );
+    const recentLag = new Map<string, number>();
+    for (const report of reports) {
+      Object.assign(listeners.get(report.backend_pid)!, { host: report.host, pid: report.pid, startedAt: report.started_at });
+      if (!report.recent) continue;
+      for (const [channel, figures] of Object.entries(report.channels ?? {})) {
+        const lag = figures?.lagMs;
+        if (typeof lag === 'number') recentLag.set(channel, Math.max(recentLag.get(channel) ?? 0, lag));
+      }
+    }
+    const [{ at }] = await this.#select<{ at: Date }>('SELECT pg_catalog.now() AS at');
+    const all = [...listeners.values()];
+    for (const listener of all) {
+      listener.channels.sort();
+      listener.draining.sort();
+      listener.holders.sort((a, b) => a - b);
+    }
+    return {
+      channels: names.map((channel) => {
+        const row = counts.find((count) => count.channel === channel);
+        return {
+          channel,
+          defined: defined.includes(channel),
+          due: row?.due ?? 0,
+          waiting: row?.waiting ?? 0,
+          failed: row?.failed ?? 0,
+          oldestDueAgeMs: row?.oldest_due_ms ?? null,
+          recentLagMs: recentLag.get(channel) ?? null,
+          listeners: all.filter((listener) => listener.channels.includes(channel)).length,
+          draining: all.some((listener) => listener.draining.includes(channel)),
+          paused: paused.includes(channel),
+        };
+      }),
+      listeners: all,
+      at,
+    };
+  }
+
+  /**
+   * Pauses a channel: every listener stops claiming it (the batch in hand finishes), its
+   * notifications stay stored, and producers go on storing them. Survives restarts. Resolves to
+   * false when it was paused already.
+   */
+  async pause(channel: string): Promise<boolean> {
+    return this.#order(channel, 'pause', `INSERT INTO ${this.#objects.pausedTable} (channel) VALUES ($1) ON CONFLICT (channel) DO NOTHING RETURNING channel`);
+  }
+
+  /** Resumes a paused channel: the listeners drain what it stored meanwhile. Resolves to false when it was not paused. */
+  async resume(channel: string): Promise<boolean> {
+    return this.#order(channel, 'resume', `DELETE FROM ${this.#objects.pausedTable} WHERE channel = $1 RETURNING channel`);
+  }
+
+  async #order(channel: string, verb: string, sql: string): Promise<boolean> {
+    if (typeof channel !== 'string' || channel === '' || Buffer.byteLength(channel) > 63) {
+      throw new AdminUsageError('PGPUBSUB_BAD_SELECTION', `${verb}: expected a channel name (1 to 63 bytes), got ${JSON.stringify(channel)}`);
+    }
+    return this.#sequelize.transaction(async (transaction) => {
+      const changed = await this.#sequelize.query(sql, { bind: [channel], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY });
+      // Every listener reads the paused channels again at commit.
+      if (changed.length) await this.#sequelize.query(`SELECT pg_catalog.pg_notify(${quoteLiteral(PAUSE_CHANNEL)}, $1)`, { bind: [channel], transaction, ...LIBRARY_QUERY });
+      return changed.length > 0;
+    });
+  }
+
+  /** Failed notifications, newest failure first (at most `limit`, default 100). */
+  async failed(options: { channel?: string; since?: Date; limit?: number } = {}): Promise<FailedNotification[]> {
+    const bind: unknown[] = [];
+    let where = 'failed_at IS NOT NULL';
+    if (options.channel !== undefined) where += ` AND channel = $${bind.push(options.channel)}`;
+    if (options.since !== undefined) where += ` AND failed_at >= $${bind.push(options.since)}::timestamptz`;
+    const rows = await this.#select<FailedRow>(
+      `SELECT id::text AS id, channel, attempts, last_error, created_at, failed_at FROM ${this.#objects.notificationTable}
+        WHERE ${where} ORDER BY failed_at DESC, id DESC LIMIT $${bind.push(options.limit ?? 100)}::integer`,
+      bind,
+    );
+    return rows.map(toFailed);
+  }
+
+  /** One failed notification with its payload; null when no failed notification has this id. */
+  async failedOne(id: string | number): Promise<FailedNotificationDetail | null> {
+    const [row] = await this.#select<FailedRow>(
+      `SELECT id::text AS id, channel, attempts, last_error, created_at, failed_at, payload::text AS payload
+         FROM ${this.#objects.notificationTable} WHERE id = $1::bigint AND failed_at IS NOT NULL`,
+      [String(id)],
+    );
+    if (!row) return null;
+    const detail: FailedNotificationDetail = { ...toFailed(row), op: null, old: null, new: null, payload: null, context: null, decodeError: null };
+    const raw = JSON.parse(row.payload!) as Record<string, unknown>;
+    const channel = this.#channels().find((c) => c.name === row.channel);
+    if (!channel) {
+      // No code here defines it: the stored JSON as it is.
+      return { ...detail, op: typeof raw.op === 'string' ? raw.op : null, old: record(raw.old), new: record(raw.new), payload: raw.payload ?? null, context: raw.context ?? null };
+    }
+    try {
+      const message = decodeMessage(channel, row.payload!, row.id);
+      if ('payload' in message) return { ...detail, op: message.op, payload: message.payload, context: message.context };
+      return {
+        ...detail, op: message.op, context: message.context,
+        old: message.old ? message.old.get({ plain: true }) : null,
+        new: message.new ? message.new.get({ plain: true }) : null,
+      };
+    } catch (error) {
+      return { ...detail, op: typeof raw.op === 'string' ? raw.op : null, old: record(raw.old), new: record(raw.new), context: raw.context ?? null, decodeError: (error as Error).message };
+    }
+  }
+
+  /**
+   * Makes failed notifications due again with fresh attempts (the error stays until one
+   * succeeds), and wakes the listeners of their channels. Resolves to the ids retried.
+   */
+  async retry(selection: FailedSelection): Promise<string[]> {
+    const { where, bind } = selectionSql(selection);
+    return this.#sequelize.transaction(async (transaction) => {
+      const rows = await this.#sequelize.query<{ id: string; channel: string }>(
+        `UPDATE ${this.#objects.notificationTable} SET failed_at = NULL, attempts = 0, available_at = pg_catalog.now()
+          WHERE failed_at IS NOT NULL AND ${where} RETURNING id::text AS id, channel`,
+        { bind, transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+      );
+      const channels = [...new Set(rows.map((row) => row.channel))];
+      // Delivered at commit, as a producer's wake-up is.
+      if (channels.length) {
+        await this.#sequelize.query("SELECT pg_catalog.pg_notify(c, '') FROM pg_catalog.unnest($1::text[]) AS c", { bind: [channels], transaction, ...LIBRARY_QUERY });
+      }
+      return rows.map((row) => row.id).sort(byId);
+    });
+  }
+
+  /** Deletes failed notifications. Resolves to the ids deleted. */
+  async purge(selection: FailedSelection): Promise<string[]> {
+    const { where, bind } = selectionSql(selection);
+    const rows = await this.#sequelize.query<{ id: string }>(
+      `DELETE FROM ${this.#objects.notificationTable} WHERE failed_at IS NOT NULL AND ${where} RETURNING id::text AS id`,
+      { bind, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+    );
+    return rows.map((row) => row.id).sort(byId);
+  }
+}
+
+const byId = (a: string, b: string) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0);
+
+function record(value: unknown): Record<string, unknown> | null {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : null;
+}
+
+function selectionSql(selection: FailedSelection): { where: string; bind: unknown[] } {
+  if ('ids' in selection) {
+    const ids = selection.ids.map(String);
+    const bad = ids.filter((id) => !/^\d+$/.test(id));
+    if (bad.length || ids.length === 0) {
+      throw new AdminUsageError('PGPUBSUB_BAD_SELECTION', `failed notifications: ids must be notification ids (positive integers)${bad.length ? `, got ${bad.join(', ')}` : ', got none'}`);
+    }
+    return { where: 'id = ANY($1::bigint[])', bind: [ids] };
+  }
+  if ('channel' in selection) return { where: 'channel = $1', bind: [selection.channel] };
+  if ('failedBefore' in selection) return { where: 'failed_at < $1::timestamptz', bind: [selection.failedBefore] };
+  if ('all' in selection && selection.all === true) return { where: 'true', bind: [] };
+  throw new AdminUsageError('PGPUBSUB_BAD_SELECTION', 'failed notifications: say which: { ids }, { channel }, { failedBefore } or { all: true }');
+}
