@@ -138,7 +138,7 @@ export class LibraryVersionError extends CodedError<'PGPUBSUB_LIBRARY_VERSION'> 
 }
 
 /** pgpubsub set up wrongly: a Sequelize that is not PostgreSQL, a bad plugin for use(), a migration run without a Sequelize, a bad schema name. */
-export class SetupError extends CodedError<'PGPUBSUB_DIALECT' | 'PGPUBSUB_PLUGIN' | 'PGPUBSUB_NOT_USED' | 'PGPUBSUB_MIGRATION_ARGS' | 'PGPUBSUB_SCHEMA'> {
+export class SetupError extends CodedError<'PGPUBSUB_DIALECT' | 'PGPUBSUB_PLUGIN' | 'PGPUBSUB_NOT_USED' | 'PGPUBSUB_MIGRATION_ARGS' | 'PGPUBSUB_MIGRATION_SQL' | 'PGPUBSUB_SCHEMA'> {
   override readonly name = 'SetupError';
 }
 

@@ -209,6 +209,8 @@ describe('installed package (dist/, exports map, bin)', function () {
     }
     const build = await run(TSC, ['-p', 'tsconfig.build.json', '--outDir', path.join(installed, 'dist')], { cwd: ROOT, timeout: 90000 });
     expect(build.code, `build: ${shown(build)}`).to.equal(0);
+    const sql = await run(process.execPath, [path.join(ROOT, 'scripts', 'copy-sql.js'), path.join(installed, 'dist')], { cwd: ROOT });
+    expect(sql.code, `copy-sql: ${shown(sql)}`).to.equal(0);
 
     // What the build requires is what package.json declares: no dependency it never loads (umzug,
     // pg for its types only), none it loads undeclared.

@@ -3,9 +3,9 @@ import { ContextError } from '../errors';
 import { LIBRARY_QUERY } from '../db/sql-text';
 
 /** The setting (GUC) that holds the notification context as JSON text. Frozen: installed pgpubsub_context() reads it. */
-export const CONTEXT_SETTING = 'pgpubsub.notification_context';
-/** The setting that holds the producer's W3C traceparent (library version 5): context() adds it as `traceparent`. */
-export const TRACE_SETTING = 'pgpubsub.traceparent';
+import { CONTEXT_SETTING, TRACE_SETTING } from '../db/protocol';
+
+export { CONTEXT_SETTING, TRACE_SETTING };
 
 /** JSON-serialisable values a notification context may hold (a trace id, a tenant id…). */
 export type NotificationContext = Record<string, unknown>;

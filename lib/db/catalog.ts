@@ -1,7 +1,6 @@
 import type { Client } from 'pg';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { libraryObjects } from './objects';
-import { V2_NAMES, V2_SCHEMA } from './migrations/v2-objects';
 import { quoteLiteral, LIBRARY_QUERY } from './sql-text';
 import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, parseLabel } from '../triggers/render';
 
@@ -80,23 +79,19 @@ export async function missingRelations(via: Client | Sequelize, names: readonly 
 }
 
 /**
- * The version of the library's objects in `schema`: the newest row of its version table (version
- * 3 on), 2 or 1 for the layout of those versions in `public`, 0 when nothing is installed. On a pg
- * client, or through Sequelize (in `transaction` if given).
+ * The version of the library's objects in `schema`: the newest row of its version table, 0 when
+ * nothing is installed. On a pg client, or through Sequelize (in `transaction` if given).
  */
 export async function installedLibraryVersion(via: Client | Sequelize, schema: string, transaction?: Transaction): Promise<number> {
   // pg_class read with this statement's snapshot, not to_regclass(): the catalog caches of a session
   // that waited on the install lock may not have seen the tables another session just committed.
-  const exists = (n: number) => `EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS s ON s.oid = c.relnamespace
-                                    WHERE s.nspname = $${n} AND c.relname = $${n + 1})`;
-  const [found] = await selectRows<{ current: boolean; v2: boolean; v1: boolean }>(via,
-    `SELECT ${exists(1)} AS current, ${exists(3)} AS v2, ${exists(5)} AS v1`,
-    [schema, 'version', V2_SCHEMA, V2_NAMES.inflightTable, V2_SCHEMA, V2_NAMES.notificationTable], transaction);
-  if (found.current) {
-    const [row] = await selectRows<{ version: number | null }>(via, `SELECT pg_catalog.max(version) AS version FROM ${libraryObjects(schema).versionTable}`, [], transaction);
-    return row.version ?? 0;
-  }
-  return found.v2 ? 2 : found.v1 ? 1 : 0;
+  const [found] = await selectRows<{ current: boolean }>(via,
+    `SELECT EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS s ON s.oid = c.relnamespace
+                     WHERE s.nspname = $1 AND c.relname = $2) AS current`,
+    [schema, 'version'], transaction);
+  if (!found.current) return 0;
+  const [row] = await selectRows<{ version: number | null }>(via, `SELECT pg_catalog.max(version) AS version FROM ${libraryObjects(schema).versionTable}`, [], transaction);
+  return row.version ?? 0;
 }
 
 /** The schemas holding a library at version 3 or later (its version table), for messages. */

@@ -9,7 +9,9 @@ import { LIBRARY_QUERY } from './sql-text';
  * on its LISTEN connection for as long as it lives, so a marker whose lock is free belongs to a dead
  * listener. Frozen: installed databases' pgpubsub_claim() has this number in its body.
  */
-export const HOLDER_LOCK = 1885826933;
+import { HOLDER_LOCK } from './protocol';
+
+export { HOLDER_LOCK };
 
 /**
  * What a listener is running, recorded where a dying process cannot take it back (see the

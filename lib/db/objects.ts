@@ -1,12 +1,11 @@
 import { SetupError } from '../errors';
-import { MAX_IDENTIFIER_BYTES, qualified } from './sql-text';
+import { MAX_IDENTIFIER_BYTES, qualified, shortHash } from './sql-text';
 
 /**
- * The library's objects: since version 3 all in a schema of their own (`pgpubsub` unless the app
+ * The library's objects: all in a schema of their own (`pgpubsub` unless the app
  * chooses another with `use(pgpubsub, { schema })`), so that nothing of the library's can be
  * mistaken for the app's (or a managed trigger's) and no role needs rights on the app's schemas for
- * it. Every name is qualified wherever SQL uses it. (Versions 1 and 2 kept them in `public` under a
- * `pgpubsub_` prefix: see migrations/v2-objects.ts.)
+ * it. Every name is qualified wherever SQL uses it. What a fresh install leaves is lib/db/schema.sql.
  */
 export const DEFAULT_SCHEMA = 'pgpubsub';
 
@@ -14,7 +13,7 @@ export const DEFAULT_SCHEMA = 'pgpubsub';
  * The version of the library's database objects this code installs and runs on. Each library
  * migration records its number in the version table; a listener refuses a database at another version.
  */
-export const LIBRARY_VERSION = 7;
+export const LIBRARY_VERSION = 1;
 
 /** Bare names (in the library's schema) of everything the library's migrations create. */
 const NAMES = {
@@ -69,16 +68,16 @@ export interface LibraryObjects {
   readonly inflightTable: string;
   /** `version`: one row per library migration applied (number, name, time). */
   readonly versionTable: string;
-  /** `paused` (version 4): the channels no listener claims until they are resumed. */
+  /** `paused`: the channels no listener claims until they are resumed. */
   readonly pausedTable: string;
-  /** `listener` (version 5): what each live listener connection reports of itself (host, pid, channels). */
+  /** `listener`: what each live listener connection reports of itself (host, pid, channels). */
   readonly listenerTable: string;
-  /** `report(host, pid, started_at, channels)` (version 5): writes the caller's own row of `listener`. */
+  /** `report(host, pid, started_at, channels)`: writes the caller's own row of `listener`. */
   readonly reportFunction: string;
-  /** The trigger functions (version 6) that move an ordered key on when a statement deletes its rows, or releases them. */
+  /** The trigger functions that move an ordered key on when a statement deletes its rows, or releases them. */
   readonly advanceDeletedFunction: string;
   readonly advanceReleasedFunction: string;
-  /** `settle_heads(channels)` (version 6): marks ordered rows that wait behind an earlier one, in a transaction of its own. */
+  /** `settle_heads(channels)`: marks ordered rows that wait behind an earlier one, in a transaction of its own. */
   readonly settleHeadsFunction: string;
   /** The time (epoch ms) the listener draining a channel last said so; producers trust a drain lock only while it is fresh. */
   readonly drainBeatSequence: string;
@@ -163,7 +162,17 @@ export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects 
 }
 
 /** The library's trigger on the migration storage table that keeps db_version() current. */
-export const DB_VERSION_TRIGGER = 'sequelize_pgpubsub_db_version';
+import { DB_VERSION_TRIGGER } from './protocol';
+
+export { DB_VERSION_TRIGGER };
+/**
+ * The library's trigger on the migration storage table of a schema's library. Named apart for a
+ * schema other than the default, so that two libraries' triggers never replace each other.
+ */
+export function dbVersionTrigger(schema: string): string {
+  return schema === DEFAULT_SCHEMA ? DB_VERSION_TRIGGER : `${DB_VERSION_TRIGGER}_${shortHash(schema, 8)}`;
+}
+
 /** Where sequelize-cli and Umzug's SequelizeStorage record applied migrations unless told otherwise. */
 export const DEFAULT_MIGRATION_STORAGE = { tableName: 'SequelizeMeta', schema: 'public' } as const;
 /** What every library function runs with: built-ins from pg_catalog, nothing from a schema another role can write. */

@@ -29,7 +29,9 @@ import { quoteLiteral } from './sql-text';
  * Session locks vanish with their connection, so a listener that dies gives up both of its locks.
  * Frozen: installed databases' pgpubsub_wake() has these numbers in its body (version 7's: lib/db/migrations/wake.ts).
  */
-export const WAKE_LOCKS = { listening: 1885826930, draining: 1885826931, skipped: 1885826932 } as const;
+import { WAKE_LOCKS } from './protocol';
+
+export { WAKE_LOCKS };
 
 /**
  * The listener's side of the wake-up protocol (above): advisory

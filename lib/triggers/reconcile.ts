@@ -24,7 +24,9 @@ export interface TriggerState {
  * Serialises every trigger sync on a database: two deploys migrating at once take turns. The key
  * ('trigger-sync') is frozen: generated migrations already written take the same lock by its text.
  */
-export const SYNC_LOCK_SQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgpubsub'), pg_catalog.hashtext('trigger-sync'))";
+import { SYNC_LOCK_SQL } from '../db/protocol';
+
+export { SYNC_LOCK_SQL };
 
 /** The triggers the definitions call for, in a stable order. */
 export function desiredTriggers(channels: readonly ModelChannel[], objects: LibraryObjects): TriggerSpec[] {

@@ -4,8 +4,9 @@ import { DEFAULT_SCHEMA, type LibraryObjects, PINNED_SEARCH_PATH, libraryObjects
 import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from '../db/sql-text';
 
 /** Every managed trigger and its function carry this name prefix and a comment starting with COMMENT_TAG. */
-export const TRIGGER_PREFIX = 'pgpubsub_';
-export const COMMENT_TAG = 'pgpubsub:trigger:';
+import { COMMENT_TAG, TRIGGER_PREFIX } from '../db/protocol';
+
+export { COMMENT_TAG, TRIGGER_PREFIX };
 /** A NOTIFY payload must be shorter than 8000 bytes. */
 export const NOTIFY_PAYLOAD_LIMIT = 7999;
 

@@ -10,7 +10,9 @@ import { stateHash, syncTriggers } from './reconcile';
  * Name prefix of the Umzug trigger step; not a schema version, so db_version skips it. Frozen:
  * installed databases' pgpubsub_refresh_db_version() has it in its body.
  */
-export const TRIGGER_STEP_PREFIX = 'pgpubsub-triggers-';
+import { TRIGGER_STEP_PREFIX } from '../db/protocol';
+
+export { TRIGGER_STEP_PREFIX };
 
 /**
  * An Umzug v3 step that syncs the triggers to `desired`. Its name carries a hash of the rendered

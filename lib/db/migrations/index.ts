@@ -1,10 +1,4 @@
-import { inflight } from './inflight';
-import { notificationTable } from './notification-table';
-import { schemaMigration } from './schema';
-import { operations } from './operations';
-import { listeners } from './listeners';
-import { ordering } from './ordering';
-import { wake } from './wake';
+import { baseline } from './baseline';
 import { DEFAULT_SCHEMA, LIBRARY_VERSION } from '../objects';
 import { LibraryVersionError, MissingTableError } from '../../errors';
 import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';
@@ -13,9 +7,9 @@ import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions 
  * The library's own schema migrations, in order, for a programmatic Umzug v3 instance.
  * Their names match the sequelize-cli stub files, so both runners record the same rows in SequelizeMeta.
  */
-export const migrations: readonly LibraryMigration[] = [notificationTable, inflight, schemaMigration, operations, listeners, ordering, wake];
+export const migrations: readonly LibraryMigration[] = [baseline];
 
-const MODULES: readonly LibraryMigrationModule[] = [notificationTable, inflight, schemaMigration, operations, listeners, ordering, wake];
+const MODULES: readonly LibraryMigrationModule[] = [baseline];
 
 /**
  * The library's migrations for another schema or migration storage table, for Umzug v3.
@@ -29,13 +23,7 @@ export function libraryMigrations(options: LibraryMigrationOptions = {}): Librar
 
 /** Each library migration: the version it brings the database to, and the module a sequelize-cli stub requires. */
 export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; module: string }> = [
-  { version: 1, name: notificationTable.name, module: 'sequelize-pgpubsub/migrations/notification-table' },
-  { version: 2, name: inflight.name, module: 'sequelize-pgpubsub/migrations/inflight' },
-  { version: 3, name: schemaMigration.name, module: 'sequelize-pgpubsub/migrations/schema' },
-  { version: 4, name: operations.name, module: 'sequelize-pgpubsub/migrations/operations' },
-  { version: 5, name: listeners.name, module: 'sequelize-pgpubsub/migrations/listeners' },
-  { version: 6, name: ordering.name, module: 'sequelize-pgpubsub/migrations/ordering' },
-  { version: 7, name: wake.name, module: 'sequelize-pgpubsub/migrations/wake' },
+  { version: 1, name: baseline.name, module: 'sequelize-pgpubsub/migrations/baseline' },
 ];
 
 export type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';

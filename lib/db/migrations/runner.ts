@@ -3,6 +3,7 @@ import { installedOn } from '../../installed';
 import { installedLibraryVersion } from '../catalog';
 import { DEFAULT_MIGRATION_STORAGE, DEFAULT_SCHEMA, type LibraryObjects, checkSchemaName, libraryObjects } from '../objects';
 import { SetupError } from '../../errors';
+import { INSTALL_LOCK_SQL } from '../protocol';
 import { qualified } from '../sql-text';
 
 /** A migration usable both by Umzug v3 (`{ name, up, down }`) and, re-exported, by sequelize-cli. */
@@ -36,8 +37,8 @@ export interface LibraryMigrationModule extends Required<LibraryMigration> {
    * This migration for another schema or migration storage table.
    *
    * @example
-   * // migrations/00000000000003-pgpubsub-schema.js
-   * module.exports = require('sequelize-pgpubsub/migrations/schema').withOptions({ schema: 'app_pubsub' });
+   * // migrations/00000000000001-pgpubsub-baseline.js
+   * module.exports = require('sequelize-pgpubsub/migrations/baseline').withOptions({ schema: 'app_pubsub' });
    */
   withOptions(options: LibraryMigrationOptions): LibraryMigrationModule;
 }
@@ -91,8 +92,6 @@ function resolveTarget(sequelize: Sequelize, options: LibraryMigrationOptions): 
   return { objects: libraryObjects(schema), storage: qualified(tableSchema, tableName) };
 }
 
-/** Library migrations of the same database take turns (two deploys, or two boots calling install()). */
-const INSTALL_LOCK_SQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgpubsub'), pg_catalog.hashtext('install'))";
 
 /** A library migration's statements for a target. */
 export type StepSql = (target: MigrationTarget) => { up: readonly string[]; down: readonly string[] };

@@ -1,2 +1,0 @@
-// migrations/00000000000004-pgpubsub-operations.js
-module.exports = require('sequelize-pgpubsub/migrations/operations').withOptions({ schema: 'app_pubsub' });

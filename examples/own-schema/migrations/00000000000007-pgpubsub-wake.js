@@ -1,2 +1,0 @@
-// migrations/00000000000007-pgpubsub-wake.js
-module.exports = require('sequelize-pgpubsub/migrations/wake').withOptions({ schema: 'app_pubsub' });

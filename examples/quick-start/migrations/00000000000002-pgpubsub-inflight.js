@@ -1,2 +1,0 @@
-// migrations/00000000000002-pgpubsub-inflight.js
-module.exports = require('sequelize-pgpubsub/migrations/inflight');

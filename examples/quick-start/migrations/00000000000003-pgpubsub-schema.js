@@ -1,2 +1,0 @@
-// migrations/00000000000003-pgpubsub-schema.js
-module.exports = require('sequelize-pgpubsub/migrations/schema');

@@ -1,2 +1,0 @@
-// migrations/00000000000005-pgpubsub-listeners.js
-module.exports = require('sequelize-pgpubsub/migrations/listeners');
