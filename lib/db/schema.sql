@@ -1,0 +1,393 @@
+-- What a fresh install of sequelize-pgpubsub leaves in its schema (the default, pgpubsub), read
+-- from the catalog: review schema changes here. Not run by anything: the library migrations in
+-- lib/db/migrations/ install it. Rewritten by `npm run schema:dump`; test/schema.test.ts fails while
+-- a fresh install differs from it.
+
+CREATE SCHEMA pgpubsub;
+COMMENT ON SCHEMA pgpubsub IS 'sequelize-pgpubsub: the library''s tables and functions';
+-- grants other than the owner's: none
+
+CREATE TABLE pgpubsub.inflight (
+  holder integer NOT NULL,
+  ids bigint[] NOT NULL,
+  updated_at timestamp with time zone NOT NULL DEFAULT now(),
+  suspected_at timestamp with time zone
+) WITH (fillfactor=50, autovacuum_vacuum_scale_factor=0, autovacuum_vacuum_threshold=1000);
+ALTER TABLE pgpubsub.inflight ADD CONSTRAINT inflight_pkey PRIMARY KEY (holder);
+COMMENT ON TABLE pgpubsub.inflight IS 'sequelize-pgpubsub: per listener (its holder lock key), the notifications it is running; outlives the claiming transaction so that a process death is charged to them';
+
+CREATE TABLE pgpubsub.listener (
+  backend_pid integer NOT NULL,
+  host text NOT NULL,
+  pid integer NOT NULL,
+  started_at timestamp with time zone NOT NULL,
+  reported_at timestamp with time zone NOT NULL,
+  channels jsonb NOT NULL
+);
+ALTER TABLE pgpubsub.listener ADD CONSTRAINT listener_pkey PRIMARY KEY (backend_pid);
+COMMENT ON TABLE pgpubsub.listener IS 'sequelize-pgpubsub: what each live listener connection reports of itself';
+GRANT SELECT ON TABLE pgpubsub.listener TO PUBLIC;
+
+CREATE TABLE pgpubsub.notification (
+  id bigint NOT NULL DEFAULT nextval('pgpubsub.notification_id_seq'::regclass),
+  channel text NOT NULL,
+  payload jsonb NOT NULL,
+  created_at timestamp with time zone NOT NULL DEFAULT now(),
+  db_version text DEFAULT pgpubsub.db_version(),
+  attempts integer NOT NULL DEFAULT 0,
+  available_at timestamp with time zone NOT NULL DEFAULT now(),
+  last_error text,
+  failed_at timestamp with time zone,
+  ordering_key text,
+  head boolean
+) WITH (autovacuum_vacuum_scale_factor=0.01, autovacuum_vacuum_threshold=1000, autovacuum_analyze_scale_factor=0.02, autovacuum_vacuum_cost_delay=0);
+ALTER TABLE pgpubsub.notification ADD CONSTRAINT notification_channel_length CHECK (((octet_length(channel) >= 1) AND (octet_length(channel) <= 63)));
+ALTER TABLE pgpubsub.notification ADD CONSTRAINT notification_pkey PRIMARY KEY (id);
+CREATE INDEX notification_claim ON pgpubsub.notification USING btree (id) WHERE ((failed_at IS NULL) AND (head IS NOT FALSE));
+CREATE INDEX notification_failed_at ON pgpubsub.notification USING btree (failed_at) WHERE (failed_at IS NOT NULL);
+CREATE INDEX notification_ordering_key ON pgpubsub.notification USING btree (channel, ordering_key, id) WHERE (ordering_key IS NOT NULL);
+CREATE INDEX notification_unknown_head ON pgpubsub.notification USING btree (id) WHERE ((head IS NULL) AND (ordering_key IS NOT NULL) AND (failed_at IS NULL));
+CREATE TRIGGER pgpubsub_advance_deleted AFTER DELETE ON pgpubsub.notification REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION pgpubsub.advance_deleted();
+CREATE TRIGGER pgpubsub_advance_released AFTER UPDATE ON pgpubsub.notification REFERENCING OLD TABLE AS gone NEW TABLE AS kept FOR EACH STATEMENT EXECUTE FUNCTION pgpubsub.advance_released();
+COMMENT ON TABLE pgpubsub.notification IS 'sequelize-pgpubsub: stored notifications of durable channels, deleted when processed; failed_at marks those that used up their attempts';
+
+CREATE TABLE pgpubsub.paused (
+  channel text NOT NULL,
+  paused_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE pgpubsub.paused ADD CONSTRAINT paused_pkey PRIMARY KEY (channel);
+COMMENT ON TABLE pgpubsub.paused IS 'sequelize-pgpubsub: channels no listener claims until resumed';
+GRANT SELECT ON TABLE pgpubsub.paused TO PUBLIC;
+
+CREATE TABLE pgpubsub.version (
+  version integer NOT NULL,
+  name text NOT NULL,
+  applied_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE pgpubsub.version ADD CONSTRAINT version_pkey PRIMARY KEY (version);
+COMMENT ON TABLE pgpubsub.version IS 'sequelize-pgpubsub: the library migrations applied to this database';
+
+CREATE SEQUENCE pgpubsub.drain_beat AS bigint INCREMENT 1 MINVALUE 0 MAXVALUE 9223372036854775807 START 0 NO CYCLE;
+COMMENT ON SEQUENCE pgpubsub.drain_beat IS 'sequelize-pgpubsub: the time (epoch ms) a listener holding a drain lock last said it is draining';
+
+CREATE SEQUENCE pgpubsub.notification_id_seq AS bigint INCREMENT 1 MINVALUE 1 MAXVALUE 9223372036854775807 START 1 NO CYCLE; -- owned by pgpubsub.notification
+
+CREATE OR REPLACE FUNCTION pgpubsub.advance_deleted()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  moved text;
+  woke boolean;
+BEGIN
+  -- Most deletes are of unordered rows: nothing to do.
+  IF EXISTS (SELECT FROM gone WHERE gone.ordering_key IS NOT NULL) THEN
+    FOR moved IN WITH promoted AS (
+      UPDATE "pgpubsub".notification AS p SET head = true
+       WHERE p.id IN (SELECT (SELECT pg_catalog.min(e.id) FROM "pgpubsub".notification AS e WHERE e.channel = k.channel AND e.ordering_key = k.ordering_key)
+                        FROM (SELECT DISTINCT gone.channel, gone.ordering_key FROM gone WHERE gone.ordering_key IS NOT NULL) AS k)
+         AND p.head IS NOT TRUE
+      RETURNING p.channel)
+    SELECT DISTINCT promoted.channel FROM promoted LOOP
+      woke := "pgpubsub".wake(moved);
+    END LOOP;
+  END IF;
+  RETURN NULL;
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.advance_released()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  moved text;
+  woke boolean;
+BEGIN
+  IF EXISTS (SELECT FROM gone WHERE gone.ordering_key IS NOT NULL) THEN
+    FOR moved IN WITH promoted AS (
+      UPDATE "pgpubsub".notification AS p SET head = true
+       WHERE p.id IN (SELECT (SELECT pg_catalog.min(e.id) FROM "pgpubsub".notification AS e WHERE e.channel = k.channel AND e.ordering_key = k.ordering_key)
+                        FROM (SELECT DISTINCT gone.channel, gone.ordering_key FROM gone JOIN kept ON kept.id = gone.id
+                               WHERE gone.ordering_key IS NOT NULL AND kept.ordering_key IS NULL) AS k)
+         AND p.head IS NOT TRUE
+      RETURNING p.channel)
+    SELECT DISTINCT promoted.channel FROM promoted LOOP
+      woke := "pgpubsub".wake(moved);
+    END LOOP;
+  END IF;
+  RETURN NULL;
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.claim(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer)
+ RETURNS TABLE(id text, channel text, payload text, attempts integer, suspect boolean)
+ LANGUAGE plpgsql
+ SET enable_sort TO 'off'
+ SET jit TO 'off'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  orphans bigint[];
+  waiting bigint[];
+BEGIN
+  IF timeout_ms IS NOT NULL THEN
+    -- set_config(…, true) lasts until the end of the claiming transaction (unlike enable_sort above).
+    PERFORM pg_catalog.set_config('statement_timeout', timeout_ms::text, true),
+            pg_catalog.set_config('idle_in_transaction_session_timeout', (timeout_ms + 5000)::text, true);
+  END IF;
+  -- Markers whose holder lock is free: few rows (one per listener), one lock call each. A listener
+  -- that lost its connection takes its key back when it reconnects, so a marker counts as a dead
+  -- listener's only after 10 s without its lock; until then its rows are left alone.
+  WITH free AS MATERIALIZED (
+    SELECT m.holder, m.ids, m.suspected_at FROM "pgpubsub".inflight AS m
+     WHERE m.holder IS DISTINCT FROM claimer
+       -- Taken and let go at once: a listener reconnecting must be able to take its key back.
+       AND CASE WHEN pg_catalog.pg_try_advisory_lock_shared(1885826933, m.holder)
+                THEN pg_catalog.pg_advisory_unlock_shared(1885826933, m.holder) ELSE false END
+  ), noticed AS (
+    -- SKIP LOCKED: a claim never waits for another claim's transaction.
+    UPDATE "pgpubsub".inflight AS m SET suspected_at = now()
+     WHERE m.holder IN (SELECT i.holder FROM "pgpubsub".inflight AS i JOIN free ON i.holder = free.holder
+                         WHERE free.suspected_at IS NULL FOR UPDATE OF i SKIP LOCKED)
+  )
+  SELECT pg_catalog.array_agg(u.id) FILTER (WHERE free.suspected_at < now() - interval '10 seconds'),
+         pg_catalog.array_agg(u.id) FILTER (WHERE free.suspected_at IS NULL OR free.suspected_at >= now() - interval '10 seconds')
+    INTO orphans, waiting
+    FROM free, pg_catalog.unnest(free.ids) AS u(id);
+  RETURN QUERY
+    WITH claimed AS (
+      SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head FROM "pgpubsub".notification AS c
+       WHERE c.failed_at IS NULL AND c.head IS NOT FALSE AND c.channel = ANY (channels) AND c.available_at <= now()
+         AND (context IS NULL OR c.payload -> 'context' @> context)
+         AND (waiting IS NULL OR NOT (c.id = ANY (waiting)))
+         -- An ordered row not yet known to be next: only when no earlier row of its key is stored.
+         AND (c.ordering_key IS NULL OR c.head OR NOT EXISTS (
+               SELECT FROM "pgpubsub".notification AS e WHERE e.channel = c.channel AND e.ordering_key = c.ordering_key AND e.id < c.id))
+       ORDER BY c.id
+       LIMIT max_rows
+         FOR UPDATE OF c SKIP LOCKED
+    ), known AS (
+      -- Claimed, it is its key's next until it is done (a retry keeps its place).
+      UPDATE "pgpubsub".notification AS k SET head = true FROM claimed WHERE k.id = claimed.id AND claimed.ordering_key IS NOT NULL AND claimed.head IS NULL
+    )
+    -- In the index's id order, as claimed: no sort here (enable_sort is off, and a disabled sort's
+    -- cost would cross jit_above_cost: hundreds of ms of JIT compilation per claim).
+    SELECT claimed.id::text, claimed.channel, claimed.payload::text, claimed.attempts, coalesce(claimed.id = ANY (orphans), false)
+      FROM claimed;
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.context()
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT CASE WHEN coalesce(pg_catalog.current_setting('pgpubsub.notification_context', true), '') = '' THEN '{}'::pg_catalog.jsonb
+              ELSE "pgpubsub".parse_context(pg_catalog.current_setting('pgpubsub.notification_context', true)) END
+    OPERATOR(pg_catalog.||) CASE WHEN coalesce(pg_catalog.current_setting('pgpubsub.traceparent', true), '') = '' THEN '{}'::pg_catalog.jsonb
+                                 ELSE pg_catalog.jsonb_build_object('traceparent', pg_catalog.current_setting('pgpubsub.traceparent', true)) END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.db_version()
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+AS $function$ SELECT NULL::pg_catalog.text $function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.db_version_changed()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+  PERFORM "pgpubsub".refresh_db_version(TG_RELID::regclass);
+  RETURN NULL;
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.parse_context(raw text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+  RETURN raw::jsonb;
+EXCEPTION WHEN others THEN
+  -- A hand-set, malformed context must never cancel the user's write.
+  RETURN jsonb_build_object('invalid_context', raw);
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.refresh_db_version(storage regclass)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  newest text;
+BEGIN
+  IF storage IS NOT NULL THEN
+    EXECUTE format('SELECT name FROM %s WHERE name NOT LIKE %L ORDER BY name DESC LIMIT 1', storage, 'pgpubsub-triggers-%')
+       INTO newest;
+  END IF;
+  EXECUTE format('CREATE OR REPLACE FUNCTION "pgpubsub".db_version() RETURNS text LANGUAGE sql STABLE AS %L',
+                 format(' SELECT %L::pg_catalog.text ', newest));
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.report(host text, pid integer, started_at timestamp with time zone, channels jsonb)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+  -- Rows of connections that ended (every role sees every backend's pid).
+  DELETE FROM "pgpubsub".listener AS l WHERE NOT EXISTS (SELECT FROM pg_stat_activity AS a WHERE a.pid = l.backend_pid);
+  IF channels IS NULL THEN
+    DELETE FROM "pgpubsub".listener WHERE backend_pid = pg_backend_pid();
+    RETURN;
+  END IF;
+  IF jsonb_typeof(channels) <> 'object' OR pg_column_size(channels) > 65536 THEN
+    RAISE EXCEPTION 'pgpubsub report: channels must be a JSON object of at most 65536 bytes' USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO "pgpubsub".listener AS l (backend_pid, host, pid, started_at, reported_at, channels)
+  VALUES (pg_backend_pid(), left(host, 255), pid, started_at, clock_timestamp(), channels)
+  ON CONFLICT (backend_pid) DO UPDATE
+    SET host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
+        reported_at = EXCLUDED.reported_at, channels = EXCLUDED.channels;
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.send(channel text, payload jsonb, durable boolean)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  message jsonb := jsonb_build_object('op', 'NOTIFY', 'payload', payload, 'context', "pgpubsub".context());
+  woke boolean;
+BEGIN
+  IF durable THEN
+    INSERT INTO "pgpubsub".notification (channel, payload) VALUES (channel, message);
+    woke := "pgpubsub".wake(channel);
+  ELSE
+    PERFORM pg_notify(channel, message::text);
+  END IF;
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.send(channel text, payload jsonb, durable boolean, available_at timestamp with time zone)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  message jsonb := jsonb_build_object('op', 'NOTIFY', 'payload', payload, 'context', "pgpubsub".context());
+  woke boolean;
+BEGIN
+  IF NOT durable THEN
+    RAISE EXCEPTION 'pgpubsub send: a broadcast cannot be delayed (it is a NOTIFY, never stored)' USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO "pgpubsub".notification (channel, payload, available_at) VALUES (channel, message, coalesce(available_at, now()));
+  -- Woken now: a listener that finds it not yet due sets a timer for it.
+  woke := "pgpubsub".wake(channel);
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.settle_heads(channels text[])
+ RETURNS integer
+ LANGUAGE plpgsql
+ SET jit TO 'off'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  flying bigint[];
+  marked integer := 0;
+BEGIN
+  IF EXISTS (SELECT FROM "pgpubsub".notification AS q WHERE q.head IS NULL AND q.ordering_key IS NOT NULL AND q.failed_at IS NULL AND q.channel = ANY (channels)) THEN
+    flying := ARRAY(SELECT u.id FROM "pgpubsub".inflight AS m, pg_catalog.unnest(m.ids) AS u(id));
+    UPDATE "pgpubsub".notification AS b SET head = false
+     WHERE b.id IN (SELECT q.id FROM "pgpubsub".notification AS q
+                     WHERE q.head IS NULL AND q.ordering_key IS NOT NULL AND q.failed_at IS NULL AND q.channel = ANY (channels)
+                       AND EXISTS (SELECT FROM "pgpubsub".notification AS e WHERE e.channel = q.channel AND e.ordering_key = q.ordering_key AND e.id < q.id
+                                      AND NOT (e.id = ANY (flying)))
+                     ORDER BY q.id LIMIT 1000 FOR UPDATE OF q SKIP LOCKED)
+       AND b.head IS NULL;
+    GET DIAGNOSTICS marked = ROW_COUNT;
+  END IF;
+  RETURN marked;
+END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.wake(channel text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  key integer := hashtext(channel);
+  unlocked boolean;
+BEGIN
+  -- An exclusive probe fails while any listener listens (or, for an instant, another producer probes).
+  IF pg_try_advisory_lock(1885826930, key) THEN
+    -- Nobody listens. Say so until commit, taken while the probe keeps listeners from starting: one
+    -- that starts after it waits for this commit, then claims. Fails only in the instant a listener checks.
+    IF pg_try_advisory_xact_lock_shared(1885826932, key) THEN
+      unlocked := pg_advisory_unlock(1885826930, key);
+      RETURN false;
+    END IF;
+    unlocked := pg_advisory_unlock(1885826930, key);
+    PERFORM pg_notify(channel, '');
+    RETURN true;
+  END IF;
+  FOR pass IN 1..2 LOOP
+    -- Looking again after saying "skipped": a listener that stopped in between needs no wake-up either.
+    IF pass = 2 AND pg_try_advisory_lock(1885826930, key) THEN
+      unlocked := pg_advisory_unlock(1885826930, key);
+      RETURN false;
+    END IF;
+    -- A shared probe fails only while someone holds the drain lock; a listener draining also beats.
+    IF pg_try_advisory_lock_shared(1885826931, key) THEN
+      unlocked := pg_advisory_unlock_shared(1885826931, key);
+      PERFORM pg_notify(channel, '');
+      RETURN true;
+    ELSIF coalesce(pg_sequence_last_value('"pgpubsub".drain_beat'::regclass), 0)
+          < extract(epoch FROM clock_timestamp()) * 1000 - 1000 THEN
+      -- A drain lock without a fresh beat: not (or no longer) a listener draining. Wake when in doubt.
+      PERFORM pg_notify(channel, '');
+      RETURN true;
+    END IF;
+    -- A listener drains: skip, saying so until commit (it claims again once this commit is done),
+    -- then look once more, since it may have let go of its drain lock meanwhile.
+    IF pass = 1 AND NOT pg_try_advisory_xact_lock_shared(1885826932, key) THEN
+      PERFORM pg_notify(channel, '');
+      RETURN true;
+    END IF;
+  END LOOP;
+  RETURN false;
+END
+$function$;
+-- grants other than the owner's: none
