@@ -9,6 +9,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
+import { connect } from './example-app';
+import { createEmptyDatabase, dropDatabase, scratchDatabaseName, startPostgres } from './postgres';
+import { migrations } from '../lib/db/migrations/index';
 
 export const SCHEMA_FILE = path.join(__dirname, '..', 'lib', 'db', 'schema.sql');
 
@@ -99,9 +102,6 @@ function quote(text: string | null): string {
 
 /** `npm run schema:dump`: installs the library in a scratch database and rewrites lib/db/schema.sql. */
 async function main(): Promise<void> {
-  const { startPostgres, createEmptyDatabase, dropDatabase, scratchDatabaseName } = await import('./postgres');
-  const { connect } = await import('./example-app');
-  const { migrations } = await import('../lib/db/migrations/index');
   const server = await startPostgres();
   const name = scratchDatabaseName('t', 'schema');
   try {

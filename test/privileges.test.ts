@@ -13,9 +13,6 @@ import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
 import { ROOT } from '../dev/processes';
 import { managedFunctionSql } from '../lib/db/catalog';
-import { listeners as listenersMigration } from '../lib/db/migrations/listeners';
-import { ordering as orderingMigration } from '../lib/db/migrations/ordering';
-import { wake as wakeMigration } from '../lib/db/migrations/wake';
 import { type Listener, channel } from '../lib';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
@@ -144,22 +141,6 @@ describe('privileges', function () {
     }, 'the forged row to fail');
     expect(stored!.last_error).to.contain('MalformedPayloadError');
     expect((await rows<{ n: number }>(owner, 'SELECT count(*)::int AS n FROM posts'))[0].n, 'no post for the forged author').to.equal(0);
-  });
-
-  it('grants report() to the roles that may claim when a database is migrated to version 5, so listeners need no new grant', async () => {
-    const canReport = async () => (await rows<{ ok: boolean }>(owner,
-      `SELECT has_function_privilege('${listenerRole}', 'pgpubsub.report(text, integer, timestamptz, jsonb)', 'EXECUTE') AS ok`))[0].ok;
-    expect(await canReport()).to.equal(true);
-    const context = owner.sequelize.getQueryInterface();
-    await wakeMigration.down({ context });
-    await orderingMigration.down({ context });
-    await listenersMigration.down({ context });
-    await listenersMigration.up({ context });
-    await orderingMigration.up({ context });
-    await wakeMigration.up({ context });
-    expect(await canReport()).to.equal(true);
-    // Nobody else got it.
-    expect((await rows<{ ok: boolean }>(owner, `SELECT has_function_privilege('${hostile}', 'pgpubsub.report(text, integer, timestamptz, jsonb)', 'EXECUTE') AS ok`))[0].ok).to.equal(false);
   });
 
   it("lets PUBLIC execute none of the library's functions, the managed trigger functions included", async () => {

@@ -1,118 +1,138 @@
 /**
- * An installed database upgraded by the example app's `npx sequelize-cli db:migrate`: the dump of
- * a database migrated by the release at commit 7e49e6c (library version 1, everything in public)
- * with due, retrying and failed notifications (test/fixtures/library-v1.sql).
+ * The upgrade machinery, proven before the next real library migration needs it: a test-only
+ * migration 2 (test/fixtures/library-migrations/002_test_upgrade.*.sql) run through the same
+ * runner as the baseline, on a database holding notifications of every state (due, retrying,
+ * delayed, failed, ordered and blocked behind their key, and one in a listener's hands).
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
-import { QueryTypes } from 'sequelize';
-import { eventually } from '../dev/eventually';
-import { openApp } from '../dev/example-app';
-import { SEQUELIZE_CLI, pgpubsubCli, run, shown } from '../dev/processes';
-import { LibraryVersionError } from '../lib';
-import type { App } from '../models/app';
-import { registerCallbacks } from '../models/callbacks';
+import { connect } from '../dev/example-app';
+import { dumpSchema } from '../dev/schema-dump';
+import { migrations } from '../lib';
+import { libraryProblem } from '../lib/db/library-check';
+import { sqlTextStep } from '../lib/db/migrations/sql-text-step';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
 
-const DUMP = fs.readFileSync(path.join(__dirname, 'fixtures', 'library-v1.sql'), 'utf8');
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+const FIXTURES = path.join(__dirname, 'fixtures', 'library-migrations');
+const testUpgrade = sqlTextStep(2, '00000000000002-pgpubsub-test-upgrade.js', '002_test_upgrade', FIXTURES);
+const SCHEMA_SQL = fs.readFileSync(path.join(__dirname, '..', 'lib', 'db', 'schema.sql'), 'utf8');
 
-interface Row {
-  id: string;
-  name: string;
-  attempts: number;
-  last_error: string | null;
-  available_at: Date;
-  failed_at: Date | null;
-  created_at: Date;
-  db_version: string | null;
-}
-const ROW_SQL = (table: string) => `SELECT id::text, payload->'new'->>'name' AS name, attempts, last_error, available_at, failed_at, created_at, db_version
-  FROM ${table} ORDER BY id`;
+/** Every stored notification, every column (the upgrade's new one aside). */
+const ROWS = `SELECT id, channel, payload, created_at, db_version, attempts, available_at, last_error, failed_at, ordering_key, head
+  FROM pgpubsub.notification ORDER BY id`;
 
-describe('upgrading an installed database', function () {
-  this.timeout(120_000);
+/** One notification of each state a stored row can be in. */
+const SEED = `
+INSERT INTO pgpubsub.notification (channel, payload) VALUES ('c', '{"op": "NOTIFY", "payload": "due 1"}'), ('c', '{"op": "NOTIFY", "payload": "due 2"}');
+INSERT INTO pgpubsub.notification (channel, payload, attempts, available_at, last_error)
+  VALUES ('c', '{"op": "NOTIFY", "payload": "retrying"}', 2, now() + interval '1 day', 'Error: the mail server was down');
+INSERT INTO pgpubsub.notification (channel, payload, available_at) VALUES ('c', '{"op": "NOTIFY", "payload": "delayed"}', now() + interval '1 hour');
+INSERT INTO pgpubsub.notification (channel, payload, attempts, last_error, failed_at)
+  VALUES ('c', '{"op": "NOTIFY", "payload": "failed"}', 5, 'Error: no such mailbox', now());
+INSERT INTO pgpubsub.notification (channel, payload, ordering_key, head) VALUES
+  ('o', '{"op": "NOTIFY", "payload": "key 1, head"}', 'c:1', true),
+  ('o', '{"op": "NOTIFY", "payload": "key 1, blocked"}', 'c:1', false),
+  ('o', '{"op": "NOTIFY", "payload": "key 2, not yet known"}', 'c:2', NULL);
+INSERT INTO pgpubsub.notification (channel, payload) VALUES ('h', '{"op": "NOTIFY", "payload": "in hand"}');
+`;
+
+describe('a library migration after the baseline', function () {
+  this.timeout(60_000);
   let db: TestDatabase;
-  let app: App;
+  const clients: Client[] = [];
+
+  async function client(): Promise<Client> {
+    const c = new Client({ connectionString: db.url });
+    await c.connect();
+    clients.push(c);
+    return c;
+  }
 
   beforeEach(async () => {
-    db = await emptyDatabase('upgrade_v1');
-    const client = new Client({ connectionString: db.url });
-    await client.connect();
+    db = await emptyDatabase('upgrade');
+    const sequelize = connect(db.url);
     try {
-      await client.query(DUMP);
+      for (const migration of migrations) await migration.up({ context: sequelize.getQueryInterface() });
     } finally {
-      await client.end();
+      await sequelize.close();
     }
-    app = openApp(db.url);
   });
+
   afterEach(async function () {
-    await app.sequelize.close();
+    for (const c of clients.splice(0)) await c.end().catch(() => {});
     if (this.currentTest?.state === 'passed') await db.drop();
   });
 
-  const rows = <R extends object>(sql: string) => app.sequelize.query<R>(sql, { type: QueryTypes.SELECT });
+  it('waits for the batch in hand, keeps every row of every state, and undone leaves the baseline as schema.sql shows it', async () => {
+    const admin = await client();
+    await admin.query(SEED);
+    const before = (await admin.query(ROWS)).rows;
 
-  it('is refused by a listener, naming the migrations to run', async () => {
-    registerCallbacks(app);
-    const error = await app.sequelize.pgpubsub.listen({ logger: quiet }).catch((e: Error) => e);
-    expect(error).to.be.instanceOf(LibraryVersionError);
-    expect(error).to.include({ found: 1, expected: 7 });
-    expect(String(error)).to.contain("00000000000002-pgpubsub-inflight.js (module.exports = require('sequelize-pgpubsub/migrations/inflight'))")
-      .and.to.contain("00000000000003-pgpubsub-schema.js (module.exports = require('sequelize-pgpubsub/migrations/schema'))")
-      .and.to.contain("00000000000004-pgpubsub-operations.js (module.exports = require('sequelize-pgpubsub/migrations/operations'))")
-      .and.to.contain("00000000000005-pgpubsub-listeners.js (module.exports = require('sequelize-pgpubsub/migrations/listeners'))")
-      .and.to.contain("00000000000006-pgpubsub-ordering.js (module.exports = require('sequelize-pgpubsub/migrations/ordering'))")
-      .and.to.contain("00000000000007-pgpubsub-wake.js (module.exports = require('sequelize-pgpubsub/migrations/wake'))")
-      .and.to.contain('npx sequelize-cli db:migrate');
+    // A listener's batch in hand: its marker committed, its row locked by the claiming transaction.
+    const listener = await client();
+    await listener.query('BEGIN');
+    const claimed = (await listener.query("SELECT id FROM pgpubsub.claim(ARRAY['h'], NULL, 10, 7, NULL)")).rows;
+    expect(claimed).to.have.length(1);
+    await admin.query('INSERT INTO pgpubsub.inflight (holder, ids) VALUES (7, $1)', [[claimed[0].id]]);
+
+    const sequelize = connect(db.url);
+    try {
+      let settled = false;
+      const upgrading = testUpgrade.apply({ context: sequelize.getQueryInterface() }).finally(() => { settled = true; });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(settled, 'the upgrade waits for the claiming transaction').to.equal(false);
+
+      // The listener finishes its batch as it would: the row processed, its marker cleared.
+      await listener.query('DELETE FROM pgpubsub.notification WHERE id = $1', [claimed[0].id]);
+      await listener.query('COMMIT');
+      await admin.query('DELETE FROM pgpubsub.inflight WHERE holder = 7');
+      expect(await upgrading, 'applied').to.equal(true);
+      expect(await testUpgrade.apply({ context: sequelize.getQueryInterface() }), 'applied again').to.equal(false);
+
+      const versions = (await admin.query('SELECT version, name FROM pgpubsub.version ORDER BY version')).rows;
+      expect(versions.map((row) => row.version)).to.deep.equal([1, 2]);
+      const after = (await admin.query(ROWS)).rows;
+      expect(after).to.deep.equal(before.filter((row) => row.id !== claimed[0].id));
+      const priorities = (await admin.query('SELECT DISTINCT priority FROM pgpubsub.notification')).rows;
+      expect(priorities).to.deep.equal([{ priority: 0 }]);
+
+      // The ids go on; the claim takes the due rows and the heads, in id order, and nothing else.
+      const { rows: [added] } = await admin.query("INSERT INTO pgpubsub.notification (channel, payload) VALUES ('c', '{}') RETURNING id");
+      expect(Number(added.id)).to.be.greaterThan(Number(before.at(-1).id));
+      await admin.query('BEGIN');
+      const due = (await admin.query("SELECT payload::jsonb ->> 'payload' AS what FROM pgpubsub.claim(ARRAY['c', 'o'], NULL, 100, 1, NULL)")).rows;
+      await admin.query('ROLLBACK');
+      expect(due.map((row) => row.what)).to.deep.equal(['due 1', 'due 2', 'key 1, head', 'key 2, not yet known', null]);
+
+      // This code runs on the baseline: a listener refuses the newer database and says why.
+      expect(String(await libraryProblem(sequelize, 'pgpubsub', 'listen'))).to.match(/at version 2, newer than this sequelize-pgpubsub knows \(1\)/);
+
+      await testUpgrade.down({ context: sequelize.getQueryInterface() });
+      expect((await admin.query('SELECT version FROM pgpubsub.version ORDER BY version')).rows).to.deep.equal([{ version: 1 }]);
+      expect((await admin.query(ROWS)).rows.slice(0, -1)).to.deep.equal(after);
+      await admin.query("DELETE FROM pgpubsub.notification WHERE channel IN ('c', 'o')");
+      expect(await dumpSchema(admin)).to.equal(SCHEMA_SQL);
+    } finally {
+      await sequelize.close();
+    }
   });
 
-  it('keeps every stored notification, processes each due one once, and keeps the retrying and failed ones as they were', async () => {
-    const before = await rows<Row>(ROW_SQL('public.pgpubsub_notification'));
-    expect(before.map((row) => row.name)).to.deep.equal(['due 1', 'due 2', 'due 3', 'retrying', 'failed']);
-
-    // The library's migrations only (the schema move, then versions 4 to 7): the installed triggers were rewritten in place and still record writes.
-    const toSchema = await run(SEQUELIZE_CLI, ['db:migrate', '--to', '00000000000007-pgpubsub-wake.js'], { url: db.url, timeout: 60_000 });
-    expect(toSchema.code, shown(toSchema)).to.equal(0);
-    expect(await rows<Row>(ROW_SQL('pgpubsub.notification'))).to.deep.equal(before);
-    expect(await rows(`SELECT to_regclass('public.pgpubsub_notification') AS old`)).to.deep.equal([{ old: null }]);
-    await app.Author.create({ name: 'written between the two migrations' });
-    const outdated = await pgpubsubCli(['triggers', 'check'], { url: db.url });
-    expect(outdated.code, shown(outdated)).to.equal(1);
-
-    const rest = await run(SEQUELIZE_CLI, ['db:migrate'], { url: db.url, timeout: 60_000 });
-    expect(rest.code, shown(rest)).to.equal(0);
-    const check = await pgpubsubCli(['triggers', 'check'], { url: db.url });
-    expect(check.code, shown(check)).to.equal(0);
-    expect(await rows('SELECT version FROM pgpubsub.version ORDER BY version')).to.deep.equal([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }]);
-    await app.Author.create({ name: 'written after the upgrade' });
-
-    registerCallbacks(app);
-    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet });
+  it('rolls back a migration that fails halfway, leaving the version and every object as they were', async () => {
+    const broken = sqlTextStep(2, '00000000000002-pgpubsub-broken.js', '002_test_upgrade', FIXTURES);
+    const admin = await client();
+    // The index the migration creates is there already: its CREATE INDEX fails after its ALTER TABLE ran.
+    await admin.query('CREATE INDEX notification_due ON pgpubsub.notification (id)');
+    const sequelize = connect(db.url);
     try {
-      await eventually(async () => (await rows<{ n: number }>('SELECT count(*)::int AS n FROM posts'))[0].n >= 5, 'a post for each due author');
-      await listener.idle();
+      const error = await broken.up({ context: sequelize.getQueryInterface() }).then(() => null, (e: unknown) => e as Error);
+      expect(error?.message).to.match(/notification_due.*already exists/);
     } finally {
-      await listener.stop();
+      await sequelize.close();
     }
-    const posts = await rows<{ name: string; n: number }>(
-      'SELECT a.name, count(*)::int AS n FROM posts AS p JOIN authors AS a ON a.id = p.author_id GROUP BY a.name ORDER BY a.name');
-    expect(posts).to.deep.equal([
-      { name: 'due 1', n: 1 }, { name: 'due 2', n: 1 }, { name: 'due 3', n: 1 },
-      { name: 'written after the upgrade', n: 1 }, { name: 'written between the two migrations', n: 1 },
-    ]);
-    // Ids, attempts, errors and times as before; the new id sequence went on from where it was.
-    expect(await rows<Row>(ROW_SQL('pgpubsub.notification'))).to.deep.equal(before.filter((row) => ['retrying', 'failed'].includes(row.name)));
-    const [{ next }] = await rows<{ next: string }>("SELECT nextval(pg_get_serial_sequence('pgpubsub.notification', 'id'))::text AS next");
-    expect(Number(next)).to.be.greaterThan(7);
-
-    // Undoing the trigger migration generated after the upgrade puts back triggers that work with version 3.
-    const undo = await run(SEQUELIZE_CLI, ['db:migrate:undo'], { url: db.url, timeout: 60_000 });
-    expect(undo.code, shown(undo)).to.equal(0);
-    await app.Author.create({ name: 'written after the undo' });
-    expect(await rows(`SELECT payload->'new'->>'name' AS name FROM pgpubsub.notification WHERE failed_at IS NULL AND attempts = 0`))
-      .to.deep.equal([{ name: 'written after the undo' }]);
+    expect((await admin.query('SELECT version FROM pgpubsub.version')).rows).to.deep.equal([{ version: 1 }]);
+    const columns = (await admin.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'pgpubsub' AND table_name = 'notification' AND column_name = 'priority'")).rows;
+    expect(columns).to.deep.equal([]);
   });
 });

@@ -2,7 +2,6 @@ import { expect } from 'chai';
 import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
 import { WAKE_LOCKS } from '../lib/db/wake-locks';
-import { wake as wakeMigration } from '../lib/db/migrations/wake';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
 import { openApp } from '../dev/example-app';
@@ -86,39 +85,6 @@ describe('wake-ups', () => {
       expect(await count('pgpubsub.notification')).to.equal(2);
     } finally {
       await bystander.close();
-    }
-  });
-
-  it('library migration 7 replaces wake() (nobody listening: one probe, the skipped lock taken within it), and undone puts the earlier one back with the same owner and grants', async () => {
-    const wakeRow = async () => (await app.sequelize.query<{ src: string; acl: string | null; owner: string }>(
-      "SELECT prosrc AS src, proacl::text AS acl, proowner::regrole::text AS owner FROM pg_proc WHERE oid = 'pgpubsub.wake(text)'::regprocedure", { type: QueryTypes.SELECT }))[0];
-    const versions = async () => (await app.sequelize.query<{ version: number }>('SELECT version FROM pgpubsub.version ORDER BY version', { type: QueryTypes.SELECT })).map((r) => r.version);
-    const probes = (src: string) => src.split(`pg_try_advisory_lock(${WAKE_LOCKS.listening}, key)`).length - 1;
-    const v7 = await wakeRow();
-    expect(await versions()).to.include(7);
-    // With nobody listening the skipped lock is taken inside the first probe's IF: no second look.
-    expect(v7.src.indexOf(`pg_try_advisory_xact_lock_shared(${WAKE_LOCKS.skipped}, key)`)).to.be.lessThan(v7.src.indexOf('FOR pass IN 1..2'));
-    const context = app.sequelize.getQueryInterface();
-    await wakeMigration.down({ context });
-    const v3 = await wakeRow();
-    expect(await versions()).not.to.include(7);
-    expect(v3.src).not.to.equal(v7.src);
-    expect(probes(v3.src), "version 3's probes in its loop only").to.equal(1);
-    expect(v3.src.indexOf(`pg_try_advisory_xact_lock_shared(${WAKE_LOCKS.skipped}, key)`)).to.be.greaterThan(v3.src.indexOf('FOR pass IN 1..2'));
-    expect({ acl: v3.acl, owner: v3.owner }).to.deep.equal({ acl: v7.acl, owner: v7.owner });
-    await wakeMigration.up({ context });
-    expect(await wakeRow()).to.deep.equal(v7);
-    expect(await versions()).to.include(7);
-    // And it still skips with nobody listening, saying so until commit.
-    const transaction = await app.sequelize.transaction();
-    try {
-      await app.Author.create({ name: 'nobody listening' }, { transaction });
-      const held = await app.sequelize.query<{ classid: number; mode: string }>(
-        "SELECT classid::int, mode FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND classid::int IN (:ids)",
-        { type: QueryTypes.SELECT, replacements: { ids: [WAKE_LOCKS.listening, WAKE_LOCKS.skipped] } });
-      expect(held).to.deep.equal([{ classid: WAKE_LOCKS.skipped, mode: 'ShareLock' }]);
-    } finally {
-      await transaction.commit();
     }
   });
 
