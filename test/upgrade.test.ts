@@ -135,4 +135,19 @@ describe('a library migration after the baseline', function () {
     const columns = (await admin.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'pgpubsub' AND table_name = 'notification' AND column_name = 'priority'")).rows;
     expect(columns).to.deep.equal([]);
   });
+
+  it('is refused on a database an unreleased commit installed (versions 1-7), naming the reinstall', async () => {
+    const admin = await client();
+    await admin.query("UPDATE pgpubsub.version SET name = '00000000000001-pgpubsub-notification-table.js'");
+    await admin.query("INSERT INTO pgpubsub.version (version, name) SELECT v, pg_catalog.format('0000000000000%s-pgpubsub-step.js', v) FROM generate_series(2, 7) AS v");
+    const sequelize = connect(db.url);
+    try {
+      const problem = await libraryProblem(sequelize, 'pgpubsub', 'listen');
+      expect(problem).to.have.property('code', 'PGPUBSUB_LIBRARY_VERSION');
+      expect(String(problem)).to.include('as an unreleased commit of sequelize-pgpubsub installed them')
+        .and.include('00000000000001-pgpubsub-notification-table.js').and.include("the CHANGELOG's entry on the squash");
+    } finally {
+      await sequelize.close();
+    }
+  });
 });

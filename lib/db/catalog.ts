@@ -94,6 +94,16 @@ export async function installedLibraryVersion(via: Client | Sequelize, schema: s
   return row.version ?? 0;
 }
 
+/**
+ * The name the version table records for library migration 1 in `schema`, or null: tells a
+ * database installed by a pre-release commit (whose first migration had another name) from one
+ * a newer release migrated.
+ */
+export async function firstLibraryMigration(via: Client | Sequelize, schema: string): Promise<string | null> {
+  const [row] = await selectRows<{ name: string }>(via, `SELECT name FROM ${libraryObjects(schema).versionTable} WHERE version = 1`, []);
+  return row?.name ?? null;
+}
+
 /** The schemas holding a library at version 3 or later (its version table), for messages. */
 export async function librarySchemas(via: Client | Sequelize): Promise<string[]> {
   const rows = await selectRows<{ schema: string }>(via,
