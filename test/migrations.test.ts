@@ -173,7 +173,7 @@ describe('migrations', function () {
       const dir = tmpDir();
       const generated = generateTriggerMigration(widgetApp({ widget_saved: { events: ['insert'] } }).pgpubsub, { migrationsPath: dir });
       const error = await apply(generated.file!, 'up', setup).catch((e: Error) => e);
-      expect(String(error)).to.contain("pgpubsub trigger migration: the library's objects (schema pgpubsub) are not installed at version 3 or later")
+      expect(String(error)).to.contain("pgpubsub trigger migration: the library's objects (schema pgpubsub) are not installed")
         .and.to.contain("00000000000001-pgpubsub-notification-table.js (module.exports = require('sequelize-pgpubsub/migrations/notification-table'))");
       expect((await managedObjects(setup)).triggers).to.deep.equal([]);
     });

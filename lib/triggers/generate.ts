@@ -105,23 +105,17 @@ export function generateTriggerMigration(
   return { file, ...result };
 }
 
-/** The library version whose objects the managed triggers call (version 3 moved them into the library's schema). */
-const TRIGGERS_NEED_VERSION = 3;
-
 /**
  * The first statement of a generated migration's up: the triggers it installs call the library's
- * objects of version TRIGGERS_NEED_VERSION (or later ones, which keep them), so it stops with a clear
- * error on a database that lacks them rather than install triggers every write would then fail in.
+ * objects, so it stops with a clear error on a database that lacks them rather than install
+ * triggers every write would then fail in.
  */
 function libraryCheckSql(objects: LibraryObjects): string {
   const steps = stubsAfter(0, objects.schema).replaceAll("'", "''");
   return `DO $check$
 BEGIN
   IF pg_catalog.to_regclass(${quoteLiteral(objects.versionTable)}) IS NULL THEN
-    RAISE EXCEPTION 'pgpubsub trigger migration: the library''s objects (schema ${objects.schema}) are not installed at version ${TRIGGERS_NEED_VERSION} or later. Add the library''s migration stubs ${steps} so that they run before this one';
-  END IF;
-  IF (SELECT pg_catalog.max(version) FROM ${objects.versionTable}) < ${TRIGGERS_NEED_VERSION} THEN
-    RAISE EXCEPTION 'pgpubsub trigger migration: the library''s objects are older than version ${TRIGGERS_NEED_VERSION}. Add the library''s migration stubs ${steps} so that they run before this one';
+    RAISE EXCEPTION 'pgpubsub trigger migration: the library''s objects (schema ${objects.schema}) are not installed. Add the library''s migration stubs ${steps} so that they run before this one';
   END IF;
 END
 $check$`;
