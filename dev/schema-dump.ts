@@ -52,7 +52,7 @@ export async function dumpSchema(client: Client, schema = 'pgpubsub'): Promise<s
          FROM pg_catalog.pg_attribute AS a LEFT JOIN pg_catalog.pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
       (SELECT pg_catalog.string_agg(pg_catalog.format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s;', n.nspname, c.relname, k.conname, pg_catalog.pg_get_constraintdef(k.oid)), E'\\n' ORDER BY k.conname)
-         FROM pg_catalog.pg_constraint AS k WHERE k.conrelid = c.oid) AS constraints,
+         FROM pg_catalog.pg_constraint AS k WHERE k.conrelid = c.oid AND k.contype <> 'n') AS constraints,  -- 'n': NOT NULL, as a constraint since PostgreSQL 18
       (SELECT pg_catalog.string_agg(pg_catalog.pg_get_indexdef(i.indexrelid) || ';', E'\\n' ORDER BY x.relname)
          FROM pg_catalog.pg_index AS i JOIN pg_catalog.pg_class AS x ON x.oid = i.indexrelid
         WHERE i.indrelid = c.oid AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint AS k WHERE k.conindid = i.indexrelid)) AS indexes,

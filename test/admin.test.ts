@@ -7,10 +7,8 @@ import os from 'node:os';
 import { QueryTypes } from 'sequelize';
 import { AdminUsageError, type Listener, NonRetryableError, channel } from '../lib';
 import { eventually } from '../dev/eventually';
-import { openApp } from '../dev/example-app';
-import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
-import { type TestDatabase, testDatabase } from './support/hooks';
+import { exampleAppPerTest } from './support/example-app-per-test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
@@ -18,42 +16,38 @@ const Charge = channel<{ n: number }>('card_charge', { retry: { maxAttempts: 1 }
 
 describe('admin', function () {
   this.timeout(60_000);
-  let db: TestDatabase;
-  let app: App;
   const listeners: Listener[] = [];
   /** Authors named 'bad…' and charges of n < 0 fail for good while `broken` holds. */
   let broken = true;
   const listen = async () => {
-    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet });
+    const listener = await t.app.sequelize.pgpubsub.listen({ logger: quiet });
     listeners.push(listener);
     return listener;
   };
-  const stored = async () => (await app.sequelize.query<{ id: string }>('SELECT id::text AS id FROM pgpubsub.notification ORDER BY id', { type: QueryTypes.SELECT })).map((row) => row.id);
+  const stored = async () => (await t.app.sequelize.query<{ id: string }>('SELECT id::text AS id FROM pgpubsub.notification ORDER BY id', { type: QueryTypes.SELECT })).map((row) => row.id);
 
-  beforeEach(async function () {
-    db = await testDatabase(this.currentTest!.title.slice(0, 20));
-    app = openApp(db.url);
-    broken = true;
-    app.sequelize.pgpubsub.register(Charge);
-    app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction }) => {
-      if (broken && author!.name.startsWith('bad')) throw new NonRetryableError(`no e-mail for ${author!.name}`);
-      await app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
-    });
-    app.sequelize.pgpubsub.on(Charge, ({ payload }) => {
-      if (broken && payload.n < 0) throw new Error(`card declined: ${payload.n}`);
-    });
-  });
-  afterEach(async function () {
-    await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
-    await app.sequelize.close();
-    if (this.currentTest?.state === 'passed') await db.drop();
+  const t = exampleAppPerTest({
+    async setup() {
+      broken = true;
+      t.app.sequelize.pgpubsub.register(Charge);
+      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, { transaction }) => {
+        if (broken && author!.name.startsWith('bad')) throw new NonRetryableError(`no e-mail for ${author!.name}`);
+        await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
+      });
+      t.app.sequelize.pgpubsub.on(Charge, ({ payload }) => {
+        if (broken && payload.n < 0) throw new Error(`card declined: ${payload.n}`);
+      });
+    },
+    async cleanup() {
+      await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
+    },
   });
 
   it('tells per channel what is due, waiting and failed, rows on channels no code defines, and the live listeners', async () => {
-    const { admin } = app.sequelize.pgpubsub;
-    await app.Author.bulkCreate([{ name: 'Ann' }, { name: 'Bo' }]);
-    await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES ('renamed_away', '{}'), ('renamed_away', '{}')`);
-    await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, available_at) VALUES ('card_charge', '{"op":"NOTIFY","payload":{"n":1},"context":{}}', now() + interval '1 hour')`);
+    const { admin } = t.app.sequelize.pgpubsub;
+    await t.app.Author.bulkCreate([{ name: 'Ann' }, { name: 'Bo' }]);
+    await t.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES ('renamed_away', '{}'), ('renamed_away', '{}')`);
+    await t.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, available_at) VALUES ('card_charge', '{"op":"NOTIFY","payload":{"n":1},"context":{}}', now() + interval '1 hour')`);
     const before = await admin.status();
     expect(before.listeners).to.deep.equal([]);
     const byName = new Map(before.channels.map((c) => [c.channel, c]));
@@ -64,7 +58,7 @@ describe('admin', function () {
     expect(byName.get('media_changed')).to.include({ defined: true, due: 0, waiting: 0, failed: 0 });
 
     const listener = await listen();
-    await eventually(async () => (await app.Post.count()) === 2, 'the two posts');
+    await eventually(async () => (await t.app.Post.count()) === 2, 'the two posts');
     const during = await admin.status();
     expect(during.listeners).to.have.length(1);
     const [live] = during.listeners;
@@ -72,7 +66,7 @@ describe('admin', function () {
     expect(live.channels).to.deep.equal(['author_created', 'card_charge']);
     expect(live.holders).to.have.length(1);
     expect(live.since).to.be.instanceOf(Date);
-    const [{ pid }] = await app.sequelize.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgpubsub-listener' AND datname = current_database()", { type: QueryTypes.SELECT });
+    const [{ pid }] = await t.app.sequelize.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgpubsub-listener' AND datname = current_database()", { type: QueryTypes.SELECT });
     expect(live.backendPid).to.equal(pid);
     // What it reports of itself: this process; and, within a report interval (5 s), the lag of what it processed.
     expect(live).to.include({ host: os.hostname(), pid: process.pid });
@@ -88,11 +82,11 @@ describe('admin', function () {
   });
 
   it('lists and shows failed notifications, retries them into a running listener, and purges them', async () => {
-    const { admin } = app.sequelize.pgpubsub;
+    const { admin } = t.app.sequelize.pgpubsub;
     await listen();
-    await app.Author.bulkCreate([{ name: 'good' }, { name: 'bad Bea', userId: 7 }]);
-    await app.sequelize.pgpubsub.notify(Charge, { n: -5 });
-    await app.sequelize.pgpubsub.notify(Charge, { n: 3 });
+    await t.app.Author.bulkCreate([{ name: 'good' }, { name: 'bad Bea', userId: 7 }]);
+    await t.app.sequelize.pgpubsub.notify(Charge, { n: -5 });
+    await t.app.sequelize.pgpubsub.notify(Charge, { n: 3 });
     await eventually(async () => (await admin.failed()).length === 2, 'two failed notifications');
 
     const failed = await admin.failed();
@@ -116,7 +110,7 @@ describe('admin', function () {
     // Fixed: a retry makes it due with fresh attempts and wakes the listener, which processes it.
     broken = false;
     expect(await admin.retry({ ids: [bea.id] })).to.deep.equal([bea.id]);
-    await eventually(async () => (await app.Post.count()) === 2, "Bea's post, after the retry");
+    await eventually(async () => (await t.app.Post.count()) === 2, "Bea's post, after the retry");
     expect(await stored()).to.deep.equal([charge.id]);
 
     expect(await admin.purge({ failedBefore: new Date(Date.now() + 1000) })).to.deep.equal([charge.id]);
@@ -128,16 +122,16 @@ describe('admin', function () {
   });
 
   it('pauses a channel for every listener, through a restart, and drains it on resume', async () => {
-    const { admin } = app.sequelize.pgpubsub;
+    const { admin } = t.app.sequelize.pgpubsub;
     const first = await listen();
     expect(await admin.pause('author_created')).to.equal(true);
     expect(await admin.pause('author_created'), 'paused already').to.equal(false);
-    await app.Author.bulkCreate([{ name: 'A' }, { name: 'B' }, { name: 'C' }]);
-    await app.sequelize.pgpubsub.notify(Charge, { n: 1 });
+    await t.app.Author.bulkCreate([{ name: 'A' }, { name: 'B' }, { name: 'C' }]);
+    await t.app.sequelize.pgpubsub.notify(Charge, { n: 1 });
     // The other channel goes on.
     await eventually(async () => (await admin.status()).channels.find((c) => c.channel === 'card_charge')!.due === 0, 'the charge processed');
     await sleep(1500);
-    expect(await app.Post.count(), 'nothing claimed while paused').to.equal(0);
+    expect(await t.app.Post.count(), 'nothing claimed while paused').to.equal(0);
     expect((await admin.status()).channels.find((c) => c.channel === 'author_created')).to.include({ paused: true, due: 3, listeners: 1 });
 
     // A listener started later reads the pause from the database.
@@ -145,10 +139,10 @@ describe('admin', function () {
     listeners.splice(0);
     await listen();
     await sleep(1500);
-    expect(await app.Post.count(), 'nothing claimed after a restart either').to.equal(0);
+    expect(await t.app.Post.count(), 'nothing claimed after a restart either').to.equal(0);
 
     expect(await admin.resume('author_created')).to.equal(true);
-    await eventually(async () => (await app.Post.count()) === 3, 'the three posts after the resume', 5_000);
+    await eventually(async () => (await t.app.Post.count()) === 3, 'the three posts after the resume', 5_000);
     expect(await admin.resume('author_created'), 'not paused').to.equal(false);
     expect((await admin.status()).channels.find((c) => c.channel === 'author_created')).to.include({ paused: false, due: 0 });
     const refused = await admin.pause('').then(() => null, (e: Error) => e);
@@ -156,18 +150,18 @@ describe('admin', function () {
   });
 
   it('purges failures older than failedRetentionMs when a listener starts, keeping the recent ones', async () => {
-    await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, attempts, last_error, failed_at)
+    await t.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, attempts, last_error, failed_at)
       SELECT 'card_charge', '{"op":"NOTIFY","payload":{"n":-1},"context":{}}', 1, 'Error: old', now() - interval '2 days' FROM generate_series(1, 2500)`);
-    await app.sequelize.pgpubsub.notify(Charge, { n: -2 });
+    await t.app.sequelize.pgpubsub.notify(Charge, { n: -2 });
     const lines: Array<Record<string, unknown>> = [];
     const logger = { ...quiet, info: (_: string, fields?: Record<string, unknown>) => { if (fields) lines.push(fields); } };
-    listeners.push(await app.sequelize.pgpubsub.listen({ logger, failedRetentionMs: 86_400_000 }));
-    await eventually(async () => (await app.sequelize.pgpubsub.admin.failed({ limit: 5000 })).length === 1, 'only the recent failure left');
-    const [left] = await app.sequelize.pgpubsub.admin.failed();
+    listeners.push(await t.app.sequelize.pgpubsub.listen({ logger, failedRetentionMs: 86_400_000 }));
+    await eventually(async () => (await t.app.sequelize.pgpubsub.admin.failed({ limit: 5000 })).length === 1, 'only the recent failure left');
+    const [left] = await t.app.sequelize.pgpubsub.admin.failed();
     expect(left.lastError).to.contain('card declined: -2');
     await eventually(() => lines.some((fields) => fields.event === 'failed-purged'), 'the purge logged');
     expect(lines.find((fields) => fields.event === 'failed-purged')).to.include({ count: 2500 });
-    const refused = await app.sequelize.pgpubsub.listen({ logger: quiet, failedRetentionMs: -1 }).then(() => null, (e: Error) => e);
+    const refused = await t.app.sequelize.pgpubsub.listen({ logger: quiet, failedRetentionMs: -1 }).then(() => null, (e: Error) => e);
     expect(refused?.message).to.contain('failedRetentionMs must be a positive integer');
   });
 });

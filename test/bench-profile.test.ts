@@ -38,7 +38,7 @@ describe('bench:profile', function () {
     expect(result.stdout).to.match(/^sequelize-pgpubsub, 1 process\(es\), 1000 messages: \d+ msg\/s/m);
     expect(result.stdout).to.match(/^ +[\d.]+% +\d+ ms {2}library$/m);
     // The workers run dist/, the build users run, not lib/ through tsx.
-    expect(result.stdout).to.match(/ dist\/[\w-]+\.js:\d+$/m).and.not.to.match(/ lib\/[\w-]+\.ts:\d+$/m);
+    expect(result.stdout).to.match(/ dist\/[\w/-]+\.js:\d+$/m).and.not.to.match(/ lib\/[\w/-]+\.ts:\d+$/m);
     expect(result.stdout).to.match(/pgpubsub-listener: idle/);
   });
 });

@@ -121,7 +121,7 @@ describe('pgpubsub status and failed', function () {
     for (const args of [['status'], ['failed', 'ls']]) {
       const result = await pgpubsubCli([...args, '--app', EXAMPLE_APP], { url: db.url });
       expect(result.code, shown(result)).to.equal(2);
-      expect(result.stderr).to.contain('00000000000001-pgpubsub-notification-table.js');
+      expect(result.stderr).to.contain('00000000000001-pgpubsub-baseline.js');
     }
   });
 

@@ -290,7 +290,7 @@ module.exports = { sequelize };
       const check = await pgpubsub(['triggers', 'check', '--app', 'app.js'], { url, cwd: dir });
       expect(check.code, shown(check)).to.equal(2);
       expect(check.stderr).to.contain("triggers check: the library's objects (schema pgpubsub) are not installed in this database")
-        .and.to.contain("00000000000003-pgpubsub-schema.js (module.exports = require('sequelize-pgpubsub/migrations/schema'))");
+        .and.to.contain("00000000000001-pgpubsub-baseline.js (module.exports = require('sequelize-pgpubsub/migrations/baseline'))");
       const unreachable = new URL(url);
       unreachable.port = '1';
       const cannot = await pgpubsub(['triggers', 'check', '--app', 'app.js'], { url: unreachable.toString(), cwd: dir });
@@ -420,25 +420,29 @@ module.exports = { sequelize };
 
     it('writes the stubs of the library migrations the folder lacks, before the trigger migration, and none twice', async () => {
       const { url } = await fresh(emptyDatabase, 'cli stubs');
-      const dir = tmpDir();
-      // Migration 1 under a name of the app's own: it is found by the module it requires.
-      fs.writeFileSync(path.join(dir, '20250101000000-library.js'), "module.exports = require('sequelize-pgpubsub/migrations/notification-table');\n");
       // A generated trigger migration names every stub's module in its check's message: that is no stub.
       const committed = fs.readdirSync(path.join(ROOT, 'migrations')).filter((f) => f.endsWith('-pgpubsub-triggers.js')).sort().at(-1)!;
+      const dir = tmpDir();
       fs.copyFileSync(path.join(ROOT, 'migrations', committed), path.join(dir, committed));
       const written = await pgpubsub(['migration:generate', '--migrations-path', dir], { url });
       expect(written.code, shown(written)).to.equal(0);
-      const files = fs.readdirSync(dir).sort();
-      expect(files.slice(0, 7)).to.deep.equal(['00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '00000000000004-pgpubsub-operations.js', '00000000000005-pgpubsub-listeners.js', '00000000000006-pgpubsub-ordering.js', '00000000000007-pgpubsub-wake.js', '20250101000000-library.js']);
-      expect(files).to.have.length(8);
-      expect(files.slice(7)).to.satisfy((names: string[]) => names.every((name) => name.endsWith('-pgpubsub-triggers.js')));
-      expect(written.stdout.split('\n').slice(0, 6)).to.deep.equal(files.slice(0, 6).map((file) => `Wrote ${path.relative(ROOT, path.join(dir, file))} (library migration stub).`));
-      expect(fs.readFileSync(path.join(dir, files[1]), 'utf8')).to.contain("module.exports = require('sequelize-pgpubsub/migrations/schema');");
+      expect(fs.readdirSync(dir).sort()).to.deep.equal(['00000000000001-pgpubsub-baseline.js', committed]);
+      expect(written.stdout.split('\n')[0]).to.equal(`Wrote ${path.relative(ROOT, path.join(dir, '00000000000001-pgpubsub-baseline.js'))} (library migration stub).`);
+      expect(fs.readFileSync(path.join(dir, '00000000000001-pgpubsub-baseline.js'), 'utf8')).to.contain("module.exports = require('sequelize-pgpubsub/migrations/baseline');");
 
       const again = await pgpubsub(['migration:generate', '--migrations-path', dir], { url });
       expect(again.code, shown(again)).to.equal(0);
       expect(again.stdout).not.to.contain('library migration stub');
-      expect(fs.readdirSync(dir)).to.have.length(8);
+      expect(fs.readdirSync(dir)).to.have.length(2);
+
+      // The baseline under a name of the app's own: it is found by the module it requires.
+      const own = tmpDir();
+      fs.writeFileSync(path.join(own, '20250101000000-library.js'), "module.exports = require('sequelize-pgpubsub/migrations/baseline');\n");
+      fs.copyFileSync(path.join(ROOT, 'migrations', committed), path.join(own, committed));
+      const none = await pgpubsub(['migration:generate', '--migrations-path', own], { url });
+      expect(none.code, shown(none)).to.equal(0);
+      expect(none.stdout).not.to.contain('library migration stub');
+      expect(fs.readdirSync(own).sort()).to.deep.equal(['20250101000000-library.js', committed]);
     });
   });
 });

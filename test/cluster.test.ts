@@ -5,12 +5,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import type { App } from '../models/app';
 import { eventually } from '../dev/eventually';
 import { migrateApp, openApp } from '../dev/example-app';
 import { createEmptyDatabase, startEmbedded } from '../dev/postgres';
 import { type ListenProcess, ROOT, pgpubsubCli, startListen } from '../dev/processes';
-import { type TestDatabase, testDatabase } from './support/hooks';
+import { exampleAppPerTest } from './support/example-app-per-test';
 
 const execFileAsync = promisify(execFile);
 
@@ -32,28 +31,24 @@ async function tally(sequelize: Sequelize) {
 
 describe('pgpubsub listen', function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let app: App;
   const running: ListenProcess[] = [];
   const listen = (args: string[], env?: Record<string, string>) => {
-    const started = startListen(db.url, args, env);
+    const started = startListen(t.db.url, args, env);
     running.push(started);
     return started;
   };
 
-  beforeEach(async function () {
-    db = await testDatabase(this.currentTest!.title.slice(0, 20));
-    app = openApp(db.url);
-    // The exactly-once proof: a second post for an author would violate this and fail its callback.
-    await app.sequelize.query('CREATE UNIQUE INDEX posts_one_per_author ON posts (author_id)');
-  });
-  afterEach(async function () {
-    for (const process of running.splice(0)) {
-      process.kill('SIGKILL');
-      await process.exited;
-    }
-    await app.sequelize.close();
-    if (this.currentTest?.state === 'passed') await db.drop();
+  const t = exampleAppPerTest({
+    async setup() {
+      // The exactly-once proof: a second post for an author would violate this and fail its callback.
+      await t.app.sequelize.query('CREATE UNIQUE INDEX posts_one_per_author ON posts (author_id)');
+    },
+    async cleanup() {
+      for (const process of running.splice(0)) {
+        process.kill('SIGKILL');
+        await process.exited;
+      }
+    },
   });
 
   describe('arguments', () => {
@@ -77,7 +72,7 @@ describe('pgpubsub listen', function () {
       [['--bogus'], "unknown option '--bogus'"],
     ] as const) {
       it(`exits 2 naming the argument for ${args.join(' ')}`, async () => {
-        const { code, stderr } = await cli(['listen', ...args], { DATABASE_URL: db.url });
+        const { code, stderr } = await cli(['listen', ...args], { DATABASE_URL: t.db.url });
         expect(code, stderr).to.equal(2);
         expect(stderr).to.contain(named);
       });
@@ -87,8 +82,8 @@ describe('pgpubsub listen', function () {
   it('runs one listener with --worker and exits 0 on SIGTERM', async () => {
     const listener = listen(['--worker']);
     await eventually(() => listener.all('listening').length > 0, 'the worker to listen', 30_000);
-    await app.Author.bulkCreate(Array.from({ length: 50 }, (_, i) => ({ name: `w${i}` })));
-    await eventually(async () => (await tally(app.sequelize)).posts === 50, 'fifty posts', 30_000);
+    await t.app.Author.bulkCreate(Array.from({ length: 50 }, (_, i) => ({ name: `w${i}` })));
+    await eventually(async () => (await tally(t.app.sequelize)).posts === 50, 'fifty posts', 30_000);
     listener.kill('SIGTERM');
     expect((await listener.exited).code).to.equal(0);
     expect(listener.all('stopped').length > 0).to.equal(true);
@@ -97,9 +92,9 @@ describe('pgpubsub listen', function () {
   it('shares a bulk insert over several processes, each notification processed exactly once, and stops cleanly', async () => {
     const listener = listen(['--processes', '3', '--batch-size', '10', ...slowApp(3).args], slowApp(3).env);
     await eventually(() => listener.listeningWorkers().length === 3, 'three workers to listen', 60_000);
-    await app.Author.bulkCreate(Array.from({ length: 600 }, (_, i) => ({ name: `a${i}` })));
-    await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 60_000);
-    expect(await tally(app.sequelize)).to.deep.equal({ authors: 600, posts: 600, distinct: 600, stored: 0 });
+    await t.app.Author.bulkCreate(Array.from({ length: 600 }, (_, i) => ({ name: `a${i}` })));
+    await eventually(async () => (await tally(t.app.sequelize)).stored === 0, 'the backlog to drain', 60_000);
+    expect(await tally(t.app.sequelize)).to.deep.equal({ authors: 600, posts: 600, distinct: 600, stored: 0 });
     // A batch's line is written just after its commit, so the last one may trail the empty table.
     const total = () => [...listener.processedBy('pid').values()].reduce((a, b) => a + b, 0);
     await eventually(() => total() >= 600, () => `600 processed in the batch events, got ${total()}`, 5000);
@@ -119,14 +114,14 @@ describe('pgpubsub listen', function () {
   it('replaces a worker killed with kill -9 in the middle of a batch, and every notification is processed exactly once', async () => {
     const listener = listen(['--processes', '4', '--batch-size', '50', ...slowApp(2).args], slowApp(2).env);
     await eventually(() => listener.listeningWorkers().length === 4, 'four workers to listen', 60_000);
-    await app.Author.bulkCreate(Array.from({ length: 5000 }, (_, i) => ({ name: `k${i}` })));
+    await t.app.Author.bulkCreate(Array.from({ length: 5000 }, (_, i) => ({ name: `k${i}` })));
     await eventually(() => listener.all('batch').length >= 4, 'the drain to be under way', 30_000);
     const victim = listener.listeningWorkers()[0];
     process.kill(victim, 'SIGKILL');
     await eventually(() => listener.all('worker-died').some((e) => e.signal === 'SIGKILL'), 'the death to be logged', 10_000);
     await eventually(() => listener.listeningWorkers().length === 5, 'a replacement worker to listen', 60_000);
-    await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 90_000);
-    expect(await tally(app.sequelize)).to.deep.equal({ authors: 5000, posts: 5000, distinct: 5000, stored: 0 });
+    await eventually(async () => (await tally(t.app.sequelize)).stored === 0, 'the backlog to drain', 90_000);
+    expect(await tally(t.app.sequelize)).to.deep.equal({ authors: 5000, posts: 5000, distinct: 5000, stored: 0 });
     listener.kill('SIGTERM');
     expect((await listener.exited).code).to.equal(0);
   });
@@ -134,16 +129,16 @@ describe('pgpubsub listen', function () {
   it('survives pg_terminate_backend on every listener connection mid-drain', async () => {
     const listener = listen(['--processes', '2', '--batch-size', '20', ...slowApp(2).args], slowApp(2).env);
     await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
-    await app.Author.bulkCreate(Array.from({ length: 2000 }, (_, i) => ({ name: `t${i}` })));
+    await t.app.Author.bulkCreate(Array.from({ length: 2000 }, (_, i) => ({ name: `t${i}` })));
     await eventually(() => listener.all('batch').length >= 3, 'the drain to be under way', 30_000);
-    const [{ killed }] = await app.sequelize.query<{ killed: number }>(
+    const [{ killed }] = await t.app.sequelize.query<{ killed: number }>(
       `SELECT count(pg_terminate_backend(pid))::int AS killed FROM pg_stat_activity
         WHERE datname = current_database() AND pid <> pg_backend_pid()`,
       { type: QueryTypes.SELECT },
     );
     expect(killed).to.be.greaterThan(2);
-    await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the backlog to drain', 90_000);
-    expect(await tally(app.sequelize)).to.deep.equal({ authors: 2000, posts: 2000, distinct: 2000, stored: 0 });
+    await eventually(async () => (await tally(t.app.sequelize)).stored === 0, 'the backlog to drain', 90_000);
+    expect(await tally(t.app.sequelize)).to.deep.equal({ authors: 2000, posts: 2000, distinct: 2000, stored: 0 });
     listener.kill('SIGTERM');
     expect((await listener.exited).code).to.equal(0);
   });
@@ -177,23 +172,23 @@ describe('pgpubsub listen', function () {
   it('lets workers finish their batch on SIGTERM mid-drain, exits 0, and a new listener finishes the rest', async () => {
     const first = listen(['--processes', '2', '--batch-size', '10', ...slowApp(20).args], slowApp(20).env);
     await eventually(() => first.listeningWorkers().length === 2, 'two workers to listen', 60_000);
-    await app.Author.bulkCreate(Array.from({ length: 400 }, (_, i) => ({ name: `s${i}` })));
+    await t.app.Author.bulkCreate(Array.from({ length: 400 }, (_, i) => ({ name: `s${i}` })));
     await eventually(() => first.all('batch').length >= 2, 'the drain to be under way', 30_000);
     first.kill('SIGTERM');
     expect((await first.exited).code).to.equal(0);
-    const halfway = await tally(app.sequelize);
+    const halfway = await tally(t.app.sequelize);
     expect(halfway.stored).to.be.greaterThan(0);
     expect(halfway.posts + halfway.stored).to.equal(400);
     const second = listen(['--worker']);
-    await eventually(async () => (await tally(app.sequelize)).stored === 0, 'the rest to drain', 60_000);
-    expect(await tally(app.sequelize)).to.deep.equal({ authors: 400, posts: 400, distinct: 400, stored: 0 });
+    await eventually(async () => (await tally(t.app.sequelize)).stored === 0, 'the rest to drain', 60_000);
+    expect(await tally(t.app.sequelize)).to.deep.equal({ authors: 400, posts: 400, distinct: 400, stored: 0 });
     second.kill('SIGTERM');
     expect((await second.exited).code).to.equal(0);
   });
 
   it('gives up on a crash loop and exits 1 saying why', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-crashing-'));
-    const appFile = path.join(dir, 'crashing-app.js');
+    const appFile = path.join(dir, 'crashing-t.app.js');
     fs.writeFileSync(appFile, `
       const cluster = require('node:cluster');
       const { Sequelize, DataTypes } = require(${JSON.stringify(require.resolve('sequelize'))});
@@ -204,7 +199,7 @@ describe('pgpubsub listen', function () {
       if (cluster.isWorker) setTimeout(() => process.exit(3), 50);
       module.exports = { sequelize };
     `);
-    const listener = startListen(db.url, ['--processes', '2', '--app', appFile]);
+    const listener = startListen(t.db.url, ['--processes', '2', '--app', appFile]);
     running.push(listener);
     const { code } = await listener.exited;
     const shown = listener.describe();
@@ -226,7 +221,7 @@ describe('pgpubsub listen', function () {
   });
 
   it('runs the demo from the README (small), verifying every author got exactly one post', async () => {
-    const base = new URL(db.url);
+    const base = new URL(t.db.url);
     base.pathname = '/postgres';
     const { stdout } = await execFileAsync('npm', ['run', 'demo', '--', '--authors', '200', '--processes', '2', '--slow-ms', '1'], {
       cwd: ROOT, env: { ...process.env, DATABASE_URL: base.toString() },

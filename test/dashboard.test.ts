@@ -14,12 +14,10 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { NonRetryableError, type Listener } from '../lib';
-import type { App } from '../models/app';
 import { debianPackageProblem } from '../dev/debian';
 import { eventually } from '../dev/eventually';
-import { openApp } from '../dev/example-app';
 import { BIN, ROOT, pgpubsubCli, shown, spawnProcess } from '../dev/processes';
-import { type TestDatabase, testDatabase } from './support/hooks';
+import { exampleAppPerTest } from './support/example-app-per-test';
 
 const EXAMPLE_APP = path.join(ROOT, 'test', 'fixtures', 'example-app.ts');
 const CHROMIUM = '/usr/bin/chromium';
@@ -32,8 +30,6 @@ const csrfOf = (html: string) => /name="csrf" value="([0-9a-f]+)"/.exec(html)?.[
 
 describe('dashboard', function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let app: App;
 
   let problem: string | null = null;
 
@@ -44,21 +40,14 @@ describe('dashboard', function () {
     problem = debianPackageProblem(CHROMIUM, 'chromium');
   });
 
-  beforeEach(async function () {
-    db = await testDatabase(this.currentTest!.title.slice(0, 20));
-    app = openApp(db.url);
-  });
-  afterEach(async function () {
-    await app.sequelize.close();
-    if (this.currentTest?.state === 'passed') await db.drop();
-  });
+  const t = exampleAppPerTest();
 
   it('pgpubsub dashboard: asks for its token, refuses forms without its CSRF token, pauses, and exits 0 on SIGTERM', async () => {
-    const refused = await pgpubsubCli(['dashboard', '--token', 'short', '--app', EXAMPLE_APP], { url: db.url });
+    const refused = await pgpubsubCli(['dashboard', '--token', 'short', '--app', EXAMPLE_APP], { url: t.db.url });
     expect(refused.code, shown(refused)).to.equal(2);
     expect(refused.stderr).to.contain('--token must be at least 8 characters');
 
-    const server = spawnProcess(BIN, ['dashboard', '--port', '0', '--token', TOKEN, '--app', EXAMPLE_APP], { DATABASE_URL: db.url });
+    const server = spawnProcess(BIN, ['dashboard', '--port', '0', '--token', TOKEN, '--app', EXAMPLE_APP], { DATABASE_URL: t.db.url });
     try {
       await eventually(() => server.output.some((line) => line.startsWith('Dashboard on ')), () => `the address: ${server.describe()}`, 30_000);
       const address = /^Dashboard on (http:\/\/127\.0\.0\.1:\d+\/)\?token=a-dashboard-token /.exec(server.output.find((line) => line.startsWith('Dashboard on '))!)?.[1];
@@ -84,11 +73,11 @@ describe('dashboard', function () {
       });
       expect((await post('channel=author_created')).status).to.equal(403);
       expect((await post(`channel=author_created&csrf=${csrfOf(html)}`, { origin: 'http://evil.example' })).status).to.equal(403);
-      expect((await app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'author_created')!.paused).to.equal(false);
+      expect((await t.app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'author_created')!.paused).to.equal(false);
       const paused = await post(`channel=author_created&csrf=${csrfOf(html)}`);
       expect(paused.status).to.equal(303);
       expect(decodeURIComponent(paused.headers.get('location')!)).to.equal('/?flash=Paused author_created.');
-      expect((await app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'author_created')!.paused).to.equal(true);
+      expect((await t.app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'author_created')!.paused).to.equal(true);
     } finally {
       server.kill('SIGTERM');
     }
@@ -102,13 +91,13 @@ describe('dashboard', function () {
     }
     let broken = false;
     const seen: string[] = [];
-    app.sequelize.pgpubsub.on(app.Media, 'media_changed', ({ op, new: media }) => {
+    t.app.sequelize.pgpubsub.on(t.app.Media, 'media_changed', ({ op, new: media }) => {
       if (broken) throw new NonRetryableError(`the media store is offline: ${media?.name} not copied`);
       seen.push(`${op} ${media?.name}`);
     });
-    const listener: Listener = await app.sequelize.pgpubsub.listen({ logger: { debug() {}, info() {}, warn() {}, error() {} } });
-    const dashboard = app.sequelize.pgpubsub.dashboard({ sampleEveryMs: 250, refreshSeconds: 0 });
-    // Mounted under /ops as Express's app.use('/ops', dashboard) mounts it: req.url below the mount, req.originalUrl whole.
+    const listener: Listener = await t.app.sequelize.pgpubsub.listen({ logger: { debug() {}, info() {}, warn() {}, error() {} } });
+    const dashboard = t.app.sequelize.pgpubsub.dashboard({ sampleEveryMs: 250, refreshSeconds: 0 });
+    // Mounted under /ops as Express's t.app.use('/ops', dashboard) mounts it: req.url below the mount, req.originalUrl whole.
     const server = http.createServer((request: IncomingMessage & { originalUrl?: string }, response) => {
       if (!request.url!.startsWith('/ops/') && request.url !== '/ops') return void response.writeHead(404).end();
       request.originalUrl = request.url;
@@ -119,13 +108,13 @@ describe('dashboard', function () {
     const { port } = server.address() as AddressInfo;
     let browser: Browser | null = null;
     try {
-      await app.Media.bulkCreate(Array.from({ length: 300 }, (_, i) => ({ key: `m${i}`, name: `photo-${i}.jpg`, contentType: 'image/jpeg' })));
+      await t.app.Media.bulkCreate(Array.from({ length: 300 }, (_, i) => ({ key: `m${i}`, name: `photo-${i}.jpg`, contentType: 'image/jpeg' })));
       await eventually(() => seen.length === 300, 'the 300 inserts processed');
       broken = true;
-      const media = await app.Media.findByPk('m7');
+      const media = await t.app.Media.findByPk('m7');
       await media!.update({ name: 'photo-7-cropped.jpg', size: '20480' });
-      await eventually(async () => (await app.sequelize.pgpubsub.admin.failed()).length === 1, 'the update failed for good');
-      const [failed] = await app.sequelize.pgpubsub.admin.failed();
+      await eventually(async () => (await t.app.sequelize.pgpubsub.admin.failed()).length === 1, 'the update failed for good');
+      const [failed] = await t.app.sequelize.pgpubsub.admin.failed();
 
       browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
       const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
@@ -159,7 +148,7 @@ describe('dashboard', function () {
       await channelRow.locator('button:has-text("Pause")').click();
       expect(await page.locator('.flash').innerText()).to.equal('Paused media_changed.');
       expect(await channelRow.innerText()).to.contain('paused');
-      expect((await app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'media_changed')!.paused).to.equal(true);
+      expect((await t.app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'media_changed')!.paused).to.equal(true);
       await channelRow.locator('button:has-text("Resume")').click();
       expect(await page.locator('.flash').innerText()).to.equal('Resumed media_changed.');
     } finally {

@@ -9,11 +9,9 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
-import type { App } from '../models/app';
 import { eventually } from '../dev/eventually';
-import { openApp } from '../dev/example-app';
 import { BIN, ROOT, spawnProcess } from '../dev/processes';
-import { type TestDatabase, testDatabase } from './support/hooks';
+import { exampleAppPerTest } from './support/example-app-per-test';
 
 const DEPLOY = path.join(ROOT, 'examples', 'deploy');
 const read = (file: string) => fs.readFileSync(path.join(DEPLOY, file), 'utf8');
@@ -34,19 +32,10 @@ const alive = (pid: number) => {
 
 describe('examples/deploy', function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let app: App;
 
-  beforeEach(async function () {
-    db = await testDatabase(this.currentTest!.title.slice(0, 20));
-    app = openApp(db.url);
-  });
-  afterEach(async function () {
-    await app.sequelize.close();
-    if (this.currentTest?.state === 'passed') await db.drop();
-  });
+  const t = exampleAppPerTest();
 
-  const listeners = async () => (await app.sequelize.query<{ n: number }>(
+  const listeners = async () => (await t.app.sequelize.query<{ n: number }>(
     "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgpubsub-listener'", { type: QueryTypes.SELECT },
   ))[0].n;
 
@@ -55,11 +44,11 @@ describe('examples/deploy', function () {
       const [executable, ...args] = command();
       expect(executable).to.match(/node_modules\/\.bin\/pgpubsub$/, 'the package bin, never npx');
       // WorkingDirectory / WORKDIR is the app: here, this checkout (its .sequelizerc, models/).
-      const listener = spawnProcess(BIN, args, { DATABASE_URL: db.url }, ROOT);
+      const listener = spawnProcess(BIN, args, { DATABASE_URL: t.db.url }, ROOT);
       try {
         await eventually(() => listener.all('worker-listening').length === 2, () => `two workers: ${listener.describe()}`, 60_000);
-        await app.Author.bulkCreate(Array.from({ length: 40 }, (_, i) => ({ name: `d${i}` })));
-        await eventually(async () => (await app.Post.count()) === 40, 'the posts');
+        await t.app.Author.bulkCreate(Array.from({ length: 40 }, (_, i) => ({ name: `d${i}` })));
+        await eventually(async () => (await t.app.Post.count()) === 40, 'the posts');
         const workers = listener.all('worker-started').map((e) => Number(e.workerPid));
         expect(workers).to.have.length(2);
         // Only the main PID gets the signal (Docker's PID 1; systemd's KillMode=mixed).

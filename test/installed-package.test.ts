@@ -96,17 +96,14 @@ assert.equal(pgpubsub, mod.default);
 assert.equal(typeof install, 'function');
 assert.equal(typeof channel, 'function');
 assert.equal(typeof PgPubSubError, 'function');
-assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '00000000000004-pgpubsub-operations.js', '00000000000005-pgpubsub-listeners.js', '00000000000006-pgpubsub-ordering.js', '00000000000007-pgpubsub-wake.js']);
-assert.equal(require('sequelize-pgpubsub/migrations/listeners').name, '00000000000005-pgpubsub-listeners.js');
-assert.equal(require('sequelize-pgpubsub/migrations/operations').name, '00000000000004-pgpubsub-operations.js');
-assert.equal(require('sequelize-pgpubsub/migrations/inflight').name, '00000000000002-pgpubsub-inflight.js');
-assert.equal(require('sequelize-pgpubsub/migrations/schema').name, '00000000000003-pgpubsub-schema.js');
-const table = require('sequelize-pgpubsub/migrations/notification-table');
-assert.equal(table.name, '00000000000001-pgpubsub-notification-table.js');
-assert.equal(typeof table.up, 'function');
-assert.equal(typeof table.down, 'function');
+assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-baseline.js']);
+const baseline = require('sequelize-pgpubsub/migrations/baseline');
+assert.equal(baseline.name, '00000000000001-pgpubsub-baseline.js');
+assert.equal(typeof baseline.up, 'function');
+assert.equal(typeof baseline.down, 'function');
+assert.equal(typeof baseline.withOptions({ schema: 'app_pubsub' }).up, 'function');
 assert.equal(require('sequelize-pgpubsub/package.json').name, 'sequelize-pgpubsub');
-for (const internal of ['sequelize-pgpubsub/dist/cli/main.js', 'sequelize-pgpubsub/dist/plugin', 'sequelize-pgpubsub/lib/index', 'sequelize-pgpubsub/migrations/runner']) {
+for (const internal of ['sequelize-pgpubsub/dist/cli/main.js', 'sequelize-pgpubsub/dist/plugin', 'sequelize-pgpubsub/lib/index', 'sequelize-pgpubsub/migrations/runner', 'sequelize-pgpubsub/migrations/notification-table']) {
   assert.throws(() => require(internal), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' }, internal);
 }
 const sequelize = new Sequelize('postgres://nobody@127.0.0.1:1/none', { logging: false }).use(pgpubsub);
@@ -117,7 +114,7 @@ console.log('cjs ok');
   'exports-check.mjs': `import assert from 'node:assert/strict';
 import { Sequelize } from 'sequelize';
 import pgpubsub, { install, PgPubSubError } from 'sequelize-pgpubsub';
-import table from 'sequelize-pgpubsub/migrations/notification-table';
+import table from 'sequelize-pgpubsub/migrations/baseline';
 assert.equal(typeof install, 'function');
 assert.equal(typeof PgPubSubError, 'function');
 assert.equal(typeof pgpubsub.install, 'function');
@@ -170,7 +167,7 @@ const error: Error = new PgPubSubError('PGPUBSUB_INVALID_CHANNEL', 'message');
 export const used = [fromUse, fromInstall, error, channel, migrations.map((m) => m.name)];
 `,
   // …and of the migrations subpath, which only exports-aware resolution (node16, nodenext, bundler) finds.
-  'check-subpath.ts': `import { up, down, name } from 'sequelize-pgpubsub/migrations/notification-table';
+  'check-subpath.ts': `import { up, down, name } from 'sequelize-pgpubsub/migrations/baseline';
 
 const step: (...args: unknown[]) => Promise<void> = up;
 export const used = [step, down, name.toUpperCase()];
@@ -218,8 +215,9 @@ describe('installed package (dist/, exports map, bin)', function () {
     for (const file of fs.readdirSync(path.join(installed, 'dist'), { recursive: true }) as string[]) {
       if (!file.endsWith('.js')) continue;
       for (const [, , name] of fs.readFileSync(path.join(installed, 'dist', file), 'utf8').matchAll(/require\((["'])([^"'.][^"']*)\1\)/g)) {
-        // Builtins, and module names in messages' example code (`require('…')`), are not dependencies.
-        if (name.startsWith('node:') || !/^(@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*(\/.*)?$/.test(name)) continue;
+        // Builtins, module names in messages' example code (`require('…')`), and the package's own
+        // subpaths in its doc comments are not dependencies.
+        if (name.startsWith('node:') || name.startsWith(`${NAME}/`) || !/^(@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*(\/.*)?$/.test(name)) continue;
         required.add(name.startsWith('@') ? name.split('/').slice(0, 2).join('/') : name.split('/')[0]);
       }
     }
@@ -262,7 +260,7 @@ describe('installed package (dist/, exports map, bin)', function () {
   it('installs only the published files, and needs no dev dependency to load', () => {
     expect(fs.readdirSync(installed).sort()).to.deep.equal(['CHANGELOG.md', 'LICENSE', 'bin', 'dist', 'package.json']);
     expect(fs.existsSync(path.join(installed, 'lib'))).to.equal(false);
-    for (const file of ['index.js', 'index.d.ts', 'plugin.d.ts', 'cli.js', 'migrations/notification-table.js', 'migrations/notification-table.d.ts']) {
+    for (const file of ['index.js', 'index.d.ts', 'plugin.d.ts', 'cli/main.js', 'db/migrations/baseline.js', 'db/migrations/baseline.d.ts', 'db/migrations/001_baseline.up.sql', 'db/migrations/001_baseline.down.sql']) {
       expect(fs.existsSync(path.join(installed, 'dist', file)), `dist/${file}`).to.equal(true);
     }
     const linked = fs.readdirSync(path.join(app, 'node_modules'));
@@ -309,7 +307,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const packed = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts=false'], { cwd: ROOT, timeout: 120_000 });
     expect(packed.code, shown(packed)).to.equal(0);
     const files = (JSON.parse(packed.stdout) as Array<{ files: Array<{ path: string }> }>)[0].files.map((file) => file.path);
-    expect(files).to.include.members(['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'bin/pgpubsub.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/db/migrations/listeners.js']);
+    expect(files).to.include.members(['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'bin/pgpubsub.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/db/migrations/baseline.js', 'dist/db/migrations/001_baseline.up.sql', 'dist/db/migrations/001_baseline.down.sql']);
     expect(files.filter((file) => /^(lib|test|bench|dev|examples)\//.test(file))).to.deep.equal([]);
   });
 
@@ -341,7 +339,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const second = await sequelizeCli(['db:migrate']);
     expect(second.code, shown(second)).to.equal(0);
     expect((await sql<{ name: string }>(url, 'SELECT name FROM "SequelizeMeta" ORDER BY name')).map((row) => row.name)).to.deep.equal([
-      '00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '00000000000003-pgpubsub-schema.js', '00000000000004-pgpubsub-operations.js', '00000000000005-pgpubsub-listeners.js', '00000000000006-pgpubsub-ordering.js', '00000000000007-pgpubsub-wake.js', '20260101000000-create-authors.js', generated[0]]);
+      '00000000000001-pgpubsub-baseline.js', '20260101000000-create-authors.js', generated[0]]);
 
     const check = await pgpubsub(['triggers', 'check']);
     expect(check.code, shown(check)).to.equal(0);
@@ -384,12 +382,9 @@ describe('installed package (dist/, exports map, bin)', function () {
   it('upgrades as the README says: migration:generate writes the stub of a library migration the folder lacks, db:migrate applies it', async () => {
     const { url } = await fresh('installed upgrade');
     const env = { DATABASE_URL: url };
-    // An app installed before library migration 3: its folder (inside the app, which resolves the
-    // package) has the stubs of 1 and 2 only.
+    // An app whose folder (inside the app, which resolves the package) lacks the library's stub.
     const migrationsDir = fs.mkdtempSync(path.join(app, 'migrations-upgrade-'));
-    for (const file of ['00000000000001-pgpubsub-notification-table.js', '00000000000002-pgpubsub-inflight.js', '20260101000000-create-authors.js']) {
-      fs.copyFileSync(path.join(app, 'migrations', file), path.join(migrationsDir, file));
-    }
+    fs.copyFileSync(path.join(app, 'migrations', '20260101000000-create-authors.js'), path.join(migrationsDir, '20260101000000-create-authors.js'));
     const where = ['--migrations-path', migrationsDir];
     const sequelizeCli = (args: string[]) => run(SEQUELIZE_CLI, [...args, ...where], { cwd: app, env });
     const pgpubsub = (args: string[]) => run(path.join(app, 'node_modules', '.bin', 'pgpubsub'), args, { cwd: app, env });
@@ -398,18 +393,16 @@ describe('installed package (dist/, exports map, bin)', function () {
       expect(old.code, shown(old)).to.equal(0);
       const refused = await pgpubsub(['triggers', 'check']);
       expect(refused.code, shown(refused)).to.equal(2);
-      expect(refused.stderr).to.contain('00000000000003-pgpubsub-schema.js').and.to.contain('migration:generate writes them');
+      expect(refused.stderr).to.contain('00000000000001-pgpubsub-baseline.js').and.to.contain('migration:generate writes them');
 
       const generate = await pgpubsub(['migration:generate', ...where]);
       expect(generate.code, shown(generate)).to.equal(0);
-      expect(generate.stdout).to.contain('00000000000003-pgpubsub-schema.js (library migration stub)').and.to.contain('00000000000004-pgpubsub-operations.js (library migration stub)')
-        .and.to.contain('00000000000005-pgpubsub-listeners.js (library migration stub)')
-        .and.to.contain('00000000000006-pgpubsub-ordering.js (library migration stub)');
+      expect(generate.stdout).to.contain('00000000000001-pgpubsub-baseline.js (library migration stub)');
       const migrate = await sequelizeCli(['db:migrate']);
       expect(migrate.code, shown(migrate)).to.equal(0);
       const check = await pgpubsub(['triggers', 'check']);
       expect(check.code, shown(check)).to.equal(0);
-      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 7 }]);
+      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 1 }]);
     } finally {
       fs.rmSync(migrationsDir, { recursive: true, force: true });
     }

@@ -3,11 +3,9 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import winston from 'winston';
 import { eventually } from '../dev/eventually';
-import { openApp } from '../dev/example-app';
 import { type Logger, consoleLogger } from '../lib';
-import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
-import { type TestDatabase, testDatabase } from './support/hooks';
+import { exampleAppPerTest } from './support/example-app-per-test';
 
 describe('consoleLogger', () => {
   const capture = (format: 'pretty' | 'json') => {
@@ -37,24 +35,18 @@ describe('consoleLogger', () => {
 
 describe('loggers passed to listen() as they are', function () {
   this.timeout(30_000);
-  let db: TestDatabase;
-  let app: App;
 
-  beforeEach(async function () {
-    db = await testDatabase(this.currentTest!.title.slice(0, 20));
-    app = openApp(db.url);
-    registerCallbacks(app);
-  });
-  afterEach(async function () {
-    await app.sequelize.close();
-    if (this.currentTest?.state === 'passed') await db.drop();
+  const t = exampleAppPerTest({
+    async setup() {
+      registerCallbacks(t.app);
+    },
   });
 
   /** Runs a listener with `logger` over one author; returns the JSON lines it wrote. */
   const linesOf = async (logger: Logger, lines: string[]) => {
-    const listener = await app.sequelize.pgpubsub.listen({ logger });
-    await app.Author.create({ name: 'logged' });
-    await eventually(async () => (await app.Post.count()) === 1, 'the post');
+    const listener = await t.app.sequelize.pgpubsub.listen({ logger });
+    await t.app.Author.create({ name: 'logged' });
+    await eventually(async () => (await t.app.Post.count()) === 1, 'the post');
     await listener.stop();
     return lines.map((line) => JSON.parse(line) as Record<string, unknown>);
   };
@@ -81,7 +73,7 @@ describe('loggers passed to listen() as they are', function () {
   });
 
   it('refuses a logger that lacks a method, naming it', async () => {
-    const refused = await app.sequelize.pgpubsub.listen({ logger: { info() {}, warn() {} } as never }).then(() => null, (error: Error) => error);
+    const refused = await t.app.sequelize.pgpubsub.listen({ logger: { info() {}, warn() {} } as never }).then(() => null, (error: Error) => error);
     expect(refused?.message).to.match(/listen\(\{ logger \}\): a logger needs .* this one lacks debug, error/);
   });
 });

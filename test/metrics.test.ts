@@ -7,11 +7,9 @@ import { expect } from 'chai';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
-import type { App } from '../models/app';
 import { eventually } from '../dev/eventually';
-import { openApp } from '../dev/example-app';
 import { type ListenProcess, startListen } from '../dev/processes';
-import { type TestDatabase, testDatabase } from './support/hooks';
+import { exampleAppPerTest } from './support/example-app-per-test';
 
 async function get(port: number, path: string): Promise<{ status: number; body: string; type: string }> {
   const response = await fetch(`http://127.0.0.1:${port}${path}`);
@@ -34,26 +32,20 @@ const portOf = async (listener: ListenProcess) => Number((await listener.event('
 
 describe('metrics and probes', function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let app: App;
   const running: ListenProcess[] = [];
-  const listen = (args: string[], url = db.url) => {
+  const listen = (args: string[], url = t.db.url) => {
     const started = startListen(url, args);
     running.push(started);
     return started;
   };
 
-  beforeEach(async function () {
-    db = await testDatabase(this.currentTest!.title.slice(0, 20));
-    app = openApp(db.url);
-  });
-  afterEach(async function () {
-    for (const process of running.splice(0)) {
-      process.kill('SIGKILL');
-      await process.exited;
-    }
-    await app.sequelize.close();
-    if (this.currentTest?.state === 'passed') await db.drop();
+  const t = exampleAppPerTest({
+    async cleanup() {
+      for (const process of running.splice(0)) {
+        process.kill('SIGKILL');
+        await process.exited;
+      }
+    },
   });
 
   it('serves the workers\' figures summed, the database\'s gauges and the probes from the cluster primary', async () => {
@@ -63,7 +55,7 @@ describe('metrics and probes', function () {
     await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
     await eventually(async () => (await get(port, '/readyz')).status === 200, '/readyz to say ready');
 
-    await app.Author.bulkCreate(Array.from({ length: 120 }, (_, i) => ({ name: `m${i}` })));
+    await t.app.Author.bulkCreate(Array.from({ length: 120 }, (_, i) => ({ name: `m${i}` })));
     await eventually(async () => sample((await get(port, '/metrics')).body, 'pgpubsub_processed_total', { channel: 'author_created' }) === 120, 'the 120 to count');
     const { body, type, status } = await get(port, '/metrics');
     expect(status).to.equal(200);
@@ -108,7 +100,7 @@ describe('metrics and probes', function () {
     const port = await portOf(listener);
     await listener.event('listening');
     await eventually(async () => (await get(port, '/readyz')).status === 200, '/readyz to say ready');
-    await app.Author.create({ name: 'one' });
+    await t.app.Author.create({ name: 'one' });
     await eventually(async () => sample((await get(port, '/metrics')).body, 'pgpubsub_processed_total', { channel: 'author_created' }) === 1, 'the one to count');
     expect(sample((await get(port, '/metrics')).body, 'pgpubsub_listeners_up')).to.equal(1);
     listener.kill('SIGTERM');
@@ -116,24 +108,24 @@ describe('metrics and probes', function () {
   });
 
   it('gives apps that listen themselves the same figures, in a registry of their own or one they pass', async () => {
-    app.sequelize.pgpubsub.on(app.Author, 'author_created', () => undefined);
+    t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', () => undefined);
     const registry = new Registry();
-    const metrics = app.sequelize.pgpubsub.metrics({ registry });
+    const metrics = t.app.sequelize.pgpubsub.metrics({ registry });
     expect((await metrics.ready()).ready).to.equal(false);
-    const listener = await app.sequelize.pgpubsub.listen();
+    const listener = await t.app.sequelize.pgpubsub.listen();
     const stop = metrics.observe(listener);
     const server = http.createServer(metrics.handler()).listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     const { port } = server.address() as AddressInfo;
     try {
       expect((await get(port, '/readyz')).status).to.equal(200);
-      await app.Author.bulkCreate([{ name: 'a' }, { name: 'b' }]);
+      await t.app.Author.bulkCreate([{ name: 'a' }, { name: 'b' }]);
       await eventually(async () => sample(await registry.metrics(), 'pgpubsub_processed_total') === 2, 'the two to count');
       expect(sample((await get(port, '/metrics')).body, 'pgpubsub_lag_seconds_count', { channel: 'author_created' })).to.equal(2);
       // Stopped observing: the listener's work no longer counts, and /readyz has nothing to wait for.
       stop();
-      await app.Author.create({ name: 'c' });
-      await eventually(async () => (await app.sequelize.pgpubsub.admin.status()).channels.every((c) => c.due === 0), 'the third to be processed');
+      await t.app.Author.create({ name: 'c' });
+      await eventually(async () => (await t.app.sequelize.pgpubsub.admin.status()).channels.every((c) => c.due === 0), 'the third to be processed');
       expect(sample(await metrics.text(), 'pgpubsub_processed_total')).to.equal(2);
       expect((await get(port, '/readyz')).status).to.equal(503);
     } finally {

@@ -19,17 +19,8 @@ const ROOT = path.resolve(__dirname, '..');
 const SEQUELIZE_CLI = path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli');
 const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
 const TRIGGER_STEP_PREFIX = 'pgpubsub-triggers-';
-const NOTIFICATION_TABLE_MIGRATION = '00000000000001-pgpubsub-notification-table.js';
-const INFLIGHT_MIGRATION = '00000000000002-pgpubsub-inflight.js';
-const SCHEMA_MIGRATION = '00000000000003-pgpubsub-schema.js';
-const OPERATIONS_MIGRATION = '00000000000004-pgpubsub-operations.js';
-const LISTENERS_MIGRATION = '00000000000005-pgpubsub-listeners.js';
-const ORDERING_MIGRATION = '00000000000006-pgpubsub-ordering.js';
-const WAKE_MIGRATION = '00000000000007-pgpubsub-wake.js';
-const LIBRARY_MIGRATIONS = [NOTIFICATION_TABLE_MIGRATION, INFLIGHT_MIGRATION, SCHEMA_MIGRATION, OPERATIONS_MIGRATION, LISTENERS_MIGRATION, ORDERING_MIGRATION, WAKE_MIGRATION];
-
-
-
+const BASELINE_MIGRATION = '00000000000001-pgpubsub-baseline.js';
+const LIBRARY_MIGRATIONS = [BASELINE_MIGRATION];
 
 async function rows<R extends object>(sequelize: Sequelize, sql: string): Promise<R[]> {
   return sequelize.query<R>(sql, { type: QueryTypes.SELECT });
@@ -109,7 +100,7 @@ describe('migrations', function () {
   describe('sequelize-cli with the repo migrations', () => {
     it('creates the tables, notification table and triggers on an empty database, removes them all on undo:all, and migrates again', async () => {
       const files = fs.readdirSync(MIGRATIONS_DIR).filter((file) => file.endsWith('.js')).sort();
-      expect(files).to.include(NOTIFICATION_TABLE_MIGRATION);
+      expect(files).to.include(BASELINE_MIGRATION);
       expect(files.some((file) => file.endsWith('-pgpubsub-triggers.js'))).to.equal(true);
 
       const up = await run(SEQUELIZE_CLI, ['db:migrate'], { url: db.url });
@@ -174,7 +165,7 @@ describe('migrations', function () {
       const generated = generateTriggerMigration(widgetApp({ widget_saved: { events: ['insert'] } }).pgpubsub, { migrationsPath: dir });
       const error = await apply(generated.file!, 'up', setup).catch((e: Error) => e);
       expect(String(error)).to.contain("pgpubsub trigger migration: the library's objects (schema pgpubsub) are not installed")
-        .and.to.contain("00000000000001-pgpubsub-notification-table.js (module.exports = require('sequelize-pgpubsub/migrations/notification-table'))");
+        .and.to.contain("00000000000001-pgpubsub-baseline.js (module.exports = require('sequelize-pgpubsub/migrations/baseline'))");
       expect((await managedObjects(setup)).triggers).to.deep.equal([]);
     });
 

@@ -250,7 +250,7 @@ describe('poison-proof listener processes', function () {
           expect(exit.code, shownLogs(listener)).to.equal(1);
           const said = shownLogs(listener);
           expect(said).to.contain("the library's objects (schema pgpubsub) are not installed in this database");
-          expect(said).to.contain("00000000000001-pgpubsub-notification-table.js (module.exports = require('sequelize-pgpubsub/migrations/notification-table'))");
+          expect(said).to.contain("00000000000001-pgpubsub-baseline.js (module.exports = require('sequelize-pgpubsub/migrations/baseline'))");
           expect(said).to.contain('npx sequelize-cli db:migrate');
           expect(listener.all('worker-died').length, said).to.be.at.most(1);
         }

@@ -10,8 +10,8 @@ import pgpubsub, { type Listener, type Logger, PgPubSubError } from '../lib';
 import { WAKE_LOCKS } from '../lib/db/wake-locks';
 import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
-import { connect, openApp } from '../dev/example-app';
-import { type TestDatabase, testDatabase } from './support/hooks';
+import { connect } from '../dev/example-app';
+import { exampleAppPerTest } from './support/example-app-per-test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually } from '../dev/eventually';
 
@@ -27,37 +27,31 @@ function capturing() {
 
 describe('poison-proof listeners', function () {
   this.timeout(60_000);
-  let db: TestDatabase;
-  let app: App;
   const listeners: Listener[] = [];
   const quiet = capturing().logger;
   const listen = async (options: Parameters<App['sequelize']['pgpubsub']['listen']>[0] = {}) => {
-    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet, ...options });
+    const listener = await t.app.sequelize.pgpubsub.listen({ logger: quiet, ...options });
     listeners.push(listener);
     return listener;
   };
-  const stored = () => app.sequelize.query<Row>(
+  const stored = () => t.app.sequelize.query<Row>(
     `SELECT id::text, channel, attempts, last_error, failed_at, payload->'new'->>'name' AS name FROM pgpubsub.notification ORDER BY id`,
     { type: QueryTypes.SELECT },
   );
-  const posts = () => app.Post.count();
+  const posts = () => t.app.Post.count();
   /** The example's callback, except for authors whose name says how to misbehave. */
   const onAuthor = (misbehave: (name: string, transaction: import('sequelize').Transaction, signal: AbortSignal) => Promise<void> | void) => {
-    app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction, signal }) => {
+    t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, { transaction, signal }) => {
       if (author!.name.startsWith('bad')) await misbehave(author!.name, transaction, signal);
-      await app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
+      await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
     });
   };
-  const fiveGoodOneBad = () => app.Author.bulkCreate(['good 1', 'good 2', 'bad', 'good 3', 'good 4', 'good 5'].map((name) => ({ name })));
+  const fiveGoodOneBad = () => t.app.Author.bulkCreate(['good 1', 'good 2', 'bad', 'good 3', 'good 4', 'good 5'].map((name) => ({ name })));
 
-  beforeEach(async function () {
-    db = await testDatabase(this.currentTest!.title.slice(0, 20));
-    app = openApp(db.url);
-  });
-  afterEach(async function () {
-    await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
-    await app.sequelize.close();
-    if (this.currentTest?.state === 'passed') await db.drop();
+  const t = exampleAppPerTest({
+    async cleanup() {
+      await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
+    },
   });
 
   describe('callback errors', () => {
@@ -73,7 +67,7 @@ describe('poison-proof listeners', function () {
     });
 
     it("stores and logs the database's own message and SQL state, before the stack", async () => {
-      onAuthor(async (_, transaction) => { await app.sequelize.query('SELECT * FROM no_such_table', { transaction }); });
+      onAuthor(async (_, transaction) => { await t.app.sequelize.query('SELECT * FROM no_such_table', { transaction }); });
       const { logger, lines } = capturing();
       await listen({ logger });
       await fiveGoodOneBad();
@@ -90,8 +84,8 @@ describe('poison-proof listeners', function () {
     it('aborts a callback that never settles after timeoutMs, rolls its work back, charges a timeout, and goes on', async () => {
       let aborted: unknown = null;
       onAuthor(async (_, transaction, signal) => {
-        const author = await app.Author.findOne({ where: { name: 'bad' }, transaction });
-        await app.Post.create({ authorId: author!.id, content: 'half done' }, { transaction });
+        const author = await t.app.Author.findOne({ where: { name: 'bad' }, transaction });
+        await t.app.Post.create({ authorId: author!.id, content: 'half done' }, { transaction });
         signal.addEventListener('abort', () => { aborted = signal.reason; });
         await new Promise(() => undefined);
       });
@@ -101,7 +95,7 @@ describe('poison-proof listeners', function () {
       const [bad] = await stored();
       expect(bad.last_error).to.match(/^CallbackTimeoutError: callback on 'author_created' for notification \d+ did not settle within 300 ms/);
       expect(aborted).to.be.instanceOf(PgPubSubError);
-      expect(await app.Post.count({ where: { content: 'half done' } }), 'the timed-out work was rolled back').to.equal(0);
+      expect(await t.app.Post.count({ where: { content: 'half done' } }), 'the timed-out work was rolled back').to.equal(0);
     });
 
     it('makes a callback\'s signal only when it is read: none for callbacks that never read it, an aborted one for a read after the time is up', async () => {
@@ -109,13 +103,13 @@ describe('poison-proof listeners', function () {
       const Counted = class extends AbortController { constructor() { super(); made++; } };
       const own = globalThis.AbortController;
       let late: AbortSignal | null = null;
-      app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, context) => {
+      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, context) => {
         if (author!.name === 'bad') {
           await sleep(500);
           late = context.signal; // first read, after its 300 ms are up
           return;
         }
-        await app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction: context.transaction });
+        await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction: context.transaction });
       });
       globalThis.AbortController = Counted;
       try {
@@ -132,7 +126,7 @@ describe('poison-proof listeners', function () {
     });
 
     it("bounds a callback's query on the server: a pg_sleep past a channel's timeoutMs is cancelled and charged", async () => {
-      const { sequelize } = app;
+      const { sequelize } = t.app;
       onAuthor(async (_, transaction) => { await sequelize.query('SELECT pg_sleep(60)', { transaction }); });
       await listen({ timeoutMs: 500, savepoints: 'always' });
       const started = Date.now();
@@ -144,19 +138,19 @@ describe('poison-proof listeners', function () {
     });
 
     it('keeps a batch of slow callbacks that never query alive past the server-side idle bound', async () => {
-      const { sequelize } = app;
+      const { sequelize } = t.app;
       let ran = 0;
-      sequelize.pgpubsub.on(app.Author, 'author_created', async () => { ran++; await sleep(300); });
+      sequelize.pgpubsub.on(t.app.Author, 'author_created', async () => { ran++; await sleep(300); });
       // 20 × 300 ms idle in one transaction: longer than timeoutMs + 5 s, the bound the claim sets.
       const listener = await listen({ timeoutMs: 400, batchSize: 20 });
-      await app.Author.bulkCreate(Array.from({ length: 20 }, (_, i) => ({ name: `slow ${i}` })));
+      await t.app.Author.bulkCreate(Array.from({ length: 20 }, (_, i) => ({ name: `slow ${i}` })));
       await eventually(async () => (await stored()).length === 0, 'the batch to commit', 20_000, 100);
       expect(ran, 'each callback ran once: the batch was not killed and redone').to.equal(20);
       expect(listener.stats.processed).to.equal(20);
     });
 
     it('takes the time limit of a channel over the listener default', async () => {
-      const sequelize = connect(db.url).use(pgpubsub);
+      const sequelize = connect(t.db.url).use(pgpubsub);
       try {
         const Slow = sequelize.define('Slow', { name: DataTypes.TEXT }, { tableName: 'slows', timestamps: false, pgpubsub: { channels: { slow_made: { events: ['insert'], timeoutMs: 200 } } } });
         await Slow.sync();
@@ -175,7 +169,7 @@ describe('poison-proof listeners', function () {
 
     it('rejects a timeoutMs that is not a positive integer, on listen() and on a channel', async () => {
       onAuthor(() => undefined);
-      expect(String(await app.sequelize.pgpubsub.listen({ timeoutMs: 0 }).catch((error: Error) => error))).to.match(/timeoutMs must be a positive integer/);
+      expect(String(await t.app.sequelize.pgpubsub.listen({ timeoutMs: 0 }).catch((error: Error) => error))).to.match(/timeoutMs must be a positive integer/);
       const sequelize = new Sequelize('postgres://nobody@127.0.0.1:1/none', { logging: false }).use(pgpubsub);
       sequelize.define('Odd', { name: DataTypes.TEXT }, { pgpubsub: { channels: { odd_made: { events: ['insert'], timeoutMs: -1 } } } });
       expect(() => sequelize.pgpubsub.channels()).to.throw("channel 'odd_made' on model Odd: 'timeoutMs' must be a positive integer (milliseconds), got -1");
@@ -183,9 +177,9 @@ describe('poison-proof listeners', function () {
 
     it('rejects reconnect bounds that are out of order, and makes the longest wait at least the shortest', async () => {
       onAuthor(() => undefined);
-      expect(String(await app.sequelize.pgpubsub.listen({ reconnect: { minDelayMs: 500, maxDelayMs: 100 } }).catch((error: Error) => error)))
+      expect(String(await t.app.sequelize.pgpubsub.listen({ reconnect: { minDelayMs: 500, maxDelayMs: 100 } }).catch((error: Error) => error)))
         .to.contain('listen: reconnect needs 0 <= minDelayMs <= maxDelayMs, got {"minDelayMs":500,"maxDelayMs":100}');
-      const listener = await app.sequelize.pgpubsub.listen({ reconnect: { minDelayMs: 20_000 }, logger: quiet });
+      const listener = await t.app.sequelize.pgpubsub.listen({ reconnect: { minDelayMs: 20_000 }, logger: quiet });
       await listener.stop();
     });
   });
@@ -193,7 +187,7 @@ describe('poison-proof listeners', function () {
   describe('payloads that can never succeed', () => {
     it('fails them at once, without retries, saying why and that it is for good', async () => {
       onAuthor(() => undefined);
-      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES
+      await t.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES
         ('author_created', '[1, 2]'), ('author_created', '{"op": "MERGE", "old": null, "new": null}'), ('author_created', '"not json"')`);
       const { logger, lines } = capturing();
       await listen({ logger });
@@ -211,12 +205,12 @@ describe('poison-proof listeners', function () {
 
   describe('identity and strays', () => {
     it('processes rows stored under a model name since renamed in code: a channel is its name', async () => {
-      const sequelize = connect(db.url).use(pgpubsub);
+      const sequelize = connect(t.db.url).use(pgpubsub);
       try {
         const Writer = sequelize.define('Writer', { name: DataTypes.TEXT }, { tableName: 'authors', pgpubsub: { channels: { author_created: { events: ['insert'] } } } });
         const seen: string[] = [];
         sequelize.pgpubsub.on(Writer, 'author_created', ({ new: writer }) => { seen.push(writer!.get('name') as string); });
-        await app.Author.create({ name: 'stored as an Author' });
+        await t.app.Author.create({ name: 'stored as an Author' });
         const listener = await sequelize.pgpubsub.listen({ logger: quiet });
         listeners.push(listener);
         await eventually(() => seen.length === 1, 'the Writer callback to run');
@@ -229,7 +223,7 @@ describe('poison-proof listeners', function () {
 
     it('reports at start, with their count, stored rows on channels it does not handle', async () => {
       onAuthor(() => undefined);
-      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES ('gone_channel', '{}'), ('gone_channel', '{}'), ('post_deleted', '{}')`);
+      await t.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES ('gone_channel', '{}'), ('gone_channel', '{}'), ('post_deleted', '{}')`);
       const { logger, lines } = capturing();
       await listen({ logger, channels: ['author_created'] });
       const warned = lines.filter((line) => line.level === 'warn').map((line) => line.message);
@@ -240,7 +234,7 @@ describe('poison-proof listeners', function () {
     for (const [label, value] of [['undefined', undefined], ['a BigInt', 7n], ['a function', () => 1], ['NaN', Number.NaN], ['a Date', new Date()]] as const) {
       it(`refuses a contextFilter holding ${label}`, async () => {
         onAuthor(() => undefined);
-        const error = await app.sequelize.pgpubsub.listen({ logger: quiet, contextFilter: { tenant: value as never } }).catch((e: unknown) => e);
+        const error = await t.app.sequelize.pgpubsub.listen({ logger: quiet, contextFilter: { tenant: value as never } }).catch((e: unknown) => e);
         expect(error).to.be.instanceOf(PgPubSubError);
         expect((error as Error).message).to.match(/^listen: contextFilter\.tenant/);
       });
@@ -249,7 +243,7 @@ describe('poison-proof listeners', function () {
 
   describe('broadcasts', () => {
     it('never fails the write of a broadcast model channel, whatever the size of the context', async () => {
-      const sequelize = connect(db.url).use(pgpubsub);
+      const sequelize = connect(t.db.url).use(pgpubsub);
       try {
         const Ping = sequelize.define('Ping', { note: DataTypes.TEXT }, { tableName: 'pings', timestamps: false, pgpubsub: { channels: { ping_made: { events: ['insert'], durable: false, fullRows: true } } } });
         await Ping.sync();
@@ -271,18 +265,18 @@ describe('poison-proof listeners', function () {
   describe("what a dead listener held", () => {
     it('runs it alone at its charged attempt, even while a claim that met it too still holds its row', async () => {
       const runs: Array<{ name: string; attempt: number }> = [];
-      app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction, attempt }) => {
+      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, { transaction, attempt }) => {
         runs.push({ name: author!.name, attempt });
-        await app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
+        await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
       });
-      await app.Author.create({ name: 'held by a dead listener' });
+      await t.app.Author.create({ name: 'held by a dead listener' });
       const [{ id }] = await stored();
       // The marker of a listener gone for a minute (nobody holds its key) names that notification.
-      await app.sequelize.query(
+      await t.app.sequelize.query(
         `INSERT INTO pgpubsub.inflight (holder, ids, suspected_at) VALUES (424242, ARRAY[$1::bigint], now() - interval '1 minute')`, { bind: [id] });
       // Another listener's claim met it as a suspect too, just before this one charged it: that claim
       // holds the row until its own batch ends, a second here.
-      const other = new Client({ connectionString: db.url });
+      const other = new Client({ connectionString: t.db.url });
       await other.connect();
       let released: Promise<unknown> = Promise.resolve();
       const listener = await listen({
@@ -307,10 +301,10 @@ describe('poison-proof listeners', function () {
     const role = `pgpubsub_hostile_${process.pid}`;
     let hostile: Client;
     beforeEach(async () => {
-      await app.sequelize.query(`DROP ROLE IF EXISTS ${role}`);
+      await t.app.sequelize.query(`DROP ROLE IF EXISTS ${role}`);
       // A password: the embedded server asks for one (scram), a trust server ignores it.
-      await app.sequelize.query(`CREATE ROLE ${role} LOGIN PASSWORD 'hostile'`);
-      const url = new URL(db.url);
+      await t.app.sequelize.query(`CREATE ROLE ${role} LOGIN PASSWORD 'hostile'`);
+      const url = new URL(t.db.url);
       url.username = role;
       url.password = 'hostile';
       hostile = new Client({ connectionString: url.toString() });
@@ -318,14 +312,14 @@ describe('poison-proof listeners', function () {
     });
     afterEach(async () => {
       await hostile.end();
-      await app.sequelize.query(`DROP ROLE IF EXISTS ${role}`);
+      await t.app.sequelize.query(`DROP ROLE IF EXISTS ${role}`);
     });
 
     /** Milliseconds from an author's commit to its post. */
     const latency = async () => {
       const before = await posts();
       const started = Date.now();
-      await app.Author.create({ name: `timed ${started}` });
+      await t.app.Author.create({ name: `timed ${started}` });
       await eventually(async () => (await posts()) === before + 1, 'the post', 10_000, 10);
       return Date.now() - started;
     };

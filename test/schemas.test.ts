@@ -114,7 +114,7 @@ describe('schemas', function () {
     const error = await misconfigured.sequelize.pgpubsub.listen({ logger: quiet }).then(() => null, (e: unknown) => e as PgPubSubError);
     expect(error?.code).to.equal('PGPUBSUB_NOT_INSTALLED');
     expect(error?.message).to.include('(schema app_events)').and.include('this database has it in schema app_bus')
-      .and.include("require('sequelize-pgpubsub/migrations/schema').withOptions({ schema: 'app_events' })");
+      .and.include("require('sequelize-pgpubsub/migrations/baseline').withOptions({ schema: 'app_events' })");
   });
 
   it("installs into the schema a sequelize-cli stub names, keeping db_version() current in sequelize-cli's migrationStorageTableName and migrationStorageTableSchema", async () => {
@@ -141,7 +141,7 @@ describe('schemas', function () {
       expect(await rows(sequelize, 'SELECT app_pubsub.db_version() AS v')).to.deep.equal([{ v: '20260301000000-nothing.js' }]);
       const undo = await run(SEQUELIZE_CLI, ['db:migrate:undo'], { url: db.url, cwd: dir });
       expect(undo.code, shown(undo)).to.equal(0);
-      expect(await rows(sequelize, 'SELECT app_pubsub.db_version() AS v')).to.deep.equal([{ v: '00000000000007-pgpubsub-wake.js' }]);
+      expect(await rows(sequelize, 'SELECT app_pubsub.db_version() AS v')).to.deep.equal([{ v: '00000000000001-pgpubsub-baseline.js' }]);
       // No stray table in public (the storage table is where the config says), and no default schema.
       expect(await rows(sequelize, "SELECT to_regclass('public.\"SequelizeMeta\"') AS t, to_regnamespace('pgpubsub') AS s")).to.deep.equal([{ t: null, s: null }]);
       const undoAll = await run(SEQUELIZE_CLI, ['db:migrate:undo:all'], { url: db.url, cwd: dir });

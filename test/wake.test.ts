@@ -5,39 +5,30 @@ import { WAKE_LOCKS } from '../lib/db/wake-locks';
 import type { App } from '../models/app';
 import { registerCallbacks } from '../models/callbacks';
 import { openApp } from '../dev/example-app';
-import { type TestDatabase, testDatabase } from './support/hooks';
+import { exampleAppPerTest } from './support/example-app-per-test';
 import { listenTo } from './support/notifications';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually } from '../dev/eventually';
 
 describe('wake-ups', () => {
-  let db: TestDatabase;
-  let app: App;
   const quiet = { debug() {}, info() {}, warn() {}, error() {} };
-  const count = async (table: string) => (await app.sequelize.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`, { type: QueryTypes.SELECT }))[0].n;
+  const count = async (table: string) => (await t.app.sequelize.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`, { type: QueryTypes.SELECT }))[0].n;
 
-  beforeEach(async function () {
-    db = await testDatabase(this.currentTest!.title.slice(0, 20));
-    app = openApp(db.url);
-  });
-  afterEach(async function () {
-    await app.sequelize.close();
-    if (this.currentTest?.state === 'passed') await db.drop();
-  });
+  const t = exampleAppPerTest();
 
   it('sends one NOTIFY per transaction and channel, at commit', async () => {
-    const listener = await listenTo(db.url, ['author_created', 'media_changed']);
+    const listener = await listenTo(t.db.url, ['author_created', 'media_changed']);
     try {
-      const transaction = await app.sequelize.transaction();
-      await app.Author.create({ name: 'a' }, { transaction });
-      await app.Author.bulkCreate([{ name: 'b' }, { name: 'c' }], { transaction });
-      await app.Media.create({ key: 'm', name: 'm' }, { transaction });
+      const transaction = await t.app.sequelize.transaction();
+      await t.app.Author.create({ name: 'a' }, { transaction });
+      await t.app.Author.bulkCreate([{ name: 'b' }, { name: 'c' }], { transaction });
+      await t.app.Media.create({ key: 'm', name: 'm' }, { transaction });
       expect(await listener.settle(200), 'nothing before commit').to.deep.equal([]);
       await transaction.commit();
       await listener.waitFor(2);
       expect((await listener.settle()).map((m) => m.channel).sort()).to.deep.equal(['author_created', 'media_changed']);
-      const rolledBack = await app.sequelize.transaction();
-      await app.Author.create({ name: 'never' }, { transaction: rolledBack });
+      const rolledBack = await t.app.sequelize.transaction();
+      await t.app.Author.create({ name: 'never' }, { transaction: rolledBack });
       await rolledBack.rollback();
       expect(await listener.settle()).to.have.length(2);
     } finally {
@@ -46,20 +37,20 @@ describe('wake-ups', () => {
   });
 
   it("skips the NOTIFY while a listener holds the channel's drain lock, not for other channels, and again after it lets go", async () => {
-    const listener = await listenTo(db.url, ['author_created', 'media_changed']);
-    const busy = new Client({ connectionString: db.url });
+    const listener = await listenTo(t.db.url, ['author_created', 'media_changed']);
+    const busy = new Client({ connectionString: t.db.url });
     await busy.connect();
     try {
       await busy.query(`SELECT pg_advisory_lock(${WAKE_LOCKS.draining}, hashtext('author_created'))`);
       // A listener draining also says so (roles without UPDATE on the beat sequence cannot).
       await busy.query("SELECT setval('pgpubsub.drain_beat', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)");
-      await app.Author.create({ name: 'while busy' });
-      await app.Media.create({ key: 'k', name: 'other channel' });
+      await t.app.Author.create({ name: 'while busy' });
+      await t.app.Media.create({ key: 'k', name: 'other channel' });
       const [message] = await listener.waitFor(1);
       expect(message.channel).to.equal('media_changed');
       expect(await listener.settle(300)).to.have.length(1);
       await busy.query(`SELECT pg_advisory_unlock(${WAKE_LOCKS.draining}, hashtext('author_created'))`);
-      await app.Author.create({ name: 'after the lock' });
+      await t.app.Author.create({ name: 'after the lock' });
       await listener.waitFor(2);
       expect(listener.received[1].channel).to.equal('author_created');
       expect(await count('pgpubsub.notification')).to.equal(3);
@@ -70,13 +61,13 @@ describe('wake-ups', () => {
   });
 
   it('skips the NOTIFY when nobody listens on the channel, and sends it once someone does', async () => {
-    const bystander = await listenTo(db.url, ['author_created'], { asListener: false });
+    const bystander = await listenTo(t.db.url, ['author_created'], { asListener: false });
     try {
-      await app.Author.create({ name: 'nobody listening' });
+      await t.app.Author.create({ name: 'nobody listening' });
       expect(await bystander.settle(300)).to.deep.equal([]);
-      const listener = await listenTo(db.url, ['author_created']);
+      const listener = await listenTo(t.db.url, ['author_created']);
       try {
-        await app.Author.create({ name: 'someone listening' });
+        await t.app.Author.create({ name: 'someone listening' });
         await bystander.waitFor(1);
         await listener.waitFor(1);
       } finally {
@@ -89,12 +80,12 @@ describe('wake-ups', () => {
   });
 
   it('a starting listener waits for a producer that skipped its NOTIFY to commit, then processes its row without the heartbeat', async () => {
-    registerCallbacks(app);
-    const producer = openApp(db.url);
+    registerCallbacks(t.app);
+    const producer = openApp(t.db.url);
     const transaction = await producer.sequelize.transaction();
     try {
       await producer.Author.create({ name: 'open while nobody listens' }, { transaction });
-      const listener = await app.sequelize.pgpubsub.listen({ logger: quiet });
+      const listener = await t.app.sequelize.pgpubsub.listen({ logger: quiet });
       try {
         await sleep(300);
         expect(listener.stats.processed, 'nothing to see before the commit').to.equal(0);
@@ -115,17 +106,17 @@ describe('wake-ups', () => {
       target.sequelize.pgpubsub.on(target.Author, 'author_created', () => sleep(5).then(() => undefined));
       registerCallbacks(target);
     };
-    slow(app);
-    const first = await app.sequelize.pgpubsub.listen({ batchSize: 10, logger: quiet });
-    await app.Author.bulkCreate(Array.from({ length: 300 }, (_, i) => ({ name: `backlog ${i}` })));
+    slow(t.app);
+    const first = await t.app.sequelize.pgpubsub.listen({ batchSize: 10, logger: quiet });
+    await t.app.Author.bulkCreate(Array.from({ length: 300 }, (_, i) => ({ name: `backlog ${i}` })));
     // The first listener drains full batches, so it holds the drain lock: producers skip their NOTIFYs.
     await eventually(async () => first.stats.processed >= 20, 'the first listener to be draining', 10_000, 10);
-    const other = openApp(db.url);
+    const other = openApp(t.db.url);
     slow(other);
     // No start-up drain: only a wake-up from the first listener can set it to work.
     const second = await other.sequelize.pgpubsub.listen({ batchSize: 10, recover: false, logger: quiet });
     try {
-      await app.Author.create({ name: 'announced to nobody' });
+      await t.app.Author.create({ name: 'announced to nobody' });
       await sleep(300);
       await first.stop();
       await eventually(async () => (await count('pgpubsub.notification')) === 0, 'the rest to be processed by the second listener, long before its heartbeat', 15_000, 20);
@@ -140,14 +131,14 @@ describe('wake-ups', () => {
 
   it('strands no row while producers skip their NOTIFYs for a draining listener', async function () {
     this.timeout(60_000);
-    registerCallbacks(app);
+    registerCallbacks(t.app);
     // The default heartbeat (60 s) cannot be what finds the rows: only the drain-lock hand-over can.
-    const listener = await app.sequelize.pgpubsub.listen({ batchSize: 10, logger: quiet });
-    const wakeups = await listenTo(db.url, ['author_created']);
+    const listener = await t.app.sequelize.pgpubsub.listen({ batchSize: 10, logger: quiet });
+    const wakeups = await listenTo(t.db.url, ['author_created']);
     let transactions = 0;
     try {
       const producers = Array.from({ length: 4 }, async (_, p) => {
-        const producer = openApp(db.url);
+        const producer = openApp(t.db.url);
         try {
           for (const until = Date.now() + 2500; Date.now() < until;) {
             await producer.Author.create({ name: `p${p}-${transactions}` });
@@ -169,7 +160,7 @@ describe('wake-ups', () => {
       expect(notifies, `${notifies} NOTIFYs for ${transactions} producing transactions`).to.be.below(transactions / 2);
       expect(drainedAfter).to.be.below(30_000);
       const drainLocks = `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid::int = ${WAKE_LOCKS.draining}`;
-      await eventually(async () => (await app.sequelize.query<{ n: number }>(drainLocks, { type: QueryTypes.SELECT }))[0].n === 0, 'the drain locks to be let go');
+      await eventually(async () => (await t.app.sequelize.query<{ n: number }>(drainLocks, { type: QueryTypes.SELECT }))[0].n === 0, 'the drain locks to be let go');
       expect(listener.stats.processed).to.equal(transactions);
     } finally {
       await wakeups.close();

@@ -6,20 +6,28 @@ import { type TestDatabase, testDatabase } from './hooks';
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
+/** What a describe block adds to the per-test set-up: run after the app opens, and before it closes. */
+export interface PerTestHooks {
+  setup?(this: Mocha.Context): Promise<void> | void;
+  cleanup?(this: Mocha.Context): Promise<void> | void;
+}
+
 /**
  * Mocha hooks for a describe block: each test gets a migrated database of its own with the
- * example app open on it; its listeners are stopped and the app closed after it, and the
- * database dropped when it passed (kept for a look otherwise).
+ * example app open on it; after it, `cleanup` runs, its listeners are stopped and the app
+ * closed, and the database dropped when it passed (kept for a look otherwise).
  */
-export function exampleAppPerTest() {
+export function exampleAppPerTest(hooks: PerTestHooks = {}) {
   let db: TestDatabase | undefined;
   let app: App | undefined;
   const listeners: Listener[] = [];
   beforeEach(async function () {
     db = await testDatabase(this.currentTest!.title.slice(0, 20));
     app = openApp(db.url);
+    await hooks.setup?.call(this);
   });
   afterEach(async function () {
+    await hooks.cleanup?.call(this);
     await Promise.all(listeners.splice(0).map((listener) => listener.stop()));
     await app?.sequelize.close();
     if (this.currentTest?.state === 'passed') await db?.drop();
