@@ -1,10 +1,9 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import { ContextError } from '../errors';
 import { LIBRARY_QUERY } from '../db/sql-text';
-
-/** The setting (GUC) that holds the notification context as JSON text. Frozen: installed pgpubsub_context() reads it. */
 import { CONTEXT_SETTING, TRACE_SETTING } from '../db/protocol';
 
+/** The settings context() reads (lib/db/protocol.ts). */
 export { CONTEXT_SETTING, TRACE_SETTING };
 
 /** JSON-serialisable values a notification context may hold (a trace id, a tenant id…). */

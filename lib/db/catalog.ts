@@ -104,7 +104,7 @@ export async function firstLibraryMigration(via: Client | Sequelize, schema: str
   return row?.name ?? null;
 }
 
-/** The schemas holding a library at version 3 or later (its version table), for messages. */
+/** The schemas holding a library (its version table), for messages. */
 export async function librarySchemas(via: Client | Sequelize): Promise<string[]> {
   const rows = await selectRows<{ schema: string }>(via,
     `SELECT s.nspname AS schema FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS s ON s.oid = c.relnamespace

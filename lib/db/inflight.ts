@@ -3,14 +3,13 @@ import { QueryTypes, type Sequelize } from 'sequelize';
 import type { LibraryObjects } from './objects';
 import { type ClaimedRow, chargeSetSql, pendingSql } from './store';
 import { LIBRARY_QUERY } from './sql-text';
+import { HOLDER_LOCK } from './protocol';
 
 /**
  * Advisory lock namespace of the listeners' holder keys (the second key): a listener holds its key
  * on its LISTEN connection for as long as it lives, so a marker whose lock is free belongs to a dead
- * listener. Frozen: installed databases' pgpubsub_claim() has this number in its body.
+ * listener. Installed databases' claim() has this number in its body (lib/db/protocol.ts).
  */
-import { HOLDER_LOCK } from './protocol';
-
 export { HOLDER_LOCK };
 
 /**

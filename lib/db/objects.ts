@@ -1,5 +1,6 @@
 import { SetupError } from '../errors';
 import { MAX_IDENTIFIER_BYTES, qualified, shortHash } from './sql-text';
+import { DB_VERSION_TRIGGER } from './protocol';
 
 /**
  * The library's objects: all in a schema of their own (`pgpubsub` unless the app
@@ -113,8 +114,8 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_$]*$/;
 
 /**
  * Checks a schema name for the library: a plain lower-case identifier (so that it reads the same
- * quoted or not, in SQL and in psql), at most 63 bytes, not `public` (where versions 1 and 2 lived,
- * and which older PostgreSQL lets every role write) and not a system schema.
+ * quoted or not, in SQL and in psql), at most 63 bytes, not `public` (which PostgreSQL 14 and
+ * earlier let every role write) and not a system schema.
  */
 export function checkSchemaName(schema: unknown, where: string): string {
   const problem = typeof schema !== 'string' ? `must be a string, got ${JSON.stringify(schema)}`
@@ -162,8 +163,6 @@ export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects 
 }
 
 /** The library's trigger on the migration storage table that keeps db_version() current. */
-import { DB_VERSION_TRIGGER } from './protocol';
-
 export { DB_VERSION_TRIGGER };
 /**
  * The library's trigger on the migration storage table of a schema's library. Named apart for a

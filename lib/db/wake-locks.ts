@@ -1,10 +1,11 @@
 import type { Client } from 'pg';
 import type { LibraryObjects } from './objects';
 import { quoteLiteral } from './sql-text';
+import { WAKE_LOCKS } from './protocol';
 
 /**
  * The wake-up protocol, explained once here (its producer side is the library's wake() function,
- * frozen in the migrations: notification-table.ts, inflight.ts, schema.ts; its listener side is
+ * installed by the baseline migration, lib/db/migrations/001_baseline.up.sql; its listener side is
  * below, and the drain (lib/listener/drain-machine.ts, performed in listener.ts) follows it).
  *
  * A NOTIFY makes PostgreSQL serialise the commits of every transaction that sent one, which caps
@@ -18,7 +19,7 @@ import { quoteLiteral } from './sql-text';
  * lets go of its drain lock, or starts, waits until it can take that lock exclusively (every
  * skipping producer has ended) and then claims once more, so no row is left for the heartbeat.
  * A producer that finds nobody listening takes that lock while its exclusive probe of the
- * listening lock still keeps listeners from taking theirs (version 7), so a listener that starts
+ * listening lock still keeps listeners from taking theirs, so a listener that starts
  * afterwards waits for it; one that skips for a draining listener looks again after taking it, so
  * a listener that let go in between gets the NOTIFY after all.
  *
@@ -27,10 +28,8 @@ import { quoteLiteral } from './sql-text';
  * - DRAINING: the listener draining a channel's backlog holds it exclusively (its "drain lease");
  * - SKIPPED: a producer that skipped its NOTIFY holds it shared until it commits.
  * Session locks vanish with their connection, so a listener that dies gives up both of its locks.
- * Frozen: installed databases' pgpubsub_wake() has these numbers in its body (version 7's: lib/db/migrations/wake.ts).
+ * The numbers live in lib/db/protocol.ts: installed databases' wake() has them in its body.
  */
-import { WAKE_LOCKS } from './protocol';
-
 export { WAKE_LOCKS };
 
 /**

@@ -1,8 +1,7 @@
 /**
  * OpenTelemetry, when the app has it (`@opentelemetry/api`, an optional peer dependency): a write
  * to a channel's model, or a notify(), made inside an active span stores that span's W3C
- * `traceparent` in the notification's context (through the setting context() reads, library
- * version 5); each callback then runs in a consumer span that is the child of that span (for a
+ * `traceparent` in the notification's context (through the setting context() reads); each callback then runs in a consumer span that is the child of that span (for a
  * batch, linked to each), so a write and its processing show in one trace. Without the package,
  * or without a tracer provider registered, nothing here does any work.
  */

@@ -6,6 +6,7 @@ import { installedObjects, missingRelations } from '../db/catalog';
 import type { LibraryObjects } from '../db/objects';
 import { type TriggerSpec, labelLibrary, renderTrigger, uninstallStatements } from './render';
 import { qualified, shortHash } from '../db/sql-text';
+import { SYNC_LOCK_SQL } from '../db/protocol';
 
 export type TriggerStatus = 'INSTALLED' | 'OUTDATED' | 'UNINSTALLED' | 'PRUNE';
 
@@ -22,10 +23,8 @@ export interface TriggerState {
 
 /**
  * Serialises every trigger sync on a database: two deploys migrating at once take turns. The key
- * ('trigger-sync') is frozen: generated migrations already written take the same lock by its text.
+ * ('trigger-sync', lib/db/protocol.ts) is frozen: generated migrations take the same lock by its text.
  */
-import { SYNC_LOCK_SQL } from '../db/protocol';
-
 export { SYNC_LOCK_SQL };
 
 /** The triggers the definitions call for, in a stable order. */

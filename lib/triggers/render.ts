@@ -2,10 +2,9 @@
 import type { ChannelEvent, ChannelOp, ModelChannel } from '../channels/channel';
 import { DEFAULT_SCHEMA, type LibraryObjects, PINNED_SEARCH_PATH, libraryObjects } from '../db/objects';
 import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from '../db/sql-text';
-
-/** Every managed trigger and its function carry this name prefix and a comment starting with COMMENT_TAG. */
 import { COMMENT_TAG, TRIGGER_PREFIX } from '../db/protocol';
 
+/** Every managed trigger and its function carry this name prefix and a comment starting with COMMENT_TAG. */
 export { COMMENT_TAG, TRIGGER_PREFIX };
 /** A NOTIFY payload must be shorter than 8000 bytes. */
 export const NOTIFY_PAYLOAD_LIMIT = 7999;

@@ -5,13 +5,12 @@ import type { LibraryMigration } from '../db/migrations/runner';
 import { quoteLiteral } from '../db/sql-text';
 import type { TriggerSpec } from './render';
 import { stateHash, syncTriggers } from './reconcile';
-
-/**
- * Name prefix of the Umzug trigger step; not a schema version, so db_version skips it. Frozen:
- * installed databases' pgpubsub_refresh_db_version() has it in its body.
- */
 import { TRIGGER_STEP_PREFIX } from '../db/protocol';
 
+/**
+ * Name prefix of the Umzug trigger step; not a schema version, so db_version skips it. Installed
+ * databases' refresh_db_version() has it in its body (lib/db/protocol.ts).
+ */
 export { TRIGGER_STEP_PREFIX };
 
 /**
