@@ -10,7 +10,8 @@ import { pgpubsub } from './plugin';
 
 export { install, pgpubsub, type SequelizePlugin } from './plugin';
 export { Admin, type ChannelStatus, type FailedNotification, type FailedNotificationDetail, type FailedSelection, type ListenerStatus, type Status } from './ops/admin';
-export { PgPubSub, TriggerManager, type InstallResult, type PgPubSubOptions } from './pubsub';
+export { PgPubSub, type InstallResult, type PgPubSubOptions } from './pubsub';
+export { TriggerManager } from './triggers/manager';
 export {
   channel,
   CustomChannel,
