@@ -6,7 +6,7 @@
  */
 import type { Sequelize, Transaction } from 'sequelize';
 import type { AnyChannel } from '../channels/channel';
-import { sqlState, errorSummary, errorText } from '../error-text';
+import { errorSummary, errorText, isConnectionFailure } from '../error-text';
 import { CallbackTimeoutError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { type ClaimedRow, lagNow } from '../db/store';
@@ -78,12 +78,6 @@ export function oneQueryAtATime(client: { query: QueryFn }): () => void {
     return undefined;
   };
   return () => { client.query = own; };
-}
-
-/** True for an error of a connection that failed or ended (as opposed to an error PostgreSQL reported on a live one). */
-export function isConnectionFailure(error: unknown): boolean {
-  const state = sqlState(error);
-  return state === undefined || /^(08|57P0)/.test(state);
 }
 
 /** Rejects with `onExpire()`'s error when `promise` takes longer than `ms`. */
