@@ -28,7 +28,8 @@ export {
 } from './channels/channel';
 export type { NotificationContext, QueryableConnection, SetContextOptions } from './channels/context';
 export type { NotifyOptions } from './channels/notify';
-export { Listener, type DrainEnd, type Failure, type ListenConnectionConfig, type ListenerEvents, type ListenOptions, type ListenerStats, type MessageDone, type MessageStart, type RunningAlone } from './listener/listener';
+export { Listener } from './listener/listener';
+export type { DrainEnd, Failure, ListenConnectionConfig, ListenerEvents, ListenOptions, ListenerStats, MessageDone, MessageStart, RunningAlone } from './listener/types';
 export type { BatchContext, CallbackContext, CustomBatchCallback, CustomCallback, CustomMessage, ModelBatchCallback, ModelCallback, ModelMessage, ModelMessageFields, ModelMessageRows } from './channels/message';
 export type { ChannelName, ModelChannelName, ModelChannelOp, Register } from './channels/names';
 export { consoleLogger, type Logger, type LogLevel } from './ops/logger';

@@ -7,7 +7,8 @@ import { type AnyChannel, CustomChannel, type ModelChannel } from './channels/ch
 import { type NotificationContext, type SetContextOptions, setContext, withContext } from './channels/context';
 import { DEFAULT_SCHEMA, type LibraryObjects, checkSchemaName, libraryObjects } from './db/objects';
 import { ChannelDefinitionError, ChannelUsageError, SetupError } from './errors';
-import { type ListenOptions, Listener, RECOVER_CHANNEL } from './listener/listener';
+import { Listener, RECOVER_CHANNEL } from './listener/listener';
+import type { ListenOptions } from './listener/types';
 import type { ModelChannelName, ModelChannelOp } from './channels/names';
 import type { CustomBatchCallback, CustomCallback, ModelBatchCallback, ModelCallback } from './channels/message';
 import { libraryProblem } from './db/library-check';
