@@ -11,7 +11,7 @@ import { type BatchOutcome, ClaimPass, type ClaimPassParts } from './claim-pass'
 import { CallbackFailed, GroupFailed, reportFailures, splitKey } from './failures';
 import { type AloneParts, runAlone } from './run-alone';
 import type { ClaimedRow } from '../db/store';
-import type { Lifetime } from './types';
+import type { Lifetime } from './parts';
 
 /** What the batch runner works with. */
 export interface BatchRunnerParts extends ClaimPassParts, AloneParts {

@@ -8,7 +8,7 @@ import type { AnyChannel } from '../channels/channel';
 import { type AfterCommitHook, type CallbackRunner } from './callbacks';
 import { errorText } from '../error-text';
 import type { StatsCounter } from './stats';
-import type { EventSink } from './types';
+import type { EventSink } from './parts';
 import type { Logger } from '../ops/logger';
 import { decodeMessage } from '../channels/message';
 

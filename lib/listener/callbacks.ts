@@ -13,7 +13,8 @@ import type { Logger } from '../ops/logger';
 import { type ClaimedRow, lagNow } from '../db/store';
 import { consumerSpan } from '../ops/tracing';
 import { LIBRARY_QUERY_DEADLINE_MS, type PgConnection, bounded, destroySocket } from './query-guards';
-import type { EventSink, ListenerHost, MessageStart } from './types';
+import type { EventSink } from './parts';
+import type { ListenerHost, MessageStart } from './types';
 
 /** A hook to run once a notification's transaction has committed. */
 export type AfterCommitHook = () => unknown;

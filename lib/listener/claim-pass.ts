@@ -18,7 +18,8 @@ import { type AfterCommitHook, type CallbackRunner, type GroupItem, redirectAfte
 import type { ListenerChannels } from './channel-set';
 import { CallbackFailed, GroupFailed, failureRecord, splitKey } from './failures';
 import { type QueryFn, oneQueryAtATime } from './query-guards';
-import type { ClaimScope, ClientSource, Failure, HolderKeys } from './types';
+import type { ClaimScope, ClientSource, HolderKeys } from './parts';
+import type { Failure } from './types';
 
 /** What a claim pass works with. */
 export interface ClaimPassParts {

@@ -11,7 +11,8 @@ import { LIBRARY_QUERY_DEADLINE_MS, type QueryFn, oneQueryAtATime } from './quer
 import { errorSummary } from '../error-text';
 import { ListenOptionsError } from '../errors';
 import { LISTENER_APPLICATION_NAME } from './options';
-import type { ClientSource, Lifetime, ListenConnectionConfig } from './types';
+import type { ClientSource, Lifetime } from './parts';
+import type { ListenConnectionConfig } from './types';
 import type { Logger } from '../ops/logger';
 import { quoteIdent } from '../db/sql-text';
 

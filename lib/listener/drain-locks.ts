@@ -7,7 +7,7 @@ import type { LibraryObjects } from '../db/objects';
 import { drainBeat, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from '../db/wake-locks';
 import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
-import type { ClientSource } from './types';
+import type { ClientSource } from './parts';
 
 /** How often a listener that holds drain locks says so to producers (they trust a lock for 1 s). */
 const DRAIN_BEAT_MS = 250;

@@ -13,7 +13,7 @@ import type { Logger } from '../ops/logger';
 import type { DrainLocks } from './drain-locks';
 import { type DrainAction, type DrainFacts, type DrainReply, type DrainTiming, afterClaim, nextDrain, startDrain } from './drain-machine';
 import type { StatsCounter } from './stats';
-import type { ClaimScope, EventSink, Lifetime } from './types';
+import type { ClaimScope, EventSink, Lifetime } from './parts';
 
 /**
  * While a listener waits for producers that skipped their NOTIFY to commit (after it lets go of its

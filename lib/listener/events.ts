@@ -5,7 +5,8 @@
 import type { EventEmitter } from 'node:events';
 import { errorText } from '../error-text';
 import type { Logger } from '../ops/logger';
-import type { EventSink, ListenerEvents } from './types';
+import type { EventSink } from './parts';
+import type { ListenerEvents } from './types';
 
 export class ListenerEventSink implements EventSink {
   readonly #emitter: EventEmitter<ListenerEvents>;

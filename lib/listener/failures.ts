@@ -10,7 +10,8 @@ import { MalformedPayloadError, NonRetryableError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { jitteredBackoff } from '../process/backoff';
 import type { StatsCounter } from './stats';
-import type { EventSink, Failure } from './types';
+import type { EventSink } from './parts';
+import type { Failure } from './types';
 
 /** Thrown out of a batch to roll it back and run it again carefully, this message's failure known. */
 export class CallbackFailed extends Error {

@@ -6,7 +6,7 @@
 import type { Client } from 'pg';
 import { clearInflight, takeHolderKey } from '../db/inflight';
 import type { LibraryObjects } from '../db/objects';
-import type { HolderKeys } from './types';
+import type { HolderKeys } from './parts';
 
 export class Holders implements HolderKeys {
   #keys: number[] = [];

@@ -11,17 +11,17 @@ import { ListenerEventSink } from './events';
 import { Holders } from './holders';
 import { ListeningLocks } from './listening-locks';
 import { type ResolvedListenOptions, resolveListenOptions } from './options';
-import { PAUSE_CHANNEL, PausedChannels } from './paused';
+import { PAUSE_CHANNEL, RECOVER_CHANNEL } from './control-channels';
+import { PausedChannels } from './paused';
 import { ListenerReport } from './report';
-import { ListenSession, RECOVER_CHANNEL } from './session';
+import { ListenSession } from './session';
 import { StatsCounter } from './stats';
 import type { ListenerEvents, ListenerHost, ListenerStats, ListenOptions } from './types';
 import { Upkeep } from './upkeep';
 
 /** The application_name of a listener's LISTEN connection (pg_stat_activity shows it). */
 export { LISTENER_APPLICATION_NAME } from './options';
-export { PAUSE_CHANNEL } from './paused';
-export { RECOVER_CHANNEL } from './session';
+export { PAUSE_CHANNEL, RECOVER_CHANNEL } from './control-channels';
 
 /**
  * A listening process's engine. It holds its own pg.Client for LISTEN (never a pool connection),

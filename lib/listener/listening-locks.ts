@@ -7,7 +7,7 @@ import type { Client } from 'pg';
 import { holdListening } from '../db/wake-locks';
 import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
-import type { ClientSource, Lifetime } from './types';
+import type { ClientSource, Lifetime } from './parts';
 
 /** How often a listener that lacks a channel's listening lock (another role holds it) tries again. */
 const LISTENING_RETRY_MS = 1000;

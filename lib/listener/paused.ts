@@ -2,16 +2,14 @@
  * Paused channels (`pgpubsub channels pause`): claimed by no listener until resumed. This keeps
  * what this listener's claims take (its ClaimScope): its durable channels without the paused ones.
  * It reads them on each new LISTEN connection, when a pause or resume is announced on
- * PAUSE_CHANNEL, and with every heartbeat (the backstop for an announcement missed).
+ * PAUSE_CHANNEL (lib/listener/control-channels.ts), and with every heartbeat (the backstop for an
+ * announcement missed).
  */
 import type { Client } from 'pg';
 import type { LibraryObjects } from '../db/objects';
 import { type ClaimFilter, pausedSql } from '../db/store';
 import type { Logger } from '../ops/logger';
-import type { ClaimScope } from './types';
-
-/** Channel on which a pause or resume (admin.pause/resume) tells every running listener to read the paused channels again. */
-export const PAUSE_CHANNEL = 'pgpubsub_pause';
+import type { ClaimScope } from './parts';
 
 export class PausedChannels implements ClaimScope {
   readonly #objects: LibraryObjects;

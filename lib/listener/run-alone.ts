@@ -15,7 +15,8 @@ import { CallbackTimeoutError, MalformedPayloadError } from '../errors';
 import type { AfterCommitHook, CallbackRunner } from './callbacks';
 import type { ListenerChannels } from './channel-set';
 import { type FailureReportParts, PROCESS_DIED, backoffDelay, failureRecord, reportFailures } from './failures';
-import type { HolderKeys, ListenOptions } from './types';
+import type { HolderKeys } from './parts';
+import type { ListenOptions } from './types';
 
 /** What running alone works with. */
 export interface AloneParts extends FailureReportParts {

@@ -18,14 +18,12 @@ import type { Drain } from './drain';
 import type { DrainLocks } from './drain-locks';
 import type { Holders } from './holders';
 import type { ListeningLocks } from './listening-locks';
-import { PAUSE_CHANNEL, type PausedChannels } from './paused';
+import { PAUSE_CHANNEL, RECOVER_CHANNEL } from './control-channels';
+import type { PausedChannels } from './paused';
 import { bounded } from './query-guards';
 import type { ListenerReport } from './report';
 import type { StatsCounter } from './stats';
-import type { ClientSource, EventSink } from './types';
-
-/** Channel on which `recover()` asks every running listener to drain now. */
-export const RECOVER_CHANNEL = 'pgpubsub_recover';
+import type { ClientSource, EventSink } from './parts';
 
 /** What the session works with: the listener's other parts. */
 export interface SessionParts {

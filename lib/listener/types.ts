@@ -1,15 +1,13 @@
 /**
- * The listener's shared types: its options, events and statistics (public, re-exported by
- * lib/index.ts), and the small interfaces its parts are given instead of the listener itself, so
- * that each part imports these and nothing imports back from lib/listener/listener.ts.
+ * The listener's public types: its options, events and statistics (re-exported by lib/index.ts).
+ * Its parts import them from here, so nothing imports back from lib/listener/listener.ts. Nothing
+ * here imports pg: an app's TypeScript needs no @types/pg to read the library's declarations.
  */
-import type { Client } from 'pg';
 import type { Sequelize } from 'sequelize';
 import type { AnyChannel } from '../channels/channel';
 import type { NotificationContext } from '../channels/context';
 import type { ChannelName } from '../channels/names';
 import type { LibraryObjects } from '../db/objects';
-import type { ClaimFilter } from '../db/store';
 import type { Logger } from '../ops/logger';
 
 export interface ListenOptions {
@@ -177,34 +175,4 @@ export interface Failure {
   error: unknown;
   /** Out of attempts (or never able to succeed): kept with failed_at set, never claimed again. */
   failedForGood: boolean;
-}
-
-/** The LISTEN connection as the listener's parts see it: null while it reconnects (or once closed). */
-export interface ClientSource {
-  readonly client: Client | null;
-}
-
-/** Whether the listener is stopping: nothing new starts then (no claim, no retry, no reconnect). */
-export interface Lifetime {
-  readonly stopping: boolean;
-}
-
-/** The holder keys of the claim loops (one per `concurrency`), held on the LISTEN connection. */
-export interface HolderKeys {
-  readonly holders: readonly number[];
-}
-
-/** What claims take now: the listener's durable channels, without the paused ones, and its context filter. */
-export interface ClaimScope {
-  readonly claimable: ClaimFilter;
-}
-
-/** Where the listener's parts send its events. */
-export interface EventSink {
-  /** Emits an event; a handler that throws is logged, and never taken for the message's own failure. */
-  tell<K extends keyof ListenerEvents & string>(event: K, ...args: ListenerEvents[K]): void;
-  /** Whether anyone listens for this event (per-message events are built only then). */
-  listens(event: keyof ListenerEvents & string): boolean;
-  /** Emits 'error' when someone listens for it (the failure is already logged). */
-  reportError(error: unknown): void;
 }

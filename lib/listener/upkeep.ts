@@ -9,7 +9,7 @@ import { purgeFailed } from '../db/store';
 import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
 import { type ListenerReport, REPORT_EVERY_MS } from './report';
-import type { ClientSource, Lifetime } from './types';
+import type { ClientSource, Lifetime } from './parts';
 
 /** failedRetentionMs: how often the old failures are purged, and how much one purge deletes at most. */
 const RETENTION_EVERY_MS = 3_600_000;
