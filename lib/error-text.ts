@@ -56,16 +56,42 @@ function safeJson(value: unknown): string {
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE']);
 
 /**
- * True for a failure to reach the database (down, restarting, unreachable), which is worth trying
- * again; false for one that will not change by waiting (a wrong password, a missing database or table).
+ * What a failure says of the database connection, the one classifier for every caller:
+ * - `connection`: the connection failed or ended, or the database could not be reached (SQL state
+ *   08 connection, 57P0x shutdown and start-up; a network error code; node-postgres's own words);
+ * - `busy`: the server is there but out of resources (SQL state 53, too many connections);
+ * - `server`: PostgreSQL reported an error on a live connection (any other SQL state);
+ * - `unknown`: no SQL state, and nothing that says the connection failed.
  */
-export function isUnreachable(error: unknown): boolean {
+export type ConnectionFailureKind = 'connection' | 'busy' | 'server' | 'unknown';
+
+export function connectionFailureKind(error: unknown): ConnectionFailureKind {
   const e = error as ErrorParts | null;
   const state = sqlState(error);
-  // 08: connection, 57P0x: shutdown and start-up, 53: out of resources (too many connections).
-  if (state) return /^(08|57P0|53)/.test(state);
+  if (state) return /^(08|57P0)/.test(state) ? 'connection' : state.startsWith('53') ? 'busy' : 'server';
   const codes = [e?.code, e?.parent?.code, e?.original?.code].filter((code): code is string => typeof code === 'string');
-  return Boolean(e?.name?.startsWith('SequelizeConnection'))
+  const unreachable = Boolean(e?.name?.startsWith('SequelizeConnection'))
     || codes.some((code) => CONNECT_CODES.has(code))
     || /Connection terminated|is not queryable|timeout expired|Query read timeout|connect ECONNREFUSED|the database system is (starting up|shutting down)/i.test(`${e?.message ?? ''} ${e?.parent?.message ?? ''}`);
+  return unreachable ? 'connection' : 'unknown';
+}
+
+/**
+ * True for a failure to reach the database (down, restarting, unreachable, too many connections),
+ * which is worth trying again; false for one that will not change by waiting (a wrong password, a
+ * missing database or table).
+ */
+export function isUnreachable(error: unknown): boolean {
+  const kind = connectionFailureKind(error);
+  return kind === 'connection' || kind === 'busy';
+}
+
+/**
+ * True for an error of a connection that failed or ended, as opposed to one PostgreSQL reported on
+ * a live connection: asked after a probe query, where an error without a SQL state can only have
+ * come from the connection under it.
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  const kind = connectionFailureKind(error);
+  return kind === 'connection' || kind === 'unknown';
 }

@@ -10,7 +10,8 @@ import { pgpubsub } from './plugin';
 
 export { install, pgpubsub, type SequelizePlugin } from './plugin';
 export { Admin, type ChannelStatus, type FailedNotification, type FailedNotificationDetail, type FailedSelection, type ListenerStatus, type Status } from './ops/admin';
-export { PgPubSub, TriggerManager, type InstallResult, type PgPubSubOptions } from './pubsub';
+export { PgPubSub, type InstallResult, type PgPubSubOptions } from './pubsub';
+export { TriggerManager } from './triggers/manager';
 export {
   channel,
   CustomChannel,
@@ -27,7 +28,8 @@ export {
 } from './channels/channel';
 export type { NotificationContext, QueryableConnection, SetContextOptions } from './channels/context';
 export type { NotifyOptions } from './channels/notify';
-export { Listener, type DrainEnd, type Failure, type ListenConnectionConfig, type ListenerEvents, type ListenOptions, type ListenerStats, type MessageDone, type MessageStart, type RunningAlone } from './listener/listener';
+export { Listener } from './listener/listener';
+export type { DrainEnd, Failure, ListenConnectionConfig, ListenerEvents, ListenOptions, ListenerStats, MessageDone, MessageStart, RunningAlone } from './listener/types';
 export type { BatchContext, CallbackContext, CustomBatchCallback, CustomCallback, CustomMessage, ModelBatchCallback, ModelCallback, ModelMessage, ModelMessageFields, ModelMessageRows } from './channels/message';
 export type { ChannelName, ModelChannelName, ModelChannelOp, Register } from './channels/names';
 export { consoleLogger, type Logger, type LogLevel } from './ops/logger';

@@ -7,7 +7,8 @@ import type { Sequelize } from 'sequelize';
 import type { AnyChannel } from '../channels/channel';
 import { type AfterCommitHook, type CallbackRunner } from './callbacks';
 import { errorText } from '../error-text';
-import type { ListenerEvents, ListenerStats } from './listener';
+import type { StatsCounter } from './stats';
+import type { EventSink } from './parts';
 import type { Logger } from '../ops/logger';
 import { decodeMessage } from '../channels/message';
 
@@ -29,16 +30,14 @@ export function jsonContains(value: unknown, pattern: unknown): boolean {
   return value === pattern;
 }
 
-/** What running a broadcast needs from its listener. */
+/** What running a broadcast works with. */
 export interface BroadcastContext {
   readonly sequelize: Sequelize;
   readonly callbacks: CallbackRunner;
   readonly contextFilter: Record<string, unknown> | undefined;
   readonly log: Logger;
-  readonly stats: ListenerStats;
-  tell<K extends keyof ListenerEvents & string>(event: K, ...args: ListenerEvents[K]): void;
-  /** Emits 'error' when someone listens for it. */
-  reportError(error: unknown): void;
+  readonly stats: StatsCounter;
+  readonly events: EventSink;
 }
 
 /** Runs a broadcast's callbacks; a failure is logged (and emitted), never thrown. */
@@ -56,10 +55,10 @@ export async function runBroadcast(ctx: BroadcastContext, channel: AnyChannel, t
       throw error;
     }
     await ctx.callbacks.runAfterCommit(afterCommit, channel.name);
-    ctx.stats.broadcasts++;
-    ctx.tell('broadcast', channel.name);
+    ctx.stats.broadcast();
+    ctx.events.tell('broadcast', channel.name);
   } catch (error) {
     ctx.log.error(`broadcast callback on '${channel.name}' failed (broadcasts are not retried)`, { event: 'broadcast-failed', channel: channel.name, error: errorText(error) });
-    ctx.reportError(error);
+    ctx.events.reportError(error);
   }
 }

@@ -2,16 +2,19 @@
  * Running callbacks: a message's callbacks (or a channel's batch callbacks) in a transaction, within
  * the channel's time limit, with afterCommit meaning after the outer commit and the app's CLS
  * transaction set; the hooks after a commit; a quiet rollback; library queries bounded in time.
- * Used by the batch runner (lib/listener/batch-runner.ts) and for broadcasts (lib/listener/broadcasts.ts).
+ * Used by the claim passes (lib/listener/claim-pass.ts), the runs alone (lib/listener/run-alone.ts) and for
+ * broadcasts (lib/listener/broadcasts.ts).
  */
 import type { Sequelize, Transaction } from 'sequelize';
 import type { AnyChannel } from '../channels/channel';
-import { sqlState, errorSummary, errorText } from '../error-text';
+import { errorSummary, errorText, isConnectionFailure } from '../error-text';
 import { CallbackTimeoutError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { type ClaimedRow, lagNow } from '../db/store';
 import { consumerSpan } from '../ops/tracing';
-import type { ListenerEvents, ListenerHost, MessageStart } from './listener';
+import { LIBRARY_QUERY_DEADLINE_MS, type PgConnection, bounded, destroySocket } from './query-guards';
+import type { EventSink } from './parts';
+import type { ListenerHost, MessageStart } from './types';
 
 /** A hook to run once a notification's transaction has committed. */
 export type AfterCommitHook = () => unknown;
@@ -52,63 +55,68 @@ export function inClsTransaction<T>(sequelize: Sequelize, transaction: Transacti
   return result;
 }
 
-export type QueryFn = (...args: unknown[]) => unknown;
-
-/**
- * Makes the client run its queries one after another: several callers share one connection (the
- * claim loops, the beat and the heartbeat on the LISTEN connection; a batch's callbacks at once on
- * its transaction), and node-postgres no longer wants a query issued while another runs. Each
- * waits for the one before (bounded by the client's query_timeout, or the callback's time limit).
- * Promise and callback calls are both queued; a submittable (a cursor) goes straight through.
- * Returns the function that puts the client's own query back.
- */
-export function oneQueryAtATime(client: { query: QueryFn }): () => void {
-  const own = client.query;
-  const query = own.bind(client) as QueryFn;
-  let last: Promise<unknown> = Promise.resolve();
-  client.query = (...args: unknown[]) => {
-    if (typeof (args[0] as { submit?: unknown } | null)?.submit === 'function') return query(...args);
-    const callback = typeof args.at(-1) === 'function' ? args.pop() as (error: unknown, result?: unknown) => void : null;
-    const run = last.then(() => new Promise((resolve, reject) => {
-      query(...args, (error: unknown, result: unknown) => (error ? reject(error) : resolve(result)));
-    }));
-    last = run.catch(() => undefined);
-    if (!callback) return run;
-    run.then((result) => callback(null, result), (error: unknown) => callback(error));
-    return undefined;
-  };
-  return () => { client.query = own; };
-}
-
-/** True for an error of a connection that failed or ended (as opposed to an error PostgreSQL reported on a live one). */
-export function isConnectionFailure(error: unknown): boolean {
-  const state = sqlState(error);
-  return state === undefined || /^(08|57P0)/.test(state);
-}
-
-/** Rejects with `onExpire()`'s error when `promise` takes longer than `ms`. */
-export async function bounded<T>(promise: Promise<T>, ms: number, onExpire: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(onExpire()), ms); })]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A library query (claim, delete, commit…) that takes longer than this has a dead connection under it. */
-export const LIBRARY_QUERY_DEADLINE_MS = 30_000;
-
-/** The pg client under a Sequelize connection, as far as closing it goes. */
-export interface PgConnection { connection?: { stream?: { destroy(): void } } }
-
-/** Closes a connection's socket at once: pg then fails whatever waits on it (end() would wait for a dead peer). */
-export function destroySocket(connection: PgConnection | undefined): void {
-  connection?.connection?.stream?.destroy();
-}
-
 /** The traceparent a message's context carries (see tracing.ts), if any. */
 const traceOf = (message: unknown) => (message as { context?: { traceparent?: unknown } } | null)?.context?.traceparent;
+
+/** A message a run of callbacks is for, as its events and its span see it. */
+interface MessageRun {
+  channel: string;
+  id: string | null;
+  attempt: number;
+  row: ClaimedRow | null;
+  traceparent: unknown;
+}
+
+/**
+ * A run's time limit. Its signal is made when a callback first reads it (an AbortController per
+ * message is a measurable share of a fast callback's cost), aborted at once if time is already up.
+ */
+class Deadline {
+  readonly #channel: string;
+  readonly #id: string | null;
+  readonly #timeoutMs: number;
+  #controller: AbortController | null = null;
+  #expiredWith: CallbackTimeoutError | null = null;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(channel: string, id: string | null, timeoutMs: number) {
+    this.#channel = channel;
+    this.#id = id;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  get expired(): boolean {
+    return this.#expiredWith !== null;
+  }
+
+  signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#expiredWith) this.#controller.abort(this.#expiredWith);
+    }
+    return this.#controller.signal;
+  }
+
+  /**
+   * Settles with `work`, or rejects when time is up (a callback still running then may reject
+   * later: this has settled, so nobody waits for it any more, and its rejection is handled).
+   */
+  race(work: Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#timer = setTimeout(() => {
+        const error = new CallbackTimeoutError(this.#channel, this.#id, this.#timeoutMs);
+        this.#expiredWith = error;
+        this.#controller?.abort(error);
+        reject(error);
+      }, this.#timeoutMs);
+      work.then(resolve, reject);
+    });
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
+  }
+}
 
 /** A claimed message of a channel with batch callbacks. */
 export interface GroupItem {
@@ -117,18 +125,25 @@ export interface GroupItem {
   attempt: number;
 }
 
-/** What the callback runner needs from its listener. */
+/** A channel's callback time limit (its own `timeoutMs`, or the listener's). */
+export interface TimeLimits {
+  timeoutOf(channel: AnyChannel): number;
+}
+
+/** Where the lag of each stored message is told as its callbacks start (the listener's report keeps the highest). */
+export interface LagSink {
+  sawLag(channel: string, lagMs: number): void;
+}
+
+/** What the callback runner works with. */
 export interface CallbackRunnerContext {
   readonly sequelize: Sequelize;
   readonly host: ListenerHost;
   readonly log: Logger;
-  timeoutOf(channel: AnyChannel): number;
-  /** Emits a listener event (guarded: a handler that throws is logged). */
-  tell<K extends keyof ListenerEvents & string>(event: K, ...args: ListenerEvents[K]): void;
-  /** Whether anyone listens for this event (the per-message events are built only then). */
-  listens(event: keyof ListenerEvents & string): boolean;
-  /** A stored message's lag as its callbacks start (the listener's report keeps the highest), without building an event. */
-  sawLag?(channel: string, lagMs: number): void;
+  readonly limits: TimeLimits;
+  /** message:start and message:done go here (built only when someone listens for them). */
+  readonly events: EventSink;
+  readonly lags?: LagSink;
 }
 
 export class CallbackRunner {
@@ -180,79 +195,65 @@ export class CallbackRunner {
     callbacks: readonly Function[],
     transaction: Transaction,
     afterCommit: AfterCommitHook[],
-    starts: ReadonlyArray<{ channel: string; id: string | null; attempt: number; row: ClaimedRow | null; traceparent: unknown }>,
+    starts: readonly MessageRun[],
     call: (callback: Function, base: { transaction: Transaction; signal: () => AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
   ): Promise<void> {
-    const id = starts.length === 1 ? starts[0].id : null;
-    const timeoutMs = this.#ctx.timeoutOf(channel);
-    // The signal is made when a callback first reads it (an AbortController per message is a
-    // measurable share of a fast callback's cost): aborted at once if time is already up.
-    let controller: AbortController | null = null;
-    let expiredWith: CallbackTimeoutError | null = null;
-    const signal = () => {
-      if (!controller) {
-        controller = new AbortController();
-        if (expiredWith) controller.abort(expiredWith);
-      }
-      return controller.signal;
-    };
+    const deadline = new Deadline(channel.name, starts.length === 1 ? starts[0].id : null, this.#ctx.limits.timeoutOf(channel));
     // The message's after-commit hooks wait here, and join the transaction's only if it succeeds.
     const pending: AfterCommitHook[] = [];
     const register = (hook: AfterCommitHook) => {
       if (typeof hook !== 'function') throw new TypeError(`afterCommit(hook): the hook must be a function, got ${typeof hook}`);
-      if (!expiredWith) pending.push(hook);
+      if (!deadline.expired) pending.push(hook);
     };
-    // With callbacks at once on one transaction, the batch redirects it once (BatchRunner).
+    // With callbacks at once on one transaction, the claim pass redirects it once (ClaimPass).
     const restore = this.sharedAfterCommit.has(transaction) ? () => undefined : redirectAfterCommit(transaction, register);
     const startedAt = performance.now();
-    if (this.#ctx.sawLag) for (const { row } of starts) if (row) this.#ctx.sawLag(channel.name, lagNow(row));
-    // Built only for listeners of these events (a metrics registry, tracing): nothing per message otherwise.
-    const events: MessageStart[] | null = this.#ctx.listens('message:start') || this.#ctx.listens('message:done')
-      ? starts.map(({ channel: name, id: messageId, attempt, row }) => ({ channel: name, id: messageId, attempt, lagMs: row ? lagNow(row) : null }))
-      : null;
-    if (events && this.#ctx.listens('message:start')) for (const start of events) this.#ctx.tell('message:start', start);
-    // `call` gives each callback a context object of its own, `signal` a getter (see above).
-    const base = { transaction, signal, afterCommit: register };
+    const events = this.#started(channel.name, starts);
+    // `call` gives each callback a context object of its own, `signal` a getter (see Deadline).
+    const base = { transaction, signal: () => deadline.signal(), afterCommit: register };
     // With OpenTelemetry and a tracer provider: a consumer span, the child of the producer's (null otherwise, at no cost).
     const span = consumerSpan(channel.name, starts);
     const runAll = async () => {
       for (const callback of callbacks) {
         // Timed out during an earlier callback of this message: the rest must not run.
-        if (expiredWith) return;
+        if (deadline.expired) return;
         await inClsTransaction(this.#ctx.sequelize, transaction, () => call(callback, base));
       }
     };
-    const work = span ? span.run(runAll) : runAll();
-    let timer: NodeJS.Timeout | undefined;
-    // Settles with the work, or rejects when time is up (a callback still running then may reject
-    // later: this has settled, so nobody waits for it any more, and its rejection is handled).
-    const finished = new Promise<void>((resolve, reject) => {
-      timer = setTimeout(() => {
-        const error = new CallbackTimeoutError(channel.name, id, timeoutMs);
-        expiredWith = error;
-        (controller as AbortController | null)?.abort(error);
-        reject(error);
-      }, timeoutMs);
-      work.then(resolve, reject);
-    });
-    const done = (ok: boolean, error?: unknown) => {
-      if (!events || !this.#ctx.listens('message:done')) return;
-      const durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
-      for (const start of events) this.#ctx.tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
-    };
+    const finished = deadline.race(span ? span.run(runAll) : runAll());
     try {
       await finished;
       afterCommit.push(...pending);
       span?.end();
-      done(true);
+      this.#done(events, startedAt, true);
     } catch (error) {
       span?.end(error);
-      done(false, error);
+      this.#done(events, startedAt, false, error);
       throw error;
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
       restore();
     }
+  }
+
+  /**
+   * As a run starts: each stored message's lag to the report, and message:start, whose events are
+   * built only for listeners of them (a metrics registry, tracing): nothing per message otherwise.
+   */
+  #started(channel: string, starts: readonly MessageRun[]): MessageStart[] | null {
+    if (this.#ctx.lags) for (const { row } of starts) if (row) this.#ctx.lags.sawLag(channel, lagNow(row));
+    const { events } = this.#ctx;
+    if (!events.listens('message:start') && !events.listens('message:done')) return null;
+    const built = starts.map(({ channel: name, id, attempt, row }) => ({ channel: name, id, attempt, lagMs: row ? lagNow(row) : null }));
+    if (events.listens('message:start')) for (const start of built) events.tell('message:start', start);
+    return built;
+  }
+
+  /** message:done for the messages of a run that started with `events`. */
+  #done(events: MessageStart[] | null, startedAt: number, ok: boolean, error?: unknown): void {
+    if (!events || !this.#ctx.events.listens('message:done')) return;
+    const durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
+    for (const start of events) this.#ctx.events.tell('message:done', ok ? { ...start, durationMs, ok } : { ...start, durationMs, ok, error });
   }
 
   /** Runs a committed transaction's after-commit hooks in order; one that throws is logged, and the others still run. */

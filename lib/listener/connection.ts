@@ -7,11 +7,12 @@
 import type { Client, Notification, QueryConfig } from 'pg';
 import type { Sequelize } from 'sequelize';
 import { jitteredBackoff } from '../process/backoff';
-import { LIBRARY_QUERY_DEADLINE_MS, type QueryFn, oneQueryAtATime } from './callbacks';
+import { LIBRARY_QUERY_DEADLINE_MS, type QueryFn, oneQueryAtATime } from './query-guards';
 import { errorSummary } from '../error-text';
 import { ListenOptionsError } from '../errors';
 import { LISTENER_APPLICATION_NAME } from './options';
-import type { ListenConnectionConfig } from './listener';
+import type { ClientSource, Lifetime } from './parts';
+import type { ListenConnectionConfig } from './types';
 import type { Logger } from '../ops/logger';
 import { quoteIdent } from '../db/sql-text';
 
@@ -28,16 +29,19 @@ interface SequelizeConnectionConfig {
   [setting: string]: unknown;
 }
 
-/** What the LISTEN connection needs from its listener. */
-export interface ListenConnectionContext {
+/** Where and how the LISTEN connection connects. */
+export interface ListenConnectionSettings {
   readonly sequelize: Sequelize;
   readonly listenConnection: string | ListenConnectionConfig | undefined;
-  readonly log: Logger;
   readonly minDelayMs: number;
   readonly maxDelayMs: number;
   readonly heartbeatMs: number;
   /** The channels to LISTEN on. */
   readonly channels: readonly string[];
+}
+
+/** What the listener keeps on the connection, told of each change (lib/listener/session.ts). */
+export interface ConnectionHooks {
   /** On each new connection, once it LISTENs and before it is used: throws to refuse it. `first`: at start. */
   setUp(client: Client, first: boolean): Promise<void>;
   /** The connection is in use (after start-up or a reconnect). */
@@ -49,20 +53,25 @@ export interface ListenConnectionContext {
   notification(message: Notification): void;
   /** The heartbeat's one query; a failure means the connection is gone. */
   heartbeat(client: Client): Promise<void>;
-  /** The listener is stopping: a connection lost now is not replaced. */
-  stopping(): boolean;
 }
 
-export class ListenConnection {
-  readonly #ctx: ListenConnectionContext;
+export class ListenConnection implements ClientSource {
+  readonly #settings: ListenConnectionSettings;
+  readonly #log: Logger;
+  /** The listener stopping: a connection lost now is not replaced. */
+  readonly #lifetime: Lifetime;
+  /** Given at start: the hooks are the listener's session, which needs this connection first. */
+  #hooks: ConnectionHooks | null = null;
   #client: Client | null = null;
   #stopping = false;
   #reconnecting: Promise<void> | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #checking = false;
 
-  constructor(ctx: ListenConnectionContext) {
-    this.#ctx = ctx;
+  constructor(settings: ListenConnectionSettings, log: Logger, lifetime: Lifetime) {
+    this.#settings = settings;
+    this.#log = log;
+    this.#lifetime = lifetime;
   }
 
   /** The connection, or null while reconnecting (or once closed). */
@@ -70,12 +79,13 @@ export class ListenConnection {
     return this.#client;
   }
 
-  /** Connects, LISTENs and sets up (the listener's setUp); then runs the heartbeat. Throws when that fails. */
-  async start(): Promise<void> {
+  /** Connects, LISTENs and sets up (`hooks.setUp`); then runs the heartbeat. Throws when that fails. */
+  async start(hooks: ConnectionHooks): Promise<void> {
+    this.#hooks = hooks;
     await this.#connect(true);
     // The heartbeat is one query on the LISTEN connection: it proves the connection alive and tells
     // whether anything is due, the backstop for a missed wake-up (e.g. rows a dying listener released).
-    this.#heartbeat = setInterval(() => void this.#check(), this.#ctx.heartbeatMs);
+    this.#heartbeat = setInterval(() => void this.#check(), this.#settings.heartbeatMs);
     this.#heartbeat.unref?.();
   }
 
@@ -94,8 +104,8 @@ export class ListenConnection {
   lose(client: Client, error: Error): void {
     if (this.#stopped() || client !== this.#client) return;
     this.#client = null;
-    this.#ctx.lost();
-    this.#ctx.log.warn('LISTEN connection lost; reconnecting', { event: 'connection-lost', error: errorSummary(error) });
+    this.#started().lost();
+    this.#log.warn('LISTEN connection lost; reconnecting', { event: 'connection-lost', error: errorSummary(error) });
     client.end().catch(() => undefined);
     this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = null; });
   }
@@ -114,8 +124,8 @@ export class ListenConnection {
       query_timeout: LIBRARY_QUERY_DEADLINE_MS,
       application_name: applicationName,
     };
-    const manager = this.#ctx.sequelize.connectionManager as unknown as SequelizeConnectionManager;
-    const own = this.#ctx.listenConnection;
+    const manager = this.#settings.sequelize.connectionManager as unknown as SequelizeConnectionManager;
+    const own = this.#settings.listenConnection;
     if (own !== undefined) {
       const client = new manager.lib.Client({ ...settings, ...(typeof own === 'string' ? { connectionString: own } : own) } as import('pg').ClientConfig);
       try {
@@ -131,13 +141,18 @@ export class ListenConnection {
   }
 
   #stopped(): boolean {
-    return this.#stopping || this.#ctx.stopping();
+    return this.#stopping || this.#lifetime.stopping;
+  }
+
+  #started(): ConnectionHooks {
+    if (!this.#hooks) throw new Error('ListenConnection: used before start(hooks)');
+    return this.#hooks;
   }
 
   async #connect(first = false): Promise<void> {
     const client = await this.#open();
     oneQueryAtATime(client as unknown as { query: QueryFn });
-    client.on('notification', (message) => this.#ctx.notification(message));
+    client.on('notification', (message) => this.#started().notification(message));
     client.on('error', (error) => this.lose(client, error));
     client.on('end', () => this.lose(client, new Error('connection ended')));
     try {
@@ -149,14 +164,14 @@ export class ListenConnection {
       // from pg_catalog whatever another role creates in a schema on the default search_path.
       await client.query('SET synchronous_commit = off; SET search_path = pg_catalog, pg_temp');
       if (first) await this.#refuseTransactionPooler(client);
-      for (const name of this.#ctx.channels) await client.query(`LISTEN ${quoteIdent(name)}`);
-      await this.#ctx.setUp(client, first);
+      for (const name of this.#settings.channels) await client.query(`LISTEN ${quoteIdent(name)}`);
+      await this.#started().setUp(client, first);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
     }
     this.#client = client;
-    this.#ctx.connected(client);
+    this.#started().connected(client);
   }
 
   /**
@@ -175,7 +190,7 @@ export class ListenConnection {
     // node-postgres takes a query's own query_timeout (its types know it only as a client setting).
     const bounded = (text: string): QueryConfig & { query_timeout: number } => ({ text, query_timeout: 5_000 });
     const backend = async (on: Client) => (await on.query<{ pid: number }>(bounded('SELECT pg_catalog.pg_backend_pid() AS pid'))).rows[0]!.pid;
-    const skipped = (error: unknown) => this.#ctx.log.warn('could not check whether the LISTEN connection goes through a transaction pooler; not checked', { event: 'pooler-check-skipped', error: errorSummary(error) });
+    const skipped = (error: unknown) => this.#log.warn('could not check whether the LISTEN connection goes through a transaction pooler; not checked', { event: 'pooler-check-skipped', error: errorSummary(error) });
     const refusal = (how: string) => new ListenOptionsError('PGPUBSUB_TRANSACTION_POOLER', `listen: the LISTEN connection goes through a transaction pooler (PgBouncer in transaction or statement mode?): ${how}, so LISTEN and the listener's session locks would be left on a connection other clients use. `
       + "Point the LISTEN connection at PostgreSQL itself: listen({ listenConnection: 'postgres://…@db-host:5432/app' }), or pgpubsub listen --listen-url <url>; the work pool may stay on the pooler");
     const before = await backend(client);
@@ -212,14 +227,14 @@ export class ListenConnection {
 
   async #reconnect(): Promise<void> {
     for (let attempt = 1; !this.#stopped(); attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, jitteredBackoff(attempt, this.#ctx.minDelayMs, this.#ctx.maxDelayMs)));
+      await new Promise((resolve) => setTimeout(resolve, jitteredBackoff(attempt, this.#settings.minDelayMs, this.#settings.maxDelayMs)));
       if (this.#stopped()) return;
       try {
         await this.#connect();
-        this.#ctx.reconnected(attempt);
+        this.#started().reconnected(attempt);
         return;
       } catch (error) {
-        this.#ctx.log.warn('reconnect failed', { event: 'reconnect-failed', attempt, error: errorSummary(error) });
+        this.#log.warn('reconnect failed', { event: 'reconnect-failed', attempt, error: errorSummary(error) });
       }
     }
   }
@@ -229,7 +244,7 @@ export class ListenConnection {
     if (!client || this.#stopped() || this.#checking) return;
     this.#checking = true;
     try {
-      await this.#ctx.heartbeat(client);
+      await this.#started().heartbeat(client);
     } catch (error) {
       this.lose(client, error as Error);
     } finally {

@@ -1,7 +1,7 @@
 import { unknownKeyProblems } from '../channels/channel';
 import type { NotificationContext } from '../channels/context';
 import { ListenOptionsError } from '../errors';
-import type { ListenConnectionConfig, ListenOptions } from './listener';
+import type { ListenConnectionConfig, ListenOptions } from './types';
 
 /** The application_name of a listener's LISTEN connection (pg_stat_activity shows it). */
 export const LISTENER_APPLICATION_NAME = 'pgpubsub-listener';

@@ -11,7 +11,7 @@ import os from 'node:os';
 import type { Client } from 'pg';
 import type { LibraryObjects } from '../db/objects';
 import { errorSummary } from '../error-text';
-import type { ListenerEvents } from './listener';
+import type { ListenerEvents } from './types';
 import type { Logger } from '../ops/logger';
 
 export const REPORT_EVERY_MS = 5000;

@@ -11,7 +11,7 @@ import { AdminUsageError } from '../errors';
 import { HOLDER_LOCK } from '../db/inflight';
 import { LISTENER_APPLICATION_NAME } from '../listener/options';
 import { decodeMessage } from '../channels/message';
-import { PAUSE_CHANNEL } from '../listener/listener';
+import { PAUSE_CHANNEL } from '../listener/control-channels';
 import { LIBRARY_QUERY, quoteLiteral } from '../db/sql-text';
 import { WAKE_LOCKS } from '../db/wake-locks';
 

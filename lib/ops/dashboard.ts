@@ -8,10 +8,10 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { QueryTypes } from 'sequelize';
-import type { FailedNotificationDetail, Status } from './admin';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import type { Admin, FailedNotificationDetail, Status } from './admin';
 import { errorSummary } from '../error-text';
-import type { PgPubSub } from '../pubsub';
+import type { LibraryObjects } from '../db/objects';
 import { LIBRARY_QUERY } from '../db/sql-text';
 
 export interface DashboardOptions {
@@ -106,6 +106,9 @@ class HttpError extends Error {
   }
 }
 
+/** What the dashboard reads and acts through (`sequelize.pgpubsub` is one): no import of PgPubSub, which loads the dashboard. */
+export interface DashboardSource { readonly sequelize: Sequelize; readonly objects: LibraryObjects; readonly admin: Admin }
+
 /**
  * The dashboard as an http handler.
  *
@@ -113,7 +116,7 @@ class HttpError extends Error {
  * const dashboard = sequelize.pgpubsub.dashboard();
  * app.use('/ops/pgpubsub', requireAdmin, dashboard); // Express, behind your own auth
  */
-export function dashboardHandler(pubsub: PgPubSub, options: DashboardOptions = {}): DashboardHandler {
+export function dashboardHandler(pubsub: DashboardSource, options: DashboardOptions = {}): DashboardHandler {
   const { token, sampleEveryMs = 15_000, refreshSeconds = 10, title = 'pgpubsub' } = options;
   if (token !== undefined && (typeof token !== 'string' || token.length < 8)) {
     throw new TypeError('dashboard({ token }): the token must be a string of at least 8 characters');

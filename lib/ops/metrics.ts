@@ -10,7 +10,8 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Sequelize } from 'sequelize';
 import type { Admin, Status } from './admin';
 import { errorSummary } from '../error-text';
-import type { Listener, ListenerEvents } from '../listener/listener';
+import type { Listener } from '../listener/listener';
+import type { ListenerEvents } from '../listener/types';
 import { LIBRARY_QUERY } from '../db/sql-text';
 
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];

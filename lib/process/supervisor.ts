@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { jitteredBackoff } from './backoff';
-import type { RunningAlone } from '../listener/listener';
+import type { RunningAlone } from '../listener/types';
 import type { Logger } from '../ops/logger';
 
 export interface SuperviseOptions {

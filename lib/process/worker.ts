@@ -1,7 +1,8 @@
 import cluster from 'node:cluster';
 import { jitteredBackoff } from './backoff';
 import { errorSummary, isUnreachable } from '../error-text';
-import type { Listener, ListenOptions } from '../listener/listener';
+import type { Listener } from '../listener/listener';
+import type { ListenOptions } from '../listener/types';
 import type { Logger } from '../ops/logger';
 import type { PgPubSub } from '../pubsub';
 import type { WorkerMessage } from './supervisor';

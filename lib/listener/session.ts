@@ -1,0 +1,155 @@
+/**
+ * What a listener keeps on its LISTEN connection, set up again on each new one: the library check
+ * and the report of rows nobody here handles (at start), its holder keys, the listening locks, the
+ * paused channels, its status report. It answers the connection's hooks: notifications (wake-ups,
+ * broadcasts, pause and recover orders), the heartbeat, a loss and a reconnect.
+ */
+import type { Client, Notification } from 'pg';
+import type { LibraryObjects } from '../db/objects';
+import { pruneDeadMarkers } from '../db/inflight';
+import { libraryProblem } from '../db/library-check';
+import { dueCheck, pendingSql } from '../db/store';
+import { errorSummary } from '../error-text';
+import type { Logger } from '../ops/logger';
+import { type BroadcastContext, runBroadcast } from './broadcasts';
+import type { ListenerChannels } from './channel-set';
+import type { ConnectionHooks } from './connection';
+import type { Drain } from './drain';
+import type { DrainLocks } from './drain-locks';
+import type { Holders } from './holders';
+import type { ListeningLocks } from './listening-locks';
+import { PAUSE_CHANNEL, RECOVER_CHANNEL } from './control-channels';
+import type { PausedChannels } from './paused';
+import { bounded } from './query-guards';
+import type { ListenerReport } from './report';
+import type { StatsCounter } from './stats';
+import type { ClientSource, EventSink } from './parts';
+
+/** What the session works with: the listener's other parts. */
+export interface SessionParts {
+  readonly objects: LibraryObjects;
+  readonly connection: ClientSource;
+  readonly channels: ListenerChannels;
+  readonly paused: PausedChannels;
+  readonly listening: ListeningLocks;
+  readonly locks: DrainLocks;
+  readonly drain: Drain;
+  readonly holders: Holders;
+  readonly report: ListenerReport;
+  readonly broadcasts: BroadcastContext;
+  readonly stats: StatsCounter;
+  readonly events: EventSink;
+  readonly log: Logger;
+  readonly options: { readonly concurrency: number; readonly heartbeatMs: number };
+}
+
+export class ListenSession implements ConnectionHooks {
+  readonly #parts: SessionParts;
+
+  constructor(parts: SessionParts) {
+    this.#parts = parts;
+  }
+
+  /**
+   * At start, the library check and the report of rows nobody here handles; then its holder keys
+   * (one per claim loop, the same ones again after a reconnect when free), the pruning of dead
+   * listeners' markers, and the listening locks, after which producers count on it.
+   */
+  async setUp(client: Client, first: boolean): Promise<void> {
+    const { objects, holders, listening, paused, report, drain, log } = this.#parts;
+    if (first) {
+      await this.#checkInstalled(client);
+      await this.#reportStrays(client);
+    }
+    await holders.take(client, this.#parts.options.concurrency);
+    await pruneDeadMarkers(objects, client, holders.holders).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+    // Only now may producers count on this listener: it hears every NOTIFY from here on.
+    await listening.hold(client);
+    // After LISTEN: a pause or resume committed from here on reaches it as a NOTIFY.
+    if (await paused.read(client)) drain.wake();
+    // Who it is, for pgpubsub status (again after a reconnect: a new connection is a new row).
+    await report.send(client);
+  }
+
+  connected(): void {
+    this.#parts.locks.forget();
+    // Producers that found nobody listening skipped their NOTIFY: the next drain waits for them.
+    this.#parts.drain.owesSettle();
+    this.#parts.listening.connected();
+  }
+
+  lost(): void {
+    this.#parts.locks.forget(); // session locks end with the connection
+  }
+
+  reconnected(attempt: number): void {
+    this.#parts.stats.reconnected();
+    this.#parts.log.info('reconnected; sweeping for notifications sent meanwhile', { event: 'reconnected', attempt });
+    this.#parts.events.tell('reconnected', { attempt });
+    this.#parts.drain.wake();
+  }
+
+  notification(message: Notification): void {
+    const { drain, log } = this.#parts;
+    if (message.channel === PAUSE_CHANNEL) {
+      this.#pauseAnnounced(message.payload ?? '');
+      return;
+    }
+    if (message.channel === RECOVER_CHANNEL) {
+      log.info('recovery requested', { event: 'recover-requested' });
+      drain.wake();
+      return;
+    }
+    const channel = this.#parts.channels.find(message.channel);
+    if (!channel) return;
+    if (channel.durable) drain.wake();
+    else void runBroadcast(this.#parts.broadcasts, channel, message.payload ?? '');
+  }
+
+  /** One query: is anything due? Also the backstop for a pause or resume order this connection missed. */
+  async heartbeat(client: Client): Promise<void> {
+    const { text, values } = dueCheck(this.#parts.objects, this.#parts.paused.filter);
+    const result = await bounded(client.query<{ due: boolean; paused: string[] }>(text, values), Math.max(1000, this.#parts.options.heartbeatMs / 2), () => new Error('heartbeat timed out'));
+    const [row] = result.rows;
+    if (row && this.#parts.paused.apply(row.paused)) this.#parts.drain.wake();
+    if (row?.due) this.#parts.drain.wake();
+  }
+
+  /** As it stops, on the connection's last use: its status row and its in-flight markers go. */
+  async withdraw(client: Client): Promise<void> {
+    await this.#parts.report.withdraw(client);
+    await this.#parts.holders.clear(this.#parts.objects, client);
+  }
+
+  /** A pause or resume of one of ours: stop claiming it at once, then read the paused channels again. */
+  #pauseAnnounced(named: string): void {
+    const { paused, drain, log } = this.#parts;
+    paused.announced(named);
+    const client = this.#parts.connection.client;
+    if (!client) return;
+    // A resume: what the channel stored meanwhile is drained now.
+    void paused.read(client).then((resumed) => { if (resumed || !paused.isPaused(named)) drain.wake(); }, (error: unknown) => {
+      log.warn('could not read the paused channels', { event: 'paused-read-failed', error: errorSummary(error) });
+      paused.restore();
+    });
+  }
+
+  /** Refuses a database whose library objects are missing, older or newer than this code's (LIBRARY_VERSION). */
+  async #checkInstalled(client: Client): Promise<void> {
+    const problem = await libraryProblem(client, this.#parts.objects.schema, 'listen');
+    if (problem) throw problem;
+  }
+
+  /** Warns about stored rows on channels this listener does not process: they wait for a listener that does. */
+  async #reportStrays(client: Client): Promise<void> {
+    const { rows } = await client.query<{ channel: string; n: number }>(
+      `SELECT channel, pg_catalog.count(*)::int AS n FROM ${this.#parts.objects.notificationTable}
+        WHERE ${pendingSql()} AND NOT (channel = ANY ($1::text[])) GROUP BY channel ORDER BY channel`,
+      [this.#parts.channels.durable],
+    );
+    for (const { channel, n } of rows) {
+      const why = this.#parts.channels.strayReason(channel);
+      this.#parts.log.warn(`${n} stored notification(s) on channel '${channel}' wait for a listener: ${why}`, { event: 'unhandled-stored', channel, count: n });
+    }
+  }
+}
