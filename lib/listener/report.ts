@@ -1,5 +1,5 @@
 /**
- * What a listener says of itself in the database (library version 5): its host and process id,
+ * What a listener says of itself in the database: its host and process id,
  * since when it runs, and per channel its counts and the highest lag of the messages it started
  * within the last minute. Written on its LISTEN connection when it connects, and then every 5 s
  * while it processes (an idle listener writes nothing: W4 counts its statements), so
