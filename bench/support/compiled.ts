@@ -23,9 +23,10 @@ function newest(dir: string, suffix: string): number {
   return latest;
 }
 
-/** Builds dist/ (npm run build) unless it is newer than every lib/ file. */
+/** Builds dist/ (npm run build) unless it is newer than every lib/ file (the migrations' SQL included). */
 export function ensureBuilt(log: (line: string) => void): void {
-  if (fs.existsSync(path.join(DIST, 'cli.js')) && newest(DIST, '.js') >= newest(LIB, '.ts')) return;
+  const source = Math.max(newest(LIB, '.ts'), newest(LIB, '.sql'));
+  if (fs.existsSync(path.join(DIST, 'cli', 'main.js')) && newest(DIST, '.js') >= source) return;
   log('bench: building dist/ (npm run build): the benchmark runs the compiled library');
   execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
 }
