@@ -9,7 +9,7 @@ import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
 import type { ClientSource } from './parts';
 
-/** How often a listener that holds drain locks says so to producers (they trust a lock for 1 s). */
+/** How often a listener that holds drain locks says so to producers (they trust a lock for DRAIN_BEAT_FRESH_MS, lib/db/protocol.ts). */
 const DRAIN_BEAT_MS = 250;
 /** At most this often a listener that holds drain locks tries for the ones it lacks, or wakes the others to help with a backlog. */
 const DRAIN_LOCK_RETRY_MS = 200;
