@@ -4,6 +4,7 @@
  * its binary), in a fixed order, with the owner left out (the installing role differs per server).
  *
  *   npm run schema:dump            rewrites lib/db/schema.sql from a fresh install
+ *   npm run schema:dump -- <file>  writes it to <file> instead
  *   (test/schema.test.ts fails while a fresh install differs from the file)
  */
 import fs from 'node:fs';
@@ -100,8 +101,8 @@ function quote(text: string | null): string {
   return text === null ? 'NULL' : `'${text.replace(/'/g, "''")}'`;
 }
 
-/** `npm run schema:dump`: installs the library in a scratch database and rewrites lib/db/schema.sql. */
-async function main(): Promise<void> {
+/** `npm run schema:dump [-- file]`: installs the library in a scratch database and rewrites lib/db/schema.sql (or writes `file`). */
+async function main(file = SCHEMA_FILE): Promise<void> {
   const server = await startPostgres();
   const name = scratchDatabaseName('t', 'schema');
   try {
@@ -115,11 +116,11 @@ async function main(): Promise<void> {
     const client = new Client({ connectionString: url });
     await client.connect();
     try {
-      fs.writeFileSync(SCHEMA_FILE, await dumpSchema(client));
+      fs.writeFileSync(file, await dumpSchema(client));
     } finally {
       await client.end();
     }
-    console.log(`wrote ${path.relative(process.cwd(), SCHEMA_FILE)}`);
+    console.log(`wrote ${path.relative(process.cwd(), file)}`);
   } finally {
     await dropDatabase(server.url, name);
     await server.stop();
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().catch((error: unknown) => {
+  main(process.argv[2] ? path.resolve(process.argv[2]) : undefined).catch((error: unknown) => {
     console.error(error);
     process.exitCode = 1;
   });

@@ -4,6 +4,7 @@
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { connect } from '../dev/example-app';
@@ -11,9 +12,11 @@ import { SCHEMA_FILE, dumpSchema } from '../dev/schema-dump';
 import { PgPubSubError, migrations } from '../lib';
 import { libraryObjects } from '../lib/db/objects';
 import { readMigrationSql, renderMigrationSql } from '../lib/db/migrations/sql-text-step';
-import { type TestDatabase, emptyDatabase } from './support/hooks';
+import { run, shown } from '../dev/processes';
+import { type TestDatabase, emptyDatabase, server } from './support/hooks';
 
-const MIGRATIONS_DIR = path.join(__dirname, '..', 'lib', 'db', 'migrations');
+const ROOT = path.join(__dirname, '..');
+const MIGRATIONS_DIR = path.join(ROOT, 'lib', 'db', 'migrations');
 
 describe("the library's schema as text", function () {
   this.timeout(60_000);
@@ -45,6 +48,15 @@ describe("the library's schema as text", function () {
     } finally {
       await client.end();
     }
+  });
+
+  it('npm run schema:dump writes what the file holds', async () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-schema-')), 'schema.sql');
+    const dumped = await run('npm', ['run', '--silent', 'schema:dump', '--', out], { cwd: ROOT, env: { DATABASE_URL: server().url }, timeout: 60_000 });
+    expect(dumped.code, shown(dumped)).to.equal(0);
+    expect(dumped.stdout).to.include('wrote ');
+    expect(fs.readFileSync(out, 'utf8')).to.equal(fs.readFileSync(SCHEMA_FILE, 'utf8'));
+    fs.rmSync(path.dirname(out), { recursive: true, force: true });
   });
 
   it('every migration text fills all its placeholders, and names an unknown one with the known ones', () => {
