@@ -7,6 +7,7 @@
  */
 import { expect } from 'chai';
 import path from 'node:path';
+import { Client } from 'pg';
 import { DataTypes, QueryTypes, type Sequelize } from 'sequelize';
 import pgpubsub, { ChannelDefinitionError } from '../lib';
 import { connect } from '../dev/example-app';
@@ -143,6 +144,52 @@ describe('per-row ordering', function () {
     expect(() => { sequelize.define('Bad', { id: { type: DataTypes.INTEGER, primaryKey: true } }, { pgpubsub: { channels: { bad_fold: { events: ['update'], coalesce: true } } } }); sequelize.pgpubsub.channels(); })
       .to.throw(ChannelDefinitionError, "'coalesce' folds a row's pending updates, which needs ordering: 'row'");
   });
+
+  // A fold deletes the updates it folded, a purge a failed head: rows no listener has in flight. A
+  // listener marking a later row as waiting, from a snapshot that still holds the removed row,
+  // while the remover's trigger ran before that later row was committed, left the key with no
+  // head: the row was never claimed. (examples/ordering.ts hung on it about one run in eight.)
+  for (const remover of ['fold', 'purge'] as const) {
+    it(`never strands a key whose earlier rows a ${remover} removes while another listener marks the rows behind them`, async () => {
+      const { sequelize, Item } = await app({ afterFailure: 'block' });
+      const item = await Item.create({ name: 'v0' });
+      const ids = async () => (await rows<{ id: string }>(sequelize, 'SELECT id::text AS id FROM pgpubsub.notification ORDER BY id')).map((row) => row.id);
+      const removed: string[] = [];
+      if (remover === 'fold') {
+        // The insert in flight with a listener, the update folded into it (locked by that listener's claim).
+        await item.update({ name: 'v1' });
+        removed.push(...await ids());
+        await sequelize.query('UPDATE pgpubsub.notification SET head = (id = $1::bigint)', { bind: [removed[0]] });
+        await sequelize.query('INSERT INTO pgpubsub.inflight (holder, ids) VALUES (4242, ARRAY[$1::bigint])', { bind: [removed[0]] });
+      } else {
+        // The insert failed for good, holding its key (afterFailure: 'block') until purged.
+        removed.push(...await ids());
+        await sequelize.query("UPDATE pgpubsub.notification SET head = true, attempts = 5, failed_at = now() - interval '1 day'");
+      }
+      const client = new Client({ connectionString: db.url });
+      await client.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('DELETE FROM pgpubsub.notification WHERE id = ANY ($1::bigint[])', [removed]);
+        // Committed after the remover's trigger looked for the key's next row.
+        await item.update({ name: 'v2' });
+        await sequelize.query("SELECT pgpubsub.settle_heads('{item_changed}')");
+        await client.query('COMMIT');
+      } finally {
+        await client.end();
+      }
+      await sequelize.query('DELETE FROM pgpubsub.inflight');
+      const seen: string[] = [];
+      sequelize.pgpubsub.on(Item, 'item_changed', ({ op, new: row }) => { seen.push(`${op} ${row?.get('name')}`); });
+      const listener = await sequelize.pgpubsub.listen({ logger: quiet });
+      try {
+        await eventually(() => seen.length === 1, async () => `the update processed: stored ${JSON.stringify(await rows(sequelize, 'SELECT id, ordering_key, head FROM pgpubsub.notification'))}`, 10_000);
+        expect(seen).to.deep.equal(['UPDATE v2']);
+      } finally {
+        await listener.stop();
+      }
+    });
+  }
 
   it('claims at a cost that grows neither with the backlog nor with the number of blocked keys', async () => {
     const { sequelize } = await app({ afterFailure: 'block' });

@@ -330,9 +330,14 @@ BEGIN
     flying := ARRAY(SELECT u.id FROM "pgpubsub".inflight AS m, pg_catalog.unnest(m.ids) AS u(id));
     UPDATE "pgpubsub".notification AS b SET head = false
      WHERE b.id IN (SELECT q.id FROM "pgpubsub".notification AS q
+                     CROSS JOIN LATERAL (SELECT e.id, e.head, e.failed_at FROM "pgpubsub".notification AS e
+                                          WHERE e.channel = q.channel AND e.ordering_key = q.ordering_key AND e.id < q.id
+                                            AND NOT (e.id = ANY (flying))
+                                          ORDER BY e.id LIMIT 1) AS first
                      WHERE q.head IS NULL AND q.ordering_key IS NOT NULL AND q.failed_at IS NULL AND q.channel = ANY (channels)
-                       AND EXISTS (SELECT FROM "pgpubsub".notification AS e WHERE e.channel = q.channel AND e.ordering_key = q.ordering_key AND e.id < q.id
-                                      AND NOT (e.id = ANY (flying)))
+                       AND ((first.head AND first.failed_at IS NULL)
+                            OR EXISTS (SELECT FROM "pgpubsub".notification AS l WHERE l.id = first.id AND (l.head IS FALSE OR l.failed_at IS NOT NULL)
+                                          FOR KEY SHARE OF l SKIP LOCKED))
                      ORDER BY q.id LIMIT 1000 FOR UPDATE OF q SKIP LOCKED)
        AND b.head IS NULL;
     GET DIAGNOSTICS marked = ROW_COUNT;

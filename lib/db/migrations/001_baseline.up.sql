@@ -248,6 +248,12 @@ $fn$;
 -- (head false), so that claims skip them by index. Run by a listener in a transaction of its own
 -- before it claims, never inside the claim: its row locks would otherwise last the whole batch,
 -- and two listeners' batches, each promoting a row the other had locked, would deadlock.
+-- A row marked false relies on whoever removes the earlier one to promote it, and that remover's
+-- trigger cannot see a row committed after it ran; so the earlier row counts only when no remover
+-- can be at work on it unseen: the key's head (removed only by the claim that has it in flight),
+-- or a waiting or failed row this transaction holds a key-share lock on (a fold or purge deleting
+-- it holds it, and one that comes later waits for this commit, then sees the mark). A first row
+-- not yet known to be the head counts not at all: locking it would make a claim skip it.
 CREATE FUNCTION {{schema}}.settle_heads(channels text[]) RETURNS integer LANGUAGE plpgsql
   SET jit = off SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -258,9 +264,14 @@ BEGIN
     flying := ARRAY(SELECT u.id FROM {{schema}}.inflight AS m, pg_catalog.unnest(m.ids) AS u(id));
     UPDATE {{schema}}.notification AS b SET head = false
      WHERE b.id IN (SELECT q.id FROM {{schema}}.notification AS q
+                     CROSS JOIN LATERAL (SELECT e.id, e.head, e.failed_at FROM {{schema}}.notification AS e
+                                          WHERE e.channel = q.channel AND e.ordering_key = q.ordering_key AND e.id < q.id
+                                            AND NOT (e.id = ANY (flying))
+                                          ORDER BY e.id LIMIT 1) AS first
                      WHERE q.head IS NULL AND q.ordering_key IS NOT NULL AND q.failed_at IS NULL AND q.channel = ANY (channels)
-                       AND EXISTS (SELECT FROM {{schema}}.notification AS e WHERE e.channel = q.channel AND e.ordering_key = q.ordering_key AND e.id < q.id
-                                      AND NOT (e.id = ANY (flying)))
+                       AND ((first.head AND first.failed_at IS NULL)
+                            OR EXISTS (SELECT FROM {{schema}}.notification AS l WHERE l.id = first.id AND (l.head IS FALSE OR l.failed_at IS NOT NULL)
+                                          FOR KEY SHARE OF l SKIP LOCKED))
                      ORDER BY q.id LIMIT 1000 FOR UPDATE OF q SKIP LOCKED)
        AND b.head IS NULL;
     GET DIAGNOSTICS marked = ROW_COUNT;
