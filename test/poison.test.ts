@@ -8,6 +8,7 @@ import { Client } from 'pg';
 import { DataTypes, QueryTypes, Sequelize } from 'sequelize';
 import pgpubsub, { type Listener, type Logger, PgPubSubError } from '../lib';
 import { WAKE_LOCKS } from '../lib/db/wake-locks';
+import { HOLDER_LOCK } from '../lib/db/protocol';
 import type { App } from '../models/app';
 import { WELCOME } from '../models/callbacks';
 import { connect } from '../dev/example-app';
@@ -294,6 +295,39 @@ describe('poison-proof listeners', function () {
       }
       expect(runs, 'run once, alone, at the attempt charged before it ran').to.deep.equal([{ name: 'held by a dead listener', attempt: 1 }]);
       expect(listener.stats.ranAlone).to.equal(1);
+    });
+  });
+
+  describe('what a dying listener held', () => {
+    it("leaves alone the batch whose claim died while its process still holds its key, then runs it alone once the key is let go", async () => {
+      const runs: Array<{ name: string; attempt: number }> = [];
+      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, { transaction, attempt }) => {
+        runs.push({ name: author!.name, attempt });
+        await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
+      });
+      await t.app.Author.create({ name: 'held by a dying listener' });
+      const [{ id }] = await stored();
+      // A process dying: its server has ended the claiming transaction (its row locks gone), but not
+      // yet the connection that holds its holder key.
+      const dying = new Client({ connectionString: t.db.url });
+      await dying.connect();
+      try {
+        await dying.query('SELECT pg_advisory_lock($1, 434343)', [HOLDER_LOCK]);
+        await dying.query('BEGIN');
+        const { rows: [{ xact }] } = await dying.query<{ xact: string }>('SELECT pg_current_xact_id()::text AS xact');
+        await dying.query('ROLLBACK');
+        await t.app.sequelize.query('INSERT INTO pgpubsub.inflight (holder, ids, xact) VALUES (434343, ARRAY[$1::bigint], $2::xid8)', { bind: [id, xact] });
+        const listener = await listen();
+        await t.app.Author.create({ name: 'good' });
+        await eventually(async () => (await posts()) === 1, 'the good one processed');
+        expect(runs, 'not run in a batch while the dying process holds its key').to.deep.equal([{ name: 'good', attempt: 1 }]);
+        await dying.end();
+        await eventually(async () => (await posts()) === 2 && (await stored()).length === 0, 'the held one run alone', 20_000);
+        expect(runs).to.deep.equal([{ name: 'good', attempt: 1 }, { name: 'held by a dying listener', attempt: 1 }]);
+        expect(listener.stats.ranAlone).to.equal(1);
+      } finally {
+        await dying.end().catch(() => undefined);
+      }
     });
   });
 

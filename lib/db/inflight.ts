@@ -39,12 +39,15 @@ function randomKey(): number {
   return (Math.random() * 2 ** 32 - 2 ** 31) | 0;
 }
 
-/** Records, committed, that `holder` is about to run `ids`. On the LISTEN client when connected, else a pool connection. */
-export async function markInflight(objects: LibraryObjects, via: Client | Sequelize, holder: number, ids: readonly string[]): Promise<void> {
-  const text = `INSERT INTO ${objects.inflightTable} (holder, ids) VALUES ($1::integer, $2::bigint[])
-                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = pg_catalog.now(), suspected_at = NULL`;
-  if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids], ...LIBRARY_QUERY });
-  else await via.query(text, [holder, ids]);
+/**
+ * Records, committed, that `holder` is about to run `ids`, which claiming transaction `xact` holds.
+ * On the LISTEN client when connected, else a pool connection.
+ */
+export async function markInflight(objects: LibraryObjects, via: Client | Sequelize, holder: number, ids: readonly string[], xact: string | null): Promise<void> {
+  const text = `INSERT INTO ${objects.inflightTable} (holder, ids, xact) VALUES ($1::integer, $2::bigint[], $3::xid8)
+                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, xact = excluded.xact, updated_at = pg_catalog.now(), suspected_at = NULL`;
+  if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids, xact], ...LIBRARY_QUERY });
+  else await via.query(text, [holder, ids, xact]);
 }
 
 /** Forgets this listener's markers (a clean stop). */
@@ -81,7 +84,7 @@ export async function chargeBeforeRunningAlone(
        RETURNING m.holder
      ), mine AS (
        INSERT INTO ${objects.inflightTable} (holder, ids) SELECT $6::integer, ARRAY[charged.id] FROM charged
-       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, updated_at = pg_catalog.now(), suspected_at = NULL
+       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, xact = NULL, updated_at = pg_catalog.now(), suspected_at = NULL
        RETURNING holder
      )
      -- Data-modifying CTEs run whether or not the query reads them.

@@ -11,7 +11,8 @@ CREATE TABLE pgpubsub.inflight (
   holder integer NOT NULL,
   ids bigint[] NOT NULL,
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
-  suspected_at timestamp with time zone
+  suspected_at timestamp with time zone,
+  xact xid8
 ) WITH (fillfactor=50, autovacuum_vacuum_scale_factor=0, autovacuum_vacuum_threshold=1000);
 ALTER TABLE pgpubsub.inflight ADD CONSTRAINT inflight_pkey PRIMARY KEY (holder);
 COMMENT ON TABLE pgpubsub.inflight IS 'sequelize-pgpubsub: per listener (its holder lock key), the notifications it is running; outlives the claiming transaction so that a process death is charged to them';
@@ -145,22 +146,30 @@ BEGIN
   -- Markers whose holder lock is free: few rows (one per listener), one lock call each. A listener
   -- that lost its connection takes its key back when it reconnects, so a marker counts as a dead
   -- listener's only after 10 s without its lock; until then its rows are left alone.
-  WITH free AS MATERIALIZED (
-    SELECT m.holder, m.ids, m.suspected_at FROM "pgpubsub".inflight AS m
+  -- So are, for as long, the rows of a marker whose lock is held but whose claiming transaction
+  -- aborted: a dying process's server lets go of its row locks before its holder lock, and its
+  -- batch, poison included, must not run again in another process's batch meanwhile. A listener
+  -- frozen that long (its claim ended by the timeouts above) gives its rows back, as before.
+  WITH marker AS MATERIALIZED (
+    SELECT m.holder, m.ids, m.suspected_at, lock.free,
+           NOT lock.free AND m.xact < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
+             AND pg_catalog.pg_xact_status(m.xact) = 'aborted' AS dying
+      FROM "pgpubsub".inflight AS m
+      -- Taken and let go at once: a listener reconnecting must be able to take its key back.
+     CROSS JOIN LATERAL (SELECT CASE WHEN pg_catalog.pg_try_advisory_lock_shared(1885826933, m.holder)
+                                     THEN pg_catalog.pg_advisory_unlock_shared(1885826933, m.holder) ELSE false END AS free) AS lock
      WHERE m.holder IS DISTINCT FROM claimer
-       -- Taken and let go at once: a listener reconnecting must be able to take its key back.
-       AND CASE WHEN pg_catalog.pg_try_advisory_lock_shared(1885826933, m.holder)
-                THEN pg_catalog.pg_advisory_unlock_shared(1885826933, m.holder) ELSE false END
   ), noticed AS (
     -- SKIP LOCKED: a claim never waits for another claim's transaction.
     UPDATE "pgpubsub".inflight AS m SET suspected_at = now()
-     WHERE m.holder IN (SELECT i.holder FROM "pgpubsub".inflight AS i JOIN free ON i.holder = free.holder
-                         WHERE free.suspected_at IS NULL FOR UPDATE OF i SKIP LOCKED)
+     WHERE m.holder IN (SELECT i.holder FROM "pgpubsub".inflight AS i JOIN marker ON i.holder = marker.holder
+                         WHERE (marker.free OR marker.dying) AND marker.suspected_at IS NULL FOR UPDATE OF i SKIP LOCKED)
   )
-  SELECT pg_catalog.array_agg(u.id) FILTER (WHERE free.suspected_at < now() - interval '10 seconds'),
-         pg_catalog.array_agg(u.id) FILTER (WHERE free.suspected_at IS NULL OR free.suspected_at >= now() - interval '10 seconds')
+  SELECT pg_catalog.array_agg(u.id) FILTER (WHERE marker.free AND marker.suspected_at < now() - interval '10 seconds'),
+         pg_catalog.array_agg(u.id) FILTER (WHERE marker.suspected_at IS NULL OR marker.suspected_at >= now() - interval '10 seconds')
     INTO orphans, waiting
-    FROM free, pg_catalog.unnest(free.ids) AS u(id);
+    FROM marker, pg_catalog.unnest(marker.ids) AS u(id)
+   WHERE marker.free OR marker.dying;
   RETURN QUERY
     WITH claimed AS (
       SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head FROM "pgpubsub".notification AS c

@@ -57,6 +57,8 @@ export interface ClaimedRow {
   attempts: number;
   /** In the in-flight marker of a listener that died: run it alone, its attempt charged first. */
   suspect: boolean;
+  /** The claiming transaction's id (xid8, as text), which the in-flight marker names; claim() rows only. */
+  xact?: string;
   /** How long ago, in ms, its producing transaction began (created_at), by the server's clock when it was claimed. */
   lag_ms: number;
   /** When it was claimed, by this process's performance.now(). */
@@ -108,7 +110,7 @@ export async function claimBatch(
   claim: { holder: number; timeoutMs: number },
 ): Promise<ClaimedRow[]> {
   const context = filter.context && Object.keys(filter.context).length > 0 ? JSON.stringify(filter.context) : null;
-  return stamp(await sequelize.query<ClaimedRow>(`SELECT c.*, ${lagSql(objects, 'c.id::bigint')} FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer) AS c`, {
+  return stamp(await sequelize.query<ClaimedRow>(`SELECT c.*, pg_catalog.pg_current_xact_id()::text AS xact, ${lagSql(objects, 'c.id::bigint')} FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer) AS c`, {
     bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY,
   }));
 }
