@@ -76,12 +76,99 @@ describe('dashboard', function () {
       expect((await t.app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'author_created')!.paused).to.equal(false);
       const paused = await post(`channel=author_created&csrf=${csrfOf(html)}`);
       expect(paused.status).to.equal(303);
-      expect(decodeURIComponent(paused.headers.get('location')!)).to.equal('/?flash=Paused author_created.');
+      const banner = decodeURIComponent(paused.headers.get('location')!);
+      expect(banner).to.match(/^\/\?flash=Paused author_created\.&sig=[0-9a-f]{64}$/);
+      expect(await (await fetch(new URL(banner, base), { headers: { cookie } })).text()).to.contain('<p class="flash">Paused author_created.</p>');
+      // A link cannot make the banner say something else.
+      expect(await (await fetch(`${base}?flash=Your+session+expired%2C+log+in+at+evil.example&sig=00`, { headers: { cookie } })).text()).not.to.contain('evil.example');
+      // The cookie is derived from the token, not the token; an id past a bigint names nothing.
+      expect(cookie).not.to.contain(TOKEN);
+      const huge = await fetch(`${base}failed/99999999999999999999999`, { headers: { cookie } });
+      expect(huge.status).to.equal(404);
+      expect(await huge.text()).to.contain('no failed notification has id 99999999999999999999999');
       expect((await t.app.sequelize.pgpubsub.admin.status()).channels.find((c) => c.channel === 'author_created')!.paused).to.equal(true);
     } finally {
       server.kill('SIGTERM');
     }
     expect((await server.exited).code, server.describe()).to.equal(0);
+  });
+
+  /** A request with the Host and Origin a page on a rebinding DNS name sends (fetch cannot set Host). */
+  const rebound = (url: string, method: string, headers: Record<string, string>, body = '') => new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const request = http.request(url, { method, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (response) => {
+      let text = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => { text += chunk; }).on('end', () => resolve({ status: response.statusCode!, text }));
+    });
+    request.on('error', reject).end(body);
+  });
+
+  it('pgpubsub dashboard: answers only its own host names (DNS rebinding), never prints a token from the environment, and asks for one off loopback', async () => {
+    await t.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, attempts, failed_at, last_error)
+      SELECT 'author_created', '{}', 5, now(), 'failed' FROM generate_series(1, 3)`);
+    const server = spawnProcess(BIN, ['dashboard', '--port', '0', '--app', EXAMPLE_APP], { DATABASE_URL: t.db.url });
+    try {
+      await eventually(() => server.output.some((line) => line.startsWith('Dashboard on ')), () => `the address: ${server.describe()}`, 30_000);
+      const base = /^Dashboard on (http:\/\/127\.0\.0\.1:(\d+)\/) \(Ctrl\+C to stop\)$/.exec(server.output.find((line) => line.startsWith('Dashboard on '))!);
+      expect(base, server.output.join('\n')).to.not.equal(null);
+      const [, address, port] = base!;
+      const page = await fetch(address);
+      expect(page.status).to.equal(200);
+      const csrf = csrfOf(await page.text())!;
+      for (const name of ['localhost', '[::1]']) expect((await rebound(address, 'GET', { host: `${name}:${port}` })).status, name).to.equal(200);
+      // The reproduction: a page on evil.example, rebound to 127.0.0.1, reads the form, then posts it.
+      const evil = `evil.example:${port}`;
+      const read = await rebound(address, 'GET', { host: evil });
+      expect(read.status).to.equal(421);
+      expect(read.text).not.to.contain(csrf);
+      expect(read.text).to.contain('this dashboard answers only to localhost, 127.0.0.1, ::1, not to Host &#34;evil.example:');
+      const purge = await rebound(`${address}purge`, 'POST', { host: evil, origin: `http://${evil}`, 'content-type': 'application/x-www-form-urlencoded' }, `all=1&csrf=${csrf}`);
+      expect(purge.status).to.equal(421);
+      expect(await t.app.sequelize.pgpubsub.admin.failed()).to.have.length(3);
+    } finally {
+      server.kill('SIGTERM');
+    }
+    expect((await server.exited).code, server.describe()).to.equal(0);
+
+    // A token from the environment is asked for, and never printed.
+    const secret = 'a-token-from-the-environment';
+    const withToken = spawnProcess(BIN, ['dashboard', '--port', '0', '--app', EXAMPLE_APP], { DATABASE_URL: t.db.url, PGPUBSUB_DASHBOARD_TOKEN: secret });
+    try {
+      await eventually(() => withToken.output.some((line) => line.startsWith('Dashboard on ')), () => `the address: ${withToken.describe()}`, 30_000);
+      const line = withToken.output.find((text) => text.startsWith('Dashboard on '))!;
+      expect(line).to.match(/^Dashboard on http:\/\/127\.0\.0\.1:\d+\/ \(open it once as …\/\?token=<\$PGPUBSUB_DASHBOARD_TOKEN>\)/);
+      expect(withToken.describe()).not.to.contain(secret);
+      const address = /(http:\S+\/)/.exec(line)![1];
+      expect((await fetch(address)).status).to.equal(401);
+      expect((await fetch(address, { headers: { authorization: `Bearer ${secret}` } })).status).to.equal(200);
+    } finally {
+      withToken.kill('SIGTERM');
+    }
+    expect((await withToken.exited).code, withToken.describe()).to.equal(0);
+
+    // Off loopback: a token, and the names it is reached by, or exit 2 saying so.
+    const open = await pgpubsubCli(['dashboard', '--host', '0.0.0.0', '--port', '0', '--app', EXAMPLE_APP], { url: t.db.url });
+    expect(open.code, shown(open)).to.equal(2);
+    expect(open.stderr).to.contain('bound to 0.0.0.0, the dashboard needs a token').and.to.contain('$PGPUBSUB_DASHBOARD_TOKEN');
+    const nameless = await pgpubsubCli(['dashboard', '--host', '0.0.0.0', '--port', '0', '--token', TOKEN, '--app', EXAMPLE_APP], { url: t.db.url });
+    expect(nameless.code, shown(nameless)).to.equal(2);
+    expect(nameless.stderr).to.contain('--allowed-hosts ops.example.com');
+  });
+
+  it('the mounted handler with allowedHosts: answers those names, 421 to others; a bad list is a TypeError naming the option', async () => {
+    const dashboard = t.app.sequelize.pgpubsub.dashboard({ allowedHosts: ['ops.example.com', '::1'], refreshSeconds: 0 });
+    const server = http.createServer(dashboard).listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const address = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    try {
+      expect((await rebound(address, 'GET', { host: 'OPS.example.com' })).status).to.equal(200);
+      expect((await rebound(address, 'GET', { host: '[::1]:443' })).status).to.equal(200);
+      expect((await rebound(address, 'GET', { host: '127.0.0.1' })).status).to.equal(421);
+      expect((await rebound(address, 'GET', { host: 'ops.example.com.evil.example' })).status).to.equal(421);
+    } finally {
+      dashboard.close();
+      server.close();
+    }
+    expect(() => t.app.sequelize.pgpubsub.dashboard({ allowedHosts: ['http://x/'] })).to.throw(TypeError, "dashboard({ allowedHosts }): expected host names such as 'localhost'");
   });
 
   it('shows a failure with its error and old/new diff in a real browser; retry processes it; pause and resume', async function () {

@@ -5,12 +5,12 @@
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FailedSelection, Status } from '../ops/admin';
 import type { LoadedApp } from '../process/app-loader';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { errorSummary } from '../error-text';
+import { addDashboardCommand } from './dashboard';
 
 export interface AdminCommandDeps {
   withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>): Promise<R>;
@@ -86,34 +86,7 @@ export function addAdminCommands(program: Command, { withApp, exit }: AdminComma
       });
     });
 
-  program.command('dashboard')
-    .description('serve the dashboard (channels, lag, a chart of the last hour, listeners, failed notifications; retry, purge, pause, resume) until interrupted')
-    .option('--port <port>', 'the port (0: any free one)', portNumber('--port'), 8080)
-    .option('--host <address>', 'the address to bind (anyone who reaches it can retry, purge and pause: keep it local, or set a token)', '127.0.0.1')
-    .option('--token <token>', 'ask for this token: open the printed address once (…/?token=<token>), or send Authorization: Bearer <token> (default: $PGPUBSUB_DASHBOARD_TOKEN)')
-    .addOption(new Option('--sample-every <duration>', 'how often the chart samples throughput and backlog').argParser(parseDuration('--sample-every')).default(15_000, '15s'))
-    .action(async (options: { port: number; host: string; token?: string; sampleEvery: number }, command: Command) => {
-      const token = options.token ?? (process.env.PGPUBSUB_DASHBOARD_TOKEN || undefined);
-      if (token !== undefined && token.length < 8) command.error('error: --token must be at least 8 characters', { exitCode: exit.usage });
-      await withLibrary(command, 'dashboard', async ({ pubsub }) => {
-        const handler = pubsub.dashboard({ token, sampleEveryMs: options.sampleEvery });
-        const server = createServer(handler);
-        server.listen(options.port, options.host);
-        await Promise.race([once(server, 'listening'), once(server, 'error').then(([error]) => {
-          throw new Error(`dashboard: cannot listen on ${options.host}:${options.port} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); choose another --port`);
-        })]);
-        const { port } = server.address() as { port: number };
-        const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-        process.stdout.write(`Dashboard on http://${host}:${port}/${token ? `?token=${encodeURIComponent(token)}` : ''} (Ctrl+C to stop)\n`);
-        if (!token && !['127.0.0.1', '::1', 'localhost'].includes(options.host)) {
-          process.stderr.write(`pgpubsub dashboard: warning: bound to ${options.host} without --token: anyone who can reach it can retry, purge and pause\n`);
-        }
-        await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
-        handler.close();
-        server.close();
-        server.closeAllConnections();
-      });
-    });
+  addDashboardCommand(program, { withLibrary, exit });
 
   const channels = program.command('channels').description('pause and resume channels').exitOverride();
   for (const [verb, done, already] of [['pause', 'paused', 'was paused already'], ['resume', 'resumed', 'was not paused']] as const) {

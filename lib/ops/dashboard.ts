@@ -6,13 +6,16 @@
  * behind the app's own auth (Express, Fastify, Koa all take such a handler), or run
  * `pgpubsub dashboard`, which binds 127.0.0.1 and takes a token.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Admin, FailedNotificationDetail, Status } from './admin';
 import { errorSummary } from '../error-text';
 import type { LibraryObjects } from '../db/objects';
 import { LIBRARY_QUERY } from '../db/sql-text';
+import { COOKIE, HttpError, admit, allowedHostSet, readForm, same } from './dashboard-access';
+
+export { LOOPBACK_HOSTS, hostName } from './dashboard-access';
 
 export interface DashboardOptions {
   /**
@@ -26,7 +29,15 @@ export interface DashboardOptions {
   refreshSeconds?: number;
   /** The page title (default 'pgpubsub'). */
   title?: string;
+  /**
+   * The host names (no port) it answers to; a request with any other `Host` gets 421 before
+   * anything is read. Set it when the handler has a port of its own (`pgpubsub dashboard` sets the
+   * loopback names, or `--allowed-hosts`): a page on a DNS name rebound to this address reaches the
+   * port, but only with its own name as Host. Default: any (behind your app, whose routing checks it).
+   */
+  allowedHosts?: readonly string[];
 }
+
 
 /** The handler, and close() to stop its sampling. */
 export interface DashboardHandler {
@@ -44,8 +55,6 @@ interface Sample {
 }
 
 const HOUR_MS = 3_600_000;
-const COOKIE = 'pgpubsub_dashboard';
-const BODY_LIMIT = 64 * 1024;
 
 const escape = (value: unknown) => String(value ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -74,38 +83,6 @@ function paths(request: IncomingMessage): { path: string; base: string; query: U
   return { path, base, query: url.searchParams };
 }
 
-function cookies(request: IncomingMessage): Map<string, string> {
-  const found = new Map<string, string>();
-  for (const part of (request.headers.cookie ?? '').split(';')) {
-    const at = part.indexOf('=');
-    if (at > 0) found.set(part.slice(0, at).trim(), decodeURIComponent(part.slice(at + 1).trim()));
-  }
-  return found;
-}
-
-function same(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
-async function readForm(request: IncomingMessage): Promise<URLSearchParams> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > BODY_LIMIT) throw new HttpError(413, `the form is larger than ${BODY_LIMIT} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
-}
-
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
-
 /** What the dashboard reads and acts through (`sequelize.pgpubsub` is one): no import of PgPubSub, which loads the dashboard. */
 export interface DashboardSource { readonly sequelize: Sequelize; readonly objects: LibraryObjects; readonly admin: Admin }
 
@@ -121,9 +98,13 @@ export function dashboardHandler(pubsub: DashboardSource, options: DashboardOpti
   if (token !== undefined && (typeof token !== 'string' || token.length < 8)) {
     throw new TypeError('dashboard({ token }): the token must be a string of at least 8 characters');
   }
+  const allowed = allowedHostSet(options.allowedHosts);
   const { admin } = pubsub;
   // Forms carry this; a page of another origin cannot read it.
-  const csrf = createHmac('sha256', randomBytes(32)).update('csrf').digest('hex');
+  const secret = randomBytes(32);
+  const csrf = createHmac('sha256', secret).update('csrf').digest('hex');
+  // The banner after an action shows only what this dashboard said: a link cannot make it say more.
+  const signed = (flash: string) => createHmac('sha256', secret).update(`flash\n${flash}`).digest('hex');
   const samples: Sample[] = [];
   let timer: NodeJS.Timeout | null = null;
   let sampling: Promise<void> | null = null;
@@ -195,7 +176,8 @@ export function dashboardHandler(pubsub: DashboardSource, options: DashboardOpti
   };
 
   const detail = async (base: string, id: string) => {
-    const found = await admin.failedOne(id);
+    // A bigint's range: a longer number names no notification (and is no error of the database's).
+    const found = BigInt(id) <= 9_223_372_036_854_775_807n ? await admin.failedOne(id) : null;
     if (!found) throw new HttpError(404, `no failed notification has id ${id}`);
     return page(base, `failed notification ${id}`, `<section><h2>Failed notification ${escape(id)} on ${escape(found.channel)}</h2>
 <dl><dt>op</dt><dd>${escape(found.op ?? '-')}</dd><dt>attempts</dt><dd>${found.attempts}</dd><dt>created</dt><dd>${escape(found.createdAt.toISOString())}</dd>
@@ -224,26 +206,14 @@ ${diff(found)}
     const { path, base, query } = paths(request);
     void (async () => {
       try {
-        if (token !== undefined) {
-          const given = query.get('token');
-          if (given !== null && same(given, token)) {
-            // From the link once; from the cookie afterwards (the token leaves the address bar).
-            return send(response, 303, '', {
-              location: base,
-              'set-cookie': `${COOKIE}=${encodeURIComponent(token)}; Path=${base}; HttpOnly; SameSite=Strict`,
-            });
-          }
-          const bearer = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
-          const cookie = cookies(request).get(COOKIE);
-          if (!(bearer && same(bearer, token)) && !(cookie && same(cookie, token))) {
-            throw new HttpError(401, 'this dashboard needs its token: open it as …/?token=<token>, or send Authorization: Bearer <token>');
-          }
-        }
+        const visit = admit(request, query, { token, allowed });
+        if (visit) return send(response, 303, '', { location: base, 'set-cookie': `${COOKIE}=${visit.cookie}; Path=${base}; HttpOnly; SameSite=Strict` });
         startSampling();
         const method = request.method ?? 'GET';
         const failedPage = /^\/failed\/(\d+)$/.exec(path);
         if (method === 'GET' || method === 'HEAD') {
-          if (path === '/') return send(response, 200, await overview(base, query.get('flash')));
+          const flash = query.get('flash');
+          if (path === '/') return send(response, 200, await overview(base, flash !== null && same(query.get('sig') ?? '', signed(flash)) ? flash : null));
           if (failedPage) return send(response, 200, await detail(base, failedPage[1]));
           if (path === '/status.json') {
             return send(response, 200, JSON.stringify(await admin.status()), { 'content-type': 'application/json; charset=utf-8' });
@@ -259,7 +229,7 @@ ${diff(found)}
         const sent = fields.get('csrf');
         if (!sent || !same(sent, csrf)) throw new HttpError(403, 'the form lacks this dashboard\'s CSRF token: reload the page and try again');
         const flash = await act(action, fields);
-        return send(response, 303, '', { location: `${base}?flash=${encodeURIComponent(flash)}` });
+        return send(response, 303, '', { location: `${base}?flash=${encodeURIComponent(flash)}&sig=${signed(flash)}` });
       } catch (error) {
         const status = error instanceof HttpError ? error.status : 500;
         const message = error instanceof HttpError ? error.message : `could not read the database: ${errorSummary(error)}`;
