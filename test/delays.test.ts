@@ -82,8 +82,41 @@ describe('delays', function () {
     await refused(pubsub.notify(Live, { n: 1 }, { delayMs: 10 }), "notify('live_delay'): a broadcast channel cannot be delayed");
     await refused(pubsub.notify(Stored, { n: 1 }, { delayMs: 10, runAt: new Date() }), 'give delayMs or runAt, not both');
     await refused(pubsub.notify(Stored, { n: 1 }, { delayMs: -1 }), 'delayMs must be an integer from 0 to 2147483647');
-    await refused(pubsub.notify(Stored, { n: 1 }, { runAt: new Date('nope') }), 'runAt must be a valid Date');
+    await refused(pubsub.notify(Stored, { n: 1 }, { runAt: new Date('nope') }), 'runAt must be a valid Date no later than 9999-12-31T23:59:59.999Z, got Invalid Date');
+    // Past PostgreSQL's own reading of ISO text: still this error, not the database's.
+    await refused(pubsub.notify(Stored, { n: 1 }, { runAt: new Date(Date.UTC(10000, 0, 1)) }), 'runAt must be a valid Date no later than 9999-12-31T23:59:59.999Z, got +010000-01-01T00:00:00.000Z');
+    await refused(pubsub.notify(Stored, { n: 1 }, { delayMs: Number.NaN }), 'got NaN');
+    await refused(pubsub.notify(Stored, { n: 1 }, { delayMs: Number.POSITIVE_INFINITY }), 'got Infinity');
     expect(() => channel('bad_delay', { durable: false, delayMs: 5 })).to.throw(ChannelDefinitionError, "'delayMs' is for durable channels");
     expect(() => channel('bad_delay', { delayMs: 1.5 })).to.throw(ChannelDefinitionError, "'delayMs' must be an integer");
+    expect(() => channel('bad_delay', { delayMs: Number.NaN })).to.throw(ChannelDefinitionError, 'got NaN');
+  });
+
+  it("refuses an infinite due time in send(), takes a time before 1970 as due at once, and counts down to no infinite one", async () => {
+    const pubsub = test.app.sequelize.pgpubsub;
+    const Stored = channel<{ n: number }>('stored_delay');
+    pubsub.register(Stored);
+    const seen: number[] = [];
+    pubsub.on(Stored, ({ payload }) => { seen.push(payload.n); });
+    // Any role granted send() (the README's writer grants) could stop every listener's timers with one.
+    for (const time of ['infinity', '-infinity', '10000-01-01']) {
+      const error = await test.app.sequelize.query(`SELECT pgpubsub.send('stored_delay', '{"n": 0}', true, '${time}')`).then(() => null, (e: unknown) => e as Error);
+      expect(error?.message, time).to.match(/^pgpubsub send: available_at must be a finite time no later than 9999-12-31T23:59:59\.999Z, got /);
+    }
+    // One stored another way (the owner's own INSERT) is never due, and troubles no listener.
+    await test.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, available_at) VALUES ('stored_delay', '{"op": "NOTIFY", "payload": {"n": 9}}', 'infinity')`);
+    const errors: string[] = [];
+    const listener = await pubsub.listen({ logger: { debug() {}, info() {}, warn() {}, error: (m) => { errors.push(m); } } });
+    try {
+      await pubsub.notify(Stored, { n: 1 }, { runAt: new Date(Date.UTC(1900, 0, 1)) });
+      await pubsub.notify(Stored, { n: 2 }, { delayMs: 300 });
+      await eventually(() => seen.length === 2, 'both processed', 10_000);
+      // A drain that failed would be retried a second later, logging each time.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(seen).to.deep.equal([1, 2]);
+      expect(errors).to.deep.equal([]);
+    } finally {
+      await listener.stop();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import type { Model, ModelStatic } from 'sequelize';
 import { ChannelDefinitionError } from '../errors';
 import { MAX_IDENTIFIER_BYTES } from '../db/sql-text';
@@ -247,7 +248,7 @@ export const MAX_DELAY_MS = 2 ** 31 - 1;
 export function delayProblems(delayMs: unknown, durable: unknown, where: string): string[] {
   if (delayMs === undefined) return [];
   if (!(Number.isInteger(delayMs) && (delayMs as number) >= 0 && (delayMs as number) <= MAX_DELAY_MS)) {
-    return [`${where}: 'delayMs' must be an integer from 0 to ${MAX_DELAY_MS} (milliseconds), got ${JSON.stringify(delayMs)}`];
+    return [`${where}: 'delayMs' must be an integer from 0 to ${MAX_DELAY_MS} (milliseconds), got ${inspect(delayMs)}`];
   }
   return durable === false ? [`${where}: 'delayMs' is for durable channels; a broadcast is a NOTIFY, sent at commit and never stored`] : [];
 }

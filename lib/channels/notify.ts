@@ -1,5 +1,7 @@
+import { inspect } from 'node:util';
 import type { Sequelize, Transaction } from 'sequelize';
 import { type CustomChannel, MAX_DELAY_MS } from './channel';
+import { LATEST_RUN_AT } from '../db/protocol';
 import { NotifyPayloadError } from '../errors';
 import type { LibraryObjects } from '../db/objects';
 import { NOTIFY_PAYLOAD_LIMIT } from '../triggers/render';
@@ -11,7 +13,7 @@ export interface NotifyOptions {
   transaction?: Transaction;
   /** Durable channels: due this many ms from now (by the server's clock), not at once. Wins over the channel's delayMs. */
   delayMs?: number;
-  /** Durable channels: due at this time, not at once. */
+  /** Durable channels: due at this time, not at once (a past time: at once). At the latest 9999-12-31T23:59:59.999Z. */
   runAt?: Date;
 }
 
@@ -21,10 +23,10 @@ function dueAt(channel: CustomChannel<unknown>, options: NotifyOptions): { sql: 
   const { delayMs, runAt } = options;
   if (delayMs !== undefined && runAt !== undefined) throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: give delayMs or runAt, not both`);
   if (delayMs !== undefined && !(Number.isInteger(delayMs) && delayMs >= 0 && delayMs <= MAX_DELAY_MS)) {
-    throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: delayMs must be an integer from 0 to ${MAX_DELAY_MS} (milliseconds), got ${JSON.stringify(delayMs)}`);
+    throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: delayMs must be an integer from 0 to ${MAX_DELAY_MS} (milliseconds), got ${inspect(delayMs)}`);
   }
-  if (runAt !== undefined && !(runAt instanceof Date && Number.isFinite(runAt.getTime()))) {
-    throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: runAt must be a valid Date, got ${JSON.stringify(runAt)}`);
+  if (runAt !== undefined && !(runAt instanceof Date && runAt.getTime() <= LATEST_RUN_AT.getTime())) {
+    throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: runAt must be a valid Date no later than ${LATEST_RUN_AT.toISOString()}, got ${inspect(runAt)}`);
   }
   const delay = delayMs ?? (runAt === undefined ? channel.delayMs : undefined);
   if (!delay && runAt === undefined) return null;
@@ -32,7 +34,8 @@ function dueAt(channel: CustomChannel<unknown>, options: NotifyOptions): { sql: 
     throw new NotifyPayloadError('PGPUBSUB_DELAY', `${where}: a broadcast channel cannot be delayed (it sends a NOTIFY at commit and stores nothing); make the channel durable`);
   }
   // A delay counts on the server's clock; a time is a time.
-  return runAt !== undefined ? { sql: '$4::timestamptz', value: runAt.toISOString() } : { sql: `pg_catalog.now() + pg_catalog.make_interval(secs => $4::double precision / 1000)`, value: delay };
+  // In epoch ms: an ISO text of a year past 9999 or before 1 is not one PostgreSQL reads.
+  return runAt !== undefined ? { sql: 'pg_catalog.to_timestamp($4::double precision / 1000)', value: Math.max(0, runAt.getTime()) } : { sql: `pg_catalog.now() + pg_catalog.make_interval(secs => $4::double precision / 1000)`, value: delay };
 }
 
 /** JSON text of a payload; bigints become strings (JSON has no 64-bit integers). */

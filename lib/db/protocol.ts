@@ -31,6 +31,8 @@ export const DRAIN_BEAT_FRESH_MS = 1000;
 
 /** The most a listener report's channels may take (bytes of jsonb). */
 export const REPORT_MAX_BYTES = 65_536;
+/** The latest a notification may be due (notify()'s runAt, send()'s available_at): send() refuses later and infinite times. */
+export const LATEST_RUN_AT = new Date('9999-12-31T23:59:59.999Z');
 
 /** The setting (GUC) that holds the notification context as JSON text; context() reads it. */
 export const CONTEXT_SETTING = 'pgpubsub.notification_context';
@@ -62,6 +64,7 @@ export const PROTOCOL_PLACEHOLDERS: Readonly<Record<string, string>> = Object.fr
   dead_after_seconds: String(DEAD_AFTER_SECONDS),
   drain_beat_fresh_ms: String(DRAIN_BEAT_FRESH_MS),
   report_max_bytes: String(REPORT_MAX_BYTES),
+  latest_run_at: LATEST_RUN_AT.toISOString(),
   context_setting: quoteLiteral(CONTEXT_SETTING),
   trace_setting: quoteLiteral(TRACE_SETTING),
   trigger_step_pattern: quoteLiteral(`${TRIGGER_STEP_PREFIX}%`),

@@ -318,6 +318,10 @@ BEGIN
   IF NOT durable THEN
     RAISE EXCEPTION 'pgpubsub send: a broadcast cannot be delayed (it is a NOTIFY, never stored)' USING ERRCODE = '22023';
   END IF;
+  -- An infinite due time would never come (and no listener could count down to it).
+  IF NOT isfinite(available_at) OR available_at > '9999-12-31T23:59:59.999Z'::timestamptz THEN
+    RAISE EXCEPTION 'pgpubsub send: available_at must be a finite time no later than 9999-12-31T23:59:59.999Z, got %', available_at USING ERRCODE = '22008';
+  END IF;
   INSERT INTO "pgpubsub".notification (channel, payload, available_at) VALUES (channel, message, coalesce(available_at, now()));
   -- Woken now: a listener that finds it not yet due sets a timer for it.
   woke := "pgpubsub".wake(channel);

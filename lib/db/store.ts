@@ -153,7 +153,8 @@ export async function recordFailure(objects: LibraryObjects, sequelize: Sequeliz
 export async function nextDueInMs(objects: LibraryObjects, sequelize: Sequelize, filter: ClaimFilter): Promise<number | null> {
   const bind: unknown[] = [];
   // What waits behind an earlier notification of its key becomes due when that one is done (its completion wakes the channel).
-  const where = `${pendingSql()} AND head IS NOT FALSE AND ${filterSql(filter, bind)}`;
+  // A row due at an infinite time (none send() takes) never comes due: no countdown to it.
+  const where = `${pendingSql()} AND head IS NOT FALSE AND pg_catalog.isfinite(available_at) AND ${filterSql(filter, bind)}`;
   const [row] = await sequelize.query<{ ms: number | null }>(
     // greatest() ignores NULL, so an empty queue must be tested for explicitly.
     `SELECT CASE WHEN pg_catalog.min(available_at) IS NULL THEN NULL
