@@ -13,6 +13,9 @@ if (fs.existsSync(source)) {
 } else {
   cli = require('../dist/cli/main.js');
 }
+// Text from the database (channel names, errors, row data) never drives the terminal.
+cli.guardOutput(process.stdout);
+cli.guardOutput(process.stderr);
 cli.main(process.argv).then((code) => {
   process.exitCode = code;
 });

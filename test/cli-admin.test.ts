@@ -142,4 +142,31 @@ describe('pgpubsub status and failed', function () {
       await app.sequelize.close();
     }
   });
+  it('never lets text from the database drive the terminal: escapes and bidirectional overrides print as \\uXXXX, and --json reads back the same', async () => {
+    const db = await testDatabase('cli escapes');
+    dbs.push(db);
+    const cli = (args: string[]) => pgpubsubCli([...args, '--app', EXAMPLE_APP], { url: db.url });
+    const app = openApp(db.url);
+    // A channel name that sets the window title and clears the screen; an error with a carriage return and a bidi override.
+    const channel = '\u001b]0;owned\u0007\u001b[2Jx';
+    const error = 'Error: ok\rfake line \u202egnp.exe';
+    try {
+      await app.sequelize.query('SELECT pgpubsub.send($1, $2::jsonb, true)', { bind: [channel, '{}'] });
+      await app.sequelize.query("INSERT INTO pgpubsub.notification (channel, payload, attempts, last_error, failed_at) VALUES ('author_created', '{}', 5, $1, now())", { bind: [error] });
+      const runs = { status: await cli(['status']), ls: await cli(['failed', 'ls']) };
+      const [{ id }] = JSON.parse((await cli(['failed', 'ls', '--json'])).stdout) as FailedNotification[];
+      const show = await cli(['failed', 'show', id]);
+      for (const [name, run] of Object.entries({ ...runs, show })) {
+        expect(run.code, shown(run)).to.equal(0);
+        expect(run.stdout, name).not.to.match(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/);
+      }
+      expect(runs.status.stdout).to.contain('\\u001b]0;owned\\u0007\\u001b[2Jx');
+      expect(show.stdout).to.contain('Error: ok\\u000dfake line \\u202egnp.exe');
+      const status = JSON.parse((await cli(['status', '--json'])).stdout) as Status;
+      expect(status.channels.map((c) => c.channel)).to.include(channel);
+      expect((JSON.parse((await cli(['failed', 'show', id, '--json'])).stdout) as FailedNotificationDetail).lastError).to.equal(error);
+    } finally {
+      await app.sequelize.close();
+    }
+  });
 });

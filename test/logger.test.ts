@@ -31,6 +31,12 @@ describe('consoleLogger', () => {
     expect(lines[0]).to.match(/^\d\d:\d\d:\d\d\.\d{3} WARN  \[pid \d+ worker 2\] reconnect failed \{"attempt":2\}\n$/);
     expect(lines[1]).to.match(/\] listening\n$/);
   });
+
+  it('prints a pretty line that cannot drive the terminal: escapes from a channel name show as \\uXXXX', () => {
+    const { logger, lines } = capture('pretty');
+    logger.warn("durable channel '\u001b]0;owned\u0007' has no callback", { channel: '\u001b[2J' });
+    expect(lines[0]).to.contain("durable channel '\\u001b]0;owned\\u0007' has no callback {\"channel\":\"\\u001b[2J\"}").and.not.to.contain('\u0007');
+  });
 });
 
 describe('loggers passed to listen() as they are', function () {

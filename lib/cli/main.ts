@@ -297,6 +297,8 @@ function buildProgram(): Command {
   return program;
 }
 
+export { guardOutput } from '../ops/terminal';
+
 /** Runs the CLI; resolves to the exit code. */
 export async function main(argv: readonly string[] = process.argv): Promise<number> {
   const program = buildProgram();

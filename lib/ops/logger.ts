@@ -1,4 +1,5 @@
 import { ListenOptionsError } from '../errors';
+import { printable } from './terminal';
 
 /**
  * The logger the listener writes to: any object with these four methods, called message first
@@ -49,7 +50,8 @@ export function consoleLogger(options: ConsoleLoggerOptions | LogLevel = {}): Lo
     const { event: _event, ...rest } = fields;
     const who = Object.entries({ pid: process.pid, ...base }).map(([key, value]) => `${key} ${value}`).join(' ');
     const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
-    stream.write(`${time.toISOString().slice(11, 23)} ${at.toUpperCase().padEnd(5)} [${who}] ${message}${extra}\n`);
+    // Channel names and errors come from the database: printed, they never drive the terminal.
+    stream.write(`${time.toISOString().slice(11, 23)} ${at.toUpperCase().padEnd(5)} [${who}] ${printable(`${message}${extra}`)}\n`);
   };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
