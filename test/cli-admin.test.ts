@@ -95,6 +95,10 @@ describe('pgpubsub status and failed', function () {
         expect(pause.code, shown(pause)).to.equal(0);
         expect(JSON.parse(pause.stdout)).to.deep.equal({ channel: 'author_created', paused: true });
         expect((await cli(['channels', 'pause', 'author_created'])).stdout).to.contain("'author_created' was paused already");
+        // No channel name is bad usage: exit 2, as documented.
+        const nameless = await cli(['channels', 'pause', '']);
+        expect(nameless.code, shown(nameless)).to.equal(2);
+        expect(nameless.stderr).to.contain('pause: expected a channel name (1 to 63 bytes), got ""');
         await eventually(() => listener.all('paused').length === 1, 'the listener says it paused the channel');
         await app.Author.create({ name: 'While paused' });
         const held = JSON.parse((await cli(['status', '--json'])).stdout) as Status;

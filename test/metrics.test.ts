@@ -96,7 +96,9 @@ describe('metrics and probes', function () {
   });
 
   it('serves one listener\'s figures and probes with --worker', async () => {
-    const listener = listen(['--worker', '--metrics-port', '0', '--metrics-host', '127.0.0.1']);
+    // Loopback by default: the endpoint has no auth.
+    const listener = listen(['--worker', '--metrics-port', '0']);
+    expect((await listener.event('http-listening', 60_000)).host).to.equal('127.0.0.1');
     const port = await portOf(listener);
     await listener.event('listening');
     await eventually(async () => (await get(port, '/readyz')).status === 200, '/readyz to say ready');
@@ -132,5 +134,16 @@ describe('metrics and probes', function () {
       server.close();
       await listener.stop();
     }
+  });
+
+  it('sums the channels no code here defines into one series: a send() caller cannot grow the series', async () => {
+    const metrics = t.app.sequelize.pgpubsub.metrics();
+    for (let i = 0; i < 50; i++) await t.app.sequelize.query(`SELECT pgpubsub.send('invented_${i}', '{}', true)`);
+    await t.app.Author.create({ name: 'due' });
+    const text = await metrics.text();
+    expect(text).not.to.contain('invented_');
+    expect(sample(text, 'pgpubsub_notifications', { channel: '(undefined)', state: 'due' })).to.equal(50);
+    expect(sample(text, 'pgpubsub_notifications', { channel: 'author_created', state: 'due' })).to.equal(1);
+    expect(text.split('\n').filter((line) => line.startsWith('pgpubsub_oldest_due_age_seconds{'))).to.have.length.below(10);
   });
 });

@@ -188,18 +188,21 @@ describe('poison-proof listeners', function () {
   describe('payloads that can never succeed', () => {
     it('fails them at once, without retries, saying why and that it is for good', async () => {
       onAuthor(() => undefined);
+      // The last: a row nested 10,000 deep, which PostgreSQL and JSON.parse take, and a recursive walk does not.
       await t.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload) VALUES
-        ('author_created', '[1, 2]'), ('author_created', '{"op": "MERGE", "old": null, "new": null}'), ('author_created', '"not json"')`);
+        ('author_created', '[1, 2]'), ('author_created', '{"op": "MERGE", "old": null, "new": null}'), ('author_created', '"not json"'),
+        ('author_created', ('{"op": "INSERT", "old": null, "new": {"id": 1, "name": ' || repeat('[', 10000) || repeat(']', 10000) || '}}')::jsonb)`);
       const { logger, lines } = capturing();
       await listen({ logger });
-      await eventually(async () => (await stored()).every((row) => row.failed_at !== null), 'all three to fail');
+      await eventually(async () => (await stored()).every((row) => row.failed_at !== null), 'all four to fail');
       const rows = await stored();
-      expect(rows.map((row) => row.attempts)).to.deep.equal([1, 1, 1]);
+      expect(rows.map((row) => row.attempts)).to.deep.equal([1, 1, 1, 1]);
       expect(rows[0].last_error).to.contain('expected a JSON object, got [1,2]');
       expect(rows[1].last_error).to.contain("'op' must be INSERT, UPDATE, DELETE, TRUNCATE, SOFT_DELETE or RESTORE, got \"MERGE\"");
       expect(rows[2].last_error).to.contain('expected a JSON object, got text that is not JSON');
+      expect(rows[3].last_error).to.contain('expected a message, got one nested too deep to decode');
       const finals = lines.filter((line) => line.level === 'error' && line.message.includes('failed for good'));
-      expect(finals).to.have.length(3);
+      expect(finals).to.have.length(4);
       expect(lines.some((line) => line.message.includes('kept for retry'))).to.equal(false);
     });
   });

@@ -239,6 +239,12 @@ export function decodeMessage(channel: AnyChannel, text: string, id: string | nu
   } catch (error) {
     throw new MalformedPayloadError(channel.name, `expected a JSON object, got text that is not JSON (${(error as Error).message}): ${text.slice(0, 200)}`);
   }
-  if (channel.kind === 'model') return modelMessage(channel, parsed, id);
-  return customMessage(channel, parsed, id);
+  try {
+    if (channel.kind === 'model') return modelMessage(channel, parsed, id);
+    return customMessage(channel, parsed, id);
+  } catch (error) {
+    // Nested past the stack (JSON.parse takes it, a recursive walk does not): it never will decode.
+    if (error instanceof RangeError) throw new MalformedPayloadError(channel.name, `expected a message, got one nested too deep to decode (${error.message})`);
+    throw error;
+  }
 }

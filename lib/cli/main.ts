@@ -6,7 +6,7 @@ import { addAdminCommands } from './admin';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { leaveWith } from '../process/cluster';
 import { errorSummary } from '../error-text';
-import { PgPubSubError } from '../errors';
+import { AdminUsageError, PgPubSubError } from '../errors';
 import { LISTEN_DEFAULTS } from '../listener/options';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from '../ops/logger';
 import { generateTriggerMigration, writeLibraryStubs } from '../triggers/generate';
@@ -188,7 +188,7 @@ function buildProgram(): Command {
     .option('--context-filter <json>', 'only claim notifications whose context contains this JSON object, e.g. \'{"tenant":7}\'', jsonObject('--context-filter'))
     .option('--listen-url <url>', 'where the LISTEN connection goes, when not where Sequelize connects (e.g. past a transaction pooler)')
     .option('--metrics-port <port>', 'serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this port, from the primary for every worker', portNumber('--metrics-port'))
-    .option('--metrics-host <address>', 'the address the metrics port binds', '0.0.0.0')
+    .option('--metrics-host <address>', 'the address the metrics port binds (0.0.0.0 for a scraper or probes from another address: it has no auth)', '127.0.0.1')
     .option('--log-sql', "keep the app's Sequelize SQL logging on in the listener processes (off by default)")
     .addOption(new Option('--log-level <level>', 'lowest level logged').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--log-format <format>', 'pretty lines for people, json lines for collectors').choices(LOG_FORMATS).default('pretty'))
@@ -317,6 +317,7 @@ export async function main(argv: readonly string[] = process.argv): Promise<numb
       ? `${error instanceof PgPubSubError ? '' : `${(error as Error)?.name ?? 'Error'}: `}${(error as Error)?.message ?? String(error)}`
       : (error as Error)?.stack ?? String(error);
     process.stderr.write(`pgpubsub: ${message}\n${error instanceof PgPubSubError || debug ? '' : '(set PGPUBSUB_DEBUG=1 for the stack trace)\n'}`);
-    return EXIT.failure;
+    // An argument the admin API refuses (an empty channel name, no selection) is bad usage, as commander's own refusals.
+    return error instanceof AdminUsageError ? EXIT.usage : EXIT.failure;
   }
 }

@@ -57,20 +57,21 @@ async function fromWorkers(workers: readonly Worker[]): Promise<MetricsJson[]> {
 
 export interface MetricsServerOptions {
   port: number;
-  /** Default 0.0.0.0 (every interface), for Prometheus and the kubelet's probes. */
+  /** Default 127.0.0.1: the endpoint has no auth. 0.0.0.0 (every interface) for a scraper or the kubelet's probes from another address. */
   host?: string;
 }
 
 /** Listens; rejects with a message naming the port when it cannot (taken, or not allowed). */
 export async function serve(handler: Parameters<typeof createServer>[1], options: MetricsServerOptions, log: Logger, what: string): Promise<Server> {
   const server = createServer(handler);
+  const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => reject(new Error(`${what}: cannot listen on ${options.host ?? '0.0.0.0'}:${options.port} (${error.code ?? error.message}); choose another port`)));
-    server.listen(options.port, options.host ?? '0.0.0.0', resolve);
+    server.once('error', (error: NodeJS.ErrnoException) => reject(new Error(`${what}: cannot listen on ${host}:${options.port} (${error.code ?? error.message}); choose another port`)));
+    server.listen(options.port, host, resolve);
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
-  log.info(`${what} on http://${options.host ?? '0.0.0.0'}:${port}`, { event: 'http-listening', what, port });
+  log.info(`${what} on http://${host.includes(':') ? `[${host}]` : host}:${port}`, { event: 'http-listening', what, host, port });
   return server;
 }
 

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Sequelize } from 'sequelize';
-import type { Admin, Status } from './admin';
+import type { Admin, ChannelStatus, Status } from './admin';
 import { errorSummary } from '../error-text';
 import type { Listener } from '../listener/listener';
 import type { ListenerEvents } from '../listener/types';
@@ -64,6 +64,26 @@ export class ListenerMetrics {
   }
 }
 
+/** The channel label of every channel no code of this app defines, summed into one series. */
+export const UNDEFINED_CHANNELS_LABEL = '(undefined)';
+
+/**
+ * The app's channels as they are, and those no code here defines summed into one: any role granted
+ * send() can invent channels, and each would otherwise be six more series.
+ */
+function foldUndefined(channels: readonly ChannelStatus[]): ChannelStatus[] {
+  const defined = channels.filter((c) => c.defined);
+  const strays = channels.filter((c) => !c.defined);
+  if (strays.length === 0) return defined;
+  const oldest = strays.map((c) => c.oldestDueAgeMs).filter((age): age is number => age !== null);
+  return [...defined, {
+    channel: UNDEFINED_CHANNELS_LABEL, defined: false,
+    due: strays.reduce((sum, c) => sum + c.due, 0), waiting: strays.reduce((sum, c) => sum + c.waiting, 0), failed: strays.reduce((sum, c) => sum + c.failed, 0),
+    oldestDueAgeMs: oldest.length ? Math.max(...oldest) : null, recentLagMs: null,
+    listeners: Math.max(...strays.map((c) => c.listeners)), draining: strays.some((c) => c.draining), paused: strays.some((c) => c.paused),
+  }];
+}
+
 /**
  * What the database holds, read at each scrape (one admin.status() per scrape, however many gauges
  * ask): stored notifications per channel and state, the oldest due one's age, listeners, pauses.
@@ -92,7 +112,7 @@ export class DatabaseMetrics {
       async collect() {
         const read = await status();
         this.reset();
-        if (read) fill(this, read);
+        if (read) fill(this, { ...read, channels: foldUndefined(read.channels) });
       },
     });
     new Gauge({
