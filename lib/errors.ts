@@ -82,14 +82,15 @@ export class MalformedPayloadError extends CodedError<'PGPUBSUB_MALFORMED_PAYLOA
 }
 
 /**
- * listen() called with bad options (`problems` lists each), for channels that have no callback, or
- * with its LISTEN connection through a transaction pooler (PGPUBSUB_TRANSACTION_POOLER).
+ * listen() called with bad options (`problems` lists each), for channels that have no callback,
+ * with its LISTEN connection through a transaction pooler (PGPUBSUB_TRANSACTION_POOLER), or on
+ * connections that cannot write (PGPUBSUB_READ_ONLY).
  */
-export class ListenOptionsError extends CodedError<'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS' | 'PGPUBSUB_TRANSACTION_POOLER'> {
+export class ListenOptionsError extends CodedError<'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS' | 'PGPUBSUB_TRANSACTION_POOLER' | 'PGPUBSUB_READ_ONLY'> {
   override readonly name = 'ListenOptionsError';
   readonly problems: string[];
 
-  constructor(code: 'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS' | 'PGPUBSUB_TRANSACTION_POOLER', message: string, options?: { cause?: unknown; problems?: string[] }) {
+  constructor(code: 'PGPUBSUB_LISTEN_OPTIONS' | 'PGPUBSUB_NO_CALLBACKS' | 'PGPUBSUB_TRANSACTION_POOLER' | 'PGPUBSUB_READ_ONLY', message: string, options?: { cause?: unknown; problems?: string[] }) {
     super(code, message, options);
     this.problems = options?.problems ?? [message];
   }

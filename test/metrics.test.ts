@@ -7,6 +7,8 @@ import { expect } from 'chai';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
+import { ListenOptionsError } from '../lib';
+import { openApp } from '../dev/example-app';
 import { eventually } from '../dev/eventually';
 import { type ListenProcess, startListen } from '../dev/processes';
 import { exampleAppPerTest } from './support/example-app-per-test';
@@ -134,6 +136,65 @@ describe('metrics and probes', function () {
       server.close();
       await listener.stop();
     }
+  });
+
+  describe('a listener that cannot write', () => {
+    // Every delete of a processed notification fails, as on a role whose writes are refused.
+    const refuseDeletes = () => t.app.sequelize.query(`
+      CREATE OR REPLACE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'cannot execute DELETE in a read-only transaction'; END $$;
+      CREATE TRIGGER refuse_writes BEFORE DELETE ON pgpubsub.notification FOR EACH STATEMENT EXECUTE FUNCTION refuse_writes()`);
+    const allowDeletes = () => t.app.sequelize.query('DROP TRIGGER refuse_writes ON pgpubsub.notification');
+
+    it('is refused at start on read-only connections, naming the setting', async () => {
+      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', () => undefined);
+      const { database } = t.app.sequelize.config;
+      await t.app.sequelize.query(`ALTER DATABASE "${database}" SET default_transaction_read_only = on`);
+      const readOnly = openApp(t.db.url);
+      try {
+        readOnly.sequelize.pgpubsub.on(readOnly.Author, 'author_created', () => undefined);
+        const error = await readOnly.sequelize.pgpubsub.listen().then(() => null, (e: unknown) => e);
+        expect(error).to.be.instanceOf(ListenOptionsError).and.to.have.property('code', 'PGPUBSUB_READ_ONLY');
+        expect((error as Error).message).to.contain('default_transaction_read_only is on for this role or database');
+      } finally {
+        await t.app.sequelize.query(`ALTER DATABASE "${database}" RESET default_transaction_read_only`);
+        await readOnly.sequelize.close();
+      }
+    });
+
+    it('says not ready once its drains fail in a row, in the process and from the cluster primary, and ready again after', async () => {
+      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', () => undefined);
+      const metrics = t.app.sequelize.pgpubsub.metrics();
+      const errors: string[] = [];
+      const own = await t.app.sequelize.pgpubsub.listen({ logger: { debug() {}, info() {}, warn() {}, error: (message) => { errors.push(message); } } });
+      const stop = metrics.observe(own);
+      try {
+        expect((await metrics.ready()).ready).to.equal(true);
+        await refuseDeletes();
+        await t.app.Author.create({ name: 'never deleted' });
+        await eventually(async () => !(await metrics.ready()).ready, 'the listener to say it is not ready', 20_000);
+        expect((await metrics.ready()).reason).to.match(/^a listener's last \d+ drains failed/);
+        expect(errors).to.include('3 drains in a row failed: this listener processes nothing until that is fixed, and says it is not ready (/readyz)');
+        await allowDeletes();
+        await eventually(async () => (await metrics.ready()).ready, 'ready again', 20_000);
+      } finally {
+        stop();
+        await own.stop();
+      }
+      const cluster = listen(['--processes', '1', '--metrics-port', '0']);
+      try {
+        const port = await portOf(cluster);
+        await eventually(async () => (await get(port, '/readyz')).status === 200, '/readyz to say ready', 60_000);
+        await refuseDeletes();
+        await t.app.Author.create({ name: 'never deleted either' });
+        await eventually(async () => (await get(port, '/readyz')).status === 503, "the primary's /readyz to say 503", 30_000);
+        expect((await get(port, '/readyz')).body).to.contain('no worker is listening (or each one fails its drains');
+        await allowDeletes();
+        await eventually(async () => (await get(port, '/readyz')).status === 200, "the primary's /readyz to say 200 again", 30_000);
+      } finally {
+        cluster.kill('SIGTERM');
+        await cluster.exited;
+      }
+    });
   });
 
   it('sums the channels no code here defines into one series: a send() caller cannot grow the series', async () => {

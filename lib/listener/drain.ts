@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sequelize } from 'sequelize';
 import type { LibraryObjects } from '../db/objects';
 import { nextDueInMs } from '../db/store';
-import { errorText } from '../error-text';
+import { errorSummary, errorText } from '../error-text';
 import type { Logger } from '../ops/logger';
 import type { DrainLocks } from './drain-locks';
 import { type DrainAction, type DrainFacts, type DrainReply, type DrainTiming, afterClaim, nextDrain, startDrain } from './drain-machine';
@@ -24,6 +24,8 @@ const DRAIN_TIMING: DrainTiming = { settleFirstMs: 5, settleMaxMs: 1000, settleB
 
 /** How soon to look again at due rows that another listener holds locked. */
 const HELD_ROWS_RECHECK_MS = 1000;
+/** After this many drains in a row fail, the listener is failing: it logs so once, and is not ready. */
+export const FAILING_AFTER = 3;
 
 /** One claim transaction (BatchRunner.batch): how many notifications it claimed. */
 export interface Claimer {
@@ -61,6 +63,12 @@ export class Drain {
   #retryTimer: NodeJS.Timeout | null = null;
   /** Rows claimed by this listener's batches, for drain:end. */
   #claimedTotal = 0;
+  #failuresInARow = 0;
+
+  /** Drains that failed in a row (0 once one succeeds): FAILING_AFTER or more, the listener is failing. */
+  get failuresInARow(): number {
+    return this.#failuresInARow;
+  }
 
   constructor(parts: DrainParts) {
     this.#parts = parts;
@@ -108,9 +116,17 @@ export class Drain {
         step = nextDrain(step, reply, DRAIN_TIMING, this.#facts());
       }
       if (!this.#parts.lifetime.stopping) await this.#scheduleRetry();
+      if (this.#failuresInARow >= FAILING_AFTER) this.#parts.log.info('drains succeed again', { event: 'drain-recovered', failed: this.#failuresInARow });
+      this.#failuresInARow = 0;
     } catch (error) {
       // A lost pool connection or a database restart: keep the rows (the transaction rolled back) and try again.
+      this.#failuresInARow++;
       this.#parts.log.error('drain failed; retrying shortly', { event: 'drain-failed', error: errorText(error) });
+      if (this.#failuresInARow === FAILING_AFTER) {
+        this.#parts.log.error(`${FAILING_AFTER} drains in a row failed: this listener processes nothing until that is fixed, and says it is not ready (/readyz)`, {
+          event: 'drain-failing', error: errorSummary(error),
+        });
+      }
       this.#parts.events.reportError(error);
       if (!this.#parts.lifetime.stopping) {
         this.#retryTimer = setTimeout(() => this.wake(), this.#parts.options.minDelayMs * 10);

@@ -18,6 +18,7 @@ import { ListenSession } from './session';
 import { StatsCounter } from './stats';
 import type { ListenerEvents, ListenerHost, ListenerStats, ListenOptions } from './types';
 import { Upkeep } from './upkeep';
+import { refuseReadOnly } from '../db/writable';
 
 /** The application_name of a listener's LISTEN connection (pg_stat_activity shows it). */
 export { LISTENER_APPLICATION_NAME } from './options';
@@ -57,6 +58,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   readonly #life = { stopping: false };
   readonly #stats = new StatsCounter();
   readonly #channels: ListenerChannels;
+  readonly #sequelize: Sequelize;
   readonly #connection: ListenConnection;
   readonly #session: ListenSession;
   readonly #drain: Drain;
@@ -68,6 +70,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   constructor(host: ListenerHost, options: ListenOptions = {}) {
     super();
     const { sequelize, objects } = host;
+    this.#sequelize = sequelize;
     const log = this.#log = options.logger ? toLogger(options.logger, 'listen({ logger })') : consoleLogger();
     const poolMax = (sequelize as unknown as { config?: { pool?: { max?: number } } }).config?.pool?.max ?? 5;
     const resolved = this.#options = resolveListenOptions(options, poolMax);
@@ -109,6 +112,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * handles, and (with recover) drains what is stored. Resolves once listening.
    */
   async start(): Promise<this> {
+    if (this.#channels.durable.length) await refuseReadOnly(this.#sequelize);
     await this.#connection.start(this.#session);
     this.#upkeep.startReports(this.#report, this.#connection);
     this.#log.info('listening', { event: 'listening', channels: this.#channels.names });
@@ -141,6 +145,14 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /** Listening: started, not stopping, its LISTEN connection up (false while it reconnects). What a readiness probe asks. */
   get listening(): boolean {
     return !this.#life.stopping && this.#connection.client !== null;
+  }
+
+  /**
+   * Drains that failed in a row, 0 once one succeeds (a lost connection, a role that cannot write).
+   * From 3 on the listener processes nothing until that is fixed: a readiness probe says not ready.
+   */
+  get drainFailures(): number {
+    return this.#drain.failuresInARow;
   }
 
   /** Asks for a drain; several requests while one runs fold into one more pass. */

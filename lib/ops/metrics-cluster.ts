@@ -103,7 +103,7 @@ export async function servePrimaryMetrics(pubsub: PgPubSub, state: SupervisorSta
     return summed ? `${summed.trimEnd()}\n\n${mine}` : mine;
   };
   const ready = async (): Promise<Readiness> => {
-    if (state.listening.size === 0) return { ready: false, reason: 'no worker is listening' };
+    if (state.listening.size === 0) return { ready: false, reason: 'no worker is listening (or each one fails its drains: the log says why)' };
     return databaseReady(pubsub.sequelize);
   };
   return serve(metricsHandler({ metrics: async () => ({ contentType: own.contentType, text: await text() }), ready }), options, log, 'metrics');

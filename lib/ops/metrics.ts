@@ -11,6 +11,7 @@ import type { Sequelize } from 'sequelize';
 import type { Admin, ChannelStatus, Status } from './admin';
 import { errorSummary } from '../error-text';
 import type { Listener } from '../listener/listener';
+import { FAILING_AFTER } from '../listener/drain';
 import type { ListenerEvents } from '../listener/types';
 import { LIBRARY_QUERY } from '../db/sql-text';
 
@@ -175,6 +176,8 @@ export class PubSubMetrics {
     const listeners = [...this.#observed];
     if (listeners.length === 0) return { ready: false, reason: 'no listener is observed (metrics.observe(listener))' };
     if (!listeners.every((listener) => listener.listening)) return { ready: false, reason: 'a listener is not listening (starting, reconnecting or stopping)' };
+    const failing = listeners.find((listener) => listener.drainFailures >= FAILING_AFTER);
+    if (failing) return { ready: false, reason: `a listener's last ${failing.drainFailures} drains failed (its log says why)` };
     return databaseReady(this.#sequelize);
   }
 

@@ -48,6 +48,8 @@ interface Slot {
 /** Messages a worker sends its primary. */
 export type WorkerMessage =
   | { type: 'pgpubsub:listening' }
+  /** Listening, but its drains fail in a row: not ready until it says it is listening again. */
+  | { type: 'pgpubsub:failing' }
   | { type: 'pgpubsub:stopped'; stats: unknown }
   | ({ type: 'pgpubsub:alone' } & RunningAlone)
   | { type: 'pgpubsub:alone-done' }
@@ -84,6 +86,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     log.info(`worker ${slot.id} started`, { event: 'worker-started', worker: slot.id, workerPid: worker.process.pid });
     worker.on('message', (message: WorkerMessage) => {
       if (message?.type === 'pgpubsub:listening') state.listening.set(slot.id, worker);
+      if (message?.type === 'pgpubsub:failing' && state.listening.get(slot.id) === worker) state.listening.delete(slot.id);
       if (message?.type === 'pgpubsub:listening') log.info(`worker ${slot.id} listening`, { event: 'worker-listening', worker: slot.id, workerPid: worker.process.pid });
       if (message?.type === 'pgpubsub:stopped') log.info(`worker ${slot.id} stopped`, { event: 'worker-stopped', worker: slot.id, stats: message.stats });
       if (message?.type === 'pgpubsub:alone') slot.alone = { id: message.id, channel: message.channel, attempt: message.attempt, maxAttempts: message.maxAttempts };

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { jitteredBackoff } from './backoff';
 import { errorSummary, isUnreachable } from '../error-text';
+import { FAILING_AFTER } from '../listener/drain';
 import type { Listener } from '../listener/listener';
 import type { ListenOptions } from '../listener/types';
 import type { Logger } from '../ops/logger';
@@ -106,6 +107,14 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
         },
       });
       listener.on('ranAlone', () => void tell({ type: 'pgpubsub:alone-done' }));
+      // Listening but failing every drain (a role that cannot write, say): the primary's /readyz says so.
+      let failing = false;
+      const started = listener;
+      started.on('drain:end', () => {
+        if (failing === started.drainFailures >= FAILING_AFTER) return;
+        failing = !failing;
+        void tell({ type: failing ? 'pgpubsub:failing' : 'pgpubsub:listening' });
+      });
       observe?.(listener);
       break;
     } catch (error) {
