@@ -152,6 +152,28 @@ describe('poison-proof listener processes', function () {
     }
   });
 
+  it('charges a callback that blocks the event loop past its limit, whose claim the server ends: it fails after maxAttempts with the timeout, the others flow', async () => {
+    // The limit is 1 s, so the server ends a claim idle for 6 s; the callback blocks for 7.
+    const listener = listen(['--processes', '2', '--batch-size', '5', '--timeout-ms', '1000'], { PGPUBSUB_BLOCK_MS: '7000' });
+    await eventually(() => listener.listeningWorkers().length === 2, 'two workers to listen', 60_000);
+    await insertJobs(['block']);
+    await sleep(1000);
+    // While a worker is blocked, the other one goes on.
+    const good = Array.from({ length: 20 }, (_, i) => `good ${i}`);
+    await insertJobs(good);
+    await eventually(async () => (await results()) === good.length, 'the good jobs processed while a worker is blocked', 30_000, 200);
+    expect((await stored()).find((row) => row.name === 'block')?.failed, 'the blocking one still going round').to.equal(false);
+    await eventually(async () => (await stored()).some((row) => row.name === 'block' && row.failed), 'the blocking one to fail for good', 120_000, 500)
+      .catch(async (error: Error) => { throw new Error(`${error.message}: stored ${JSON.stringify(await stored())}\n${shownLogs(listener)}`); });
+    const [block] = await stored();
+    expect(block.attempts).to.equal(3);
+    expect(block.last_error).to.match(/^CallbackTimeoutError: callback on 'job_created' for notification \d+ did not settle within 1000 ms/);
+    expect(listener.all('callback-overrun').length, shownLogs(listener)).to.be.at.least(1);
+    expect(await results()).to.equal(good.length);
+    listener.kill('SIGTERM');
+    expect((await listener.exited).code, shownLogs(listener)).to.equal(0);
+  });
+
   it('chaos: producers and 4 processes under kill -9, terminated connections and SIGSTOP, with poison of every kind: each good job once, each poison failed, exit 0', async function () {
     const listener = listen(['--processes', '4', '--batch-size', '20', '--timeout-ms', '2000']);
     await eventually(() => listener.listeningWorkers().length >= 4, 'four workers to listen', 60_000);

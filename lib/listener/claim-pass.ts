@@ -20,6 +20,7 @@ import { CallbackFailed, GroupFailed, failureRecord, splitKey } from './failures
 import { type QueryFn, oneQueryAtATime } from './query-guards';
 import type { ClaimScope, ClientSource, HolderKeys } from './parts';
 import type { Failure } from './types';
+import { type Overrun, chargeOverruns } from './overrun';
 
 /** What a claim pass works with. */
 export interface ClaimPassParts {
@@ -80,6 +81,8 @@ export class ClaimPass {
   readonly #failures: Failure[] = [];
   readonly #suspects: ClaimedRow[] = [];
   readonly #afterCommit: AfterCommitHook[] = [];
+  /** Messages whose callbacks ran past their time limit (the event loop was blocked): charged if the transaction is lost. */
+  readonly #overruns: Overrun[] = [];
   /** Coalescing channels: the ids of the updates folded into each claimed head. */
   #folded = new Map<string, string[]>();
   #touched = 0;
@@ -101,6 +104,11 @@ export class ClaimPass {
       await this.#commit(transaction);
     } catch (error) {
       await callbacks.rollback(transaction);
+      // Not a callback's failure (that one is recorded by the careful pass): the transaction was lost.
+      if (this.#overruns.length && !(error instanceof CallbackFailed || error instanceof GroupFailed)) {
+        await chargeOverruns(this.#parts, this.#overruns)
+          .catch((chargeError: unknown) => this.#parts.log.warn('could not charge the callbacks that ran past their time limit', { event: 'overrun-charge-failed', error: errorSummary(chargeError) }));
+      }
       throw error;
     }
     await callbacks.runAfterCommit(this.#afterCommit, null);
@@ -181,6 +189,17 @@ export class ClaimPass {
 
   /** One message's callbacks: processed, or (careful) its failure recorded. */
   async #runMessage(transaction: Transaction, row: ClaimedRow, channel: AnyChannel, message: unknown): Promise<void> {
+    const started = performance.now();
+    const timeoutMs = this.#parts.channels.timeoutOf(channel);
+    try {
+      await this.#runMessageUnit(transaction, row, channel, message);
+    } finally {
+      const tookMs = performance.now() - started;
+      if (tookMs > timeoutMs) this.#overruns.push({ row, channel, timeoutMs, tookMs });
+    }
+  }
+
+  async #runMessageUnit(transaction: Transaction, row: ClaimedRow, channel: AnyChannel, message: unknown): Promise<void> {
     const failure = await this.#runUnit(transaction, (t) => this.#parts.callbacks.run(channel, message, t, row.attempts + 1, row, this.#afterCommit), (error) => new CallbackFailed(row.id, error));
     if (failure) await this.#fail(transaction, row, channel, failure.error);
     else this.#processed.push(row.id);

@@ -209,8 +209,9 @@ BEGIN
   -- listener's only after {{dead_after_seconds}} s without its lock; until then its rows are left alone.
   -- So are, for as long, the rows of a marker whose lock is held but whose claiming transaction
   -- aborted: a dying process's server lets go of its row locks before its holder lock, and its
-  -- batch, poison included, must not run again in another process's batch meanwhile. A listener
-  -- frozen that long (its claim ended by the timeouts above) gives its rows back, as before.
+  -- batch, poison included, must not run again in another process's batch meanwhile. After that
+  -- they are suspects, as a dead listener's: the server ended that claim (the timeouts above), so
+  -- its process froze or blocked its event loop past every limit, maybe on one of them.
   WITH marker AS MATERIALIZED (
     SELECT m.holder, m.ids, m.suspected_at, lock.free,
            NOT lock.free AND m.xact < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
@@ -226,7 +227,7 @@ BEGIN
      WHERE m.holder IN (SELECT i.holder FROM {{schema}}.inflight AS i JOIN marker ON i.holder = marker.holder
                          WHERE (marker.free OR marker.dying) AND marker.suspected_at IS NULL FOR UPDATE OF i SKIP LOCKED)
   )
-  SELECT pg_catalog.array_agg(u.id) FILTER (WHERE marker.free AND marker.suspected_at < now() - interval '{{dead_after_seconds}} seconds'),
+  SELECT pg_catalog.array_agg(u.id) FILTER (WHERE marker.suspected_at < now() - interval '{{dead_after_seconds}} seconds'),
          pg_catalog.array_agg(u.id) FILTER (WHERE marker.suspected_at IS NULL OR marker.suspected_at >= now() - interval '{{dead_after_seconds}} seconds')
     INTO orphans, waiting
     FROM marker, pg_catalog.unnest(marker.ids) AS u(id)
