@@ -18,6 +18,7 @@ GRANT SELECT, UPDATE ON SEQUENCE pgpubsub.drain_beat TO app_listener;
 GRANT EXECUTE ON FUNCTION pgpubsub.claim(text[], jsonb, integer, integer, integer) TO app_listener;
 GRANT EXECUTE ON FUNCTION pgpubsub.report(text, integer, timestamptz, jsonb) TO app_listener;
 GRANT EXECUTE ON FUNCTION pgpubsub.settle_heads(text[]) TO app_listener;
+GRANT EXECUTE ON FUNCTION pgpubsub.listener_gone(integer, integer, oid, timestamptz) TO app_listener;
 GRANT app_writer TO app_listener;
 
 -- An operator's role, for pgpubsub status, failed and channels (the owner needs nothing more).

@@ -373,6 +373,30 @@ describe('poison-proof listeners', function () {
       expect(await latency()).to.be.below(2000);
     });
 
+    it("holding a dead listener's holder key does not make its batch look alive: it is run alone, charged", async () => {
+      const runs: Array<{ name: string; attempt: number }> = [];
+      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, { transaction, attempt }) => {
+        runs.push({ name: author!.name, attempt });
+        await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
+      });
+      await t.app.Author.create({ name: 'held by a dead listener' });
+      const [{ id }] = await stored();
+      // The dead listener's LISTEN connection, gone; the role takes its key as soon as it is free.
+      const gone = new Client({ connectionString: t.db.url });
+      await gone.connect();
+      const { rows: [backend] } = await gone.query<{ pid: number; role: string; start: Date }>(
+        'SELECT pid, usesysid::text AS role, backend_start AS start FROM pg_stat_get_activity(pg_backend_pid())');
+      await gone.end();
+      await hostile.query('SELECT pg_advisory_lock($1, 525252)', [HOLDER_LOCK]);
+      await t.app.sequelize.query(
+        `INSERT INTO pgpubsub.inflight (holder, ids, suspected_at, backend_pid, backend_role, backend_start)
+         VALUES (525252, ARRAY[$1::bigint], now() - interval '1 minute', $2, $3::oid, $4)`, { bind: [id, backend.pid, backend.role, backend.start] });
+      const listener = await listen();
+      await eventually(async () => (await posts()) === 1 && (await stored()).length === 0, 'the notification run and deleted', 15_000);
+      expect(runs, 'run once, alone, at the attempt charged before it ran').to.deep.equal([{ name: 'held by a dead listener', attempt: 1 }]);
+      expect(listener.stats.ranAlone).to.equal(1);
+    });
+
     it('holding the drain lock does not make producers skip their wake-ups', async () => {
       onAuthor(() => undefined);
       await listen({ heartbeatMs: 60_000 });

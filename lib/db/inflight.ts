@@ -35,6 +35,14 @@ export async function takeHolderKey(client: Client, preferred: number | null, ta
   throw new Error('could not find a free listener holder key in 20 tries');
 }
 
+/** This connection's backend as in-flight markers name it (listener_gone() checks it). */
+export async function listenBackend(client: Client): Promise<{ pid: number; role: string; start: Date }> {
+  const { rows: [backend] } = await client.query<{ pid: number; role: string; start: Date }>(
+    'SELECT a.pid, a.usesysid::text AS role, a.backend_start AS start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a',
+  );
+  return backend;
+}
+
 function randomKey(): number {
   return (Math.random() * 2 ** 32 - 2 ** 31) | 0;
 }
@@ -43,12 +51,17 @@ function randomKey(): number {
  * Records, committed, that `holder` is about to run `ids`, which claiming transaction `xact` holds.
  * On the LISTEN client when connected, else a pool connection.
  */
-export async function markInflight(objects: LibraryObjects, via: Client | Sequelize, holder: number, ids: readonly string[], xact: string | null): Promise<void> {
-  const text = `INSERT INTO ${objects.inflightTable} (holder, ids, xact) VALUES ($1::integer, $2::bigint[], $3::xid8)
-                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, xact = excluded.xact, updated_at = pg_catalog.now(), suspected_at = NULL`;
-  if ('getQueryInterface' in via) await via.query(text, { bind: [holder, ids, xact], ...LIBRARY_QUERY });
-  else await via.query(text, [holder, ids, xact]);
+export async function markInflight(objects: LibraryObjects, via: Client | Sequelize, holder: number, ids: readonly string[], xact: string | null, backend: MarkerBackend): Promise<void> {
+  const text = `INSERT INTO ${objects.inflightTable} (holder, ids, xact, backend_pid, backend_role, backend_start) VALUES ($1::integer, $2::bigint[], $3::xid8, $4::integer, $5::oid, $6::timestamptz)
+                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, xact = excluded.xact, updated_at = pg_catalog.now(), suspected_at = NULL,
+                  backend_pid = excluded.backend_pid, backend_role = excluded.backend_role, backend_start = excluded.backend_start`;
+  const values = [holder, ids, xact, backend?.pid ?? null, backend?.role ?? null, backend?.start ?? null];
+  if ('getQueryInterface' in via) await via.query(text, { bind: values, ...LIBRARY_QUERY });
+  else await via.query(text, values);
 }
+
+/** The LISTEN connection a marker names (null: none yet, the holder lock alone says whether it lives). */
+export type MarkerBackend = { readonly pid: number; readonly role: string; readonly start: Date } | null;
 
 /** Forgets this listener's markers (a clean stop). */
 export async function clearInflight(objects: LibraryObjects, client: Client, holders: readonly number[]): Promise<void> {
@@ -64,7 +77,7 @@ export async function chargeBeforeRunningAlone(
   objects: LibraryObjects,
   sequelize: Sequelize,
   row: ClaimedRow,
-  charge: { holder: number; error: string; delayMs: number; maxAttempts: number },
+  charge: { holder: number; backend: MarkerBackend; error: string; delayMs: number; maxAttempts: number },
 ): Promise<boolean> {
   const [result] = await sequelize.query<{ charged: number }>(
     `WITH target AS (
@@ -83,24 +96,36 @@ export async function chargeBeforeRunningAlone(
                                           WHERE i.holder <> $6::integer AND charged.id = ANY (i.ids) FOR UPDATE SKIP LOCKED)
        RETURNING m.holder
      ), mine AS (
-       INSERT INTO ${objects.inflightTable} (holder, ids) SELECT $6::integer, ARRAY[charged.id] FROM charged
-       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, xact = NULL, updated_at = pg_catalog.now(), suspected_at = NULL
+       INSERT INTO ${objects.inflightTable} (holder, ids, backend_pid, backend_role, backend_start)
+       SELECT $6::integer, ARRAY[charged.id], $7::integer, $8::oid, $9::timestamptz FROM charged
+       ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, xact = NULL, updated_at = pg_catalog.now(), suspected_at = NULL,
+         backend_pid = excluded.backend_pid, backend_role = excluded.backend_role, backend_start = excluded.backend_start
        RETURNING holder
      )
      -- Data-modifying CTEs run whether or not the query reads them.
      SELECT (SELECT pg_catalog.count(*) FROM charged)::int AS charged`,
-    { bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder], type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+    {
+      bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder, charge.backend?.pid ?? null, charge.backend?.role ?? null, charge.backend?.start ?? null],
+      type: QueryTypes.SELECT, ...LIBRARY_QUERY,
+    },
   );
   return result.charged === 1;
 }
 
-/** Says these holders (one listener's) are back (after a reconnect), and drops the markers of dead listeners that name nothing left to run. */
-export async function pruneDeadMarkers(objects: LibraryObjects, via: Client, holders: readonly number[]): Promise<void> {
-  await via.query(`UPDATE ${objects.inflightTable} SET suspected_at = NULL WHERE holder = ANY ($1::integer[]) AND suspected_at IS NOT NULL`, [holders]);
+/**
+ * Says these holders (one listener's) are back (after a reconnect), on this connection, and drops
+ * the markers of dead listeners that name nothing left to run.
+ */
+export async function pruneDeadMarkers(objects: LibraryObjects, via: Client, holders: readonly number[], backend: MarkerBackend): Promise<void> {
+  await via.query(
+    `UPDATE ${objects.inflightTable} SET suspected_at = NULL, backend_pid = $2::integer, backend_role = $3::oid, backend_start = $4::timestamptz
+      WHERE holder = ANY ($1::integer[]) AND (suspected_at IS NOT NULL OR backend_pid IS DISTINCT FROM $2::integer OR backend_start IS DISTINCT FROM $4::timestamptz)`,
+    [holders, backend?.pid ?? null, backend?.role ?? null, backend?.start ?? null],
+  );
   await via.query(
     `DELETE FROM ${objects.inflightTable} AS m
       WHERE m.holder IN (SELECT i.holder FROM ${objects.inflightTable} AS i WHERE i.holder <> ALL ($1::integer[]) FOR UPDATE SKIP LOCKED)
-        AND CASE WHEN pg_catalog.pg_try_advisory_lock_shared(${HOLDER_LOCK}, m.holder) THEN pg_catalog.pg_advisory_unlock_shared(${HOLDER_LOCK}, m.holder) ELSE false END
+        AND ${objects.listenerGoneFunction}(m.holder, m.backend_pid, m.backend_role, m.backend_start)
         AND NOT EXISTS (SELECT FROM ${objects.notificationTable} AS n WHERE n.id = ANY (m.ids) AND ${pendingSql('n')})`,
     [holders],
   );

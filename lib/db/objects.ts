@@ -25,6 +25,7 @@ const NAMES = {
   listenerTable: 'listener',
   drainBeatSequence: 'drain_beat',
   claimFunction: 'claim',
+  listenerGoneFunction: 'listener_gone',
   contextFunction: 'context',
   dbVersionFunction: 'db_version',
   refreshDbVersionTriggerFunction: 'db_version_changed',
@@ -48,6 +49,7 @@ export const LIBRARY_FUNCTIONS: readonly string[] = [
   NAMES.contextFunction,
   NAMES.dbVersionFunction,
   NAMES.refreshDbVersionTriggerFunction,
+  NAMES.listenerGoneFunction,
   NAMES.parseContextFunction,
   NAMES.refreshDbVersionFunction,
   NAMES.reportFunction,
@@ -87,6 +89,8 @@ export interface LibraryObjects {
    * notifications in id order, skipping rows other listeners hold, and flags those a dead listener held.
    */
   readonly claimFunction: string;
+  /** `listener_gone(holder, backend_pid, backend_role, backend_start)`: whether the listener that wrote an in-flight marker is gone. */
+  readonly listenerGoneFunction: string;
   /** `context()`: the current notification context as jsonb, `{}` when unset. */
   readonly contextFunction: string;
   /**
@@ -149,6 +153,7 @@ export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects 
       settleHeadsFunction: name(NAMES.settleHeadsFunction),
       drainBeatSequence: name(NAMES.drainBeatSequence),
       claimFunction: name(NAMES.claimFunction),
+      listenerGoneFunction: name(NAMES.listenerGoneFunction),
       contextFunction: name(NAMES.contextFunction),
       dbVersionFunction: name(NAMES.dbVersionFunction),
       refreshDbVersionFunction: name(NAMES.refreshDbVersionFunction),

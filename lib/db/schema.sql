@@ -12,7 +12,10 @@ CREATE TABLE pgpubsub.inflight (
   ids bigint[] NOT NULL,
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
   suspected_at timestamp with time zone,
-  xact xid8
+  xact xid8,
+  backend_pid integer,
+  backend_role oid,
+  backend_start timestamp with time zone
 ) WITH (fillfactor=50, autovacuum_vacuum_scale_factor=0, autovacuum_vacuum_threshold=1000);
 ALTER TABLE pgpubsub.inflight ADD CONSTRAINT inflight_pkey PRIMARY KEY (holder);
 COMMENT ON TABLE pgpubsub.inflight IS 'sequelize-pgpubsub: per listener (its holder lock key), the notifications it is running; outlives the claiming transaction so that a process death is charged to them';
@@ -152,13 +155,11 @@ BEGIN
   -- they are suspects, as a dead listener's: the server ended that claim (the timeouts above), so
   -- its process froze or blocked its event loop past every limit, maybe on one of them.
   WITH marker AS MATERIALIZED (
-    SELECT m.holder, m.ids, m.suspected_at, lock.free,
-           NOT lock.free AND m.xact < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
+    SELECT m.holder, m.ids, m.suspected_at, gone.free,
+           NOT gone.free AND m.xact < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
              AND pg_catalog.pg_xact_status(m.xact) = 'aborted' AS dying
       FROM "pgpubsub".inflight AS m
-      -- Taken and let go at once: a listener reconnecting must be able to take its key back.
-     CROSS JOIN LATERAL (SELECT CASE WHEN pg_catalog.pg_try_advisory_lock_shared(1885826933, m.holder)
-                                     THEN pg_catalog.pg_advisory_unlock_shared(1885826933, m.holder) ELSE false END AS free) AS lock
+     CROSS JOIN LATERAL (SELECT "pgpubsub".listener_gone(m.holder, m.backend_pid, m.backend_role, m.backend_start) AS free) AS gone
      WHERE m.holder IS DISTINCT FROM claimer
   ), noticed AS (
     -- SKIP LOCKED: a claim never waits for another claim's transaction.
@@ -224,6 +225,19 @@ BEGIN
   PERFORM "pgpubsub".refresh_db_version(TG_RELID::regclass);
   RETURN NULL;
 END
+$function$;
+-- grants other than the owner's: none
+
+CREATE OR REPLACE FUNCTION pgpubsub.listener_gone(holder integer, backend_pid integer, backend_role oid, backend_start timestamp with time zone)
+ RETURNS boolean
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  SELECT CASE WHEN pg_catalog.pg_try_advisory_lock_shared(1885826933, holder)
+              THEN pg_catalog.pg_advisory_unlock_shared(1885826933, holder)
+              ELSE backend_pid IS NOT NULL AND NOT EXISTS (
+                     SELECT FROM pg_catalog.pg_stat_get_activity(backend_pid) AS a
+                      WHERE a.usesysid = backend_role AND (a.backend_start IS NULL OR a.backend_start = listener_gone.backend_start)) END
 $function$;
 -- grants other than the owner's: none
 

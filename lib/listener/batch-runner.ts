@@ -95,7 +95,7 @@ export class BatchRunner {
     const { connection, holders, objects, log } = this.#parts;
     const client = connection.client;
     if (client && holders.holders.length) {
-      await pruneDeadMarkers(objects, client, holders.holders).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+      await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
     }
   }
 

@@ -134,7 +134,7 @@ export class ClaimPass {
     // Committed before any callback runs: if this process dies now, the next claim knows these ids.
     if (rows.length && holder !== undefined) {
       const ids = rows.map((row) => row.id);
-      await callbacks.library(transaction, 'in-flight marker', markInflight(objects, connection.client ?? sequelize, holder, ids, rows[0].xact ?? null));
+      await callbacks.library(transaction, 'in-flight marker', markInflight(objects, connection.client ?? sequelize, holder, ids, rows[0].xact ?? null, this.#parts.holders.backend));
     }
     // Coalescing channels: a row's pending updates fold into the one claimed (deleted with it).
     const coalescing = channels.coalescing.size ? rows.filter((row) => !row.suspect && channels.coalescing.has(row.channel)) : [];

@@ -4,15 +4,20 @@
  * marker's key is no longer held knows that the listener that claimed the row went away.
  */
 import type { Client } from 'pg';
-import { clearInflight, takeHolderKey } from '../db/inflight';
+import { clearInflight, listenBackend, takeHolderKey } from '../db/inflight';
 import type { LibraryObjects } from '../db/objects';
-import type { HolderKeys } from './parts';
+import type { HolderKeys, ListenBackend } from './parts';
 
 export class Holders implements HolderKeys {
   #keys: number[] = [];
+  #backend: ListenBackend | null = null;
 
   get holders(): readonly number[] {
     return this.#keys;
+  }
+
+  get backend(): ListenBackend | null {
+    return this.#backend;
   }
 
   /** Takes one key per claim loop on a new connection: the same ones again after a reconnect when free. */
@@ -20,6 +25,7 @@ export class Holders implements HolderKeys {
     const keys: number[] = [];
     for (let slot = 0; slot < loops; slot++) keys.push(await takeHolderKey(client, this.#keys[slot] ?? null, keys));
     this.#keys = keys;
+    this.#backend = await listenBackend(client);
   }
 
   /** As the listener stops: its in-flight markers go (its batches are done). */

@@ -16,9 +16,18 @@ export interface Lifetime {
   readonly stopping: boolean;
 }
 
-/** The holder keys of the claim loops (one per `concurrency`), held on the LISTEN connection. */
+/** The holder keys of the claim loops (one per `concurrency`), held on the LISTEN connection, and that connection. */
 export interface HolderKeys {
   readonly holders: readonly number[];
+  /** The backend of the LISTEN connection that holds the keys (what in-flight markers name); null before the first. */
+  readonly backend: ListenBackend | null;
+}
+
+/** A LISTEN connection as the server knows it: a role that takes a dead listener's key cannot be it. */
+export interface ListenBackend {
+  readonly pid: number;
+  readonly role: string;
+  readonly start: Date;
 }
 
 /** What claims take now: the listener's durable channels, without the paused ones, and its context filter. */

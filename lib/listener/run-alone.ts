@@ -33,7 +33,7 @@ export async function runAlone(parts: AloneParts, suspect: ClaimedRow, slot: num
   const channel = parts.channels.get(suspect.channel);
   const attempt = suspect.attempts + 1;
   const charged = await chargeBeforeRunningAlone(parts.objects, parts.sequelize, suspect, {
-    holder: parts.holders.holders[slot] ?? 0, error: PROCESS_DIED, delayMs: backoffDelay(attempt, channel.retry), maxAttempts: channel.retry.maxAttempts,
+    holder: parts.holders.holders[slot] ?? 0, backend: parts.holders.backend, error: PROCESS_DIED, delayMs: backoffDelay(attempt, channel.retry), maxAttempts: channel.retry.maxAttempts,
   });
   if (!charged) return; // another listener took it first
   parts.stats.ranAlone();

@@ -62,7 +62,7 @@ export class ListenSession implements ConnectionHooks {
       await this.#reportStrays(client);
     }
     await holders.take(client, this.#parts.options.concurrency);
-    await pruneDeadMarkers(objects, client, holders.holders).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+    await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
     // Only now may producers count on this listener: it hears every NOTIFY from here on.
     await listening.hold(client);
     // After LISTEN: a pause or resume committed from here on reaches it as a NOTIFY.

@@ -18,7 +18,8 @@ DROP TABLE {{schema}}.notification, {{schema}}.inflight, {{schema}}.paused, {{sc
 DROP SEQUENCE {{schema}}.drain_beat;
 DROP FUNCTION {{schema}}.report(text, integer, timestamptz, jsonb), {{schema}}.send(text, jsonb, boolean, timestamptz),
   {{schema}}.send(text, jsonb, boolean), {{schema}}.advance_released(), {{schema}}.advance_deleted(),
-  {{schema}}.settle_heads(text[]), {{schema}}.claim(text[], jsonb, integer, integer, integer), {{schema}}.wake(text),
+  {{schema}}.settle_heads(text[]), {{schema}}.claim(text[], jsonb, integer, integer, integer),
+  {{schema}}.listener_gone(integer, integer, oid, timestamptz), {{schema}}.wake(text),
   {{schema}}.context(), {{schema}}.parse_context(text), {{schema}}.db_version_changed(),
   {{schema}}.refresh_db_version(regclass), {{schema}}.db_version();
 DROP SCHEMA {{schema}};

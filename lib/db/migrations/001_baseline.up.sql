@@ -102,12 +102,16 @@ CREATE INDEX notification_unknown_head ON {{schema}}.notification (id) WHERE hea
 -- Per listener (its holder lock key), the ids of the batch it is running, committed before its
 -- callbacks run, so that the record outlives a claiming transaction a dying process takes with it.
 -- xact: the claiming transaction, whose row locks hold the ids (NULL for a message run alone).
+-- backend_*: the listener's LISTEN connection, which holds the holder lock (listener_gone()).
 CREATE TABLE {{schema}}.inflight (
   holder integer PRIMARY KEY,
   ids bigint[] NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now(),
   suspected_at timestamptz,
-  xact xid8
+  xact xid8,
+  backend_pid integer,
+  backend_role oid,
+  backend_start timestamptz
 ) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 COMMENT ON TABLE {{schema}}.inflight IS 'sequelize-pgpubsub: per listener (its holder lock key), the notifications it is running; outlives the claiming transaction so that a process death is charged to them';
 
@@ -187,6 +191,20 @@ BEGIN
 END
 $fn$;
 
+-- Whether the listener that wrote a marker is gone: its holder lock is free, or held by a backend
+-- other than the LISTEN connection the marker names. Any role that can connect can take an
+-- advisory lock, a dead listener's key included, but it cannot be that backend: its pid and role
+-- (and its start, where the caller may see it: a backend of its own role). The lock is taken and
+-- let go at once: a listener reconnecting must be able to take its key back.
+CREATE FUNCTION {{schema}}.listener_gone(holder integer, backend_pid integer, backend_role oid, backend_start timestamptz) RETURNS boolean
+  LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $fn$
+  SELECT CASE WHEN pg_catalog.pg_try_advisory_lock_shared({{lock_holder}}, holder)
+              THEN pg_catalog.pg_advisory_unlock_shared({{lock_holder}}, holder)
+              ELSE backend_pid IS NOT NULL AND NOT EXISTS (
+                     SELECT FROM pg_catalog.pg_stat_get_activity(backend_pid) AS a
+                      WHERE a.usesysid = backend_role AND (a.backend_start IS NULL OR a.backend_start = listener_gone.backend_start)) END
+$fn$;
+
 -- Locks and returns up to max_rows due notifications in id order, skipping rows other listeners
 -- hold, flagging those a dead listener held (suspects), and taking ordered rows one per key. It
 -- bounds its transaction on the server (statement_timeout, idle_in_transaction_session_timeout),
@@ -213,13 +231,11 @@ BEGIN
   -- they are suspects, as a dead listener's: the server ended that claim (the timeouts above), so
   -- its process froze or blocked its event loop past every limit, maybe on one of them.
   WITH marker AS MATERIALIZED (
-    SELECT m.holder, m.ids, m.suspected_at, lock.free,
-           NOT lock.free AND m.xact < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
+    SELECT m.holder, m.ids, m.suspected_at, gone.free,
+           NOT gone.free AND m.xact < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
              AND pg_catalog.pg_xact_status(m.xact) = 'aborted' AS dying
       FROM {{schema}}.inflight AS m
-      -- Taken and let go at once: a listener reconnecting must be able to take its key back.
-     CROSS JOIN LATERAL (SELECT CASE WHEN pg_catalog.pg_try_advisory_lock_shared({{lock_holder}}, m.holder)
-                                     THEN pg_catalog.pg_advisory_unlock_shared({{lock_holder}}, m.holder) ELSE false END AS free) AS lock
+     CROSS JOIN LATERAL (SELECT {{schema}}.listener_gone(m.holder, m.backend_pid, m.backend_role, m.backend_start) AS free) AS gone
      WHERE m.holder IS DISTINCT FROM claimer
   ), noticed AS (
     -- SKIP LOCKED: a claim never waits for another claim's transaction.
