@@ -116,6 +116,16 @@ describe('model channel options', function () {
     expect(() => sequelize.define('Other', { id: { type: DataTypes.INTEGER, primaryKey: true } }, {
       pgpubsub: { channels: { other_bad: { events: ['update'], when: { sql: '1 = 1; DROP TABLE accounts' } } } },
     }) && sequelize.pgpubsub.channels()).to.throw(ChannelDefinitionError, "'when.sql' must be one condition");
+    // Breaking out of the parentheses the trigger puts around it, or hiding the closing one.
+    for (const [sql, why] of [['false) OR (true', "a ')' that closes more than it opened"], ['(new.id > 1', "a '(' left open"], ['true --', 'no comments'], ["new.email = 'x", 'an unterminated string']]) {
+      expect(() => sequelize.define('Other', { id: { type: DataTypes.INTEGER, primaryKey: true } }, {
+        pgpubsub: { channels: { other_bad: { events: ['update'], when: { sql } } } },
+      }) && sequelize.pgpubsub.channels(), sql).to.throw(ChannelDefinitionError, `'when.sql' must be one condition: ${why}`);
+    }
+    // Parentheses inside quotes are text.
+    expect(() => sequelize.define('Other', { id: { type: DataTypes.INTEGER, primaryKey: true } }, {
+      pgpubsub: { channels: { other_ok: { events: ['update'], when: { sql: "new.\"odd)name\" = 'it''s (not' AND (new.id > 1)" } } } },
+    }) && sequelize.pgpubsub.channels()).not.to.throw();
   });
 
   it("sends one notification per TRUNCATE, destroy({ truncate: true }) included, with op 'TRUNCATE'", async () => {

@@ -172,6 +172,7 @@ function payloadShape(model: ModelStatic<Model>, options: Partial<ModelChannelOp
       if (sql !== undefined) {
         if (typeof sql !== 'string' || sql.trim() === '') problems.push(`${at}: 'when.sql' must be a SQL condition on old and new, e.g. "new.status = 'paid'"`);
         else if (/;|\$[A-Za-z_]*\$/.test(sql)) problems.push(`${at}: 'when.sql' must be one condition: no ';' and no dollar quotes`);
+        else if (outsideParentheses(sql)) problems.push(`${at}: 'when.sql' must be one condition: ${outsideParentheses(sql)}, got ${JSON.stringify(sql)}`);
         else condition = sql.trim();
       }
       if (changed && !events.some((event) => event === 'update' || event === 'soft_delete' || event === 'restore')) {
@@ -223,4 +224,28 @@ function eventProblems(raw: unknown, events: unknown[], where: string): string[]
   return events
     .filter((event) => !CHANNEL_EVENTS.includes(event as ChannelEvent))
     .map((event) => `${where}: event ${JSON.stringify(event)} is not supported (${CHANNEL_EVENTS.join(', ')})`);
+}
+
+/**
+ * Why a `when.sql` condition would not stay inside the parentheses the trigger puts around it
+ * (`false) OR (true` is two, and a comment could hide the closing one), or null. Quoted text and
+ * identifiers are skipped.
+ */
+function outsideParentheses(sql: string): string | null {
+  let depth = 0;
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql[i];
+    if (c === "'" || c === '"') {
+      const end = sql.indexOf(c, i + 1);
+      if (end < 0) return `an unterminated ${c === "'" ? 'string' : 'quoted identifier'}`;
+      i = end; // a doubled quote ('' or "") closes and reopens: the scan goes on inside
+    } else if ((c === '-' && sql[i + 1] === '-') || (c === '/' && sql[i + 1] === '*')) {
+      return 'no comments';
+    } else if (c === '(') {
+      depth++;
+    } else if (c === ')' && --depth < 0) {
+      return "a ')' that closes more than it opened";
+    }
+  }
+  return depth === 0 ? null : "a '(' left open";
 }
