@@ -75,7 +75,7 @@ describe('pgpubsub status and failed', function () {
         // Who it is, as it reports itself: this machine, the --worker process.
         expect(live.listeners[0]).to.include({ host: os.hostname(), pid: listener.pid });
         const pretty = await cli(['status']);
-        expect(pretty.stdout).to.match(/^CHANNEL\s+DUE\s+WAITING\s+FAILED\s+OLDEST DUE\s+LAG\s+LISTENERS\s+DRAINING\s+PAUSED$/m).and.to.match(/^author_created\s+0\s+0\s+2\s+-\s+\S+\s+1\s+no\s+no$/m);
+        expect(pretty.stdout).to.match(/^CHANNEL\s+DUE\s+WAITING\s+FAILED\s+BLOCKED\s+OLDEST DUE\s+LAG\s+LISTENERS\s+DRAINING\s+PAUSED$/m).and.to.match(/^author_created\s+0\s+0\s+2\s+0\s+-\s+\S+\s+1\s+no\s+no$/m);
         expect(pretty.stdout).to.match(/^LISTENER \(BACKEND PID\)\s+HOST\s+PID\s+FROM\s+SINCE\s+CHANNELS\s+IN HAND$/m).and.to.contain(` ${os.hostname()} `).and.to.contain(` ${listener.pid} `);
 
         const retry = await cli(['failed', 'retry', retried]);

@@ -6,13 +6,15 @@
  * nor with the number of blocked keys.
  */
 import { expect } from 'chai';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Client } from 'pg';
 import { DataTypes, QueryTypes, type Sequelize } from 'sequelize';
 import pgpubsub, { ChannelDefinitionError } from '../lib';
 import { connect } from '../dev/example-app';
 import { eventually } from '../dev/eventually';
-import { type ListenProcess, startListen } from '../dev/processes';
+import { type ListenProcess, pgpubsubCli, shown, startListen } from '../dev/processes';
 import { HISTORY_SQL, orderingApp } from './fixtures/ordering-app';
 import { type TestDatabase, libraryDatabase } from './support/hooks';
 
@@ -98,8 +100,24 @@ describe('per-row ordering', function () {
         } else {
           await new Promise((resolve) => setTimeout(resolve, 1000));
           expect(seen).to.not.include('UPDATE a v2');
+          // Blocked, and shown as such: a v2 waits (not due, which would look like a stuck listener).
+          const { admin } = sequelize.pgpubsub;
+          const [failed] = await admin.failed();
+          expect((await admin.status()).channels.find((c) => c.channel === 'item_changed')).to.include({ due: 0, waiting: 1, failed: 1, blocked: 1 });
+          const [blocked] = await admin.blocked();
+          expect(blocked).to.include({ channel: 'item_changed', key: `[${a.id}]`, headId: failed.id, waiting: 1 });
+          expect(blocked.lastError).to.contain('a v1 cannot be processed yet');
+          const cli = await pgpubsubCli(['failed', 'blocked', '--app', APP], { url: db.url });
+          expect(cli.code, shown(cli)).to.equal(0);
+          expect(cli.stdout).to.match(new RegExp(`^item_changed\\s+\\[${a.id}\\]\\s+${failed.id}\\s+1\\s`, 'm')).and.to.contain("'pgpubsub failed retry <id>' runs it again");
+          const page = await new Promise<string>((resolve) => {
+            const dashboard = sequelize.pgpubsub.dashboard({ refreshSeconds: 0 });
+            const server = http.createServer(dashboard).listen(0, '127.0.0.1', () => {
+              void fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`).then((r) => r.text()).then((text) => { dashboard.close(); server.close(); resolve(text); });
+            });
+          });
+          expect(page).to.contain('<h2>Blocked keys</h2>').and.to.contain(`<code>[${a.id}]</code>`);
           broken = false;
-          const [failed] = await sequelize.pgpubsub.admin.failed();
           await sequelize.pgpubsub.admin.retry({ ids: [failed.id] });
           await eventually(() => seen.includes('UPDATE a v2'), 'a v2 after a v1 is retried and processed');
           expect(seen.filter((s) => s.includes(' a '))).to.deep.equal(['INSERT a v0', 'UPDATE a v1', 'UPDATE a v2']);

@@ -34,8 +34,8 @@ const oneLine = (text: string | null, max = 80) => {
 function printStatus(status: Status): void {
   if (status.channels.length === 0) process.stdout.write('No channels are defined and no notifications are stored.\n');
   else {
-    printTable(['CHANNEL', 'DUE', 'WAITING', 'FAILED', 'OLDEST DUE', 'LAG', 'LISTENERS', 'DRAINING', 'PAUSED', ''], status.channels.map((c) => [
-      c.channel, String(c.due), String(c.waiting), String(c.failed), age(c.oldestDueAgeMs), age(c.recentLagMs), String(c.listeners), c.draining ? 'yes' : 'no',
+    printTable(['CHANNEL', 'DUE', 'WAITING', 'FAILED', 'BLOCKED', 'OLDEST DUE', 'LAG', 'LISTENERS', 'DRAINING', 'PAUSED', ''], status.channels.map((c) => [
+      c.channel, String(c.due), String(c.waiting), String(c.failed), String(c.blocked), age(c.oldestDueAgeMs), age(c.recentLagMs), String(c.listeners), c.draining ? 'yes' : 'no',
       c.paused ? 'yes' : 'no', c.defined ? '' : '(no code here defines it)',
     ]));
   }
@@ -121,6 +121,21 @@ export function addAdminCommands(program: Command, { withApp, exit }: AdminComma
         if (options.json) return void json(rows);
         if (rows.length === 0) return void process.stdout.write('No failed notifications.\n');
         printTable(['ID', 'CHANNEL', 'ATTEMPTS', 'FAILED AT', 'ERROR'], rows.map((r) => [r.id, r.channel, String(r.attempts), r.failedAt.toISOString(), oneLine(r.lastError)]));
+      });
+    });
+
+  failed.command('blocked')
+    .description("keys of ordered channels held by a notification that failed for good (afterFailure: 'block'); retry or purge it to let the key go on")
+    .option('--channel <name>', 'only this channel')
+    .addOption(new Option('--limit <n>', 'at most this many').default(100).argParser(positiveInteger('--limit')))
+    .option('--json', 'print JSON instead of a table')
+    .action(async (options: { channel?: string; limit: number; json?: boolean }, command: Command) => {
+      await withLibrary(command, 'failed blocked', async ({ pubsub }) => {
+        const keys = await pubsub.admin.blocked({ channel: options.channel, limit: options.limit });
+        if (options.json) return void json(keys);
+        if (keys.length === 0) return void process.stdout.write('No blocked keys.\n');
+        printTable(['CHANNEL', 'KEY', 'FAILED ID', 'WAITING', 'FAILED AT', 'ERROR'], keys.map((k) => [k.channel, k.key, k.headId, String(k.waiting), k.failedAt.toISOString(), oneLine(k.lastError)]));
+        process.stdout.write("\nEach key waits for its failed notification: 'pgpubsub failed retry <id>' runs it again, 'pgpubsub failed purge <id>' lets the key go on without it.\n");
       });
     });
 

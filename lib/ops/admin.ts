@@ -14,84 +14,10 @@ import { decodeMessage } from '../channels/message';
 import { PAUSE_CHANNEL } from '../listener/control-channels';
 import { LIBRARY_QUERY, quoteLiteral } from '../db/sql-text';
 import { WAKE_LOCKS } from '../db/wake-locks';
+import type { BlockedKey, FailedNotification, FailedNotificationDetail, FailedSelection, ListenerStatus, Status } from './admin-types';
 
-/** One channel's stored notifications, and who listens on it. */
-export interface ChannelStatus {
-  channel: string;
-  /** Defined in this app's code: false for rows on a channel no code here defines (renamed, removed, another app's). */
-  defined: boolean;
-  /** Pending and due now. */
-  due: number;
-  /** Pending, due later: waiting for a retry (or a delay). */
-  waiting: number;
-  /** Failed for good (`failed_at` set): kept until retried or purged. */
-  failed: number;
-  /** Age of the oldest due notification, in ms; null when none is due. */
-  oldestDueAgeMs: number | null;
-  /**
-   * The highest lag (from a producing transaction to its callbacks' start) of the messages that
-   * live listeners started within about the last minute, in ms, as they report it; null when none did.
-   */
-  recentLagMs: number | null;
-  /** Live listeners on the channel (each holds its listening lock). */
-  listeners: number;
-  /** A listener is draining its backlog (producers skip their NOTIFYs meanwhile). */
-  draining: boolean;
-  /** Paused (`pause()`): stored, claimed by no listener until resumed. */
-  paused: boolean;
-}
+export type { BlockedKey, ChannelStatus, FailedNotification, FailedNotificationDetail, FailedSelection, ListenerStatus, Status } from './admin-types';
 
-/** A live listener: its LISTEN connection, as the server sees it. */
-export interface ListenerStatus {
-  /** The server process id of its LISTEN connection (pg_terminate_backend takes it). */
-  backendPid: number;
-  /** Where it connects from (null over a Unix socket, or without the rights to see it). */
-  clientAddress: string | null;
-  /** The host name and process id of the listener, and when it started, as it reports them (null until its first report). */
-  host: string | null;
-  pid: number | null;
-  startedAt: Date | null;
-  /** When its LISTEN connection was made (null for a role that may not see other roles' sessions: pg_read_all_stats). */
-  since: Date | null;
-  channels: string[];
-  draining: string[];
-  /** Its claim loops' holder keys (see the in-flight markers). */
-  holders: number[];
-  /** The ids (still stored) of the batches it has in hand. */
-  inHand: string[];
-}
-
-export interface Status {
-  channels: ChannelStatus[];
-  listeners: ListenerStatus[];
-  /** When the database answered. */
-  at: Date;
-}
-
-/** A failed notification, as `failed ls` lists it. */
-export interface FailedNotification {
-  id: string;
-  channel: string;
-  attempts: number;
-  lastError: string | null;
-  createdAt: Date;
-  failedAt: Date;
-}
-
-/** One failed notification in full: its payload, with a model channel's rows by attribute name. */
-export interface FailedNotificationDetail extends FailedNotification {
-  op: string | null;
-  old: Record<string, unknown> | null;
-  new: Record<string, unknown> | null;
-  /** A custom channel's payload (null for model channels). */
-  payload: unknown;
-  context: unknown;
-  /** Why the payload could not be read as a message of its channel, if it could not. */
-  decodeError: string | null;
-}
-
-/** Which failed notifications: by id, every one on a channel, failed before a time, or all. */
-export type FailedSelection = { ids: readonly (string | number)[] } | { channel: string } | { failedBefore: Date } | { all: true };
 
 interface FailedRow { id: string; channel: string; attempts: number; last_error: string | null; created_at: Date; failed_at: Date; payload?: string }
 
@@ -117,12 +43,15 @@ export class Admin {
   /** Every channel defined here or holding rows, and every live listener. */
   async status(): Promise<Status> {
     const defined = this.#channels().map((channel) => channel.name);
-    const counts = await this.#select<{ channel: string; due: number; waiting: number; failed: number; oldest_due_ms: number | null; at: Date }>(
+    // Due: what a listener could claim now; a row behind an earlier one of its key (head false) waits.
+    const due = 'failed_at IS NULL AND available_at <= pg_catalog.now() AND head IS NOT FALSE';
+    const counts = await this.#select<{ channel: string; due: number; waiting: number; failed: number; blocked: number; oldest_due_ms: number | null; at: Date }>(
       `SELECT channel,
-              pg_catalog.count(*) FILTER (WHERE failed_at IS NULL AND available_at <= pg_catalog.now())::int AS due,
-              pg_catalog.count(*) FILTER (WHERE failed_at IS NULL AND available_at > pg_catalog.now())::int AS waiting,
+              pg_catalog.count(*) FILTER (WHERE ${due})::int AS due,
+              pg_catalog.count(*) FILTER (WHERE failed_at IS NULL AND NOT (${due}))::int AS waiting,
               pg_catalog.count(*) FILTER (WHERE failed_at IS NOT NULL)::int AS failed,
-              (extract(epoch FROM pg_catalog.now() - pg_catalog.min(created_at) FILTER (WHERE failed_at IS NULL AND available_at <= pg_catalog.now())) * 1000)::float8 AS oldest_due_ms
+              pg_catalog.count(*) FILTER (WHERE failed_at IS NOT NULL AND ordering_key LIKE 'b:%')::int AS blocked,
+              (extract(epoch FROM pg_catalog.now() - pg_catalog.min(created_at) FILTER (WHERE ${due})) * 1000)::float8 AS oldest_due_ms
          FROM ${this.#objects.notificationTable} GROUP BY channel`,
     );
     const paused = (await this.#select<{ channel: string }>(`SELECT channel FROM ${this.#objects.pausedTable}`)).map((row) => row.channel);
@@ -202,6 +131,7 @@ export class Admin {
           due: row?.due ?? 0,
           waiting: row?.waiting ?? 0,
           failed: row?.failed ?? 0,
+          blocked: row?.blocked ?? 0,
           oldestDueAgeMs: row?.oldest_due_ms ?? null,
           recentLagMs: recentLag.get(channel) ?? null,
           listeners: all.filter((listener) => listener.channels.includes(channel)).length,
@@ -252,6 +182,24 @@ export class Admin {
       bind,
     );
     return rows.map(toFailed);
+  }
+
+  /**
+   * The keys of ordered channels held by a notification that failed for good (`afterFailure:
+   * 'block'`), newest failure first (at most `limit`, default 100), with how many wait behind each.
+   */
+  async blocked(options: { channel?: string; limit?: number } = {}): Promise<BlockedKey[]> {
+    const n = this.#objects.notificationTable;
+    const bind: unknown[] = [];
+    const channel = options.channel === undefined ? '' : ` AND h.channel = $${bind.push(options.channel)}`;
+    const rows = await this.#select<{ channel: string; key: string; head_id: string; failed_at: Date; last_error: string | null; waiting: number }>(
+      `SELECT h.channel, pg_catalog.substr(h.ordering_key, 3) AS key, h.id::text AS head_id, h.failed_at, h.last_error,
+              (SELECT pg_catalog.count(*) FROM ${n} AS w WHERE w.channel = h.channel AND w.ordering_key = h.ordering_key AND w.failed_at IS NULL)::int AS waiting
+         FROM ${n} AS h WHERE h.failed_at IS NOT NULL AND h.ordering_key LIKE 'b:%'${channel}
+        ORDER BY h.failed_at DESC, h.id DESC LIMIT $${bind.push(options.limit ?? 100)}::integer`,
+      bind,
+    );
+    return rows.map((row) => ({ channel: row.channel, key: row.key, headId: row.head_id, failedAt: row.failed_at, lastError: row.last_error, waiting: row.waiting }));
   }
 
   /** One failed notification with its payload; null when no failed notification has this id. */

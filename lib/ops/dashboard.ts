@@ -9,7 +9,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import type { Admin, FailedNotificationDetail, Status } from './admin';
+import type { Admin, BlockedKey, FailedNotificationDetail, Status } from './admin';
 import { errorSummary } from '../error-text';
 import type { LibraryObjects } from '../db/objects';
 import { LIBRARY_QUERY } from '../db/sql-text';
@@ -154,7 +154,7 @@ export function dashboardHandler(pubsub: DashboardSource, options: DashboardOpti
     const failed = await admin.failed({ limit: 50 });
     const channels = status.channels.map((c) => `<tr${c.paused ? ' class="paused"' : ''}>
   <td><b>${escape(c.channel)}</b>${c.defined ? '' : ' <small>(no code here defines it)</small>'}</td>
-  <td class="n">${c.due}</td><td class="n">${c.waiting}</td><td class="n${c.failed ? ' bad' : ''}">${c.failed}</td>
+  <td class="n">${c.due}</td><td class="n">${c.waiting}</td><td class="n${c.failed ? ' bad' : ''}">${c.failed}</td><td class="n${c.blocked ? ' bad' : ''}">${c.blocked}</td>
   <td class="n">${ms(c.oldestDueAgeMs)}</td><td class="n">${ms(c.recentLagMs)}</td><td class="n">${c.listeners}</td>
   <td>${c.paused ? 'paused' : c.draining ? 'draining' : ''}</td>
   <td class="actions">${c.paused ? form('resume', { channel: c.channel }, 'Resume') : form('pause', { channel: c.channel }, 'Pause')}${
@@ -166,11 +166,12 @@ export function dashboardHandler(pubsub: DashboardSource, options: DashboardOpti
   <td class="n">${f.attempts}</td><td>${escape(f.failedAt.toISOString())}</td><td class="error">${escape(firstLine(f.lastError))}</td>
   <td class="actions">${form('retry', { ids: f.id }, 'Retry')}${form('purge', { ids: f.id }, 'Purge', 'danger')}</td></tr>`).join('');
     const body = `${flash ? `<p class="flash">${escape(flash)}</p>` : ''}
-<section id="channels"><h2>Channels</h2><table><thead><tr><th>channel</th><th>due</th><th>waiting</th><th>failed</th><th>oldest due</th><th>lag</th><th>listeners</th><th></th><th></th></tr></thead>
-<tbody>${channels || '<tr><td colspan="9">No channel is defined or holds notifications.</td></tr>'}</tbody></table></section>
+<section id="channels"><h2>Channels</h2><table><thead><tr><th>channel</th><th>due</th><th>waiting</th><th>failed</th><th>blocked keys</th><th>oldest due</th><th>lag</th><th>listeners</th><th></th><th></th></tr></thead>
+<tbody>${channels || '<tr><td colspan="10">No channel is defined or holds notifications.</td></tr>'}</tbody></table></section>
 <section id="chart"><h2>Last hour</h2>${charts(samples)}</section>
 <section id="listeners"><h2>Listeners</h2>${status.listeners.length ? `<table><thead><tr><th>backend pid</th><th>host</th><th>pid</th><th>from</th><th>since</th><th>channels</th><th>draining</th><th>in hand</th></tr></thead><tbody>${listeners}</tbody></table>` : '<p>No listener is running.</p>'}</section>
 <section id="failed"><h2>Failed notifications</h2>${failed.length ? `<table><thead><tr><th>id</th><th>channel</th><th>attempts</th><th>failed at</th><th>error</th><th></th></tr></thead><tbody>${failures}</tbody></table>` : '<p>None.</p>'}</section>
+${status.channels.some((c) => c.blocked) ? blockedSection(await admin.blocked({ limit: 50 }), form) : ''}
 <footer>Read from the database at ${escape(status.at.toISOString())}.</footer>`;
     return page(base, 'status', body, refreshSeconds);
   };
@@ -243,6 +244,15 @@ ${diff(found)}
     timer = null;
   };
   return handler;
+}
+
+/** The keys held by a notification that failed for good (afterFailure: 'block'), each with retry and purge of that notification. */
+function blockedSection(keys: readonly BlockedKey[], form: (action: string, fields: Record<string, string>, label: string, kind?: string) => string): string {
+  const rows = keys.map((k) => `<tr><td>${escape(k.channel)}</td><td><code>${escape(k.key)}</code></td><td class="n"><a href="failed/${escape(k.headId)}">${escape(k.headId)}</a></td>
+  <td class="n">${k.waiting}</td><td>${escape(k.failedAt.toISOString())}</td><td class="error">${escape(firstLine(k.lastError))}</td>
+  <td class="actions">${form('retry', { ids: k.headId }, 'Retry')}${form('purge', { ids: k.headId }, 'Purge', 'danger')}</td></tr>`).join('');
+  return `<section id="blocked"><h2>Blocked keys</h2><p class="note">Each waits for its failed notification (afterFailure: 'block'): retry it, or purge it to let the key go on.</p>
+<table><thead><tr><th>channel</th><th>key</th><th>failed id</th><th>waiting</th><th>failed at</th><th>error</th><th></th></tr></thead><tbody>${rows}</tbody></table></section>`;
 }
 
 function firstLine(text: string | null): string {

@@ -79,7 +79,7 @@ function foldUndefined(channels: readonly ChannelStatus[]): ChannelStatus[] {
   const oldest = strays.map((c) => c.oldestDueAgeMs).filter((age): age is number => age !== null);
   return [...defined, {
     channel: UNDEFINED_CHANNELS_LABEL, defined: false,
-    due: strays.reduce((sum, c) => sum + c.due, 0), waiting: strays.reduce((sum, c) => sum + c.waiting, 0), failed: strays.reduce((sum, c) => sum + c.failed, 0),
+    due: strays.reduce((sum, c) => sum + c.due, 0), waiting: strays.reduce((sum, c) => sum + c.waiting, 0), failed: strays.reduce((sum, c) => sum + c.failed, 0), blocked: strays.reduce((sum, c) => sum + c.blocked, 0),
     oldestDueAgeMs: oldest.length ? Math.max(...oldest) : null, recentLagMs: null,
     listeners: Math.max(...strays.map((c) => c.listeners)), draining: strays.some((c) => c.draining), paused: strays.some((c) => c.paused),
   }];
@@ -132,6 +132,9 @@ export class DatabaseMetrics {
     });
     gauge('pgpubsub_channel_listeners', 'Live listeners on the channel (each holds its listening lock)', ['channel'], (g, s) => {
       for (const c of s.channels) g.set({ channel: c.channel }, c.listeners);
+    });
+    gauge('pgpubsub_blocked_keys', "Keys held by a notification that failed for good (afterFailure: 'block'): their later notifications wait", ['channel'], (g, s) => {
+      for (const c of s.channels) g.set({ channel: c.channel }, c.blocked);
     });
     gauge('pgpubsub_channel_paused', '1 while the channel is paused', ['channel'], (g, s) => {
       for (const c of s.channels) g.set({ channel: c.channel }, c.paused ? 1 : 0);
