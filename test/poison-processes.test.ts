@@ -7,6 +7,8 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import { QueryTypes, type Sequelize } from 'sequelize';
+import { Client } from 'pg';
+import { HOLDER_LOCK } from '../lib/db/protocol';
 import { LISTENER_APPLICATION_NAME } from '../lib/listener/listener';
 import { definePoisonApp, installPoisonApp } from './fixtures/poison-app';
 import { connect } from '../dev/example-app';
@@ -41,6 +43,45 @@ describe('poison-proof listener processes', function () {
     `INSERT INTO jobs (name) SELECT unnest($1::text[])`, { bind: [names] },
   );
   const shownLogs = (listener: ListenProcess) => listener.describe();
+  /**
+   * A role that can only connect, taking every listener holder key it has seen as soon as it is
+   * free (a dead listener's): its markers must not look alive for that.
+   */
+  const squat = async () => {
+    const role = `pgpubsub_squatter_${process.pid}`;
+    await sequelize.query(`DROP ROLE IF EXISTS ${role}`);
+    await sequelize.query(`CREATE ROLE ${role} LOGIN PASSWORD 'squatter'`);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'squatter';
+    const client = new Client({ connectionString: url.toString() });
+    await client.connect();
+    const seen = new Set<number>();
+    const mine = new Set<number>();
+    let running = true;
+    const loop = (async () => {
+      while (running) {
+        const { rows } = await client.query<{ key: number }>(
+          `SELECT (CASE WHEN objid::bigint > 2147483647 THEN objid::bigint - 4294967296 ELSE objid::bigint END)::integer AS key FROM pg_locks WHERE locktype = 'advisory' AND classid = ${HOLDER_LOCK} AND objsubid = 2 AND granted`);
+        for (const { key } of rows) seen.add(key);
+        for (const key of seen) {
+          if (mine.has(key)) continue;
+          const { rows: [{ ok }] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [HOLDER_LOCK, key]);
+          if (ok) mine.add(key);
+        }
+        await sleep(50);
+      }
+    })();
+    return {
+      taken: () => mine.size,
+      async stop() {
+        running = false;
+        await loop.catch(() => undefined);
+        await client.end();
+        await sequelize.query(`DROP ROLE IF EXISTS ${role}`);
+      },
+    };
+  };
 
   beforeEach(async function () {
     db = await testDatabase(this.currentTest!.title.slice(0, 20));
@@ -174,10 +215,12 @@ describe('poison-proof listener processes', function () {
     expect((await listener.exited).code, shownLogs(listener)).to.equal(0);
   });
 
-  it('chaos: producers and 4 processes under kill -9, terminated connections and SIGSTOP, with poison of every kind: each good job once, each poison failed, exit 0', async function () {
-    const listener = listen(['--processes', '4', '--batch-size', '20', '--timeout-ms', '2000']);
+  it('chaos: producers and 4 processes under kill -9, terminated connections, SIGSTOP and a role squatting holder keys, with poison of every kind: each good job once, each poison failed, exit 0', async function () {
+    // A callback that blocks the event loop past the server's end of its claim (2 s + 5 s).
+    const listener = listen(['--processes', '4', '--batch-size', '20', '--timeout-ms', '2000'], { PGPUBSUB_BLOCK_MS: '8000' });
     await eventually(() => listener.listeningWorkers().length >= 4, 'four workers to listen', 60_000);
-    const poisonNames = ['exit', 'timer-throw', 'oom', 'hang', 'fail', 'econnrefused'];
+    const squatter = await squat();
+    const poisonNames = ['exit', 'timer-throw', 'oom', 'hang', 'fail', 'econnrefused', 'block'];
     let produced = 0;
     let producing = true;
     // Three producers, each committing small transactions, poison mixed into the first rounds.
@@ -211,12 +254,14 @@ describe('poison-proof listener processes', function () {
       return (await results()) === produced && rows.every((row) => row.failed);
     }, 'every good job done and every poison failed', 150_000, 500).catch(async (error: Error) => {
       throw new Error(`${error.message}: ${await results()} of ${produced}, stored ${JSON.stringify(await stored())}\n${shownLogs(listener)}`);
-    });
+    }).finally(() => squatter.stop());
+    expect(squatter.taken(), 'the role took the holder keys of the dead').to.be.greaterThan(0);
     const poison = await stored();
     expect(poison.map((row) => row.name ?? 'malformed').sort()).to.deep.equal([...poisonNames, 'malformed'].sort());
     const why = Object.fromEntries(poison.map((row) => [row.name ?? 'malformed', row.last_error?.split('\n')[0]]));
     for (const name of ['exit', 'timer-throw', 'oom']) expect(why[name], name).to.match(/^ProcessDied/);
     expect(why.hang).to.match(/^CallbackTimeoutError/);
+    expect(why.block).to.match(/^CallbackTimeoutError/);
     expect(why.fail).to.equal('Error: fails every time');
     expect(why.econnrefused).to.equal('Error: connect ECONNREFUSED 10.9.9.9:443 (code ECONNREFUSED)');
     expect(why.malformed).to.contain('expected a JSON object');
