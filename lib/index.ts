@@ -9,6 +9,7 @@
 import { pgpubsub } from './plugin';
 
 export { install, pgpubsub, type SequelizePlugin } from './plugin';
+export type { TriggerRisk } from './triggers/risks';
 export { Admin, type BlockedKey, type ChannelStatus, type FailedNotification, type FailedNotificationDetail, type FailedSelection, type ListenerStatus, type Status } from './ops/admin';
 export { PgPubSub, type InstallResult, type PgPubSubOptions } from './pubsub';
 export { TriggerManager } from './triggers/manager';

@@ -72,6 +72,36 @@ describe('trigger sync', () => {
     expect(await sequelize.pgpubsub.triggers.check()).to.deep.equal({ ok: true, drift: [] });
   });
 
+  it("warns about what a channel's trigger would run as the library's owner that another role owns: a column's type, a cast from it, a function when.sql calls", async () => {
+    const role = `pgpubsub_writer_${process.pid}`;
+    const { sequelize } = app({ widget_mood: { events: ['insert'], when: { sql: 'public.is_vip(new.id) AND pg_catalog.length(new.label) > 0' } } });
+    await sequelize.query(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} NOLOGIN`);
+    try {
+      // The reproduction's set-up: a writer that owns an enum of a channel table, a cast from it to
+      // json (to_jsonb() calls it), and a function a condition calls; each would run as the owner.
+      await sequelize.query(`
+        CREATE TYPE mood AS ENUM ('ok', 'sad');
+        ALTER TABLE widgets ADD COLUMN mood mood;
+        CREATE FUNCTION public.mood_json(mood) RETURNS json LANGUAGE sql AS 'SELECT to_json($1::text)';
+        CREATE CAST (mood AS json) WITH FUNCTION public.mood_json(mood);
+        CREATE FUNCTION public.is_vip(integer) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+        ALTER TYPE mood OWNER TO ${role};
+        ALTER FUNCTION public.mood_json(mood) OWNER TO ${role};
+        ALTER FUNCTION public.is_vip(integer) OWNER TO ${role};`);
+      const risks = await sequelize.pgpubsub.triggers.risks();
+      expect(risks.map((r) => `${r.kind} ${r.object} ${r.owner}`)).to.deep.equal([
+        `cast mood AS json WITH FUNCTION mood_json(mood) ${role}`, `type mood ${role}`, `function is_vip(integer) ${role}`,
+      ]);
+      expect(risks[1].message).to.contain(`column mood of "public"."widgets" is of type mood, owned by role ${role}`).and.to.contain("exclude: ['mood']");
+      expect(risks[2].message).to.contain("channel 'widget_mood''s when.sql calls is_vip(integer)");
+      // Owned by the library's owner: nothing to say.
+      await sequelize.query(`ALTER TYPE mood OWNER TO CURRENT_USER; ALTER FUNCTION public.mood_json(mood) OWNER TO CURRENT_USER; ALTER FUNCTION public.is_vip(integer) OWNER TO CURRENT_USER`);
+      expect(await sequelize.pgpubsub.triggers.risks()).to.deep.equal([]);
+    } finally {
+      await sequelize.query(`REASSIGN OWNED BY ${role} TO CURRENT_USER; DROP OWNED BY ${role}; DROP ROLE IF EXISTS ${role}`);
+    }
+  });
+
   it('is a no-op when synced twice', async () => {
     const { sequelize } = app({ widget_created: { events: ['insert'] } });
     await sequelize.pgpubsub.triggers.sync();

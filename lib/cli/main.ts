@@ -136,6 +136,7 @@ function buildProgram(): Command {
           return;
         }
         const { ok, drift } = await pubsub.triggers.check({ schemas: options.schemas });
+        await warnRisks(pubsub, options.schemas);
         if (ok) {
           process.stdout.write('Triggers match the channel definitions.\n');
           return;
@@ -154,6 +155,7 @@ function buildProgram(): Command {
       await withApp(command, async ({ pubsub }) => {
         const result = await pubsub.triggers.sync({ prune: options.prune, schemas: options.schemas });
         process.stdout.write(`Installed ${result.installed.length}, replaced ${result.replaced.length}, pruned ${result.pruned.length} trigger(s).\n`);
+        await warnRisks(pubsub, options.schemas);
       });
     });
 
@@ -298,6 +300,11 @@ function buildProgram(): Command {
 }
 
 export { guardOutput } from '../ops/terminal';
+
+/** Warns, on stderr, about each object another role owns that a channel's trigger would run with the library owner's rights. */
+async function warnRisks(pubsub: LoadedApp['pubsub'], schemas?: string[]): Promise<void> {
+  for (const risk of await pubsub.triggers.risks({ schemas })) process.stderr.write(`warning: ${risk.message}\n`);
+}
 
 /** Runs the CLI; resolves to the exit code. */
 export async function main(argv: readonly string[] = process.argv): Promise<number> {

@@ -9,6 +9,7 @@ import type { LibraryMigration } from '../db/migrations/runner';
 import type { TriggerSpec } from './render';
 import { type SyncResult, type TriggerState, desiredTriggers, syncTriggers, triggerStates } from './reconcile';
 import { triggerStep } from './step';
+import { type TriggerRisk, triggerRisks } from './risks';
 
 /** What trigger management reads: `sequelize.pgpubsub` (PgPubSub) is one. */
 export interface TriggerHost {
@@ -43,13 +44,25 @@ export class TriggerManager {
 
   /** The triggers the current channel definitions call for, rendered (in `scope.schemas` when given). */
   desired(scope: TriggerScope = {}): TriggerSpec[] {
+    return desiredTriggers(this.#inScope(scope), this.#pubsub.objects);
+  }
+
+  /**
+   * What the channels' triggers would run with the library owner's rights that another role owns:
+   * a column's type or a cast from it, a function a `when.sql` condition calls (see TriggerRisk).
+   */
+  async risks(scope: TriggerScope = {}): Promise<TriggerRisk[]> {
+    return triggerRisks(this.#pubsub.sequelize, this.#pubsub.objects, this.#inScope(scope));
+  }
+
+  /** The model channels, each in its schema (in each of `scope.schemas` for those without one of their own). */
+  #inScope(scope: TriggerScope): ModelChannel[] {
     const channels = this.#pubsub.modelChannels();
-    if (!scope.schemas) return desiredTriggers(channels, this.#pubsub.objects);
+    if (!scope.schemas) return channels;
     const schemas = [...new Set(scope.schemas)];
-    const inScope = channels.flatMap((channel) => (channel.ownSchema
+    return channels.flatMap((channel) => (channel.ownSchema
       ? (schemas.includes(channel.schema) ? [channel] : [])
       : schemas.map((schema) => ({ ...channel, schema }))));
-    return desiredTriggers(inScope, this.#pubsub.objects);
   }
 
   /** Each desired or installed managed trigger with its status: INSTALLED, OUTDATED, UNINSTALLED or PRUNE. */
