@@ -18,7 +18,6 @@ import { ListenSession } from './session';
 import { StatsCounter } from './stats';
 import type { ListenerEvents, ListenerHost, ListenerStats, ListenOptions } from './types';
 import { Upkeep } from './upkeep';
-import { refuseReadOnly } from '../db/writable';
 
 /** The application_name of a listener's LISTEN connection (pg_stat_activity shows it). */
 export { LISTENER_APPLICATION_NAME } from './options';
@@ -58,7 +57,6 @@ export class Listener extends EventEmitter<ListenerEvents> {
   readonly #life = { stopping: false };
   readonly #stats = new StatsCounter();
   readonly #channels: ListenerChannels;
-  readonly #sequelize: Sequelize;
   readonly #connection: ListenConnection;
   readonly #session: ListenSession;
   readonly #drain: Drain;
@@ -70,7 +68,6 @@ export class Listener extends EventEmitter<ListenerEvents> {
   constructor(host: ListenerHost, options: ListenOptions = {}) {
     super();
     const { sequelize, objects } = host;
-    this.#sequelize = sequelize;
     const log = this.#log = options.logger ? toLogger(options.logger, 'listen({ logger })') : consoleLogger();
     const poolMax = (sequelize as unknown as { config?: { pool?: { max?: number } } }).config?.pool?.max ?? 5;
     const resolved = this.#options = resolveListenOptions(options, poolMax);
@@ -112,7 +109,6 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * handles, and (with recover) drains what is stored. Resolves once listening.
    */
   async start(): Promise<this> {
-    if (this.#channels.durable.length) await refuseReadOnly(this.#sequelize);
     await this.#connection.start(this.#session);
     this.#upkeep.startReports(this.#report, this.#connection);
     this.#log.info('listening', { event: 'listening', channels: this.#channels.names });

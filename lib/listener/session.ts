@@ -8,6 +8,7 @@ import type { Client, Notification } from 'pg';
 import type { LibraryObjects } from '../db/objects';
 import { pruneDeadMarkers } from '../db/inflight';
 import { libraryProblem } from '../db/library-check';
+import { refuseReadOnly } from '../db/writable';
 import { dueCheck, pendingSql } from '../db/store';
 import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
@@ -138,6 +139,7 @@ export class ListenSession implements ConnectionHooks {
   async #checkInstalled(client: Client): Promise<void> {
     const problem = await libraryProblem(client, this.#parts.objects.schema, 'listen');
     if (problem) throw problem;
+    if (this.#parts.channels.durable.length) await refuseReadOnly(client);
   }
 
   /** Warns about stored rows on channels this listener does not process: they wait for a listener that does. */
