@@ -65,6 +65,47 @@ describe('install()', function () {
     expect(n).to.equal(1);
   });
 
+  it('as an installing role that is no superuser: says what an administrator must grant, then installs, the trigger functions owned by the trigger owner role', async () => {
+    const installer = `pgpubsub_installer_${process.pid}`;
+    const admin = open();
+    const { database } = admin.sequelize.config;
+    await admin.sequelize.query(`DROP ROLE IF EXISTS ${installer}; CREATE ROLE ${installer} LOGIN PASSWORD 'installer'`);
+    // The app's owner: it owns its database (so, from PostgreSQL 15, the schema public), and no more.
+    await admin.sequelize.query(`ALTER DATABASE "${database}" OWNER TO ${installer}; GRANT CREATE ON SCHEMA public TO ${installer}`);
+    // The trigger owner role exists (roles belong to the server; another database's install may have made it).
+    await admin.sequelize.query("DO $$ BEGIN CREATE ROLE pgpubsub_trigger_owner NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+    const url = new URL(db.url);
+    url.username = installer;
+    url.password = 'installer';
+    const app = openApp(url.toString());
+    opened.push(app);
+    try {
+      await app.sequelize.sync();
+      const refused = await app.sequelize.pgpubsub.install().then(() => null, (e: Error) => e);
+      expect(String(refused)).to.contain(`pgpubsub: ${installer} must be a member of the role pgpubsub_trigger_owner that owns the library's trigger functions: as an administrator, GRANT pgpubsub_trigger_owner TO ${installer}, then run the migration again`);
+      await admin.sequelize.query(`GRANT pgpubsub_trigger_owner TO ${installer}`);
+      expect((await app.sequelize.pgpubsub.install()).triggers.installed).to.have.length(6);
+      const owners = await admin.sequelize.query<{ owner: string }>(
+        `SELECT DISTINCT pg_get_userbyid(p.proowner) AS owner FROM pg_proc AS p WHERE p.proname LIKE 'pgpubsub\\_%' AND p.pronamespace = 'public'::regnamespace`, { type: QueryTypes.SELECT });
+      expect(owners).to.deep.equal([{ owner: 'pgpubsub_trigger_owner' }]);
+      // The trigger owner role was lent CREATE on public for the hand-over only.
+      const lent = await admin.sequelize.query("SELECT FROM pg_namespace AS n, aclexplode(n.nspacl) AS a WHERE n.nspname = 'public' AND a.grantee = 'pgpubsub_trigger_owner'::regrole", { type: QueryTypes.SELECT });
+      expect(lent).to.deep.equal([]);
+      registerCallbacks(app);
+      const listener = await app.sequelize.pgpubsub.listen({ logger: quiet });
+      try {
+        await app.Author.create({ name: 'installed by the app owner' });
+        await eventually(async () => (await app.Post.count()) === 1, 'the post');
+      } finally {
+        await listener.stop();
+      }
+    } finally {
+      await app.sequelize.close();
+      opened.splice(opened.indexOf(app), 1);
+      await admin.sequelize.query(`ALTER DATABASE "${database}" OWNER TO CURRENT_USER; REASSIGN OWNED BY ${installer} TO CURRENT_USER; DROP OWNED BY ${installer}; DROP ROLE ${installer}`);
+    }
+  });
+
   it('applies each library migration once when several processes boot at the same time', async () => {
     const apps = [open(), open(), open()];
     await apps[0].sequelize.sync();

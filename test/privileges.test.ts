@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
-import { QueryTypes } from 'sequelize';
+import { DataTypes, QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
 import { ROOT } from '../dev/processes';
@@ -142,6 +142,43 @@ describe('privileges', function () {
     expect(stored!.last_error).to.contain('MalformedPayloadError');
     expect((await rows<{ n: number }>(owner, 'SELECT count(*)::int AS n FROM posts'))[0].n, 'no post for the forged author').to.equal(0);
   });
+
+  // The reproductions: code a writer owns, which a channel's trigger runs, tried to make the writer
+  // a superuser with the rights the trigger function ran with (the migrating owner's: here a superuser).
+  for (const via of ['a cast from a column type the writer owns', 'a function a when.sql condition calls'] as const) {
+    it(`runs code a writer owns with the trigger owner role's rights only: ${via}`, async () => {
+      const cast = via.startsWith('a cast');
+      await owner.sequelize.query(`
+        CREATE TYPE mood AS ENUM ('ok', 'sad');
+        CREATE TABLE moods (id serial PRIMARY KEY, mood mood);
+        GRANT SELECT, INSERT ON moods TO ${writer};
+        GRANT USAGE ON SEQUENCE moods_id_seq TO ${writer};
+        CREATE FUNCTION public.escalate(mood) RETURNS json LANGUAGE plpgsql AS $$ BEGIN ALTER ROLE ${writer} SUPERUSER; RETURN to_json($1::text); END $$;
+        CREATE FUNCTION public.is_vip(integer) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN ALTER ROLE ${writer} SUPERUSER; RETURN true; END $$;
+        ${cast ? 'CREATE CAST (mood AS json) WITH FUNCTION public.escalate(mood);' : ''}
+        ALTER TYPE mood OWNER TO ${writer};
+        ALTER FUNCTION public.escalate(mood) OWNER TO ${writer};
+        ALTER FUNCTION public.is_vip(integer) OWNER TO ${writer};`);
+      const Mood = owner.sequelize.define('Mood', { id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true }, mood: DataTypes.TEXT }, {
+        tableName: 'moods', timestamps: false,
+        pgpubsub: { channels: { mood_set: { events: ['insert'], ...(cast ? {} : { when: { sql: 'public.is_vip(new.id)' } }) } } },
+      });
+      expect(Mood.name).to.equal('Mood');
+      try {
+        await owner.sequelize.pgpubsub.triggers.sync();
+        const app = open(writer);
+        const insert = await app.sequelize.query("INSERT INTO moods (mood) VALUES ('ok')").then(() => null, (e: Error) => e);
+        // 'must be superuser to alter superuser roles …' up to PostgreSQL 15, 'permission denied to alter role' from 16.
+        expect(String(insert)).to.match(/must be superuser|permission denied to alter role/);
+        const [{ rolsuper }] = await rows<{ rolsuper: boolean }>(owner, `SELECT rolsuper FROM pg_roles WHERE rolname = '${writer}'`);
+        expect(rolsuper, 'the writer is no superuser').to.equal(false);
+        // triggers check names what the trigger runs that another role owns.
+        expect((await owner.sequelize.pgpubsub.triggers.risks()).map((r) => r.owner)).to.include(writer);
+      } finally {
+        await owner.sequelize.query(`ALTER ROLE ${writer} NOSUPERUSER; REASSIGN OWNED BY ${writer} TO CURRENT_USER; ${cast ? 'DROP CAST (mood AS json);' : ''}`);
+      }
+    });
+  }
 
   it("lets PUBLIC execute none of the library's functions, the managed trigger functions included", async () => {
     const executable = await rows<{ fn: string }>(owner,

@@ -177,6 +177,15 @@ export function dbVersionTrigger(schema: string): string {
   return schema === DEFAULT_SCHEMA ? DB_VERSION_TRIGGER : `${DB_VERSION_TRIGGER}_${shortHash(schema, 8)}`;
 }
 
+/**
+ * The role that owns the managed trigger functions (NOLOGIN, no right but writing notifications),
+ * so that whatever a trigger runs (a cast from a column's type, a function a condition calls) runs
+ * with no more than that: `pgpubsub_trigger_owner` for the default schema, else one per schema.
+ */
+export function triggerOwnerRole(schema: string): string {
+  return schema === DEFAULT_SCHEMA ? 'pgpubsub_trigger_owner' : `pgpubsub_trigger_owner_${shortHash(schema, 8)}`;
+}
+
 /** Where sequelize-cli and Umzug's SequelizeStorage record applied migrations unless told otherwise. */
 export const DEFAULT_MIGRATION_STORAGE = { tableName: 'SequelizeMeta', schema: 'public' } as const;
 /** What every library function runs with: built-ins from pg_catalog, nothing from a schema another role can write. */

@@ -5,7 +5,7 @@
 
 CREATE SCHEMA pgpubsub;
 COMMENT ON SCHEMA pgpubsub IS 'sequelize-pgpubsub: the library''s tables and functions';
--- grants other than the owner's: none
+-- grants other than the owner's: GRANT USAGE ON SCHEMA pgpubsub TO pgpubsub_trigger_owner;
 
 CREATE TABLE pgpubsub.inflight (
   holder integer NOT NULL,
@@ -54,6 +54,7 @@ CREATE INDEX notification_unknown_head ON pgpubsub.notification USING btree (id)
 CREATE TRIGGER pgpubsub_advance_deleted AFTER DELETE ON pgpubsub.notification REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION pgpubsub.advance_deleted();
 CREATE TRIGGER pgpubsub_advance_released AFTER UPDATE ON pgpubsub.notification REFERENCING OLD TABLE AS gone NEW TABLE AS kept FOR EACH STATEMENT EXECUTE FUNCTION pgpubsub.advance_released();
 COMMENT ON TABLE pgpubsub.notification IS 'sequelize-pgpubsub: stored notifications of durable channels, deleted when processed; failed_at marks those that used up their attempts';
+GRANT INSERT ON TABLE pgpubsub.notification TO pgpubsub_trigger_owner;
 
 CREATE TABLE pgpubsub.paused (
   channel text NOT NULL,
@@ -73,8 +74,10 @@ COMMENT ON TABLE pgpubsub.version IS 'sequelize-pgpubsub: the library migrations
 
 CREATE SEQUENCE pgpubsub.drain_beat AS bigint INCREMENT 1 MINVALUE 0 MAXVALUE 9223372036854775807 START 0 NO CYCLE;
 COMMENT ON SEQUENCE pgpubsub.drain_beat IS 'sequelize-pgpubsub: the time (epoch ms) a listener holding a drain lock last said it is draining';
+GRANT SELECT ON SEQUENCE pgpubsub.drain_beat TO pgpubsub_trigger_owner;
 
 CREATE SEQUENCE pgpubsub.notification_id_seq AS bigint INCREMENT 1 MINVALUE 1 MAXVALUE 9223372036854775807 START 1 NO CYCLE; -- owned by pgpubsub.notification
+GRANT USAGE ON SEQUENCE pgpubsub.notification_id_seq TO pgpubsub_trigger_owner;
 
 CREATE OR REPLACE FUNCTION pgpubsub.advance_deleted()
  RETURNS trigger
@@ -206,14 +209,14 @@ AS $function$
     OPERATOR(pg_catalog.||) CASE WHEN coalesce(pg_catalog.current_setting('pgpubsub.traceparent', true), '') = '' THEN '{}'::pg_catalog.jsonb
                                  ELSE pg_catalog.jsonb_build_object('traceparent', pg_catalog.current_setting('pgpubsub.traceparent', true)) END
 $function$;
--- grants other than the owner's: none
+-- grants other than the owner's: GRANT EXECUTE ON FUNCTION pgpubsub.context() TO pgpubsub_trigger_owner;
 
 CREATE OR REPLACE FUNCTION pgpubsub.db_version()
  RETURNS text
  LANGUAGE sql
  STABLE
 AS $function$ SELECT NULL::pg_catalog.text $function$;
--- grants other than the owner's: none
+-- grants other than the owner's: GRANT EXECUTE ON FUNCTION pgpubsub.db_version() TO pgpubsub_trigger_owner;
 
 CREATE OR REPLACE FUNCTION pgpubsub.db_version_changed()
  RETURNS trigger
@@ -254,7 +257,7 @@ EXCEPTION WHEN others THEN
   RETURN jsonb_build_object('invalid_context', raw);
 END
 $function$;
--- grants other than the owner's: none
+-- grants other than the owner's: GRANT EXECUTE ON FUNCTION pgpubsub.parse_context(raw text) TO pgpubsub_trigger_owner;
 
 CREATE OR REPLACE FUNCTION pgpubsub.refresh_db_version(storage regclass)
  RETURNS void
@@ -423,4 +426,4 @@ BEGIN
   RETURN false;
 END
 $function$;
--- grants other than the owner's: none
+-- grants other than the owner's: GRANT EXECUTE ON FUNCTION pgpubsub.wake(channel text) TO pgpubsub_trigger_owner;

@@ -1,6 +1,6 @@
 /** Renders the managed triggers: names, function bodies, install and uninstall statements, comment labels. Pure: no database access. */
 import type { ChannelEvent, ChannelOp, ModelChannel } from '../channels/channel';
-import { DEFAULT_SCHEMA, type LibraryObjects, PINNED_SEARCH_PATH, libraryObjects } from '../db/objects';
+import { DEFAULT_SCHEMA, type LibraryObjects, PINNED_SEARCH_PATH, libraryObjects, triggerOwnerRole } from '../db/objects';
 import { MAX_IDENTIFIER_BYTES, qualified, quoteIdent, quoteLiteral, shortHash } from '../db/sql-text';
 import { COMMENT_TAG, TRIGGER_PREFIX } from '../db/protocol';
 
@@ -63,9 +63,11 @@ export function renderTrigger(channel: ModelChannel, event: ChannelEvent, object
   const body = channel.condition && event !== 'truncate' ? `\n#variable_conflict use_column${rendered}` : rendered;
   const sides = event === 'truncate' ? null : SIDES[event];
   const transition = !sides ? '' : `REFERENCING ${[sides.old ? 'OLD TABLE AS pgpubsub_old' : '', sides.new ? 'NEW TABLE AS pgpubsub_new' : ''].filter(Boolean).join(' ')} `;
-  // Runs as its owner (the role that ran the migration, which owns the library's objects), so a
-  // writer needs no rights on the notification table and cannot forge a notification; its
-  // search_path is pinned, so no function or table another role creates is ever picked.
+  // Runs as its owner, so a writer needs no rights on the notification table and cannot forge a
+  // notification; that owner is the library's trigger owner role (handOver), which can do nothing
+  // but write notifications, so neither can whatever the function runs (a cast from a column's
+  // type, a function a condition calls). Its search_path is pinned, so no function or table
+  // another role creates is ever picked.
   const createFunction = `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER ${PINNED_SEARCH_PATH} AS ${dollarQuote(body)}`;
   const createTrigger = `CREATE TRIGGER ${quoteIdent(name)} AFTER ${TABLE_EVENT[event]} ON ${table} `
     + `${transition}FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`;
@@ -85,6 +87,7 @@ export function renderTrigger(channel: ModelChannel, event: ChannelEvent, object
       // A when.sql condition is checked here, so a mistake fails the migration, never a user's write.
       ...(channel.condition && event !== 'truncate' ? [conditionCheck(channel)] : []),
       createFunction,
+      handOver(fn, channel.schema, triggerOwnerRole(objects.schema)),
       `REVOKE ALL ON FUNCTION ${fn}() FROM PUBLIC`,
       `COMMENT ON FUNCTION ${fn}() IS ${comment}`,
       `DROP TRIGGER IF EXISTS ${quoteIdent(name)} ON ${table}`,
@@ -93,6 +96,23 @@ export function renderTrigger(channel: ModelChannel, event: ChannelEvent, object
     ],
     uninstall: uninstallStatements(channel.schema, channel.table, name),
   };
+}
+
+/**
+ * Makes `role` own the trigger function. PostgreSQL wants the new owner to be allowed to create in
+ * the function's schema: when it is not, it is for this statement only (granted, then revoked).
+ */
+function handOver(fn: string, schema: string, role: string): string {
+  const alter = `ALTER FUNCTION ${fn}() OWNER TO ${quoteIdent(role)}`;
+  return `DO $own$ BEGIN
+  IF pg_catalog.has_schema_privilege(${quoteLiteral(role)}, ${quoteLiteral(schema)}, 'CREATE') THEN
+    ${alter};
+  ELSE
+    GRANT CREATE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(role)};
+    ${alter};
+    REVOKE CREATE ON SCHEMA ${quoteIdent(schema)} FROM ${quoteIdent(role)};
+  END IF;
+END $own$`;
 }
 
 /** Removes a managed trigger and its function; safe when either is already gone. */

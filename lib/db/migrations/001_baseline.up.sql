@@ -421,6 +421,43 @@ $fn$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {{schema}} FROM PUBLIC;
 
+-- The managed trigger functions run as their owner (a writer needs no right on the notification
+-- table, so it cannot forge one), and so does whatever they run: a cast to json from a column's
+-- type (to_jsonb() calls it), a function a when.sql condition calls. They are owned by this role,
+-- which can log in to nothing and do nothing but write notifications: code another role wrote
+-- runs there with no more rights than that. Created here when the installing role may (superuser,
+-- or CREATEROLE); otherwise an administrator creates it and grants it to the installing role.
+DO $do$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {{trigger_owner_name}}) THEN
+    BEGIN
+      CREATE ROLE {{trigger_owner}} NOLOGIN;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL; -- another database's install made it meanwhile (roles belong to the whole server)
+    WHEN insufficient_privilege THEN
+      RAISE EXCEPTION 'pgpubsub: the role % that owns the library''s trigger functions does not exist, and % may not create it: as an administrator, %, then run the migration again',
+        {{trigger_owner_name}}, current_user, pg_catalog.format('CREATE ROLE %I NOLOGIN; GRANT %I TO %I', {{trigger_owner_name}}, {{trigger_owner_name}}, current_user)
+        USING ERRCODE = 'insufficient_privilege';
+    END;
+  END IF;
+  -- The installing role makes the trigger functions and hands them over: it must be able to act as that role.
+  IF NOT pg_catalog.pg_has_role(current_user, {{trigger_owner_name}}, 'MEMBER') THEN
+    BEGIN
+      GRANT {{trigger_owner}} TO CURRENT_USER;
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE EXCEPTION 'pgpubsub: % must be a member of the role % that owns the library''s trigger functions: as an administrator, %, then run the migration again',
+        current_user, {{trigger_owner_name}}, pg_catalog.format('GRANT %I TO %I', {{trigger_owner_name}}, current_user)
+        USING ERRCODE = 'insufficient_privilege';
+    END;
+  END IF;
+END
+$do$;
+GRANT USAGE ON SCHEMA {{schema}} TO {{trigger_owner}};
+GRANT INSERT ON {{schema}}.notification TO {{trigger_owner}};
+GRANT USAGE ON SEQUENCE {{schema}}.notification_id_seq TO {{trigger_owner}};
+GRANT SELECT ON SEQUENCE {{schema}}.drain_beat TO {{trigger_owner}};
+GRANT EXECUTE ON FUNCTION {{schema}}.context(), {{schema}}.parse_context(text), {{schema}}.db_version(), {{schema}}.wake(text) TO {{trigger_owner}};
+
 -- db_version() follows the app's migration storage table, wherever it is (sequelize-cli and
 -- Umzug's SequelizeStorage create it before the first migration runs).
 DO $do$

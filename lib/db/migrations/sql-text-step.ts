@@ -3,7 +3,7 @@ import path from 'node:path';
 import { SetupError } from '../../errors';
 import { PROTOCOL_PLACEHOLDERS } from '../protocol';
 import { quoteIdent, quoteLiteral } from '../sql-text';
-import { dbVersionTrigger } from '../objects';
+import { dbVersionTrigger, triggerOwnerRole } from '../objects';
 import { type LibraryMigrationModule, type MigrationTarget, libraryStep } from './runner';
 
 /**
@@ -17,8 +17,9 @@ const PLACEHOLDER = /\{\{([a-z_]+)\}\}/g;
 /**
  * A library migration's SQL text with its placeholders filled: `{{schema}}` (the library's
  * schema, a quoted identifier), `{{storage}}` (the migration storage table, a string literal),
- * `{{db_version_trigger}}` (the name of the library's trigger on it, a string literal) and the
- * protocol's values (lib/db/protocol.ts). An unknown placeholder is an error, never left in.
+ * `{{db_version_trigger}}` (the name of the library's trigger on it, a string literal),
+ * `{{trigger_owner}}` / `{{trigger_owner_name}}` (the role owning the trigger functions, as an
+ * identifier and as a string literal) and the protocol's values (lib/db/protocol.ts). An unknown placeholder is an error, never left in.
  */
 export function renderMigrationSql(text: string, target: MigrationTarget, file = 'migration'): string {
   const values: Record<string, string> = {
@@ -26,6 +27,8 @@ export function renderMigrationSql(text: string, target: MigrationTarget, file =
     schema: quoteIdent(target.objects.schema),
     storage: quoteLiteral(target.storage),
     db_version_trigger: quoteLiteral(dbVersionTrigger(target.objects.schema)),
+    trigger_owner: quoteIdent(triggerOwnerRole(target.objects.schema)),
+    trigger_owner_name: quoteLiteral(triggerOwnerRole(target.objects.schema)),
   };
   return text.replace(PLACEHOLDER, (whole, name: string) => {
     if (!Object.hasOwn(values, name)) {
