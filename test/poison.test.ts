@@ -47,6 +47,17 @@ describe('poison-proof listeners', function () {
       await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
     });
   };
+  /** Records each run of author_created (name and attempt) as it writes its post, and stores one author: its notification's id, and the runs. */
+  const oneRecordedAuthor = async (name: string) => {
+    const runs: Array<{ name: string; attempt: number }> = [];
+    t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, { transaction, attempt }) => {
+      runs.push({ name: author!.name, attempt });
+      await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
+    });
+    await t.app.Author.create({ name });
+    const [{ id }] = await stored();
+    return { id, runs };
+  };
   const fiveGoodOneBad = () => t.app.Author.bulkCreate(['good 1', 'good 2', 'bad', 'good 3', 'good 4', 'good 5'].map((name) => ({ name })));
 
   const t = exampleAppPerTest({
@@ -268,13 +279,7 @@ describe('poison-proof listeners', function () {
 
   describe("what a dead listener held", () => {
     it('runs it alone at its charged attempt, even while a claim that met it too still holds its row', async () => {
-      const runs: Array<{ name: string; attempt: number }> = [];
-      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, { transaction, attempt }) => {
-        runs.push({ name: author!.name, attempt });
-        await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
-      });
-      await t.app.Author.create({ name: 'held by a dead listener' });
-      const [{ id }] = await stored();
+      const { id, runs } = await oneRecordedAuthor('held by a dead listener');
       // The marker of a listener gone for a minute (nobody holds its key) names that notification.
       await t.app.sequelize.query(
         `INSERT INTO pgpubsub.inflight (holder, ids, suspected_at) VALUES (424242, ARRAY[$1::bigint], now() - interval '1 minute')`, { bind: [id] });
@@ -303,13 +308,7 @@ describe('poison-proof listeners', function () {
 
   describe('what a dying listener held', () => {
     it("leaves alone the batch whose claim died while its process still holds its key, then runs it alone once the key is let go", async () => {
-      const runs: Array<{ name: string; attempt: number }> = [];
-      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, { transaction, attempt }) => {
-        runs.push({ name: author!.name, attempt });
-        await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
-      });
-      await t.app.Author.create({ name: 'held by a dying listener' });
-      const [{ id }] = await stored();
+      const { id, runs } = await oneRecordedAuthor('held by a dying listener');
       // A process dying: its server has ended the claiming transaction (its row locks gone), but not
       // yet the connection that holds its holder key.
       const dying = new Client({ connectionString: t.db.url });
@@ -374,13 +373,7 @@ describe('poison-proof listeners', function () {
     });
 
     it("holding a dead listener's holder key does not make its batch look alive: it is run alone, charged", async () => {
-      const runs: Array<{ name: string; attempt: number }> = [];
-      t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', async ({ new: author }, { transaction, attempt }) => {
-        runs.push({ name: author!.name, attempt });
-        await t.app.Post.create({ authorId: author!.id, content: WELCOME }, { transaction });
-      });
-      await t.app.Author.create({ name: 'held by a dead listener' });
-      const [{ id }] = await stored();
+      const { id, runs } = await oneRecordedAuthor('held by a dead listener');
       // The dead listener's LISTEN connection, gone; the role takes its key as soon as it is free.
       const gone = new Client({ connectionString: t.db.url });
       await gone.connect();
