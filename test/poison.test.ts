@@ -306,6 +306,20 @@ describe('poison-proof listeners', function () {
     });
   });
 
+  describe('a live listener', () => {
+    it('never looks gone: its markers name its LISTEN connection to the microsecond', async () => {
+      onAuthor(() => undefined);
+      const listener = await listen({ concurrency: 2 });
+      await fiveGoodOneBad();
+      await eventually(async () => (await posts()) === 6, 'the six posts');
+      const markers = await t.app.sequelize.query<{ gone: boolean }>(
+        'SELECT pgpubsub.listener_gone(holder, backend_pid, backend_role, backend_start) AS gone FROM pgpubsub.inflight', { type: QueryTypes.SELECT });
+      expect(markers.length, 'its markers').to.be.greaterThan(0);
+      expect(markers.map((m) => m.gone)).to.deep.equal(markers.map(() => false));
+      await listener.stop();
+    });
+  });
+
   describe('what a dying listener held', () => {
     it("leaves alone the batch whose claim died while its process still holds its key, then runs it alone once the key is let go", async () => {
       const { id, runs } = await oneRecordedAuthor('held by a dying listener');
@@ -377,8 +391,8 @@ describe('poison-proof listeners', function () {
       // The dead listener's LISTEN connection, gone; the role takes its key as soon as it is free.
       const gone = new Client({ connectionString: t.db.url });
       await gone.connect();
-      const { rows: [backend] } = await gone.query<{ pid: number; role: string; start: Date }>(
-        'SELECT pid, usesysid::text AS role, backend_start AS start FROM pg_stat_get_activity(pg_backend_pid())');
+      const { rows: [backend] } = await gone.query<{ pid: number; role: string; start: string }>(
+        'SELECT pid, usesysid::text AS role, backend_start::text AS start FROM pg_stat_get_activity(pg_backend_pid())');
       await gone.end();
       await hostile.query('SELECT pg_advisory_lock($1, 525252)', [HOLDER_LOCK]);
       await t.app.sequelize.query(

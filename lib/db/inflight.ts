@@ -35,10 +35,14 @@ export async function takeHolderKey(client: Client, preferred: number | null, ta
   throw new Error('could not find a free listener holder key in 20 tries');
 }
 
-/** This connection's backend as in-flight markers name it (listener_gone() checks it). */
-export async function listenBackend(client: Client): Promise<{ pid: number; role: string; start: Date }> {
-  const { rows: [backend] } = await client.query<{ pid: number; role: string; start: Date }>(
-    'SELECT a.pid, a.usesysid::text AS role, a.backend_start AS start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a',
+/**
+ * This connection's backend as in-flight markers name it (listener_gone() checks it). Its start as
+ * the server's text: a JavaScript Date keeps milliseconds, the server microseconds, and a start
+ * that does not match to the microsecond would make every live listener look gone.
+ */
+export async function listenBackend(client: Client): Promise<{ pid: number; role: string; start: string }> {
+  const { rows: [backend] } = await client.query<{ pid: number; role: string; start: string }>(
+    'SELECT a.pid, a.usesysid::text AS role, a.backend_start::text AS start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a',
   );
   return backend;
 }
@@ -61,7 +65,7 @@ export async function markInflight(objects: LibraryObjects, via: Client | Sequel
 }
 
 /** The LISTEN connection a marker names (null: none yet, the holder lock alone says whether it lives). */
-export type MarkerBackend = { readonly pid: number; readonly role: string; readonly start: Date } | null;
+export type MarkerBackend = { readonly pid: number; readonly role: string; readonly start: string } | null;
 
 /** Forgets this listener's markers (a clean stop). */
 export async function clearInflight(objects: LibraryObjects, client: Client, holders: readonly number[]): Promise<void> {

@@ -27,7 +27,8 @@ export interface HolderKeys {
 export interface ListenBackend {
   readonly pid: number;
   readonly role: string;
-  readonly start: Date;
+  /** backend_start, as the server's text (to the microsecond). */
+  readonly start: string;
 }
 
 /** What claims take now: the listener's durable channels, without the paused ones, and its context filter. */

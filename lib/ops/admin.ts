@@ -43,8 +43,10 @@ export class Admin {
   /** Every channel defined here or holding rows, and every live listener. */
   async status(): Promise<Status> {
     const defined = this.#channels().map((channel) => channel.name);
-    // Due: what a listener could claim now; a row behind an earlier one of its key (head false) waits.
-    const due = 'failed_at IS NULL AND available_at <= pg_catalog.now() AND head IS NOT FALSE';
+    // Due: what a listener could claim now, as claim() decides; a row behind an earlier one of its
+    // key waits, whether that is known yet (head false) or not (head null).
+    const due = `failed_at IS NULL AND available_at <= pg_catalog.now() AND (ordering_key IS NULL OR head IS TRUE OR (head IS NULL AND NOT EXISTS (
+      SELECT FROM ${this.#objects.notificationTable} AS e WHERE e.channel = n.channel AND e.ordering_key = n.ordering_key AND e.id < n.id)))`;
     const counts = await this.#select<{ channel: string; due: number; waiting: number; failed: number; blocked: number; oldest_due_ms: number | null; at: Date }>(
       `SELECT channel,
               pg_catalog.count(*) FILTER (WHERE ${due})::int AS due,
@@ -52,7 +54,7 @@ export class Admin {
               pg_catalog.count(*) FILTER (WHERE failed_at IS NOT NULL)::int AS failed,
               pg_catalog.count(*) FILTER (WHERE failed_at IS NOT NULL AND ordering_key LIKE 'b:%')::int AS blocked,
               (extract(epoch FROM pg_catalog.now() - pg_catalog.min(created_at) FILTER (WHERE ${due})) * 1000)::float8 AS oldest_due_ms
-         FROM ${this.#objects.notificationTable} GROUP BY channel`,
+         FROM ${this.#objects.notificationTable} AS n GROUP BY channel`,
     );
     const paused = (await this.#select<{ channel: string }>(`SELECT channel FROM ${this.#objects.pausedTable}`)).map((row) => row.channel);
     const names = [...new Set([...defined, ...counts.map((row) => row.channel), ...paused])].sort();
