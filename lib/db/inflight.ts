@@ -40,8 +40,8 @@ export async function takeHolderKey(client: Client, preferred: number | null, ta
  * the server's text: a JavaScript Date keeps milliseconds, the server microseconds, and a start
  * that does not match to the microsecond would make every live listener look gone.
  */
-export async function listenBackend(client: Client): Promise<{ pid: number; role: string; start: string }> {
-  const { rows: [backend] } = await client.query<{ pid: number; role: string; start: string }>(
+export async function listenBackend(client: Client): Promise<ListenBackend> {
+  const { rows: [backend] } = await client.query<ListenBackend>(
     'SELECT a.pid, a.usesysid::text AS role, a.backend_start::text AS start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a',
   );
   return backend;
@@ -59,13 +59,27 @@ export async function markInflight(objects: LibraryObjects, via: Client | Sequel
   const text = `INSERT INTO ${objects.inflightTable} (holder, ids, xact, backend_pid, backend_role, backend_start) VALUES ($1::integer, $2::bigint[], $3::xid8, $4::integer, $5::oid, $6::timestamptz)
                 ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, xact = excluded.xact, updated_at = pg_catalog.now(), suspected_at = NULL,
                   backend_pid = excluded.backend_pid, backend_role = excluded.backend_role, backend_start = excluded.backend_start`;
-  const values = [holder, ids, xact, backend?.pid ?? null, backend?.role ?? null, backend?.start ?? null];
+  const values = [holder, ids, xact, ...backendValues(backend)];
   if ('getQueryInterface' in via) await via.query(text, { bind: values, ...LIBRARY_QUERY });
   else await via.query(text, values);
 }
 
+/** A LISTEN connection as the server knows it: a role that takes a dead listener's key cannot be it. */
+export interface ListenBackend {
+  readonly pid: number;
+  /** Its role's oid, as text. */
+  readonly role: string;
+  /** backend_start, as the server's text (to the microsecond). */
+  readonly start: string;
+}
+
 /** The LISTEN connection a marker names (null: none yet, the holder lock alone says whether it lives). */
-export type MarkerBackend = { readonly pid: number; readonly role: string; readonly start: string } | null;
+export type MarkerBackend = ListenBackend | null;
+
+/** A marker's backend_pid, backend_role and backend_start, as bind values. */
+function backendValues(backend: MarkerBackend): [number | null, string | null, string | null] {
+  return [backend?.pid ?? null, backend?.role ?? null, backend?.start ?? null];
+}
 
 /** Forgets this listener's markers (a clean stop). */
 export async function clearInflight(objects: LibraryObjects, client: Client, holders: readonly number[]): Promise<void> {
@@ -109,7 +123,7 @@ export async function chargeBeforeRunningAlone(
      -- Data-modifying CTEs run whether or not the query reads them.
      SELECT (SELECT pg_catalog.count(*) FROM charged)::int AS charged`,
     {
-      bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder, charge.backend?.pid ?? null, charge.backend?.role ?? null, charge.backend?.start ?? null],
+      bind: [row.id, row.attempts, charge.error, charge.delayMs, charge.maxAttempts, charge.holder, ...backendValues(charge.backend)],
       type: QueryTypes.SELECT, ...LIBRARY_QUERY,
     },
   );
@@ -124,7 +138,7 @@ export async function pruneDeadMarkers(objects: LibraryObjects, via: Client, hol
   await via.query(
     `UPDATE ${objects.inflightTable} SET suspected_at = NULL, backend_pid = $2::integer, backend_role = $3::oid, backend_start = $4::timestamptz
       WHERE holder = ANY ($1::integer[]) AND (suspected_at IS NOT NULL OR backend_pid IS DISTINCT FROM $2::integer OR backend_start IS DISTINCT FROM $4::timestamptz)`,
-    [holders, backend?.pid ?? null, backend?.role ?? null, backend?.start ?? null],
+    [holders, ...backendValues(backend)],
   );
   await via.query(
     `DELETE FROM ${objects.inflightTable} AS m

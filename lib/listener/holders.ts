@@ -4,9 +4,9 @@
  * marker's key is no longer held knows that the listener that claimed the row went away.
  */
 import type { Client } from 'pg';
-import { clearInflight, listenBackend, takeHolderKey } from '../db/inflight';
+import { type ListenBackend, clearInflight, listenBackend, takeHolderKey } from '../db/inflight';
 import type { LibraryObjects } from '../db/objects';
-import type { HolderKeys, ListenBackend } from './parts';
+import type { HolderKeys } from './parts';
 
 export class Holders implements HolderKeys {
   #keys: number[] = [];

@@ -5,6 +5,7 @@
 import type { Client } from 'pg';
 import type { ClaimFilter } from '../db/store';
 import type { ListenerEvents } from './types';
+import type { ListenBackend } from '../db/inflight';
 
 /** The LISTEN connection as the listener's parts see it: null while it reconnects (or once closed). */
 export interface ClientSource {
@@ -21,14 +22,6 @@ export interface HolderKeys {
   readonly holders: readonly number[];
   /** The backend of the LISTEN connection that holds the keys (what in-flight markers name); null before the first. */
   readonly backend: ListenBackend | null;
-}
-
-/** A LISTEN connection as the server knows it: a role that takes a dead listener's key cannot be it. */
-export interface ListenBackend {
-  readonly pid: number;
-  readonly role: string;
-  /** backend_start, as the server's text (to the microsecond). */
-  readonly start: string;
 }
 
 /** What claims take now: the listener's durable channels, without the paused ones, and its context filter. */
