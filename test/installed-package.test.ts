@@ -96,7 +96,8 @@ assert.equal(pgpubsub, mod.default);
 assert.equal(typeof install, 'function');
 assert.equal(typeof channel, 'function');
 assert.equal(typeof PgPubSubError, 'function');
-assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-baseline.js']);
+assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js']);
+assert.equal(require('sequelize-pgpubsub/migrations/claim-by-due').name, '00000000000002-pgpubsub-claim-by-due.js');
 const baseline = require('sequelize-pgpubsub/migrations/baseline');
 assert.equal(baseline.name, '00000000000001-pgpubsub-baseline.js');
 assert.equal(typeof baseline.up, 'function');
@@ -260,7 +261,8 @@ describe('installed package (dist/, exports map, bin)', function () {
   it('installs only the published files, and needs no dev dependency to load', () => {
     expect(fs.readdirSync(installed).sort()).to.deep.equal(['CHANGELOG.md', 'LICENSE', 'bin', 'dist', 'package.json']);
     expect(fs.existsSync(path.join(installed, 'lib'))).to.equal(false);
-    for (const file of ['index.js', 'index.d.ts', 'plugin.d.ts', 'cli/main.js', 'db/migrations/baseline.js', 'db/migrations/baseline.d.ts', 'db/migrations/001_baseline.up.sql', 'db/migrations/001_baseline.down.sql']) {
+    for (const file of ['index.js', 'index.d.ts', 'plugin.d.ts', 'cli/main.js', 'db/migrations/baseline.js', 'db/migrations/baseline.d.ts', 'db/migrations/001_baseline.up.sql', 'db/migrations/001_baseline.down.sql',
+      'db/migrations/claim-by-due.js', 'db/migrations/claim-by-due.d.ts', 'db/migrations/002_claim_by_due.up.sql', 'db/migrations/002_claim_by_due.down.sql']) {
       expect(fs.existsSync(path.join(installed, 'dist', file)), `dist/${file}`).to.equal(true);
     }
     const linked = fs.readdirSync(path.join(app, 'node_modules'));
@@ -307,7 +309,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const packed = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts=false'], { cwd: ROOT, timeout: 120_000 });
     expect(packed.code, shown(packed)).to.equal(0);
     const files = (JSON.parse(packed.stdout) as Array<{ files: Array<{ path: string }> }>)[0].files.map((file) => file.path);
-    expect(files).to.include.members(['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'bin/pgpubsub.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/db/migrations/baseline.js', 'dist/db/migrations/001_baseline.up.sql', 'dist/db/migrations/001_baseline.down.sql']);
+    expect(files).to.include.members(['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'bin/pgpubsub.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/db/migrations/baseline.js', 'dist/db/migrations/001_baseline.up.sql', 'dist/db/migrations/001_baseline.down.sql', 'dist/db/migrations/002_claim_by_due.up.sql']);
     expect(files.filter((file) => /^(lib|test|bench|dev|examples)\//.test(file))).to.deep.equal([]);
   });
 
@@ -339,7 +341,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const second = await sequelizeCli(['db:migrate']);
     expect(second.code, shown(second)).to.equal(0);
     expect((await sql<{ name: string }>(url, 'SELECT name FROM "SequelizeMeta" ORDER BY name')).map((row) => row.name)).to.deep.equal([
-      '00000000000001-pgpubsub-baseline.js', '20260101000000-create-authors.js', generated[0]]);
+      '00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '20260101000000-create-authors.js', generated[0]]);
 
     const check = await pgpubsub(['triggers', 'check']);
     expect(check.code, shown(check)).to.equal(0);
@@ -397,7 +399,8 @@ describe('installed package (dist/, exports map, bin)', function () {
 
       const generate = await pgpubsub(['migration:generate', ...where]);
       expect(generate.code, shown(generate)).to.equal(0);
-      expect(generate.stdout).to.contain('00000000000001-pgpubsub-baseline.js (library migration stub)');
+      expect(generate.stdout).to.contain('00000000000001-pgpubsub-baseline.js (library migration stub)')
+        .and.to.contain('00000000000002-pgpubsub-claim-by-due.js (library migration stub)');
       const migrate = await sequelizeCli(['db:migrate']);
       expect(migrate.code, shown(migrate)).to.equal(0);
       const check = await pgpubsub(['triggers', 'check']);

@@ -1,8 +1,9 @@
 /**
- * The upgrade machinery, proven before the next real library migration needs it: a test-only
- * migration 2 (test/fixtures/library-migrations/002_test_upgrade.*.sql) run through the same
- * runner as the baseline, on a database holding notifications of every state (due, retrying,
- * delayed, failed, ordered and blocked behind their key, and one in a listener's hands).
+ * The upgrade machinery, on a database holding notifications of every state (due, retrying,
+ * delayed, failed, ordered and blocked behind their key, and one in a listener's hands): each real
+ * library migration after the baseline, applied to the database the one before it leaves, and a
+ * test-only migration numbered after the last real one
+ * (test/fixtures/library-migrations/next_test_upgrade.*.sql), run through the same runner.
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
@@ -12,11 +13,13 @@ import { connect } from '../dev/example-app';
 import { dumpSchema } from '../dev/schema-dump';
 import { migrations } from '../lib';
 import { libraryProblem } from '../lib/db/library-check';
+import { LIBRARY_VERSION } from '../lib/db/objects';
 import { sqlTextStep } from '../lib/db/migrations/sql-text-step';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
 
 const FIXTURES = path.join(__dirname, 'fixtures', 'library-migrations');
-const testUpgrade = sqlTextStep(2, '00000000000002-pgpubsub-test-upgrade.js', '002_test_upgrade', FIXTURES);
+const NEXT = LIBRARY_VERSION + 1;
+const testUpgrade = sqlTextStep(NEXT, `0000000000000${NEXT}-pgpubsub-test-upgrade.js`, 'next_test_upgrade', FIXTURES);
 const SCHEMA_SQL = fs.readFileSync(path.join(__dirname, '..', 'lib', 'db', 'schema.sql'), 'utf8');
 
 /** Every stored notification, every column (the upgrade's new one aside). */
@@ -65,7 +68,7 @@ describe('a library migration after the baseline', function () {
     if (this.currentTest?.state === 'passed') await db.drop();
   });
 
-  it('waits for the batch in hand, keeps every row of every state, and undone leaves the baseline as schema.sql shows it', async () => {
+  it('waits for the batch in hand, keeps every row of every state, and undone leaves the schema as schema.sql shows it', async () => {
     const admin = await client();
     await admin.query(SEED);
     const before = (await admin.query(ROWS)).rows;
@@ -92,7 +95,7 @@ describe('a library migration after the baseline', function () {
       expect(await testUpgrade.apply({ context: sequelize.getQueryInterface() }), 'applied again').to.equal(false);
 
       const versions = (await admin.query('SELECT version, name FROM pgpubsub.version ORDER BY version')).rows;
-      expect(versions.map((row) => row.version)).to.deep.equal([1, 2]);
+      expect(versions.map((row) => row.version)).to.deep.equal([...migrations.map((_, i) => i + 1), NEXT]);
       const after = (await admin.query(ROWS)).rows;
       expect(after).to.deep.equal(before.filter((row) => row.id !== claimed[0].id));
       const priorities = (await admin.query('SELECT DISTINCT priority FROM pgpubsub.notification')).rows;
@@ -107,10 +110,10 @@ describe('a library migration after the baseline', function () {
       expect(due.map((row) => row.what)).to.deep.equal(['due 1', 'due 2', 'key 1, head', 'key 2, not yet known', null]);
 
       // This code runs on the baseline: a listener refuses the newer database and says why.
-      expect(String(await libraryProblem(sequelize, 'pgpubsub', 'listen'))).to.match(/at version 2, newer than this sequelize-pgpubsub knows \(1\)/);
+      expect(String(await libraryProblem(sequelize, 'pgpubsub', 'listen'))).to.include(`at version ${NEXT}, newer than this sequelize-pgpubsub knows (${LIBRARY_VERSION})`);
 
       await testUpgrade.down({ context: sequelize.getQueryInterface() });
-      expect((await admin.query('SELECT version FROM pgpubsub.version ORDER BY version')).rows).to.deep.equal([{ version: 1 }]);
+      expect((await admin.query('SELECT version FROM pgpubsub.version ORDER BY version')).rows.map((row) => row.version)).to.deep.equal(migrations.map((_, i) => i + 1));
       expect((await admin.query(ROWS)).rows.slice(0, -1)).to.deep.equal(after);
       await admin.query("DELETE FROM pgpubsub.notification WHERE channel IN ('c', 'o')");
       expect(await dumpSchema(admin)).to.equal(SCHEMA_SQL);
@@ -120,18 +123,18 @@ describe('a library migration after the baseline', function () {
   });
 
   it('rolls back a migration that fails halfway, leaving the version and every object as they were', async () => {
-    const broken = sqlTextStep(2, '00000000000002-pgpubsub-broken.js', '002_test_upgrade', FIXTURES);
+    const broken = sqlTextStep(NEXT, `0000000000000${NEXT}-pgpubsub-broken.js`, 'next_test_upgrade', FIXTURES);
     const admin = await client();
     // The index the migration creates is there already: its CREATE INDEX fails after its ALTER TABLE ran.
-    await admin.query('CREATE INDEX notification_due ON pgpubsub.notification (id)');
+    await admin.query('CREATE INDEX notification_priority ON pgpubsub.notification (id)');
     const sequelize = connect(db.url);
     try {
       const error = await broken.up({ context: sequelize.getQueryInterface() }).then(() => null, (e: unknown) => e as Error);
-      expect(error?.message).to.match(/notification_due.*already exists/);
+      expect(error?.message).to.match(/notification_priority.*already exists/);
     } finally {
       await sequelize.close();
     }
-    expect((await admin.query('SELECT version FROM pgpubsub.version')).rows).to.deep.equal([{ version: 1 }]);
+    expect((await admin.query('SELECT max(version) AS version FROM pgpubsub.version')).rows).to.deep.equal([{ version: LIBRARY_VERSION }]);
     const columns = (await admin.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'pgpubsub' AND table_name = 'notification' AND column_name = 'priority'")).rows;
     expect(columns).to.deep.equal([]);
   });
@@ -139,6 +142,7 @@ describe('a library migration after the baseline', function () {
   it('is refused on a database an unreleased commit installed (versions 1-7), naming the reinstall', async () => {
     const admin = await client();
     await admin.query("UPDATE pgpubsub.version SET name = '00000000000001-pgpubsub-notification-table.js'");
+    await admin.query('DELETE FROM pgpubsub.version WHERE version > 1');
     await admin.query("INSERT INTO pgpubsub.version (version, name) SELECT v, pg_catalog.format('0000000000000%s-pgpubsub-step.js', v) FROM generate_series(2, 7) AS v");
     const sequelize = connect(db.url);
     try {
@@ -150,4 +154,56 @@ describe('a library migration after the baseline', function () {
       await sequelize.close();
     }
   });
+});
+
+/** What each real library migration after the baseline needs of a database in use. */
+describe('each library migration after the baseline, on the database the one before it leaves', function () {
+  this.timeout(60_000);
+
+  for (const [index, migration] of migrations.entries()) {
+    if (index === 0) continue;
+    it(`${migration.name}: waits for the batch in hand, keeps every row of every state, claims them as before, and undone restores the schema`, async () => {
+      const db = await emptyDatabase(`upgrade-${index + 1}`);
+      const sequelize = connect(db.url);
+      const admin = new Client({ connectionString: db.url });
+      const listener = new Client({ connectionString: db.url });
+      await admin.connect();
+      await listener.connect();
+      try {
+        for (const earlier of migrations.slice(0, index)) await earlier.up({ context: sequelize.getQueryInterface() });
+        await admin.query(SEED);
+        const schemaBefore = await dumpSchema(admin);
+        const before = (await admin.query(ROWS)).rows;
+
+        // A batch in hand, claimed by the claim of the version before.
+        await listener.query('BEGIN');
+        const claimed = (await listener.query("SELECT id FROM pgpubsub.claim(ARRAY['h'], NULL, 10, 7, NULL)")).rows;
+        expect(claimed).to.have.length(1);
+        let settled = false;
+        const upgrading = migration.apply!({ context: sequelize.getQueryInterface() }).finally(() => { settled = true; });
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(settled, 'the upgrade waits for the claiming transaction').to.equal(false);
+        await listener.query('DELETE FROM pgpubsub.notification WHERE id = $1', [claimed[0].id]);
+        await listener.query('COMMIT');
+        expect(await upgrading, 'applied').to.equal(true);
+
+        const after = (await admin.query(ROWS)).rows;
+        expect(after).to.deep.equal(before.filter((row) => row.id !== claimed[0].id));
+        // What the claim takes: the due rows and the heads, in id order, and nothing else.
+        await admin.query('BEGIN');
+        const due = (await admin.query("SELECT payload::jsonb ->> 'payload' AS what FROM pgpubsub.claim(ARRAY['c', 'o'], NULL, 100, 1, NULL)")).rows;
+        await admin.query('ROLLBACK');
+        expect(due.map((row) => row.what)).to.deep.equal(['due 1', 'due 2', 'key 1, head', 'key 2, not yet known']);
+
+        await migration.down({ context: sequelize.getQueryInterface() });
+        expect((await admin.query(ROWS)).rows).to.deep.equal(after);
+        expect(await dumpSchema(admin)).to.equal(schemaBefore);
+      } finally {
+        await listener.end().catch(() => {});
+        await admin.end().catch(() => {});
+        await sequelize.close();
+      }
+      await db.drop();
+    });
+  }
 });

@@ -47,7 +47,7 @@ CREATE TABLE pgpubsub.notification (
 ) WITH (autovacuum_vacuum_scale_factor=0.01, autovacuum_vacuum_threshold=1000, autovacuum_analyze_scale_factor=0.02, autovacuum_vacuum_cost_delay=0);
 ALTER TABLE pgpubsub.notification ADD CONSTRAINT notification_channel_length CHECK (((octet_length(channel) >= 1) AND (octet_length(channel) <= 63)));
 ALTER TABLE pgpubsub.notification ADD CONSTRAINT notification_pkey PRIMARY KEY (id);
-CREATE INDEX notification_claim ON pgpubsub.notification USING btree (id) WHERE ((failed_at IS NULL) AND (head IS NOT FALSE));
+CREATE INDEX notification_due ON pgpubsub.notification USING btree (channel, available_at, id) WHERE ((failed_at IS NULL) AND (head IS NOT FALSE));
 CREATE INDEX notification_failed_at ON pgpubsub.notification USING btree (failed_at) WHERE (failed_at IS NOT NULL);
 CREATE INDEX notification_ordering_key ON pgpubsub.notification USING btree (channel, ordering_key, id) WHERE (ordering_key IS NOT NULL);
 CREATE INDEX notification_unknown_head ON pgpubsub.notification USING btree (id) WHERE ((head IS NULL) AND (ordering_key IS NOT NULL) AND (failed_at IS NULL));
@@ -176,25 +176,38 @@ BEGIN
     FROM marker, pg_catalog.unnest(marker.ids) AS u(id)
    WHERE marker.free OR marker.dying;
   RETURN QUERY
-    WITH claimed AS (
-      SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head FROM "pgpubsub".notification AS c
-       WHERE c.failed_at IS NULL AND c.head IS NOT FALSE AND c.channel = ANY (channels) AND c.available_at <= now()
-         AND (context IS NULL OR c.payload -> 'context' @> context)
-         AND (waiting IS NULL OR NOT (c.id = ANY (waiting)))
-         -- An ordered row not yet known to be next: only when no earlier row of its key is stored.
-         AND (c.ordering_key IS NULL OR c.head OR NOT EXISTS (
-               SELECT FROM "pgpubsub".notification AS e WHERE e.channel = c.channel AND e.ordering_key = c.ordering_key AND e.id < c.id))
-       ORDER BY c.id
+    WITH firsts AS MATERIALIZED (
+      -- Each channel's first due row, one index probe each: the channels are walked oldest first.
+      SELECT ch.name, f.available_at, f.id
+        FROM pg_catalog.unnest(channels) AS ch(name)
+       CROSS JOIN LATERAL (SELECT n.available_at, n.id FROM "pgpubsub".notification AS n
+                            WHERE n.channel = ch.name AND n.failed_at IS NULL AND n.head IS NOT FALSE AND n.available_at <= now()
+                            ORDER BY n.available_at, n.id LIMIT 1) AS f
+    ), claimed AS (
+      -- Each channel in due order on notification_due, from its range start to now(): rows of other
+      -- channels, and rows waiting for a retry or a delay, are never read; failed rows and ordered
+      -- rows waiting behind their key are not in the index. The outer LIMIT stops the walk (and the
+      -- locking) at max_rows.
+      SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head
+        FROM (SELECT firsts.name FROM firsts ORDER BY firsts.available_at, firsts.id) AS o
+       CROSS JOIN LATERAL (
+         SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head FROM "pgpubsub".notification AS c
+          WHERE c.channel = o.name AND c.failed_at IS NULL AND c.head IS NOT FALSE AND c.available_at <= now()
+            AND (context IS NULL OR c.payload -> 'context' @> context)
+            AND (waiting IS NULL OR NOT (c.id = ANY (waiting)))
+            -- An ordered row not yet known to be next: only when no earlier row of its key is stored.
+            AND (c.ordering_key IS NULL OR c.head OR NOT EXISTS (
+                  SELECT FROM "pgpubsub".notification AS e WHERE e.channel = c.channel AND e.ordering_key = c.ordering_key AND e.id < c.id))
+          ORDER BY c.available_at, c.id
+            FOR UPDATE OF c SKIP LOCKED) AS c
        LIMIT max_rows
-         FOR UPDATE OF c SKIP LOCKED
     ), known AS (
       -- Claimed, it is its key's next until it is done (a retry keeps its place).
       UPDATE "pgpubsub".notification AS k SET head = true FROM claimed WHERE k.id = claimed.id AND claimed.ordering_key IS NOT NULL AND claimed.head IS NULL
     )
-    -- In the index's id order, as claimed: no sort here (enable_sort is off, and a disabled sort's
-    -- cost would cross jit_above_cost: hundreds of ms of JIT compilation per claim).
+    -- The batch in id order (a sort of max_rows rows; jit is off, so its disabled cost is harmless).
     SELECT claimed.id::text, claimed.channel, claimed.payload::text, claimed.attempts, coalesce(claimed.id = ANY (orphans), false)
-      FROM claimed;
+      FROM claimed ORDER BY claimed.id;
 END
 $function$;
 -- grants other than the owner's: none

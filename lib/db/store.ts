@@ -85,21 +85,35 @@ export interface ClaimFilter {
   context?: NotificationContext;
 }
 
-function filterSql(filter: ClaimFilter, bind: unknown[]): string {
-  bind.push(filter.channels);
-  let sql = `channel = ANY($${bind.length}::text[])`;
-  if (filter.context && Object.keys(filter.context).length > 0) {
-    bind.push(JSON.stringify(filter.context));
-    sql += ` AND payload -> 'context' @> $${bind.length}::jsonb`;
-  }
-  return sql;
+/** ` AND <the context filter>` on the row `alias`, or '' without one. */
+function contextSql(filter: ClaimFilter, bind: unknown[], alias?: string): string {
+  if (!filter.context || Object.keys(filter.context).length === 0) return '';
+  bind.push(JSON.stringify(filter.context));
+  return ` AND ${column(alias, 'payload')} -> 'context' @> $${bind.length}::jsonb`;
 }
 
 /**
- * Claims a batch: up to `limit` due notifications in id order, locked, skipping rows other
- * listeners hold (pgpubsub_claim, one round trip). Served by the partial index on id
- * (failed_at IS NULL), so its cost does not grow with the backlog or with failed rows. The claim
- * also sets the transaction's server-side time limits from `timeoutMs` (see the in-flight migration).
+ * The filter's channels (`ch.name`), each joined to the first of its stored notifications `n` that
+ * match `where` in due order, one probe each on notification_due (channel, available_at,
+ * id): rows of other channels are never read, and neither are rows of the channel past the first
+ * match. The cost of a query over it does not grow with what the channels' ranges hold beyond.
+ */
+function firstPerChannel(objects: LibraryObjects, filter: ClaimFilter, bind: unknown[], where: string, select: string): string {
+  bind.push(filter.channels);
+  const channels = `$${bind.length}::text[]`;
+  return `pg_catalog.unnest(${channels}) AS ch(name)
+      CROSS JOIN LATERAL (SELECT ${select} FROM ${objects.notificationTable} AS n
+                           WHERE n.channel = ch.name AND ${where}${contextSql(filter, bind, 'n')}
+                           ORDER BY n.available_at, n.id LIMIT 1) AS f`;
+}
+
+/**
+ * Claims a batch: up to `limit` due notifications, locked, skipping rows other listeners hold
+ * (pgpubsub.claim(), one round trip), returned in id order. It walks each channel in due order on
+ * notification_due (channel, available_at, id), oldest channel first, so its cost does not grow with
+ * rows it cannot take: other channels', paused ones', rows waiting for a retry or a delay, failed
+ * rows and ordered rows waiting behind their key. The claim also sets the transaction's server-side
+ * time limits from `timeoutMs` (see library migration 2).
  */
 export async function claimBatch(
   objects: LibraryObjects,
@@ -149,20 +163,27 @@ export async function recordFailure(objects: LibraryObjects, sequelize: Sequeliz
   return { failedForGood: row?.failed ?? false };
 }
 
-/** Milliseconds until the next stored notification becomes due (0 if one is due now), or null if none waits. */
+/**
+ * Milliseconds until the next stored notification becomes due (0 if one is due now), or null if none
+ * waits: the minimum of each channel's first row in due order (index-served, see firstPerChannel).
+ */
 export async function nextDueInMs(objects: LibraryObjects, sequelize: Sequelize, filter: ClaimFilter): Promise<number | null> {
-  const bind: unknown[] = [];
+  const { text, values } = nextDueSql(objects, filter);
+  const [row] = await sequelize.query<{ ms: number | null }>(text, { bind: values, type: QueryTypes.SELECT, ...LIBRARY_QUERY });
+  return row?.ms ?? null;
+}
+
+/** nextDueInMs()'s query and its parameters. */
+export function nextDueSql(objects: LibraryObjects, filter: ClaimFilter): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
   // What waits behind an earlier notification of its key becomes due when that one is done (its completion wakes the channel).
   // A row due at an infinite time (none send() takes) never comes due: no countdown to it.
-  const where = `${pendingSql()} AND head IS NOT FALSE AND pg_catalog.isfinite(available_at) AND ${filterSql(filter, bind)}`;
-  const [row] = await sequelize.query<{ ms: number | null }>(
-    // greatest() ignores NULL, so an empty queue must be tested for explicitly.
-    `SELECT CASE WHEN pg_catalog.min(available_at) IS NULL THEN NULL
-                 ELSE greatest(0, extract(epoch FROM pg_catalog.min(available_at) - pg_catalog.clock_timestamp()) * 1000)::float8 END AS ms
-       FROM ${objects.notificationTable} WHERE ${where}`,
-    { bind, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
-  );
-  return row?.ms ?? null;
+  const first = firstPerChannel(objects, filter, values, `${pendingSql('n')} AND n.head IS NOT FALSE AND pg_catalog.isfinite(n.available_at)`, 'n.available_at');
+  // greatest() ignores NULL, so an empty queue must be tested for explicitly.
+  const text = `SELECT CASE WHEN pg_catalog.min(f.available_at) IS NULL THEN NULL
+                 ELSE greatest(0, extract(epoch FROM pg_catalog.min(f.available_at) - pg_catalog.clock_timestamp()) * 1000)::float8 END AS ms
+       FROM ${first}`;
+  return { text, values };
 }
 
 /** The paused channels among the `channels` parameter (`$1`, text[]), sorted. */
@@ -172,14 +193,13 @@ export function pausedSql(objects: LibraryObjects): string {
 
 /**
  * The heartbeat's one query (with its parameters): which of the filter's channels are paused, and
- * whether a notification of the others is due now.
+ * whether a notification of the others is due now (index-served, see firstPerChannel).
  */
 export function dueCheck(objects: LibraryObjects, filter: ClaimFilter): { text: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const where = `${dueSql('n')} AND ${filterSql(filter, values)}`;
+  const values: unknown[] = [filter.channels];
+  const first = firstPerChannel(objects, filter, values, dueSql('n'), 'n.id');
   return {
-    text: `SELECT EXISTS (SELECT FROM ${objects.notificationTable} AS n WHERE ${where}
-                             AND NOT EXISTS (SELECT FROM ${objects.pausedTable} AS p WHERE p.channel = n.channel)) AS due,
+    text: `SELECT EXISTS (SELECT FROM ${first} WHERE NOT EXISTS (SELECT FROM ${objects.pausedTable} AS p WHERE p.channel = ch.name)) AS due,
                   ARRAY(${pausedSql(objects)}) AS paused`,
     values,
   };

@@ -27,6 +27,9 @@ import type { StatsCounter } from './stats';
 import type { ClientSource, EventSink } from './parts';
 
 /** What the session works with: the listener's other parts. */
+/** How far the start-up warning about other channels' stored rows counts each channel's (`more than …` past it). */
+const STRAY_COUNT_CAP = 10_000;
+
 export interface SessionParts {
   readonly objects: LibraryObjects;
   readonly connection: ClientSource;
@@ -142,16 +145,27 @@ export class ListenSession implements ConnectionHooks {
     if (this.#parts.channels.durable.length) await refuseReadOnly(client);
   }
 
-  /** Warns about stored rows on channels this listener does not process: they wait for a listener that does. */
+  /**
+   * Warns about stored rows on channels this listener does not process: they wait for a listener
+   * that does. Index-served whatever the backlog: the stored channels found by a skip scan of
+   * notification_due (one probe per channel), each one's rows counted up to STRAY_COUNT_CAP.
+   */
   async #reportStrays(client: Client): Promise<void> {
+    const n = this.#parts.objects.notificationTable;
     const { rows } = await client.query<{ channel: string; n: number }>(
-      `SELECT channel, pg_catalog.count(*)::int AS n FROM ${this.#parts.objects.notificationTable}
-        WHERE ${pendingSql()} AND NOT (channel = ANY ($1::text[])) GROUP BY channel ORDER BY channel`,
-      [this.#parts.channels.durable],
+      `WITH RECURSIVE stored(channel) AS (
+         (SELECT s.channel FROM ${n} AS s WHERE ${pendingSql('s')} AND s.head IS NOT FALSE ORDER BY s.channel LIMIT 1)
+         UNION ALL
+         SELECT (SELECT s.channel FROM ${n} AS s WHERE s.channel > stored.channel AND ${pendingSql('s')} AND s.head IS NOT FALSE ORDER BY s.channel LIMIT 1)
+           FROM stored WHERE stored.channel IS NOT NULL)
+       SELECT stored.channel, (SELECT pg_catalog.count(*) FROM (SELECT FROM ${n} AS s WHERE s.channel = stored.channel AND ${pendingSql('s')} AND s.head IS NOT FALSE LIMIT $2) AS c)::int AS n
+         FROM stored WHERE stored.channel IS NOT NULL AND NOT (stored.channel = ANY ($1::text[])) ORDER BY stored.channel`,
+      [this.#parts.channels.durable, STRAY_COUNT_CAP + 1],
     );
     for (const { channel, n } of rows) {
       const why = this.#parts.channels.strayReason(channel);
-      this.#parts.log.warn(`${n} stored notification(s) on channel '${channel}' wait for a listener: ${why}`, { event: 'unhandled-stored', channel, count: n });
+      const count = n > STRAY_COUNT_CAP ? `more than ${STRAY_COUNT_CAP}` : String(n);
+      this.#parts.log.warn(`${count} stored notification(s) on channel '${channel}' wait for a listener: ${why}`, { event: 'unhandled-stored', channel, count: Math.min(n, STRAY_COUNT_CAP), ...(n > STRAY_COUNT_CAP ? { more: true } : {}) });
     }
   }
 }

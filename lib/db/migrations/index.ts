@@ -1,4 +1,5 @@
 import { baseline } from './baseline';
+import { claimByDue } from './claim-by-due';
 import { DEFAULT_SCHEMA, LIBRARY_VERSION } from '../objects';
 import { LibraryVersionError, MissingTableError } from '../../errors';
 import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';
@@ -7,9 +8,9 @@ import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions 
  * The library's own schema migrations, in order, for a programmatic Umzug v3 instance.
  * Their names match the sequelize-cli stub files, so both runners record the same rows in SequelizeMeta.
  */
-export const migrations: readonly LibraryMigration[] = [baseline];
+export const migrations: readonly LibraryMigration[] = [baseline, claimByDue];
 
-const MODULES: readonly LibraryMigrationModule[] = [baseline];
+const MODULES: readonly LibraryMigrationModule[] = [baseline, claimByDue];
 
 /**
  * The library's migrations for another schema or migration storage table, for Umzug v3.
@@ -24,6 +25,7 @@ export function libraryMigrations(options: LibraryMigrationOptions = {}): Librar
 /** Each library migration: the version it brings the database to, and the module a sequelize-cli stub requires. */
 export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; module: string }> = [
   { version: 1, name: baseline.name, module: 'sequelize-pgpubsub/migrations/baseline' },
+  { version: 2, name: claimByDue.name, module: 'sequelize-pgpubsub/migrations/claim-by-due' },
 ];
 
 export type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';
