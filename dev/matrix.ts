@@ -25,6 +25,7 @@ import { NODE_MAJORS, POSTGRES_MAJORS, defaultPostgresMajor, ensureVersions, nod
 export const QUICK_SUBSET = [
   'test/install.test.ts',
   'test/upgrade.test.ts',
+  'test/backlog.test.ts',
   'test/schema.test.ts',
   'test/triggers.test.ts',
   'test/payloads.test.ts',
