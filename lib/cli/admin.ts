@@ -10,6 +10,7 @@ import type { FailedSelection, Status } from '../ops/admin';
 import type { LoadedApp } from '../process/app-loader';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { errorSummary } from '../error-text';
+import { describeHolder } from '../db/cleanup';
 import { addDashboardCommand } from './dashboard';
 
 export interface AdminCommandDeps {
@@ -45,6 +46,14 @@ function printStatus(status: Status): void {
     printTable(['LISTENER (BACKEND PID)', 'HOST', 'PID', 'FROM', 'SINCE', 'CHANNELS', 'IN HAND'], status.listeners.map((l) => [
       String(l.backendPid), l.host ?? '-', l.pid === null ? '-' : String(l.pid), l.clientAddress ?? 'local', (l.startedAt ?? l.since)?.toISOString() ?? '-', l.channels.join(',') || '-', String(l.inHand.length),
     ]));
+  }
+  const { cleanup } = status;
+  const vacuumed = cleanup.lastVacuumAt ? `last vacuumed ${cleanup.lastVacuumAt.toISOString()}` : 'never vacuumed';
+  process.stdout.write(`\nCleanup: ${cleanup.deadRows} dead row(s) beside ${cleanup.liveRows} live in the notification table, ${vacuumed}.\n`);
+  const holder = cleanup.heldBackBy;
+  if (holder) {
+    const open = holder.openMs === null ? '' : `, open ${age(holder.openMs)}`;
+    process.stdout.write(`Held back by ${describeHolder(holder)}: xmin ${holder.xminAge} transaction(s) old${open}.\n`);
   }
 }
 

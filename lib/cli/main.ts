@@ -30,6 +30,7 @@ interface ListenCliOptions {
   timeoutMs?: number;
   heartbeatMs?: number;
   failedRetention?: number;
+  cleanupWarnAfter?: number | false;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   savepoints?: 'on-failure' | 'always';
@@ -183,6 +184,8 @@ function buildProgram(): Command {
     .option('--timeout-ms <ms>', `how long a callback may take before its work is rolled back and an attempt charged (default ${LISTEN_DEFAULTS.timeoutMs}; a channel's timeoutMs wins)`, positiveInteger('--timeout-ms'))
     .option('--grace-period <ms>', 'after SIGTERM/SIGINT, how long workers may take to finish their batch', positiveInteger('--grace-period'), 30_000)
     .addOption(new Option('--failed-retention <duration>', 'delete notifications that failed for good longer ago than this (30d, 12h), hourly and in bounded batches (default: kept until purged)').argParser(parseDuration('--failed-retention')))
+    .addOption(new Option('--cleanup-warn-after <duration>', "warn when a transaction, prepared transaction or replication slot has held back the cleanup of the notification table this long (30s, 5m, 1h; 'off': never) (default 5m)")
+      .argParser((value: string) => (value.trim() === 'off' ? false : parseDuration('--cleanup-warn-after')(value))))
     .option('--heartbeat-ms <ms>', `how often the LISTEN connection is checked and the table swept as a backstop (default ${LISTEN_DEFAULTS.heartbeatMs})`, positiveInteger('--heartbeat-ms'))
     .option('--reconnect-min-ms <ms>', `shortest wait before reconnecting a lost LISTEN connection (default ${LISTEN_DEFAULTS.reconnect.minDelayMs})`, positiveInteger('--reconnect-min-ms'))
     .option('--reconnect-max-ms <ms>', `longest wait between reconnect tries (default ${LISTEN_DEFAULTS.reconnect.maxDelayMs})`, positiveInteger('--reconnect-max-ms'))
@@ -251,6 +254,7 @@ function buildProgram(): Command {
         timeoutMs: options.timeoutMs,
         heartbeatMs: options.heartbeatMs,
         failedRetentionMs: options.failedRetention,
+        cleanupWarnAfterMs: options.cleanupWarnAfter,
         reconnect: { minDelayMs: options.reconnectMinMs, maxDelayMs: options.reconnectMaxMs },
         savepoints: options.savepoints,
         contextFilter: options.contextFilter,

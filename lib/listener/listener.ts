@@ -121,6 +121,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       void this.idle().then(() => this.#log.info('start-up recovery finished', { event: 'recovered', processed: this.#stats.snapshot().processed - before }));
     }
     if (this.#options.failedRetentionMs !== undefined) void this.#upkeep.purgeOldFailures(this.#options.failedRetentionMs);
+    if (this.#options.cleanupWarnAfterMs !== false) this.#upkeep.watchCleanup(this.#options.cleanupWarnAfterMs);
     return this;
   }
 

@@ -21,6 +21,8 @@ export const LISTEN_DEFAULTS = {
   savepoints: 'on-failure',
   heartbeatMs: 60_000,
   reconnect: { minDelayMs: 100, maxDelayMs: 10_000 },
+  /** How long something may hold back the cleanup of the notification table before the listener warns. */
+  cleanupWarnAfterMs: 300_000,
 } as const;
 
 /** listen()'s options as the listener runs with them: defaults applied, checked. */
@@ -37,11 +39,13 @@ export interface ResolvedListenOptions {
   minDelayMs: number;
   maxDelayMs: number;
   failedRetentionMs?: number;
+  cleanupWarnAfterMs: number | false;
 }
 
 const KNOWN: ReadonlyArray<keyof ListenOptions> = [
   'channels', 'batchSize', 'concurrency', 'callbackConcurrency', 'recover', 'contextFilter', 'heartbeatMs', 'savepoints', 'timeoutMs',
   'reconnect', 'listenConnection', 'logger', 'beforeRunningAlone', 'failedRetentionMs',
+  'cleanupWarnAfterMs',
 ];
 
 const positiveInteger = (value: unknown, name: string, unit = ''): string[] => (Number.isInteger(value) && (value as number) >= 1
@@ -68,6 +72,8 @@ export function resolveListenOptions(options: ListenOptions, poolMax: number): R
     ...positiveInteger(heartbeatMs, 'heartbeatMs', ' (milliseconds)'),
     ...contextFilterProblems(options.contextFilter),
     ...(options.failedRetentionMs === undefined ? [] : positiveInteger(options.failedRetentionMs, 'failedRetentionMs', ' (milliseconds)')),
+    ...(options.cleanupWarnAfterMs === undefined || options.cleanupWarnAfterMs === false ? []
+      : positiveInteger(options.cleanupWarnAfterMs, 'cleanupWarnAfterMs', ' (milliseconds) or false')),
   );
   if (typeof recover !== 'boolean') problems.push(`recover must be true or false, got ${JSON.stringify(options.recover)}`);
   if (savepoints !== 'on-failure' && savepoints !== 'always') {
@@ -97,6 +103,7 @@ export function resolveListenOptions(options: ListenOptions, poolMax: number): R
   return {
     batchSize, concurrency, callbackConcurrency, timeoutMs, recover, savepoints, heartbeatMs,
     contextFilter: options.contextFilter, listenConnection: own, minDelayMs, maxDelayMs, failedRetentionMs: options.failedRetentionMs,
+    cleanupWarnAfterMs: options.cleanupWarnAfterMs ?? LISTEN_DEFAULTS.cleanupWarnAfterMs,
   };
 }
 

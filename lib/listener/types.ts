@@ -42,6 +42,12 @@ export interface ListenOptions {
    */
   failedRetentionMs?: number;
   /**
+   * Warns (event `cleanup-held-back`), once per holder, when a transaction, prepared transaction or
+   * replication slot has kept vacuum from cleaning the notification table for this long, in ms.
+   * Default 300000 (5 minutes); false: never.
+   */
+  cleanupWarnAfterMs?: number | false;
+  /**
    * 'on-failure' (default): batches run without savepoints and are redone with one per message only
    * when a callback fails, which re-runs the callbacks before it in that batch. 'always': a savepoint
    * per message, slower, and no callback ever runs twice for one attempt.

@@ -1,12 +1,16 @@
 /**
  * The listener's periodic work beside the drain: its status report every REPORT_EVERY_MS (written
- * only when something happened), and with `failedRetentionMs` the purge of old failures, at start
- * and then hourly. Each timer is unref'd: neither keeps a process alive.
+ * only when something happened), with `failedRetentionMs` the purge of old failures, at start
+ * and then hourly, and the watch on cleanup (`cleanupWarnAfterMs`): a warning, once per holder,
+ * when something has held back the cleanup of the notification table's dead rows that long.
+ * Each timer is unref'd: none keeps a process alive.
  */
 import type { Sequelize } from 'sequelize';
 import type { LibraryObjects } from '../db/objects';
 import { purgeFailed } from '../db/store';
+import { type CleanupHolder, describeHolder, readCleanup } from '../db/cleanup';
 import { errorSummary } from '../error-text';
+import { quoteLiteral } from '../db/sql-text';
 import type { Logger } from '../ops/logger';
 import { type ListenerReport, REPORT_EVERY_MS } from './report';
 import type { ClientSource, Lifetime } from './parts';
@@ -23,6 +27,9 @@ export class Upkeep {
   readonly #lifetime: Lifetime;
   #reportTimer: NodeJS.Timeout | null = null;
   #retention: NodeJS.Timeout | null = null;
+  #cleanupTimer: NodeJS.Timeout | null = null;
+  /** The holder seen last (kind, pid or name, xmin) and since when, by this process's clock. */
+  #holder: { key: string; since: number; warned: boolean } | null = null;
 
   constructor(sequelize: Sequelize, objects: LibraryObjects, log: Logger, lifetime: Lifetime) {
     this.#sequelize = sequelize;
@@ -54,7 +61,47 @@ export class Upkeep {
     this.#retention.unref?.();
   }
 
+  /**
+   * Looks every fifth of `warnAfterMs` (at most every minute) at what holds back cleanup, and warns
+   * once per holder when it has done so for `warnAfterMs`: by its transaction's start where the
+   * server shows it, else since this listener first saw it.
+   */
+  watchCleanup(warnAfterMs: number): void {
+    const every = Math.min(60_000, Math.max(200, Math.round(warnAfterMs / 5)));
+    this.#cleanupTimer = setInterval(() => {
+      if (!this.#lifetime.stopping) void this.#lookAtCleanup(warnAfterMs);
+    }, every);
+    this.#cleanupTimer.unref?.();
+  }
+
+  async #lookAtCleanup(warnAfterMs: number): Promise<void> {
+    let holder: CleanupHolder | null;
+    let deadRows: number;
+    try {
+      ({ heldBackBy: holder, deadRows } = await readCleanup(this.#objects, this.#sequelize));
+    } catch (error) {
+      this.#log.debug('could not read what holds back cleanup', { event: 'cleanup-read-failed', error: errorSummary(error) });
+      return;
+    }
+    if (!holder) {
+      this.#holder = null;
+      return;
+    }
+    const key = `${holder.kind}:${holder.pid ?? holder.name}:${holder.xmin}`;
+    if (this.#holder?.key !== key) this.#holder = { key, since: Date.now(), warned: false };
+    const heldMs = holder.openMs ?? Date.now() - this.#holder.since;
+    if (this.#holder.warned || heldMs < warnAfterMs) return;
+    this.#holder.warned = true;
+    const minutes = Math.round(heldMs / 6000) / 10;
+    this.#log.warn(`cleanup of the notification table has been held back for ${minutes} min by ${describeHolder(holder)}: `
+      + `${deadRows} dead row(s) stay in the table, and every claim steps over them. End it if it is stuck`
+      + `${holder.kind === 'transaction' ? ` (SELECT pg_terminate_backend(${holder.pid}))` : holder.kind === 'prepared transaction' ? ` (ROLLBACK PREPARED ${quoteLiteral(holder.name ?? '')})` : ` (SELECT pg_drop_replication_slot(${quoteLiteral(holder.name ?? '')}))`}`, {
+      event: 'cleanup-held-back', kind: holder.kind, pid: holder.pid, applicationName: holder.applicationName, user: holder.user,
+      name: holder.name, heldMs: Math.round(heldMs), xminAge: holder.xminAge, deadRows,
+    });
+  }
+
   stop(): void {
-    for (const timer of [this.#retention, this.#reportTimer]) if (timer) clearTimeout(timer);
+    for (const timer of [this.#retention, this.#reportTimer, this.#cleanupTimer]) if (timer) clearTimeout(timer);
   }
 }

@@ -1,4 +1,7 @@
 /** What the admin API (lib/ops/admin.ts) answers: the status, failed notifications, blocked keys, selections. */
+import type { CleanupStatus } from '../db/cleanup';
+
+export type { CleanupHolder, CleanupStatus } from '../db/cleanup';
 
 /** One channel's stored notifications, and who listens on it. */
 export interface ChannelStatus {
@@ -67,6 +70,8 @@ export interface ListenerStatus {
 export interface Status {
   channels: ChannelStatus[];
   listeners: ListenerStatus[];
+  /** The notification table's dead rows and what holds back their cleanup (see the README's "Operating at scale"). */
+  cleanup: CleanupStatus;
   /** When the database answered. */
   at: Date;
 }

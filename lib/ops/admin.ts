@@ -14,9 +14,10 @@ import { decodeMessage } from '../channels/message';
 import { PAUSE_CHANNEL } from '../listener/control-channels';
 import { LIBRARY_QUERY, quoteLiteral } from '../db/sql-text';
 import { WAKE_LOCKS } from '../db/wake-locks';
+import { readCleanup } from '../db/cleanup';
 import type { BlockedKey, FailedNotification, FailedNotificationDetail, FailedSelection, ListenerStatus, Status } from './admin-types';
 
-export type { BlockedKey, ChannelStatus, FailedNotification, FailedNotificationDetail, FailedSelection, ListenerStatus, Status } from './admin-types';
+export type { BlockedKey, ChannelStatus, CleanupHolder, CleanupStatus, FailedNotification, FailedNotificationDetail, FailedSelection, ListenerStatus, Status } from './admin-types';
 
 
 interface FailedRow { id: string; channel: string; attempts: number; last_error: string | null; created_at: Date; failed_at: Date; payload?: string }
@@ -118,6 +119,7 @@ export class Admin {
       }
     }
     const [{ at }] = await this.#select<{ at: Date }>('SELECT pg_catalog.now() AS at');
+    const cleanup = await readCleanup(this.#objects, this.#sequelize);
     const all = [...listeners.values()];
     for (const listener of all) {
       listener.channels.sort();
@@ -142,6 +144,7 @@ export class Admin {
         };
       }),
       listeners: all,
+      cleanup,
       at,
     };
   }

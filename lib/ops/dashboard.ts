@@ -10,6 +10,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Admin, BlockedKey, FailedNotificationDetail, Status } from './admin';
+import { describeHolder } from '../db/cleanup';
 import { errorSummary } from '../error-text';
 import type { LibraryObjects } from '../db/objects';
 import { LIBRARY_QUERY } from '../db/sql-text';
@@ -172,6 +173,7 @@ export function dashboardHandler(pubsub: DashboardSource, options: DashboardOpti
 <section id="listeners"><h2>Listeners</h2>${status.listeners.length ? `<table><thead><tr><th>backend pid</th><th>host</th><th>pid</th><th>from</th><th>since</th><th>channels</th><th>draining</th><th>in hand</th></tr></thead><tbody>${listeners}</tbody></table>` : '<p>No listener is running.</p>'}</section>
 <section id="failed"><h2>Failed notifications</h2>${failed.length ? `<table><thead><tr><th>id</th><th>channel</th><th>attempts</th><th>failed at</th><th>error</th><th></th></tr></thead><tbody>${failures}</tbody></table>` : '<p>None.</p>'}</section>
 ${status.channels.some((c) => c.blocked) ? blockedSection(await admin.blocked({ limit: 50 }), form) : ''}
+${cleanupSection(status.cleanup)}
 <footer>Read from the database at ${escape(status.at.toISOString())}.</footer>`;
     return page(base, 'status', body, refreshSeconds);
   };
@@ -244,6 +246,14 @@ ${diff(found)}
     timer = null;
   };
   return handler;
+}
+
+/** The notification table's dead rows, and what holds back their cleanup (the README's "Operating at scale"). */
+function cleanupSection({ deadRows, liveRows, lastVacuumAt, heldBackBy: holder }: Status['cleanup']): string {
+  const held = holder ? `<p class="${holder.openMs !== null && holder.openMs > 300_000 ? 'bad' : ''}">Held back by ${escape(describeHolder(holder))}: its xmin is ${holder.xminAge} transaction(s) old${
+    holder.openMs === null ? '' : `, open ${ms(holder.openMs)}`}.</p>` : '<p>Nothing holds it back.</p>';
+  return `<section id="cleanup"><h2>Cleanup</h2><p>${deadRows} dead row(s) beside ${liveRows} live in the notification table; ${
+    lastVacuumAt ? `last vacuumed ${escape(lastVacuumAt.toISOString())}` : 'never vacuumed'}.</p>${held}</section>`;
 }
 
 /** The keys held by a notification that failed for good (afterFailure: 'block'), each with retry and purge of that notification. */

@@ -140,6 +140,9 @@ export class DatabaseMetrics {
       for (const c of s.channels) g.set({ channel: c.channel }, c.paused ? 1 : 0);
     });
     gauge('pgpubsub_listeners_up', 'Live listener connections to this database, from every process and host', [], (g, s) => g.set(s.listeners.length));
+    gauge('pgpubsub_dead_rows', "Dead row versions in the notification table (the server's estimate): processed notifications vacuum has not removed yet", [], (g, s) => g.set(s.cleanup.deadRows));
+    gauge('pgpubsub_cleanup_held_back_xmin_age', "Age, in transactions, of the oldest xmin holding back the notification table's cleanup (0 when nothing does)", [], (g, s) => g.set(s.cleanup.heldBackBy?.xminAge ?? 0));
+    gauge('pgpubsub_cleanup_held_back_seconds', "How long the transaction holding back the notification table's cleanup has been open, where the server says (0 otherwise)", [], (g, s) => g.set((s.cleanup.heldBackBy?.openMs ?? 0) / 1000));
   }
 }
 
