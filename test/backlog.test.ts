@@ -17,6 +17,7 @@ import { libraryObjects } from '../lib/db/objects';
 import { claimBatch, dueCheck, nextDueSql } from '../lib/db/store';
 import { PausedChannels } from '../lib/listener/paused';
 import { install } from '../lib';
+import { COUNT_CAP } from '../lib/ops/channel-counts';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
 
 const BACKLOG = 50_000;
@@ -160,6 +161,46 @@ describe('the cost of a claim whatever the table holds', function () {
       expect(behind.claimed).to.deep.equal(alone.claimed).and.to.have.length(BATCH);
       expect(new Set(behind.claimed)).to.deep.equal(new Set(['work']));
       expect(behind.fetched, JSON.stringify({ alone, behind })).to.be.at.most(alone.fetched + 5);
+    } finally {
+      await sequelize.close();
+    }
+  });
+});
+
+describe('the status at any size', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+
+  before(async () => {
+    db = await emptyDatabase('status size');
+  });
+
+  after(async () => {
+    await db?.drop();
+  });
+
+  it(`counts exactly up to ${COUNT_CAP} rows a count, and past that estimates from a sample of the table, saying so`, async () => {
+    const sequelize = connect(db.url);
+    try {
+      const pubsub = install(sequelize);
+      await pubsub.install();
+      await sequelize.query(`
+        INSERT INTO pgpubsub.notification (channel, payload) SELECT 'small', '{}' FROM generate_series(1, 5000);
+        INSERT INTO pgpubsub.notification (channel, payload, attempts, available_at) SELECT 'small', '{}', 1, now() + interval '1 day' FROM generate_series(1, 3000);
+        INSERT INTO pgpubsub.notification (channel, payload, attempts, failed_at, ordering_key, head)
+          SELECT 'small', '{}', 5, now(), CASE WHEN i <= 10 THEN 'b:' || i END, CASE WHEN i <= 10 THEN true END FROM generate_series(1, 2000) AS i;
+        INSERT INTO pgpubsub.notification (channel, payload) SELECT 'big', '{}' FROM generate_series(1, 60000);
+        INSERT INTO pgpubsub.notification (channel, payload, attempts, failed_at) SELECT 'big', '{}', 5, now() FROM generate_series(1, 30000);`);
+      await sequelize.query('VACUUM ANALYZE pgpubsub.notification');
+      const { channels } = await pubsub.admin.status();
+      const small = channels.find((c) => c.channel === 'small')!;
+      expect(small).to.include({ due: 5000, waiting: 3000, failed: 2000, blocked: 10, estimated: false });
+      const big = channels.find((c) => c.channel === 'big')!;
+      expect(big.estimated).to.equal(true);
+      // A sample of about 500 of the table's pages: well within a third here.
+      expect(big.due).to.be.within(40_000, 80_000);
+      expect(big.failed).to.be.within(COUNT_CAP + 1, 45_000);
+      expect(big.waiting).to.equal(0);
     } finally {
       await sequelize.close();
     }

@@ -11,6 +11,7 @@ import type { LoadedApp } from '../process/app-loader';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { errorSummary } from '../error-text';
 import { describeHolder } from '../db/cleanup';
+import { COUNT_CAP } from '../ops/channel-counts';
 import { addDashboardCommand } from './dashboard';
 
 export interface AdminCommandDeps {
@@ -36,7 +37,8 @@ function printStatus(status: Status): void {
   if (status.channels.length === 0) process.stdout.write('No channels are defined and no notifications are stored.\n');
   else {
     printTable(['CHANNEL', 'DUE', 'WAITING', 'FAILED', 'BLOCKED', 'OLDEST DUE', 'LAG', 'LISTENERS', 'DRAINING', 'PAUSED', ''], status.channels.map((c) => [
-      c.channel, String(c.due), String(c.waiting), String(c.failed), String(c.blocked), age(c.oldestDueAgeMs), age(c.recentLagMs), String(c.listeners), c.draining ? 'yes' : 'no',
+      // An estimate (a count past 10,000 rows) shows as ~N.
+      c.channel, ...[c.due, c.waiting, c.failed, c.blocked].map((n) => (c.estimated && n > COUNT_CAP ? `~${n}` : String(n))), age(c.oldestDueAgeMs), age(c.recentLagMs), String(c.listeners), c.draining ? 'yes' : 'no',
       c.paused ? 'yes' : 'no', c.defined ? '' : '(no code here defines it)',
     ]));
   }

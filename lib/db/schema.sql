@@ -49,6 +49,7 @@ ALTER TABLE pgpubsub.notification ADD CONSTRAINT notification_channel_length CHE
 ALTER TABLE pgpubsub.notification ADD CONSTRAINT notification_pkey PRIMARY KEY (id);
 CREATE INDEX notification_due ON pgpubsub.notification USING btree (channel, available_at, id) WHERE ((failed_at IS NULL) AND (head IS NOT FALSE));
 CREATE INDEX notification_failed_at ON pgpubsub.notification USING btree (failed_at) WHERE (failed_at IS NOT NULL);
+CREATE INDEX notification_failed_channel ON pgpubsub.notification USING btree (channel, failed_at) INCLUDE (ordering_key) WHERE (failed_at IS NOT NULL);
 CREATE INDEX notification_ordering_key ON pgpubsub.notification USING btree (channel, ordering_key, id) WHERE (ordering_key IS NOT NULL);
 CREATE INDEX notification_unknown_head ON pgpubsub.notification USING btree (id) WHERE ((head IS NULL) AND (ordering_key IS NOT NULL) AND (failed_at IS NULL));
 CREATE TRIGGER pgpubsub_advance_deleted AFTER DELETE ON pgpubsub.notification REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION pgpubsub.advance_deleted();

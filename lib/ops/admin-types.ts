@@ -19,6 +19,12 @@ export interface ChannelStatus {
   /** Age of the oldest due notification, in ms; null when none is due. */
   oldestDueAgeMs: number | null;
   /**
+   * A count passed 10,000: the counts past it are the planner's estimates (a status reads each
+   * channel's first rows, never the whole table), and the oldest due age is that of the first
+   * 10,000 due rows in due order.
+   */
+  estimated: boolean;
+  /**
    * The highest lag (from a producing transaction to its callbacks' start) of the messages that
    * live listeners started within about the last minute, in ms, as they report it; null when none did.
    */

@@ -15,6 +15,7 @@ import { PAUSE_CHANNEL } from '../listener/control-channels';
 import { LIBRARY_QUERY, quoteLiteral } from '../db/sql-text';
 import { WAKE_LOCKS } from '../db/wake-locks';
 import { readCleanup } from '../db/cleanup';
+import { countChannels } from './channel-counts';
 import type { BlockedKey, FailedNotification, FailedNotificationDetail, FailedSelection, ListenerStatus, Status } from './admin-types';
 
 export type { BlockedKey, ChannelStatus, CleanupHolder, CleanupStatus, FailedNotification, FailedNotificationDetail, FailedSelection, ListenerStatus, Status } from './admin-types';
@@ -44,21 +45,10 @@ export class Admin {
   /** Every channel defined here or holding rows, and every live listener. */
   async status(): Promise<Status> {
     const defined = this.#channels().map((channel) => channel.name);
-    // Due: what a listener could claim now, as claim() decides; a row behind an earlier one of its
-    // key waits, whether that is known yet (head false) or not (head null).
-    const due = `failed_at IS NULL AND available_at <= pg_catalog.now() AND (ordering_key IS NULL OR head IS TRUE OR (head IS NULL AND NOT EXISTS (
-      SELECT FROM ${this.#objects.notificationTable} AS e WHERE e.channel = n.channel AND e.ordering_key = n.ordering_key AND e.id < n.id)))`;
-    const counts = await this.#select<{ channel: string; due: number; waiting: number; failed: number; blocked: number; oldest_due_ms: number | null; at: Date }>(
-      `SELECT channel,
-              pg_catalog.count(*) FILTER (WHERE ${due})::int AS due,
-              pg_catalog.count(*) FILTER (WHERE failed_at IS NULL AND NOT (${due}))::int AS waiting,
-              pg_catalog.count(*) FILTER (WHERE failed_at IS NOT NULL)::int AS failed,
-              pg_catalog.count(*) FILTER (WHERE failed_at IS NOT NULL AND ordering_key LIKE 'b:%')::int AS blocked,
-              (extract(epoch FROM pg_catalog.now() - pg_catalog.min(created_at) FILTER (WHERE ${due})) * 1000)::float8 AS oldest_due_ms
-         FROM ${this.#objects.notificationTable} AS n GROUP BY channel`,
-    );
+    // Due: what a listener could claim now, as claim() decides (lib/ops/channel-counts.ts).
+    const counts = await countChannels(this.#sequelize, this.#objects, defined);
     const paused = (await this.#select<{ channel: string }>(`SELECT channel FROM ${this.#objects.pausedTable}`)).map((row) => row.channel);
-    const names = [...new Set([...defined, ...counts.map((row) => row.channel), ...paused])].sort();
+    const names = [...new Set([...defined, ...counts.keys(), ...paused])].sort();
     // The locks every live LISTEN connection holds (session locks vanish with a dead process's connection).
     const held = await this.#select<{ pid: number; client_addr: string | null; since: Date | null; kind: string | null; key: string | null }>(
       `SELECT a.pid, pg_catalog.host(a.client_addr) AS client_addr, a.backend_start AS since,
@@ -128,7 +118,7 @@ export class Admin {
     }
     return {
       channels: names.map((channel) => {
-        const row = counts.find((count) => count.channel === channel);
+        const row = counts.get(channel);
         return {
           channel,
           defined: defined.includes(channel),
@@ -136,7 +126,8 @@ export class Admin {
           waiting: row?.waiting ?? 0,
           failed: row?.failed ?? 0,
           blocked: row?.blocked ?? 0,
-          oldestDueAgeMs: row?.oldest_due_ms ?? null,
+          oldestDueAgeMs: row?.oldestDueAgeMs ?? null,
+          estimated: row?.estimated ?? false,
           recentLagMs: recentLag.get(channel) ?? null,
           listeners: all.filter((listener) => listener.channels.includes(channel)).length,
           draining: all.some((listener) => listener.draining.includes(channel)),

@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Admin, BlockedKey, FailedNotificationDetail, Status } from './admin';
 import { describeHolder } from '../db/cleanup';
+import { COUNT_CAP } from './channel-counts';
 import { errorSummary } from '../error-text';
 import type { LibraryObjects } from '../db/objects';
 import { LIBRARY_QUERY } from '../db/sql-text';
@@ -58,6 +59,9 @@ interface Sample {
 const HOUR_MS = 3_600_000;
 
 const escape = (value: unknown) => String(value ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** A count, `~` before it when it is an estimate (past COUNT_CAP). */
+const about = (c: { estimated: boolean }, n: number) => (c.estimated && n > COUNT_CAP ? `~${n}` : String(n));
 
 function ms(value: number | null): string {
   if (value === null) return '-';
@@ -155,7 +159,7 @@ export function dashboardHandler(pubsub: DashboardSource, options: DashboardOpti
     const failed = await admin.failed({ limit: 50 });
     const channels = status.channels.map((c) => `<tr${c.paused ? ' class="paused"' : ''}>
   <td><b>${escape(c.channel)}</b>${c.defined ? '' : ' <small>(no code here defines it)</small>'}</td>
-  <td class="n">${c.due}</td><td class="n">${c.waiting}</td><td class="n${c.failed ? ' bad' : ''}">${c.failed}</td><td class="n${c.blocked ? ' bad' : ''}">${c.blocked}</td>
+  <td class="n">${about(c, c.due)}</td><td class="n">${about(c, c.waiting)}</td><td class="n${c.failed ? ' bad' : ''}">${about(c, c.failed)}</td><td class="n${c.blocked ? ' bad' : ''}">${about(c, c.blocked)}</td>
   <td class="n">${ms(c.oldestDueAgeMs)}</td><td class="n">${ms(c.recentLagMs)}</td><td class="n">${c.listeners}</td>
   <td>${c.paused ? 'paused' : c.draining ? 'draining' : ''}</td>
   <td class="actions">${c.paused ? form('resume', { channel: c.channel }, 'Resume') : form('pause', { channel: c.channel }, 'Pause')}${

@@ -1,7 +1,7 @@
 -- sequelize-pgpubsub library migration 2, undone: the baseline's claim index and claim function.
 
 CREATE INDEX notification_claim ON {{schema}}.notification (id) WHERE failed_at IS NULL AND head IS NOT FALSE;
-DROP INDEX {{schema}}.notification_due;
+DROP INDEX {{schema}}.notification_due, {{schema}}.notification_failed_channel;
 
 CREATE OR REPLACE FUNCTION {{schema}}.claim(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer)
   RETURNS TABLE (id text, channel text, payload text, attempts integer, suspect boolean)

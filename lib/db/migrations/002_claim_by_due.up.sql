@@ -1,15 +1,18 @@
--- sequelize-pgpubsub library migration 2: a claim that costs the same whatever the table holds.
+-- sequelize-pgpubsub library migration 2: a claim (and a status) that costs the same whatever the table holds.
 --
 -- Frozen once released (see 001_baseline.up.sql for the placeholders).
 -- The baseline's claim walked one index in id order and tested the channel and the due time on each
 -- row: rows of a paused or unhandled channel, or waiting for a retry or a delay, that sat ahead of
 -- the due ones were read again by every claim. notification_due leads with the channel and orders
 -- by the due time, so a claim reads each of its channels from the start of its range to now() and
--- nothing else (decision 19). Building it holds writes to the notification table for as long as it
--- takes (about a second per million stored rows).
+-- nothing else (decision 19). Building the indexes holds writes to the notification table for as long
+-- as it takes (about a second per million stored rows).
 
 CREATE INDEX notification_due ON {{schema}}.notification (channel, available_at, id) WHERE failed_at IS NULL AND head IS NOT FALSE;
 DROP INDEX {{schema}}.notification_claim;
+-- The failed rows by channel (with the key, which says whether one blocks it), for the status's
+-- counts, read from the index alone. Written only when a notification fails for good.
+CREATE INDEX notification_failed_channel ON {{schema}}.notification (channel, failed_at) INCLUDE (ordering_key) WHERE failed_at IS NOT NULL;
 
 -- Each channel walked oldest first, the batch returned in id order; what it takes is as before.
 CREATE OR REPLACE FUNCTION {{schema}}.claim(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer)
