@@ -8,11 +8,13 @@
  * per message, which a Sequelize app pays whatever queue runs its jobs. BENCH_CALLBACK=batch
  * registers a batch callback instead (onBatch: one Post.bulkCreate per claim, W1's batch row), and
  * BENCH_IO_MS makes each message first await that long (W6: a stand-in for an HTTP call).
+ * BENCH_SIDE_CHANNEL names a custom channel with a callback that does nothing (W8's paused channel).
  */
 import './use-dist';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QueryTypes, Sequelize } from 'sequelize';
 import { defineModels } from '../../models/app';
+import { channel } from '../../lib';
 
 const url = process.env.DATABASE_URL;
 if (!url) throw new Error('bench app: DATABASE_URL is not set');
@@ -39,5 +41,12 @@ if (mode === 'batch') {
     await app.Post.create({ authorId: author!.id, content: started }, { transaction });
   }
 });
+
+// W8: a second channel this listener handles (its paused shape pauses it), whose callbacks do nothing.
+if (process.env.BENCH_SIDE_CHANNEL) {
+  const side = channel<Record<string, unknown>>(process.env.BENCH_SIDE_CHANNEL);
+  app.sequelize.pgpubsub.register(side);
+  app.sequelize.pgpubsub.on(side, () => {});
+}
 
 export const { sequelize } = app;

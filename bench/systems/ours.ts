@@ -37,6 +37,10 @@ export function ours(options: {
   ioMs?: number;
   /** Node.js major version the listener processes run on (default: this process's own). */
   node?: number;
+  /** `--context-filter` (W8). */
+  contextFilter?: Record<string, unknown>;
+  /** A second channel the listener handles, with a callback that does nothing (W8). */
+  sideChannel?: string;
 } = {}): QueueSystem {
   const { batchSize = 100, callback = 'sql', concurrency = 1, callbackConcurrency = 1, ioMs = 0 } = options;
   const node = options.node ? nodeBinary(options.node) : process.execPath;
@@ -47,10 +51,11 @@ export function ours(options: {
     async start(url: string, processes: number, startOptions: StartOptions = {}): Promise<Workers> {
       // The bench app handles author_created only; naming it says so (the example app's media_changed,
       // which has no callback here, would otherwise be warned about in every row).
-      const args = ['listen', '--app', APP, '--channels', 'author_created', '--processes', String(processes), '--batch-size', String(batchSize),
+      const channels = ['author_created', ...(options.sideChannel ? [options.sideChannel] : [])].join(',');
+      const args = ['listen', '--app', APP, '--channels', channels, ...(options.contextFilter ? ['--context-filter', JSON.stringify(options.contextFilter)] : []), '--processes', String(processes), '--batch-size', String(batchSize),
         '--concurrency', String(concurrency), '--callback-concurrency', String(callbackConcurrency), '--log-level', 'warn', '--log-format', 'json'];
       const listen = spawnProcess(COMPILED_CLI, args, {
-        DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback, BENCH_IO_MS: String(ioMs), BENCH_POOL_MAX: String(Math.max(5, concurrency + 1)),
+        DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback, BENCH_SIDE_CHANNEL: options.sideChannel ?? '', BENCH_IO_MS: String(ioMs), BENCH_POOL_MAX: String(Math.max(5, concurrency + 1)),
       }, undefined, { nodeArgs: startOptions.nodeArgs, ...(options.node ? { node } : {}) });
       try {
         await eventually(async () => {
