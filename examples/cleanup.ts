@@ -8,6 +8,7 @@ await migrate();
 const report = new pg.Client({ connectionString: process.env.DATABASE_URL, application_name: 'nightly-report' });
 await report.connect();
 await report.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+await report.query('SELECT count(*) FROM authors');
 
 const { cleanup } = await sequelize.pgpubsub.admin.status();
 console.log(`${cleanup.deadRows} dead row(s), last vacuumed ${cleanup.lastVacuumAt?.toISOString() ?? 'never'}`);

@@ -79,7 +79,7 @@ describe('cleanup held back by a long transaction', function () {
     await eventually(() => warnings().length > 0, () => `a warning: ${JSON.stringify(lines)}`, 10_000);
     const [warning] = warnings();
     expect(warning.level).to.equal('warn');
-    expect(warning.fields).to.include({ kind: 'transaction', pid: held.pid, applicationName: 'nightly-report' });
+    expect(warning.fields).to.include({ kind: 'transaction', backendPid: held.pid, applicationName: 'nightly-report' });
     expect(warning.message).to.match(/^cleanup of the notification table has been held back for [\d.]+ min by a transaction of pid \d+ \(nightly-report, role \w+, idle in transaction\): \d+ dead row\(s\) stay in the table/)
       .and.to.include(`SELECT pg_terminate_backend(${held.pid})`);
     // Once: the same transaction, still open, is not reported again.
@@ -91,9 +91,11 @@ describe('cleanup held back by a long transaction', function () {
     const { sequelize } = test.app;
     const role = `peek_${process.pid}`;
     await sequelize.query(`DROP ROLE IF EXISTS ${role}`);
-    await sequelize.query(`CREATE ROLE ${role} LOGIN`);
+    // A password: the embedded server asks for one (scram), a trust server ignores it.
+    await sequelize.query(`CREATE ROLE ${role} LOGIN PASSWORD 'peek'`);
     const url = new URL(test.db.url);
     url.username = role;
+    url.password = 'peek';
     const peek = connect(url.toString());
     try {
       const held = await holdOpen(test.db.url, 'nightly-report');
@@ -111,7 +113,7 @@ describe('cleanup held back by a long transaction', function () {
         upkeep.stop();
       }
       expect(Date.now() - started).to.be.at.least(1000);
-      expect(lines.find((line) => line.fields.event === 'cleanup-held-back')!.fields).to.include({ pid: held.pid, applicationName: 'nightly-report' });
+      expect(lines.find((line) => line.fields.event === 'cleanup-held-back')!.fields).to.include({ backendPid: held.pid, applicationName: 'nightly-report' });
     } finally {
       await peek.close();
       await sequelize.query(`DROP ROLE IF EXISTS ${role}`);

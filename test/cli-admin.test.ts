@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import os from 'node:os';
+import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
 import type { ChannelStatus, FailedNotification, FailedNotificationDetail, Status } from '../lib';
 import { eventually } from '../dev/eventually';
@@ -59,13 +60,13 @@ describe('pgpubsub status and failed', function () {
       expect(missing.code, shown(missing)).to.equal(1);
       expect(missing.stderr).to.contain('no failed notification has id 123456');
 
-      for (const bad of [['failed', 'retry'], ['failed', 'retry', retried, '--all'], ['failed', 'purge', 'abc'], ['failed', 'show', 'abc'], ['status', '--watch', 'soon'], ['listen', '--failed-retention', 'soon']]) {
+      for (const bad of [['failed', 'retry'], ['failed', 'retry', retried, '--all'], ['failed', 'purge', 'abc'], ['failed', 'show', 'abc'], ['status', '--watch', 'soon'], ['listen', '--failed-retention', 'soon'], ['listen', '--cleanup-warn-after', 'soon']]) {
         const refused = await cli(bad);
         expect(refused.code, `${bad.join(' ')}: ${shown(refused)}`).to.equal(2);
       }
 
       // A retention longer than the old failure's two days: it stays for `failed purge` below.
-      const listener = startListen(db.url, ['--worker', '--app', EXAMPLE_APP, '--failed-retention', '30d']);
+      const listener = startListen(db.url, ['--worker', '--app', EXAMPLE_APP, '--failed-retention', '30d', '--cleanup-warn-after', '1s']);
       try {
         await listener.event('recovered', 30_000);
         await eventually(async () => (await app.Post.count()) === 1, "the due author's post");
@@ -77,6 +78,20 @@ describe('pgpubsub status and failed', function () {
         const pretty = await cli(['status']);
         expect(pretty.stdout).to.match(/^CHANNEL\s+DUE\s+WAITING\s+FAILED\s+BLOCKED\s+OLDEST DUE\s+LAG\s+LISTENERS\s+DRAINING\s+PAUSED$/m).and.to.match(/^author_created\s+0\s+0\s+2\s+0\s+-\s+\S+\s+1\s+no\s+no$/m);
         expect(pretty.stdout).to.match(/^LISTENER \(BACKEND PID\)\s+HOST\s+PID\s+FROM\s+SINCE\s+CHANNELS\s+IN HAND$/m).and.to.contain(` ${os.hostname()} `).and.to.contain(` ${listener.pid} `);
+        expect(pretty.stdout).to.match(/^Cleanup: \d+ dead row\(s\) beside \d+ live in the notification table, (last vacuumed \S+|never vacuumed)\.$/m);
+
+        // A report left its transaction open: --cleanup-warn-after 1s, and the status names it.
+        const report = new Client({ connectionString: db.url, application_name: 'cli-report' });
+        await report.connect();
+        try {
+          await report.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+          const { rows: [{ pid }] } = await report.query('SELECT pg_backend_pid() AS pid');
+          const warned = await listener.event('cleanup-held-back', 15_000);
+          expect(warned).to.include({ backendPid: pid, applicationName: 'cli-report', kind: 'transaction' });
+          expect((await cli(['status'])).stdout).to.match(new RegExp(`^Held back by a transaction of pid ${pid} \\(cli-report, role \\w+, idle in transaction\\): xmin \\d+ transaction\\(s\\) old, open \\S+\\.$`, 'm'));
+        } finally {
+          await report.end();
+        }
 
         const retry = await cli(['failed', 'retry', retried]);
         expect(retry.code, shown(retry)).to.equal(0);

@@ -121,7 +121,7 @@ describe('concurrency', function () {
       .then(() => null, (error: Error & { problems?: string[] }) => error);
     expect(many?.message).to.match(/^listen: 3 invalid options:\n {2}- /);
     expect(many?.problems).to.deep.equal([
-      "listen: unknown option 'batchsize' (known: channels, batchSize, concurrency, callbackConcurrency, recover, contextFilter, heartbeatMs, savepoints, timeoutMs, reconnect, listenConnection, logger, beforeRunningAlone, failedRetentionMs)",
+      "listen: unknown option 'batchsize' (known: channels, batchSize, concurrency, callbackConcurrency, recover, contextFilter, heartbeatMs, savepoints, timeoutMs, reconnect, listenConnection, logger, beforeRunningAlone, failedRetentionMs, cleanupWarnAfterMs)",
       'heartbeatMs must be a positive integer (milliseconds), got 0',
       "savepoints must be 'on-failure' or 'always', got \"sometimes\"",
     ]);

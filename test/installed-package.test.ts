@@ -405,7 +405,7 @@ describe('installed package (dist/, exports map, bin)', function () {
       expect(migrate.code, shown(migrate)).to.equal(0);
       const check = await pgpubsub(['triggers', 'check']);
       expect(check.code, shown(check)).to.equal(0);
-      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 1 }]);
+      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 2 }]);
     } finally {
       fs.rmSync(migrationsDir, { recursive: true, force: true });
     }

@@ -96,8 +96,8 @@ export class Upkeep {
     this.#log.warn(`cleanup of the notification table has been held back for ${minutes} min by ${describeHolder(holder)}: `
       + `${deadRows} dead row(s) stay in the table, and every claim steps over them. End it if it is stuck`
       + `${holder.kind === 'transaction' ? ` (SELECT pg_terminate_backend(${holder.pid}))` : holder.kind === 'prepared transaction' ? ` (ROLLBACK PREPARED ${quoteLiteral(holder.name ?? '')})` : ` (SELECT pg_drop_replication_slot(${quoteLiteral(holder.name ?? '')}))`}`, {
-      event: 'cleanup-held-back', kind: holder.kind, pid: holder.pid, applicationName: holder.applicationName, user: holder.user,
-      name: holder.name, heldMs: Math.round(heldMs), xminAge: holder.xminAge, deadRows,
+      event: 'cleanup-held-back', kind: holder.kind, backendPid: holder.pid, applicationName: holder.applicationName, user: holder.user,
+      holderName: holder.name, heldMs: Math.round(heldMs), xminAge: holder.xminAge, deadRows,
     });
   }
 

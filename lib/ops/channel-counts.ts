@@ -9,23 +9,17 @@
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { LibraryObjects } from '../db/objects';
 import { LIBRARY_QUERY } from '../db/sql-text';
+import type { ChannelStatus } from './admin-types';
 
-/** How many rows a count reads at most before it gives the planner's estimate instead. */
+/** How many rows a count reads at most: past it, the channel's counts are a sample's estimates. */
 export const COUNT_CAP = 20_000;
 /** How many of the table's pages a sample for the estimates reads (about 4 MB). */
 const SAMPLE_PAGES = 500;
 /** The oldest due notification is looked for among this many, the first in due order. */
 const OLDEST_AMONG = 1000;
 
-export interface ChannelCounts {
-  due: number;
-  waiting: number;
-  failed: number;
-  blocked: number;
-  oldestDueAgeMs: number | null;
-  /** Some count (or the oldest due age) is an estimate: a count passed COUNT_CAP. */
-  estimated: boolean;
-}
+/** A channel's counts, as the status shows them. */
+export type ChannelCounts = Pick<ChannelStatus, 'due' | 'waiting' | 'failed' | 'blocked' | 'oldestDueAgeMs' | 'estimated'>;
 
 interface Row {
   channel: string;
@@ -34,7 +28,7 @@ interface Row {
 }
 
 /** The conditions of each count (on `n`), for the counts and their samples. */
-const ESTIMATES = {
+const STATES = {
   due: 'n.failed_at IS NULL AND n.head IS NOT FALSE AND n.available_at <= pg_catalog.now()',
   later: 'n.failed_at IS NULL AND n.head IS NOT FALSE AND n.available_at > pg_catalog.now()',
   waitingFalse: 'n.failed_at IS NULL AND n.head IS FALSE AND n.ordering_key IS NOT NULL',
@@ -65,19 +59,19 @@ export async function countChannels(sequelize: Sequelize, objects: LibraryObject
        -- Due now (index-only), less the ordered rows behind an earlier stored one of their key whose
        -- head is not yet known (few: listeners mark them before each claim); the oldest due among
        -- the first OLDEST_AMONG in due order.
-      CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS seen FROM (SELECT FROM ${n} AS n WHERE n.channel = names.channel AND ${ESTIMATES.due} LIMIT ${limit}) AS x) AS d
+      CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS seen FROM (SELECT FROM ${n} AS n WHERE n.channel = names.channel AND ${STATES.due} LIMIT ${limit}) AS x) AS d
       CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS behind FROM (SELECT FROM ${n} AS n
                             WHERE n.head IS NULL AND n.ordering_key IS NOT NULL AND n.failed_at IS NULL AND n.channel = names.channel AND n.available_at <= pg_catalog.now()
                               AND EXISTS (SELECT FROM ${n} AS e WHERE e.channel = n.channel AND e.ordering_key = n.ordering_key AND e.id < n.id) LIMIT ${limit}) AS x) AS b
       CROSS JOIN LATERAL (SELECT (extract(epoch FROM pg_catalog.now() - pg_catalog.min(r.created_at)) * 1000)::float8 AS oldest_due_ms
-                            FROM (SELECT n.created_at FROM ${n} AS n WHERE n.channel = names.channel AND ${ESTIMATES.due}
+                            FROM (SELECT n.created_at FROM ${n} AS n WHERE n.channel = names.channel AND ${STATES.due}
                                      AND (n.ordering_key IS NULL OR n.head IS TRUE OR NOT EXISTS (
                                            SELECT FROM ${n} AS e WHERE e.channel = n.channel AND e.ordering_key = n.ordering_key AND e.id < n.id))
                                    ORDER BY n.available_at, n.id LIMIT ${OLDEST_AMONG}) AS r) AS o
-      CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS later FROM (SELECT FROM ${n} AS n WHERE n.channel = names.channel AND ${ESTIMATES.later} LIMIT ${limit}) AS x) AS l
-      CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS waiting_false FROM (SELECT FROM ${n} AS n WHERE n.channel = names.channel AND ${ESTIMATES.waitingFalse} LIMIT ${limit}) AS x) AS w
+      CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS later FROM (SELECT FROM ${n} AS n WHERE n.channel = names.channel AND ${STATES.later} LIMIT ${limit}) AS x) AS l
+      CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS waiting_false FROM (SELECT FROM ${n} AS n WHERE n.channel = names.channel AND ${STATES.waitingFalse} LIMIT ${limit}) AS x) AS w
       CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS failed, pg_catalog.count(*) FILTER (WHERE x.ordering_key LIKE 'b:%')::int AS blocked
-                            FROM (SELECT n.ordering_key FROM ${n} AS n WHERE n.channel = names.channel AND ${ESTIMATES.failed} LIMIT ${limit}) AS x) AS f`,
+                            FROM (SELECT n.ordering_key FROM ${n} AS n WHERE n.channel = names.channel AND ${STATES.failed} LIMIT ${limit}) AS x) AS f`,
     { bind: [names], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
     );
   });
@@ -111,11 +105,11 @@ async function sampleCounts(sequelize: Sequelize, table: string, channels: strin
     `WITH size AS (SELECT greatest(c.relpages, 1) AS pages FROM pg_catalog.pg_class AS c WHERE c.oid = '${table}'::regclass),
           share AS (SELECT least(100, 100.0 * ${SAMPLE_PAGES} / size.pages)::float4 AS percent FROM size)
      SELECT n.channel, (SELECT percent FROM share) / 100 AS fraction,
-            pg_catalog.count(*) FILTER (WHERE ${ESTIMATES.due})::int AS due,
-            pg_catalog.count(*) FILTER (WHERE ${ESTIMATES.later})::int AS later,
-            pg_catalog.count(*) FILTER (WHERE ${ESTIMATES.waitingFalse})::int AS "waitingFalse",
-            pg_catalog.count(*) FILTER (WHERE ${ESTIMATES.failed})::int AS failed,
-            pg_catalog.count(*) FILTER (WHERE ${ESTIMATES.blocked})::int AS blocked
+            pg_catalog.count(*) FILTER (WHERE ${STATES.due})::int AS due,
+            pg_catalog.count(*) FILTER (WHERE ${STATES.later})::int AS later,
+            pg_catalog.count(*) FILTER (WHERE ${STATES.waitingFalse})::int AS "waitingFalse",
+            pg_catalog.count(*) FILTER (WHERE ${STATES.failed})::int AS failed,
+            pg_catalog.count(*) FILTER (WHERE ${STATES.blocked})::int AS blocked
        FROM ${table} AS n TABLESAMPLE SYSTEM ((SELECT percent FROM share))
       WHERE n.channel = ANY ($1::text[]) GROUP BY n.channel`,
     { bind: [channels], type: QueryTypes.SELECT, ...LIBRARY_QUERY },
