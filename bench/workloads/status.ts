@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { ROOT, run } from '../../dev/processes';
 import { openApp } from '../../dev/example-app';
@@ -53,9 +54,10 @@ export async function status(ctx: BenchContext, options: { stored: number; faile
       } finally {
         await app.sequelize.close();
       }
-      // As an installed package runs: the compiled CLI, a plain-JavaScript app, no tsx.
+      // As an installed package runs: the compiled CLI, a plain-JavaScript app, no tsx, from a folder
+      // outside this repository (whose .sequelizerc registers tsx for its TypeScript models).
       const t0 = performance.now();
-      const cli = await run(process.execPath, [PLAIN_CLI, 'status', '--json', '--app', STATUS_APP], { url, timeout: 60_000 });
+      const cli = await run(process.execPath, [PLAIN_CLI, 'status', '--json', '--app', STATUS_APP], { url, cwd: os.tmpdir(), timeout: 60_000 });
       const cliMs = performance.now() - t0;
       if (cli.code !== 0) throw new Error(`pgpubsub status --json exited ${cli.code}: ${cli.stderr.slice(0, 200)}`);
       return { ok: true, values: { statusMs, cliMs } };
