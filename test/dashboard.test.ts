@@ -66,6 +66,7 @@ describe('dashboard', function () {
       expect(page.headers.get('content-security-policy')).to.contain("default-src 'none'");
       const html = await page.text();
       expect(html).to.contain('author_created').and.to.contain('No listener is running.');
+      expect(html).to.match(/<section id="cleanup"><h2>Cleanup<\/h2><p>\d+ dead row\(s\) beside \d+ live in the notification table; (last vacuumed \S+|never vacuumed)\.<\/p>/);
       expect((await fetch(`${base}status.json`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).to.equal(200);
 
       const post = (body: string, headers: Record<string, string> = {}) => fetch(`${base}pause`, {
