@@ -186,6 +186,19 @@ export function nextDueSql(objects: LibraryObjects, filter: ClaimFilter): { text
   return { text, values };
 }
 
+/**
+ * A recursive CTE `name(channel)` of the distinct channels of the rows of `table` (aliased `s`)
+ * matching `where`, by a skip scan of an index leading with the channel (one probe per channel),
+ * ending with a NULL row. Use it after WITH RECURSIVE.
+ */
+export function storedChannelsSql(table: string, name: string, where: string): string {
+  const next = (after: string) => `(SELECT s.channel FROM ${table} AS s WHERE ${where}${after} ORDER BY s.channel LIMIT 1)`;
+  return `${name}(channel) AS (
+      ${next('')}
+      UNION ALL
+      SELECT ${next(` AND s.channel > ${name}.channel`)} FROM ${name} WHERE ${name}.channel IS NOT NULL)`;
+}
+
 /** The paused channels among the `channels` parameter (`$1`, text[]), sorted. */
 export function pausedSql(objects: LibraryObjects): string {
   return `SELECT p.channel FROM ${objects.pausedTable} AS p WHERE p.channel = ANY ($1::text[]) ORDER BY p.channel`;
@@ -196,7 +209,8 @@ export function pausedSql(objects: LibraryObjects): string {
  * whether a notification of the others is due now (index-served, see firstPerChannel).
  */
 export function dueCheck(objects: LibraryObjects, filter: ClaimFilter): { text: string; values: unknown[] } {
-  const values: unknown[] = [filter.channels];
+  // firstPerChannel binds the channels first: $1, which pausedSql reads too.
+  const values: unknown[] = [];
   const first = firstPerChannel(objects, filter, values, dueSql('n'), 'n.id');
   return {
     text: `SELECT EXISTS (SELECT FROM ${first} WHERE NOT EXISTS (SELECT FROM ${objects.pausedTable} AS p WHERE p.channel = ch.name)) AS due,

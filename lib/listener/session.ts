@@ -9,7 +9,7 @@ import type { LibraryObjects } from '../db/objects';
 import { pruneDeadMarkers } from '../db/inflight';
 import { libraryProblem } from '../db/library-check';
 import { refuseReadOnly } from '../db/writable';
-import { dueCheck, pendingSql } from '../db/store';
+import { dueCheck, pendingSql, storedChannelsSql } from '../db/store';
 import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
 import { type BroadcastContext, runBroadcast } from './broadcasts';
@@ -26,10 +26,10 @@ import type { ListenerReport } from './report';
 import type { StatsCounter } from './stats';
 import type { ClientSource, EventSink } from './parts';
 
-/** What the session works with: the listener's other parts. */
 /** How far the start-up warning about other channels' stored rows counts each channel's (`more than …` past it). */
 const STRAY_COUNT_CAP = 10_000;
 
+/** What the session works with: the listener's other parts. */
 export interface SessionParts {
   readonly objects: LibraryObjects;
   readonly connection: ClientSource;
@@ -153,11 +153,7 @@ export class ListenSession implements ConnectionHooks {
   async #reportStrays(client: Client): Promise<void> {
     const n = this.#parts.objects.notificationTable;
     const { rows } = await client.query<{ channel: string; n: number }>(
-      `WITH RECURSIVE stored(channel) AS (
-         (SELECT s.channel FROM ${n} AS s WHERE ${pendingSql('s')} AND s.head IS NOT FALSE ORDER BY s.channel LIMIT 1)
-         UNION ALL
-         SELECT (SELECT s.channel FROM ${n} AS s WHERE s.channel > stored.channel AND ${pendingSql('s')} AND s.head IS NOT FALSE ORDER BY s.channel LIMIT 1)
-           FROM stored WHERE stored.channel IS NOT NULL)
+      `WITH RECURSIVE ${storedChannelsSql(n, 'stored', `${pendingSql('s')} AND s.head IS NOT FALSE`)}
        SELECT stored.channel, (SELECT pg_catalog.count(*) FROM (SELECT FROM ${n} AS s WHERE s.channel = stored.channel AND ${pendingSql('s')} AND s.head IS NOT FALSE LIMIT $2) AS c)::int AS n
          FROM stored WHERE stored.channel IS NOT NULL AND NOT (stored.channel = ANY ($1::text[])) ORDER BY stored.channel`,
       [this.#parts.channels.durable, STRAY_COUNT_CAP + 1],

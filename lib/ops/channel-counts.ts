@@ -9,6 +9,7 @@
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { LibraryObjects } from '../db/objects';
 import { LIBRARY_QUERY } from '../db/sql-text';
+import { storedChannelsSql } from '../db/store';
 import type { ChannelStatus } from './admin-types';
 
 /** How many rows a count reads at most: past it, the channel's counts are a sample's estimates. */
@@ -40,18 +41,12 @@ const STATES = {
 export async function countChannels(sequelize: Sequelize, objects: LibraryObjects, names: readonly string[]): Promise<Map<string, ChannelCounts>> {
   const n = objects.notificationTable;
   const limit = COUNT_CAP + 1;
-  // A channel's first row past `after` in one of the indexes leading with the channel.
-  const next = (where: string, after: string) => `(SELECT s.channel FROM ${n} AS s WHERE ${where}${after} ORDER BY s.channel LIMIT 1)`;
-  const skip = (name: string, where: string) => `${name}(channel) AS (
-      ${next(where, '')}
-      UNION ALL
-      SELECT ${next(where, ` AND s.channel > ${name}.channel`)} FROM ${name} WHERE ${name}.channel IS NOT NULL)`;
   // Its cost estimate (the lateral counts' caps) would cross jit_above_cost: JIT compilation would
   // cost more than the query.
   const rows = await sequelize.transaction(async (transaction) => {
     await sequelize.query('SET LOCAL jit = off', { transaction, ...LIBRARY_QUERY });
     return sequelize.query<Row>(
-    `WITH RECURSIVE ${skip('pending', 's.failed_at IS NULL AND s.head IS NOT FALSE')}, ${skip('failing', 's.failed_at IS NOT NULL')},
+    `WITH RECURSIVE ${storedChannelsSql(n, 'pending', 's.failed_at IS NULL AND s.head IS NOT FALSE')}, ${storedChannelsSql(n, 'failing', 's.failed_at IS NOT NULL')},
      names AS (SELECT channel FROM pending WHERE channel IS NOT NULL UNION SELECT channel FROM failing WHERE channel IS NOT NULL
                UNION SELECT pg_catalog.unnest($1::text[]))
      SELECT names.channel, d.seen - b.behind AS due, b.behind, o.oldest_due_ms, d.seen AS seen_due, l.later, w.waiting_false, f.failed, f.blocked
