@@ -15,7 +15,7 @@ GRANT SELECT ON pgpubsub.version TO app_listener;
 GRANT SELECT, UPDATE, DELETE ON pgpubsub.notification TO app_listener;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pgpubsub.inflight TO app_listener;
 GRANT SELECT, UPDATE ON SEQUENCE pgpubsub.drain_beat TO app_listener;
-GRANT EXECUTE ON FUNCTION pgpubsub.claim(text[], jsonb, integer, integer, integer) TO app_listener;
+GRANT EXECUTE ON FUNCTION pgpubsub.claim(text[], jsonb, integer, integer, integer, bigint[], bigint[]) TO app_listener;
 GRANT EXECUTE ON FUNCTION pgpubsub.report(text, integer, timestamptz, jsonb) TO app_listener;
 GRANT EXECUTE ON FUNCTION pgpubsub.settle_heads(text[]) TO app_listener;
 GRANT EXECUTE ON FUNCTION pgpubsub.listener_gone(integer, integer, oid, timestamptz) TO app_listener;

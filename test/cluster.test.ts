@@ -29,6 +29,17 @@ async function tally(sequelize: Sequelize) {
   return row;
 }
 
+/** What a drain that stalled left: the stored rows by state, the in-flight markers, and the listener's output. */
+async function stalled(sequelize: Sequelize, listener: ListenProcess, what: string): Promise<string> {
+  const rows = await sequelize.query(
+    `SELECT attempts, failed_at IS NOT NULL AS failed, available_at > now() AS later, count(*)::int AS n
+       FROM pgpubsub.notification GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+    { type: QueryTypes.SELECT },
+  );
+  const markers = await sequelize.query('SELECT holder, cardinality(ids) AS ids, xact::text, backend_pid, suspected_at FROM pgpubsub.inflight', { type: QueryTypes.SELECT });
+  return `${what}; stored: ${JSON.stringify(rows)}; markers: ${JSON.stringify(markers)}; ${listener.describe()}`;
+}
+
 describe('pgpubsub listen', function () {
   this.timeout(120_000);
   const running: ListenProcess[] = [];
@@ -157,7 +168,7 @@ describe('pgpubsub listen', function () {
       await local.Author.bulkCreate(Array.from({ length: 2000 }, (_, i) => ({ name: `r${i}` })));
       await eventually(() => listener.all('batch').length >= 3, 'the drain to be under way', 30_000);
       await server.restart!();
-      await eventually(async () => (await tally(local.sequelize)).stored === 0, 'the backlog to drain after the restart', 90_000, 250);
+      await eventually(async () => (await tally(local.sequelize)).stored === 0, () => stalled(local.sequelize, listener, 'the backlog to drain after the restart'), 90_000, 250);
       expect(await tally(local.sequelize)).to.deep.equal({ authors: 2000, posts: 2000, distinct: 2000, stored: 0 });
       expect(listener.all('worker-died'), listener.describe()).to.deep.equal([]);
       expect(listener.all('reconnected').map((e) => e.worker).sort(), listener.describe()).to.deep.equal([1, 2]);

@@ -523,7 +523,7 @@ describe('listener: exactly-once processing', () => {
       // of the index touches about one per claimed row (~100), a sort of the backlog every page of the
       // table and the index (~450 here). The first call also plans, which reads the catalog: not counted.
       const explained = await t.app.sequelize.transaction(async (transaction) => {
-        const claim = "SELECT * FROM pgpubsub.claim('{author_created}', NULL, 100, 0, NULL)";
+        const claim = "SELECT * FROM pgpubsub.claim('{author_created}', NULL, 100, 0, NULL, NULL, NULL)";
         await t.app.sequelize.query(claim, { transaction });
         const rows = await t.app.sequelize.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, number> }> }>(
           `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${claim}`, { transaction, type: QueryTypes.SELECT },

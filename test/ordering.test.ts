@@ -214,7 +214,7 @@ describe('per-row ordering', function () {
     const claimBuffers = async () => {
       const transaction = await sequelize.transaction();
       try {
-        const claim = "SELECT * FROM pgpubsub.claim('{item_changed}', NULL, 100, 0, NULL)";
+        const claim = "SELECT * FROM pgpubsub.claim('{item_changed}', NULL, 100, 0, NULL, NULL, NULL)";
         // The first call also plans, which reads the catalog: not counted.
         await sequelize.query(claim, { transaction });
         const rows = await sequelize.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, number> }> }>(

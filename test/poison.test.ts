@@ -347,6 +347,40 @@ describe('poison-proof listeners', function () {
     });
   });
 
+  describe("a claim that locked a live listener's marker", () => {
+    it("makes that listener's marker write give up within its lock timeout, not wait for the claim's batch; the row is processed once the claim ends", async () => {
+      const { runs } = await oneRecordedAuthor('first');
+      const { logger, lines } = capturing();
+      await listen({ logger });
+      await eventually(async () => (await posts()) === 1, 'the first one processed');
+      const [{ holder }] = await t.app.sequelize.query<{ holder: number }>('SELECT holder FROM pgpubsub.inflight', { type: QueryTypes.SELECT });
+      // Its last claim aborted (a failed pass, a restart): another listener's claim takes its marker
+      // for a dying one's and locks it (to note since when) until its own batch commits.
+      const other = new Client({ connectionString: t.db.url });
+      await other.connect();
+      try {
+        await other.query('BEGIN');
+        const { rows: [{ xact }] } = await other.query<{ xact: string }>('SELECT pg_current_xact_id()::text AS xact');
+        await other.query('ROLLBACK');
+        await t.app.sequelize.query('UPDATE pgpubsub.inflight SET xact = $1::xid8, suspected_at = NULL WHERE holder = $2', { bind: [xact, holder] });
+        await other.query('BEGIN');
+        await other.query("SELECT * FROM pgpubsub.claim(ARRAY['nothing'], NULL, 1, 0, NULL, NULL, NULL)");
+        const { rows: [noted] } = await other.query<{ noted: boolean }>('SELECT suspected_at IS NOT NULL AS noted FROM pgpubsub.inflight WHERE holder = $1', [holder]);
+        expect(noted.noted, 'the other claim noted the marker').to.equal(true);
+        await t.app.Author.create({ name: 'second' });
+        // Each of two listeners whose claims locked the other's marker would wait for the other for
+        // ever (the server sees no deadlock): the write gives up, the drain rolls back and tries again.
+        await eventually(() => lines.some((line) => line.fields?.event === 'drain-failed' && String(line.fields.error).includes('lock timeout')), 'a marker write to give up', 10_000);
+        expect(await posts()).to.equal(1);
+        await other.query('ROLLBACK');
+        await eventually(async () => (await posts()) === 2 && (await stored()).length === 0, 'the second one processed', 10_000);
+        expect(runs).to.deep.equal([{ name: 'first', attempt: 1 }, { name: 'second', attempt: 1 }]);
+      } finally {
+        await other.end();
+      }
+    });
+  });
+
   describe('a role that can only connect', () => {
     const role = `pgpubsub_hostile_${process.pid}`;
     let hostile: Client;

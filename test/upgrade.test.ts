@@ -41,6 +41,12 @@ INSERT INTO pgpubsub.notification (channel, payload, ordering_key, head) VALUES
 INSERT INTO pgpubsub.notification (channel, payload) VALUES ('h', '{"op": "NOTIFY", "payload": "in hand"}');
 `;
 
+/** The claim's resume points, none (since library migration 2), or nothing before it: the claim of the version installed. */
+async function resumeArgs(client: Client): Promise<string> {
+  const { rows: [{ args }] } = await client.query<{ args: number }>("SELECT pronargs AS args FROM pg_catalog.pg_proc WHERE oid = 'pgpubsub.claim'::regproc");
+  return args === 7 ? ', NULL, NULL' : '';
+}
+
 describe('a library migration after the baseline', function () {
   this.timeout(60_000);
   let db: TestDatabase;
@@ -76,7 +82,7 @@ describe('a library migration after the baseline', function () {
     // A listener's batch in hand: its marker committed, its row locked by the claiming transaction.
     const listener = await client();
     await listener.query('BEGIN');
-    const claimed = (await listener.query("SELECT id FROM pgpubsub.claim(ARRAY['h'], NULL, 10, 7, NULL)")).rows;
+    const claimed = (await listener.query(`SELECT id FROM pgpubsub.claim(ARRAY['h'], NULL, 10, 7, NULL${await resumeArgs(listener)})`)).rows;
     expect(claimed).to.have.length(1);
     await admin.query('INSERT INTO pgpubsub.inflight (holder, ids) VALUES (7, $1)', [[claimed[0].id]]);
 
@@ -105,7 +111,7 @@ describe('a library migration after the baseline', function () {
       const { rows: [added] } = await admin.query("INSERT INTO pgpubsub.notification (channel, payload) VALUES ('c', '{}') RETURNING id");
       expect(Number(added.id)).to.be.greaterThan(Number(before.at(-1).id));
       await admin.query('BEGIN');
-      const due = (await admin.query("SELECT payload::jsonb ->> 'payload' AS what FROM pgpubsub.claim(ARRAY['c', 'o'], NULL, 100, 1, NULL)")).rows;
+      const due = (await admin.query(`SELECT payload::jsonb ->> 'payload' AS what FROM pgpubsub.claim(ARRAY['c', 'o'], NULL, 100, 1, NULL${await resumeArgs(admin)})`)).rows;
       await admin.query('ROLLBACK');
       expect(due.map((row) => row.what)).to.deep.equal(['due 1', 'due 2', 'key 1, head', 'key 2, not yet known', null]);
 
@@ -175,9 +181,16 @@ describe('each library migration after the baseline, on the database the one bef
         const schemaBefore = await dumpSchema(admin);
         const before = (await admin.query(ROWS)).rows;
 
+        // A listener's role as the README grants it the claim of the version before: it keeps the claim.
+        const role = `pgpubsub_upgrade_${process.pid}`;
+        await admin.query(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} NOLOGIN; GRANT EXECUTE ON FUNCTION pgpubsub.claim TO ${role}`);
+        const mayClaim = async () => (await admin.query<{ ok: boolean }>(
+          `SELECT has_function_privilege('${role}', 'pgpubsub.claim'::regproc, 'EXECUTE') AS ok, has_function_privilege('public', 'pgpubsub.claim'::regproc, 'EXECUTE') AS public`,
+        )).rows[0];
+
         // A batch in hand, claimed by the claim of the version before.
         await listener.query('BEGIN');
-        const claimed = (await listener.query("SELECT id FROM pgpubsub.claim(ARRAY['h'], NULL, 10, 7, NULL)")).rows;
+        const claimed = (await listener.query(`SELECT id FROM pgpubsub.claim(ARRAY['h'], NULL, 10, 7, NULL${await resumeArgs(listener)})`)).rows;
         expect(claimed).to.have.length(1);
         let settled = false;
         const upgrading = migration.apply!({ context: sequelize.getQueryInterface() }).finally(() => { settled = true; });
@@ -186,16 +199,19 @@ describe('each library migration after the baseline, on the database the one bef
         await listener.query('DELETE FROM pgpubsub.notification WHERE id = $1', [claimed[0].id]);
         await listener.query('COMMIT');
         expect(await upgrading, 'applied').to.equal(true);
+        expect(await mayClaim(), 'after the upgrade').to.deep.equal({ ok: true, public: false });
 
         const after = (await admin.query(ROWS)).rows;
         expect(after).to.deep.equal(before.filter((row) => row.id !== claimed[0].id));
         // What the claim takes: the due rows and the heads, in id order, and nothing else.
         await admin.query('BEGIN');
-        const due = (await admin.query("SELECT payload::jsonb ->> 'payload' AS what FROM pgpubsub.claim(ARRAY['c', 'o'], NULL, 100, 1, NULL)")).rows;
+        const due = (await admin.query(`SELECT payload::jsonb ->> 'payload' AS what FROM pgpubsub.claim(ARRAY['c', 'o'], NULL, 100, 1, NULL${await resumeArgs(admin)})`)).rows;
         await admin.query('ROLLBACK');
         expect(due.map((row) => row.what)).to.deep.equal(['due 1', 'due 2', 'key 1, head', 'key 2, not yet known']);
 
         await migration.down({ context: sequelize.getQueryInterface() });
+        expect(await mayClaim(), 'undone').to.deep.equal({ ok: true, public: false });
+        await admin.query(`REVOKE ALL ON FUNCTION pgpubsub.claim FROM ${role}; DROP ROLE ${role}`);
         expect((await admin.query(ROWS)).rows).to.deep.equal(after);
         expect(await dumpSchema(admin)).to.equal(schemaBefore);
       } finally {

@@ -59,6 +59,8 @@ export interface ClaimedRow {
   suspect: boolean;
   /** The claiming transaction's id (xid8, as text), which the in-flight marker names; claim() rows only. */
   xact?: string;
+  /** Its available_at in microseconds since the epoch (int8 as text): where the claim's walk of its channel was (claim() rows only). */
+  due_us?: string;
   /** How long ago, in ms, its producing transaction began (created_at), by the server's clock when it was claimed. */
   lag_ms: number;
   /** When it was claimed, by this process's performance.now(). */
@@ -121,12 +123,21 @@ export async function claimBatch(
   transaction: Transaction,
   filter: ClaimFilter,
   limit: number,
-  claim: { holder: number; timeoutMs: number },
+  claim: { holder: number; timeoutMs: number; resume?: ResumePoints | null },
 ): Promise<ClaimedRow[]> {
   const context = filter.context && Object.keys(filter.context).length > 0 ? JSON.stringify(filter.context) : null;
-  return stamp(await sequelize.query<ClaimedRow>(`SELECT c.*, pg_catalog.pg_current_xact_id()::text AS xact, ${lagSql(objects, 'c.id::bigint')} FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer) AS c`, {
-    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY,
+  const resume = claim.resume ?? null;
+  return stamp(await sequelize.query<ClaimedRow>(`SELECT c.*, pg_catalog.pg_current_xact_id()::text AS xact, ${lagSql(objects, 'c.id::bigint')}
+      FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer, $6::bigint[], $7::bigint[]) AS c`, {
+    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs), resume?.us ?? null, resume?.id ?? null], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY,
   }));
+}
+
+/** Where each channel's claim walk resumes, aligned with the filter's channels (null: from the start of its range). */
+export interface ResumePoints {
+  /** available_at, in microseconds since the epoch (int8 as text). */
+  readonly us: ReadonlyArray<string | null>;
+  readonly id: ReadonlyArray<string | null>;
 }
 
 /** Deletes processed notifications, in the transaction that ran their callbacks. */

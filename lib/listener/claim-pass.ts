@@ -16,6 +16,7 @@ import { CallbackTimeoutError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { type AfterCommitHook, type CallbackRunner, type GroupItem, redirectAfterCommit } from './callbacks';
 import type { ListenerChannels } from './channel-set';
+import type { ClaimCursors } from './claim-cursors';
 import { CallbackFailed, GroupFailed, failureRecord, splitKey } from './failures';
 import { type QueryFn, oneQueryAtATime } from './query-guards';
 import type { ClaimScope, ClientSource, HolderKeys } from './parts';
@@ -30,6 +31,8 @@ export interface ClaimPassParts {
   readonly callbacks: CallbackRunner;
   readonly options: { readonly batchSize: number; readonly callbackConcurrency: number };
   readonly scope: ClaimScope;
+  /** Where each claim loop's walks resume (lib/listener/claim-cursors.ts). */
+  readonly cursors: ClaimCursors;
   readonly holders: HolderKeys;
   readonly connection: ClientSource;
   readonly log: Logger;
@@ -77,6 +80,7 @@ export class ClaimPass {
   readonly #known: ReadonlyMap<string, unknown> | null;
   /** The claim loop's holder key (none before the first connection's set-up). */
   readonly #holder: number | undefined;
+  readonly #slot: number;
   readonly #processed: string[] = [];
   readonly #failures: Failure[] = [];
   readonly #suspects: ClaimedRow[] = [];
@@ -91,6 +95,7 @@ export class ClaimPass {
     this.#parts = parts;
     this.#known = known;
     this.#holder = parts.holders.holders[slot] as number | undefined;
+    this.#slot = slot;
   }
 
   async run(): Promise<BatchOutcome> {
@@ -102,6 +107,7 @@ export class ClaimPass {
       rows = await this.#claim(transaction);
       await this.#runRows(transaction, rows);
       await this.#commit(transaction);
+      this.#parts.cursors.advance(this.#slot, rows);
     } catch (error) {
       await callbacks.rollback(transaction);
       // Not a callback's failure (that one is recorded by the careful pass): the transaction was lost.
@@ -128,8 +134,9 @@ export class ClaimPass {
   async #claim(transaction: Transaction): Promise<ClaimedRow[]> {
     const { objects, sequelize, callbacks, channels, connection } = this.#parts;
     const holder = this.#holder;
-    const rows = await callbacks.library(transaction, 'claim', claimBatch(objects, sequelize, transaction, this.#parts.scope.claimable, this.#parts.options.batchSize, {
-      holder: holder ?? 0, timeoutMs: channels.claimTimeoutMs,
+    const filter = this.#parts.scope.claimable;
+    const rows = await callbacks.library(transaction, 'claim', claimBatch(objects, sequelize, transaction, filter, this.#parts.options.batchSize, {
+      holder: holder ?? 0, timeoutMs: channels.claimTimeoutMs, resume: this.#parts.cursors.resume(this.#slot, filter),
     }));
     // Committed before any callback runs: if this process dies now, the next claim knows these ids.
     if (rows.length && holder !== undefined) {

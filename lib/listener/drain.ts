@@ -129,7 +129,9 @@ export class Drain {
       }
       this.#parts.events.reportError(error);
       if (!this.#parts.lifetime.stopping) {
-        this.#retryTimer = setTimeout(() => this.wake(), this.#parts.options.minDelayMs * 10);
+        // Jittered (half to one and a half times): listeners whose drains failed together (a server
+        // restart) do not retry in step, each claim meeting the other's at the same instant.
+        this.#retryTimer = setTimeout(() => this.wake(), this.#parts.options.minDelayMs * 10 * (0.5 + Math.random()));
       }
     } finally {
       const after = this.#parts.stats.snapshot();

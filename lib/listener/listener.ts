@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Sequelize } from 'sequelize';
 import { type Logger, consoleLogger, toLogger } from '../ops/logger';
 import { BatchRunner } from './batch-runner';
+import { ClaimCursors } from './claim-cursors';
 import { CallbackRunner } from './callbacks';
 import { ListenerChannels } from './channel-set';
 import { ListenConnection } from './connection';
@@ -87,7 +88,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const locks = this.#locks = new DrainLocks(objects, connection, log, channels.durable, !filtered);
     const holders = new Holders();
     const runner = new BatchRunner({
-      sequelize, objects, channels, callbacks, options: resolved, scope: paused, holders, connection, log, stats, events,
+      sequelize, objects, channels, callbacks, options: resolved, scope: paused, cursors: new ClaimCursors(channels.ordered), holders, connection, log, stats, events,
       beforeRunningAlone: options.beforeRunningAlone, lifetime,
     });
     const drain = this.#drain = new Drain({ sequelize, objects, claimer: runner, locks, scope: paused, options: resolved, stats, events, log, lifetime });

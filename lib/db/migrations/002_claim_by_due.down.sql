@@ -3,7 +3,7 @@
 CREATE INDEX notification_claim ON {{schema}}.notification (id) WHERE failed_at IS NULL AND head IS NOT FALSE;
 DROP INDEX {{schema}}.notification_due, {{schema}}.notification_failed_channel;
 
-CREATE OR REPLACE FUNCTION {{schema}}.claim(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer)
+CREATE FUNCTION {{schema}}.claim(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer)
   RETURNS TABLE (id text, channel text, payload text, attempts integer, suspect boolean)
   LANGUAGE plpgsql SET enable_sort = off SET jit = off SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -63,3 +63,23 @@ BEGIN
       FROM claimed;
 END
 $fn$;
+
+-- Whoever could run migration 2's claim can run this one again.
+DO $grants$
+DECLARE
+  grantee text;
+BEGIN
+  REVOKE ALL ON FUNCTION {{schema}}.claim(text[], jsonb, integer, integer, integer) FROM PUBLIC;
+  FOR grantee IN
+    SELECT pg_catalog.quote_ident(r.rolname)
+      FROM pg_catalog.pg_proc AS p
+     CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) AS a
+      JOIN pg_catalog.pg_roles AS r ON r.oid = a.grantee
+     WHERE p.oid = '{{schema}}.claim(text[], jsonb, integer, integer, integer, bigint[], bigint[])'::pg_catalog.regprocedure
+       AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+  LOOP
+    EXECUTE 'GRANT EXECUTE ON FUNCTION {{schema}}.claim(text[], jsonb, integer, integer, integer) TO ' || grantee;
+  END LOOP;
+END
+$grants$;
+DROP FUNCTION {{schema}}.claim(text[], jsonb, integer, integer, integer, bigint[], bigint[]);

@@ -14,9 +14,14 @@ DROP INDEX {{schema}}.notification_claim;
 -- counts, read from the index alone. Written only when a notification fails for good.
 CREATE INDEX notification_failed_channel ON {{schema}}.notification (channel, failed_at) INCLUDE (ordering_key) WHERE failed_at IS NOT NULL;
 
--- Each channel walked oldest first, the batch returned in id order; what it takes is as before.
-CREATE OR REPLACE FUNCTION {{schema}}.claim(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer)
-  RETURNS TABLE (id text, channel text, payload text, attempts integer, suspect boolean)
+-- Each channel walked oldest first, the batch returned in id order; what it takes is as before. A
+-- claim loop passes where each channel's walk resumes (after_at, after_id: the last row it claimed
+-- there, by `due_us`): rows before that point (rows it deleted that vacuum cannot remove yet, while a
+-- transaction elsewhere holds back the xmin horizon; rows a context filter excludes) are walked only
+-- when the rows after it cannot fill the batch, or when the loop starts a walk over (decision 19).
+CREATE FUNCTION {{schema}}.claim(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer,
+                                 after_us bigint[], after_id bigint[])
+  RETURNS TABLE (id text, channel text, payload text, attempts integer, suspect boolean, due_us bigint)
   LANGUAGE plpgsql SET enable_sort = off SET jit = off SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   orphans bigint[];
@@ -54,37 +59,88 @@ BEGIN
     FROM marker, pg_catalog.unnest(marker.ids) AS u(id)
    WHERE marker.free OR marker.dying;
   RETURN QUERY
-    WITH firsts AS MATERIALIZED (
-      -- Each channel's first due row, one index probe each: the channels are walked oldest first.
-      SELECT ch.name, f.available_at, f.id
-        FROM pg_catalog.unnest(channels) AS ch(name)
-       CROSS JOIN LATERAL (SELECT n.available_at, n.id FROM {{schema}}.notification AS n
-                            WHERE n.channel = ch.name AND n.failed_at IS NULL AND n.head IS NOT FALSE AND n.available_at <= now()
-                            ORDER BY n.available_at, n.id LIMIT 1) AS f
-    ), claimed AS (
-      -- Each channel in due order on notification_due, from its range start to now(): rows of other
-      -- channels, and rows waiting for a retry or a delay, are never read; failed rows and ordered
-      -- rows waiting behind their key are not in the index. The outer LIMIT stops the walk (and the
-      -- locking) at max_rows.
-      SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head
-        FROM (SELECT firsts.name FROM firsts ORDER BY firsts.available_at, firsts.id) AS o
+    WITH points AS MATERIALIZED (
+      -- Each channel's resume point (an available_at as microseconds since the epoch, and an id), or none.
+      SELECT ch.name, timestamptz '1970-01-01 00:00:00+00' + ch.after_us * interval '1 microsecond' AS after_at, ch.after_id
+        FROM ROWS FROM (pg_catalog.unnest(channels), pg_catalog.unnest(after_us), pg_catalog.unnest(after_id)) AS ch(name, after_us, after_id)
+    ), firsts AS MATERIALIZED (
+      -- Each channel's first due row, from its resume point (else from the start of its range), one
+      -- index probe each: the channels are walked oldest first.
+      SELECT ch.name, ch.after_at, ch.after_id, f.available_at, f.id
+        FROM points AS ch
        CROSS JOIN LATERAL (
-         SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head FROM {{schema}}.notification AS c
-          WHERE c.channel = o.name AND c.failed_at IS NULL AND c.head IS NOT FALSE AND c.available_at <= now()
-            AND (context IS NULL OR c.payload -> 'context' @> context)
-            AND (waiting IS NULL OR NOT (c.id = ANY (waiting)))
-            -- An ordered row not yet known to be next: only when no earlier row of its key is stored.
-            AND (c.ordering_key IS NULL OR c.head OR NOT EXISTS (
-                  SELECT FROM {{schema}}.notification AS e WHERE e.channel = c.channel AND e.ordering_key = c.ordering_key AND e.id < c.id))
-          ORDER BY c.available_at, c.id
-            FOR UPDATE OF c SKIP LOCKED) AS c
+         (SELECT n.available_at, n.id FROM {{schema}}.notification AS n
+           WHERE n.channel = ch.name AND n.failed_at IS NULL AND n.head IS NOT FALSE AND n.available_at <= now()
+             AND (n.available_at, n.id) > (coalesce(ch.after_at, '-infinity'), coalesce(ch.after_id, 0))
+           ORDER BY n.available_at, n.id LIMIT 1)
+         UNION ALL
+         (SELECT n.available_at, n.id FROM {{schema}}.notification AS n
+           WHERE n.channel = ch.name AND n.failed_at IS NULL AND n.head IS NOT FALSE AND n.available_at <= now()
+             AND ch.after_at IS NOT NULL AND (n.available_at, n.id) <= (ch.after_at, ch.after_id)
+           ORDER BY n.available_at, n.id LIMIT 1)
+         LIMIT 1) AS f
+    ), claimed AS (
+      -- Each channel in due order on notification_due: from its resume point to now(), then from the
+      -- start of its range to the resume point. Rows of other channels, and rows waiting for a retry
+      -- or a delay, are never read; failed rows and ordered rows waiting behind their key are not in
+      -- the index. The outer LIMIT stops the walk (and the locking) at max_rows: the second part of a
+      -- channel's walk runs only when the first cannot fill the batch.
+      SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head, c.available_at
+        FROM (SELECT firsts.name, firsts.after_at, firsts.after_id FROM firsts ORDER BY firsts.available_at, firsts.id) AS o
+       CROSS JOIN LATERAL (
+         -- (FOR UPDATE is refused on a member of a UNION, not in a subquery of one.)
+         SELECT * FROM (SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head, c.available_at FROM {{schema}}.notification AS c
+           WHERE c.channel = o.name AND c.failed_at IS NULL AND c.head IS NOT FALSE AND c.available_at <= now()
+             -- (no point: from the start; an OR here would keep the bound out of the index scan)
+             AND (c.available_at, c.id) > (coalesce(o.after_at, '-infinity'), coalesce(o.after_id, 0))
+             AND (context IS NULL OR c.payload -> 'context' @> context)
+             AND (waiting IS NULL OR NOT (c.id = ANY (waiting)))
+             -- An ordered row not yet known to be next: only when no earlier row of its key is stored.
+             AND (c.ordering_key IS NULL OR c.head OR NOT EXISTS (
+                   SELECT FROM {{schema}}.notification AS e WHERE e.channel = c.channel AND e.ordering_key = c.ordering_key AND e.id < c.id))
+           ORDER BY c.available_at, c.id
+             FOR UPDATE OF c SKIP LOCKED) AS after_point
+         UNION ALL
+         SELECT * FROM (SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head, c.available_at FROM {{schema}}.notification AS c
+           WHERE c.channel = o.name AND c.failed_at IS NULL AND c.head IS NOT FALSE AND c.available_at <= now()
+             AND o.after_at IS NOT NULL AND (c.available_at, c.id) <= (o.after_at, o.after_id)
+             AND (context IS NULL OR c.payload -> 'context' @> context)
+             AND (waiting IS NULL OR NOT (c.id = ANY (waiting)))
+             AND (c.ordering_key IS NULL OR c.head OR NOT EXISTS (
+                   SELECT FROM {{schema}}.notification AS e WHERE e.channel = c.channel AND e.ordering_key = c.ordering_key AND e.id < c.id))
+           ORDER BY c.available_at, c.id
+             FOR UPDATE OF c SKIP LOCKED) AS before_point) AS c
        LIMIT max_rows
     ), known AS (
       -- Claimed, it is its key's next until it is done (a retry keeps its place).
       UPDATE {{schema}}.notification AS k SET head = true FROM claimed WHERE k.id = claimed.id AND claimed.ordering_key IS NOT NULL AND claimed.head IS NULL
     )
     -- The batch in id order (a sort of max_rows rows; jit is off, so its disabled cost is harmless).
-    SELECT claimed.id::text, claimed.channel, claimed.payload::text, claimed.attempts, coalesce(claimed.id = ANY (orphans), false)
+    -- due_us: where the walk was, its available_at exactly (microseconds since the epoch, in integers
+    -- on every version: PostgreSQL 13's extract() gives a float).
+    SELECT claimed.id::text, claimed.channel, claimed.payload::text, claimed.attempts, coalesce(claimed.id = ANY (orphans), false),
+           extract(epoch FROM pg_catalog.date_trunc('second', claimed.available_at))::bigint * 1000000
+             + extract(microseconds FROM claimed.available_at)::bigint % 1000000
       FROM claimed ORDER BY claimed.id;
 END
 $fn$;
+
+-- The baseline's claim goes; whoever could run it can run this one (a role the README's grants name).
+DO $grants$
+DECLARE
+  grantee text;
+BEGIN
+  REVOKE ALL ON FUNCTION {{schema}}.claim(text[], jsonb, integer, integer, integer, bigint[], bigint[]) FROM PUBLIC;
+  FOR grantee IN
+    SELECT pg_catalog.quote_ident(r.rolname)
+      FROM pg_catalog.pg_proc AS p
+     CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) AS a
+      JOIN pg_catalog.pg_roles AS r ON r.oid = a.grantee
+     WHERE p.oid = '{{schema}}.claim(text[], jsonb, integer, integer, integer)'::pg_catalog.regprocedure
+       AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+  LOOP
+    EXECUTE 'GRANT EXECUTE ON FUNCTION {{schema}}.claim(text[], jsonb, integer, integer, integer, bigint[], bigint[]) TO ' || grantee;
+  END LOOP;
+END
+$grants$;
+DROP FUNCTION {{schema}}.claim(text[], jsonb, integer, integer, integer);

@@ -1,0 +1,64 @@
+/**
+ * Where each claim loop's next walk of a channel resumes: just after the last row it claimed there
+ * (library migration 2's claim takes the point and walks the rows after it first, then the rows
+ * before it only if the batch is not full). While a backlog drains, the rows before the point are
+ * rows this loop deleted, which vacuum cannot remove while a transaction elsewhere holds back the
+ * xmin horizon, and rows a context filter excludes: without the point, every claim walked them all
+ * again.
+ *
+ * The point moves only when a claim pass commits (a careful pass claims the same rows again), and
+ * every loop starts its walks over from the start of each range at least once every
+ * `RESTART_EVERY_MS`: a row committed late by a transaction that began early, or a run-at in the
+ * past, sits before the point, and waits at most that long while the rows after it fill every
+ * batch. Ordered channels get no point: a key's next row becomes claimable where its key's earlier
+ * rows were, before the point, and must not wait.
+ */
+import type { ClaimFilter, ClaimedRow, ResumePoints } from '../db/store';
+
+/** How often a claim loop walks each range from its start again, at least. */
+export const RESTART_EVERY_MS = 1000;
+
+/** A row's place in due order: available_at (microseconds since the epoch), then id. */
+interface Point {
+  us: bigint;
+  id: bigint;
+}
+
+interface LoopPoints {
+  since: number;
+  points: Map<string, Point>;
+}
+
+export class ClaimCursors {
+  readonly #ordered: ReadonlySet<string>;
+  readonly #loops = new Map<number, LoopPoints>();
+
+  constructor(ordered: ReadonlySet<string>) {
+    this.#ordered = ordered;
+  }
+
+  /** The points for a claim of `filter` by loop `slot`; null when it walks from the start (and its clock starts over). */
+  resume(slot: number, filter: ClaimFilter, now = Date.now()): ResumePoints | null {
+    const loop = this.#loops.get(slot);
+    if (!loop || now - loop.since >= RESTART_EVERY_MS) {
+      this.#loops.set(slot, { since: now, points: new Map() });
+      return null;
+    }
+    const points = filter.channels.map((channel) => loop.points.get(channel) ?? null);
+    if (points.every((point) => point === null)) return null;
+    return { us: points.map((point) => point?.us.toString() ?? null), id: points.map((point) => point?.id.toString() ?? null) };
+  }
+
+  /** After a claim pass of loop `slot` committed: each channel's point moves to the last row it claimed there. */
+  advance(slot: number, rows: readonly ClaimedRow[]): void {
+    const loop = this.#loops.get(slot);
+    if (!loop) return;
+    for (const row of rows) {
+      if (row.due_us === undefined || row.due_us === null || this.#ordered.has(row.channel)) continue;
+      const us = BigInt(row.due_us);
+      const id = BigInt(row.id);
+      const point = loop.points.get(row.channel);
+      if (!point || us > point.us || (us === point.us && id > point.id)) loop.points.set(row.channel, { us, id });
+    }
+  }
+}
