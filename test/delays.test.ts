@@ -103,17 +103,19 @@ describe('delays', function () {
       const error = await test.app.sequelize.query(`SELECT pgpubsub.send('stored_delay', '{"n": 0}', true, '${time}')`).then(() => null, (e: unknown) => e as Error);
       expect(error?.message, time).to.match(/^pgpubsub send: available_at must be a finite time no later than 9999-12-31T23:59:59\.999Z, got /);
     }
-    // One stored another way (the owner's own INSERT) is never due, and troubles no listener.
-    await test.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, available_at) VALUES ('stored_delay', '{"op": "NOTIFY", "payload": {"n": 9}}', 'infinity')`);
+    // Stored another way (the owner's own INSERT): one at infinity is never due, one at -infinity is
+    // due at once; neither troubles a listener.
+    await test.app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, available_at) VALUES ('stored_delay', '{"op": "NOTIFY", "payload": {"n": 9}}', 'infinity'),
+      ('stored_delay', '{"op": "NOTIFY", "payload": {"n": 0}}', '-infinity')`);
     const errors: string[] = [];
     const listener = await pubsub.listen({ logger: { debug() {}, info() {}, warn() {}, error: (m) => { errors.push(m); } } });
     try {
       await pubsub.notify(Stored, { n: 1 }, { runAt: new Date(Date.UTC(1900, 0, 1)) });
       await pubsub.notify(Stored, { n: 2 }, { delayMs: 300 });
-      await eventually(() => seen.length === 2, 'both processed', 10_000);
+      await eventually(() => seen.length === 3, 'the three due processed', 10_000);
       // A drain that failed would be retried a second later, logging each time.
       await new Promise((resolve) => setTimeout(resolve, 1500));
-      expect(seen).to.deep.equal([1, 2]);
+      expect(seen.sort()).to.deep.equal([0, 1, 2]);
       expect(errors).to.deep.equal([]);
     } finally {
       await listener.stop();

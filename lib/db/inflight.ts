@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { LibraryObjects } from './objects';
 import { type ClaimedRow, chargeSetSql, pendingSql } from './store';
-import { LIBRARY_QUERY } from './sql-text';
+import { LIBRARY_QUERY, quoteLiteral } from './sql-text';
 import { HOLDER_LOCK } from './protocol';
 
 /**
@@ -52,16 +52,34 @@ function randomKey(): number {
 }
 
 /**
+ * How long a marker write waits for its row's lock, in ms. Another listener's claim that found this
+ * listener's last claim aborted (a failed pass, a server restart) locks its marker, to note since
+ * when, until that claim's batch commits; if this listener's claim has meanwhile locked that
+ * listener's marker, each process waits for the other, a wait the server cannot see as a deadlock.
+ * The write gives up (SQL state 55P03, lock_not_available), its claim pass rolls back, and the
+ * drain tries again after a jittered delay.
+ */
+export const MARKER_LOCK_TIMEOUT_MS = 1000;
+
+/**
  * Records, committed, that `holder` is about to run `ids`, which claiming transaction `xact` holds.
- * On the LISTEN client when connected, else a pool connection.
+ * On the LISTEN client when connected, else a pool connection. One round trip, in a transaction
+ * of its own whose lock wait is bounded (MARKER_LOCK_TIMEOUT_MS): the values are written into the
+ * text (integers, and the server's own text for the rest), so that the bound is set by the same
+ * statement string.
  */
 export async function markInflight(objects: LibraryObjects, via: Client | Sequelize, holder: number, ids: readonly string[], xact: string | null, backend: MarkerBackend): Promise<void> {
-  const text = `INSERT INTO ${objects.inflightTable} (holder, ids, xact, backend_pid, backend_role, backend_start) VALUES ($1::integer, $2::bigint[], $3::xid8, $4::integer, $5::oid, $6::timestamptz)
-                ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, xact = excluded.xact, updated_at = pg_catalog.now(), suspected_at = NULL,
-                  backend_pid = excluded.backend_pid, backend_role = excluded.backend_role, backend_start = excluded.backend_start`;
-  const values = [holder, ids, xact, ...backendValues(backend)];
-  if ('getQueryInterface' in via) await via.query(text, { bind: values, ...LIBRARY_QUERY });
-  else await via.query(text, values);
+  for (const id of ids) if (!/^[0-9]+$/.test(id)) throw new TypeError(`in-flight marker: a notification id must be digits, got ${JSON.stringify(id)}`);
+  const literal = (value: string | number | null, type: string) => `${value === null ? 'NULL' : quoteLiteral(String(value))}::${type}`;
+  const [pid, role, start] = backendValues(backend);
+  const text = `SELECT pg_catalog.set_config('lock_timeout', '${MARKER_LOCK_TIMEOUT_MS}', true);
+    INSERT INTO ${objects.inflightTable} (holder, ids, xact, backend_pid, backend_role, backend_start)
+    VALUES (${literal(Math.trunc(holder), 'integer')}, ${literal(`{${ids.join(',')}}`, 'bigint[]')}, ${literal(xact, 'xid8')},
+            ${literal(pid, 'integer')}, ${literal(role, 'oid')}, ${literal(start, 'timestamptz')})
+        ON CONFLICT (holder) DO UPDATE SET ids = excluded.ids, xact = excluded.xact, updated_at = pg_catalog.now(), suspected_at = NULL,
+          backend_pid = excluded.backend_pid, backend_role = excluded.backend_role, backend_start = excluded.backend_start`;
+  if ('getQueryInterface' in via) await via.query(text, LIBRARY_QUERY);
+  else await via.query(text);
 }
 
 /** A LISTEN connection as the server knows it: a role that takes a dead listener's key cannot be it. */

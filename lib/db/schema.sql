@@ -237,8 +237,10 @@ BEGIN
     -- due_us: where the walk was, its available_at exactly (microseconds since the epoch, in integers
     -- on every version: PostgreSQL 13's extract() gives a float).
     SELECT claimed.id::text, claimed.channel, claimed.payload::text, claimed.attempts, coalesce(claimed.id = ANY (orphans), false),
-           extract(epoch FROM pg_catalog.date_trunc('second', claimed.available_at))::bigint * 1000000
-             + extract(microseconds FROM claimed.available_at)::bigint % 1000000
+           -- (A row stored due at -infinity, by a role other than send()'s callers, has none.)
+           CASE WHEN pg_catalog.isfinite(claimed.available_at) THEN
+             extract(epoch FROM pg_catalog.date_trunc('second', claimed.available_at))::bigint * 1000000
+               + extract(microseconds FROM claimed.available_at)::bigint % 1000000 END
       FROM claimed ORDER BY claimed.id;
 END
 $function$;

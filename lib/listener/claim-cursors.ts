@@ -38,7 +38,7 @@ export class ClaimCursors {
   }
 
   /** The points for a claim of `filter` by loop `slot`; null when it walks from the start (and its clock starts over). */
-  resume(slot: number, filter: ClaimFilter, now = Date.now()): ResumePoints | null {
+  resume(slot: number, filter: ClaimFilter, now = performance.now()): ResumePoints | null {
     const loop = this.#loops.get(slot);
     if (!loop || now - loop.since >= RESTART_EVERY_MS) {
       this.#loops.set(slot, { since: now, points: new Map() });

@@ -16,9 +16,6 @@ import type { ListenConnectionConfig } from './types';
 import type { Logger } from '../ops/logger';
 import { quoteIdent } from '../db/sql-text';
 
-/** How long a write on the LISTEN connection (an in-flight marker) waits for a row lock, in ms. */
-export const MARKER_LOCK_TIMEOUT_MS = 1000;
-
 /** The parts of Sequelize's (v6) connection manager that the LISTEN connection is opened with. */
 interface SequelizeConnectionManager {
   lib: typeof import('pg');
@@ -165,12 +162,7 @@ export class ListenConnection implements ClientSource {
       // every batch.
       // And only the library's statements run here, all written with qualified names; built-ins come
       // from pg_catalog whatever another role creates in a schema on the default search_path.
-      // A marker write waits for no claim for long: another listener's claim that found this
-      // marker's last claim aborted (a failed pass, a restart) locks it until its own batch commits,
-      // and if this listener's claim has locked that listener's marker meanwhile, each process waits
-      // for the other, a wait the server cannot see as a deadlock. The write gives up (lock_timeout,
-      // SQL state 55P03), its claim pass rolls back, and the drain tries again (jittered).
-      await client.query(`SET synchronous_commit = off; SET search_path = pg_catalog, pg_temp; SET lock_timeout = ${MARKER_LOCK_TIMEOUT_MS}`);
+      await client.query('SET synchronous_commit = off; SET search_path = pg_catalog, pg_temp');
       if (first) await this.#refuseTransactionPooler(client);
       for (const name of this.#settings.channels) await client.query(`LISTEN ${quoteIdent(name)}`);
       await this.#started().setUp(client, first);

@@ -76,7 +76,8 @@ BEGIN
      CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) AS a
       JOIN pg_catalog.pg_roles AS r ON r.oid = a.grantee
      WHERE p.oid = '{{schema}}.claim(text[], jsonb, integer, integer, integer, bigint[], bigint[])'::pg_catalog.regprocedure
-       AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+       -- The old owner too (a listener's role that installed the library keeps its claim), unless it owns this one.
+       AND a.privilege_type = 'EXECUTE' AND r.rolname <> current_user
   LOOP
     EXECUTE 'GRANT EXECUTE ON FUNCTION {{schema}}.claim(text[], jsonb, integer, integer, integer) TO ' || grantee;
   END LOOP;

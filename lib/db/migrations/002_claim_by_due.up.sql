@@ -119,8 +119,10 @@ BEGIN
     -- due_us: where the walk was, its available_at exactly (microseconds since the epoch, in integers
     -- on every version: PostgreSQL 13's extract() gives a float).
     SELECT claimed.id::text, claimed.channel, claimed.payload::text, claimed.attempts, coalesce(claimed.id = ANY (orphans), false),
-           extract(epoch FROM pg_catalog.date_trunc('second', claimed.available_at))::bigint * 1000000
-             + extract(microseconds FROM claimed.available_at)::bigint % 1000000
+           -- (A row stored due at -infinity, by a role other than send()'s callers, has none.)
+           CASE WHEN pg_catalog.isfinite(claimed.available_at) THEN
+             extract(epoch FROM pg_catalog.date_trunc('second', claimed.available_at))::bigint * 1000000
+               + extract(microseconds FROM claimed.available_at)::bigint % 1000000 END
       FROM claimed ORDER BY claimed.id;
 END
 $fn$;
@@ -137,7 +139,8 @@ BEGIN
      CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) AS a
       JOIN pg_catalog.pg_roles AS r ON r.oid = a.grantee
      WHERE p.oid = '{{schema}}.claim(text[], jsonb, integer, integer, integer)'::pg_catalog.regprocedure
-       AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+       -- The old owner too (a listener's role that installed the library keeps its claim), unless it owns this one.
+       AND a.privilege_type = 'EXECUTE' AND r.rolname <> current_user
   LOOP
     EXECUTE 'GRANT EXECUTE ON FUNCTION {{schema}}.claim(text[], jsonb, integer, integer, integer, bigint[], bigint[]) TO ' || grantee;
   END LOOP;
