@@ -25,7 +25,7 @@ import { w2 } from './workloads/latency';
 import { w3a, w3b } from './workloads/producer';
 import { status } from './workloads/status';
 import { w7 } from './workloads/ordering';
-import { w8 } from './workloads/backlog';
+import { BACKLOG_SHAPES, w8 } from './workloads/backlog';
 
 const WORKLOADS = ['W1', 'W2', 'W3a', 'W3b', 'W4', 'W5', 'W6', 'W7', 'W8', 'Status'] as const;
 type Workload = (typeof WORKLOADS)[number];
@@ -34,6 +34,8 @@ const USAGE = `usage: npm run bench -- [options]
   --quick            a short run (under 3 minutes): smaller counts, W1 with 2 processes only, no W5, 1 run
   --runs <n>         runs per measurement; the table shows medians (default 3, quick 1)
   --only <list>      workloads to run, e.g. W1,W3,Status (W3 = W3a and W3b); default all
+  --shapes <list>    W8's backlog shapes to run beside the empty table, e.g. "held,excluded by a
+                     contextFilter" (held: the transaction held open); default all
   --json <file>      where to write the results (default bench/results/latest.json)
   --from <file>      run nothing: print the table of a saved results file
   --help             this text
@@ -46,6 +48,7 @@ function parseOptions() {
       quick: { type: 'boolean', default: false },
       runs: { type: 'string' },
       only: { type: 'string' },
+      shapes: { type: 'string' },
       json: { type: 'string' },
       from: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -68,7 +71,11 @@ function parseOptions() {
     }
   }
   const json = path.resolve(values.json ?? path.join(ROOT, 'bench', 'results', 'latest.json'));
-  return { quick: values.quick!, runs, only, json, from: values.from };
+  const shapes = values.shapes === undefined ? null : values.shapes.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const shape of shapes ?? []) {
+    if (shape !== 'held' && !(shape in BACKLOG_SHAPES)) throw new Error(`--shapes: unknown shape '${shape}' (known: held, ${Object.keys(BACKLOG_SHAPES).join(', ')})`);
+  }
+  return { quick: values.quick!, runs, only, json, from: values.from, shapes };
 }
 
 /** The sizes of each workload: full as BENCHMARKS.md says, quick scaled down. */
@@ -193,7 +200,7 @@ async function main(): Promise<number> {
       ['W5', () => w5(ctx, { n: sizes.backlogN, timeLimitMs: sizes.backlogLimitMs })],
       ['W6', () => w6(ctx, { n: sizes.ioN, processes: 2 })],
       ['W7', () => w7(ctx, { rows: sizes.orderedRows, updates: 10, processes: 4 })],
-      ['W8', () => w8(ctx, { n: sizes.shapesN, backlog: sizes.shapesBacklog, processes: sizes.shapesProcesses, heldN: sizes.heldN })],
+      ['W8', () => w8(ctx, { n: sizes.shapesN, backlog: sizes.shapesBacklog, processes: sizes.shapesProcesses, heldN: sizes.heldN, shapes: options.shapes })],
       ['Status', async () => { for (const stored of sizes.statusStored) await status(ctx, { stored, failed: sizes.statusFailed }); }],
     ];
     for (const [workload, step] of steps) {

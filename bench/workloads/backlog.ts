@@ -80,11 +80,12 @@ const FIGURES = [{ name: 'rate', unit: 'msg/s' }, { name: 'postgresCpuMsPerK', u
  * session holds a transaction open (every processed row stays as a dead row). Each case's first
  * row (nothing else stored, or no transaction held) is the rate the others are judged against.
  */
-export async function w8(ctx: BenchContext, options: { n: number; backlog: number; processes: number[]; heldN: number }): Promise<void> {
+export async function w8(ctx: BenchContext, options: { n: number; backlog: number; processes: number[]; heldN: number; shapes?: readonly string[] | null }): Promise<void> {
+  const picked = (shape: string) => !options.shapes || options.shapes.includes(shape);
   for (const processes of options.processes) {
     const name = `${options.n} due msgs, ${processes} proc, beside ${options.backlog} rows`;
     for (let run = 1; run <= ctx.runs; run++) {
-      for (const shape of [null, ...Object.keys(BACKLOG_SHAPES)]) {
+      for (const shape of [null, ...Object.keys(BACKLOG_SHAPES).filter(picked)]) {
         const system = shaped(shape, options.backlog);
         const row = ctx.results.row({
           workload: 'W8', case: name, system: system.label, key: shape ? `ours-${shape}` : 'ours', metric: 'rate', figures: FIGURES, better: 'higher',
@@ -96,6 +97,7 @@ export async function w8(ctx: BenchContext, options: { n: number; backlog: numbe
     }
   }
   // Dead rows that cleanup may not remove: a snapshot held from the clock's start to its stop.
+  if (!picked('held')) return;
   const name = `${options.heldN} msgs, 2 proc, a transaction held open`;
   for (let run = 1; run <= ctx.runs; run++) {
     for (const held of [false, true]) {
