@@ -59,8 +59,8 @@ export interface ClaimedRow {
   suspect: boolean;
   /** The claiming transaction's id (xid8, as text), which the in-flight marker names; claim() rows only. */
   xact?: string;
-  /** Its available_at in microseconds since the epoch (int8 as text): where the claim's walk of its channel was (claim() rows only). */
-  due_us?: string;
+  /** Its available_at in microseconds since the epoch (int8 as text): where the claim's walk of its channel was (claim() rows only; null for a row due at -infinity). */
+  due_us?: string | null;
   /** How long ago, in ms, its producing transaction began (created_at), by the server's clock when it was claimed. */
   lag_ms: number;
   /** When it was claimed, by this process's performance.now(). */

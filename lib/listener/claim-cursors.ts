@@ -7,16 +7,25 @@
  * again.
  *
  * The point moves only when a claim pass commits (a careful pass claims the same rows again), and
- * every loop starts its walks over from the start of each range at least once every
- * `RESTART_EVERY_MS`: a row committed late by a transaction that began early, or a run-at in the
- * past, sits before the point, and waits at most that long while the rows after it fill every
- * batch. Ordered channels get no point: a key's next row becomes claimable where its key's earlier
- * rows were, before the point, and must not wait.
+ * every loop starts its walks over from the start of each range again after `RESTART_EVERY_MS`, or
+ * after ten times what its last walk from the start took, if longer (a walk over a million rows a
+ * filter excludes takes a few hundred ms: such walks then cost a tenth of the loop's time at most):
+ * a row committed late by a transaction that began early, or a run-at in the past, sits before the
+ * point, and waits at most that long while the rows after it fill every batch. Ordered channels get
+ * no point: a key's next row becomes claimable where its key's earlier rows were, before the point,
+ * and must not wait.
  */
 import type { ClaimFilter, ClaimedRow, ResumePoints } from '../db/store';
 
-/** How often a claim loop walks each range from its start again, at least. */
+/** How often a claim loop walks each range from its start again, at least (see restartAfterMs). */
 export const RESTART_EVERY_MS = 1000;
+/** The longest a loop goes without a walk from the start, however long one takes. */
+export const RESTART_AT_MOST_MS = 30_000;
+
+/** When a loop whose last walk from the start took `walkMs` walks from the start again. */
+export function restartAfterMs(walkMs: number): number {
+  return Math.min(RESTART_AT_MOST_MS, Math.max(RESTART_EVERY_MS, 10 * walkMs));
+}
 
 /** A row's place in due order: available_at (microseconds since the epoch), then id. */
 interface Point {
@@ -26,6 +35,8 @@ interface Point {
 
 interface LoopPoints {
   since: number;
+  /** What its last claim from the start took, in ms. */
+  walkMs: number;
   points: Map<string, Point>;
 }
 
@@ -40,13 +51,19 @@ export class ClaimCursors {
   /** The points for a claim of `filter` by loop `slot`; null when it walks from the start (and its clock starts over). */
   resume(slot: number, filter: ClaimFilter, now = performance.now()): ResumePoints | null {
     const loop = this.#loops.get(slot);
-    if (!loop || now - loop.since >= RESTART_EVERY_MS) {
-      this.#loops.set(slot, { since: now, points: new Map() });
+    if (!loop || now - loop.since >= restartAfterMs(loop.walkMs)) {
+      this.#loops.set(slot, { since: now, walkMs: loop?.walkMs ?? 0, points: new Map() });
       return null;
     }
     const points = filter.channels.map((channel) => loop.points.get(channel) ?? null);
     if (points.every((point) => point === null)) return null;
     return { us: points.map((point) => point?.us.toString() ?? null), id: points.map((point) => point?.id.toString() ?? null) };
+  }
+
+  /** What a claim of loop `slot` from the start (resume() gave null) took, in ms. */
+  walked(slot: number, ms: number): void {
+    const loop = this.#loops.get(slot);
+    if (loop) loop.walkMs = ms;
   }
 
   /** After a claim pass of loop `slot` committed: each channel's point moves to the last row it claimed there. */

@@ -134,10 +134,14 @@ export class ClaimPass {
   async #claim(transaction: Transaction): Promise<ClaimedRow[]> {
     const { objects, sequelize, callbacks, channels, connection } = this.#parts;
     const holder = this.#holder;
+    const { cursors } = this.#parts;
     const filter = this.#parts.scope.claimable;
+    const resume = cursors.resume(this.#slot, filter);
+    const started = performance.now();
     const rows = await callbacks.library(transaction, 'claim', claimBatch(objects, sequelize, transaction, filter, this.#parts.options.batchSize, {
-      holder: holder ?? 0, timeoutMs: channels.claimTimeoutMs, resume: this.#parts.cursors.resume(this.#slot, filter),
+      holder: holder ?? 0, timeoutMs: channels.claimTimeoutMs, resume,
     }));
+    if (!resume) cursors.walked(this.#slot, performance.now() - started);
     // Committed before any callback runs: if this process dies now, the next claim knows these ids.
     if (rows.length && holder !== undefined) {
       const ids = rows.map((row) => row.id);
