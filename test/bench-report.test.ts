@@ -30,6 +30,21 @@ describe('the benchmark judge (bench/report.ts)', () => {
     expect(verdict(verdicts, '≥ 60% of no channel')).to.include({ key: 'ours-listening', met: true, measured: '61%' });
   });
 
+  it("judges each W8 shape at 85% of the empty table's rate and a claim p99 within twice its, and no p99 where a run had none", () => {
+    const results = new Results();
+    const w8 = (key: string, c: string, values: Record<string, number>) => addRow(results, { workload: 'W8', case: c, system: key, key, metric: 'rate' }, values);
+    w8('ours', 'beside', { rate: 1000, claimP99Ms: 4 });
+    w8('ours-paused', 'beside', { rate: 900, claimP99Ms: 8.4 }); // 90%, 2.10×
+    w8('ours', 'held', { rate: 1000 });
+    w8('ours-held', 'held', { rate: 800 }); // a run from before claim timing: rate only
+    const verdicts = evaluateTargets(results);
+    const p99 = verdicts.filter((v) => v.target === 'claim p99 ≤ 2× with nothing else stored');
+    expect(p99).to.have.length(1);
+    expect(p99[0]).to.include({ key: 'ours-paused', met: false, measured: '2.10× (8.40 ms)' });
+    const rates = verdicts.filter((v) => v.target === '≥ 85% of the rate with nothing else stored, exactly once');
+    expect(rates.map((v) => [v.key, v.met, v.measured])).to.deep.equal([['ours-paused', true, '90%'], ['ours-held', false, '80%']]);
+  });
+
   it('judges W3a at 1.25× the plain bulk insert, and 50× faster than add_job', () => {
     const results = new Results();
     const w3a = (key: string, ms: number) => addRow(results, { workload: 'W3a', case: 'bulkCreate 20000 rows', system: key, key, metric: 'ms', better: 'lower' }, { ms });

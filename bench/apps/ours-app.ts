@@ -8,9 +8,12 @@
  * per message, which a Sequelize app pays whatever queue runs its jobs. BENCH_CALLBACK=batch
  * registers a batch callback instead (onBatch: one Post.bulkCreate per claim, W1's batch row), and
  * BENCH_IO_MS makes each message first await that long (W6: a stand-in for an HTTP call).
- * BENCH_SIDE_CHANNEL names a custom channel with a callback that does nothing (W8's paused channel).
+ * BENCH_SIDE_CHANNEL names a custom channel with a callback that does nothing (W8's paused channel);
+ * BENCH_CLAIM_TIMES, a folder where each worker writes how long its claims took (W8).
  */
 import './use-dist';
+import fs from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QueryTypes, Sequelize } from 'sequelize';
 import { defineModels } from '../../models/app';
@@ -47,6 +50,20 @@ if (process.env.BENCH_SIDE_CHANNEL) {
   const side = channel<Record<string, unknown>>(process.env.BENCH_SIDE_CHANNEL);
   app.sequelize.pgpubsub.register(side);
   app.sequelize.pgpubsub.on(side, () => {});
+}
+
+// W8's claim p99: how long each claim took (the statement that calls claim(), from the query's
+// start to its rows), written to BENCH_CLAIM_TIMES/<pid>.json when the worker exits.
+if (process.env.BENCH_CLAIM_TIMES) {
+  const dir = process.env.BENCH_CLAIM_TIMES;
+  const started = new WeakMap<object, number>();
+  const claims: number[] = [];
+  app.sequelize.addHook('beforeQuery', (_options, query) => { started.set(query as object, performance.now()); });
+  app.sequelize.addHook('afterQuery', (_options, query) => {
+    const at = started.get(query as object);
+    if (at !== undefined && /\.claim\(/.test(String((query as { sql?: unknown }).sql))) claims.push(performance.now() - at);
+  });
+  process.on('exit', () => fs.writeFileSync(path.join(dir, `${process.pid}.json`), JSON.stringify(claims)));
 }
 
 export const { sequelize } = app;

@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { LISTENER_APPLICATION_NAME } from '../../lib/listener/listener';
 import { WAKE_LOCKS } from '../../lib/db/wake-locks';
@@ -41,6 +43,8 @@ export function ours(options: {
   contextFilter?: Record<string, unknown>;
   /** A second channel the listener handles, with a callback that does nothing (W8). */
   sideChannel?: string;
+  /** Each worker records how long each claim took (W8's claim p99): Workers.claimMs(). */
+  claimTimes?: boolean;
 } = {}): QueueSystem {
   const { batchSize = 100, callback = 'sql', concurrency = 1, callbackConcurrency = 1, ioMs = 0 } = options;
   const node = options.node ? nodeBinary(options.node) : process.execPath;
@@ -54,7 +58,9 @@ export function ours(options: {
       const channels = ['author_created', ...(options.sideChannel ? [options.sideChannel] : [])].join(',');
       const args = ['listen', '--app', APP, '--channels', channels, ...(options.contextFilter ? ['--context-filter', JSON.stringify(options.contextFilter)] : []), '--processes', String(processes), '--batch-size', String(batchSize),
         '--concurrency', String(concurrency), '--callback-concurrency', String(callbackConcurrency), '--log-level', 'warn', '--log-format', 'json'];
+      const claimTimes = options.claimTimes ? fs.mkdtempSync(path.join(os.tmpdir(), 'bench-claims-')) : '';
       const listen = spawnProcess(COMPILED_CLI, args, {
+        BENCH_CLAIM_TIMES: claimTimes,
         DATABASE_URL: startOptions.workerUrl ?? url, BENCH_CALLBACK: callback, BENCH_SIDE_CHANNEL: options.sideChannel ?? '', BENCH_IO_MS: String(ioMs), BENCH_POOL_MAX: String(Math.max(5, concurrency + 1)),
       }, undefined, { nodeArgs: startOptions.nodeArgs, ...(options.node ? { node } : {}) });
       try {
@@ -78,6 +84,13 @@ export function ours(options: {
           });
           return stopped;
         },
+        ...(claimTimes ? {
+          claimMs() {
+            const ms = fs.readdirSync(claimTimes).flatMap((file) => JSON.parse(fs.readFileSync(path.join(claimTimes, file), 'utf8')) as number[]);
+            fs.rmSync(claimTimes, { recursive: true, force: true });
+            return ms;
+          },
+        } : {}),
       };
     },
     // The channel's statement-level trigger stores one notification per author and wakes the listeners at commit.

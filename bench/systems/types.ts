@@ -13,6 +13,8 @@ export interface Workers {
   go?(): void;
   /** Graceful stop; kills what does not exit in time. */
   stop(): Promise<void>;
+  /** After stop(): how long each claim took, in ms (ours with claim timing on: W8's claim p99). */
+  claimMs?(): number[];
 }
 
 export interface StartOptions {

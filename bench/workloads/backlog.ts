@@ -47,7 +47,7 @@ export const BACKLOG_SHAPES: Record<string, string> = {
 /** Ours, with the side channel, on a database that holds `backlog` rows of `shape` before it starts. */
 function shaped(shape: string | null, backlog: number): QueueSystem {
   const filtered = shape === 'excluded by a contextFilter';
-  const system = ours({ sideChannel: SIDE, ...(filtered ? { contextFilter: WANTED } : {}) });
+  const system = ours({ sideChannel: SIDE, claimTimes: true, ...(filtered ? { contextFilter: WANTED } : {}) });
   return {
     ...system,
     key: 'ours',
@@ -72,7 +72,7 @@ function shaped(shape: string | null, backlog: number): QueueSystem {
   };
 }
 
-const FIGURES = [{ name: 'rate', unit: 'msg/s' }, { name: 'postgresCpuMsPerK', unit: 'PG CPU ms/1k' }];
+const FIGURES = [{ name: 'rate', unit: 'msg/s' }, { name: 'claimP99Ms', unit: 'ms claim p99' }, { name: 'postgresCpuMsPerK', unit: 'PG CPU ms/1k' }];
 
 /**
  * W8 "backlog shapes": n due rows drained by 1 and 2 processes on a table holding nothing else,

@@ -2,6 +2,7 @@ import { Client } from 'pg';
 import { backendCpu, backendCpuDelta, verifyPosts } from '../support/db';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { memoryMb, treeCpuSeconds } from '../support/proc';
+import { percentile } from '../support/stats';
 import type { RunResult } from '../results';
 import type { QueueSystem, StartOptions } from '../systems/types';
 import { ceiling } from '../systems/ceiling';
@@ -100,7 +101,9 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
       const during = await stopDuring?.();
       await workers.stop();
       const check = abandoned ? { ok: false, detail: abandoned } : await verifyPosts(url, warmup + n);
+      const claims = workers.claimMs?.();
       const values = {
+        ...(claims?.length ? { claimP99Ms: percentile(claims, 99) } : {}),
         rate: done / seconds,
         seconds,
         // Where the CPU went: the system's own processes, and the PostgreSQL backends serving them.
