@@ -26,6 +26,12 @@ CREATE FUNCTION {{schema}}.claim(channels text[], context jsonb, max_rows intege
 DECLARE
   orphans bigint[];
   waiting bigint[];
+  late bigint[];
+  got_ids bigint[];
+  got_channels text[];
+  got_payloads text[];
+  got_attempts integer[];
+  got_dues bigint[];
 BEGIN
   IF timeout_ms IS NOT NULL THEN
     -- set_config(…, true) lasts until the end of the claiming transaction (unlike enable_sort above).
@@ -58,7 +64,7 @@ BEGIN
     INTO orphans, waiting
     FROM marker, pg_catalog.unnest(marker.ids) AS u(id)
    WHERE marker.free OR marker.dying;
-  RETURN QUERY
+  -- The batch, locked (and each ordered row of it known as its key's next).
     WITH points AS MATERIALIZED (
       -- Each channel's resume point (an available_at as microseconds since the epoch, and an id), or none.
       SELECT ch.name, timestamptz '1970-01-01 00:00:00+00' + ch.after_us * interval '1 microsecond' AS after_at, ch.after_id
@@ -115,15 +121,36 @@ BEGIN
       -- Claimed, it is its key's next until it is done (a retry keeps its place).
       UPDATE {{schema}}.notification AS k SET head = true FROM claimed WHERE k.id = claimed.id AND claimed.ordering_key IS NOT NULL AND claimed.head IS NULL
     )
-    -- The batch in id order (a sort of max_rows rows; jit is off, so its disabled cost is harmless).
     -- due_us: where the walk was, its available_at exactly (microseconds since the epoch, in integers
     -- on every version: PostgreSQL 13's extract() gives a float).
-    SELECT claimed.id::text, claimed.channel, claimed.payload::text, claimed.attempts, coalesce(claimed.id = ANY (orphans), false),
+    SELECT pg_catalog.array_agg(claimed.id), pg_catalog.array_agg(claimed.channel), pg_catalog.array_agg(claimed.payload::text),
+           pg_catalog.array_agg(claimed.attempts),
            -- (A row stored due at -infinity, by a role other than send()'s callers, has none.)
-           CASE WHEN pg_catalog.isfinite(claimed.available_at) THEN
+           pg_catalog.array_agg(CASE WHEN pg_catalog.isfinite(claimed.available_at) THEN
              extract(epoch FROM pg_catalog.date_trunc('second', claimed.available_at))::bigint * 1000000
-               + extract(microseconds FROM claimed.available_at)::bigint % 1000000 END
-      FROM claimed ORDER BY claimed.id;
+               + extract(microseconds FROM claimed.available_at)::bigint % 1000000 END)
+      INTO got_ids, got_channels, got_payloads, got_attempts, got_dues
+      FROM claimed;
+  -- The markers judged again, now that the rows are locked (a new statement: a new snapshot). A
+  -- marker judged above while its claim was still running is no dead one's; if that claim then
+  -- ended with its process (a callback that killed it) before this claim locked the row, the row
+  -- is free to lock, and only this look sees that its holder is gone or its claim aborted. Such a
+  -- row stays out of this batch (locked until this transaction ends, then judged as a dead
+  -- listener's by a later claim: held back, then run alone, charged first).
+  SELECT pg_catalog.array_agg(u.id) INTO late
+    FROM {{schema}}.inflight AS m
+   CROSS JOIN LATERAL pg_catalog.unnest(m.ids) AS u(id)
+   WHERE m.holder IS DISTINCT FROM claimer AND u.id = ANY (got_ids) AND (orphans IS NULL OR NOT (u.id = ANY (orphans)))
+     AND ({{schema}}.listener_gone(m.holder, m.backend_pid, m.backend_role, m.backend_start)
+          OR CASE WHEN m.xact < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
+                  THEN pg_catalog.pg_xact_status(m.xact) = 'aborted' ELSE false END);
+  -- The batch in id order (a sort of max_rows rows; jit is off, so its disabled cost is harmless).
+  RETURN QUERY
+    SELECT g.id::text, g.channel, g.payload, g.attempts, coalesce(g.id = ANY (orphans), false), g.due_us
+      FROM ROWS FROM (pg_catalog.unnest(got_ids), pg_catalog.unnest(got_channels), pg_catalog.unnest(got_payloads),
+                      pg_catalog.unnest(got_attempts), pg_catalog.unnest(got_dues)) AS g(id, channel, payload, attempts, due_us)
+     WHERE late IS NULL OR NOT (g.id = ANY (late))
+     ORDER BY g.id;
 END
 $fn$;
 
