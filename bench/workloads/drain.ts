@@ -65,6 +65,7 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
       const workerPids = workers.workerPids();
       const cpu0 = treeCpuSeconds(pids);
       const backends0 = await backendCpu(poller);
+      const vacuums0 = await autovacuums(poller);
       await system.produce(url, n);
       const t0 = performance.now();
       workers.go?.();
@@ -98,6 +99,7 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
       const workerCpu = treeCpuSeconds(pids) - cpu0;
       const postgresCpu = backendCpuDelta(backends0, await backendCpu(poller));
       const peakRssMb = workerPids.map((pid) => memoryMb(pid, 'VmHWM'));
+      const vacuums = await autovacuums(poller) - vacuums0;
       const during = await stopDuring?.();
       await workers.stop();
       const check = abandoned ? { ok: false, detail: abandoned } : await verifyPosts(url, warmup + n);
@@ -115,13 +117,20 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
         ok: check.ok,
         values,
         error: check.ok ? undefined : check.detail,
-        detail: { ...(options.series ? { series } : {}), peakRssMbPerProcess: peakRssMb, ...(during === undefined ? {} : { during }) },
+        detail: { ...(options.series ? { series } : {}), peakRssMbPerProcess: peakRssMb, autovacuumsDuringDrain: vacuums, ...(during === undefined ? {} : { during }) },
       };
     } finally {
       await poller.end().catch(() => undefined);
       await workers.stop();
     }
   });
+}
+
+/** How many times autovacuum and autoanalyze have run on the database's tables so far (a drain's difference: did one fall inside it). */
+async function autovacuums(client: Client): Promise<number> {
+  const { rows: [row] } = await client.query<{ n: number }>(
+    'SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::int AS n FROM pg_catalog.pg_stat_all_tables');
+  return row.n;
 }
 
 /** The systems W1 compares, ours first. */
