@@ -255,13 +255,19 @@ BEGIN
   -- is free to lock, and only this look sees that its holder is gone or its claim aborted. Such a
   -- row stays out of this batch (locked until this transaction ends, then judged as a dead
   -- listener's by a later claim: held back, then run alone, charged first).
-  SELECT pg_catalog.array_agg(u.id) INTO late
-    FROM "pgpubsub".inflight AS m
-   CROSS JOIN LATERAL pg_catalog.unnest(m.ids) AS u(id)
-   WHERE m.holder IS DISTINCT FROM claimer AND u.id = ANY (got_ids) AND (orphans IS NULL OR NOT (u.id = ANY (orphans)))
-     AND ("pgpubsub".listener_gone(m.holder, m.backend_pid, m.backend_role, m.backend_start)
-          OR CASE WHEN m.xact < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
-                  THEN pg_catalog.pg_xact_status(m.xact) = 'aborted' ELSE false END);
+  -- (The markers first, one look each: only a dead one's ids are read, and there is usually none.)
+  IF got_ids IS NOT NULL THEN
+    WITH dead AS MATERIALIZED (
+      SELECT m.ids FROM "pgpubsub".inflight AS m
+       WHERE m.holder IS DISTINCT FROM claimer
+         AND ("pgpubsub".listener_gone(m.holder, m.backend_pid, m.backend_role, m.backend_start)
+              OR CASE WHEN m.xact < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
+                      THEN pg_catalog.pg_xact_status(m.xact) = 'aborted' ELSE false END)
+    )
+    SELECT pg_catalog.array_agg(u.id) INTO late
+      FROM dead CROSS JOIN LATERAL pg_catalog.unnest(dead.ids) AS u(id)
+     WHERE u.id = ANY (got_ids) AND (orphans IS NULL OR NOT (u.id = ANY (orphans)));
+  END IF;
   -- The batch in id order (a sort of max_rows rows; jit is off, so its disabled cost is harmless).
   RETURN QUERY
     SELECT g.id::text, g.channel, g.payload, g.attempts, coalesce(g.id = ANY (orphans), false), g.due_us
