@@ -17,7 +17,7 @@ import { libraryObjects } from '../lib/db/objects';
 import { claimBatch, dueCheck, nextDueSql } from '../lib/db/store';
 import { PausedChannels } from '../lib/listener/paused';
 import { install } from '../lib';
-import { COUNT_CAP } from '../lib/ops/channel-counts';
+import { COUNT_CAP, countChannels } from '../lib/ops/channel-counts';
 import { type TestDatabase, emptyDatabase } from './support/hooks';
 
 const BACKLOG = 50_000;
@@ -267,6 +267,43 @@ describe('the status at any size', function () {
       expect(big.waiting).to.equal(0);
     } finally {
       await sequelize.close();
+    }
+  });
+
+  it("reads a few index pages for a channel that holds no rows, whatever the table holds (no scan of the table)", async () => {
+    // 200,000 due rows of one other channel (the planner then takes any channel as matching them
+    // all). The counts' query is run under EXPLAIN by a client that passes every other statement through.
+    const client = new Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query(`TRUNCATE pgpubsub.notification;
+        INSERT INTO pgpubsub.notification (channel, payload) SELECT 'busy', '{}' FROM generate_series(1, 200000)`);
+      await client.query('VACUUM ANALYZE pgpubsub.notification');
+      const countsBuffers = async (names: string[]) => {
+        let read: number | undefined;
+        const explaining = Object.create(client, {
+          query: {
+            value: async (text: string, values?: unknown[]) => {
+              if (!text.trimStart().startsWith('WITH RECURSIVE')) return client.query(text, values);
+              const { rows } = await client.query(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${text}`, values);
+              const plan = rows[0]['QUERY PLAN'][0].Plan;
+              read = plan['Shared Hit Blocks'] + plan['Shared Read Blocks'];
+              return client.query(text, values);
+            },
+          },
+        }) as Client;
+        const counts = await countChannels(explaining, objects, names);
+        return { read: read!, counts };
+      };
+      const without = await countsBuffers([]);
+      const withEmpty = await countsBuffers(['defined_but_empty', 'another_empty']);
+      expect(withEmpty.counts.get('defined_but_empty')).to.include({ due: 0, waiting: 0, failed: 0, estimated: false });
+      const { rows: [{ pages }] } = await client.query("SELECT relpages AS pages FROM pg_class WHERE oid = 'pgpubsub.notification'::regclass");
+      expect(pages).to.be.above(1000);
+      // A few index pages per count of each empty channel; a scan would read the table's pages.
+      expect(withEmpty.read - without.read).to.be.below(60);
+    } finally {
+      await client.end();
     }
   });
 });

@@ -4,6 +4,7 @@
  * with kill -9 gone from the status at once.
  */
 import { expect } from 'chai';
+import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { Client } from 'pg';
@@ -141,6 +142,54 @@ describe('pgpubsub status and failed', function () {
       const result = await pgpubsubCli([...args, '--app', EXAMPLE_APP], { url: db.url });
       expect(result.code, shown(result)).to.equal(2);
       expect(result.stderr).to.contain('00000000000001-pgpubsub-baseline.js');
+    }
+  });
+
+  it('status --url reads the status from the database alone: what the app-loaded status shows, without loading the app or Sequelize', async () => {
+    const db = await testDatabase('cli status url');
+    dbs.push(db);
+    const app = openApp(db.url);
+    // Records, at exit, whether the process loaded any of Sequelize's modules.
+    const probe = path.join(os.tmpdir(), `pgpubsub-loaded-${process.pid}.js`);
+    fs.writeFileSync(probe, `process.on('exit', () => process.stderr.write('sequelize modules: '
+      + Object.keys(require.cache).filter((file) => file.includes('/node_modules/sequelize/')).length + '\\n'));`);
+    try {
+      await app.Author.create({ name: 'Due' });
+      await app.sequelize.query(`INSERT INTO pgpubsub.notification (channel, payload, attempts, last_error, failed_at)
+        VALUES ('author_created', '{}', 5, 'Error: down', now()), ('retired_channel', '{}', 5, 'Error: gone', now())`);
+      await app.sequelize.pgpubsub.admin.pause('post_deleted');
+      const env = { NODE_OPTIONS: `--require ${probe}` };
+      const direct = await pgpubsubCli(['status', '--json', '--url', db.url], { env: { ...env, DATABASE_URL: '' } });
+      expect(direct.code, shown(direct)).to.equal(0);
+      expect(direct.stderr).to.contain('sequelize modules: 0');
+      const loaded = await pgpubsubCli(['status', '--json', '--app', EXAMPLE_APP], { url: db.url, env });
+      expect(loaded.code, shown(loaded)).to.equal(0);
+      expect(loaded.stderr, 'the probe sees an app-loaded status load Sequelize').to.match(/sequelize modules: [1-9]/);
+      const [byUrl, byApp] = [direct, loaded].map((result) => JSON.parse(result.stdout) as Status);
+      // Every channel with an installed trigger, stored rows or a pause; counted as with the app.
+      const strip = ({ defined, oldestDueAgeMs, ...counts }: ChannelStatus) => ({ ...counts, aged: oldestDueAgeMs !== null });
+      const channels = byUrl.channels.map((channel) => channel.channel);
+      expect(channels).to.include.members(['author_created', 'post_deleted', 'retired_channel']);
+      expect(byUrl.channels.map(strip)).to.deep.equal(byApp.channels.filter((channel) => channels.includes(channel.channel)).map(strip));
+      expect(byUrl.channels.find((c) => c.channel === 'author_created')).to.include({ defined: true, due: 1, failed: 1 });
+      expect(byUrl.channels.find((c) => c.channel === 'post_deleted')).to.include({ defined: true, paused: true });
+      expect(byUrl.channels.find((c) => c.channel === 'retired_channel')).to.include({ defined: false, failed: 1 });
+      expect(byUrl.cleanup.deadRows).to.be.a('number');
+
+      // Bad usage, exit 2: with --app, --schema without --url; the library missing or the server unreachable: exit 2, saying which.
+      for (const [args, says] of [
+        [['status', '--url', db.url, '--app', EXAMPLE_APP], 'give --url or --app, not both'],
+        [['status', '--schema', 'elsewhere', '--app', EXAMPLE_APP], '--schema goes with --url'],
+        [['status', '--url', db.url, '--schema', 'elsewhere'], 'schema elsewhere'],
+        [['status', '--url', 'postgres://postgres@127.0.0.1:1/none'], 'could not read the library\'s version from the database at --url'],
+      ] as const) {
+        const refused = await pgpubsubCli([...args]);
+        expect(refused.code, `${args.join(' ')}: ${shown(refused)}`).to.equal(2);
+        expect(refused.stderr, args.join(' ')).to.contain(says);
+      }
+    } finally {
+      fs.rmSync(probe, { force: true });
+      await app.sequelize.close();
     }
   });
 

@@ -12,6 +12,7 @@ import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { errorSummary } from '../error-text';
 import { describeHolder } from '../db/cleanup';
 import { COUNT_CAP } from '../ops/channel-counts';
+import { DEFAULT_SCHEMA } from '../db/objects';
 import { addDashboardCommand } from './dashboard';
 
 export interface AdminCommandDeps {
@@ -80,12 +81,15 @@ export function addAdminCommands(program: Command, { withApp, exit }: AdminComma
     .description("each channel's due, waiting and failed notifications and the age of the oldest due one, and the live listeners")
     .option('--json', 'print JSON instead of tables')
     .addOption(new Option('--watch [interval]', 'print it again every interval (default 2s) until interrupted').argParser(parseDuration('--watch')))
-    .action(async (options: { json?: boolean; watch?: number | true }, command: Command) => {
-      await withLibrary(command, 'status', async ({ pubsub }) => {
-        const every = options.watch === true ? 2000 : options.watch;
+    .option('--url <url>', 'read it from this database (postgres://…) without loading the app: faster; names the channels with an installed '
+      + 'trigger, stored notifications, a pause or a listener')
+    .option('--schema <name>', `with --url: the library's schema (default ${DEFAULT_SCHEMA})`)
+    .action(async (options: { json?: boolean; watch?: number | true; url?: string; schema?: string }, command: Command) => {
+      const every = options.watch === true ? 2000 : options.watch;
+      const show = async (read: () => Promise<Status>) => {
         for (let first = true; first || every !== undefined; first = false) {
           if (!first) await sleep(every!);
-          const status = await pubsub.admin.status();
+          const status = await read();
           if (options.json) {
             // One JSON document per line while watching (JSON Lines), else pretty.
             process.stdout.write(`${every !== undefined ? JSON.stringify(status) : JSON.stringify(status, null, 2)}\n`);
@@ -94,7 +98,22 @@ export function addAdminCommands(program: Command, { withApp, exit }: AdminComma
             printStatus(status);
           }
         }
-      });
+      };
+      if (options.url === undefined) {
+        if (options.schema !== undefined) command.error('error: --schema goes with --url (without it, the app says its schema)', { exitCode: exit.usage });
+        await withLibrary(command, 'status', ({ pubsub }) => show(() => pubsub.admin.status()));
+        return;
+      }
+      if (command.optsWithGlobals<{ app?: string }>().app !== undefined) {
+        command.error('error: give --url or --app, not both (--url reads the database without loading the app)', { exitCode: exit.usage });
+      }
+      // Loaded here, so that the command loads neither the app nor Sequelize.
+      const { withDirectStatus } = require('../ops/direct-status') as typeof import('../ops/direct-status');
+      const problem = await withDirectStatus(options.url, options.schema ?? DEFAULT_SCHEMA, ({ read }) => show(read));
+      if (problem) {
+        process.stderr.write(`${problem.message}\n`);
+        process.exitCode = exit.cannotCheck;
+      }
     });
 
   addDashboardCommand(program, { withLibrary, exit });

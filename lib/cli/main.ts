@@ -1,7 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import cluster from 'node:cluster';
 import path from 'node:path';
-import { type LoadedApp, loadApp } from '../process/app-loader';
+import type { LoadedApp } from '../process/app-loader';
 import { addAdminCommands } from './admin';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { leaveWith } from '../process/cluster';
@@ -9,9 +9,6 @@ import { errorSummary } from '../error-text';
 import { AdminUsageError, PgPubSubError } from '../errors';
 import { LISTEN_DEFAULTS } from '../listener/options';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from '../ops/logger';
-import { generateTriggerMigration, writeLibraryStubs } from '../triggers/generate';
-import { SupervisorState, supervise } from '../process/supervisor';
-import { runWorker } from '../process/worker';
 import type { TriggerState } from '../triggers/reconcile';
 
 /** Exit codes: 0 success, 1 failure or drift found, 2 bad usage. */
@@ -83,9 +80,14 @@ function printStates(states: TriggerState[], json: boolean): void {
     states.map((s) => [s.status, `${s.schema}.${s.table}`, s.channel ?? '?', s.event ?? '?', s.model ?? '?', s.name]));
 }
 
-/** The app named by --app / --cwd (or .sequelizerc in the current directory). */
+/**
+ * The app named by --app / --cwd (or .sequelizerc in the current directory). The modules that load
+ * the app (and Sequelize) are required here and in the commands that need them, not at start-up:
+ * `--help`, `--version` and `status --url` load neither.
+ */
 function appFor(command: Command): LoadedApp {
   const options = command.optsWithGlobals<GlobalOptions>();
+  const { loadApp } = require('../process/app-loader') as typeof import('../process/app-loader');
   return loadApp({ app: options.app, cwd: options.cwd ? path.resolve(options.cwd) : undefined });
 }
 
@@ -210,6 +212,7 @@ function buildProgram(): Command {
         // Load the app once here so that a broken app fails fast, before any worker is forked.
         const app = appFor(command);
         app.pubsub.channels();
+        const { SupervisorState, supervise } = require('../process/supervisor') as typeof import('../process/supervisor');
         const state = new SupervisorState();
         // With metrics on, the primary keeps its connections for the database's gauges and /readyz.
         let server: import('node:http').Server | null = null;
@@ -245,6 +248,7 @@ function buildProgram(): Command {
       }
       // The app's SQL logging (Sequelize logs every statement to stdout by default) would bury the listener's own lines.
       if (!options.logSql) (app.sequelize as unknown as { options: { logging: unknown } }).options.logging = false;
+      const { runWorker } = require('../process/worker') as typeof import('../process/worker');
       const code = await runWorker(app.pubsub, {
         channels: options.channels,
         batchSize: options.batchSize,
@@ -287,6 +291,7 @@ function buildProgram(): Command {
         const base = globals.cwd ? path.resolve(globals.cwd) : process.cwd();
         const migrationsPath = options.migrationsPath ? path.resolve(base, options.migrationsPath) : app.migrationsPath;
         // First, so that the library's migrations sort (and run) before the trigger migration.
+        const { generateTriggerMigration, writeLibraryStubs } = require('../triggers/generate') as typeof import('../triggers/generate');
         const stubs = options.libraryStubs ? writeLibraryStubs(migrationsPath, app.pubsub.objects.schema) : [];
         for (const stub of stubs) process.stdout.write(`Wrote ${path.relative(process.cwd(), stub)} (library migration stub).\n`);
         const result = generateTriggerMigration(app.pubsub, { migrationsPath });

@@ -1,7 +1,7 @@
-import type { Client } from 'pg';
-import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import type { Transaction } from 'sequelize';
+import { type Reader, selectRows } from './select';
 import { libraryObjects } from './objects';
-import { quoteLiteral, LIBRARY_QUERY } from './sql-text';
+import { quoteLiteral } from './sql-text';
 import { COMMENT_TAG, TRIGGER_PREFIX, type TriggerLabel, parseLabel } from '../triggers/render';
 
 /** The catalog lookups (pg_catalog): which managed triggers and functions, and which tables, a database has. */
@@ -38,8 +38,8 @@ export interface InstalledObject {
 }
 
 /** Managed triggers (with their function) and orphaned managed functions, as installed now. */
-export async function installedObjects(sequelize: Sequelize, transaction?: Transaction): Promise<InstalledObject[]> {
-  const rows = await sequelize.query<Omit<InstalledObject, 'label' | 'functionLabel'> & { triggerComment: string | null; functionComment: string | null }>(
+export async function installedObjects(via: Reader, transaction?: Transaction): Promise<InstalledObject[]> {
+  const rows = await selectRows<Omit<InstalledObject, 'label' | 'functionLabel'> & { triggerComment: string | null; functionComment: string | null }>(via,
     `SELECT n.nspname AS schema, c.relname AS "table", t.tgname AS name,
             pg_catalog.obj_description(t.oid, 'pg_trigger') AS "triggerComment",
             pg_catalog.obj_description(p.oid, 'pg_proc') AS "functionComment", p.prosrc AS body
@@ -54,7 +54,7 @@ export async function installedObjects(sequelize: Sequelize, transaction?: Trans
        JOIN pg_namespace n ON n.oid = p.pronamespace
       WHERE ${managedFunctionSql('p')}
         AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid)`,
-    { type: QueryTypes.SELECT, transaction, ...LIBRARY_QUERY },
+    [], transaction,
   );
   return rows.map(({ triggerComment, functionComment, ...row }) => ({
     ...row,
@@ -63,17 +63,10 @@ export async function installedObjects(sequelize: Sequelize, transaction?: Trans
   }));
 }
 
-/** Rows of one query, on a pg client or through Sequelize (in `transaction` if given). */
-async function selectRows<R extends object>(via: Client | Sequelize, text: string, values: unknown[], transaction?: Transaction): Promise<R[]> {
-  return 'getQueryInterface' in via
-    ? via.query<R>(text, { bind: values, type: QueryTypes.SELECT, transaction, ...LIBRARY_QUERY })
-    : (await via.query<R>(text, values)).rows;
-}
-
 const MISSING_RELATIONS_SQL = `SELECT name FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t(name, i) WHERE pg_catalog.to_regclass(name) IS NULL ORDER BY i`;
 
 /** Which of these (qualified) tables do not exist, in the order given: one query, on a pg client or through Sequelize. */
-export async function missingRelations(via: Client | Sequelize, names: readonly string[], transaction?: Transaction): Promise<string[]> {
+export async function missingRelations(via: Reader, names: readonly string[], transaction?: Transaction): Promise<string[]> {
   if (names.length === 0) return [];
   return (await selectRows<{ name: string }>(via, MISSING_RELATIONS_SQL, [names], transaction)).map((row) => row.name);
 }
@@ -82,7 +75,7 @@ export async function missingRelations(via: Client | Sequelize, names: readonly 
  * The version of the library's objects in `schema`: the newest row of its version table, 0 when
  * nothing is installed. On a pg client, or through Sequelize (in `transaction` if given).
  */
-export async function installedLibraryVersion(via: Client | Sequelize, schema: string, transaction?: Transaction): Promise<number> {
+export async function installedLibraryVersion(via: Reader, schema: string, transaction?: Transaction): Promise<number> {
   // pg_class read with this statement's snapshot, not to_regclass(): the catalog caches of a session
   // that waited on the install lock may not have seen the tables another session just committed.
   const [found] = await selectRows<{ current: boolean }>(via,
@@ -99,13 +92,13 @@ export async function installedLibraryVersion(via: Client | Sequelize, schema: s
  * database installed by a pre-release commit (whose first migration had another name) from one
  * a newer release migrated.
  */
-export async function firstLibraryMigration(via: Client | Sequelize, schema: string): Promise<string | null> {
+export async function firstLibraryMigration(via: Reader, schema: string): Promise<string | null> {
   const [row] = await selectRows<{ name: string }>(via, `SELECT name FROM ${libraryObjects(schema).versionTable} WHERE version = 1`, []);
   return row?.name ?? null;
 }
 
 /** The schemas holding a library (its version table), for messages. */
-export async function librarySchemas(via: Client | Sequelize): Promise<string[]> {
+export async function librarySchemas(via: Reader): Promise<string[]> {
   const rows = await selectRows<{ schema: string }>(via,
     `SELECT s.nspname AS schema FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS s ON s.oid = c.relnamespace
       WHERE c.relname = 'version' AND c.relkind = 'r'

@@ -7,9 +7,8 @@
  * of a queue's backlog the library cannot remove, so it shows it (status, metrics, dashboard) and
  * the listener warns (lib/listener/upkeep.ts).
  */
-import { QueryTypes, type Sequelize } from 'sequelize';
 import type { LibraryObjects } from './objects';
-import { LIBRARY_QUERY } from './sql-text';
+import { type Reader, selectRows } from './select';
 
 /** What holds back cleanup the most: the snapshot with the oldest xmin in this database's horizon. */
 export interface CleanupHolder {
@@ -110,9 +109,9 @@ export function toCleanupStatus(row: Row | undefined): CleanupStatus {
 }
 
 /** The notification table's dead rows and what holds back their cleanup, now. */
-export async function readCleanup(objects: LibraryObjects, sequelize: Sequelize): Promise<CleanupStatus> {
+export async function readCleanup(objects: LibraryObjects, via: Reader): Promise<CleanupStatus> {
   const { text, values } = cleanupSql(objects);
-  const [row] = await sequelize.query<Row>(text, { bind: values, type: QueryTypes.SELECT, ...LIBRARY_QUERY });
+  const [row] = await selectRows<Row>(via, text, values);
   return toCleanupStatus(row);
 }
 

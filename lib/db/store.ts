@@ -1,4 +1,5 @@
-import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import type { Sequelize, Transaction } from 'sequelize';
+import { SELECT } from './select';
 import type { NotificationContext } from '../channels/context';
 import type { LibraryObjects } from './objects';
 import { LIBRARY_QUERY } from './sql-text';
@@ -129,7 +130,7 @@ export async function claimBatch(
   const resume = claim.resume ?? null;
   return stamp(await sequelize.query<ClaimedRow>(`SELECT c.*, pg_catalog.pg_current_xact_id()::text AS xact, ${lagSql(objects, 'c.id::bigint')}
       FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer, $6::bigint[], $7::bigint[]) AS c`, {
-    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs), resume?.us ?? null, resume?.id ?? null], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY,
+    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs), resume?.us ?? null, resume?.id ?? null], transaction, type: SELECT, ...LIBRARY_QUERY,
   }));
 }
 
@@ -167,7 +168,7 @@ export async function recordFailure(objects: LibraryObjects, sequelize: Sequeliz
     {
       bind: [failure.id, failure.error, failure.delayMs, failure.maxAttempts, failure.precharged ? 0 : 1, failure.permanent === true],
       transaction,
-      type: QueryTypes.SELECT,
+      type: SELECT,
       ...LIBRARY_QUERY,
     },
   );
@@ -180,7 +181,7 @@ export async function recordFailure(objects: LibraryObjects, sequelize: Sequeliz
  */
 export async function nextDueInMs(objects: LibraryObjects, sequelize: Sequelize, filter: ClaimFilter): Promise<number | null> {
   const { text, values } = nextDueSql(objects, filter);
-  const [row] = await sequelize.query<{ ms: number | null }>(text, { bind: values, type: QueryTypes.SELECT, ...LIBRARY_QUERY });
+  const [row] = await sequelize.query<{ ms: number | null }>(text, { bind: values, type: SELECT, ...LIBRARY_QUERY });
   return row?.ms ?? null;
 }
 
@@ -242,12 +243,12 @@ export async function lockOne(objects: LibraryObjects, sequelize: Sequelize, tra
             pg_catalog.set_config('statement_timeout', $2::text, true) AS t1,
             pg_catalog.set_config('idle_in_transaction_session_timeout', ($2::integer + 5000)::text, true) AS t2
        FROM ${objects.notificationTable} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
-    { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+    { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: SELECT, ...LIBRARY_QUERY },
   );
   if (row) return stamp([row])[0];
   const [stored] = await sequelize.query<{ stored: boolean }>(
     `SELECT EXISTS (SELECT FROM ${objects.notificationTable} WHERE id = $1::bigint) AS stored`,
-    { bind: [id], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+    { bind: [id], transaction, type: SELECT, ...LIBRARY_QUERY },
   );
   return stored.stored ? 'held' : null;
 }
@@ -266,7 +267,7 @@ export async function purgeFailed(objects: LibraryObjects, sequelize: Sequelize,
           WHERE failed_at IS NOT NULL AND failed_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::double precision / 1000)
           ORDER BY failed_at LIMIT $2::integer FOR UPDATE SKIP LOCKED)
        RETURNING id::text AS id`,
-      { bind: [olderThanMs, limits.batch], type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+      { bind: [olderThanMs, limits.batch], type: SELECT, ...LIBRARY_QUERY },
     );
     purged += rows.length;
     if (rows.length < limits.batch) break;
@@ -298,12 +299,12 @@ export async function foldUpdates(objects: LibraryObjects, sequelize: Sequelize,
            ORDER BY f.id LIMIT 1000) AS r
          WHERE r.run) AS s
       ORDER BY h.id, s.id`,
-    { bind: [heads.map((row) => row.id)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+    { bind: [heads.map((row) => row.id)], transaction, type: SELECT, ...LIBRARY_QUERY },
   );
   if (candidates.length === 0) return folded;
   const locked = new Set((await sequelize.query<{ id: string }>(
     `SELECT id::text AS id FROM ${n} WHERE id = ANY ($1::bigint[]) FOR UPDATE SKIP LOCKED`,
-    { bind: [candidates.map((c) => c.id)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+    { bind: [candidates.map((c) => c.id)], transaction, type: SELECT, ...LIBRARY_QUERY },
   )).map((row) => row.id));
   const stopped = new Set<string>();
   for (const { head, id } of candidates) {
@@ -321,7 +322,7 @@ export async function foldUpdates(objects: LibraryObjects, sequelize: Sequelize,
             (pg_catalog.jsonb_set(h.payload, '{new}', l.payload -> 'new') || pg_catalog.jsonb_build_object('folded', x.n))::text AS payload
        FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]), pg_catalog.unnest($3::integer[])) AS x(head, last, n)
        JOIN ${n} AS h ON h.id = x.head JOIN ${n} AS l ON l.id = x.last`,
-    { bind: [entries.map(([head]) => head), entries.map(([, ids]) => ids.at(-1)), entries.map(([, ids]) => ids.length + 1)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+    { bind: [entries.map(([head]) => head), entries.map(([, ids]) => ids.at(-1)), entries.map(([, ids]) => ids.length + 1)], transaction, type: SELECT, ...LIBRARY_QUERY },
   );
   const byId = new Map(merged.map((row) => [row.id, row.payload]));
   for (const row of heads) {
@@ -338,7 +339,7 @@ export async function foldUpdates(objects: LibraryObjects, sequelize: Sequelize,
  */
 export async function settleHeads(objects: LibraryObjects, sequelize: Sequelize, channels: readonly string[]): Promise<number> {
   const [row] = await sequelize.query<{ marked: number }>(`SELECT ${objects.settleHeadsFunction}($1::text[]) AS marked`, {
-    bind: [channels], type: QueryTypes.SELECT, ...LIBRARY_QUERY,
+    bind: [channels], type: SELECT, ...LIBRARY_QUERY,
   });
   return row?.marked ?? 0;
 }

@@ -6,9 +6,8 @@
  * (`estimated`). The planner's estimates would not do: its statistics take channel and state as
  * independent, and a queue's channels are anything but (one channel holding most failed rows).
  */
-import { QueryTypes, type Sequelize } from 'sequelize';
 import type { LibraryObjects } from '../db/objects';
-import { LIBRARY_QUERY } from '../db/sql-text';
+import { type Reader, selectRows, selectBounded } from '../db/select';
 import { storedChannelsSql } from '../db/store';
 import type { ChannelStatus } from './admin-types';
 
@@ -38,14 +37,12 @@ const STATES = {
 } as const;
 
 /** The counts of every channel stored in the table or named in `names`. */
-export async function countChannels(sequelize: Sequelize, objects: LibraryObjects, names: readonly string[]): Promise<Map<string, ChannelCounts>> {
+export async function countChannels(via: Reader, objects: LibraryObjects, names: readonly string[]): Promise<Map<string, ChannelCounts>> {
   const n = objects.notificationTable;
   const limit = COUNT_CAP + 1;
-  // Its cost estimate (the lateral counts' caps) would cross jit_above_cost: JIT compilation would
-  // cost more than the query.
-  const rows = await sequelize.transaction(async (transaction) => {
-    await sequelize.query('SET LOCAL jit = off', { transaction, ...LIBRARY_QUERY });
-    return sequelize.query<Row>(
+  // Bounded: each count an index range under its cap, never the table (a channel with no rows
+  // would otherwise cost a sequential scan of the whole table; lib/db/select.ts).
+  const rows = await selectBounded<Row>(via,
     `WITH RECURSIVE ${storedChannelsSql(n, 'pending', 's.failed_at IS NULL AND s.head IS NOT FALSE')}, ${storedChannelsSql(n, 'failing', 's.failed_at IS NOT NULL')},
      names AS (SELECT channel FROM pending WHERE channel IS NOT NULL UNION SELECT channel FROM failing WHERE channel IS NOT NULL
                UNION SELECT pg_catalog.unnest($1::text[]))
@@ -67,11 +64,10 @@ export async function countChannels(sequelize: Sequelize, objects: LibraryObject
       CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS waiting_false FROM (SELECT FROM ${n} AS n WHERE n.channel = names.channel AND ${STATES.waitingFalse} LIMIT ${limit}) AS x) AS w
       CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::int AS failed, pg_catalog.count(*) FILTER (WHERE x.ordering_key LIKE 'b:%')::int AS blocked
                             FROM (SELECT n.ordering_key FROM ${n} AS n WHERE n.channel = names.channel AND ${STATES.failed} LIMIT ${limit}) AS x) AS f`,
-    { bind: [names], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },
-    );
-  });
+    [names],
+  );
   const over = rows.filter((row) => [row.seen_due, row.later, row.waiting_false, row.failed].some((count) => count > COUNT_CAP));
-  const sampled = over.length ? await sampleCounts(sequelize, n, over.map((row) => row.channel)) : new Map<string, Sampled>();
+  const sampled = over.length ? await sampleCounts(via, n, over.map((row) => row.channel)) : new Map<string, Sampled>();
   const counts = new Map<string, ChannelCounts>();
   for (const row of rows) {
     const sample = sampled.get(row.channel);
@@ -95,8 +91,8 @@ interface Sampled { due: number; later: number; waitingFalse: number; failed: nu
  * Estimates of the counts of `channels` from a sample of about SAMPLE_PAGES of the table's pages
  * (TABLESAMPLE SYSTEM): an unbiased estimate at a cost that does not grow with the table.
  */
-async function sampleCounts(sequelize: Sequelize, table: string, channels: string[]): Promise<Map<string, Sampled>> {
-  const rows = await sequelize.query<{ channel: string; fraction: number } & Sampled>(
+async function sampleCounts(via: Reader, table: string, channels: string[]): Promise<Map<string, Sampled>> {
+  const rows = await selectRows<{ channel: string; fraction: number } & Sampled>(via,
     `WITH size AS (SELECT greatest(c.relpages, 1) AS pages FROM pg_catalog.pg_class AS c WHERE c.oid = '${table}'::regclass),
           share AS (SELECT least(100, 100.0 * ${SAMPLE_PAGES} / size.pages)::float4 AS percent FROM size)
      SELECT n.channel, (SELECT percent FROM share) / 100 AS fraction,
@@ -107,7 +103,7 @@ async function sampleCounts(sequelize: Sequelize, table: string, channels: strin
             pg_catalog.count(*) FILTER (WHERE ${STATES.blocked})::int AS blocked
        FROM ${table} AS n TABLESAMPLE SYSTEM ((SELECT percent FROM share))
       WHERE n.channel = ANY ($1::text[]) GROUP BY n.channel`,
-    { bind: [channels], type: QueryTypes.SELECT, ...LIBRARY_QUERY },
+    [channels],
   );
   const scale = (count: number, fraction: number) => Math.round(count / fraction);
   return new Map(rows.map((row) => [row.channel, {
