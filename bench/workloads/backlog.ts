@@ -45,7 +45,7 @@ export const BACKLOG_SHAPES: Record<string, string> = {
 };
 
 /** Ours, with the side channel, on a database that holds `backlog` rows of `shape` before it starts. */
-function shaped(shape: string | null, backlog: number): QueueSystem {
+export function shaped(shape: string | null, backlog: number): QueueSystem {
   const filtered = shape === 'excluded by a contextFilter';
   const system = ours({ sideChannel: SIDE, claimTimes: true, ...(filtered ? { contextFilter: WANTED } : {}) });
   return {

@@ -10,6 +10,7 @@ import { pruneDeadMarkers } from '../db/inflight';
 import { libraryProblem } from '../db/library-check';
 import { refuseReadOnly } from '../db/writable';
 import { dueCheck, pendingSql, storedChannelsSql } from '../db/store';
+import { selectBounded } from '../db/select';
 import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
 import { type BroadcastContext, runBroadcast } from './broadcasts';
@@ -148,11 +149,12 @@ export class ListenSession implements ConnectionHooks {
   /**
    * Warns about stored rows on channels this listener does not process: they wait for a listener
    * that does. Index-served whatever the backlog: the stored channels found by a skip scan of
-   * notification_due (one probe per channel), each one's rows counted up to STRAY_COUNT_CAP.
+   * notification_due (one probe per channel), each one's rows counted up to STRAY_COUNT_CAP from
+   * the index (selectBounded: a sequential scan would read the table up to that channel's rows).
    */
   async #reportStrays(client: Client): Promise<void> {
     const n = this.#parts.objects.notificationTable;
-    const { rows } = await client.query<{ channel: string; n: number }>(
+    const rows = await selectBounded<{ channel: string; n: number }>(client,
       `WITH RECURSIVE ${storedChannelsSql(n, 'stored', `${pendingSql('s')} AND s.head IS NOT FALSE`)}
        SELECT stored.channel, (SELECT pg_catalog.count(*) FROM (SELECT FROM ${n} AS s WHERE s.channel = stored.channel AND ${pendingSql('s')} AND s.head IS NOT FALSE LIMIT $2) AS c)::int AS n
          FROM stored WHERE stored.channel IS NOT NULL AND NOT (stored.channel = ANY ($1::text[])) ORDER BY stored.channel`,

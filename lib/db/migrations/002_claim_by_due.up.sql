@@ -21,7 +21,7 @@ CREATE INDEX notification_failed_channel ON {{schema}}.notification (channel, fa
 -- when the rows after it cannot fill the batch, or when the loop starts a walk over (decision 19).
 CREATE FUNCTION {{schema}}.claim(channels text[], context jsonb, max_rows integer, claimer integer, timeout_ms integer,
                                  after_us bigint[], after_id bigint[])
-  RETURNS TABLE (id text, channel text, payload text, attempts integer, suspect boolean, due_us bigint)
+  RETURNS TABLE (id text, channel text, payload text, attempts integer, suspect boolean, due_us bigint, created_at timestamptz)
   LANGUAGE plpgsql SET enable_sort = off SET jit = off SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   orphans bigint[];
@@ -32,6 +32,7 @@ DECLARE
   got_payloads text[];
   got_attempts integer[];
   got_dues bigint[];
+  got_created timestamptz[];
 BEGIN
   IF timeout_ms IS NOT NULL THEN
     -- set_config(…, true) lasts until the end of the claiming transaction (unlike enable_sort above).
@@ -91,11 +92,11 @@ BEGIN
       -- or a delay, are never read; failed rows and ordered rows waiting behind their key are not in
       -- the index. The outer LIMIT stops the walk (and the locking) at max_rows: the second part of a
       -- channel's walk runs only when the first cannot fill the batch.
-      SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head, c.available_at
+      SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head, c.available_at, c.created_at
         FROM (SELECT firsts.name, firsts.after_at, firsts.after_id FROM firsts ORDER BY firsts.available_at, firsts.id) AS o
        CROSS JOIN LATERAL (
          -- (FOR UPDATE is refused on a member of a UNION, not in a subquery of one.)
-         SELECT * FROM (SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head, c.available_at FROM {{schema}}.notification AS c
+         SELECT * FROM (SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head, c.available_at, c.created_at FROM {{schema}}.notification AS c
            WHERE c.channel = o.name AND c.failed_at IS NULL AND c.head IS NOT FALSE AND c.available_at <= now()
              -- (no point: from the start; an OR here would keep the bound out of the index scan)
              AND (c.available_at, c.id) > (coalesce(o.after_at, '-infinity'), coalesce(o.after_id, 0))
@@ -107,7 +108,7 @@ BEGIN
            ORDER BY c.available_at, c.id
              FOR UPDATE OF c SKIP LOCKED) AS after_point
          UNION ALL
-         SELECT * FROM (SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head, c.available_at FROM {{schema}}.notification AS c
+         SELECT * FROM (SELECT c.id, c.channel, c.payload, c.attempts, c.ordering_key, c.head, c.available_at, c.created_at FROM {{schema}}.notification AS c
            WHERE c.channel = o.name AND c.failed_at IS NULL AND c.head IS NOT FALSE AND c.available_at <= now()
              AND o.after_at IS NOT NULL AND (c.available_at, c.id) <= (o.after_at, o.after_id)
              AND (context IS NULL OR c.payload -> 'context' @> context)
@@ -128,8 +129,10 @@ BEGIN
            -- (A row stored due at -infinity, by a role other than send()'s callers, has none.)
            pg_catalog.array_agg(CASE WHEN pg_catalog.isfinite(claimed.available_at) THEN
              extract(epoch FROM pg_catalog.date_trunc('second', claimed.available_at))::bigint * 1000000
-               + extract(microseconds FROM claimed.available_at)::bigint % 1000000 END)
-      INTO got_ids, got_channels, got_payloads, got_attempts, got_dues
+               + extract(microseconds FROM claimed.available_at)::bigint % 1000000 END),
+           -- (Its created_at, for the caller's lag: read here, not looked up again by id.)
+           pg_catalog.array_agg(claimed.created_at)
+      INTO got_ids, got_channels, got_payloads, got_attempts, got_dues, got_created
       FROM claimed;
   -- The markers judged again, now that the rows are locked (a new statement: a new snapshot). A
   -- marker judged above while its claim was still running is no dead one's; if that claim then
@@ -152,9 +155,10 @@ BEGIN
   END IF;
   -- The batch in id order (a sort of max_rows rows; jit is off, so its disabled cost is harmless).
   RETURN QUERY
-    SELECT g.id::text, g.channel, g.payload, g.attempts, coalesce(g.id = ANY (orphans), false), g.due_us
+    SELECT g.id::text, g.channel, g.payload, g.attempts, coalesce(g.id = ANY (orphans), false), g.due_us, g.created_at
       FROM ROWS FROM (pg_catalog.unnest(got_ids), pg_catalog.unnest(got_channels), pg_catalog.unnest(got_payloads),
-                      pg_catalog.unnest(got_attempts), pg_catalog.unnest(got_dues)) AS g(id, channel, payload, attempts, due_us)
+                      pg_catalog.unnest(got_attempts), pg_catalog.unnest(got_dues), pg_catalog.unnest(got_created))
+           AS g(id, channel, payload, attempts, due_us, created_at)
      WHERE late IS NULL OR NOT (g.id = ANY (late))
      ORDER BY g.id;
 END
