@@ -4,6 +4,9 @@
 // `npx pgpubsub` works right after `npm ci`; an installed package runs its compiled dist/.
 const fs = require('node:fs');
 const path = require('node:path');
+// Node.js 22.1 and later: keep the compiled code of the CLI's modules between runs (a quicker start,
+// as TypeScript's tsc does); a no-op on Node.js 20.
+require('node:module').enableCompileCache?.();
 
 const source = path.join(__dirname, '..', 'lib', 'cli', 'main.ts');
 let cli;

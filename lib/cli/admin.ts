@@ -82,7 +82,7 @@ export function addAdminCommands(program: Command, { withApp, exit }: AdminComma
     .option('--json', 'print JSON instead of tables')
     .addOption(new Option('--watch [interval]', 'print it again every interval (default 2s) until interrupted').argParser(parseDuration('--watch')))
     .option('--url <url>', 'read it from this database (postgres://…) without loading the app: faster; names the channels with an installed '
-      + 'trigger, stored notifications, a pause or a listener')
+      + 'trigger, stored notifications or a pause')
     .option('--schema <name>', `with --url: the library's schema (default ${DEFAULT_SCHEMA})`)
     .action(async (options: { json?: boolean; watch?: number | true; url?: string; schema?: string }, command: Command) => {
       const every = options.watch === true ? 2000 : options.watch;

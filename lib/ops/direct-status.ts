@@ -2,8 +2,8 @@
  * The status read over one node-postgres connection, without the app: `pgpubsub status --url`.
  * Nothing here (nor anything it imports) loads Sequelize or the app's models, so the whole command
  * costs Node's start-up, node-postgres and the status's few queries. The channels it names are
- * those with an installed trigger storing into this library, with stored rows, paused, or
- * listened to: a channel only the app's code knows (a custom channel never sent on) is not named.
+ * those with an installed trigger storing into this library, with stored rows, or paused: a
+ * channel only the app's code knows (a custom channel with nothing stored) is not named.
  */
 import { Client } from 'pg';
 import { errorSummary } from '../error-text';

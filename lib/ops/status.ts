@@ -12,8 +12,8 @@ import { countChannels } from './channel-counts';
 import type { ListenerStatus, Status } from './admin-types';
 
 /**
- * Every channel named in `defined` or holding rows, paused, or listened to, and every live
- * listener of the database `via` reads.
+ * Every channel named in `defined`, holding rows or paused, and every live listener of the
+ * database `via` reads.
  */
 export async function readStatus(via: Reader, objects: LibraryObjects, defined: readonly string[]): Promise<Status> {
   // Due: what a listener could claim now, as claim() decides (lib/ops/channel-counts.ts).
