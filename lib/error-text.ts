@@ -95,3 +95,13 @@ export function isConnectionFailure(error: unknown): boolean {
   const kind = connectionFailureKind(error);
   return kind === 'connection' || kind === 'unknown';
 }
+
+/**
+ * Whether `error` says the database could not be reached or entered: unreachable (isUnreachable),
+ * or refused the role (SQL state class 28) or has no such database (3D000). A command that meets
+ * it could not check anything (the CLI's exit 2), as opposed to finding something wrong (exit 1).
+ */
+export function couldNotConnect(error: unknown): boolean {
+  const state = sqlState(error);
+  return isUnreachable(error) || (state !== undefined && (state.startsWith('28') || state === '3D000'));
+}

@@ -1,8 +1,11 @@
 import { Sequelize } from 'sequelize';
-import type { ModelPubSubOptions } from './channels/channel';
+import { type ModelPubSubOptions, unknownKeyProblems } from './channels/channel';
 import { SetupError } from './errors';
 import { INSTALLED } from './installed';
 import { PgPubSub, type PgPubSubOptions } from './pubsub';
+
+/** The options `use(pgpubsub, options)` knows (PgPubSubOptions). */
+const PLUGIN_OPTIONS: readonly (keyof PgPubSubOptions)[] = ['channels', 'schema'];
 
 /** Anything `sequelize.use()` accepts: an object with `install(sequelize, options)`. */
 export interface SequelizePlugin<O = unknown, R = unknown> {
@@ -35,6 +38,12 @@ export function install(sequelize: Sequelize, options: PgPubSubOptions = {}): Pg
   if (sequelize.getDialect() !== 'postgres') {
     throw new SetupError('PGPUBSUB_DIALECT', `pgpubsub needs PostgreSQL; this Sequelize instance uses '${sequelize.getDialect()}'. Use dialect: 'postgres'`);
   }
+  // Plain JavaScript gets no compiler to catch `{ shema: 'x' }`: an unknown option is refused, as listen() refuses its own.
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new SetupError('PGPUBSUB_PLUGIN', `use(pgpubsub, options): options must be an object such as { schema: 'pgpubsub' }, got ${JSON.stringify(options)}`);
+  }
+  const unknown = unknownKeyProblems(options, PLUGIN_OPTIONS, 'use(pgpubsub, options)');
+  if (unknown.length > 0) throw new SetupError('PGPUBSUB_PLUGIN', unknown.join('; '));
   const holder = sequelize as unknown as Record<symbol, PgPubSub | undefined>;
   let pubsub = holder[INSTALLED];
   if (pubsub) {

@@ -193,6 +193,39 @@ describe('pgpubsub status and failed', function () {
     }
   });
 
+  it('exit 2 where nothing could be checked or the arguments are wrong: an unknown channel, a zero interval, the library missing, the database unreachable, DATABASE_URL unset', async () => {
+    const db = await testDatabase('cli exit codes');
+    const empty = await emptyDatabase('cli exit codes empty');
+    dbs.push(db, empty);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-exit-'));
+    // An app as sequelize-cli's models index builds it: new Sequelize(the variable's value).
+    fs.writeFileSync(path.join(dir, 'env-app.js'), `const { Sequelize } = require(${JSON.stringify(require.resolve('sequelize'))});
+module.exports = { sequelize: new Sequelize(process.env.DATABASE_URL, { logging: false }) };\n`);
+    const unreachable = new URL(db.url);
+    unreachable.port = '1';
+    try {
+      const cases: Array<[string[], string | undefined, string]> = [
+        [['channels', 'pause', 'author_creatd', '--app', EXAMPLE_APP], db.url, "no channel 'author_creatd' is defined in this app, stores notifications or is paused"],
+        [['status', '--watch', '0', '--app', EXAMPLE_APP], db.url, '--watch must be longer than 0'],
+        [['recover', '--app', EXAMPLE_APP], empty.url, '00000000000001-pgpubsub-baseline.js'],
+        [['triggers', 'sync', '--app', EXAMPLE_APP], unreachable.toString(), 'ECONNREFUSED'],
+        [['triggers', 'ls', '--app', EXAMPLE_APP], unreachable.toString(), 'ECONNREFUSED'],
+        [['triggers', 'ls', '--app', path.join(dir, 'env-app.js')], undefined, 'DATABASE_URL is not set: the app'],
+      ];
+      for (const [args, url, says] of cases) {
+        const result = await pgpubsubCli(args, { env: { DATABASE_URL: url } });
+        expect(result.code, `${args.join(' ')}: ${shown(result)}`).to.equal(url === undefined ? 1 : 2);
+        expect(result.stderr, args.join(' ')).to.contain(says);
+      }
+      // --force pauses a channel this app does not know (another app's, before it stores anything).
+      const forced = await pgpubsubCli(['channels', 'pause', 'elsewhere', '--force', '--app', EXAMPLE_APP], { url: db.url });
+      expect(forced.code, shown(forced)).to.equal(0);
+      expect(forced.stderr).to.contain("note: no channel 'elsewhere' is defined in this app.");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('status --watch --json prints one status per line at each interval, seeing changes, until stopped', async () => {
     const db = await testDatabase('cli admin watch');
     dbs.push(db);

@@ -7,6 +7,8 @@
  * temporary folder, so that running the suite leaves the checkout as it was.
  */
 import { expect } from 'chai';
+import express from 'express';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
 import os from 'node:os';
@@ -172,6 +174,41 @@ describe('dashboard', function () {
     expect(() => t.app.sequelize.pgpubsub.dashboard({ allowedHosts: ['http://x/'] })).to.throw(TypeError, "dashboard({ allowedHosts }): expected host names such as 'localhost'");
   });
 
+  it('mounted by Express at /ops/pgpubsub or on a bare http server: its links and forms stay below the mount, with or without a trailing slash', async () => {
+    const dashboard = t.app.sequelize.pgpubsub.dashboard({ refreshSeconds: 0 });
+    const app = express();
+    app.use('/ops/pgpubsub', dashboard);
+    const mounted = app.listen(0, '127.0.0.1');
+    const bare = http.createServer(dashboard).listen(0, '127.0.0.1');
+    await Promise.all([once(mounted, 'listening'), once(bare, 'listening')]);
+    const origin = (server: http.Server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      for (const asked of ['/ops/pgpubsub', '/ops/pgpubsub/']) {
+        const page = await fetch(`${origin(mounted)}${asked}`);
+        expect(page.status, asked).to.equal(200);
+        const html = await page.text();
+        expect(html, asked).to.contain('<base href="/ops/pgpubsub/">');
+        // A form, posted where the browser sends it (its action against the base): the pause lands, and the redirect stays below the mount.
+        const action = /<form method="post" action="([^"]+)">(?:(?!<\/form>).)*name="channel" value="author_created"/s.exec(html)?.[1];
+        expect(action, 'the pause form of author_created').to.be.a('string');
+        const target = new URL(action!.replace(/&amp;/g, '&'), `${origin(mounted)}/ops/pgpubsub/`);
+        expect(target.pathname.startsWith('/ops/pgpubsub/'), target.pathname).to.equal(true);
+        const posted = await fetch(target, {
+          method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: origin(mounted) },
+          body: new URLSearchParams({ channel: 'author_created', csrf: csrfOf(html)! }),
+        });
+        expect(posted.status, `${asked}: ${await posted.text()}`).to.equal(303);
+        expect(posted.headers.get('location')).to.match(/^\/ops\/pgpubsub\/\?flash=/);
+        await t.app.sequelize.pgpubsub.admin.resume('author_created');
+      }
+      expect(await (await fetch(`${origin(bare)}/`)).text()).to.contain('<base href="/">');
+    } finally {
+      dashboard.close();
+      mounted.close();
+      bare.close();
+    }
+  });
+
   it('shows a failure with its error and old/new diff in a real browser; retry processes it; pause and resume', async function () {
     if (problem) {
       console.log(`      skipped: ${problem}`);
@@ -207,7 +244,8 @@ describe('dashboard', function () {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
       const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
       // Samples every 250 ms, and the listener reports what it processed every 5 s: let a report land so the chart shows throughput.
-      await page.goto(`http://127.0.0.1:${port}/ops/`);
+      // The mount point as users type it, without a trailing slash: the links below must stay under /ops.
+      await page.goto(`http://127.0.0.1:${port}/ops`);
       await new Promise((resolve) => setTimeout(resolve, 6000));
       await page.reload();
       const channelRow = page.locator('#channels tr', { has: page.locator('b', { hasText: 'media_changed' }) });

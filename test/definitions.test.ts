@@ -42,6 +42,15 @@ describe('channel definitions', () => {
     expect(sequelize.pgpubsub.channels()).to.deep.equal([]);
   });
 
+  it('refuses an option use(pgpubsub, options) does not know, naming it and the known ones (plain JavaScript has no compiler to catch it)', () => {
+    const sequelize = offline();
+    expect(() => sequelize.use(pgpubsub, { shema: 'ops' } as never)).to.throw(SetupError, "use(pgpubsub, options): unknown option 'shema' (known: channels, schema)");
+    expect(() => install(sequelize, 'ops' as never)).to.throw(SetupError, 'options must be an object');
+    // Refused before anything was installed: a correct use() afterwards works.
+    sequelize.use(pgpubsub, { schema: 'ops' });
+    expect(sequelize.pgpubsub.schema).to.equal('ops');
+  });
+
   it('picks up models defined before and after use()', () => {
     const sequelize = offline();
     defineWith(sequelize, 'Before', { channels: { before_created: { events: ['insert'] } } });

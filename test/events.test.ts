@@ -9,6 +9,7 @@ import { QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { type DrainEnd, type MessageDone, type MessageStart, channel } from '../lib';
 import { jsonContains } from '../lib/listener/broadcasts';
+import { installedObjects } from '../lib/db/catalog';
 import { exampleAppPerTest } from './support/example-app-per-test';
 
 describe('listener events', function () {
@@ -89,6 +90,20 @@ describe('listener events', function () {
     warned.length = 0;
     await listen({ logger, channels: ['author_created'] });
     expect(warned).to.deep.equal([]);
+  });
+
+  it('warns at start of each model channel it has a callback for but no installed trigger sends on, naming the commands that install it', async () => {
+    test.app.sequelize.pgpubsub.on(test.app.Author, 'author_created', () => {});
+    test.app.sequelize.pgpubsub.on(test.app.Post, 'post_deleted', () => {});
+    // The library migrated, author_created's trigger not (dropped here): its inserts would never be recorded.
+    for (const object of await installedObjects(test.app.sequelize)) {
+      if (object.label?.channel === 'author_created' && object.table) await test.app.sequelize.query(`DROP TRIGGER "${object.name}" ON "${object.schema}"."${object.table}"`);
+    }
+    const warned: Array<{ message: string; channel?: string }> = [];
+    const logger = { debug() {}, info() {}, warn: (message: string, fields?: { event?: string; channel?: string }) => { if (fields?.event === 'no-trigger') warned.push({ message, channel: fields.channel }); }, error() {} };
+    await listen({ logger });
+    expect(warned.map((w) => w.channel)).to.deep.equal(['author_created']);
+    expect(warned[0].message).to.contain('npx pgpubsub migration:generate, then npx sequelize-cli db:migrate').and.to.contain('(public.authors)');
   });
 
   it('tells the reconnect attempt', async () => {

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FailedSelection, Status } from '../ops/admin';
 import type { LoadedApp } from '../process/app-loader';
-import { parseDuration, portNumber, positiveInteger, printTable } from './args';
+import { parseDuration, portNumber, positiveDuration, positiveInteger, printTable } from './args';
 import { errorSummary } from '../error-text';
 import { describeHolder } from '../db/cleanup';
 import { COUNT_CAP } from '../ops/channel-counts';
@@ -16,7 +16,8 @@ import { DEFAULT_SCHEMA } from '../db/objects';
 import { addDashboardCommand } from './dashboard';
 
 export interface AdminCommandDeps {
-  withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>): Promise<R>;
+  /** Runs `work` once the library is there at this code's version; otherwise says which migrations to run, exit 2. */
+  withLibrary(command: Command, who: string, work: (app: LoadedApp) => Promise<void>): Promise<void>;
   exit: { ok: number; failure: number; usage: number; cannotCheck: number };
 }
 
@@ -60,27 +61,11 @@ function printStatus(status: Status): void {
   }
 }
 
-export function addAdminCommands(program: Command, { withApp, exit }: AdminCommandDeps): void {
-  /** Runs `work` once the library is there at this code's version; otherwise says which migrations to run, exit 2. */
-  const withLibrary = (command: Command, who: string, work: (app: LoadedApp) => Promise<void>) => withApp(command, async (app) => {
-    let problem: Error | null;
-    try {
-      problem = await app.pubsub.libraryProblem(who);
-    } catch (error) {
-      problem = new Error(`${who}: could not read the library's version from the database: ${errorSummary(error)}`);
-    }
-    if (problem) {
-      process.stderr.write(`${problem.message}\n`);
-      process.exitCode = exit.cannotCheck;
-      return;
-    }
-    await work(app);
-  });
-
+export function addAdminCommands(program: Command, { withLibrary, exit }: AdminCommandDeps): void {
   program.command('status')
     .description("each channel's due, waiting and failed notifications and the age of the oldest due one, and the live listeners")
     .option('--json', 'print JSON instead of tables')
-    .addOption(new Option('--watch [interval]', 'print it again every interval (default 2s) until interrupted').argParser(parseDuration('--watch')))
+    .addOption(new Option('--watch [interval]', 'print it again every interval (default 2s) until interrupted').argParser(positiveDuration('--watch')))
     .option('--url <url>', 'read it from this database (postgres://…) without loading the app: faster; names the channels with an installed '
       + 'trigger, stored notifications or a pause')
     .option('--schema <name>', `with --url: the library's schema (default ${DEFAULT_SCHEMA})`)
@@ -126,13 +111,22 @@ export function addAdminCommands(program: Command, { withApp, exit }: AdminComma
         : 'let the listeners claim a paused channel again: they drain what it stored meanwhile')
       .argument('<channel>', 'the channel name')
       .option('--json', 'print JSON')
-      .action(async (channel: string, options: { json?: boolean }, command: Command) => {
+      .option('--force', `${verb} it even when no channel of that name is defined in this app, stores notifications or is paused`)
+      .action(async (channel: string, options: { json?: boolean; force?: boolean }, command: Command) => {
         await withLibrary(command, `channels ${verb}`, async ({ pubsub }) => {
-          const known = pubsub.channels().some((c) => c.name === channel);
+          const defined = pubsub.channels().some((c) => c.name === channel);
+          // A typo would pause nothing and say it did: a name must be defined here, stored or paused.
+          // (An empty name is the admin API's to refuse.)
+          const known = defined || options.force || channel === '' || (await pubsub.admin.status()).channels.some((c) => c.channel === channel);
+          if (!known) {
+            const names = pubsub.channels().map((c) => c.name).sort();
+            command.error(`error: channels ${verb}: no channel '${channel}' is defined in this app, stores notifications or is paused`
+              + ` (defined: ${names.join(', ') || 'none'}); check the name, or pass --force`, { exitCode: exit.usage });
+          }
           const changed = await pubsub.admin[verb](channel);
           if (options.json) return void json({ channel, [done]: changed });
           process.stdout.write(changed ? `${done[0].toUpperCase()}${done.slice(1)} '${channel}'.\n` : `'${channel}' ${already}; nothing changed.\n`);
-          if (!known) process.stderr.write(`note: no channel '${channel}' is defined in this app.\n`);
+          if (!defined) process.stderr.write(`note: no channel '${channel}' is defined in this app.\n`);
         });
       });
   }

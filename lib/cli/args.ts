@@ -32,6 +32,16 @@ export function parseDuration(name: string) {
   };
 }
 
+/** A duration (parseDuration) above zero: an interval of 0 would loop without pause. */
+export function positiveDuration(name: string) {
+  const parse = parseDuration(name);
+  return (value: string): number => {
+    const ms = parse(value);
+    if (ms <= 0) throw new InvalidArgumentError(`${name} must be longer than 0, such as 2s or 500ms; got '${value}'`);
+    return ms;
+  };
+}
+
 /** Prints rows under a header, columns padded to their widest cell. */
 export function printTable(header: readonly string[], rows: readonly (readonly string[])[]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

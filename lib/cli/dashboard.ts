@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import { isIP } from 'node:net';
 import type { LoadedApp } from '../process/app-loader';
 import { LOOPBACK_HOSTS, hostName } from '../ops/dashboard-access';
-import { parseDuration, portNumber } from './args';
+import { portNumber, positiveDuration } from './args';
 
 const TOKEN_VARIABLE = 'PGPUBSUB_DASHBOARD_TOKEN';
 
@@ -44,7 +44,7 @@ export function addDashboardCommand(program: Command, { withLibrary, exit }: Das
     .option('--allowed-hosts <names>', 'the host names it answers to, comma-separated (default: the loopback names, or --host); any other Host header gets 421',
       (value: string) => value.split(',').map((name) => name.trim()).filter(Boolean))
     .option('--token <token>', `ask for this token: open the address once as …/?token=<token>, or send Authorization: Bearer <token>. Shows in the process list: prefer $${TOKEN_VARIABLE}`)
-    .addOption(new Option('--sample-every <duration>', 'how often the chart samples throughput and backlog').argParser(parseDuration('--sample-every')).default(15_000, '15s'))
+    .addOption(new Option('--sample-every <duration>', 'how often the chart samples throughput and backlog').argParser(positiveDuration('--sample-every')).default(15_000, '15s'))
     .action(async (flags: DashboardFlags, command: Command) => {
       const fromEnvironment = flags.token === undefined && Boolean(process.env[TOKEN_VARIABLE]);
       const token = flags.token ?? (process.env[TOKEN_VARIABLE] || undefined);

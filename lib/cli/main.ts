@@ -5,14 +5,16 @@ import type { LoadedApp } from '../process/app-loader';
 import { addAdminCommands } from './admin';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { leaveWith } from '../process/cluster';
-import { errorSummary } from '../error-text';
+import { couldNotConnect, errorSummary } from '../error-text';
 import { AdminUsageError, PgPubSubError } from '../errors';
 import { LISTEN_DEFAULTS } from '../listener/options';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from '../ops/logger';
 import type { TriggerState } from '../triggers/reconcile';
 
-/** Exit codes: 0 success, 1 failure or drift found, 2 bad usage. */
-/** 2 is also `triggers check`'s "could not check": the database unreachable, or the library not installed at this code's version. */
+/**
+ * Exit codes: 0 success, 1 failure or drift found, 2 bad usage, or could not check: the database
+ * unreachable (or refusing the role, or missing), or the library not installed at this code's version.
+ */
 const EXIT = { ok: 0, failure: 1, usage: 2, cannotCheck: 2 } as const;
 
 interface ListenCliOptions {
@@ -100,6 +102,27 @@ async function withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>
   }
 }
 
+/**
+ * Runs `work` once the library is in the database at this code's version; otherwise says why
+ * (unreachable, missing: which migrations to run; another version) on stderr, with exit 2.
+ */
+async function withLibrary(command: Command, who: string, work: (app: LoadedApp) => Promise<void>): Promise<void> {
+  await withApp(command, async (app) => {
+    let problem: Error | null;
+    try {
+      problem = await app.pubsub.libraryProblem(who);
+    } catch (error) {
+      problem = new Error(`${who}: could not read the library's version from the database: ${errorSummary(error)}`);
+    }
+    if (problem) {
+      process.stderr.write(`${problem.message}\n`);
+      process.exitCode = EXIT.cannotCheck;
+      return;
+    }
+    await work(app);
+  });
+}
+
 function buildProgram(): Command {
   const program = new Command('pgpubsub')
     .description('Manage sequelize-pgpubsub channels, triggers and migrations.')
@@ -125,19 +148,8 @@ function buildProgram(): Command {
     .description('exit 1 if any trigger is not INSTALLED, 2 if the database cannot be reached or lacks the library (for CI)')
     .option(...schemasOption)
     .action(async (options: { schemas?: string[] }, command: Command) => {
-      await withApp(command, async ({ pubsub }) => {
-        // First the library's own objects: triggers calling missing functions are no check worth passing.
-        let problem: Error | null;
-        try {
-          problem = await pubsub.libraryProblem('triggers check');
-        } catch (error) {
-          problem = new Error(`triggers check: could not read the library's version from the database: ${errorSummary(error)}`);
-        }
-        if (problem) {
-          process.stderr.write(`${problem.message}\n`);
-          process.exitCode = EXIT.cannotCheck;
-          return;
-        }
+      // First the library's own objects: triggers calling missing functions are no check worth passing.
+      await withLibrary(command, 'triggers check', async ({ pubsub }) => {
         const { ok, drift } = await pubsub.triggers.check({ schemas: options.schemas });
         await warnRisks(pubsub, options.schemas);
         if (ok) {
@@ -275,7 +287,7 @@ function buildProgram(): Command {
   program.command('recover')
     .description('ask every running listener to drain the stored notifications now')
     .action(async (_options: unknown, command: Command) => {
-      await withApp(command, async ({ pubsub }) => {
+      await withLibrary(command, 'recover', async ({ pubsub }) => {
         await pubsub.recover();
         process.stdout.write('Asked running listeners to drain stored notifications.\n');
       });
@@ -303,7 +315,7 @@ function buildProgram(): Command {
       });
     });
 
-  addAdminCommands(program, { withApp, exit: EXIT });
+  addAdminCommands(program, { withLibrary, exit: EXIT });
 
   return program;
 }
@@ -333,7 +345,9 @@ export async function main(argv: readonly string[] = process.argv): Promise<numb
       ? `${error instanceof PgPubSubError ? '' : `${(error as Error)?.name ?? 'Error'}: `}${(error as Error)?.message ?? String(error)}`
       : (error as Error)?.stack ?? String(error);
     process.stderr.write(`pgpubsub: ${message}\n${error instanceof PgPubSubError || debug ? '' : '(set PGPUBSUB_DEBUG=1 for the stack trace)\n'}`);
-    // An argument the admin API refuses (an empty channel name, no selection) is bad usage, as commander's own refusals.
-    return error instanceof AdminUsageError ? EXIT.usage : EXIT.failure;
+    // An argument the admin API refuses (an empty channel name, no selection) is bad usage, as
+    // commander's own refusals; a database that cannot be reached or entered is a command that
+    // could not check anything: 2 on every command.
+    return error instanceof AdminUsageError || couldNotConnect(error) ? EXIT.cannotCheck : EXIT.failure;
   }
 }

@@ -3,15 +3,22 @@
  * node-postgres client (a listener's connection, or `pgpubsub status --url`, which runs without
  * loading Sequelize at all: nothing here loads it at run time).
  */
-import type { Client } from 'pg';
 import type { QueryTypes, Sequelize, Transaction } from 'sequelize';
 import { LIBRARY_QUERY } from './sql-text';
 
 /** `QueryTypes.SELECT`, without loading Sequelize at run time. */
 export const SELECT = 'SELECT' as QueryTypes.SELECT;
 
+/**
+ * A connected node-postgres client, as far as a read needs one. Stated here rather than imported
+ * from pg, whose types an app need not have: the public declarations reach this file.
+ */
+export interface PgQueryable {
+  query<R extends object = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
+}
+
 /** What a read runs on: the app's Sequelize, or a connected node-postgres client. */
-export type Reader = Client | Sequelize;
+export type Reader = PgQueryable | Sequelize;
 
 const isSequelize = (via: Reader): via is Sequelize => 'getQueryInterface' in via;
 

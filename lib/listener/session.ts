@@ -11,6 +11,8 @@ import { libraryProblem } from '../db/library-check';
 import { refuseReadOnly } from '../db/writable';
 import { dueCheck, pendingSql, storedChannelsSql } from '../db/store';
 import { selectBounded } from '../db/select';
+import { installedObjects } from '../db/catalog';
+import { labelLibrary } from '../triggers/render';
 import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
 import { type BroadcastContext, runBroadcast } from './broadcasts';
@@ -65,6 +67,7 @@ export class ListenSession implements ConnectionHooks {
     if (first) {
       await this.#checkInstalled(client);
       await this.#reportStrays(client);
+      await this.#reportUntriggered(client);
     }
     await holders.take(client, this.#parts.options.concurrency);
     await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
@@ -144,6 +147,24 @@ export class ListenSession implements ConnectionHooks {
     const problem = await libraryProblem(client, this.#parts.objects.schema, 'listen');
     if (problem) throw problem;
     if (this.#parts.channels.durable.length) await refuseReadOnly(client);
+  }
+
+  /**
+   * Warns about each model channel this listener has a callback for but that no installed trigger
+   * sends on (in any schema): its table's changes are not recorded, so the callback never runs. The
+   * commonest first-hour slip: the library migrated, the trigger migration not.
+   */
+  async #reportUntriggered(client: Client): Promise<void> {
+    const model = this.#parts.channels.all.filter((channel) => channel.kind === 'model');
+    if (model.length === 0) return;
+    const schema = this.#parts.objects.schema;
+    const installed = new Set((await installedObjects(client)).flatMap(({ label }) => (label && labelLibrary(label) === schema ? [label.channel] : [])));
+    for (const channel of model) {
+      if (installed.has(channel.name)) continue;
+      this.#parts.log.warn(`channel '${channel.name}' has a callback here, but no trigger sends on it in this database: changes to ${channel.modelName} `
+        + `(${channel.schema}.${channel.table}) are not recorded. Install its trigger: npx pgpubsub migration:generate, then npx sequelize-cli db:migrate `
+        + '(or npx pgpubsub triggers sync)', { event: 'no-trigger', channel: channel.name });
+    }
   }
 
   /**

@@ -78,14 +78,18 @@ export function throughput(before: Sample, after: Sample): number {
   return done / Math.max(0.001, (after.at - before.at) / 1000);
 }
 
-/** The request's path below the mount point, and the mount point as a base href (from Express's originalUrl when mounted). */
+/**
+ * The request's path below the mount point, and the mount point as a base href (from Express's
+ * originalUrl when mounted). Express gives the mount point itself, asked without a trailing slash
+ * (`/ops/pgpubsub`), as req.url `/`: its base is then the whole path, slash added, so that the
+ * page's relative links and forms stay below it.
+ */
 function paths(request: IncomingMessage): { path: string; base: string; query: URLSearchParams } {
   const url = new URL(request.url ?? '/', 'http://dashboard');
   const original = new URL((request as { originalUrl?: string }).originalUrl ?? request.url ?? '/', 'http://dashboard').pathname;
   const path = url.pathname || '/';
-  let base = original.endsWith(path) ? original.slice(0, original.length - path.length) : '';
-  base = `${base}/`.replace(/\/+$/, '/');
-  return { path, base, query: url.searchParams };
+  const mount = original.endsWith(path) ? original.slice(0, original.length - path.length) : path === '/' ? original : '';
+  return { path, base: `${mount}/`.replace(/\/+$/, '/'), query: url.searchParams };
 }
 
 /** What the dashboard reads and acts through (`sequelize.pgpubsub` is one): no import of PgPubSub, which loads the dashboard. */

@@ -112,7 +112,7 @@ export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp
   try {
     exported = requireFrom(resolved);
   } catch (error) {
-    throw databaseUrlProblem(process.env.DATABASE_URL, error) ?? error;
+    throw databaseUrlProblem(process.env.DATABASE_URL, error, resolved) ?? error;
   }
   const sequelize = sequelizeOf(exported);
   if (!sequelize) {
@@ -128,10 +128,18 @@ export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp
 
 /**
  * When loading the app failed and DATABASE_URL is not a PostgreSQL URL, that is the likely cause
- * (Sequelize fails on it with a TypeError that names neither): say so, naming the variable.
+ * (Sequelize fails on it with a TypeError that names neither): say so, naming the variable. So
+ * when it is not set and the app handed `new Sequelize()` an undefined URL (sequelize-cli's models
+ * index does, from `use_env_variable`), which fails with Node's "The "url" argument must be of type string".
  */
-function databaseUrlProblem(url: string | undefined, cause: unknown): AppLoadError | null {
-  if (url === undefined) return null;
+function databaseUrlProblem(url: string | undefined, cause: unknown, app: string): AppLoadError | null {
+  if (url === undefined) {
+    const undefinedUrl = (cause as { code?: unknown })?.code === 'ERR_INVALID_ARG_TYPE' && /"url" argument/.test((cause as Error).message ?? '');
+    return undefinedUrl
+      ? new AppLoadError('PGPUBSUB_BAD_DATABASE_URL', `DATABASE_URL is not set: the app (${app}) passed an undefined URL to new Sequelize(). `
+        + 'Set it, e.g. DATABASE_URL=postgres://user:password@localhost:5432/app, or give config/config.json the connection', { cause })
+      : null;
+  }
   let problem: string | null = null;
   try {
     const parsed = new URL(url);
