@@ -3,9 +3,10 @@ import cluster from 'node:cluster';
 import path from 'node:path';
 import type { LoadedApp } from '../process/app-loader';
 import { addAdminCommands } from './admin';
+import { type GlobalOptions, appFor, withApp, withLibrary } from './with-app';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { leaveWith } from '../process/cluster';
-import { couldNotConnect, errorSummary } from '../error-text';
+import { couldNotConnect } from '../error-text';
 import { AdminUsageError, PgPubSubError } from '../errors';
 import { LISTEN_DEFAULTS } from '../listener/options';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from '../ops/logger';
@@ -64,10 +65,6 @@ function jsonObject(name: string) {
   };
 }
 
-interface GlobalOptions {
-  app?: string;
-  cwd?: string;
-}
 
 function printStates(states: TriggerState[], json: boolean): void {
   if (json) {
@@ -82,46 +79,6 @@ function printStates(states: TriggerState[], json: boolean): void {
     states.map((s) => [s.status, `${s.schema}.${s.table}`, s.channel ?? '?', s.event ?? '?', s.model ?? '?', s.name]));
 }
 
-/**
- * The app named by --app / --cwd (or .sequelizerc in the current directory). The modules that load
- * the app (and Sequelize) are required here and in the commands that need them, not at start-up:
- * `--help`, `--version` and `status --url` load neither.
- */
-function appFor(command: Command): LoadedApp {
-  const options = command.optsWithGlobals<GlobalOptions>();
-  const { loadApp } = require('../process/app-loader') as typeof import('../process/app-loader');
-  return loadApp({ app: options.app, cwd: options.cwd ? path.resolve(options.cwd) : undefined });
-}
-
-async function withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>): Promise<R> {
-  const app = appFor(command);
-  try {
-    return await work(app);
-  } finally {
-    await app.sequelize.close();
-  }
-}
-
-/**
- * Runs `work` once the library is in the database at this code's version; otherwise says why
- * (unreachable, missing: which migrations to run; another version) on stderr, with exit 2.
- */
-async function withLibrary(command: Command, who: string, work: (app: LoadedApp) => Promise<void>): Promise<void> {
-  await withApp(command, async (app) => {
-    let problem: Error | null;
-    try {
-      problem = await app.pubsub.libraryProblem(who);
-    } catch (error) {
-      problem = new Error(`${who}: could not read the library's version from the database: ${errorSummary(error)}`);
-    }
-    if (problem) {
-      process.stderr.write(`${problem.message}\n`);
-      process.exitCode = EXIT.cannotCheck;
-      return;
-    }
-    await work(app);
-  });
-}
 
 function buildProgram(): Command {
   const program = new Command('pgpubsub')
