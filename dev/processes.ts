@@ -200,7 +200,8 @@ export function spawnProcess(script: string, args: string[], env: Record<string,
  * `--log-level` given) on stdout.
  */
 export function startListen(url: string, args: string[], env: Record<string, string> = {}, options: { prefix?: readonly string[] } = {}) {
-  const handle = spawnProcess(BIN, ['listen', '--log-format', 'json', ...args], { DATABASE_URL: url, ...env }, ROOT, options);
+  // At debug: the tests read the per-batch lines ('batch').
+  const handle = spawnProcess(BIN, ['listen', '--log-format', 'json', '--log-level', 'debug', ...args], { DATABASE_URL: url, ...env }, ROOT, options);
   return Object.assign(handle, {
     /** Worker pids that said they are listening (current ones last). */
     listeningWorkers: () => handle.all('listening').filter((e) => e.worker).map((e) => e.pid!),

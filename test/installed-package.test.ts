@@ -411,6 +411,46 @@ describe('installed package (dist/, exports map, bin)', function () {
     }
   });
 
+  it('runs in an ESM project ("type": "module"): an app with top-level await loads, migration:generate writes .cjs files sequelize-cli runs, finds its own .cjs again, and undoes', async () => {
+    const { url } = await fresh('installed esm');
+    const env = { DATABASE_URL: url };
+    const esm = path.join(tmp, 'esm-app');
+    fs.mkdirSync(esm);
+    fs.symlinkSync(path.join(app, 'node_modules'), path.join(esm, 'node_modules'), 'dir');
+    fs.writeFileSync(path.join(esm, 'package.json'), JSON.stringify({ name: 'esm-app', private: true, type: 'module' }));
+    // An ES module models index, with top-level await (which require() cannot load, on any Node).
+    fs.writeFileSync(path.join(esm, 'app.js'), `import { DataTypes, Sequelize } from 'sequelize';
+import pgpubsub from '${NAME}';
+export const sequelize = new Sequelize(process.env.DATABASE_URL, { logging: false }).use(pgpubsub);
+export const Author = sequelize.define('Author', { name: DataTypes.TEXT }, { tableName: 'authors', pgpubsub: { channels: { author_created: { events: ['insert'] } } } });
+await Promise.resolve();
+`);
+    await sql(url, 'CREATE TABLE authors (id serial PRIMARY KEY, name text, "createdAt" timestamptz, "updatedAt" timestamptz)');
+    const where = ['--migrations-path', 'migrations'];
+    const pgpubsub = (args: string[]) => run(path.join(esm, 'node_modules', '.bin', 'pgpubsub'), [...args, '--app', 'app.js'], { cwd: esm, env });
+    const sequelizeCli = (args: string[]) => run(SEQUELIZE_CLI, [...args, ...where, '--url', url], { cwd: esm, env });
+    const files = () => fs.readdirSync(path.join(esm, 'migrations')).sort();
+
+    const generate = await pgpubsub(['migration:generate', ...where]);
+    expect(generate.code, shown(generate)).to.equal(0);
+    const written = files();
+    expect(written.slice(0, 2)).to.deep.equal(['00000000000001-pgpubsub-baseline.cjs', '00000000000002-pgpubsub-claim-by-due.cjs']);
+    expect(written[2]).to.match(/^\d{14}-pgpubsub-triggers\.cjs$/);
+    expect(written).to.have.length(3);
+    const migrate = await sequelizeCli(['db:migrate']);
+    expect(migrate.code, shown(migrate)).to.equal(0);
+    const check = await pgpubsub(['triggers', 'check']);
+    expect(check.code, shown(check)).to.equal(0);
+    // Its own .cjs is the previous state: nothing changed, nothing written (no duplicate .js).
+    const again = await pgpubsub(['migration:generate', ...where]);
+    expect(again.code, shown(again)).to.equal(0);
+    expect(files()).to.deep.equal(written);
+    const undo = await sequelizeCli(['db:migrate:undo:all']);
+    expect(undo.code, shown(undo)).to.equal(0);
+    expect(await sql(url, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'pgpubsub\\_%'")).to.deep.equal([]);
+    expect(await sql(url, "SELECT nspname FROM pg_namespace WHERE nspname = 'pgpubsub'")).to.deep.equal([]);
+  });
+
   it(`runs the README's other fragments against the installed package: examples/{${EXAMPLE_SCRIPTS.join(',')}}`, async function () {
     expect(EXAMPLE_SCRIPTS).to.include.members(['umzug.ts', 'custom-channel.ts', 'context.ts', 'callbacks-and-listen.ts']);
     // A few at a time (all at once, 15 Node processes share 2 cores), each well within the test's

@@ -24,6 +24,16 @@ describe('consoleLogger', () => {
     expect(new Date(entry.time).toString()).to.not.equal('Invalid Date');
   });
 
+  it('writes an error passed as err with its type, message and stack in JSON, and leaves it out of pretty lines', () => {
+    const json = capture('json');
+    const error = Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
+    json.logger.warn('reconnect failed', { event: 'reconnect-failed', error: 'Error: connection refused', err: error });
+    expect(JSON.parse(json.lines[0]).err).to.deep.equal({ type: 'Error', message: 'connection refused', stack: error.stack, code: 'ECONNREFUSED' });
+    const pretty = capture('pretty');
+    pretty.logger.warn('reconnect failed', { event: 'reconnect-failed', error: 'Error: connection refused', err: error });
+    expect(pretty.lines[0]).to.match(/\] reconnect failed \{"error":"Error: connection refused"\}\n$/);
+  });
+
   it('leaves the event out of pretty lines, where the message says it to people', () => {
     const { logger, lines } = capture('pretty');
     logger.warn('reconnect failed', { event: 'reconnect-failed', attempt: 2 });
@@ -64,18 +74,38 @@ describe('loggers passed to listen() as they are', function () {
 
   it('keeps every field with pino, which takes the fields first', async () => {
     const lines: string[] = [];
-    const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
+    const logger = pino({ level: 'debug' }, { write: (line: string) => { lines.push(line); } });
     expectFields(await linesOf(logger, lines), 'msg');
   });
 
   it('keeps every field with winston', async () => {
     const lines: string[] = [];
     const logger = winston.createLogger({
-      level: 'info',
+      level: 'debug',
       format: winston.format.json(),
       transports: [new winston.transports.Stream({ stream: new Writable({ write: (chunk, _encoding, done) => { lines.push(String(chunk)); done(); } }) })],
     });
     expectFields(await linesOf(logger, lines), 'message');
+  });
+
+  it('names every line with an event, passes errors with their stack (pino\'s err), and logs batches at debug only', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => { lines.push(line); } });
+    t.app.sequelize.pgpubsub.on(t.app.Author, 'author_created', ({ new: author }) => {
+      if (author?.name === 'poison') throw new Error('the mail server said no');
+    });
+    const listener = await t.app.sequelize.pgpubsub.listen({ logger });
+    await t.app.Author.create({ name: 'poison' });
+    await eventually(() => lines.some((line) => line.includes('"callback-failed"')), 'the failure logged');
+    await listener.stop();
+    const entries = lines.map((line) => JSON.parse(line) as { event?: string; level: number; err?: { type: string; message: string; stack: string } });
+    expect(entries.filter((entry) => !entry.event), 'lines without an event').to.deep.equal([]);
+    const failed = entries.find((entry) => entry.event === 'callback-failed')!;
+    expect(failed).to.include({ channel: 'author_created', failedForGood: false, error: 'Error: the mail server said no' });
+    expect(failed.err).to.include({ type: 'Error', message: 'the mail server said no' });
+    expect(failed.err?.stack).to.match(/^Error: the mail server said no\n\s+at /);
+    // pino's levels: 20 debug, 30 info.
+    expect(entries.filter((entry) => entry.event === 'batch').map((entry) => entry.level)).to.include(20).and.not.to.include(30);
   });
 
   it('refuses a logger that lacks a method, naming it', async () => {

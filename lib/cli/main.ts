@@ -179,7 +179,7 @@ function buildProgram(): Command {
       });
       if (!options.worker && cluster.isPrimary) {
         // Load the app once here so that a broken app fails fast, before any worker is forked.
-        const app = appFor(command);
+        const app = await appFor(command);
         app.pubsub.channels();
         const { SupervisorState, supervise } = require('../process/supervisor') as typeof import('../process/supervisor');
         const state = new SupervisorState();
@@ -206,7 +206,7 @@ function buildProgram(): Command {
         }
         return;
       }
-      const app = appFor(command);
+      const app = await appFor(command);
       let observe: ((listener: import('../listener/listener').Listener) => void) | undefined;
       let server: import('node:http').Server | null = null;
       if (cluster.isWorker && process.env.PGPUBSUB_METRICS === '1') {

@@ -21,14 +21,14 @@ export interface GlobalOptions {
  * the app (and Sequelize) are required here and in the commands that need them, not at start-up:
  * `--help`, `--version` and `status --url` load neither.
  */
-export function appFor(command: Command): LoadedApp {
+export function appFor(command: Command): Promise<LoadedApp> {
   const options = command.optsWithGlobals<GlobalOptions>();
   const { loadApp } = require('../process/app-loader') as typeof import('../process/app-loader');
   return loadApp({ app: options.app, cwd: options.cwd ? path.resolve(options.cwd) : undefined });
 }
 
 export async function withApp<R>(command: Command, work: (app: LoadedApp) => Promise<R>): Promise<R> {
-  const app = appFor(command);
+  const app = await appFor(command);
   try {
     return await work(app);
   } finally {

@@ -79,7 +79,8 @@ export class BatchRunner {
   #report({ claimed, processed, processedChannels, failures, suspects }: BatchOutcome): void {
     const { stats, log, events } = this.#parts;
     stats.batchDone(processed.length);
-    if (claimed > 0) log.info('batch', { event: 'batch', claimed, processed: processed.length, failed: failures.length, suspects: suspects.length });
+    // Per batch: at debug, so that a busy listener's info lines stay few.
+    if (claimed > 0) log.debug('batch', { event: 'batch', claimed, processed: processed.length, failed: failures.length, suspects: suspects.length });
     if (processed.length) events.tell('processed', processed, processedChannels);
     reportFailures(this.#parts, failures);
   }
@@ -95,7 +96,7 @@ export class BatchRunner {
     const { connection, holders, objects, log } = this.#parts;
     const client = connection.client;
     if (client && holders.holders.length) {
-      await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+      await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error), err: error }));
     }
   }
 

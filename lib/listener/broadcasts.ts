@@ -58,7 +58,7 @@ export async function runBroadcast(ctx: BroadcastContext, channel: AnyChannel, t
     ctx.stats.broadcast();
     ctx.events.tell('broadcast', channel.name);
   } catch (error) {
-    ctx.log.error(`broadcast callback on '${channel.name}' failed (broadcasts are not retried)`, { event: 'broadcast-failed', channel: channel.name, error: errorText(error) });
+    ctx.log.error(`broadcast callback on '${channel.name}' failed (broadcasts are not retried)`, { event: 'broadcast-failed', channel: channel.name, error: errorText(error), err: error });
     ctx.events.reportError(error);
   }
 }

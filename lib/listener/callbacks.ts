@@ -262,7 +262,7 @@ export class CallbackRunner {
       try {
         await hook();
       } catch (error) {
-        this.#ctx.log.error('an after-commit hook failed (the notification stays processed)', { event: 'after-commit-failed', channel, error: errorText(error) });
+        this.#ctx.log.error('an after-commit hook failed (the notification stays processed)', { event: 'after-commit-failed', channel, error: errorText(error), err: error });
       }
     }
   }
@@ -280,7 +280,7 @@ export class CallbackRunner {
       await bounded(this.#ctx.sequelize.getQueryInterface().rollbackTransaction(transaction, {}), 5000, () => new Error('ROLLBACK did not answer within 5 s'));
       t.cleanup();
     } catch (error) {
-      this.#ctx.log.warn('rolling back a batch failed; closing its connection', { event: 'rollback-failed', error: errorSummary(error) });
+      this.#ctx.log.warn('rolling back a batch failed; closing its connection', { event: 'rollback-failed', error: errorSummary(error), err: error });
       destroySocket(t.connection);
       await t.forceCleanup().catch(() => undefined);
     } finally {

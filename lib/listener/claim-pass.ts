@@ -113,7 +113,7 @@ export class ClaimPass {
       // Not a callback's failure (that one is recorded by the careful pass): the transaction was lost.
       if (this.#overruns.length && !(error instanceof CallbackFailed || error instanceof GroupFailed)) {
         await chargeOverruns(this.#parts, this.#overruns)
-          .catch((chargeError: unknown) => this.#parts.log.warn('could not charge the callbacks that ran past their time limit', { event: 'overrun-charge-failed', error: errorSummary(chargeError) }));
+          .catch((chargeError: unknown) => this.#parts.log.warn('could not charge the callbacks that ran past their time limit', { event: 'overrun-charge-failed', error: errorSummary(chargeError), err: chargeError }));
       }
       throw error;
     }
@@ -127,7 +127,7 @@ export class ClaimPass {
     const ordered = channels.ordered.size ? scope.claimable.channels.filter((name) => channels.ordered.has(name)) : [];
     if (!ordered.length || this.#known) return;
     await settleHeads(objects, sequelize, ordered)
-      .catch((error: unknown) => log.debug('could not mark waiting ordered rows', { event: 'settle-failed', error: errorSummary(error) }));
+      .catch((error: unknown) => log.debug('could not mark waiting ordered rows', { event: 'settle-failed', error: errorSummary(error), err: error }));
   }
 
   /** Claims the batch, marks it in flight, and folds coalescing channels' pending updates into their heads. */

@@ -121,10 +121,10 @@ export class Drain {
     } catch (error) {
       // A lost pool connection or a database restart: keep the rows (the transaction rolled back) and try again.
       this.#failuresInARow++;
-      this.#parts.log.error('drain failed; retrying shortly', { event: 'drain-failed', error: errorText(error) });
+      this.#parts.log.error('drain failed; retrying shortly', { event: 'drain-failed', error: errorText(error), err: error });
       if (this.#failuresInARow === FAILING_AFTER) {
         this.#parts.log.error(`${FAILING_AFTER} drains in a row failed: this listener processes nothing until that is fixed, and says it is not ready (/readyz)`, {
-          event: 'drain-failing', error: errorSummary(error),
+          event: 'drain-failing', error: errorSummary(error), err: error,
         });
       }
       this.#parts.events.reportError(error);

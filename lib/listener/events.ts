@@ -21,7 +21,7 @@ export class ListenerEventSink implements EventSink {
     try {
       (this.#emitter.emit as (name: string, ...rest: unknown[]) => boolean).call(this.#emitter, event, ...args);
     } catch (error) {
-      this.#log.error(`a '${event}' event handler threw`, { event: 'event-handler-failed', name: event, error: errorText(error) });
+      this.#log.error(`a '${event}' event handler threw`, { event: 'event-handler-failed', name: event, error: errorText(error), err: error });
     }
   }
 

@@ -71,7 +71,9 @@ export function reportFailures(parts: FailureReportParts, failures: readonly Fai
   for (const failure of failures) {
     const outcome = failure.failedForGood ? 'failed for good (failed_at set; it will not be claimed again)' : 'kept for retry';
     const log = failure.failedForGood ? parts.log.error : parts.log.warn;
-    log.call(parts.log, `callback on '${failure.channel}' failed for notification ${failure.id}; ${outcome}`, { id: failure.id, channel: failure.channel, error: errorSummary(failure.error) });
+    log.call(parts.log, `callback on '${failure.channel}' failed for notification ${failure.id}; ${outcome}`, {
+      event: 'callback-failed', id: failure.id, channel: failure.channel, failedForGood: failure.failedForGood, error: errorSummary(failure.error), err: failure.error,
+    });
     parts.events.tell('failed', failure);
   }
 }

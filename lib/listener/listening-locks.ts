@@ -66,7 +66,7 @@ export class ListeningLocks {
       try {
         this.#missing = await holdListening(client, this.#missing);
       } catch (error) {
-        this.#log.debug('could not take listening locks', { event: 'listening-lock-failed', error: errorSummary(error) });
+        this.#log.debug('could not take listening locks', { event: 'listening-lock-failed', error: errorSummary(error), err: error });
       }
       if (this.#missing.length) {
         // A producer's probe holds it for an instant only: say so once it is plainly held.

@@ -70,7 +70,7 @@ export class ListenSession implements ConnectionHooks {
       await this.#reportUntriggered(client);
     }
     await holders.take(client, this.#parts.options.concurrency);
-    await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error) }));
+    await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error), err: error }));
     // Only now may producers count on this listener: it hears every NOTIFY from here on.
     await listening.hold(client);
     // After LISTEN: a pause or resume committed from here on reaches it as a NOTIFY.
@@ -137,7 +137,7 @@ export class ListenSession implements ConnectionHooks {
     if (!client) return;
     // A resume: what the channel stored meanwhile is drained now.
     void paused.read(client).then((resumed) => { if (resumed || !paused.isPaused(named)) drain.wake(); }, (error: unknown) => {
-      log.warn('could not read the paused channels', { event: 'paused-read-failed', error: errorSummary(error) });
+      log.warn('could not read the paused channels', { event: 'paused-read-failed', error: errorSummary(error), err: error });
       paused.restore();
     });
   }

@@ -43,11 +43,12 @@ export function consoleLogger(options: ConsoleLoggerOptions | LogLevel = {}): Lo
     if (LOG_LEVELS.indexOf(at) < threshold) return;
     const time = new Date();
     if (format === 'json') {
-      stream.write(`${JSON.stringify({ time: time.toISOString(), level: at, msg: message, pid: process.pid, ...base, ...fields })}\n`);
+      stream.write(`${JSON.stringify({ time: time.toISOString(), level: at, msg: message, pid: process.pid, ...base, ...withErrorObject(fields) })}\n`);
       return;
     }
-    // `event` names the line for programs (JSON); the message already says it to people.
-    const { event: _event, ...rest } = fields;
+    // `event` names the line for programs (JSON); the message already says it to people, and
+    // `error` the error (its stack is for the JSON lines).
+    const { event: _event, err: _err, ...rest } = fields;
     const who = Object.entries({ pid: process.pid, ...base }).map(([key, value]) => `${key} ${value}`).join(' ');
     const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
     // Channel names and errors come from the database: printed, they never drive the terminal.
@@ -80,8 +81,25 @@ export function toLogger(logger: Logger, where = 'logger'): Logger {
   if (missing.length > 0) {
     throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `${where}: a logger needs the methods debug, info, warn and error (console, pino, winston and bunyan have them); this one lacks ${missing.join(', ')}`);
   }
-  if (!takesFieldsFirst(logger)) return logger;
-  const fieldsFirst = logger as unknown as FieldsFirst;
-  const call = (level: keyof Logger) => (message: string, fields: Record<string, unknown> = {}) => fieldsFirst[level](fields, message);
+  const fieldsFirst = takesFieldsFirst(logger);
+  const call = (level: keyof Logger) => {
+    const method = (logger[level] as Function).bind(logger) as (...args: unknown[]) => void;
+    // pino and bunyan get the Error itself (their `err` serializers print its type, message and
+    // stack); message-first loggers a plain object that their JSON keeps.
+    return (message: string, fields: Record<string, unknown> = {}) => (fieldsFirst ? method(fields, message) : method(message, withErrorObject(fields)));
+  };
   return { debug: call('debug'), info: call('info'), warn: call('warn'), error: call('error') };
+}
+
+/**
+ * The fields with their `err` (the Error a line is about) as a plain object: type, message,
+ * stack, and the driver's code when there is one, as pino's error serializer prints an Error.
+ * winston's and the console logger's JSON keep it (an Error itself serializes as {}).
+ */
+export function withErrorObject(fields: Record<string, unknown>): Record<string, unknown> {
+  const err = fields.err;
+  if (!(err instanceof Error)) return fields;
+  const e = err as Error & { code?: unknown; parent?: { code?: unknown } };
+  const code = e.parent?.code ?? e.code;
+  return { ...fields, err: { type: e.name, message: e.message, stack: e.stack, ...(typeof code === 'string' ? { code } : {}) } };
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { installedOn } from '../installed';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Sequelize } from 'sequelize';
 import { AppLoadError } from '../errors';
 import { install } from '../plugin';
@@ -82,10 +83,24 @@ function requireFrom(file: string): unknown {
 }
 
 /**
+ * The app's module: required (CommonJS, TypeScript through tsx), else imported when it is an ES
+ * module that require() cannot load (Node 20: any; Node 22 and later: one with top-level await).
+ */
+async function requireOrImport(file: string): Promise<unknown> {
+  try {
+    return requireFrom(file);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code !== 'ERR_REQUIRE_ESM' && code !== 'ERR_REQUIRE_ASYNC_MODULE') throw error;
+    return import(pathToFileURL(file).href);
+  }
+}
+
+/**
  * Loads the user's app: `--app <module>` if given, else the models index that `.sequelizerc`
  * names ('models-path', default ./models), which exports the configured `sequelize`.
  */
-export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp {
+export async function loadApp(options: { app?: string; cwd?: string } = {}): Promise<LoadedApp> {
   // From a subfolder, the project's root: where .sequelizerc (or package.json) is. --app stays relative to where you are.
   const here = options.cwd ?? process.cwd();
   const cwd = options.cwd ?? projectRoot(here);
@@ -110,7 +125,7 @@ export function loadApp(options: { app?: string; cwd?: string } = {}): LoadedApp
   }
   let exported: unknown;
   try {
-    exported = requireFrom(resolved);
+    exported = await requireOrImport(resolved);
   } catch (error) {
     throw databaseUrlProblem(process.env.DATABASE_URL, error, resolved) ?? error;
   }

@@ -128,7 +128,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
       }
       if (stopping) break;
       const delay = jitteredBackoff(attempt, minDelayMs, maxDelayMs);
-      log.warn(`could not reach the database (try ${attempt}); trying again in ${delay} ms`, { event: 'unreachable', attempt, delayMs: delay, error: errorSummary(error) });
+      log.warn(`could not reach the database (try ${attempt}); trying again in ${delay} ms`, { event: 'unreachable', attempt, delayMs: delay, error: errorSummary(error), err: error });
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         wakeStartLoop = () => { clearTimeout(timer); resolve(); };
