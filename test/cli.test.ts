@@ -88,6 +88,15 @@ describe('pgpubsub CLI', function () {
       }
     });
 
+    it('prints the version for -v, -V and --version, as Node CLIs do, and exits 0', async () => {
+      const { version } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+      for (const flag of ['-v', '-V', '--version']) {
+        const result = await pgpubsub([flag], {});
+        expect(result.code, `${flag}: ${shown(result)}`).to.equal(0);
+        expect(result.stdout.trim(), flag).to.equal(version);
+      }
+    });
+
     it('exits 2 with a usage hint on stderr for an unknown command, subcommand or option', async () => {
       const { url } = await fresh(emptyDatabase, 'cli usage');
       const cases: [string[], RegExp][] = [
@@ -264,6 +273,21 @@ module.exports = { sequelize };
       const check = await pgpubsub(['triggers', 'check'], { url });
       expect(check.code, 'the full app now misses five triggers').to.equal(1);
       expect(check.stderr).to.include('5 trigger(s) drifted');
+
+      // Every command that reports takes --json, with the same exit codes.
+      const checked = await pgpubsub(['triggers', 'check', '--json'], { url });
+      expect(checked.code, shown(checked)).to.equal(1);
+      const { ok, drift } = JSON.parse(checked.stdout) as { ok: boolean; drift: TriggerState[] };
+      expect(ok).to.equal(false);
+      expect(drift.map((s) => s.status)).to.deep.equal(['UNINSTALLED', 'UNINSTALLED', 'UNINSTALLED', 'UNINSTALLED', 'UNINSTALLED']);
+      const synced = await pgpubsub(['triggers', 'sync', '--json'], { url });
+      expect(synced.code, shown(synced)).to.equal(0);
+      expect(JSON.parse(synced.stdout)).to.include.keys('installed', 'replaced', 'pruned');
+      expect((JSON.parse(synced.stdout) as { installed: unknown[] }).installed).to.have.length(5);
+      const pruned = await pgpubsub(['triggers', 'prune', '--json', ...app], { url });
+      expect((JSON.parse(pruned.stdout) as { pruned: unknown[] }).pruned, shown(pruned)).to.have.length(5);
+      const recovered = await pgpubsub(['recover', '--json'], { url });
+      expect(JSON.parse(recovered.stdout), shown(recovered)).to.deep.equal({ asked: true });
     });
   });
 

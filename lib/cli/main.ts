@@ -66,6 +66,8 @@ function jsonObject(name: string) {
 }
 
 
+const printJson = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+
 function printStates(states: TriggerState[], json: boolean): void {
   if (json) {
     process.stdout.write(`${JSON.stringify(states, null, 2)}\n`);
@@ -84,7 +86,7 @@ function buildProgram(): Command {
   const program = new Command('pgpubsub')
     .description('Manage sequelize-pgpubsub channels, triggers and migrations.')
     // lib/cli/main.ts and dist/cli/main.js both sit one folder below package.json.
-    .version((require('../../package.json') as { version: string }).version, '-V, --version', 'print the version and exit')
+    .version((require('../../package.json') as { version: string }).version, '-v, --version', 'print the version and exit')
     .option('--app <module>', "module exporting your configured sequelize (default: the models index named in .sequelizerc)")
     .option('--cwd <dir>', 'project directory to run in (default: the current directory)')
     .showHelpAfterError('(run with --help for usage)')
@@ -104,11 +106,17 @@ function buildProgram(): Command {
   triggers.command('check')
     .description('exit 1 if any trigger is not INSTALLED, 2 if the database cannot be reached or lacks the library (for CI)')
     .option(...schemasOption)
-    .action(async (options: { schemas?: string[] }, command: Command) => {
+    .option('--json', 'print JSON: { ok, drift }')
+    .action(async (options: { schemas?: string[]; json?: boolean }, command: Command) => {
       // First the library's own objects: triggers calling missing functions are no check worth passing.
       await withLibrary(command, 'triggers check', async ({ pubsub }) => {
         const { ok, drift } = await pubsub.triggers.check({ schemas: options.schemas });
         await warnRisks(pubsub, options.schemas);
+        if (options.json) {
+          printJson({ ok, drift });
+          if (!ok) process.exitCode = EXIT.failure;
+          return;
+        }
         if (ok) {
           process.stdout.write('Triggers match the channel definitions.\n');
           return;
@@ -123,10 +131,12 @@ function buildProgram(): Command {
     .description('install missing, replace outdated and drop orphaned managed triggers, in one transaction')
     .option('--no-prune', 'keep orphaned managed triggers')
     .option(...schemasOption)
-    .action(async (options: { prune: boolean; schemas?: string[] }, command: Command) => {
+    .option('--json', 'print JSON: the triggers installed, replaced and pruned')
+    .action(async (options: { prune: boolean; schemas?: string[]; json?: boolean }, command: Command) => {
       await withApp(command, async ({ pubsub }) => {
         const result = await pubsub.triggers.sync({ prune: options.prune, schemas: options.schemas });
-        process.stdout.write(`Installed ${result.installed.length}, replaced ${result.replaced.length}, pruned ${result.pruned.length} trigger(s).\n`);
+        if (options.json) printJson(result);
+        else process.stdout.write(`Installed ${result.installed.length}, replaced ${result.replaced.length}, pruned ${result.pruned.length} trigger(s).\n`);
         await warnRisks(pubsub, options.schemas);
       });
     });
@@ -134,10 +144,12 @@ function buildProgram(): Command {
   triggers.command('prune')
     .description('drop managed triggers (and their functions) that no channel asks for')
     .option(...schemasOption)
-    .action(async (options: { schemas?: string[] }, command: Command) => {
+    .option('--json', 'print JSON: the triggers pruned')
+    .action(async (options: { schemas?: string[]; json?: boolean }, command: Command) => {
       await withApp(command, async ({ pubsub }) => {
         const result = await pubsub.triggers.prune({ schemas: options.schemas });
-        process.stdout.write(`Pruned ${result.pruned.length} trigger(s).\n`);
+        if (options.json) printJson(result);
+        else process.stdout.write(`Pruned ${result.pruned.length} trigger(s).\n`);
       });
     });
 
@@ -243,10 +255,12 @@ function buildProgram(): Command {
 
   program.command('recover')
     .description('ask every running listener to drain the stored notifications now')
-    .action(async (_options: unknown, command: Command) => {
+    .option('--json', 'print JSON: { asked: true }')
+    .action(async (options: { json?: boolean }, command: Command) => {
       await withLibrary(command, 'recover', async ({ pubsub }) => {
         await pubsub.recover();
-        process.stdout.write('Asked running listeners to drain stored notifications.\n');
+        if (options.json) printJson({ asked: true });
+        else process.stdout.write('Asked running listeners to drain stored notifications.\n');
       });
     });
 
@@ -254,7 +268,8 @@ function buildProgram(): Command {
     .description('write a sequelize-cli migration with the frozen trigger SQL for the current definitions (and the stubs of library migrations the folder lacks)')
     .addOption(new Option('--migrations-path <dir>', "where to write it (default: 'migrations-path' of .sequelizerc, or ./migrations)"))
     .addOption(new Option('--no-library-stubs', "don't write the stubs of library migrations the folder lacks"))
-    .action(async (options: { migrationsPath?: string; libraryStubs: boolean }, command: Command) => {
+    .option('--json', 'print JSON: { stubs, file, previous, installs, removes } (file null: nothing written)')
+    .action(async (options: { migrationsPath?: string; libraryStubs: boolean; json?: boolean }, command: Command) => {
       await withApp(command, async (app) => {
         const globals = command.optsWithGlobals<GlobalOptions>();
         const base = globals.cwd ? path.resolve(globals.cwd) : process.cwd();
@@ -262,6 +277,7 @@ function buildProgram(): Command {
         // First, so that the library's migrations sort (and run) before the trigger migration.
         const { generateTriggerMigration, writeLibraryStubs } = require('../triggers/generate') as typeof import('../triggers/generate');
         const stubs = options.libraryStubs ? writeLibraryStubs(migrationsPath, app.pubsub.objects.schema) : [];
+        if (options.json) return void printJson({ stubs, ...generateTriggerMigration(app.pubsub, { migrationsPath }) });
         for (const stub of stubs) process.stdout.write(`Wrote ${path.relative(process.cwd(), stub)} (library migration stub).\n`);
         const result = generateTriggerMigration(app.pubsub, { migrationsPath });
         if (result.file) {
@@ -288,7 +304,8 @@ async function warnRisks(pubsub: LoadedApp['pubsub'], schemas?: string[]): Promi
 export async function main(argv: readonly string[] = process.argv): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    // -V as well as -v (commander's own default, which earlier versions of this CLI used).
+    await program.parseAsync(argv.map((arg, i) => (i >= 2 && arg === '-V' ? '--version' : arg)));
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error) {
     if (error instanceof CommanderError) {
