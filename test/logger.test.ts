@@ -4,6 +4,7 @@ import pino from 'pino';
 import winston from 'winston';
 import { eventually } from '../dev/eventually';
 import { type Logger, consoleLogger } from '../lib';
+import { toLogger } from '../lib/ops/logger';
 import { registerCallbacks } from '../models/callbacks';
 import { exampleAppPerTest } from './support/example-app-per-test';
 
@@ -32,6 +33,25 @@ describe('consoleLogger', () => {
     const pretty = capture('pretty');
     pretty.logger.warn('reconnect failed', { event: 'reconnect-failed', error: 'Error: connection refused', err: error });
     expect(pretty.lines[0]).to.match(/\] reconnect failed \{"error":"Error: connection refused"\}\n$/);
+  });
+
+  it('writes a thrown non-Error (cyclic, a BigInt) as its one-line summary, never failing the line', () => {
+    const json = capture('json');
+    const cyclic: Record<string, unknown> = { reason: 'quota', amount: 10n };
+    cyclic.self = cyclic;
+    const logger = toLogger(json.logger);
+    expect(() => logger.warn('callback failed', { event: 'callback-failed', err: cyclic })).not.to.throw();
+    expect(JSON.parse(json.lines[0]).err).to.include({ type: 'object' }).and.to.have.property('message').that.contains('quota');
+  });
+
+  it('calls the logger\'s method of the moment: a pino level raised after listen() takes effect', () => {
+    const lines: string[] = [];
+    const instance = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
+    const logger = toLogger(instance);
+    logger.debug('hidden', { event: 'batch' });
+    instance.level = 'debug';
+    logger.debug('shown', { event: 'batch' });
+    expect(lines.map((line) => (JSON.parse(line) as { msg: string }).msg)).to.deep.equal(['shown']);
   });
 
   it('leaves the event out of pretty lines, where the message says it to people', () => {

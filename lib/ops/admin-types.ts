@@ -19,9 +19,10 @@ export interface ChannelStatus {
   /** Age of the oldest due notification, in ms; null when none is due. */
   oldestDueAgeMs: number | null;
   /**
-   * A count passed 20,000 (COUNT_CAP): the counts past it are estimates from a sample of about 500
-   * of the table's pages (a status reads each channel's first rows from its indexes, never the
-   * whole table), and the oldest due age is that of the first 1,000 due rows in due order.
+   * A count passed 20,000 (COUNT_CAP) and the counts past it are estimates from a sample of about
+   * 500 of the table's pages (a status reads each channel's first rows from its indexes, never the
+   * whole table); a sample that found none of the channel's rows leaves it at 20,001, not
+   * estimated. The oldest due age is that of the first 1,000 due rows in due order.
    */
   estimated: boolean;
   /**

@@ -1,5 +1,6 @@
 import { ListenOptionsError } from '../errors';
 import { printable } from './terminal';
+import { errorSummary } from '../error-text';
 
 /**
  * The logger the listener writes to: any object with these four methods, called message first
@@ -73,8 +74,9 @@ function takesFieldsFirst(logger: object): boolean {
 }
 
 /**
- * The logger as the library calls it: a message-first logger as it is, a fields-first one (pino,
- * bunyan) wrapped so that each call passes the fields first. Checks the four methods are there.
+ * The logger as the library calls it: each call goes to the logger's method of the moment, the
+ * fields first for pino and bunyan, and `err` as withErrorObject() gives it (an Error as it is for
+ * pino and bunyan). Checks the four methods are there.
  */
 export function toLogger(logger: Logger, where = 'logger'): Logger {
   const missing = (['debug', 'info', 'warn', 'error'] as const).filter((level) => typeof (logger as unknown as Record<string, unknown>)?.[level] !== 'function');
@@ -82,11 +84,14 @@ export function toLogger(logger: Logger, where = 'logger'): Logger {
     throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `${where}: a logger needs the methods debug, info, warn and error (console, pino, winston and bunyan have them); this one lacks ${missing.join(', ')}`);
   }
   const fieldsFirst = takesFieldsFirst(logger);
-  const call = (level: keyof Logger) => {
-    const method = (logger[level] as Function).bind(logger) as (...args: unknown[]) => void;
+  // The method looked up at each call: pino swaps an instance's methods when its level changes,
+  // and a spy put on a logger after listen() must see the calls.
+  const call = (level: keyof Logger) => (message: string, fields: Record<string, unknown> = {}): void => {
+    const method = logger[level] as (...args: unknown[]) => void;
     // pino and bunyan get the Error itself (their `err` serializers print its type, message and
     // stack); message-first loggers a plain object that their JSON keeps.
-    return (message: string, fields: Record<string, unknown> = {}) => (fieldsFirst ? method(fields, message) : method(message, withErrorObject(fields)));
+    if (fieldsFirst) method.call(logger, fields.err === undefined || fields.err instanceof Error ? fields : withErrorObject(fields), message);
+    else method.call(logger, message, withErrorObject(fields));
   };
   return { debug: call('debug'), info: call('info'), warn: call('warn'), error: call('error') };
 }
@@ -98,7 +103,9 @@ export function toLogger(logger: Logger, where = 'logger'): Logger {
  */
 export function withErrorObject(fields: Record<string, unknown>): Record<string, unknown> {
   const err = fields.err;
-  if (!(err instanceof Error)) return fields;
+  if (err === undefined) return fields;
+  // A callback may throw anything (a cyclic object, a BigInt): it goes out as its one-line summary.
+  if (!(err instanceof Error)) return { ...fields, err: { type: typeof err, message: errorSummary(err) } };
   const e = err as Error & { code?: unknown; parent?: { code?: unknown } };
   const code = e.parent?.code ?? e.code;
   return { ...fields, err: { type: e.name, message: e.message, stack: e.stack, ...(typeof code === 'string' ? { code } : {}) } };

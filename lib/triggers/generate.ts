@@ -77,18 +77,17 @@ function previousMigration(dir: string): { file: string; state: TriggerSpec[] } 
 
 /**
  * The trigger state a generated migration froze (its `pgpubsubTriggers`). Generated migrations are
- * CommonJS; one written as `.js` into an ESM project (before `.cjs` was chosen there) cannot be
- * required, so its state is read from its text, where render() wrote it as JSON.
+ * CommonJS; one written as `.js` into an ESM project (before `.cjs` was chosen there) is an ES
+ * module to Node, where its `module.exports` fails, so its state is read from its text, where
+ * render() wrote it as JSON.
  */
 function frozenState(file: string): TriggerSpec[] | undefined {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- generated migrations are CommonJS by design.
-    return (require(file) as { pgpubsubTriggers?: TriggerSpec[] }).pgpubsubTriggers;
-  } catch (error) {
-    if ((error as { code?: unknown }).code !== 'ERR_REQUIRE_ESM') throw error;
+  if (file.endsWith('.js') && commonJsExtension(path.dirname(file)) === '.cjs') {
     const frozen = /^const pgpubsubTriggers = (\[[\s\S]*?\]);$/m.exec(fs.readFileSync(file, 'utf8'));
     return frozen ? (JSON.parse(frozen[1]) as TriggerSpec[]) : undefined;
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- generated migrations are CommonJS by design.
+  return (require(file) as { pgpubsubTriggers?: TriggerSpec[] }).pgpubsubTriggers;
 }
 
 /**
