@@ -3,6 +3,7 @@
  * whose first line has no message, so the text is built from the parts: `name: message`, the
  * driver's own message and SQL state when they add something, then the stack frames.
  */
+import { inspect } from 'node:util';
 
 interface ErrorParts {
   name?: string;
@@ -49,7 +50,8 @@ function safeJson(value: unknown): string {
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {
-    return String(value);
+    // A cycle or a BigInt: as Node prints it, which shows both.
+    return inspect(value, { depth: 3, breakLength: Infinity });
   }
 }
 
