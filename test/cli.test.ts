@@ -353,7 +353,7 @@ export default sequelize;
       const dir = tmpDir();
       fs.writeFileSync(path.join(dir, 'not-an-app.js'), 'module.exports = { hello: "world" };\n');
       const result = await pgpubsub(['triggers', 'ls', '--app', 'not-an-app.js'], { url, cwd: dir });
-      expect(result.code, shown(result)).to.equal(1);
+      expect(result.code, shown(result)).to.equal(2);
       expect(result.stdout).to.equal('');
       expect(result.stderr).to.include(path.join(dir, 'not-an-app.js'));
       expect(result.stderr).to.include('does not export a Sequelize instance');
@@ -377,20 +377,20 @@ sequelize.define('Gizmo', { id: { type: DataTypes.INTEGER, primaryKey: true } },
       expect(JSON.parse(result.stdout).map((state: { channel: string }) => state.channel)).to.deep.equal(['gizmo_made']);
     });
 
-    it('fails with exit 1 naming the missing path when the --app module does not exist', async () => {
+    it('fails with exit 2 naming the missing path when the --app module does not exist', async () => {
       const { url } = await fresh(emptyDatabase, 'cli app missing');
       const dir = tmpDir();
       const result = await pgpubsub(['triggers', 'ls', '--app', 'nowhere.js'], { url, cwd: dir });
-      expect(result.code, shown(result)).to.equal(1);
+      expect(result.code, shown(result)).to.equal(2);
       expect(result.stderr).to.include('--app nowhere.js');
       expect(result.stderr).to.include(path.join(dir, 'nowhere.js'));
     });
 
-    it('without --app and without a models directory, fails with exit 1 pointing at .sequelizerc and --app', async () => {
+    it('without --app and without a models directory, fails with exit 2 pointing at .sequelizerc and --app', async () => {
       const { url } = await fresh(emptyDatabase, 'cli no models');
       const dir = tmpDir();
       const result = await pgpubsub(['triggers', 'ls'], { url, cwd: dir });
-      expect(result.code, shown(result)).to.equal(1);
+      expect(result.code, shown(result)).to.equal(2);
       expect(result.stderr).to.include(path.join(dir, 'models'));
       expect(result.stderr).to.include('.sequelizerc');
       expect(result.stderr).to.include('--app');

@@ -307,7 +307,7 @@ describe('poison-proof listener processes', function () {
       expect((await listener.exited).code, shownLogs(listener)).to.equal(0);
     });
 
-    it('exits 1 at once, naming the missing table and the migration, when the library was never migrated', async () => {
+    it('exits 2 at once (nothing could be checked), naming the missing table and the migration, when the library was never migrated', async () => {
       const empty = await emptyDatabase('not_installed');
       try {
         const bare = connect(empty.url);
@@ -316,7 +316,7 @@ describe('poison-proof listener processes', function () {
         for (const args of [['--worker'], ['--processes', '2']]) {
           const listener = listen(args, {}, empty.url);
           const exit = await listener.exited;
-          expect(exit.code, shownLogs(listener)).to.equal(1);
+          expect(exit.code, shownLogs(listener)).to.equal(2);
           const said = shownLogs(listener);
           expect(said).to.contain("the library's objects (schema pgpubsub) are not installed in this database");
           expect(said).to.contain("00000000000001-pgpubsub-baseline.js (module.exports = require('sequelize-pgpubsub/migrations/baseline'))");
@@ -328,9 +328,9 @@ describe('poison-proof listener processes', function () {
       }
     });
 
-    it('names DATABASE_URL when it is not a PostgreSQL URL', async () => {
+    it('names DATABASE_URL when it is not a PostgreSQL URL, exit 2', async () => {
       const result = await pgpubsubCli(['listen', '--worker', '--app', APP], { env: { ...APP_ENV, DATABASE_URL: 'nonsense' } });
-      expect(result.code, shown(result)).to.equal(1);
+      expect(result.code, shown(result)).to.equal(2);
       expect(result.stderr).to.contain('DATABASE_URL is not a valid PostgreSQL URL (it is not a URL). Set it like postgres://user:password@host:5432/database');
     });
   });

@@ -7,7 +7,7 @@ import { type GlobalOptions, appFor, withApp, withLibrary } from './with-app';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { leaveWith } from '../process/cluster';
 import { couldNotConnect } from '../error-text';
-import { AdminUsageError, PgPubSubError } from '../errors';
+import { AdminUsageError, AppLoadError, PgPubSubError } from '../errors';
 import { LISTEN_DEFAULTS } from '../listener/options';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from '../ops/logger';
 import type { TriggerState } from '../triggers/reconcile';
@@ -320,8 +320,9 @@ export async function main(argv: readonly string[] = process.argv): Promise<numb
       : (error as Error)?.stack ?? String(error);
     process.stderr.write(`pgpubsub: ${message}\n${error instanceof PgPubSubError || debug ? '' : '(set PGPUBSUB_DEBUG=1 for the stack trace)\n'}`);
     // An argument the admin API refuses (an empty channel name, no selection) is bad usage, as
-    // commander's own refusals; a database that cannot be reached or entered is a command that
-    // could not check anything: 2 on every command.
-    return error instanceof AdminUsageError || couldNotConnect(error) ? EXIT.cannotCheck : EXIT.failure;
+    // commander's own refusals; an app that cannot be loaded (--app naming nothing, a bad
+    // DATABASE_URL) or a database that cannot be reached or entered is a command that could not
+    // check anything: 2 on every command (docs/cli.md).
+    return error instanceof AdminUsageError || error instanceof AppLoadError || couldNotConnect(error) ? EXIT.cannotCheck : EXIT.failure;
   }
 }

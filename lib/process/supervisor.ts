@@ -54,7 +54,7 @@ export type WorkerMessage =
   | ({ type: 'pgpubsub:alone' } & RunningAlone)
   | { type: 'pgpubsub:alone-done' }
   /** The worker cannot run at all (e.g. the library is not installed): restarting it would not help. */
-  | { type: 'pgpubsub:fatal'; reason: string }
+  | { type: 'pgpubsub:fatal'; reason: string; code?: number }
   /** Its metrics (prom-client's JSON), asked for by the primary's metrics endpoint. */
   | { type: 'pgpubsub:metrics'; requestId: number; metrics: unknown };
 
@@ -91,7 +91,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
       if (message?.type === 'pgpubsub:stopped') log.info(`worker ${slot.id} stopped`, { event: 'worker-stopped', worker: slot.id, stats: message.stats });
       if (message?.type === 'pgpubsub:alone') slot.alone = { id: message.id, channel: message.channel, attempt: message.attempt, maxAttempts: message.maxAttempts };
       if (message?.type === 'pgpubsub:alone-done') slot.alone = null;
-      if (message?.type === 'pgpubsub:fatal') stopAll(1, `worker ${slot.id} cannot run: ${message.reason}`);
+      if (message?.type === 'pgpubsub:fatal') stopAll(message.code ?? 1, `worker ${slot.id} cannot run: ${message.reason}`);
     });
     // An IPC error (a message to a worker that is dying): its 'exit' says what happened.
     worker.on('error', (error) => log.debug(`worker ${slot.id}: ${error.message}`, { event: 'worker-ipc-error', worker: slot.id, error: error.message }));

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { jitteredBackoff } from './backoff';
 import { errorSummary, isUnreachable } from '../error-text';
+import { LibraryVersionError, MissingTableError } from '../errors';
 import { FAILING_AFTER } from '../listener/drain';
 import type { Listener } from '../listener/listener';
 import type { ListenOptions } from '../listener/types';
@@ -120,11 +121,13 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
     } catch (error) {
       if (!isUnreachable(error)) {
         const reason = `could not start listening: ${errorSummary(error)}`;
-        log.error(reason, { event: 'start-failed' });
-        await tell({ type: 'pgpubsub:fatal', reason });
+        // The library missing or at another version: nothing could be checked, exit 2 as every command.
+        const code = error instanceof LibraryVersionError || error instanceof MissingTableError ? 2 : 1;
+        log.error(reason, { event: 'start-failed', error: errorSummary(error), err: error, exitCode: code });
+        await tell({ type: 'pgpubsub:fatal', reason, code });
         await pubsub.sequelize.close().catch(() => undefined);
         cleanUp();
-        return 1;
+        return code;
       }
       if (stopping) break;
       const delay = jitteredBackoff(attempt, minDelayMs, maxDelayMs);
