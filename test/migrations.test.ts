@@ -169,6 +169,22 @@ describe('migrations', function () {
       expect((await managedObjects(setup)).triggers).to.deep.equal([]);
     });
 
+    it('stops naming the file and the fix, installing nothing, when a table migration sorts after it', async () => {
+      const setup = connect(db.url);
+      open.push(setup);
+      for (const migration of migrations) await migration.up(setup.getQueryInterface(), Sequelize);
+      const dir = tmpDir();
+      // The triggers were generated first; the table's migration, written later, would run after them.
+      const generated = generateTriggerMigration(widgetApp({ widget_saved: { events: ['insert'] } }).pgpubsub, { migrationsPath: dir });
+      const error = await apply(generated.file!, 'up', setup).catch((e: Error) => e);
+      expect(String(error)).to.contain(`pgpubsub trigger migration ${path.basename(generated.file!)}: table public.widgets (channel widget_saved on model Widget) does not exist yet`)
+        .and.to.contain('rename this file so that its timestamp sorts after the migration that creates the table');
+      expect((await managedObjects(setup)).triggers).to.deep.equal([]);
+      await setup.query('CREATE TABLE widgets (id serial PRIMARY KEY, label text)');
+      await apply(generated.file!, 'up', setup);
+      expect((await managedObjects(setup)).triggers.map((trigger) => trigger.table)).to.deep.equal(['widgets']);
+    });
+
     it('applies and reverts, and a second generation after a change moves between exactly the two states', async () => {
       const setup = connect(db.url);
       open.push(setup);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { LibraryObjects } from '../db/objects';
 import { TriggerMigrationError } from '../errors';
 import { LIBRARY_STEPS, stubExport, stubsAfter } from '../db/migrations/index';
-import { quoteLiteral } from '../db/sql-text';
+import { quoteIdent, quoteLiteral } from '../db/sql-text';
 import type { PgPubSub } from '../pubsub';
 import type { TriggerSpec } from './render';
 import { SYNC_LOCK_SQL, stateHash, transitionStatements } from './reconcile';
@@ -136,7 +136,7 @@ export function generateTriggerMigration(
   fs.mkdirSync(options.migrationsPath, { recursive: true });
   const file = path.join(options.migrationsPath, `${nextTimestamp(options.migrationsPath, options.now ?? new Date())}${FILE_SUFFIX}${commonJsExtension(options.migrationsPath)}`);
   // 'wx': never overwrite a migration that may already be recorded as applied.
-  const up = [libraryCheckSql(pubsub.objects), ...transitionStatements(before, desired)];
+  const up = [libraryCheckSql(pubsub.objects), ...tablesCheckSql(desired, path.basename(file)), ...transitionStatements(before, desired)];
   fs.writeFileSync(file, render(desired, up, transitionStatements(desired, before), previous?.file), { flag: 'wx' });
   return { file, ...result };
 }
@@ -155,6 +155,29 @@ BEGIN
   END IF;
 END
 $check$`;
+}
+
+/**
+ * The next statement: every table the triggers go on exists. Migrations run in file-name order, so
+ * a table migration named after this one (written later with an older clock, or added after the
+ * triggers were generated) would otherwise fail here with only "relation does not exist".
+ */
+function tablesCheckSql(desired: readonly TriggerSpec[], file: string): string[] {
+  const tables = [...new Map(desired.map((spec) => [`${spec.schema}.${spec.table}`, spec])).values()];
+  if (tables.length === 0) return [];
+  const checks = tables.map((spec) => {
+    const table = `${quoteIdent(spec.schema)}.${quoteIdent(spec.table)}`;
+    const message = `pgpubsub trigger migration ${file}: table ${spec.schema}.${spec.table} (channel ${spec.channel} on model ${spec.model}) does not exist yet. `
+      + 'Migrations run in file-name order: rename this file so that its timestamp sorts after the migration that creates the table, then migrate again';
+    return `  IF pg_catalog.to_regclass(${quoteLiteral(table)}) IS NULL THEN
+    RAISE EXCEPTION '%', ${quoteLiteral(message)};
+  END IF;`;
+  });
+  return [`DO $check$
+BEGIN
+${checks.join('\n')}
+END
+$check$`];
 }
 
 function render(state: TriggerSpec[], up: string[], down: string[], previous: string | undefined): string {
