@@ -308,9 +308,11 @@ module.exports = { sequelize };
       expect(lsRows(ls.stdout).map((row) => [row.status, row.table, row.channel, row.event, row.model]))
         .to.deep.equal([['UNINSTALLED', 'public.gadgets', 'gadget_made', 'insert', 'Gadget']]);
 
+      // The database lacks the library the trigger would call (every insert would then fail): exit 2, naming what to run.
       const sync = await pgpubsub(['--app', 'app.js', 'triggers', 'sync'], { url, cwd: dir });
-      expect(sync.stdout, shown(sync)).to.include('Installed 1, replaced 0, pruned 0 trigger(s).');
-      // The database has the trigger but not the library it calls: exit 2, naming what to run.
+      expect(sync.code, shown(sync)).to.equal(2);
+      expect(sync.stderr).to.contain("triggers sync: the library's objects (schema pgpubsub) are not installed in this database");
+      expect(await sql(url, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).to.deep.equal([]);
       const check = await pgpubsub(['triggers', 'check', '--app', 'app.js'], { url, cwd: dir });
       expect(check.code, shown(check)).to.equal(2);
       expect(check.stderr).to.contain("triggers check: the library's objects (schema pgpubsub) are not installed in this database")
@@ -326,6 +328,8 @@ module.exports = { sequelize };
         const sequelize = new Sequelize(process.env.DATABASE_URL, { logging: false });
         (async () => { for (const m of migrations) await m.up({ context: sequelize }); await sequelize.close(); })();`], { url, cwd: ROOT });
       expect(umzug.code, shown(umzug)).to.equal(0);
+      const synced = await pgpubsub(['--app', 'app.js', 'triggers', 'sync'], { url, cwd: dir });
+      expect(synced.stdout, shown(synced)).to.include('Installed 1, replaced 0, pruned 0 trigger(s).');
       const installed = await pgpubsub(['triggers', 'check', '--app', 'app.js'], { url, cwd: dir });
       expect(installed.code, shown(installed)).to.equal(0);
     });

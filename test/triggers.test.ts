@@ -102,6 +102,16 @@ describe('trigger sync', () => {
     }
   });
 
+  it('refuses to sync on a database without the library, whose triggers would fail every write, naming the migrations', async () => {
+    const { sequelize } = app({ widget_changed: { events: ['insert'] } });
+    await sequelize.query('DROP SCHEMA pgpubsub CASCADE');
+    const error = await sequelize.pgpubsub.triggers.sync().catch((e: Error) => e);
+    expect(String(error)).to.contain("triggers sync: the library's objects (schema pgpubsub) are not installed in this database")
+      .and.to.contain('00000000000001-pgpubsub-baseline.js');
+    expect(summary(await sequelize.pgpubsub.triggers.ls())).to.deep.equal(['UNINSTALLED widget_changed:insert']);
+    await sequelize.query("INSERT INTO widgets (label) VALUES ('still writable')");
+  });
+
   it('is a no-op when synced twice', async () => {
     const { sequelize } = app({ widget_created: { events: ['insert'] } });
     await sequelize.pgpubsub.triggers.sync();

@@ -133,7 +133,7 @@ function buildProgram(): Command {
     .option(...schemasOption)
     .option('--json', 'print JSON: the triggers installed, replaced and pruned')
     .action(async (options: { prune: boolean; schemas?: string[]; json?: boolean }, command: Command) => {
-      await withApp(command, async ({ pubsub }) => {
+      await withLibrary(command, 'triggers sync', async ({ pubsub }) => {
         const result = await pubsub.triggers.sync({ prune: options.prune, schemas: options.schemas });
         if (options.json) printJson(result);
         else process.stdout.write(`Installed ${result.installed.length}, replaced ${result.replaced.length}, pruned ${result.pruned.length} trigger(s).\n`);

@@ -76,9 +76,16 @@ export class TriggerManager {
     return { ok: drift.length === 0, drift };
   }
 
-  /** Installs missing triggers, replaces outdated ones and drops orphans, atomically. */
+  /**
+   * Installs missing triggers, replaces outdated ones and drops orphans, atomically. Refuses (a
+   * LibraryVersionError naming the migrations to run) on a database without the library's objects
+   * at this version, where every write to a table with an installed trigger would fail.
+   */
   async sync(options: { prune?: boolean } & TriggerScope = {}): Promise<SyncResult> {
-    return syncTriggers(this.#pubsub.sequelize, this.desired(options), this.#pubsub.objects, options);
+    const desired = this.desired(options);
+    const problem = await this.#pubsub.libraryProblem('triggers sync');
+    if (problem) throw problem;
+    return syncTriggers(this.#pubsub.sequelize, desired, this.#pubsub.objects, options);
   }
 
   /** Drops managed triggers (and their functions) that no channel asks for; installs nothing. */
