@@ -2,7 +2,9 @@ import { expect } from 'chai';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import winston from 'winston';
+import path from 'node:path';
 import { eventually } from '../dev/eventually';
+import { ROOT, spawnProcess } from '../dev/processes';
 import { type Logger, consoleLogger } from '../lib';
 import { toLogger } from '../lib/ops/logger';
 import { registerCallbacks } from '../models/callbacks';
@@ -33,6 +35,19 @@ describe('consoleLogger', () => {
     const pretty = capture('pretty');
     pretty.logger.warn('reconnect failed', { event: 'reconnect-failed', error: 'Error: connection refused', err: error });
     expect(pretty.lines[0]).to.match(/\] reconnect failed \{"error":"Error: connection refused"\}\n$/);
+  });
+
+  it('keeps the stack when the CLI hands its console logger to the listener (toLogger of it changes nothing), and derives error from err', () => {
+    const json = capture('json');
+    const error = new Error('the mail server said no');
+    const logger = toLogger(json.logger);
+    expect(logger).to.equal(json.logger);
+    expect(toLogger(toLogger(json.logger))).to.equal(json.logger);
+    logger.warn('callback failed', { event: 'callback-failed', err: error });
+    expect(JSON.parse(json.lines[0])).to.deep.include({ error: 'Error: the mail server said no', err: { type: 'Error', message: 'the mail server said no', stack: error.stack } });
+    const pretty = capture('pretty');
+    pretty.logger.warn('reconnect failed', { event: 'reconnect-failed', err: error });
+    expect(pretty.lines[0]).to.match(/\] reconnect failed \{"error":"Error: the mail server said no"\}\n$/);
   });
 
   it('writes a thrown non-Error (cyclic, a BigInt) as its one-line summary, never failing the line', () => {
@@ -126,6 +141,22 @@ describe('loggers passed to listen() as they are', function () {
     expect(failed.err?.stack).to.match(/^Error: the mail server said no\n\s+at /);
     // pino's levels: 20 debug, 30 info.
     expect(entries.filter((entry) => entry.event === 'batch').map((entry) => entry.level)).to.include(20).and.not.to.include(30);
+  });
+
+  it('keeps every field with pino given to runCluster(), in the primary and in the worker', async function () {
+    this.timeout(60_000);
+    const script = spawnProcess(path.join(ROOT, 'test', 'fixtures', 'pino-cluster.ts'), [], { DATABASE_URL: t.db.url });
+    try {
+      const started = await script.event('worker-started', 30_000);
+      expect(started).to.include({ pid: script.pid, worker: 1, msg: 'worker 1 started' });
+      const listening = await script.event('listening', 30_000);
+      expect(listening.pid).to.equal(started.workerPid);
+      expect(listening.channels).to.be.an('array').that.is.not.empty;
+    } finally {
+      const stopped = await script.stop(15_000);
+      expect(stopped.code, script.describe()).to.equal(0);
+    }
+    expect(script.all('exiting')).to.have.length(1);
   });
 
   it('refuses a logger that lacks a method, naming it', async () => {

@@ -9,7 +9,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FailedSelection, Status } from '../ops/admin';
 import type { LoadedApp } from '../process/app-loader';
 import { parseDuration, portNumber, positiveDuration, positiveInteger, printTable } from './args';
-import { errorSummary } from '../error-text';
 import { describeHolder } from '../db/cleanup';
 import { COUNT_CAP } from '../ops/channel-counts';
 import { DEFAULT_SCHEMA } from '../db/objects';

@@ -6,7 +6,6 @@
  * (lib/listener/drain.ts) decides when to claim.
  */
 import { pruneDeadMarkers } from '../db/inflight';
-import { errorSummary } from '../error-text';
 import { type BatchOutcome, ClaimPass, type ClaimPassParts } from './claim-pass';
 import { CallbackFailed, GroupFailed, reportFailures, splitKey } from './failures';
 import { type AloneParts, runAlone } from './run-alone';
@@ -96,7 +95,7 @@ export class BatchRunner {
     const { connection, holders, objects, log } = this.#parts;
     const client = connection.client;
     if (client && holders.holders.length) {
-      await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error), err: error }));
+      await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', err: error }));
     }
   }
 

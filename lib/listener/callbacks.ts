@@ -7,7 +7,7 @@
  */
 import type { Sequelize, Transaction } from 'sequelize';
 import type { AnyChannel } from '../channels/channel';
-import { errorSummary, errorText, isConnectionFailure } from '../error-text';
+import { errorText, isConnectionFailure } from '../error-text';
 import { CallbackTimeoutError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { type ClaimedRow, lagNow } from '../db/store';
@@ -280,7 +280,7 @@ export class CallbackRunner {
       await bounded(this.#ctx.sequelize.getQueryInterface().rollbackTransaction(transaction, {}), 5000, () => new Error('ROLLBACK did not answer within 5 s'));
       t.cleanup();
     } catch (error) {
-      this.#ctx.log.warn('rolling back a batch failed; closing its connection', { event: 'rollback-failed', error: errorSummary(error), err: error });
+      this.#ctx.log.warn('rolling back a batch failed; closing its connection', { event: 'rollback-failed', err: error });
       destroySocket(t.connection);
       await t.forceCleanup().catch(() => undefined);
     } finally {

@@ -11,7 +11,6 @@ import { decodeMessage } from '../channels/message';
 import { markInflight } from '../db/inflight';
 import type { LibraryObjects } from '../db/objects';
 import { type ClaimedRow, claimBatch, deleteProcessed, foldUpdates, recordFailure, settleHeads } from '../db/store';
-import { errorSummary } from '../error-text';
 import { CallbackTimeoutError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { type AfterCommitHook, type CallbackRunner, type GroupItem, redirectAfterCommit } from './callbacks';
@@ -113,7 +112,7 @@ export class ClaimPass {
       // Not a callback's failure (that one is recorded by the careful pass): the transaction was lost.
       if (this.#overruns.length && !(error instanceof CallbackFailed || error instanceof GroupFailed)) {
         await chargeOverruns(this.#parts, this.#overruns)
-          .catch((chargeError: unknown) => this.#parts.log.warn('could not charge the callbacks that ran past their time limit', { event: 'overrun-charge-failed', error: errorSummary(chargeError), err: chargeError }));
+          .catch((chargeError: unknown) => this.#parts.log.warn('could not charge the callbacks that ran past their time limit', { event: 'overrun-charge-failed', err: chargeError }));
       }
       throw error;
     }
@@ -127,7 +126,7 @@ export class ClaimPass {
     const ordered = channels.ordered.size ? scope.claimable.channels.filter((name) => channels.ordered.has(name)) : [];
     if (!ordered.length || this.#known) return;
     await settleHeads(objects, sequelize, ordered)
-      .catch((error: unknown) => log.debug('could not mark waiting ordered rows', { event: 'settle-failed', error: errorSummary(error), err: error }));
+      .catch((error: unknown) => log.debug('could not mark waiting ordered rows', { event: 'settle-failed', err: error }));
   }
 
   /** Claims the batch, marks it in flight, and folds coalescing channels' pending updates into their heads. */

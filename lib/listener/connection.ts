@@ -8,7 +8,6 @@ import type { Client, Notification, QueryConfig } from 'pg';
 import type { Sequelize } from 'sequelize';
 import { jitteredBackoff } from '../process/backoff';
 import { LIBRARY_QUERY_DEADLINE_MS, type QueryFn, oneQueryAtATime } from './query-guards';
-import { errorSummary } from '../error-text';
 import { ListenOptionsError } from '../errors';
 import { LISTENER_APPLICATION_NAME } from './options';
 import type { ClientSource, Lifetime } from './parts';
@@ -105,7 +104,7 @@ export class ListenConnection implements ClientSource {
     if (this.#stopped() || client !== this.#client) return;
     this.#client = null;
     this.#started().lost();
-    this.#log.warn('LISTEN connection lost; reconnecting', { event: 'connection-lost', error: errorSummary(error), err: error });
+    this.#log.warn('LISTEN connection lost; reconnecting', { event: 'connection-lost', err: error });
     client.end().catch(() => undefined);
     this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = null; });
   }
@@ -190,7 +189,7 @@ export class ListenConnection implements ClientSource {
     // node-postgres takes a query's own query_timeout (its types know it only as a client setting).
     const bounded = (text: string): QueryConfig & { query_timeout: number } => ({ text, query_timeout: 5_000 });
     const backend = async (on: Client) => (await on.query<{ pid: number }>(bounded('SELECT pg_catalog.pg_backend_pid() AS pid'))).rows[0]!.pid;
-    const skipped = (error: unknown) => this.#log.warn('could not check whether the LISTEN connection goes through a transaction pooler; not checked', { event: 'pooler-check-skipped', error: errorSummary(error), err: error });
+    const skipped = (error: unknown) => this.#log.warn('could not check whether the LISTEN connection goes through a transaction pooler; not checked', { event: 'pooler-check-skipped', err: error });
     const refusal = (how: string) => new ListenOptionsError('PGPUBSUB_TRANSACTION_POOLER', `listen: the LISTEN connection goes through a transaction pooler (PgBouncer in transaction or statement mode?): ${how}, so LISTEN and the listener's session locks would be left on a connection other clients use. `
       + "Point the LISTEN connection at PostgreSQL itself: listen({ listenConnection: 'postgres://…@db-host:5432/app' }), or pgpubsub listen --listen-url <url>; the work pool may stay on the pooler");
     const before = await backend(client);
@@ -234,7 +233,7 @@ export class ListenConnection implements ClientSource {
         this.#started().reconnected(attempt);
         return;
       } catch (error) {
-        this.#log.warn('reconnect failed', { event: 'reconnect-failed', attempt, error: errorSummary(error), err: error });
+        this.#log.warn('reconnect failed', { event: 'reconnect-failed', attempt, err: error });
       }
     }
   }

@@ -5,7 +5,6 @@
  */
 import type { LibraryObjects } from '../db/objects';
 import { drainBeat, releaseDrainLocks, skippedProducersDone, takeDrainLocks, wakeListeners } from '../db/wake-locks';
-import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
 import type { ClientSource } from './parts';
 
@@ -59,7 +58,7 @@ export class DrainLocks {
         await wakeListeners(client, this.#held);
       }
     } catch (error) {
-      this.#log.debug('could not take drain locks', { event: 'drain-lock-failed', error: errorSummary(error), err: error });
+      this.#log.debug('could not take drain locks', { event: 'drain-lock-failed', err: error });
     }
   }
 
@@ -73,7 +72,7 @@ export class DrainLocks {
       await releaseDrainLocks(client, held);
       if (wakeOthers) await wakeListeners(client, held);
     } catch (error) {
-      this.#log.debug('could not release drain locks', { event: 'drain-lock-release-failed', error: errorSummary(error), err: error });
+      this.#log.debug('could not release drain locks', { event: 'drain-lock-release-failed', err: error });
     }
   }
 
@@ -96,7 +95,7 @@ export class DrainLocks {
     try {
       return await skippedProducersDone(client, this.#channels);
     } catch (error) {
-      this.#log.debug('could not check for producers that skipped their NOTIFY', { event: 'skipped-check-failed', error: errorSummary(error), err: error });
+      this.#log.debug('could not check for producers that skipped their NOTIFY', { event: 'skipped-check-failed', err: error });
       return true;
     }
   }
@@ -109,7 +108,7 @@ export class DrainLocks {
         this.#beat = null;
         return;
       }
-      drainBeat(this.#objects, client).catch((error: unknown) => this.#log.debug('could not beat', { event: 'beat-failed', error: errorSummary(error), err: error }));
+      drainBeat(this.#objects, client).catch((error: unknown) => this.#log.debug('could not beat', { event: 'beat-failed', err: error }));
       this.#beat = setTimeout(beat, DRAIN_BEAT_MS);
       this.#beat.unref?.();
     };

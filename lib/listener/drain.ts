@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sequelize } from 'sequelize';
 import type { LibraryObjects } from '../db/objects';
 import { nextDueInMs } from '../db/store';
-import { errorSummary, errorText } from '../error-text';
+import { errorText } from '../error-text';
 import type { Logger } from '../ops/logger';
 import type { DrainLocks } from './drain-locks';
 import { type DrainAction, type DrainFacts, type DrainReply, type DrainTiming, afterClaim, nextDrain, startDrain } from './drain-machine';
@@ -124,7 +124,7 @@ export class Drain {
       this.#parts.log.error('drain failed; retrying shortly', { event: 'drain-failed', error: errorText(error), err: error });
       if (this.#failuresInARow === FAILING_AFTER) {
         this.#parts.log.error(`${FAILING_AFTER} drains in a row failed: this listener processes nothing until that is fixed, and says it is not ready (/readyz)`, {
-          event: 'drain-failing', error: errorSummary(error), err: error,
+          event: 'drain-failing', err: error,
         });
       }
       this.#parts.events.reportError(error);

@@ -5,7 +5,7 @@
  */
 import type { AnyChannel, RetryPolicy } from '../channels/channel';
 import type { ClaimedRow, FailureRecord } from '../db/store';
-import { errorSummary, errorText } from '../error-text';
+import { errorText } from '../error-text';
 import { MalformedPayloadError, NonRetryableError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { jitteredBackoff } from '../process/backoff';
@@ -72,7 +72,7 @@ export function reportFailures(parts: FailureReportParts, failures: readonly Fai
     const outcome = failure.failedForGood ? 'failed for good (failed_at set; it will not be claimed again)' : 'kept for retry';
     const log = failure.failedForGood ? parts.log.error : parts.log.warn;
     log.call(parts.log, `callback on '${failure.channel}' failed for notification ${failure.id}; ${outcome}`, {
-      event: 'callback-failed', id: failure.id, channel: failure.channel, failedForGood: failure.failedForGood, error: errorSummary(failure.error), err: failure.error,
+      event: 'callback-failed', id: failure.id, channel: failure.channel, failedForGood: failure.failedForGood, err: failure.error,
     });
     parts.events.tell('failed', failure);
   }

@@ -5,7 +5,6 @@
  */
 import type { Client } from 'pg';
 import { holdListening } from '../db/wake-locks';
-import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
 import type { ClientSource, Lifetime } from './parts';
 
@@ -66,7 +65,7 @@ export class ListeningLocks {
       try {
         this.#missing = await holdListening(client, this.#missing);
       } catch (error) {
-        this.#log.debug('could not take listening locks', { event: 'listening-lock-failed', error: errorSummary(error), err: error });
+        this.#log.debug('could not take listening locks', { event: 'listening-lock-failed', err: error });
       }
       if (this.#missing.length) {
         // A producer's probe holds it for an instant only: say so once it is plainly held.

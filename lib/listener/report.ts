@@ -88,7 +88,7 @@ export class ListenerReport {
       await client.query(`SELECT ${this.#objects.reportFunction}($1, $2, $3, $4::jsonb)`, [os.hostname(), process.pid, this.#startedAt, JSON.stringify(this.channels())]);
       this.#warned = false;
     } catch (error) {
-      const fields = { event: 'report-failed', error: errorSummary(error), err: error };
+      const fields = { event: 'report-failed', err: error };
       // Said once until a report succeeds again (a revoked grant would say it every 5 s).
       if (!this.#warned) this.#log.warn(`could not report this listener's status (pgpubsub status will not show its host, pid and lag): ${errorSummary(error)}`, fields);
       else this.#log.debug('could not report', fields);

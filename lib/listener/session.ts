@@ -13,7 +13,6 @@ import { dueCheck, pendingSql, storedChannelsSql } from '../db/store';
 import { selectBounded } from '../db/select';
 import { installedObjects } from '../db/catalog';
 import { labelLibrary } from '../triggers/render';
-import { errorSummary } from '../error-text';
 import type { Logger } from '../ops/logger';
 import { type BroadcastContext, runBroadcast } from './broadcasts';
 import type { ListenerChannels } from './channel-set';
@@ -70,7 +69,7 @@ export class ListenSession implements ConnectionHooks {
       await this.#reportUntriggered(client);
     }
     await holders.take(client, this.#parts.options.concurrency);
-    await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', error: errorSummary(error), err: error }));
+    await pruneDeadMarkers(objects, client, holders.holders, holders.backend).catch((error: unknown) => log.debug('could not prune markers', { event: 'prune-failed', err: error }));
     // Only now may producers count on this listener: it hears every NOTIFY from here on.
     await listening.hold(client);
     // After LISTEN: a pause or resume committed from here on reaches it as a NOTIFY.
@@ -137,7 +136,7 @@ export class ListenSession implements ConnectionHooks {
     if (!client) return;
     // A resume: what the channel stored meanwhile is drained now.
     void paused.read(client).then((resumed) => { if (resumed || !paused.isPaused(named)) drain.wake(); }, (error: unknown) => {
-      log.warn('could not read the paused channels', { event: 'paused-read-failed', error: errorSummary(error), err: error });
+      log.warn('could not read the paused channels', { event: 'paused-read-failed', err: error });
       paused.restore();
     });
   }

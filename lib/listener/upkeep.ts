@@ -9,7 +9,6 @@ import type { Sequelize } from 'sequelize';
 import type { LibraryObjects } from '../db/objects';
 import { purgeFailed } from '../db/store';
 import { type CleanupHolder, describeHolder, readCleanup } from '../db/cleanup';
-import { errorSummary } from '../error-text';
 import { quoteLiteral } from '../db/sql-text';
 import type { Logger } from '../ops/logger';
 import { type ListenerReport, REPORT_EVERY_MS } from './report';
@@ -54,7 +53,7 @@ export class Upkeep {
       const purged = await purgeFailed(this.#objects, this.#sequelize, retentionMs, { batch: RETENTION_BATCH, batches: RETENTION_BATCHES });
       if (purged > 0) this.#log.info(`purged ${purged} notification(s) that failed over ${retentionMs} ms ago`, { event: 'failed-purged', count: purged });
     } catch (error) {
-      this.#log.warn('could not purge old failed notifications', { event: 'failed-purge-failed', error: errorSummary(error), err: error });
+      this.#log.warn('could not purge old failed notifications', { event: 'failed-purge-failed', err: error });
     }
     if (this.#lifetime.stopping) return;
     this.#retention = setTimeout(() => void this.purgeOldFailures(retentionMs), RETENTION_EVERY_MS);
@@ -80,7 +79,7 @@ export class Upkeep {
     try {
       ({ heldBackBy: holder, deadRows } = await readCleanup(this.#objects, this.#sequelize));
     } catch (error) {
-      this.#log.debug('could not read what holds back cleanup', { event: 'cleanup-read-failed', error: errorSummary(error), err: error });
+      this.#log.debug('could not read what holds back cleanup', { event: 'cleanup-read-failed', err: error });
       return;
     }
     if (!holder) {

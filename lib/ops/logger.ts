@@ -40,8 +40,9 @@ export function consoleLogger(options: ConsoleLoggerOptions | LogLevel = {}): Lo
   const { level = (process.env.PGPUBSUB_LOG_LEVEL as LogLevel) || 'warn', format = 'pretty', base = {}, stream = process.stderr } =
     typeof options === 'string' ? { level: options } : options;
   const threshold = Math.max(0, LOG_LEVELS.indexOf(level));
-  const write = (at: LogLevel) => (message: string, fields: Record<string, unknown> = {}) => {
+  const write = (at: LogLevel) => (message: string, given: Record<string, unknown> = {}) => {
     if (LOG_LEVELS.indexOf(at) < threshold) return;
+    const fields = withErrorSummary(given);
     const time = new Date();
     if (format === 'json') {
       stream.write(`${JSON.stringify({ time: time.toISOString(), level: at, msg: message, pid: process.pid, ...base, ...withErrorObject(fields) })}\n`);
@@ -55,7 +56,23 @@ export function consoleLogger(options: ConsoleLoggerOptions | LogLevel = {}): Lo
     // Channel names and errors come from the database: printed, they never drive the terminal.
     stream.write(`${time.toISOString().slice(11, 23)} ${at.toUpperCase().padEnd(5)} [${who}] ${printable(`${message}${extra}`)}\n`);
   };
-  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+  return normalising({ debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') });
+}
+
+/** Loggers that already take the library's fields as they are given (toLogger's and consoleLogger's): not wrapped again. */
+const NORMALISING = new WeakSet<Logger>();
+
+function normalising(logger: Logger): Logger {
+  NORMALISING.add(logger);
+  return logger;
+}
+
+/**
+ * The fields with `error`, the one-line summary of their `err`, when a line gives only `err`: so
+ * a call site passes the thrown value once, and pretty lines still say what went wrong.
+ */
+function withErrorSummary(fields: Record<string, unknown>): Record<string, unknown> {
+  return fields.err === undefined || fields.error !== undefined ? fields : { ...fields, error: errorSummary(fields.err) };
 }
 
 /** pino's and bunyan's methods: the fields first, then the message. */
@@ -79,6 +96,7 @@ function takesFieldsFirst(logger: object): boolean {
  * pino and bunyan). Checks the four methods are there.
  */
 export function toLogger(logger: Logger, where = 'logger'): Logger {
+  if (NORMALISING.has(logger)) return logger;
   const missing = (['debug', 'info', 'warn', 'error'] as const).filter((level) => typeof (logger as unknown as Record<string, unknown>)?.[level] !== 'function');
   if (missing.length > 0) {
     throw new ListenOptionsError('PGPUBSUB_LISTEN_OPTIONS', `${where}: a logger needs the methods debug, info, warn and error (console, pino, winston and bunyan have them); this one lacks ${missing.join(', ')}`);
@@ -86,14 +104,15 @@ export function toLogger(logger: Logger, where = 'logger'): Logger {
   const fieldsFirst = takesFieldsFirst(logger);
   // The method looked up at each call: pino swaps an instance's methods when its level changes,
   // and a spy put on a logger after listen() must see the calls.
-  const call = (level: keyof Logger) => (message: string, fields: Record<string, unknown> = {}): void => {
+  const call = (level: keyof Logger) => (message: string, given: Record<string, unknown> = {}): void => {
+    const fields = withErrorSummary(given);
     const method = logger[level] as (...args: unknown[]) => void;
     // pino and bunyan get the Error itself (their `err` serializers print its type, message and
     // stack); message-first loggers a plain object that their JSON keeps.
     if (fieldsFirst) method.call(logger, fields.err === undefined || fields.err instanceof Error ? fields : withErrorObject(fields), message);
     else method.call(logger, message, withErrorObject(fields));
   };
-  return { debug: call('debug'), info: call('info'), warn: call('warn'), error: call('error') };
+  return normalising({ debug: call('debug'), info: call('info'), warn: call('warn'), error: call('error') });
 }
 
 /**

@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { type Logger, consoleLogger } from '../ops/logger';
+import { type Logger, consoleLogger, toLogger } from '../ops/logger';
 import type { PgPubSub } from '../pubsub';
 import { type SuperviseOptions, supervise } from './supervisor';
 import { type RunWorkerOptions, runWorker } from './worker';
@@ -24,7 +24,8 @@ export interface ClusterOptions extends Omit<RunWorkerOptions, 'logger'>, Omit<S
 export async function runCluster(pubsub: PgPubSub, options: ClusterOptions = {}): Promise<number> {
   const { processes = 1, restartOnFailure, crashLimit, crashWindowMs, minRestartDelayMs, maxRestartDelayMs, stableAfterMs, logger, ...listen } = options;
   const slot = process.env.PGPUBSUB_WORKER_SLOT;
-  const log = logger ?? consoleLogger({ level: 'info', base: cluster.isWorker && slot ? { worker: Number(slot) } : {} });
+  // A logger of yours called as the listener calls it (pino's fields first, `err` kept).
+  const log = logger ? toLogger(logger, 'runCluster({ logger })') : consoleLogger({ level: 'info', base: cluster.isWorker && slot ? { worker: Number(slot) } : {} });
   if (cluster.isPrimary) {
     return supervise({
       processes, logger: log, restartOnFailure, crashLimit, crashWindowMs, minRestartDelayMs, maxRestartDelayMs, stableAfterMs,

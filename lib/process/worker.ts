@@ -123,7 +123,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
         const reason = `could not start listening: ${errorSummary(error)}`;
         // The library missing or at another version: nothing could be checked, exit 2 as every command.
         const code = error instanceof LibraryVersionError || error instanceof MissingTableError ? 2 : 1;
-        log.error(reason, { event: 'start-failed', error: errorSummary(error), err: error, exitCode: code });
+        log.error(reason, { event: 'start-failed', err: error, exitCode: code });
         await tell({ type: 'pgpubsub:fatal', reason, code });
         await pubsub.sequelize.close().catch(() => undefined);
         cleanUp();
@@ -131,7 +131,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
       }
       if (stopping) break;
       const delay = jitteredBackoff(attempt, minDelayMs, maxDelayMs);
-      log.warn(`could not reach the database (try ${attempt}); trying again in ${delay} ms`, { event: 'unreachable', attempt, delayMs: delay, error: errorSummary(error), err: error });
+      log.warn(`could not reach the database (try ${attempt}); trying again in ${delay} ms`, { event: 'unreachable', attempt, delayMs: delay, err: error });
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         wakeStartLoop = () => { clearTimeout(timer); resolve(); };

@@ -18,6 +18,8 @@ export interface TriggerHost {
   readonly objects: LibraryObjects;
   /** Every model channel, validated. */
   modelChannels(): ModelChannel[];
+  /** Why `who` cannot work on the library's objects (missing, another version), or null. */
+  libraryProblem(who: string): Promise<Error | null>;
 }
 
 /**
