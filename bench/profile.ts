@@ -6,7 +6,8 @@
  * sessions sampled every 10 ms from pg_stat_activity. Prints the rate, the workers' CPU by where
  * it was spent (the library, Sequelize, pg, Node itself, GC), the functions with the most self
  * and total time, and what the database sessions were doing (running a query, waiting for their
- * client, waiting on a lock). The figures of BENCHMARKS.md's "Where the time goes" come from here.
+ * client, waiting on a lock). The figures of "Where the time goes (W1, 2026-12-04)" in
+ * bench/results/HISTORY.md come from here.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';

@@ -34,6 +34,7 @@ export const NODE_SUBSET = [
   'test/cli.test.ts',
   'test/cluster.test.ts',
   'test/installed-package.test.ts',
+  'test/quick-start.test.ts',
 ];
 export const POSTGRES_SUBSET = [
   'test/install.test.ts',

@@ -1,4 +1,4 @@
-/** README "Operating it": the admin API, what `pgpubsub status` and `pgpubsub failed` print. */
+/** docs/operations.md: the admin API, what `pgpubsub status` and `pgpubsub failed` print. */
 import assert from 'node:assert/strict';
 import pgpubsub, { channel } from 'sequelize-pgpubsub';
 import { migrate, sequelize } from './app.js';

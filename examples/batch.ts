@@ -1,4 +1,4 @@
-/** README "Batch callbacks": onBatch() gets a claim's messages at once, for one bulkCreate. */
+/** docs/callbacks-and-listeners.md, "Batch callbacks": onBatch() gets a claim's messages at once, for one bulkCreate. */
 import assert from 'node:assert/strict';
 import { Author, migrate, Post, sequelize } from './app.js';
 

@@ -1,4 +1,4 @@
-/** README "Callbacks and listeners": on() for a model channel and a custom one, listen(), stop(). */
+/** docs/callbacks-and-listeners.md, "Callbacks": on() for a model channel and a custom one, listen(), stop(). */
 import assert from 'node:assert/strict';
 import pgpubsub, { channel } from 'sequelize-pgpubsub';
 import { Author, migrate, Post, sequelize } from './app.js';

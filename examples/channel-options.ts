@@ -1,4 +1,4 @@
-/** README "What a model channel records": columns and exclude, when, truncate, soft deletes, delays. */
+/** docs/channels.md, "What a model channel records": columns and exclude, when, truncate, soft deletes, delays. */
 import assert from 'node:assert/strict';
 import { DataTypes, QueryTypes } from 'sequelize';
 import pgpubsub, { channel } from 'sequelize-pgpubsub';

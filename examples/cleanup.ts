@@ -1,4 +1,4 @@
-/** README "Operating at scale": what holds back the cleanup of the notification table. */
+/** docs/performance.md, "A long transaction stops vacuum": what holds back the cleanup of the notification table. */
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { migrate, sequelize } from './app.js';

@@ -1,4 +1,4 @@
-/** README "Notification context": withContext() and setContext() in each scope. */
+/** docs/channels.md, "Notification context": withContext() and setContext() in each scope. */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';

@@ -1,4 +1,4 @@
-/** README "Custom channels and notify()": a broadcast custom channel and notify() in a transaction. */
+/** docs/channels.md, "Custom channels and notify()": a broadcast custom channel and notify() in a transaction. */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import pg from 'pg';

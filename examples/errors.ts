@@ -1,4 +1,4 @@
-/** README "Errors": telling one of the library's errors from the others by its code. */
+/** docs/errors.md: telling one of the library's errors from the others by its code. */
 import { PgPubSubError } from 'sequelize-pgpubsub';
 // … your app's sequelize, and a payload
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
--- The library's grants for the two roles an app runs as (README "Database objects and privileges").
+-- The library's grants for the two roles an app runs as (docs/security.md, "Database objects and privileges").
 -- Run them as the role that ran the migrations (it owns schema pgpubsub, the library's objects and
 -- the managed triggers), after the migrations. app_writer and app_listener stand for your roles.
 

@@ -1,4 +1,4 @@
-/** README "Metrics and probes": the listener's and the database's figures, for an app that calls listen() itself. */
+/** docs/operations.md, "Metrics and probes": the listener's and the database's figures, for an app that calls listen() itself. */
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import pgpubsub, { channel } from 'sequelize-pgpubsub';

@@ -1,4 +1,4 @@
-/** README "Per-row ordering": one row's changes processed one at a time, in order, by any number of listeners. */
+/** docs/channels.md, "Per-row ordering": one row's changes processed one at a time, in order, by any number of listeners. */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataTypes } from 'sequelize';

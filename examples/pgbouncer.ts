@@ -1,7 +1,7 @@
 /**
- * README "Behind PgBouncer": the app's Sequelize (so the work pool) on DATABASE_URL, which may be
- * PgBouncer in transaction pooling mode; the LISTEN connection on DIRECT_DATABASE_URL, the server
- * itself (unset: Sequelize's own path). test/pgbouncer.test.ts runs it through a real PgBouncer.
+ * docs/deployment.md, "Behind PgBouncer": the app's Sequelize (so the work pool) on DATABASE_URL,
+ * which may be PgBouncer in transaction pooling mode; the LISTEN connection on DIRECT_DATABASE_URL,
+ * the server itself (unset: Sequelize's own path). test/pgbouncer.test.ts runs it through a real PgBouncer.
  */
 import assert from 'node:assert/strict';
 import { Author, migrate, Post, sequelize } from './app.js';

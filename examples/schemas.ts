@@ -1,6 +1,6 @@
 /**
- * README "Schemas": the library in a schema of the app's choosing, migrated by Umzug into a
- * migration table of the app's own, and a schema-per-tenant app (Model.schema()).
+ * docs/security.md, "Schemas": the library in a schema of the app's choosing, migrated by Umzug
+ * into a migration table of the app's own, and a schema-per-tenant app (Model.schema()).
  */
 import assert from 'node:assert/strict';
 import { DataTypes, Model, Sequelize } from 'sequelize';

@@ -1,4 +1,4 @@
-/** README "Side effects": afterCommit() for what must happen only once the work committed, NonRetryableError for a failure a retry cannot mend. */
+/** docs/callbacks-and-listeners.md, "Side effects": afterCommit() for what must happen only once the work committed, NonRetryableError for a failure a retry cannot mend. */
 import assert from 'node:assert/strict';
 import pgpubsub, { channel, NonRetryableError } from 'sequelize-pgpubsub';
 import { migrate, sequelize } from './app.js';

@@ -1,4 +1,4 @@
-/** README "Apps that use sync()": install() after sequelize.sync(), at every boot. */
+/** docs/getting-started.md, "Apps that use sync()": install() after sequelize.sync(), at every boot. */
 import assert from 'node:assert/strict';
 import { migrations as libraryMigrations } from 'sequelize-pgpubsub';
 import { Author, sequelize } from './app.js';

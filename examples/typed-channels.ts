@@ -1,6 +1,6 @@
 /**
- * README "Channel names and ops the compiler checks": a model that declares its channels in a
- * static `pgpubsub` gets its channel names checked in on()/onBatch(), and each callback's `op`
+ * docs/callbacks-and-listeners.md, "Channel names and ops the compiler checks": a model that
+ * declares its channels in a static `pgpubsub` gets its channel names checked in on()/onBatch(), and each callback's `op`
  * narrowed to the channel's events (with `old`/`new` narrowed by it); `Register` makes
  * listen({ channels }) check names too. The `@ts-expect-error` lines are the compile errors
  * (`npm run typecheck` fails if one of them compiles).

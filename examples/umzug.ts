@@ -1,4 +1,4 @@
-/** README "3. Migrate": a programmatic Umzug v3 with the library's migrations and the trigger step. */
+/** docs/getting-started.md, "3. Migrate": a programmatic Umzug v3 with the library's migrations and the trigger step. */
 import assert from 'node:assert/strict';
 import { appMigrations, Author, sequelize } from './app.js';
 

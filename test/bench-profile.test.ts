@@ -1,7 +1,7 @@
 /**
- * `npm run bench:profile` (bench/profile.ts, BENCHMARKS.md "Where the time goes"): a small drain
- * on the test server, profiled, as its documentation shows it; and the harness's run(), which the
- * slow child processes of these tests rely on to say where they hung.
+ * `npm run bench:profile` (bench/profile.ts; bench/results/HISTORY.md, "Where the time goes"): a
+ * small drain on the test server, profiled, as its documentation shows it; and the harness's run(),
+ * which the slow child processes of these tests rely on to say where they hung.
  */
 import { expect } from 'chai';
 import path from 'node:path';

@@ -78,6 +78,7 @@ module.exports = { sequelize };\n`);
       'triggers check|the database cannot be reached': { args: ['triggers', 'check', ...app], url: down },
       'triggers sync|done': { args: ['triggers', 'sync', ...app], url: ok },
       'triggers sync|the database cannot be reached': { args: ['triggers', 'sync', ...app], url: down },
+      'triggers sync|the library is missing (its triggers would fail every write)': { args: ['triggers', 'sync', ...app], url: noLibrary },
       'triggers prune|done': { args: ['triggers', 'prune', ...app], url: ok },
       'recover|done': { args: ['recover', ...app], url: ok },
       'recover|the library is missing': { args: ['recover', ...app], url: noLibrary },

@@ -1,7 +1,7 @@
 /**
- * README "Your own cluster script": examples/cluster/listener.ts, a user's node:cluster script
- * built on runCluster(), supervises two listener processes that share the work, replaces one
- * killed with kill -9, and stops cleanly on SIGTERM.
+ * docs/deployment.md, "Your own cluster script": examples/cluster/listener.ts, a user's
+ * node:cluster script built on runCluster(), supervises two listener processes that share the
+ * work, replaces one killed with kill -9, and stops cleanly on SIGTERM.
  */
 import { expect } from 'chai';
 import path from 'node:path';

@@ -3,7 +3,7 @@
  * check, exit codes), and the mounted handler in a real headless browser (Debian's chromium
  * driven by playwright-core): a notification fails, the operator opens it, sees the error and
  * the old/new diff, clicks retry and sees it processed, pauses and resumes the channel. The
- * screenshots it takes are the README's: written to docs/ with UPDATE_SCREENSHOTS=1, else to a
+ * screenshots it takes are docs/operations.md's: written to docs/ with UPDATE_SCREENSHOTS=1, else to a
  * temporary folder, so that running the suite leaves the checkout as it was.
  */
 import { expect } from 'chai';

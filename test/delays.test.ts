@@ -98,7 +98,7 @@ describe('delays', function () {
     pubsub.register(Stored);
     const seen: number[] = [];
     pubsub.on(Stored, ({ payload }) => { seen.push(payload.n); });
-    // Any role granted send() (the README's writer grants) could stop every listener's timers with one.
+    // Any role granted send() (docs/security.md's writer grants) could stop every listener's timers with one.
     for (const time of ['infinity', '-infinity', '10000-01-01']) {
       const error = await test.app.sequelize.query(`SELECT pgpubsub.send('stored_delay', '{"n": 0}', true, '${time}')`).then(() => null, (e: unknown) => e as Error);
       expect(error?.message, time).to.match(/^pgpubsub send: available_at must be a finite time no later than 9999-12-31T23:59:59\.999Z, got /);

@@ -1,7 +1,9 @@
 /**
  * The package as an app that installed it from npm uses it: the compiled dist/ build (no lib/, no
- * tsx), the `exports` map, the `bin` and the published types, in a plain CommonJS app: the README's
- * quick start, copied from examples/quick-start/. The README's other fragments (examples/*.ts) run
+ * tsx), the `exports` map, the `bin` and the published types, in a plain CommonJS app: the app of
+ * docs/getting-started.md, copied from examples/quick-start/ (test/quick-start.test.ts runs the
+ * README's quick start itself, from the packed tarball). The documentation's other
+ * fragments (examples/*.ts, marked in README.md and docs/*.md) run
  * here too, against the same installed build, through tsx loaded from this checkout (the app itself
  * cannot resolve tsx). No network and no `npm install`: the build goes into a temp
  * app's node_modules/sequelize-pgpubsub next to the published `files`, and the package's runtime
@@ -240,7 +242,7 @@ describe('installed package (dist/, exports map, bin)', function () {
       fs.symlinkSync(path.join(ROOT_MODULES, dep), link, 'dir');
     }
 
-    // The README's quick start is the app; examples/*.ts go into its examples/ folder.
+    // The quick start is the app; examples/*.ts (the documentation's fragments) go into its examples/ folder.
     fs.cpSync(path.join(EXAMPLES, 'quick-start'), app, { recursive: true });
     fs.mkdirSync(path.join(app, 'examples'));
     for (const file of ['package.json', 'app.ts', ...EXAMPLE_SCRIPTS]) fs.copyFileSync(path.join(EXAMPLES, file), path.join(app, 'examples', file));
@@ -313,7 +315,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     expect(files.filter((file) => /^(lib|test|bench|dev|examples)\//.test(file))).to.deep.equal([]);
   });
 
-  it('follows the README quick start (examples/quick-start): db:migrate, migration:generate, db:migrate, triggers check, insert, listen, db:migrate:undo:all', async () => {
+  it('runs the getting-started app (examples/quick-start): db:migrate, migration:generate, db:migrate, triggers check, insert, listen, db:migrate:undo:all', async () => {
     const { url } = await fresh('installed quick start');
     const env = { DATABASE_URL: url };
     const pgpubsub = (args: string[]) => run(path.join(app, 'node_modules', '.bin', 'pgpubsub'), args, { cwd: app, env });
@@ -381,7 +383,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     fs.rmSync(path.join(migrationsDir, generated[0]));
   });
 
-  it('upgrades as the README says: migration:generate writes the stub of a library migration the folder lacks, db:migrate applies it', async () => {
+  it('upgrades as docs/upgrading.md says: migration:generate writes the stub of a library migration the folder lacks, db:migrate applies it', async () => {
     const { url } = await fresh('installed upgrade');
     const env = { DATABASE_URL: url };
     // An app whose folder (inside the app, which resolves the package) lacks the library's stub.
@@ -459,7 +461,7 @@ await Promise.resolve();
     expect(await sql(url, "SELECT nspname FROM pg_namespace WHERE nspname = 'pgpubsub'")).to.deep.equal([]);
   });
 
-  it(`runs the README's other fragments against the installed package: examples/{${EXAMPLE_SCRIPTS.join(',')}}`, async function () {
+  it(`runs the documentation's other fragments against the installed package: examples/{${EXAMPLE_SCRIPTS.join(',')}}`, async function () {
     expect(EXAMPLE_SCRIPTS).to.include.members(['umzug.ts', 'custom-channel.ts', 'context.ts', 'callbacks-and-listen.ts']);
     // A few at a time (all at once, 15 Node processes share 2 cores), each well within the test's
     // own timeout, so a hung one fails with its output rather than with the test's timeout.

@@ -1,6 +1,6 @@
 /**
  * The library's objects under least privilege: the app's writes, notify() and a listener as roles
- * holding only the README's grants (examples/grants.sql), no way for a writer to forge a
+ * holding only docs/security.md's grants (examples/grants.sql), no way for a writer to forge a
  * notification, nothing executable by PUBLIC, and no function or table another role plants on the
  * search_path ever picked.
  */
@@ -73,7 +73,7 @@ describe('privileges', function () {
     await db.drop();
   });
 
-  it("runs the admin API (status, failed, retry, purge, pause, resume) as an operator's role holding only the README's grants", async () => {
+  it("runs the admin API (status, failed, retry, purge, pause, resume) as an operator's role holding only docs/operations.md's grants", async () => {
     const app = open(writer);
     const worker = open(listenerRole);
     registerCallbacks(worker);
@@ -97,7 +97,7 @@ describe('privileges', function () {
     await eventually(async () => (await rows<{ n: number }>(owner, 'SELECT count(*)::int AS n FROM posts'))[0].n === 1, 'the post after the resume');
   });
 
-  it("runs the app's writes, notify() and a listener as roles holding only the README's grants", async () => {
+  it("runs the app's writes, notify() and a listener as roles holding only docs/security.md's grants", async () => {
     const app = open(writer);
     const worker = open(listenerRole);
     const { reads } = registerCallbacks(worker);

@@ -1,92 +1,49 @@
 /**
- * The README's code cannot rot: every fenced code block is marked, just before it, either
- * `<!-- example: examples/<file> -->` (the block is that file, or a verbatim excerpt of it, which
- * test/installed-package.test.ts runs) or `<!-- not an example: <why> -->`. An excerpt may sit
- * indented in its file, and a line of the block starting with `// …` stands for itself followed by
- * any lines of the file (code the README leaves out).
+ * The documentation's code cannot rot: in README.md, CONTRIBUTING.md and every docs/*.md, every
+ * fenced code block is marked, just before it, either `<!-- example: examples/<file> -->` (the block
+ * is that file, or a verbatim excerpt of it, which test/installed-package.test.ts runs) or
+ * `<!-- not an example: <why> -->`; the README's quick start marks its blocks `<!-- step … -->`, and
+ * test/quick-start.test.ts runs them. An excerpt may sit indented in its file, and a line of the
+ * block starting with `// …` stands for itself followed by any lines of the file (code the page
+ * leaves out). Every relative link of those files reaches a file, and a heading when it names one.
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
+import { anchorsOf, fencedBlocks, isExcerpt, relativeLinks } from '../dev/markdown';
 import { ROOT } from '../dev/processes';
-
-interface Block {
-  /** 1-based line of the opening fence. */
-  line: number;
-  lang: string;
-  text: string;
-  marker: { example: string } | { notExample: string } | null;
-}
-
-const MARKER = /^<!--\s*(?:example:\s*(\S+)|not an example:\s*(.+?))\s*-->$/;
-
-export function fencedBlocks(markdown: string): Block[] {
-  const lines = markdown.split('\n');
-  const blocks: Block[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const open = /^```(\S*)\s*$/.exec(lines[i]);
-    if (!open) continue;
-    const end = lines.findIndex((text, at) => at > i && /^```\s*$/.test(text));
-    if (end < 0) throw new Error(`README.md:${i + 1}: code block never closed`);
-    let before = i - 1;
-    while (before >= 0 && lines[before].trim() === '') before--;
-    const found = before >= 0 ? MARKER.exec(lines[before].trim()) : null;
-    blocks.push({
-      line: i + 1,
-      lang: open[1],
-      text: lines.slice(i + 1, end).join('\n'),
-      marker: found ? (found[1] ? { example: found[1] } : { notExample: found[2] }) : null,
-    });
-    i = end;
-  }
-  return blocks;
-}
-
-const indentOf = (line: string) => line.length - line.trimStart().length;
-const ELISION = /^\/\/ …/;
-
-/** Whether `excerpt` is `file`, or a run of its lines (re-indented as a whole, `// …` lines eliding). */
-export function isExcerpt(excerpt: string, file: string): boolean {
-  const want = excerpt.replace(/\n+$/, '').split('\n');
-  const have = file.replace(/\n+$/, '').split('\n');
-  const matchFrom = (start: number): boolean => {
-    const indent = have[start].slice(0, indentOf(have[start]) - indentOf(want[0]));
-    if (indentOf(have[start]) < indentOf(want[0]) || indent.trim() !== '') return false;
-    const same = (wanted: string, line: string | undefined) => line !== undefined && (wanted === '' ? line.trim() === '' : line === indent + wanted);
-    let at = start;
-    for (let j = 0; j < want.length; j++) {
-      if (!same(want[j], have[at])) return false;
-      at++;
-      if (ELISION.test(want[j].trim()) && j + 1 < want.length) {
-        while (at < have.length && !same(want[j + 1], have[at])) at++;
-      }
-    }
-    return true;
-  };
-  return have.some((_line, start) => matchFrom(start));
-}
 
 const LANG_EXTENSIONS: Record<string, string[]> = { ts: ['.ts', '.mts', '.cts'], js: ['.js', '.cjs', '.mjs'], sql: ['.sql'] };
 
-describe('README code blocks are the examples', () => {
-  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const blocks = fencedBlocks(readme);
+/** The documentation whose code blocks and links are checked, relative to ROOT. */
+function documents(): string[] {
+  const pages = fs.readdirSync(path.join(ROOT, 'docs')).filter((name) => name.endsWith('.md')).sort().map((name) => `docs/${name}`);
+  return ['README.md', 'CONTRIBUTING.md', ...pages];
+}
 
-  it('finds the README blocks', () => {
-    expect(blocks.filter((block) => ['ts', 'js'].includes(block.lang)).length).to.be.at.least(7);
+const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
+
+describe('documentation code blocks are the examples', () => {
+  const files = documents();
+  const blocksOf = new Map(files.map((file) => [file, fencedBlocks(read(file), file)]));
+  const all = [...blocksOf].flatMap(([file, blocks]) => blocks.map((block) => ({ file, block })));
+
+  it('checks README.md, CONTRIBUTING.md and every page of docs/, and finds their blocks', () => {
+    expect(files).to.include.members(['README.md', 'CONTRIBUTING.md', 'docs/getting-started.md', 'docs/callbacks-and-listeners.md']);
+    expect(all.filter(({ block }) => ['ts', 'js'].includes(block.lang)).length).to.be.at.least(25);
   });
 
   it('marks every fenced block as an example or as not one', () => {
-    const unmarked = blocks.filter((block) => !block.marker).map((block) => `README.md:${block.line} (${block.lang || 'no language'})`);
-    expect(unmarked, 'add <!-- example: examples/<file> --> or <!-- not an example: <why> --> before these blocks').to.deep.equal([]);
+    const unmarked = all.filter(({ block }) => !block.marker).map(({ file, block }) => `${file}:${block.line} (${block.lang || 'no language'})`);
+    expect(unmarked, 'add <!-- example: examples/<file> --> or <!-- not an example: <why> --> (or, in the quick start, <!-- step … -->) before these blocks').to.deep.equal([]);
   });
 
   it('takes each example block verbatim from its file under examples/, in that file\'s language', () => {
-    const examples = blocks.filter((block) => block.marker && 'example' in block.marker);
+    const examples = all.filter(({ block }) => block.marker && 'example' in block.marker);
     expect(examples).to.not.be.empty;
-    for (const block of examples) {
+    for (const { file: page, block } of examples) {
       const name = (block.marker as { example: string }).example;
-      const where = `README.md:${block.line} (${name})`;
+      const where = `${page}:${block.line} (${name})`;
       expect(name, where).to.match(/^examples\//);
       const file = path.join(ROOT, name);
       expect(fs.existsSync(file), `${where}: no such file`).to.equal(true);
@@ -95,9 +52,13 @@ describe('README code blocks are the examples', () => {
     }
   });
 
-  it('has every code block that is code (ts, js) taken from an example', () => {
-    const code = blocks.filter((block) => ['ts', 'typescript', 'js', 'javascript'].includes(block.lang) && !(block.marker && 'example' in block.marker));
-    expect(code.map((block) => `README.md:${block.line}`), 'TypeScript/JavaScript blocks must come from examples/').to.deep.equal([]);
+  it('has every code block that is code (ts, js) taken from an example, but the README quick start\'s steps, which test/quick-start.test.ts runs', () => {
+    const code = all.filter(({ file, block }) => ['ts', 'typescript', 'js', 'javascript'].includes(block.lang)
+      && !(block.marker && 'example' in block.marker) && !(file === 'README.md' && block.marker && 'step' in block.marker));
+    expect(code.map(({ file, block }) => `${file}:${block.line}`), 'TypeScript/JavaScript blocks must come from examples/').to.deep.equal([]);
+    const steps = all.filter(({ block }) => block.marker && 'step' in block.marker);
+    expect(steps.filter(({ file }) => file !== 'README.md').map(({ file, block }) => `${file}:${block.line}`), 'quick-start steps live in the README').to.deep.equal([]);
+    expect(steps.length).to.be.at.least(8);
   });
 
   it('matches excerpts strictly: indentation as a whole, `// …` elisions, nothing else', () => {
@@ -108,5 +69,45 @@ describe('README code blocks are the examples', () => {
     expect(isExcerpt('const a = 2;', file)).to.equal(false);
     expect(isExcerpt('  const a = 1;\n// … later', file)).to.equal(false);
     expect(isExcerpt('stop();\n  }', file)).to.equal(false);
+  });
+
+  it('reads markers as the last non-blank line before a fence, and names the file of a block never closed', () => {
+    const blocks = fencedBlocks('<!-- example: examples/a.ts -->\n\n```ts\nx\n```\n<!-- not an example: why not -->\n```sql\ny\n```\n<!-- something else -->\n```\nz\n```\n<!-- step 2: run -->\n```sh\nw\n```\ntext\n');
+    expect(blocks.slice(0, 4).map((block) => block.marker)).to.deep.equal([{ example: 'examples/a.ts' }, { notExample: 'why not' }, null, { step: 'step 2: run' }]);
+    expect(() => fencedBlocks('```sh\nnever closed\n', 'docs/x.md')).to.throw('docs/x.md:1: code block never closed');
+  });
+});
+
+describe('documentation links', () => {
+  const files = documents();
+
+  it('finds GitHub\'s anchors and the relative links outside code', () => {
+    const page = '# Title `x()`\n\n## What "exactly once" covers\n\n## Title x\n\n## Title x\n\n```sh\n# not a heading [a](b.md)\n```\n\n    [c](d.md)\n\nSee [e](f.md#g), `[h](i.md)`, [j](https://k) and ![l](m.png).\n';
+    expect([...anchorsOf(page)]).to.deep.equal(['title-x', 'what-exactly-once-covers', 'title-x-1', 'title-x-2']);
+    expect(relativeLinks(page).map((link) => link.target)).to.deep.equal(['f.md#g', 'm.png']);
+  });
+
+  it('points every relative link at an existing file, and every anchor at a heading of it', () => {
+    const broken: string[] = [];
+    for (const file of files) {
+      for (const { line, target } of relativeLinks(read(file))) {
+        const [pathPart, anchor] = target.split('#', 2);
+        const resolved = pathPart === '' ? path.join(ROOT, file) : path.resolve(ROOT, path.dirname(file), decodeURIComponent(pathPart));
+        const where = `${file}:${line} (${target})`;
+        if (!resolved.startsWith(ROOT + path.sep) || !fs.existsSync(resolved)) broken.push(`${where}: no such file`);
+        else if (anchor !== undefined && !(resolved.endsWith('.md') && anchorsOf(fs.readFileSync(resolved, 'utf8')).has(anchor))) {
+          broken.push(`${where}: no heading #${anchor} in ${path.relative(ROOT, resolved)}`);
+        }
+      }
+    }
+    expect(broken).to.deep.equal([]);
+  });
+
+  it('keeps the README short (at most 16,000 bytes), linking every page of docs/', () => {
+    const readme = read('README.md');
+    expect(Buffer.byteLength(readme), 'README.md bytes: move the detail to a page of docs/').to.be.at.most(16_000);
+    const linked = new Set(relativeLinks(readme).map((link) => path.normalize(link.target.split('#')[0])));
+    const pages = files.filter((file) => file.startsWith('docs/'));
+    expect(pages.filter((page) => !linked.has(path.normalize(page))), 'pages of docs/ the README does not link').to.deep.equal([]);
   });
 });

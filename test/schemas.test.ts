@@ -126,7 +126,7 @@ describe('schemas', function () {
       fs.writeFileSync(path.join(dir, 'config', 'config.json'), JSON.stringify({
         development: { use_env_variable: 'DATABASE_URL', dialect: 'postgres', logging: false, migrationStorageTableName: 'app_migrations', migrationStorageTableSchema: 'meta' },
       }));
-      // The README's stubs for a schema of the app's own, requiring this checkout's lib/.
+      // docs/security.md's stubs ("Schemas") for a schema of the app's own, requiring this checkout's lib/.
       const stubs = path.join(ROOT, 'examples', 'own-schema', 'migrations');
       for (const file of fs.readdirSync(stubs)) {
         const stub = fs.readFileSync(path.join(stubs, file), 'utf8').replace("require('sequelize-pgpubsub/", `require('${ROOT}/lib/db/`);

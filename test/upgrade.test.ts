@@ -181,7 +181,7 @@ describe('each library migration after the baseline, on the database the one bef
         const schemaBefore = await dumpSchema(admin);
         const before = (await admin.query(ROWS)).rows;
 
-        // A listener's role as the README grants it the claim of the version before: it keeps the claim.
+        // A listener's role as docs/security.md grants it the claim of the version before: it keeps the claim.
         const role = `pgpubsub_upgrade_${process.pid}`;
         await admin.query(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} NOLOGIN; GRANT EXECUTE ON FUNCTION pgpubsub.claim TO ${role}`);
         const mayClaim = async () => (await admin.query<{ ok: boolean }>(

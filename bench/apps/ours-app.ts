@@ -4,7 +4,7 @@
  * `sequelize.query` and the same INSERT the peers and the ceiling run, so that every system does
  * identical work. The post's content is the callback's start time on the monotonic clock (µs),
  * which W2 subtracts from the producer's commit time. BENCH_CALLBACK=model writes the post with
- * the README's `Post.create` instead (a diagnostic row of W1): what Sequelize's model layer costs
+ * the `Post.create` of docs/callbacks-and-listeners.md instead (a diagnostic row of W1): what Sequelize's model layer costs
  * per message, which a Sequelize app pays whatever queue runs its jobs. BENCH_CALLBACK=batch
  * registers a batch callback instead (onBatch: one Post.bulkCreate per claim, W1's batch row), and
  * BENCH_IO_MS makes each message first await that long (W6: a stand-in for an HTTP call).

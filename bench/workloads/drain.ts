@@ -137,10 +137,10 @@ async function autovacuums(client: Client): Promise<number> {
 export function drainSystems(): QueueSystem[] {
   return [
     ours(),
-    // Diagnostic: the same listener writing the post with the README's Post.create instead of the
+    // Diagnostic: the same listener writing the post with the docs' Post.create (docs/callbacks-and-listeners.md) instead of the
     // peers' INSERT, to show what Sequelize's model layer costs per message.
     ours({ key: 'ours-model', label: 'ours, Post.create callback (model layer)', callback: 'model' }),
-    // Diagnostic: two claim transactions at once per process (the default is 1: see the README's "Concurrency").
+    // Diagnostic: two claim transactions at once per process (the default is 1: see docs/callbacks-and-listeners.md, "Concurrency").
     ours({ key: 'ours-c2', label: 'ours, concurrency 2', concurrency: 2 }),
     // onBatch: the claim's posts in one Post.bulkCreate (BENCHMARKS.md's W1 batch row).
     ours({ key: 'ours-batch', label: 'ours, onBatch callback (one bulkCreate per claim of 500)', callback: 'batch', batchSize: 500 }),

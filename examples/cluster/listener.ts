@@ -1,6 +1,6 @@
 /**
- * README "Your own cluster script": runCluster() is `pgpubsub listen` as a function, for a script
- * of your own (here with the examples' app). node:cluster runs this same file in every worker.
+ * docs/deployment.md, "Your own cluster script": runCluster() is `pgpubsub listen` as a
+ * function, for a script of your own (here with the examples' app). node:cluster runs this same file in every worker.
  */
 import cluster from 'node:cluster';
 import { runCluster } from 'sequelize-pgpubsub';

@@ -44,7 +44,7 @@ export { PAUSE_CHANNEL, RECOVER_CHANNEL } from './control-channels';
  *   lib/listener/upkeep.ts runs the timers beside the drain.
  * The wake-up protocol is explained once, in lib/db/wake-locks.ts.
  *
- * Faults it contains (the README's "Failure model"): a callback that throws or times out is
+ * Faults it contains (docs/guarantees.md, "Failure model"): a callback that throws or times out is
  * charged an attempt; a lost connection (told by the connection, never by what a callback threw)
  * charges nothing; a message whose process died is run alone next time, its attempt charged first;
  * a payload that can never succeed fails at once.

@@ -12,7 +12,7 @@ export const LISTENER_APPLICATION_NAME = 'pgpubsub-listener';
  */
 export const LISTEN_DEFAULTS = {
   batchSize: 100,
-  /** Claim transactions at once per listener (see the README's "Concurrency" for why 1). */
+  /** Claim transactions at once per listener (see docs/callbacks-and-listeners.md, "Concurrency", for why 1). */
   concurrency: 1,
   callbackConcurrency: 1,
   /** A callback's time limit, for channels that set none. */

@@ -17,8 +17,8 @@ export interface ListenOptions {
   batchSize?: number;
   /**
    * Claim transactions at once in this process, each on its own pool connection (so the pool
-   * needs at least `concurrency + 1` connections). Default 1: see the README for when more helps
-   * (callbacks that wait on the network) and when it does not.
+   * needs at least `concurrency + 1` connections). Default 1: see docs/callbacks-and-listeners.md,
+   * "Concurrency", for when more helps (callbacks that wait on the network) and when it does not.
    */
   concurrency?: number;
   /**

@@ -77,7 +77,7 @@ export interface ListenerStatus {
 export interface Status {
   channels: ChannelStatus[];
   listeners: ListenerStatus[];
-  /** The notification table's dead rows and what holds back their cleanup (see the README's "Operating at scale"). */
+  /** The notification table's dead rows and what holds back their cleanup (see docs/performance.md, "A long transaction stops vacuum"). */
   cleanup: CleanupStatus;
   /** When the database answered. */
   at: Date;

@@ -256,7 +256,7 @@ ${diff(found)}
   return handler;
 }
 
-/** The notification table's dead rows, and what holds back their cleanup (the README's "Operating at scale"). */
+/** The notification table's dead rows, and what holds back their cleanup (docs/performance.md, "A long transaction stops vacuum"). */
 function cleanupSection({ deadRows, liveRows, lastVacuumAt, heldBackBy: holder }: Status['cleanup']): string {
   const held = holder ? `<p class="${holder.openMs !== null && holder.openMs > 300_000 ? 'bad' : ''}">Held back by ${escape(describeHolder(holder))}: its xmin is ${holder.xminAge} transaction(s) old${
     holder.openMs === null ? '' : `, open ${ms(holder.openMs)}`}.</p>` : '<p>Nothing holds it back.</p>';

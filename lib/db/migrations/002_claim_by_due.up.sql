@@ -164,7 +164,7 @@ BEGIN
 END
 $fn$;
 
--- The baseline's claim goes; whoever could run it can run this one (a role the README's grants name).
+-- The baseline's claim goes; whoever could run it can run this one (a role docs/security.md's grants name).
 DO $grants$
 DECLARE
   grantee text;
