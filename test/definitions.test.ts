@@ -1,5 +1,8 @@
 import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
 import { DataTypes, type ModelOptions, Sequelize } from 'sequelize';
+import { ROOT } from '../dev/processes';
 import pgpubsub, { ChannelDefinitionError, PgPubSubError, SetupError, channel, install } from '../lib';
 
 /** A Sequelize instance that never connects: definitions are checked without a database. */
@@ -94,6 +97,8 @@ describe('channel definitions', () => {
     const error = definitionError(() => sequelize.use(pgpubsub));
     expect(error.message).to.equal(`channel 'author_created' on model Author: event "upsert" is not supported (insert, update, delete, truncate, soft_delete, restore)`);
     expect(error.code).to.equal('PGPUBSUB_INVALID_CHANNEL');
+    // docs/getting-started.md shows this message as it is.
+    expect(fs.readFileSync(path.join(ROOT, 'docs', 'getting-started.md'), 'utf8')).to.contain(`\n    ${error.message}\n`);
   });
 
   it('rejects a channel without events', () => {
