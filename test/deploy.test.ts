@@ -68,6 +68,8 @@ describe('examples/deploy', function () {
     const command = JSON.parse(/command: (\[.+\])$/m.exec(yaml)![1]) as string[];
     expect(command).to.deep.equal(dockerCommand());
     const port = command[command.indexOf('--metrics-port') + 1];
+    // The kubelet probes and Prometheus scrapes the pod's address, not the container's loopback.
+    expect(command[command.indexOf('--metrics-host') + 1], 'the metrics port bound where probes reach it').to.equal('0.0.0.0');
     expect(yaml).to.contain(`containerPort: ${port}`).and.to.contain('path: /healthz').and.to.contain('path: /readyz');
     const grace = Number(command[command.indexOf('--grace-period') + 1]) / 1000;
     expect(Number(/terminationGracePeriodSeconds: (\d+)/.exec(yaml)![1])).to.be.greaterThan(grace);
