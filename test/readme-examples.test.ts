@@ -78,6 +78,19 @@ describe('documentation code blocks are the examples', () => {
   });
 });
 
+describe('docs/errors.md', () => {
+  it('lists every error class of lib/errors.ts with each of its codes', () => {
+    const table = read('docs/errors.md');
+    const missing: string[] = [];
+    for (const [, name, codes] of fs.readFileSync(path.join(ROOT, 'lib', 'errors.ts'), 'utf8').matchAll(/class (\w+) extends CodedError<([^>]+)>/g)) {
+      const row = table.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
+      if (!row) missing.push(name);
+      for (const [code] of codes.matchAll(/PGPUBSUB_[A-Z_]+/g)) if (row && !row.includes(`\`${code}\``)) missing.push(`${name} ${code}`);
+    }
+    expect(missing, 'add them to docs/errors.md').to.deep.equal([]);
+  });
+});
+
 describe('documentation links', () => {
   const files = documents();
 
