@@ -35,6 +35,7 @@ export const NODE_SUBSET = [
   'test/cluster.test.ts',
   'test/installed-package.test.ts',
   'test/quick-start.test.ts',
+  'test/relay.test.ts',
 ];
 export const POSTGRES_SUBSET = [
   'test/install.test.ts',

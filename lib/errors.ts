@@ -19,7 +19,8 @@ export type PgPubSubErrorCode =
   | SetupError['code']
   | AppLoadError['code']
   | TriggerMigrationError['code']
-  | AdminUsageError['code'];
+  | AdminUsageError['code']
+  | RelayError['code'];
 
 export class PgPubSubError extends Error {
   readonly code: PgPubSubErrorCode;
@@ -96,6 +97,19 @@ export class ListenOptionsError extends CodedError<'PGPUBSUB_LISTEN_OPTIONS' | '
   }
 }
 
+/**
+ * Where a relay sends its messages (NATS JetStream) could not take them: no message's fault. Its
+ * batch is rolled back without charging an attempt, and the drain is retried with backoff, so the
+ * rows wait in PostgreSQL. Internal: thrown by the relay's batch callback only.
+ */
+export class SinkUnavailableError extends Error {
+  override readonly name = 'SinkUnavailableError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
 /** A callback that did not settle within its channel's `timeoutMs`. */
 export class CallbackTimeoutError extends CodedError<'PGPUBSUB_CALLBACK_TIMEOUT'> {
   override readonly name = 'CallbackTimeoutError';
@@ -160,4 +174,9 @@ export class TriggerMigrationError extends CodedError<'PGPUBSUB_TRIGGER_MIGRATIO
 /** An admin call (retry, purge) that does not say which failed notifications it means. */
 export class AdminUsageError extends CodedError<'PGPUBSUB_BAD_SELECTION'> {
   override readonly name = 'AdminUsageError';
+}
+
+/** A relay cannot start: the NATS clients are not installed, the stream does not fit, bad options, no identity for its message ids. */
+export class RelayError extends CodedError<'PGPUBSUB_RELAY_CLIENTS' | 'PGPUBSUB_RELAY_STREAM' | 'PGPUBSUB_RELAY_OPTIONS' | 'PGPUBSUB_RELAY_IDENTITY'> {
+  override readonly name = 'RelayError';
 }

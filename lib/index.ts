@@ -39,6 +39,8 @@ export type { DashboardHandler, DashboardOptions } from './ops/dashboard';
 export type { DatabaseMetrics, ListenerMetrics, MetricsOptions, PubSubMetrics, Readiness } from './ops/metrics';
 export { supervise, SupervisorState, type SuperviseOptions } from './process/supervisor';
 export { runWorker, type RunWorkerOptions } from './process/worker';
+export { Relay, startRelay, type RelayOptions, type RelayStats } from './relay/relay';
+export type { RawMessage } from './listener/types';
 export {
   AdminUsageError,
   AppLoadError,
@@ -53,6 +55,7 @@ export {
   NonRetryableError,
   NotifyPayloadError,
   PgPubSubError,
+  RelayError,
   SetupError,
   TriggerMigrationError,
   type PgPubSubErrorCode,

@@ -85,6 +85,8 @@ module.exports = { sequelize };\n`);
       'migration:generate|done': { args: ['migration:generate', '--migrations-path', path.join(dir, 'migrations'), ...app], url: ok },
       'listen|bad arguments (`--batch-size 0`)': { args: ['listen', '--batch-size', '0', ...app], url: ok },
       'listen|the library is missing': { args: ['listen', '--worker', ...app], url: noLibrary },
+      'relay|bad arguments (no `--nats`)': { args: ['relay', '--worker', ...app], url: ok },
+      'relay|the library is missing': { args: ['relay', '--worker', '--nats', 'nats://127.0.0.1:1', ...app], url: noLibrary },
       'dashboard|bad arguments (a token under 8 characters)': { args: ['dashboard', '--token', 'short', ...app], url: ok },
       '(any)|an unknown command': { args: ['frobnicate'], url: ok },
     };

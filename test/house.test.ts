@@ -79,7 +79,7 @@ describe('the house (lib/)', () => {
   it('keeps the public surface in lib/index.ts, and every wing a folder of its own', () => {
     const top = fs.readdirSync(LIB, { withFileTypes: true });
     expect(top.filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort())
-      .to.deep.equal(['channels', 'cli', 'db', 'listener', 'ops', 'process', 'triggers']);
+      .to.deep.equal(['channels', 'cli', 'db', 'listener', 'ops', 'process', 'relay', 'triggers']);
     expect(top.filter((entry) => entry.isFile()).map((entry) => entry.name)).to.include('index.ts');
   });
 });

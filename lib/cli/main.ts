@@ -3,6 +3,7 @@ import cluster from 'node:cluster';
 import path from 'node:path';
 import type { LoadedApp } from '../process/app-loader';
 import { addAdminCommands } from './admin';
+import { addRelayCommand } from './relay';
 import { type GlobalOptions, appFor, withApp, withLibrary } from './with-app';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { leaveWith } from '../process/cluster';
@@ -289,6 +290,7 @@ function buildProgram(): Command {
     });
 
   addAdminCommands(program, { withLibrary, exit: EXIT });
+  addRelayCommand(program, { appFor, exit: EXIT });
 
   return program;
 }

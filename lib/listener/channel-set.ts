@@ -6,7 +6,9 @@ import type { AnyChannel } from '../channels/channel';
 import { ListenOptionsError } from '../errors';
 import type { Logger } from '../ops/logger';
 import type { TimeLimits } from './callbacks';
-import type { ListenerHost } from './types';
+import { decodeMessage } from '../channels/message';
+import type { ClaimedRow } from '../db/store';
+import type { ListenerHost, RawMessage } from './types';
 
 export class ListenerChannels implements TimeLimits {
   readonly all: readonly AnyChannel[];
@@ -17,6 +19,8 @@ export class ListenerChannels implements TimeLimits {
   /** Its channels ordered by row, and those of them that coalesce. */
   readonly ordered: ReadonlySet<string>;
   readonly coalescing: ReadonlySet<string>;
+  /** Batch callbacks take the stored rows as they are (ListenerHost.rawBatches). */
+  readonly raw: boolean;
   readonly #host: ListenerHost;
   readonly #defaultTimeoutMs: number;
   /** listen({ channels }) named its channels: the others are not its business. */
@@ -25,6 +29,7 @@ export class ListenerChannels implements TimeLimits {
   /** `names`: listen()'s `channels` option; without it, every channel with a callback. */
   constructor(host: ListenerHost, names: readonly string[] | undefined, defaultTimeoutMs: number) {
     this.#host = host;
+    this.raw = host.rawBatches === true;
     this.#defaultTimeoutMs = defaultTimeoutMs;
     this.#given = names !== undefined;
     const chosen = names ?? host.channels().filter((c) => this.#handled(c.name)).map((c) => c.name);
@@ -63,6 +68,12 @@ export class ListenerChannels implements TimeLimits {
 
   timeoutOf(channel: AnyChannel): number {
     return channel.timeoutMs ?? this.#defaultTimeoutMs;
+  }
+
+  /** A claimed row's message for its callbacks: decoded against its channel, or as it is stored for a relay (`raw`). */
+  messageOf(channel: AnyChannel, row: ClaimedRow, attempt: number): unknown {
+    if (this.raw) return { id: row.id, channel: row.channel, payload: row.payload, attempt } satisfies RawMessage;
+    return decodeMessage(channel, row.payload, row.id);
   }
 
   /** The channel's messages go to its batch callbacks (onBatch), not one at a time. */

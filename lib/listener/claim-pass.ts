@@ -7,11 +7,10 @@
  */
 import type { Sequelize, Transaction } from 'sequelize';
 import type { AnyChannel } from '../channels/channel';
-import { decodeMessage } from '../channels/message';
 import { markInflight } from '../db/inflight';
 import type { LibraryObjects } from '../db/objects';
 import { type ClaimedRow, claimBatch, deleteProcessed, foldUpdates, recordFailure, settleHeads } from '../db/store';
-import { CallbackTimeoutError } from '../errors';
+import { CallbackTimeoutError, SinkUnavailableError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { type AfterCommitHook, type CallbackRunner, type GroupItem, redirectAfterCommit } from './callbacks';
 import type { ListenerChannels } from './channel-set';
@@ -170,7 +169,7 @@ export class ClaimPass {
       const channel = this.#parts.channels.get(row.channel);
       let message: unknown;
       try {
-        message = decodeMessage(channel, row.payload, row.id);
+        message = this.#parts.channels.messageOf(channel, row, row.attempts + 1);
       } catch (error) {
         // A malformed payload ran no callback and wrote nothing: no savepoint needed to keep it.
         await this.#fail(transaction, row, channel, error);
@@ -272,6 +271,8 @@ export class ClaimPass {
     } catch (error) {
       // The callback may still be using the transaction: abandon all of it.
       if (error instanceof CallbackTimeoutError) throw failed(error);
+      // Where a relay sends messages is down: no message's fault, so none is charged (the drain fails and is retried).
+      if (error instanceof SinkUnavailableError) throw error;
       // Only a failure of this transaction's own connection is connection loss: no attempt is charged.
       if (!(await callbacks.connectionAlive(transaction))) throw error;
       if (!savepoint) throw failed(error);

@@ -39,7 +39,7 @@ export interface DrainParts {
   readonly claimer: Claimer;
   readonly locks: DrainLocks;
   readonly scope: ClaimScope;
-  readonly options: { readonly batchSize: number; readonly concurrency: number; readonly minDelayMs: number };
+  readonly options: { readonly batchSize: number; readonly concurrency: number; readonly minDelayMs: number; readonly maxDelayMs: number };
   readonly stats: StatsCounter;
   readonly events: EventSink;
   readonly log: Logger;
@@ -131,7 +131,11 @@ export class Drain {
       if (!this.#parts.lifetime.stopping) {
         // Jittered (half to one and a half times): listeners whose drains failed together (a server
         // restart) do not retry in step, each claim meeting the other's at the same instant.
-        this.#retryTimer = setTimeout(() => this.wake(), this.#parts.options.minDelayMs * 10 * (0.5 + Math.random()));
+        // Doubling from 10 × minDelayMs up to maxDelayMs: an outage that lasts (a relay's NATS down)
+        // is not retried, and logged, every second; a reconnect wakes the drain at once anyway.
+        const { minDelayMs, maxDelayMs } = this.#parts.options;
+        const delay = Math.min(maxDelayMs, minDelayMs * 10 * 2 ** Math.min(this.#failuresInARow - 1, 10));
+        this.#retryTimer = setTimeout(() => this.wake(), delay * (0.5 + Math.random()));
       }
     } finally {
       const after = this.#parts.stats.snapshot();

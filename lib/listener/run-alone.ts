@@ -7,11 +7,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sequelize, Transaction } from 'sequelize';
 import type { AnyChannel } from '../channels/channel';
-import { decodeMessage } from '../channels/message';
 import { chargeBeforeRunningAlone } from '../db/inflight';
 import type { LibraryObjects } from '../db/objects';
 import { type ClaimedRow, deleteProcessed, lockOne, recordFailure } from '../db/store';
-import { CallbackTimeoutError, MalformedPayloadError } from '../errors';
+import { CallbackTimeoutError, MalformedPayloadError, SinkUnavailableError } from '../errors';
 import type { AfterCommitHook, CallbackRunner } from './callbacks';
 import type { ListenerChannels } from './channel-set';
 import { type FailureReportParts, PROCESS_DIED, backoffDelay, failureRecord, reportFailures } from './failures';
@@ -101,11 +100,11 @@ async function runLocked(parts: AloneParts, transaction: Transaction, suspect: C
   const row = await lockAlone(parts, transaction, suspect, channel);
   if (row) {
     try {
-      const message = decodeMessage(channel, row.payload, row.id);
+      const message = parts.channels.messageOf(channel, row, attempt);
       if (parts.channels.takesBatches(channel.name)) await callbacks.runBatch(channel, [{ row, message, attempt }], transaction, afterCommit);
       else await callbacks.run(channel, message, transaction, attempt, row, afterCommit);
     } catch (error) {
-      if (error instanceof CallbackTimeoutError || !(await callbacks.connectionAlive(transaction))) throw error;
+      if (error instanceof CallbackTimeoutError || error instanceof SinkUnavailableError || !(await callbacks.connectionAlive(transaction))) throw error;
       failure = error;
     }
     if (failure === null) await callbacks.library(transaction, 'delete', deleteProcessed(parts.objects, parts.sequelize, transaction, [row.id]));

@@ -107,6 +107,21 @@ export interface ListenerHost {
   callbacks(name: string): readonly Function[];
   /** The batch callbacks (onBatch) of a channel. */
   batchCallbacks(name: string): readonly Function[];
+  /**
+   * Batch callbacks get each stored row as it is (RawMessage), not decoded against the model: a
+   * relay passes the notification on unchanged (lib/relay/relay.ts).
+   */
+  readonly rawBatches?: boolean;
+}
+
+/** A stored notification as a relay's batch callback gets it (ListenerHost.rawBatches). */
+export interface RawMessage {
+  id: string;
+  channel: string;
+  /** The stored payload, the JSON text as the trigger or notify() wrote it. */
+  payload: string;
+  /** 1 on the first attempt, 2 on the first retry, … */
+  attempt: number;
 }
 
 export interface ListenerStats {

@@ -17,6 +17,10 @@ export interface RunWorkerOptions extends ListenOptions {
   startRetry?: { minDelayMs?: number; maxDelayMs?: number };
   /** Called with the listener once it listens (e.g. `metrics.observe`). */
   observe?: (listener: Listener) => void;
+  /** What starts the listener: default `pubsub.listen(options)`; a relay's start (lib/relay/relay.ts) for `pgpubsub relay`. */
+  start?: (options: ListenOptions) => Promise<Listener>;
+  /** Start-up failures worth trying again besides an unreachable database (a relay's NATS down). */
+  retryable?: (error: unknown) => boolean;
 }
 
 /**
@@ -27,7 +31,7 @@ export interface RunWorkerOptions extends ListenOptions {
  * In a cluster worker it tells the primary when it is listening, what it runs alone, and when it stopped.
  */
 export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Promise<number> {
-  const { logger: log, gracePeriodMs = 30_000, startRetry = {}, observe, ...listenOptions } = options;
+  const { logger: log, gracePeriodMs = 30_000, startRetry = {}, observe, start = (given) => pubsub.listen(given), retryable = () => false, ...listenOptions } = options;
   const tell = (message: WorkerMessage) => new Promise<void>((resolve) => {
     if (!cluster.isWorker || !process.send || !process.connected) resolve();
     else process.send(message, undefined, {}, () => resolve());
@@ -99,7 +103,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
   const maxDelayMs = startRetry.maxDelayMs ?? 30_000;
   for (let attempt = 1; !stopping; attempt++) {
     try {
-      listener = await pubsub.listen({
+      listener = await start({
         ...listenOptions,
         logger: log,
         beforeRunningAlone: async (info) => {
@@ -119,7 +123,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
       observe?.(listener);
       break;
     } catch (error) {
-      if (!isUnreachable(error)) {
+      if (!isUnreachable(error) && !retryable(error)) {
         const reason = `could not start listening: ${errorSummary(error)}`;
         // The library missing or at another version: nothing could be checked, exit 2 as every command.
         const code = error instanceof LibraryVersionError || error instanceof MissingTableError ? 2 : 1;
@@ -131,7 +135,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
       }
       if (stopping) break;
       const delay = jitteredBackoff(attempt, minDelayMs, maxDelayMs);
-      log.warn(`could not reach the database (try ${attempt}); trying again in ${delay} ms`, { event: 'unreachable', attempt, delayMs: delay, err: error });
+      log.warn(`could not reach ${isUnreachable(error) ? 'the database' : 'what it needs'} (try ${attempt}); trying again in ${delay} ms`, { event: 'unreachable', attempt, delayMs: delay, err: error });
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         wakeStartLoop = () => { clearTimeout(timer); resolve(); };

@@ -1,0 +1,93 @@
+/**
+ * `pgpubsub relay`: the stored notifications of the app's durable channels, moved into NATS
+ * JetStream (lib/relay/relay.ts), by one process or a supervised cluster of them, as `listen` runs
+ * listeners: the same signals, grace period, restarts and exit codes.
+ */
+import { type Command, Option } from 'commander';
+import cluster from 'node:cluster';
+import type { LoadedApp } from '../process/app-loader';
+import { LISTEN_DEFAULTS } from '../listener/options';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from '../ops/logger';
+import { leaveWith } from '../process/cluster';
+import { parseDuration, positiveInteger } from './args';
+
+interface RelayCommandDeps {
+  appFor(command: Command): Promise<LoadedApp>;
+  exit: { usage: number };
+}
+
+interface RelayFlags {
+  nats: string[];
+  channels?: string[];
+  processes: number;
+  worker?: boolean;
+  subjectPrefix: string;
+  stream: string;
+  createStream: boolean;
+  replicas: number;
+  duplicateWindow: number;
+  identity?: string;
+  batchSize: number;
+  gracePeriod: number;
+  restartOnFailure: boolean;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
+
+const list = (value: string) => value.split(',').map((item) => item.trim()).filter(Boolean);
+
+export function addRelayCommand(program: Command, { appFor, exit }: RelayCommandDeps): void {
+  program.command('relay')
+    .description('move the stored notifications of durable channels into NATS JetStream, exactly once (docs/scaling-out.md)')
+    .requiredOption('--nats <urls>', 'the NATS servers, comma-separated: nats://host:4222[,nats://host2:4222]', list)
+    .option('--channels <names>', 'the durable channels to relay, comma-separated (default: every durable channel)', list)
+    .option('--processes <n>', 'relay processes (a supervised node:cluster)', positiveInteger('--processes'), 1)
+    .option('--worker', 'run one relay in this process, no cluster (for systemd, Kubernetes)')
+    .option('--subject-prefix <prefix>', 'subjects are <prefix>.<channel>', 'pgpubsub')
+    .option('--stream <name>', 'the JetStream stream', 'PGPUBSUB')
+    .option('--no-create-stream', 'refuse to start when the stream does not exist, rather than create it')
+    .option('--replicas <n>', 'replicas of a stream the relay creates (3 on a three-server cluster)', positiveInteger('--replicas'), 1)
+    .addOption(new Option('--duplicate-window <duration>', 'the duplicate window of a stream the relay creates (10m, 1h)').argParser(parseDuration('--duplicate-window')).default(600_000, '10m'))
+    .option('--identity <name>', "what names this database in the message ids (default: the server's system identifier and the database's name)")
+    .option('--batch-size <n>', 'notifications claimed and published per transaction', positiveInteger('--batch-size'), LISTEN_DEFAULTS.batchSize)
+    .option('--grace-period <ms>', 'after SIGTERM/SIGINT, how long relays may take to finish their batch', positiveInteger('--grace-period'), 30_000)
+    .option('--no-restart-on-failure', 'do not replace a relay process that dies')
+    .addOption(new Option('--log-level <level>', 'lowest level logged').choices(LOG_LEVELS).default('info'))
+    .addOption(new Option('--log-format <format>', 'pretty lines for people, json lines for collectors').choices(LOG_FORMATS).default('pretty'))
+    .action(async (flags: RelayFlags, command: Command) => {
+      if (flags.worker && flags.processes > 1) command.error('error: --worker runs a single relay; drop --processes or --worker', { exitCode: exit.usage });
+      const slot = process.env.PGPUBSUB_WORKER_SLOT;
+      const logger = consoleLogger({ level: flags.logLevel, format: flags.logFormat, stream: process.stdout, base: cluster.isWorker && slot ? { worker: Number(slot) } : {} });
+      if (!flags.worker && cluster.isPrimary) {
+        // Load the app once here, so that a broken app fails before any process is forked.
+        const app = await appFor(command);
+        app.pubsub.channels();
+        await app.sequelize.close();
+        const { supervise } = require('../process/supervisor') as typeof import('../process/supervisor');
+        process.exitCode = await supervise({ processes: flags.processes, restartOnFailure: flags.restartOnFailure, gracePeriodMs: flags.gracePeriod, logger });
+        return;
+      }
+      const app = await appFor(command);
+      (app.sequelize as unknown as { options: { logging: unknown } }).options.logging = false;
+      const { natsUnavailable, startRelay } = require('../relay/relay') as typeof import('../relay/relay');
+      const { runWorker } = require('../process/worker') as typeof import('../process/worker');
+      const code = await runWorker(app.pubsub, {
+        batchSize: flags.batchSize,
+        gracePeriodMs: flags.gracePeriod,
+        logger,
+        retryable: natsUnavailable,
+        start: (options) => startRelay(app.pubsub, {
+          ...options,
+          nats: { servers: flags.nats },
+          channels: flags.channels,
+          subjectPrefix: flags.subjectPrefix,
+          stream: flags.stream,
+          createStream: flags.createStream,
+          replicas: flags.replicas,
+          duplicateWindowMs: flags.duplicateWindow,
+          identity: flags.identity,
+        }),
+      });
+      process.exitCode = leaveWith(code);
+    });
+}

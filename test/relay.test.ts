@@ -1,0 +1,198 @@
+/**
+ * The relay (lib/relay/relay.ts) against a real nats-server with JetStream: every stored
+ * notification reaches the stream once, with its de-duplication id and headers; rolled-back writes
+ * publish nothing; a relay killed with kill -9 mid-drain and started again leaves the stream with
+ * each notification exactly once (the republished copies dropped by the duplicate window); NATS
+ * stopped while producers write loses nothing and charges nothing: the rows wait in PostgreSQL.
+ */
+import { expect } from 'chai';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { type NatsConnection, connect } from '@nats-io/transport-node';
+import path from 'node:path';
+import { QueryTypes } from 'sequelize';
+import { eventually } from '../dev/eventually';
+import { type NatsServer, natsServer, natsServerProblem } from '../dev/nats';
+import { BIN, ROOT, spawnProcess } from '../dev/processes';
+import { type Relay, startRelay } from '../lib/relay/relay';
+import { emptyDatabase } from './support/hooks';
+import { exampleAppPerTest } from './support/example-app-per-test';
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+interface Relayed { msgId: string; channel: string; op: string; id: string; body: { op: string; new: { id: number; name: string } } }
+
+/** Every message of `stream`, in stream order. */
+async function streamMessages(url: string, stream: string): Promise<Relayed[]> {
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const total = (await jsm.streams.info(stream)).state.messages;
+    const consumer = await jetstream(nc).consumers.get(stream);
+    const seen: Relayed[] = [];
+    while (seen.length < total) {
+      const batch = await consumer.fetch({ max_messages: Math.min(1000, total - seen.length), expires: 5000 });
+      for await (const message of batch) {
+        seen.push({
+          msgId: message.headers?.get('Nats-Msg-Id') ?? '',
+          channel: message.headers?.get('Pgpubsub-Channel') ?? '',
+          op: message.headers?.get('Pgpubsub-Op') ?? '',
+          id: message.headers?.get('Pgpubsub-Id') ?? '',
+          body: message.json(),
+        });
+      }
+    }
+    return seen;
+  } finally {
+    await nc.close();
+  }
+}
+
+describe('relay to NATS JetStream', function () {
+  this.timeout(120_000);
+  let nats: NatsServer;
+  const t = exampleAppPerTest();
+  const relays: Relay[] = [];
+  let clients: NatsConnection[] = [];
+
+  before(async function () {
+    const problem = natsServerProblem();
+    if (problem) throw new Error(problem);
+    nats = await (await natsServer()).start();
+  });
+  after(async () => {
+    await nats?.destroy();
+  });
+  afterEach(async () => {
+    await Promise.all(relays.splice(0).map((relay) => relay.stop()));
+    await Promise.all(clients.map((nc) => nc.close()));
+    clients = [];
+    if (!nats.running) await nats.start();
+  });
+
+  const stored = async () => (await t.app.sequelize.query<{ n: number }>("SELECT count(*)::int AS n FROM pgpubsub.notification WHERE channel = 'author_created'", { type: QueryTypes.SELECT }))[0].n;
+  const authorIds = async () => (await t.app.sequelize.query<{ id: number }>('SELECT id FROM authors ORDER BY id', { type: QueryTypes.SELECT })).map((row) => row.id);
+  const insertAuthors = (n: number, from = 0) => t.app.sequelize.query(
+    `INSERT INTO authors (name) SELECT 'author ' || (i + ${from}) FROM generate_series(1, ${n}) AS i`);
+
+  it('publishes every stored notification once, with its id, headers and payload, and nothing of a rolled-back write', async () => {
+    const stream = 'RELAY_ONE';
+    const relay = await startRelay(t.app.sequelize.pgpubsub, { nats: { servers: nats.url }, channels: ['author_created'], stream, subjectPrefix: 'one', identity: 'db1', logger: quiet });
+    relays.push(relay);
+    expect(relay.stream).to.include({ name: stream });
+    await insertAuthors(300);
+    await t.app.sequelize.transaction(async (transaction) => {
+      await t.app.Author.create({ name: 'never' }, { transaction });
+      await transaction.rollback();
+    }).catch(() => undefined);
+    await eventually(async () => (await stored()) === 0, 'the notifications relayed and deleted', 30_000);
+    const messages = await streamMessages(nats.url, stream);
+    const ids = await authorIds();
+    expect(messages).to.have.length(300);
+    expect(new Set(messages.map((m) => m.msgId)).size).to.equal(300);
+    expect(messages.every((m) => m.msgId === `db1:pgpubsub:${m.id}`)).to.equal(true);
+    expect(messages.every((m) => m.channel === 'author_created' && m.op === 'INSERT' && m.body.op === 'INSERT')).to.equal(true);
+    expect(messages.map((m) => m.body.new.id).sort((a, b) => a - b)).to.deep.equal(ids);
+    expect(messages.some((m) => m.body.new.name === 'never')).to.equal(false);
+    expect(relay.stats.processed).to.equal(300);
+    expect(relay.relayStats.duplicates).to.equal(0);
+  });
+
+  it('charges a message the stream refuses for its size, as a failing callback is, and relays the rest; status lists the relay', async () => {
+    const stream = 'RELAY_BIG';
+    const relay = await startRelay(t.app.sequelize.pgpubsub, {
+      nats: { servers: nats.url }, channels: ['author_created'], stream, subjectPrefix: 'big', identity: 'db1', logger: quiet,
+    });
+    relays.push(relay);
+    const status = await t.app.sequelize.pgpubsub.admin.status();
+    expect(status.listeners.map((listener) => listener.channels)).to.deep.include(['author_created']);
+    await t.app.sequelize.query("INSERT INTO authors (name) SELECT CASE WHEN i = 3 THEN repeat('x', 1100000) ELSE 'small ' || i END FROM generate_series(1, 5) AS i");
+    await eventually(async () => (await stored()) === 1, 'the four small ones relayed', 30_000);
+    const [big] = await t.app.sequelize.query<{ attempts: number; last_error: string }>('SELECT attempts, last_error FROM pgpubsub.notification', { type: QueryTypes.SELECT });
+    expect(big.attempts).to.equal(1);
+    expect(big.last_error).to.contain('max_payload size exceeded');
+    const messages = await streamMessages(nats.url, stream);
+    expect(messages.map((m) => m.body.new.name).sort()).to.deep.equal(['small 1', 'small 2', 'small 4', 'small 5']);
+  });
+
+  it('republishes a batch whose commit failed after JetStream took it, and the stream drops the copies', async () => {
+    const stream = 'RELAY_COMMIT';
+    // The first commit that deletes relayed rows fails (a sequence is not rolled back with it, so only the first).
+    await t.app.sequelize.query(`
+      CREATE SEQUENCE fail_once;
+      CREATE FUNCTION fail_commit_once() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('public.fail_once') = 1 THEN RAISE EXCEPTION 'the first commit fails'; END IF;
+        RETURN NULL;
+      END $$;
+      CREATE CONSTRAINT TRIGGER fail_commit_once AFTER DELETE ON pgpubsub.notification DEFERRABLE INITIALLY DEFERRED
+        FOR EACH ROW EXECUTE FUNCTION fail_commit_once();`);
+    await insertAuthors(100);
+    const relay = await startRelay(t.app.sequelize.pgpubsub, {
+      nats: { servers: nats.url }, channels: ['author_created'], stream, subjectPrefix: 'commit', identity: 'db1', logger: quiet, batchSize: 100,
+    });
+    relays.push(relay);
+    await eventually(async () => (await stored()) === 0, 'relayed after the failed commit', 30_000);
+    expect(relay.relayStats.duplicates, 'the batch published twice').to.equal(100);
+    const messages = await streamMessages(nats.url, stream);
+    expect(messages.map((m) => m.body.new.id).sort((a, b) => a - b)).to.deep.equal(await authorIds());
+    const charged = await t.app.sequelize.query<{ n: number }>('SELECT count(*)::int AS n FROM pgpubsub.notification', { type: QueryTypes.SELECT });
+    expect(charged[0].n).to.equal(0);
+  });
+
+  it('keeps the rows in PostgreSQL, uncharged, while NATS is down, and relays them once it is back', async () => {
+    const stream = 'RELAY_DOWN';
+    const relay = await startRelay(t.app.sequelize.pgpubsub, {
+      nats: { servers: nats.url }, channels: ['author_created'], stream, subjectPrefix: 'down', identity: 'db1', logger: quiet, publishTimeoutMs: 1000,
+    });
+    relays.push(relay);
+    await insertAuthors(50);
+    await eventually(async () => (await stored()) === 0, 'the first rows relayed', 30_000);
+    await nats.stop();
+    await insertAuthors(200, 50);
+    // A few drains fail meanwhile, each rolled back: nothing is charged.
+    await eventually(() => relay.drainFailures >= 2, 'drains failing while NATS is down', 30_000);
+    expect(await stored()).to.equal(200);
+    const charged = await t.app.sequelize.query<{ n: number }>('SELECT count(*)::int AS n FROM pgpubsub.notification WHERE attempts > 0 OR failed_at IS NOT NULL', { type: QueryTypes.SELECT });
+    expect(charged[0].n).to.equal(0);
+    await nats.start();
+    await eventually(async () => (await stored()) === 0, 'the rows relayed once NATS is back', 60_000);
+    const messages = await streamMessages(nats.url, stream);
+    expect(messages.map((m) => m.body.new.id).sort((a, b) => a - b)).to.deep.equal(await authorIds());
+  });
+
+  it('kill -9 of `pgpubsub relay` mid-drain, then a new one: each notification in the stream exactly once', async () => {
+    const stream = 'RELAY_KILLED';
+    await insertAuthors(20_000);
+    const args = ['relay', '--worker', '--nats', nats.url, '--channels', 'author_created', '--stream', stream, '--subject-prefix', 'killed', '--identity', 'db1', '--log-format', 'json', '--batch-size', '200'];
+    const first = spawnProcess(BIN, args, { DATABASE_URL: t.db.url }, ROOT);
+    try {
+      await eventually(async () => (await stored()) < 15_000, () => `the first relay under way: ${first.describe()}`, 60_000);
+    } finally {
+      first.kill('SIGKILL');
+      await first.exited;
+    }
+    const left = await stored();
+    expect(left, 'killed mid-drain').to.be.greaterThan(0);
+    const second = spawnProcess(BIN, args, { DATABASE_URL: t.db.url }, ROOT);
+    try {
+      await eventually(async () => (await stored()) === 0, () => `the second relay finishing: ${second.describe()}`, 90_000);
+    } finally {
+      const stopped = await second.stop(15_000);
+      expect(stopped.code, second.describe()).to.equal(0);
+    }
+    const messages = await streamMessages(nats.url, stream);
+    const ids = await authorIds();
+    expect(new Set(messages.map((m) => m.msgId)).size, 'no message twice').to.equal(messages.length);
+    expect(messages.map((m) => m.body.new.id).sort((a, b) => a - b), 'every author once').to.deep.equal(ids);
+  });
+
+  it('runs the example of docs/scaling-out.md (examples/relay/relay.ts)', async () => {
+    const db = await emptyDatabase('relay example');
+    const example = spawnProcess(path.join(ROOT, 'examples', 'relay', 'relay.ts'), [], { DATABASE_URL: db.url, NATS_URL: nats.url, PGPUBSUB_LOG_LEVEL: 'silent' }, ROOT, { esm: true });
+    const exit = await example.exited;
+    expect(exit.code, example.describe()).to.equal(0);
+    expect(example.output.join('\n')).to.match(/^pgpubsub\.author_created \d+\.[^:]+:pgpubsub:\d+: INSERT Ursula$/m);
+    expect(example.output.at(-1)).to.equal('relay example ok');
+    await db.drop();
+  });
+});
