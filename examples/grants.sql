@@ -19,6 +19,8 @@ GRANT EXECUTE ON FUNCTION pgpubsub.claim(text[], jsonb, integer, integer, intege
 GRANT EXECUTE ON FUNCTION pgpubsub.report(text, integer, timestamptz, jsonb) TO app_listener;
 GRANT EXECUTE ON FUNCTION pgpubsub.settle_heads(text[]) TO app_listener;
 GRANT EXECUTE ON FUNCTION pgpubsub.listener_gone(integer, integer, oid, timestamptz) TO app_listener;
+-- An inbox (a listener fed from NATS JetStream) records the messages it ran.
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgpubsub.inbox TO app_listener;
 GRANT app_writer TO app_listener;
 
 -- An operator's role, for pgpubsub status, failed and channels (the owner needs nothing more).

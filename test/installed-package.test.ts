@@ -98,7 +98,8 @@ assert.equal(pgpubsub, mod.default);
 assert.equal(typeof install, 'function');
 assert.equal(typeof channel, 'function');
 assert.equal(typeof PgPubSubError, 'function');
-assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js']);
+assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js']);
+assert.equal(require('sequelize-pgpubsub/migrations/inbox').name, '00000000000003-pgpubsub-inbox.js');
 assert.equal(require('sequelize-pgpubsub/migrations/claim-by-due').name, '00000000000002-pgpubsub-claim-by-due.js');
 const baseline = require('sequelize-pgpubsub/migrations/baseline');
 assert.equal(baseline.name, '00000000000001-pgpubsub-baseline.js');
@@ -264,7 +265,8 @@ describe('installed package (dist/, exports map, bin)', function () {
     expect(fs.readdirSync(installed).sort()).to.deep.equal(['CHANGELOG.md', 'LICENSE', 'bin', 'dist', 'package.json']);
     expect(fs.existsSync(path.join(installed, 'lib'))).to.equal(false);
     for (const file of ['index.js', 'index.d.ts', 'plugin.d.ts', 'cli/main.js', 'db/migrations/baseline.js', 'db/migrations/baseline.d.ts', 'db/migrations/001_baseline.up.sql', 'db/migrations/001_baseline.down.sql',
-      'db/migrations/claim-by-due.js', 'db/migrations/claim-by-due.d.ts', 'db/migrations/002_claim_by_due.up.sql', 'db/migrations/002_claim_by_due.down.sql']) {
+      'db/migrations/claim-by-due.js', 'db/migrations/claim-by-due.d.ts', 'db/migrations/002_claim_by_due.up.sql', 'db/migrations/002_claim_by_due.down.sql',
+      'db/migrations/inbox.js', 'db/migrations/inbox.d.ts', 'db/migrations/003_inbox.up.sql', 'db/migrations/003_inbox.down.sql']) {
       expect(fs.existsSync(path.join(installed, 'dist', file)), `dist/${file}`).to.equal(true);
     }
     const linked = fs.readdirSync(path.join(app, 'node_modules'));
@@ -343,7 +345,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const second = await sequelizeCli(['db:migrate']);
     expect(second.code, shown(second)).to.equal(0);
     expect((await sql<{ name: string }>(url, 'SELECT name FROM "SequelizeMeta" ORDER BY name')).map((row) => row.name)).to.deep.equal([
-      '00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '20260101000000-create-authors.js', generated[0]]);
+      '00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', '20260101000000-create-authors.js', generated[0]]);
 
     const check = await pgpubsub(['triggers', 'check']);
     expect(check.code, shown(check)).to.equal(0);
@@ -402,12 +404,13 @@ describe('installed package (dist/, exports map, bin)', function () {
       const generate = await pgpubsub(['migration:generate', ...where]);
       expect(generate.code, shown(generate)).to.equal(0);
       expect(generate.stdout).to.contain('00000000000001-pgpubsub-baseline.js (library migration stub)')
-        .and.to.contain('00000000000002-pgpubsub-claim-by-due.js (library migration stub)');
+        .and.to.contain('00000000000002-pgpubsub-claim-by-due.js (library migration stub)')
+        .and.to.contain('00000000000003-pgpubsub-inbox.js (library migration stub)');
       const migrate = await sequelizeCli(['db:migrate']);
       expect(migrate.code, shown(migrate)).to.equal(0);
       const check = await pgpubsub(['triggers', 'check']);
       expect(check.code, shown(check)).to.equal(0);
-      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 2 }]);
+      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 3 }]);
     } finally {
       fs.rmSync(migrationsDir, { recursive: true, force: true });
     }
@@ -436,9 +439,9 @@ await Promise.resolve();
     const generate = await pgpubsub(['migration:generate', ...where]);
     expect(generate.code, shown(generate)).to.equal(0);
     const written = files();
-    expect(written.slice(0, 2)).to.deep.equal(['00000000000001-pgpubsub-baseline.cjs', '00000000000002-pgpubsub-claim-by-due.cjs']);
-    expect(written[2]).to.match(/^\d{14}-pgpubsub-triggers\.cjs$/);
-    expect(written).to.have.length(3);
+    expect(written.slice(0, 3)).to.deep.equal(['00000000000001-pgpubsub-baseline.cjs', '00000000000002-pgpubsub-claim-by-due.cjs', '00000000000003-pgpubsub-inbox.cjs']);
+    expect(written[3]).to.match(/^\d{14}-pgpubsub-triggers\.cjs$/);
+    expect(written).to.have.length(4);
     const migrate = await sequelizeCli(['db:migrate']);
     expect(migrate.code, shown(migrate)).to.equal(0);
     const check = await pgpubsub(['triggers', 'check']);
@@ -449,7 +452,7 @@ await Promise.resolve();
     expect(files()).to.deep.equal(written);
     // A trigger migration an earlier version wrote as .js there (an ES module to Node, whose
     // module.exports fails) still counts as the previous state: read from its frozen JSON.
-    const triggersFile = path.join(esm, 'migrations', written[2]);
+    const triggersFile = path.join(esm, 'migrations', written[3]);
     fs.renameSync(triggersFile, triggersFile.replace(/\.cjs$/, '.js'));
     const fromJs = await pgpubsub(['migration:generate', '--json', ...where]);
     expect(fromJs.code, shown(fromJs)).to.equal(0);

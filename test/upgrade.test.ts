@@ -168,7 +168,9 @@ describe('each library migration after the baseline, on the database the one bef
 
   for (const [index, migration] of migrations.entries()) {
     if (index === 0) continue;
-    it(`${migration.name}: waits for the batch in hand, keeps every row of every state, claims them as before, and undone restores the schema`, async () => {
+    // The inbox (3) only adds a table of its own: it takes no lock a batch in hand holds, so it need not wait.
+    const waits = !migration.name.endsWith('-pgpubsub-inbox.js');
+    it(`${migration.name}: ${waits ? 'waits for' : 'does not wait for'} the batch in hand, keeps every row of every state, claims them as before, and undone restores the schema`, async () => {
       const db = await emptyDatabase(`upgrade-${index + 1}`);
       const sequelize = connect(db.url);
       const admin = new Client({ connectionString: db.url });
@@ -195,7 +197,7 @@ describe('each library migration after the baseline, on the database the one bef
         let settled = false;
         const upgrading = migration.apply!({ context: sequelize.getQueryInterface() }).finally(() => { settled = true; });
         await new Promise((resolve) => setTimeout(resolve, 500));
-        expect(settled, 'the upgrade waits for the claiming transaction').to.equal(false);
+        expect(settled, waits ? 'the upgrade waits for the claiming transaction' : 'the upgrade done while the batch is in hand').to.equal(!waits);
         await listener.query('DELETE FROM pgpubsub.notification WHERE id = $1', [claimed[0].id]);
         await listener.query('COMMIT');
         expect(await upgrading, 'applied').to.equal(true);

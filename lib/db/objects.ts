@@ -14,12 +14,13 @@ export const DEFAULT_SCHEMA = 'pgpubsub';
  * The version of the library's database objects this code installs and runs on. Each library
  * migration records its number in the version table; a listener refuses a database at another version.
  */
-export const LIBRARY_VERSION = 2;
+export const LIBRARY_VERSION = 3;
 
 /** Bare names (in the library's schema) of everything the library's migrations create. */
 const NAMES = {
   notificationTable: 'notification',
   inflightTable: 'inflight',
+  inboxTable: 'inbox',
   versionTable: 'version',
   pausedTable: 'paused',
   listenerTable: 'listener',
@@ -40,7 +41,7 @@ const NAMES = {
 } as const;
 
 /** The library's tables (bare names in its schema, sorted). */
-export const LIBRARY_TABLES: readonly string[] = [NAMES.inflightTable, NAMES.listenerTable, NAMES.notificationTable, NAMES.pausedTable, NAMES.versionTable];
+export const LIBRARY_TABLES: readonly string[] = [NAMES.inboxTable, NAMES.inflightTable, NAMES.listenerTable, NAMES.notificationTable, NAMES.pausedTable, NAMES.versionTable];
 /** The library's functions (bare names in its schema, sorted). */
 export const LIBRARY_FUNCTIONS: readonly string[] = [
   NAMES.advanceDeletedFunction,
@@ -71,6 +72,8 @@ export interface LibraryObjects {
   readonly inflightTable: string;
   /** `version`: one row per library migration applied (number, name, time). */
   readonly versionTable: string;
+  /** `inbox`: the messages a listener fed from NATS JetStream ran (or failed for good), by message id. */
+  readonly inboxTable: string;
   /** `paused`: the channels no listener claims until they are resumed. */
   readonly pausedTable: string;
   /** `listener`: what each live listener connection reports of itself (host, pid, channels). */
@@ -145,6 +148,7 @@ export function libraryObjects(schema: string = DEFAULT_SCHEMA): LibraryObjects 
       notificationTable: name(NAMES.notificationTable),
       inflightTable: name(NAMES.inflightTable),
       versionTable: name(NAMES.versionTable),
+      inboxTable: name(NAMES.inboxTable),
       pausedTable: name(NAMES.pausedTable),
       listenerTable: name(NAMES.listenerTable),
       reportFunction: name(NAMES.reportFunction),

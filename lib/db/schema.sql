@@ -7,6 +7,20 @@ CREATE SCHEMA pgpubsub;
 COMMENT ON SCHEMA pgpubsub IS 'sequelize-pgpubsub: the library''s tables and functions';
 -- grants other than the owner's: GRANT USAGE ON SCHEMA pgpubsub TO pgpubsub_trigger_owner;
 
+CREATE TABLE pgpubsub.inbox (
+  message_id text NOT NULL,
+  channel text NOT NULL,
+  stream_seq bigint,
+  received_at timestamp with time zone NOT NULL DEFAULT now(),
+  failed_at timestamp with time zone,
+  attempts integer NOT NULL DEFAULT 1,
+  last_error text
+);
+ALTER TABLE pgpubsub.inbox ADD CONSTRAINT inbox_pkey PRIMARY KEY (message_id);
+CREATE INDEX inbox_failed ON pgpubsub.inbox USING btree (channel, failed_at) WHERE (failed_at IS NOT NULL);
+CREATE INDEX inbox_received ON pgpubsub.inbox USING btree (received_at);
+COMMENT ON TABLE pgpubsub.inbox IS NULL;
+
 CREATE TABLE pgpubsub.inflight (
   holder integer NOT NULL,
   ids bigint[] NOT NULL,

@@ -1,5 +1,6 @@
 import { baseline } from './baseline';
 import { claimByDue } from './claim-by-due';
+import { inbox } from './inbox';
 import { DEFAULT_SCHEMA, LIBRARY_VERSION } from '../objects';
 import { LibraryVersionError, MissingTableError } from '../../errors';
 import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';
@@ -8,9 +9,9 @@ import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions 
  * The library's own schema migrations, in order, for a programmatic Umzug v3 instance.
  * Their names match the sequelize-cli stub files, so both runners record the same rows in SequelizeMeta.
  */
-export const migrations: readonly LibraryMigration[] = [baseline, claimByDue];
+export const migrations: readonly LibraryMigration[] = [baseline, claimByDue, inbox];
 
-const MODULES: readonly LibraryMigrationModule[] = [baseline, claimByDue];
+const MODULES: readonly LibraryMigrationModule[] = [baseline, claimByDue, inbox];
 
 /**
  * The library's migrations for another schema or migration storage table, for Umzug v3.
@@ -26,6 +27,7 @@ export function libraryMigrations(options: LibraryMigrationOptions = {}): Librar
 export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; module: string }> = [
   { version: 1, name: baseline.name, module: 'sequelize-pgpubsub/migrations/baseline' },
   { version: 2, name: claimByDue.name, module: 'sequelize-pgpubsub/migrations/claim-by-due' },
+  { version: 3, name: inbox.name, module: 'sequelize-pgpubsub/migrations/inbox' },
 ];
 
 export type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';

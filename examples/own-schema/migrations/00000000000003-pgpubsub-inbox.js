@@ -1,0 +1,2 @@
+// migrations/00000000000003-pgpubsub-inbox.js
+module.exports = require('sequelize-pgpubsub/migrations/inbox').withOptions({ schema: 'app_pubsub' });
