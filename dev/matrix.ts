@@ -36,6 +36,7 @@ export const NODE_SUBSET = [
   'test/installed-package.test.ts',
   'test/quick-start.test.ts',
   'test/relay.test.ts',
+  'test/inbox.test.ts',
 ];
 export const POSTGRES_SUBSET = [
   'test/install.test.ts',

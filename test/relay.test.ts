@@ -47,6 +47,16 @@ async function streamMessages(url: string, stream: string): Promise<Relayed[]> {
   }
 }
 
+/** Deletes a stream if it is there (the examples use the default one, each from the start). */
+async function dropStream(url: string, stream: string): Promise<void> {
+  const nc = await connect({ servers: url });
+  try {
+    await (await jetstreamManager(nc)).streams.delete(stream).catch(() => false);
+  } finally {
+    await nc.close();
+  }
+}
+
 describe('relay to NATS JetStream', function () {
   this.timeout(120_000);
   let nats: NatsServer;
@@ -187,12 +197,23 @@ describe('relay to NATS JetStream', function () {
   });
 
   it('runs the example of docs/scaling-out.md (examples/relay/relay.ts)', async () => {
+    await dropStream(nats.url, 'PGPUBSUB');
     const db = await emptyDatabase('relay example');
     const example = spawnProcess(path.join(ROOT, 'examples', 'relay', 'relay.ts'), [], { DATABASE_URL: db.url, NATS_URL: nats.url, PGPUBSUB_LOG_LEVEL: 'silent' }, ROOT, { esm: true });
     const exit = await example.exited;
     expect(exit.code, example.describe()).to.equal(0);
     expect(example.output.join('\n')).to.match(/^pgpubsub\.author_created \d+\.[^:]+:pgpubsub:\d+: INSERT Ursula$/m);
     expect(example.output.at(-1)).to.equal('relay example ok');
+    await db.drop();
+  });
+
+  it('runs the inbox example of docs/scaling-out.md (examples/relay/inbox.ts)', async () => {
+    await dropStream(nats.url, 'PGPUBSUB');
+    const db = await emptyDatabase('inbox example');
+    const example = spawnProcess(path.join(ROOT, 'examples', 'relay', 'inbox.ts'), [], { DATABASE_URL: db.url, NATS_URL: nats.url, PGPUBSUB_LOG_LEVEL: 'silent' }, ROOT, { esm: true });
+    const exit = await example.exited;
+    expect(exit.code, example.describe()).to.equal(0);
+    expect(example.output).to.deep.equal(['Welcome, Ursula!', 'inbox example ok']);
     await db.drop();
   });
 });

@@ -43,6 +43,10 @@ function printStatus(status: Status): void {
       c.paused ? 'yes' : 'no', c.defined ? '' : '(no code here defines it)',
     ]));
   }
+  const inboxFailed = status.channels.filter((c) => c.inboxFailed > 0);
+  if (inboxFailed.length) {
+    process.stdout.write(`\nInbox: ${inboxFailed.map((c) => `${c.inboxFailed} message(s) of ${c.channel}`).join(', ')} failed for good (SELECT * FROM pgpubsub.inbox WHERE failed_at IS NOT NULL).\n`);
+  }
   process.stdout.write('\n');
   if (status.listeners.length === 0) process.stdout.write('No listener is running.\n');
   else {

@@ -3,7 +3,7 @@ import cluster from 'node:cluster';
 import path from 'node:path';
 import type { LoadedApp } from '../process/app-loader';
 import { addAdminCommands } from './admin';
-import { addRelayCommand } from './relay';
+import { type InboxFlags, addRelayCommand, inboxWorker, withInboxOptions } from './relay';
 import { type GlobalOptions, appFor, withApp, withLibrary } from './with-app';
 import { parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { leaveWith } from '../process/cluster';
@@ -19,7 +19,7 @@ import type { TriggerState } from '../triggers/reconcile';
  */
 const EXIT = { ok: 0, failure: 1, usage: 2, cannotCheck: 2 } as const;
 
-interface ListenCliOptions {
+interface ListenCliOptions extends InboxFlags {
   channels?: string[];
   processes: number;
   worker?: boolean;
@@ -154,7 +154,7 @@ function buildProgram(): Command {
       });
     });
 
-  program.command('listen')
+  withInboxOptions(program.command('listen')
     .description('process notifications: a supervised cluster of listener processes, or one listener with --worker')
     .option('--channels <names>', 'comma-separated channels to process (default: every channel with a callback)', commaList)
     .option('--processes <n>', 'listener processes to run under a node:cluster primary', positiveInteger('--processes'), 1)
@@ -248,11 +248,12 @@ function buildProgram(): Command {
         gracePeriodMs: options.gracePeriod,
         logger,
         observe,
+        ...inboxWorker(app, options),
       });
       server?.close();
       server?.closeAllConnections();
       process.exitCode = leaveWith(code);
-    });
+    }));
 
   program.command('recover')
     .description('ask every running listener to drain the stored notifications now')

@@ -91,3 +91,40 @@ export function addRelayCommand(program: Command, { appFor, exit }: RelayCommand
       process.exitCode = leaveWith(code);
     });
 }
+
+/** `listen --from-nats`: the listener's callbacks fed from the relay's stream (an inbox) instead of this database's notifications. */
+export interface InboxFlags {
+  fromNats?: string[];
+  stream: string;
+  subjectPrefix: string;
+  consumer: string;
+}
+
+/** Adds the inbox's options to `listen` (after its own, in --help). */
+export function withInboxOptions(listen: Command): Command {
+  return listen
+    .option('--from-nats <urls>', 'run the callbacks on messages a relay put into NATS JetStream (an inbox; docs/scaling-out.md): the NATS servers, comma-separated', list)
+    .option('--stream <name>', 'with --from-nats: the JetStream stream', 'PGPUBSUB')
+    .option('--subject-prefix <prefix>', 'with --from-nats: the relay\'s subject prefix', 'pgpubsub')
+    .option('--consumer <name>', 'with --from-nats: the durable consumer, shared by every process of this app', 'pgpubsub-inbox');
+}
+
+/** With --from-nats, what runWorker starts instead of a listener, and the NATS failures worth waiting out; else nothing. */
+export function inboxWorker(app: LoadedApp, flags: InboxFlags & { channels?: string[]; timeoutMs?: number; callbackConcurrency?: number }): Pick<import('../process/worker').RunWorkerOptions, 'start' | 'retryable'> {
+  if (!flags.fromNats) return {};
+  const { startInbox } = require('../relay/inbox') as typeof import('../relay/inbox');
+  const { natsUnavailable } = require('../relay/relay') as typeof import('../relay/relay');
+  return {
+    retryable: natsUnavailable,
+    start: (options) => startInbox(app.pubsub, {
+      nats: { servers: flags.fromNats! },
+      stream: flags.stream,
+      subjectPrefix: flags.subjectPrefix,
+      consumer: flags.consumer,
+      channels: flags.channels,
+      timeoutMs: flags.timeoutMs,
+      concurrency: flags.callbackConcurrency,
+      logger: options.logger,
+    }),
+  };
+}

@@ -36,6 +36,8 @@ export interface ChannelStatus {
   draining: boolean;
   /** Paused (`pause()`): stored, claimed by no listener until resumed. */
   paused: boolean;
+  /** Messages an inbox here (a listener fed from NATS JetStream) failed for good: rows of `pgpubsub.inbox` with `failed_at`. */
+  inboxFailed: number;
 }
 
 /**

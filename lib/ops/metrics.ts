@@ -81,7 +81,7 @@ function foldUndefined(channels: readonly ChannelStatus[]): ChannelStatus[] {
     channel: UNDEFINED_CHANNELS_LABEL, defined: false,
     due: strays.reduce((sum, c) => sum + c.due, 0), waiting: strays.reduce((sum, c) => sum + c.waiting, 0), failed: strays.reduce((sum, c) => sum + c.failed, 0), blocked: strays.reduce((sum, c) => sum + c.blocked, 0),
     oldestDueAgeMs: oldest.length ? Math.max(...oldest) : null, recentLagMs: null, estimated: strays.some((c) => c.estimated),
-    listeners: Math.max(...strays.map((c) => c.listeners)), draining: strays.some((c) => c.draining), paused: strays.some((c) => c.paused),
+    listeners: Math.max(...strays.map((c) => c.listeners)), draining: strays.some((c) => c.draining), paused: strays.some((c) => c.paused), inboxFailed: strays.reduce((sum, c) => sum + c.inboxFailed, 0),
   }];
 }
 

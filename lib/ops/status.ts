@@ -19,7 +19,10 @@ export async function readStatus(via: Reader, objects: LibraryObjects, defined: 
   // Due: what a listener could claim now, as claim() decides (lib/ops/channel-counts.ts).
   const counts = await countChannels(via, objects, defined);
   const paused = (await selectRows<{ channel: string }>(via, `SELECT channel FROM ${objects.pausedTable}`)).map((row) => row.channel);
-  const names = [...new Set([...defined, ...counts.keys(), ...paused])].sort();
+  // Messages an inbox (fed from NATS JetStream) failed for good, read from the index on them.
+  const inboxFailed = new Map((await selectRows<{ channel: string; n: number }>(via,
+    `SELECT channel, count(*)::integer AS n FROM ${objects.inboxTable} WHERE failed_at IS NOT NULL GROUP BY channel`)).map((row) => [row.channel, row.n]));
+  const names = [...new Set([...defined, ...counts.keys(), ...paused, ...inboxFailed.keys()])].sort();
   // The locks every live LISTEN connection holds (session locks vanish with a dead process's connection).
   const held = await selectRows<{ pid: number; client_addr: string | null; since: Date | null; kind: string | null; key: string | null }>(via,
     `SELECT a.pid, pg_catalog.host(a.client_addr) AS client_addr, a.backend_start AS since,
@@ -103,6 +106,7 @@ export async function readStatus(via: Reader, objects: LibraryObjects, defined: 
         listeners: all.filter((listener) => listener.channels.includes(channel)).length,
         draining: all.some((listener) => listener.draining.includes(channel)),
         paused: paused.includes(channel),
+        inboxFailed: inboxFailed.get(channel) ?? 0,
       };
     }),
     listeners: all,

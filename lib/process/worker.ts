@@ -4,10 +4,18 @@ import { errorSummary, isUnreachable } from '../error-text';
 import { LibraryVersionError, MissingTableError } from '../errors';
 import { FAILING_AFTER } from '../listener/drain';
 import type { Listener } from '../listener/listener';
-import type { ListenOptions } from '../listener/types';
+import type { ListenerStats, ListenOptions } from '../listener/types';
 import type { Logger } from '../ops/logger';
 import type { PgPubSub } from '../pubsub';
 import type { WorkerMessage } from './supervisor';
+
+/** What a worker runs: a Listener (a relay is one), or what behaves as one here (an inbox). */
+export interface WorkerListener {
+  stop(): Promise<void>;
+  readonly stats: Readonly<ListenerStats>;
+  readonly drainFailures: number;
+  on(event: 'ranAlone' | 'drain:end', handler: () => void): unknown;
+}
 
 export interface RunWorkerOptions extends ListenOptions {
   logger: Logger;
@@ -17,8 +25,8 @@ export interface RunWorkerOptions extends ListenOptions {
   startRetry?: { minDelayMs?: number; maxDelayMs?: number };
   /** Called with the listener once it listens (e.g. `metrics.observe`). */
   observe?: (listener: Listener) => void;
-  /** What starts the listener: default `pubsub.listen(options)`; a relay's start (lib/relay/relay.ts) for `pgpubsub relay`. */
-  start?: (options: ListenOptions) => Promise<Listener>;
+  /** What starts the listener: default `pubsub.listen(options)`; a relay's or an inbox's start (lib/relay/) for `pgpubsub relay` and `listen --from-nats`. */
+  start?: (options: ListenOptions) => Promise<WorkerListener>;
   /** Start-up failures worth trying again besides an unreachable database (a relay's NATS down). */
   retryable?: (error: unknown) => boolean;
 }
@@ -37,7 +45,7 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
     else process.send(message, undefined, {}, () => resolve());
   });
 
-  let listener: Listener | null = null;
+  let listener: WorkerListener | null = null;
   let stopping = false;
   let signals = 0;
   let finish: (code: number) => void = () => undefined;
@@ -120,7 +128,8 @@ export async function runWorker(pubsub: PgPubSub, options: RunWorkerOptions): Pr
         failing = !failing;
         void tell({ type: failing ? 'pgpubsub:failing' : 'pgpubsub:listening' });
       });
-      observe?.(listener);
+      // Metrics observe a Listener (a relay is one); an inbox is not (told by its lack of wake()).
+      if ('wake' in listener) observe?.(listener as Listener);
       break;
     } catch (error) {
       if (!isUnreachable(error) && !retryable(error)) {

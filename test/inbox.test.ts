@@ -1,0 +1,125 @@
+/**
+ * The inbox (lib/relay/inbox.ts): database A's notifications, relayed into a real nats-server's
+ * JetStream, run the callbacks of an app on database B exactly once: each effect once, a failing
+ * callback retried by JetStream, a message that can never succeed recorded as failed and
+ * terminated, and every message delivered again (a second consumer replays the stream) acknowledged
+ * without running.
+ */
+import { expect } from 'chai';
+import path from 'node:path';
+import { QueryTypes } from 'sequelize';
+import { eventually } from '../dev/eventually';
+import { openApp } from '../dev/example-app';
+import { type NatsServer, natsServer, natsServerProblem } from '../dev/nats';
+import { BIN, ROOT, spawnProcess } from '../dev/processes';
+import { NonRetryableError } from '../lib';
+import { type Inbox, startInbox } from '../lib/relay/inbox';
+import { type Relay, startRelay } from '../lib/relay/relay';
+import type { App } from '../models/app';
+import { type TestDatabase, testDatabase } from './support/hooks';
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+describe('the inbox: callbacks on another database, fed from JetStream', function () {
+  this.timeout(120_000);
+  let nats: NatsServer;
+  let a: TestDatabase;
+  let b: TestDatabase;
+  let producer: App;
+  let consumer: App;
+  const stops: Array<{ stop(): Promise<void> }> = [];
+
+  before(async function () {
+    const problem = natsServerProblem();
+    if (problem) throw new Error(problem);
+    nats = await (await natsServer()).start();
+  });
+  after(async () => {
+    await nats?.destroy();
+  });
+  beforeEach(async () => {
+    a = await testDatabase('inbox producer');
+    b = await testDatabase('inbox consumer');
+    producer = openApp(a.url);
+    consumer = openApp(b.url);
+    await consumer.sequelize.query('CREATE TABLE ledger (author_id integer NOT NULL, name text NOT NULL, attempt integer NOT NULL)');
+  });
+  afterEach(async function () {
+    for (const running of stops.splice(0).reverse()) await running.stop();
+    await producer.sequelize.close();
+    await consumer.sequelize.close();
+    if (this.currentTest?.state === 'passed') {
+      await a.drop();
+      await b.drop();
+    }
+  });
+
+  const rows = <T extends object>(app: App, sql: string) => app.sequelize.query<T>(sql, { type: QueryTypes.SELECT });
+
+  it('runs each message once in B, retries a failing one, terminates one that can never succeed, and acknowledges a redelivered one without running it', async () => {
+    consumer.sequelize.pgpubsub.on(consumer.Author, 'author_created', async ({ new: created }, { transaction, attempt }) => {
+      const author = created!;
+      if (author.name === 'poison') throw new NonRetryableError('this author can never be welcomed');
+      if (author.name === 'flaky' && attempt === 1) throw new Error('the first try fails');
+      await consumer.sequelize.query('INSERT INTO ledger (author_id, name, attempt) VALUES ($1, $2, $3)', { bind: [author.id, author.name, attempt], transaction });
+    });
+    const relay: Relay = await startRelay(producer.sequelize.pgpubsub, { nats: { servers: nats.url }, channels: ['author_created'], stream: 'INBOX1', subjectPrefix: 'inbox1', identity: 'a', logger: quiet });
+    stops.push(relay);
+    const inbox: Inbox = await startInbox(consumer.sequelize.pgpubsub, { nats: { servers: nats.url }, stream: 'INBOX1', subjectPrefix: 'inbox1', consumer: 'first', channels: ['author_created'], logger: quiet });
+    stops.push(inbox);
+
+    await producer.sequelize.query("INSERT INTO authors (name) SELECT 'author ' || i FROM generate_series(1, 200) AS i");
+    await producer.Author.create({ name: 'flaky' });
+    await producer.Author.create({ name: 'poison' });
+    await eventually(async () => (await rows<{ n: number }>(consumer, 'SELECT count(*)::int AS n FROM ledger'))[0].n === 201, 'every effect in B', 60_000);
+    await eventually(async () => (await rows<{ n: number }>(consumer, 'SELECT count(*)::int AS n FROM pgpubsub.inbox WHERE failed_at IS NOT NULL'))[0].n === 1, 'the poison recorded', 30_000);
+
+    const ids = (await rows<{ id: number }>(producer, "SELECT id FROM authors WHERE name <> 'poison' ORDER BY id")).map((row) => row.id);
+    const ledger = await rows<{ author_id: number; name: string; attempt: number }>(consumer, 'SELECT author_id, name, attempt FROM ledger ORDER BY author_id');
+    expect(ledger.map((row) => row.author_id), 'each effect once').to.deep.equal(ids);
+    expect(ledger.find((row) => row.name === 'flaky')?.attempt, 'flaky ran on its second delivery').to.equal(2);
+    const [failed] = await rows<{ channel: string; last_error: string; message_id: string }>(consumer, 'SELECT channel, last_error, message_id FROM pgpubsub.inbox WHERE failed_at IS NOT NULL');
+    expect(failed.channel).to.equal('author_created');
+    expect(failed.last_error).to.contain('this author can never be welcomed');
+    expect(failed.message_id).to.match(/^a:pgpubsub:\d+$/);
+    expect(inbox.stats.processed).to.equal(201);
+    const status = await consumer.sequelize.pgpubsub.admin.status();
+    expect(status.channels.find((c) => c.channel === 'author_created')).to.include({ inboxFailed: 1 });
+
+    // A second consumer replays the whole stream: every message is one the inbox has, so nothing runs again.
+    const replay = await startInbox(consumer.sequelize.pgpubsub, { nats: { servers: nats.url }, stream: 'INBOX1', subjectPrefix: 'inbox1', consumer: 'replay', channels: ['author_created'], logger: quiet });
+    stops.push(replay);
+    await eventually(() => replay.duplicates === 202, () => `every message acknowledged as a duplicate (${replay.duplicates})`, 30_000);
+    expect(replay.stats.processed).to.equal(0);
+    expect((await rows<{ n: number }>(consumer, 'SELECT count(*)::int AS n FROM ledger'))[0].n).to.equal(201);
+  });
+
+  it('kill -9 of `pgpubsub listen --from-nats` mid-callback, then a new one: each effect exactly once', async () => {
+    const relay = await startRelay(producer.sequelize.pgpubsub, { nats: { servers: nats.url }, channels: ['author_created'], stream: 'INBOX2', subjectPrefix: 'inbox2', identity: 'a', logger: quiet });
+    stops.push(relay);
+    await producer.sequelize.query("INSERT INTO authors (name) SELECT 'author ' || i FROM generate_series(1, 300) AS i");
+    const args = ['listen', '--worker', '--app', path.join('test', 'fixtures', 'inbox-app.ts'), '--from-nats', nats.url, '--stream', 'INBOX2', '--subject-prefix', 'inbox2',
+      '--callback-concurrency', '4', '--timeout-ms', '1000', '--log-format', 'json'];
+    const count = async () => (await rows<{ n: number }>(consumer, 'SELECT count(*)::int AS n FROM ledger'))[0].n;
+    const first = spawnProcess(BIN, args, { DATABASE_URL: b.url, SLOW_MS: '20' }, ROOT);
+    try {
+      await eventually(async () => (await count()) >= 50, () => `the first inbox under way: ${first.describe()}`, 60_000);
+    } finally {
+      first.kill('SIGKILL');
+      await first.exited;
+    }
+    expect(await count(), 'killed mid-stream').to.be.below(300);
+    const second = spawnProcess(BIN, args, { DATABASE_URL: b.url, SLOW_MS: '0' }, ROOT);
+    try {
+      await eventually(async () => (await count()) === 300, () => `the second inbox finishing: ${second.describe()}`, 90_000);
+      // Settled: what the killed process held was redelivered (after the ack wait) and ran once.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    } finally {
+      const stopped = await second.stop(15_000);
+      expect(stopped.code, second.describe()).to.equal(0);
+    }
+    const ids = (await rows<{ id: number }>(producer, 'SELECT id FROM authors ORDER BY id')).map((row) => row.id);
+    const ledger = (await rows<{ author_id: number }>(consumer, 'SELECT author_id FROM ledger ORDER BY author_id')).map((row) => row.author_id);
+    expect(ledger, 'each effect exactly once').to.deep.equal(ids);
+  });
+});
