@@ -99,9 +99,12 @@ export async function natsServer(options: NatsServerOptions = {}): Promise<NatsS
 
 /** Three JetStream servers routed into one cluster (for R3 streams), started. */
 export async function natsCluster(name = 'pgpubsub'): Promise<NatsServer[]> {
-  const routePorts = [await freePort(), await freePort(), await freePort()];
+  // Six distinct ports, chosen before any is bound (freePort() may give a port again until it is).
+  const ports = new Set<number>();
+  while (ports.size < 6) ports.add(await freePort());
+  const [c1, c2, c3, ...routePorts] = [...ports];
   const routes = routePorts.map((port) => `nats://127.0.0.1:${port}`);
-  const servers = await Promise.all(routePorts.map((port, i) => natsServer({ cluster: { name, serverName: `${name}-${i + 1}`, port, routes } })));
+  const servers = await Promise.all(routePorts.map((port, i) => natsServer({ port: [c1, c2, c3][i], cluster: { name, serverName: `${name}-${i + 1}`, port, routes } })));
   await Promise.all(servers.map((server) => server.start()));
   return servers;
 }

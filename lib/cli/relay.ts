@@ -115,7 +115,8 @@ export function inboxWorker(app: LoadedApp, flags: InboxFlags & { channels?: str
   const { startInbox } = require('../relay/inbox') as typeof import('../relay/inbox');
   const { natsUnavailable } = require('../relay/relay') as typeof import('../relay/relay');
   return {
-    retryable: natsUnavailable,
+    // The stream is the relay's to create: an inbox started first waits for it.
+    retryable: (error) => natsUnavailable(error) || (error as Error | null)?.name === 'StreamNotFoundError',
     start: (options) => startInbox(app.pubsub, {
       nats: { servers: flags.fromNats! },
       stream: flags.stream,

@@ -257,8 +257,8 @@ export async function startInbox(pubsub: PgPubSub, options: InboxOptions): Promi
       if (!/consumer already exists|consumer name already in use/i.test(errorSummary(error))) throw error;
       await jsm.consumers.update(stream, consumer, { filter_subject: config.filter_subject, ack_wait: config.ack_wait });
     });
-    const consumed = await (clients.jetstream(nc) as unknown as { consumers: { get(stream: string, name: string): Promise<{ consume(options: { max_messages: number }): Promise<Consumed> }> } })
-      .consumers.get(stream, consumer).then((c) => c.consume({ max_messages: Math.max(10, concurrency * 2) }));
+    const consumed = await (clients.jetstream(nc) as unknown as { consumers: { get(stream: string, name: string): Promise<{ consume(options: { max_messages: number; expires: number }): Promise<Consumed> }> } })
+      .consumers.get(stream, consumer).then((c) => c.consume({ max_messages: Math.max(10, concurrency * 2), expires: 10_000 }));
     log.info(`consuming ${channels.map((channel) => channel.name).join(', ')} from JetStream stream '${stream}' (consumer '${consumer}') at ${nc.getServer()}`, {
       event: 'listening', channels: channels.map((channel) => channel.name), stream, consumer,
     });
