@@ -188,6 +188,26 @@ export function evaluateTargets(results: Results): TargetVerdict[] {
       add(ours, '≥ 60% of unordered', judge(r >= 0.6, percent(r), ours, unordered));
     }
   }
+  // W9: the relay ≥ 80% of our onBatch drain; the whole path through JetStream (relay + inbox) at
+  // ≥ our per-message listener's throughput, and its p99 ≤ 3× the listener's (same run).
+  for (const relay of results.rows.filter((r) => r.workload === 'W9' && r.key.startsWith('relay-'))) {
+    const batch = results.find('W9', relay.case, 'ours-batch');
+    if (!batch) continue;
+    const r = measuredIn(relay, 'rate') / measuredIn(batch, 'rate');
+    add(relay, '≥ 80% of ours onBatch', judge(r >= 0.8, percent(r), relay, batch));
+  }
+  for (const path of results.rows.filter((r) => r.workload === 'W9' && r.key.startsWith('inbox-'))) {
+    const listener = results.find('W9', path.case, OURS);
+    if (!listener) continue;
+    if (path.metric === 'rate') {
+      const r = measuredIn(path, 'rate') / measuredIn(listener, 'rate');
+      add(path, '≥ ours (listener, per message)', judge(r >= 1, ratio(r), path, listener));
+      add(path, 'exactly once (n posts, n distinct)', { met: allVerified(path), measured: `${path.runs.length - failedRuns(path).length}/${path.runs.length} runs verified` });
+    } else {
+      const r = measuredIn(path, 'p99') / measuredIn(listener, 'p99');
+      add(path, 'p99 ≤ 3× ours (listener)', judge(r <= 3, `${r.toFixed(2)}× (${fmt(measuredIn(path, 'p99'))} ms)`, path, listener));
+    }
+  }
   // Status: the admin API's answer under 200 ms (on 1,000,000 stored rows), and `pgpubsub status
   // --json` as a whole process within 500 ms (on 100,000), whatever the size.
   for (const ours of results.rows.filter((r) => r.workload === 'Status' && r.key === OURS)) {

@@ -11,7 +11,7 @@ export interface RunResult {
 
 /** A table row: one system on one workload case, over all runs. */
 export interface Row {
-  workload: 'W1' | 'W2' | 'W3a' | 'W3b' | 'W4' | 'W5' | 'W6' | 'W7' | 'W8' | 'Status';
+  workload: 'W1' | 'W2' | 'W3a' | 'W3b' | 'W4' | 'W5' | 'W6' | 'W7' | 'W8' | 'W9' | 'Status';
   /** What varies within a workload, e.g. "2 processes"; rows of the same case are compared. */
   case: string;
   system: string;

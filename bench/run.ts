@@ -26,8 +26,9 @@ import { w3a, w3b } from './workloads/producer';
 import { status } from './workloads/status';
 import { w7 } from './workloads/ordering';
 import { BACKLOG_SHAPES, w8 } from './workloads/backlog';
+import { w9 } from './workloads/relay';
 
-const WORKLOADS = ['W1', 'W2', 'W3a', 'W3b', 'W4', 'W5', 'W6', 'W7', 'W8', 'Status'] as const;
+const WORKLOADS = ['W1', 'W2', 'W3a', 'W3b', 'W4', 'W5', 'W6', 'W7', 'W8', 'W9', 'Status'] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -83,11 +84,11 @@ function plan(quick: boolean) {
   return quick
     ? {
       drainN: 5_000, drainProcesses: [2], latencyMs: 5_000, bulkN: 5_000, commitsMs: 3_000, idleMs: 10_000, backlogN: 0, backlogLimitMs: 0, ioN: 1_000,
-      statusStored: [20_000], statusFailed: 200, orderedRows: 200, shapesN: 5_000, shapesBacklog: 50_000, shapesProcesses: [2], heldN: 10_000,
+      statusStored: [20_000], statusFailed: 200, orderedRows: 200, shapesN: 5_000, shapesBacklog: 50_000, shapesProcesses: [2], heldN: 10_000, relayProcesses: [1],
     }
     : {
       drainN: 20_000, drainProcesses: [1, 2, 4], latencyMs: 30_000, bulkN: 20_000, commitsMs: 10_000, idleMs: 60_000, backlogN: 1_000_000, backlogLimitMs: 1_800_000, ioN: 5_000,
-      statusStored: [100_000, 1_000_000], statusFailed: 1_000, orderedRows: 1_000, shapesN: 20_000, shapesBacklog: 1_000_000, shapesProcesses: [1, 2], heldN: 100_000,
+      statusStored: [100_000, 1_000_000], statusFailed: 1_000, orderedRows: 1_000, shapesN: 20_000, shapesBacklog: 1_000_000, shapesProcesses: [1, 2], heldN: 100_000, relayProcesses: [1, 2],
     };
 }
 
@@ -201,6 +202,7 @@ async function main(): Promise<number> {
       ['W6', () => w6(ctx, { n: sizes.ioN, processes: 2 })],
       ['W7', () => w7(ctx, { rows: sizes.orderedRows, updates: 10, processes: 4 })],
       ['W8', () => w8(ctx, { n: sizes.shapesN, backlog: sizes.shapesBacklog, processes: sizes.shapesProcesses, heldN: sizes.heldN, shapes: options.shapes })],
+      ['W9', () => w9(ctx, { n: sizes.drainN, processes: sizes.relayProcesses, latencyMs: sizes.latencyMs })],
       ['Status', async () => { for (const stored of sizes.statusStored) await status(ctx, { stored, failed: sizes.statusFailed }); }],
     ];
     for (const [workload, step] of steps) {

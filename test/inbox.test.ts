@@ -65,7 +65,9 @@ describe('the inbox: callbacks on another database, fed from JetStream', functio
     });
     const relay: Relay = await startRelay(producer.sequelize.pgpubsub, { nats: { servers: nats.url }, channels: ['author_created'], stream: 'INBOX1', subjectPrefix: 'inbox1', identity: 'a', logger: quiet });
     stops.push(relay);
-    const inbox: Inbox = await startInbox(consumer.sequelize.pgpubsub, { nats: { servers: nats.url }, stream: 'INBOX1', subjectPrefix: 'inbox1', consumer: 'first', channels: ['author_created'], logger: quiet });
+    const lines: Array<{ event?: unknown; processed?: unknown }> = [];
+    const capture = { ...quiet, debug: (_message: string, fields: Record<string, unknown> = {}) => lines.push(fields) };
+    const inbox: Inbox = await startInbox(consumer.sequelize.pgpubsub, { nats: { servers: nats.url }, stream: 'INBOX1', subjectPrefix: 'inbox1', consumer: 'first', channels: ['author_created'], logger: capture });
     stops.push(inbox);
 
     await producer.sequelize.query("INSERT INTO authors (name) SELECT 'author ' || i FROM generate_series(1, 200) AS i");
@@ -83,6 +85,8 @@ describe('the inbox: callbacks on another database, fed from JetStream', functio
     expect(failed.last_error).to.contain('this author can never be welcomed');
     expect(failed.message_id).to.match(/^a:pgpubsub:\d+$/);
     expect(inbox.stats.processed).to.equal(201);
+    // The 200 delivered together ran in batches (one transaction each), not one at a time.
+    expect(lines.filter((line) => line.event === 'batch').some((line) => Number(line.processed) > 1), JSON.stringify(lines.slice(0, 5))).to.equal(true);
     const status = await consumer.sequelize.pgpubsub.admin.status();
     expect(status.channels.find((c) => c.channel === 'author_created')).to.include({ inboxFailed: 1 });
 

@@ -34,7 +34,9 @@ export interface InboxOptions {
   consumer?: string;
   /** The channels to run; default every channel with a callback. */
   channels?: string[];
-  /** Messages run at once, each in a transaction of its own. Default 1 (the stream's order). */
+  /** Messages run in one transaction, at most (those delivered together). Default 100. */
+  batchSize?: number;
+  /** Batches run at once, each in a transaction of its own. Default 1 (the stream's order). */
   concurrency?: number;
   /** A callback's time limit, for channels that set none. Default 60000. */
   timeoutMs?: number;
@@ -87,10 +89,13 @@ export class Inbox extends EventEmitter<ListenerEvents> {
   readonly #skipped = new Set<string>();
   #stopping = false;
   readonly #running = new Set<Promise<void>>();
+  readonly #buffer: JsMsg[] = [];
+  #flushing = false;
+  readonly #batchSize: number;
   readonly #loop: Promise<void>;
   readonly #prune: NodeJS.Timeout;
 
-  constructor(pubsub: PgPubSub, nats: NatsConnection, consumed: Consumed, channels: readonly AnyChannel[], options: { log: Logger; timeoutMs: number; concurrency: number; retentionMs: number }) {
+  constructor(pubsub: PgPubSub, nats: NatsConnection, consumed: Consumed, channels: readonly AnyChannel[], options: { log: Logger; timeoutMs: number; concurrency: number; batchSize: number; retentionMs: number }) {
     super();
     this.#pubsub = pubsub;
     this.#nats = nats;
@@ -99,6 +104,7 @@ export class Inbox extends EventEmitter<ListenerEvents> {
     this.#log = options.log;
     this.#timeoutMs = options.timeoutMs;
     this.#concurrency = options.concurrency;
+    this.#batchSize = options.batchSize;
     const limits = { timeoutOf: (channel: AnyChannel) => channel.timeoutMs ?? this.#timeoutMs };
     this.#runner = new CallbackRunner({ sequelize: pubsub.sequelize, host: pubsub, log: this.#log, limits, events: new ListenerEventSink(this, this.#log) });
     this.#loop = this.#consume();
@@ -126,7 +132,9 @@ export class Inbox extends EventEmitter<ListenerEvents> {
     clearInterval(this.#prune);
     this.#consumed.stop();
     await this.#loop;
-    await Promise.all(this.#running);
+    // Fetched, not started: back to JetStream for another process.
+    for (const message of this.#buffer.splice(0)) message.nak();
+    while (this.#running.size) await Promise.all(this.#running);
     await this.#nats.drain().catch(() => this.#nats.close());
     this.#log.info('stopped', { event: 'stopped', ...this.#stats, duplicates: this.#duplicates });
   }
@@ -137,33 +145,107 @@ export class Inbox extends EventEmitter<ListenerEvents> {
         message.nak();
         continue;
       }
-      while (this.#running.size >= this.#concurrency) await Promise.race(this.#running);
-      const run = this.#handle(message).catch((error: unknown) => {
-        // Only the inbox's own writes end here (its callbacks' failures are the message's): JetStream delivers it again.
-        this.#log.error('an inbox message could not be handled; JetStream delivers it again', { event: 'inbox-failed', err: error });
-        message.nak(1000);
-      }).finally(() => this.#running.delete(run));
+      this.#buffer.push(message);
+      // What has arrived by the next turn of the event loop goes into one batch.
+      if (!this.#flushing) {
+        this.#flushing = true;
+        setImmediate(() => this.#flush());
+      }
+    }
+  }
+
+  /** Starts batches of what is buffered, as many at once as `concurrency` allows. */
+  #flush(): void {
+    this.#flushing = false;
+    while (this.#buffer.length > 0 && this.#running.size < this.#concurrency) {
+      const batch = this.#buffer.splice(0, this.#batchSize);
+      const run = this.#runBatch(batch).catch((error: unknown) => {
+        // Only the inbox's own writes end here (its callbacks' failures are the messages'): JetStream delivers them again.
+        this.#log.error('inbox messages could not be handled; JetStream delivers them again', { event: 'inbox-failed', err: error });
+        for (const message of batch) message.nak(1000);
+      }).finally(() => {
+        this.#running.delete(run);
+        this.#flush();
+      });
       this.#running.add(run);
     }
   }
 
-  async #handle(message: JsMsg): Promise<void> {
+  /** What a delivered message is to the inbox. */
+  #read(message: JsMsg): { name: string; channel: AnyChannel | undefined; messageId: string; attempt: number; row: ClaimedRow } {
     const name = message.headers?.get(HEADERS.channel) || message.subject.slice(message.subject.lastIndexOf('.') + 1);
-    const channel = this.#channels.get(name);
-    const messageId = message.headers?.get('Nats-Msg-Id') || `seq:${message.seq}`;
     const attempt = message.info.deliveryCount;
+    return {
+      name, channel: this.#channels.get(name), messageId: message.headers?.get('Nats-Msg-Id') || `seq:${message.seq}`, attempt,
+      row: {
+        id: message.headers?.get(HEADERS.id) || String(message.seq), channel: name, payload: message.string(), attempts: attempt - 1, suspect: false,
+        lag_ms: Math.max(0, Date.now() - message.info.timestampNanos / 1e6), claimedAt: performance.now(),
+      },
+    };
+  }
+
+  /** Acknowledges, without running, the messages of a channel this inbox has no callback for (warned once per channel). */
+  #skip(message: JsMsg, name: string): void {
+    if (!this.#skipped.has(name)) this.#log.warn(`messages of channel '${name}' reach this inbox, which has no callback for it: acknowledged without running`, { event: 'inbox-skipped', channel: name });
+    this.#skipped.add(name);
+    message.ack();
+  }
+
+  /**
+   * A batch in one transaction, as a listener's claim: every id recorded at once (those already
+   * there are duplicates), the new ones' callbacks in delivery order, one commit, then the acks.
+   * A callback that throws rolls the batch back, and its messages run one at a time (#handle), so
+   * that the failing one fails alone.
+   */
+  async #runBatch(messages: readonly JsMsg[]): Promise<void> {
+    if (messages.length === 1) return this.#handle(messages[0]);
+    const items = messages.map((message) => ({ message, ...this.#read(message) }));
+    const known = items.filter((item) => {
+      if (!item.channel) this.#skip(item.message, item.name);
+      return item.channel;
+    });
+    if (known.length === 0) return;
     const { sequelize, objects } = this.#pubsub;
-    if (!channel) {
-      // Another channel of the stream: not this inbox's to run.
-      if (!this.#skipped.has(name)) this.#log.warn(`messages of channel '${name}' reach this inbox, which has no callback for it: acknowledged without running`, { event: 'inbox-skipped', channel: name });
-      this.#skipped.add(name);
-      message.ack();
+    const afterCommit: AfterCommitHook[] = [];
+    const transaction = await sequelize.transaction();
+    const ran: typeof known = [];
+    try {
+      const [recorded] = await sequelize.query(`INSERT INTO ${objects.inboxTable} (message_id, channel, stream_seq, attempts)
+        SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]))
+        ON CONFLICT (message_id) DO NOTHING RETURNING message_id`, {
+        bind: [known.map((item) => item.messageId), known.map((item) => item.name), known.map((item) => item.message.seq), known.map((item) => item.attempt)], transaction,
+      });
+      const fresh = new Set((recorded as Array<{ message_id: string }>).map((row) => row.message_id));
+      for (const item of known) {
+        // A message id delivered twice in one batch runs once.
+        if (!fresh.delete(item.messageId)) continue;
+        const decoded = decodeMessage(item.channel!, item.row.payload, item.row.id);
+        if (this.#pubsub.batchCallbacks(item.name).length > 0) await this.#runner.runBatch(item.channel!, [{ row: item.row, message: decoded, attempt: item.attempt }], transaction, afterCommit);
+        else await this.#runner.run(item.channel!, decoded, transaction, item.attempt, item.row, afterCommit);
+        ran.push(item);
+      }
+      await transaction.commit();
+    } catch (error) {
+      this.#log.debug('an inbox batch failed; its messages run one at a time', { event: 'inbox-batch-failed', err: error });
+      await this.#runner.rollback(transaction);
+      for (const item of known) await this.#handle(item.message);
       return;
     }
-    const row: ClaimedRow = {
-      id: message.headers?.get(HEADERS.id) || String(message.seq), channel: name, payload: message.string(), attempts: attempt - 1, suspect: false,
-      lag_ms: Math.max(0, Date.now() - message.info.timestampNanos / 1e6), claimedAt: performance.now(),
-    };
+    for (const item of known) item.message.ack();
+    this.#log.debug('batch', { event: 'batch', received: messages.length, processed: ran.length, duplicates: known.length - ran.length });
+    this.#duplicates += known.length - ran.length;
+    if (ran.length) {
+      this.#stats.processed += ran.length;
+      this.emit('processed', ran.map((item) => item.row.id), ran.map((item) => item.name));
+    }
+    await this.#runner.runAfterCommit(afterCommit, null);
+  }
+
+  /** One message in a transaction of its own: run, or a duplicate acknowledged, or its failure handled. */
+  async #handle(message: JsMsg): Promise<void> {
+    const { name, channel, messageId, attempt, row } = this.#read(message);
+    const { sequelize, objects } = this.#pubsub;
+    if (!channel) return this.#skip(message, name);
     const afterCommit: AfterCommitHook[] = [];
     const transaction = await sequelize.transaction();
     let outcome: 'ran' | 'duplicate';
@@ -235,7 +317,7 @@ export class Inbox extends EventEmitter<ListenerEvents> {
  * const inbox = await startInbox(sequelize.pgpubsub, { nats: { servers: 'nats://127.0.0.1:4222' } });
  */
 export async function startInbox(pubsub: PgPubSub, options: InboxOptions): Promise<Inbox> {
-  const { nats, stream = 'PGPUBSUB', subjectPrefix = 'pgpubsub', consumer = 'pgpubsub-inbox', concurrency = 1, timeoutMs = 60_000, retentionMs = 7 * DAY_MS } = options;
+  const { nats, stream = 'PGPUBSUB', subjectPrefix = 'pgpubsub', consumer = 'pgpubsub-inbox', concurrency = 1, batchSize = 100, timeoutMs = 60_000, retentionMs = 7 * DAY_MS } = options;
   const log = options.logger ? toLogger(options.logger, 'inbox({ logger })') : consoleLogger();
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new RelayError('PGPUBSUB_RELAY_OPTIONS', `inbox: concurrency must be a positive integer, got ${String(concurrency)}`);
   const channels = chosenChannels(pubsub, options.channels);
@@ -258,11 +340,11 @@ export async function startInbox(pubsub: PgPubSub, options: InboxOptions): Promi
       await jsm.consumers.update(stream, consumer, { filter_subject: config.filter_subject, ack_wait: config.ack_wait });
     });
     const consumed = await (clients.jetstream(nc) as unknown as { consumers: { get(stream: string, name: string): Promise<{ consume(options: { max_messages: number; expires: number }): Promise<Consumed> }> } })
-      .consumers.get(stream, consumer).then((c) => c.consume({ max_messages: Math.max(10, concurrency * 2), expires: 10_000 }));
+      .consumers.get(stream, consumer).then((c) => c.consume({ max_messages: Math.max(10, batchSize * concurrency * 2), expires: 10_000 }));
     log.info(`consuming ${channels.map((channel) => channel.name).join(', ')} from JetStream stream '${stream}' (consumer '${consumer}') at ${nc.getServer()}`, {
       event: 'listening', channels: channels.map((channel) => channel.name), stream, consumer,
     });
-    return new Inbox(pubsub, nc, consumed, channels, { log, timeoutMs, concurrency, retentionMs });
+    return new Inbox(pubsub, nc, consumed, channels, { log, timeoutMs, concurrency, batchSize, retentionMs });
   } catch (error) {
     await nc.close().catch(() => undefined);
     throw error;

@@ -18,6 +18,7 @@ import { type Logger, consoleLogger, toLogger } from '../ops/logger';
 import type { PgPubSub } from '../pubsub';
 import { type NatsConnection, type StreamConfig, ensureStream, natsClients, publishBatch } from './jetstream';
 
+/** A listener's options (`batchSize` defaults to 500 here), and the relay's own. */
 export interface RelayOptions extends Omit<ListenOptions, 'channels' | 'contextFilter'> {
   /** The NATS servers: `nats://host:4222`, or several (a cluster). */
   nats: { servers: string | string[]; name?: string; user?: string; pass?: string; token?: string };
@@ -192,7 +193,10 @@ export async function startRelay(pubsub: PgPubSub, options: RelayOptions): Promi
     const publish = async (messages: RawMessage[]) => {
       stats.duplicates += await publishBatch(clients, js, messages, { identity, schema: pubsub.objects.schema, subjectPrefix, stream: config.name });
     };
-    const relay = new Relay(new RelayHost(pubsub, names, publish), { ...listenOptions, logger: log, channels: names as ListenOptions['channels'] }, nc, config, stats, log);
+    const relay = new Relay(new RelayHost(pubsub, names, publish), {
+      // Publishes are pipelined: a larger batch than a listener's saves transactions and costs no latency.
+      ...listenOptions, batchSize: listenOptions.batchSize ?? 500, logger: log, channels: names as ListenOptions['channels'],
+    }, nc, config, stats, log);
     await relay.start();
     log.info(`relaying ${names.join(', ')} to JetStream stream '${config.name}' at ${nc.getServer()}`, { event: 'relaying', channels: names, stream: config.name, identity });
     return relay;
