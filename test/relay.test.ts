@@ -149,6 +149,30 @@ describe('relay to NATS JetStream', function () {
     expect(charged[0].n).to.equal(0);
   });
 
+  it("keeps each row's order on the stream for a channel ordered by row, with two relays claiming at once", async () => {
+    const stream = 'RELAY_ORDER';
+    for (let i = 0; i < 2; i++) {
+      relays.push(await startRelay(t.app.sequelize.pgpubsub, {
+        nats: { servers: nats.url }, channels: ['media_changed'], stream, subjectPrefix: 'order', identity: 'db1', logger: quiet, batchSize: 7,
+      }));
+    }
+    await t.app.sequelize.query("INSERT INTO media (key, name) SELECT 'k' || i, 'k' || i || ' v0' FROM generate_series(1, 20) AS i");
+    for (let version = 1; version < 10; version++) {
+      await t.app.sequelize.query(`UPDATE media SET name = key || ' v${version}'`);
+    }
+    const storedMedia = async () => (await t.app.sequelize.query<{ n: number }>("SELECT count(*)::int AS n FROM pgpubsub.notification WHERE channel = 'media_changed'", { type: QueryTypes.SELECT }))[0].n;
+    await eventually(async () => (await storedMedia()) === 0, 'every change relayed', 30_000);
+    const messages = await streamMessages(nats.url, stream);
+    expect(messages).to.have.length(200);
+    const byKey = new Map<string, string[]>();
+    for (const message of messages) {
+      const row = (message.body as unknown as { new: { key: string; name: string } }).new;
+      byKey.set(row.key, [...(byKey.get(row.key) ?? []), row.name]);
+    }
+    expect(byKey.size).to.equal(20);
+    for (const [key, names] of byKey) expect(names, key).to.deep.equal(Array.from({ length: 10 }, (_, v) => `${key} v${v}`));
+  });
+
   it('keeps the rows in PostgreSQL, uncharged, while NATS is down, and relays them once it is back', async () => {
     const stream = 'RELAY_DOWN';
     const relay = await startRelay(t.app.sequelize.pgpubsub, {
