@@ -26,5 +26,5 @@ GRANT app_writer TO app_listener;
 -- An operator's role, for pgpubsub status, failed and channels (the owner needs nothing more).
 GRANT USAGE ON SCHEMA pgpubsub TO app_operator;
 GRANT SELECT, UPDATE, DELETE ON pgpubsub.notification TO app_operator;
-GRANT SELECT ON pgpubsub.inflight, pgpubsub.version TO app_operator;
+GRANT SELECT ON pgpubsub.inflight, pgpubsub.version, pgpubsub.inbox TO app_operator;
 GRANT SELECT, INSERT, DELETE ON pgpubsub.paused TO app_operator;

@@ -40,7 +40,8 @@ export type { DatabaseMetrics, ListenerMetrics, MetricsOptions, PubSubMetrics, R
 export { supervise, SupervisorState, type SuperviseOptions } from './process/supervisor';
 export { runWorker, type RunWorkerOptions } from './process/worker';
 export { Relay, startRelay, type RelayOptions, type RelayStats } from './relay/relay';
-export { Inbox, startInbox, type InboxOptions } from './relay/inbox';
+export { Inbox } from './relay/inbox';
+export { startInbox, type InboxOptions } from './relay/start-inbox';
 export type { RawMessage } from './listener/types';
 export {
   AdminUsageError,

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
 import path from 'node:path';
-import { QueryTypes } from 'sequelize';
+import { DataTypes, QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { type NatsServer, natsServer, natsServerProblem } from '../dev/nats';
 import { BIN, ROOT, spawnProcess } from '../dev/processes';
@@ -122,6 +122,29 @@ describe('relay to NATS JetStream', function () {
     expect(big.last_error).to.contain('max_payload size exceeded');
     const messages = await streamMessages(nats.url, stream);
     expect(messages.map((m) => m.body.new.name).sort()).to.deep.equal(['small 1', 'small 2', 'small 4', 'small 5']);
+  });
+
+  it("charges a message the stream itself refuses (over its max_msg_size), and relays the rest; refuses a coalescing channel", async () => {
+    const nc = await connect({ servers: nats.url });
+    try {
+      await (await jetstreamManager(nc)).streams.add({ name: 'RELAY_SMALL', subjects: ['small.>'], max_msg_size: 2000 });
+    } finally {
+      await nc.close();
+    }
+    const relay = await startRelay(t.app.sequelize.pgpubsub, { nats: { servers: nats.url }, channels: ['author_created'], stream: 'RELAY_SMALL', subjectPrefix: 'small', identity: 'db1', logger: quiet });
+    relays.push(relay);
+    await t.app.sequelize.query("INSERT INTO authors (name) SELECT CASE WHEN i = 2 THEN repeat('y', 3000) ELSE 'fits ' || i END FROM generate_series(1, 4) AS i");
+    await eventually(async () => (await stored()) === 1, 'the three that fit relayed', 30_000);
+    const [refused] = await t.app.sequelize.query<{ attempts: number; last_error: string }>('SELECT attempts, last_error FROM pgpubsub.notification', { type: QueryTypes.SELECT });
+    expect(refused.attempts).to.equal(1);
+    expect(refused.last_error).to.contain('JetStreamApiError');
+    expect((await streamMessages(nats.url, 'RELAY_SMALL')).map((m) => m.body.new.name).sort()).to.deep.equal(['fits 1', 'fits 3', 'fits 4']);
+
+    t.app.sequelize.define('Folded', { id: { type: DataTypes.INTEGER, primaryKey: true } }, {
+      tableName: 'folded', timestamps: false, pgpubsub: { channels: { folded_changed: { events: ['update'], ordering: 'row', coalesce: true } } },
+    });
+    const error = await startRelay(t.app.sequelize.pgpubsub, { nats: { servers: nats.url }, channels: ['folded_changed'], logger: quiet }).catch((e: Error) => e);
+    expect(String(error)).to.contain("relay: channel 'folded_changed' coalesces updates");
   });
 
   it('republishes a batch whose commit failed after JetStream took it, and the stream drops the copies', async () => {

@@ -114,7 +114,7 @@ export function withInboxOptions(listen: Command): Command {
 /** With --from-nats, what runWorker starts instead of a listener, and the NATS failures worth waiting out; else nothing. */
 export function inboxWorker(app: LoadedApp, flags: InboxFlags & { channels?: string[]; timeoutMs?: number; callbackConcurrency?: number; batchSize?: number }): Pick<import('../process/worker').RunWorkerOptions, 'start' | 'retryable'> {
   if (!flags.fromNats) return {};
-  const { startInbox } = require('../relay/inbox') as typeof import('../relay/inbox');
+  const { startInbox } = require('../relay/start-inbox') as typeof import('../relay/start-inbox');
   const { natsUnavailable } = require('../relay/relay') as typeof import('../relay/relay');
   return {
     // The stream is the relay's to create: an inbox started first waits for it.

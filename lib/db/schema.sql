@@ -12,13 +12,14 @@ CREATE TABLE pgpubsub.inbox (
   channel text NOT NULL,
   stream_seq bigint,
   received_at timestamp with time zone NOT NULL DEFAULT now(),
-  failed_at timestamp with time zone,
-  attempts integer NOT NULL DEFAULT 1,
-  last_error text
+  processed_at timestamp with time zone,
+  attempts integer NOT NULL DEFAULT 0,
+  last_error text,
+  failed_at timestamp with time zone
 );
 ALTER TABLE pgpubsub.inbox ADD CONSTRAINT inbox_pkey PRIMARY KEY (message_id);
 CREATE INDEX inbox_failed ON pgpubsub.inbox USING btree (channel, failed_at) WHERE (failed_at IS NOT NULL);
-CREATE INDEX inbox_received ON pgpubsub.inbox USING btree (received_at);
+CREATE INDEX inbox_processed ON pgpubsub.inbox USING btree (processed_at) WHERE (processed_at IS NOT NULL);
 COMMENT ON TABLE pgpubsub.inbox IS NULL;
 
 CREATE TABLE pgpubsub.inflight (

@@ -167,7 +167,9 @@ export async function publishBatch(
   const settled = await Promise.allSettled(acks);
   const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failed) {
-    if (MESSAGE_FAULT.test(errorSummary(failed.reason))) throw failed.reason;
+    // The stream refused this message (400: over its max_msg_size, a per-subject limit, …), or the client its size.
+    const refused = (failed.reason as { name?: string; status?: unknown })?.name === 'JetStreamApiError' && (failed.reason as { status?: unknown }).status === 400;
+    if (refused || MESSAGE_FAULT.test(errorSummary(failed.reason))) throw failed.reason;
     throw new SinkUnavailableError(`NATS JetStream did not take the batch: ${errorSummary(failed.reason)}`, { cause: failed.reason });
   }
   return settled.filter((result) => (result as PromiseFulfilledResult<PubAck>).value.duplicate).length;

@@ -57,7 +57,10 @@ class RelayHost implements ListenerHost {
   readonly #names: ReadonlySet<string>;
   readonly #publish: readonly Function[];
 
-  constructor(pubsub: PgPubSub, names: readonly string[], publish: (messages: RawMessage[]) => Promise<void>) {
+  readonly #minTimeoutMs: number;
+
+  constructor(pubsub: PgPubSub, names: readonly string[], publish: (messages: RawMessage[]) => Promise<void>, minTimeoutMs: number) {
+    this.#minTimeoutMs = minTimeoutMs;
     this.#pubsub = pubsub;
     this.#names = new Set(names);
     this.#publish = [publish];
@@ -71,8 +74,11 @@ class RelayHost implements ListenerHost {
     return this.#pubsub.objects;
   }
 
+  /** A relayed channel, its time limit at least the publish's: a slow acknowledgement is NATS's, never charged to the messages. */
   channel(name: string): AnyChannel {
-    return this.#pubsub.channel(name);
+    const channel = this.#pubsub.channel(name);
+    const floor = this.#minTimeoutMs;
+    return channel.timeoutMs === undefined || channel.timeoutMs >= floor ? channel : Object.assign(Object.create(channel) as AnyChannel, { timeoutMs: floor });
   }
 
   channels(): AnyChannel[] {
@@ -93,7 +99,7 @@ function relayedChannels(pubsub: PgPubSub, names: readonly string[] | undefined)
   if (!names) {
     const durable = pubsub.channels().filter((channel) => channel.durable).map((channel) => channel.name);
     if (durable.length === 0) throw new RelayError('PGPUBSUB_RELAY_OPTIONS', 'relay: the app defines no durable channel, so there is nothing stored to relay');
-    return durable;
+    return durable.map((name) => refuseCoalescing(pubsub.channel(name)));
   }
   if (names.length === 0) throw new RelayError('PGPUBSUB_RELAY_OPTIONS', 'relay: channels is empty; name at least one durable channel, or leave it out to relay them all');
   for (const name of names) {
@@ -101,12 +107,27 @@ function relayedChannels(pubsub: PgPubSub, names: readonly string[] | undefined)
       throw new RelayError('PGPUBSUB_RELAY_OPTIONS', `relay: channel '${name}' is a broadcast channel: nothing of it is stored, so nothing can be relayed. Make it durable, or leave it out`);
     }
   }
-  return [...names];
+  return [...names].map((name) => refuseCoalescing(pubsub.channel(name)));
+}
+
+/**
+ * A coalescing channel folds a row's waiting updates into its oldest notification, whose id names
+ * the message: folded again with a later update after a failed commit, the message would carry
+ * new content under an id the stream already has, and be dropped as a duplicate.
+ */
+function refuseCoalescing(channel: AnyChannel): string {
+  if (channel.kind === 'model' && channel.coalesce) {
+    throw new RelayError('PGPUBSUB_RELAY_OPTIONS', `relay: channel '${channel.name}' coalesces updates (coalesce: true), whose folded content could reach the stream under an id it already has and be dropped; relay a channel without coalesce`);
+  }
+  return channel.name;
 }
 
 /** A failure to reach NATS (down, restarting, no JetStream answering yet): worth trying again, as an unreachable database is. */
 export function natsUnavailable(error: unknown): boolean {
-  return ['ConnectionError', 'ClosedConnectionError', 'TimeoutError', 'NoRespondersError', 'RequestError'].includes((error as Error | null)?.name ?? '');
+  const e = error as { name?: string; status?: unknown } | null;
+  // JetStream answering 503: no quorum yet, or JetStream still starting.
+  if (e?.name === 'JetStreamApiError' && e.status === 503) return true;
+  return ['ConnectionError', 'ClosedConnectionError', 'TimeoutError', 'NoResponders', 'NoRespondersError', 'RequestError', 'JetStreamNotEnabled'].includes(e?.name ?? '');
 }
 
 /** The default identity: the cluster's system identifier (unique per initdb) and the database. */
@@ -142,8 +163,11 @@ export class Relay extends Listener {
   }
 
   override async stop(): Promise<void> {
-    await super.stop();
-    await this.#nats.drain().catch(() => this.#nats.close());
+    try {
+      await super.stop();
+    } finally {
+      await this.#nats.drain().catch(() => this.#nats.close());
+    }
   }
 
   /** Logs NATS going and coming back, and drains at once when it is back. */
@@ -193,7 +217,7 @@ export async function startRelay(pubsub: PgPubSub, options: RelayOptions): Promi
     const publish = async (messages: RawMessage[]) => {
       stats.duplicates += await publishBatch(clients, js, messages, { identity, schema: pubsub.objects.schema, subjectPrefix, stream: config.name });
     };
-    const relay = new Relay(new RelayHost(pubsub, names, publish), {
+    const relay = new Relay(new RelayHost(pubsub, names, publish, publishTimeoutMs + 5000), {
       // Publishes are pipelined: a larger batch than a listener's saves transactions and costs no latency.
       ...listenOptions, batchSize: listenOptions.batchSize ?? 500, logger: log, channels: names as ListenOptions['channels'],
     }, nc, config, stats, log);
