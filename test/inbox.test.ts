@@ -10,7 +10,8 @@ import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
-import { type NatsServer, natsServer, natsServerProblem } from '../dev/nats';
+import type { NatsServer } from '../dev/nats';
+import { natsServerPerSuite } from './support/nats-per-suite';
 import { BIN, ROOT, spawnProcess } from '../dev/processes';
 import { NonRetryableError } from '../lib';
 import type { Inbox } from '../lib/relay/inbox';
@@ -30,15 +31,9 @@ describe('the inbox: callbacks on another database, fed from JetStream', functio
   let consumer: App;
   const stops: Array<{ stop(): Promise<void> }> = [];
 
-  before(async function () {
-    const problem = natsServerProblem();
-    if (problem) throw new Error(problem);
-    nats = await (await natsServer()).start();
-  });
-  after(async () => {
-    await nats?.destroy();
-  });
+  const suite = natsServerPerSuite();
   beforeEach(async () => {
+    nats = suite.server;
     a = await testDatabase('inbox producer');
     b = await testDatabase('inbox consumer');
     producer = openApp(a.url);
@@ -102,21 +97,22 @@ describe('the inbox: callbacks on another database, fed from JetStream', functio
   it('kill -9 of `pgpubsub listen --from-nats` mid-callback, then a new one: each effect exactly once', async () => {
     const relay = await startRelay(producer.sequelize.pgpubsub, { nats: { servers: nats.url }, channels: ['author_created'], stream: 'INBOX2', subjectPrefix: 'inbox2', identity: 'a', logger: quiet });
     stops.push(relay);
-    await producer.sequelize.query("INSERT INTO authors (name) SELECT 'author ' || i FROM generate_series(1, 300) AS i");
+    await producer.sequelize.query("INSERT INTO authors (name) SELECT 'author ' || i FROM generate_series(1, 1000) AS i");
+    // Small batches (each commits 10 effects at once), so that the kill lands between commits and inside batches.
     const args = ['listen', '--worker', '--app', path.join('test', 'fixtures', 'inbox-app.ts'), '--from-nats', nats.url, '--stream', 'INBOX2', '--subject-prefix', 'inbox2',
-      '--callback-concurrency', '4', '--timeout-ms', '1000', '--log-format', 'json'];
+      '--batch-size', '10', '--callback-concurrency', '4', '--timeout-ms', '1000', '--log-format', 'json'];
     const count = async () => (await rows<{ n: number }>(consumer, 'SELECT count(*)::int AS n FROM ledger'))[0].n;
     const first = spawnProcess(BIN, args, { DATABASE_URL: b.url, SLOW_MS: '20' }, ROOT);
     try {
-      await eventually(async () => (await count()) >= 50, () => `the first inbox under way: ${first.describe()}`, 60_000);
+      await eventually(async () => (await count()) >= 200, () => `the first inbox under way: ${first.describe()}`, 60_000);
     } finally {
       first.kill('SIGKILL');
       await first.exited;
     }
-    expect(await count(), 'killed mid-stream').to.be.below(300);
+    expect(await count(), 'killed mid-stream').to.be.below(1000);
     const second = spawnProcess(BIN, args, { DATABASE_URL: b.url, SLOW_MS: '0' }, ROOT);
     try {
-      await eventually(async () => (await count()) === 300, () => `the second inbox finishing: ${second.describe()}`, 90_000);
+      await eventually(async () => (await count()) === 1000, () => `the second inbox finishing: ${second.describe()}`, 90_000);
       // Settled: what the killed process held was redelivered (after the ack wait) and ran once.
       await new Promise((resolve) => setTimeout(resolve, 1000));
     } finally {

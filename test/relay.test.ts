@@ -7,11 +7,12 @@
  */
 import { expect } from 'chai';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { type NatsConnection, connect } from '@nats-io/transport-node';
+import { connect } from '@nats-io/transport-node';
 import path from 'node:path';
 import { DataTypes, QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
-import { type NatsServer, natsServer, natsServerProblem } from '../dev/nats';
+import type { NatsServer } from '../dev/nats';
+import { natsServerPerSuite } from './support/nats-per-suite';
 import { BIN, ROOT, spawnProcess } from '../dev/processes';
 import { type Relay, startRelay } from '../lib/relay/relay';
 import { emptyDatabase } from './support/hooks';
@@ -62,20 +63,12 @@ describe('relay to NATS JetStream', function () {
   let nats: NatsServer;
   const t = exampleAppPerTest();
   const relays: Relay[] = [];
-  let clients: NatsConnection[] = [];
-
-  before(async function () {
-    const problem = natsServerProblem();
-    if (problem) throw new Error(problem);
-    nats = await (await natsServer()).start();
-  });
-  after(async () => {
-    await nats?.destroy();
+  const suite = natsServerPerSuite();
+  beforeEach(() => {
+    nats = suite.server;
   });
   afterEach(async () => {
     await Promise.all(relays.splice(0).map((relay) => relay.stop()));
-    await Promise.all(clients.map((nc) => nc.close()));
-    clients = [];
     if (!nats.running) await nats.start();
   });
 
