@@ -47,3 +47,8 @@ export function printTable(header: readonly string[], rows: readonly (readonly s
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   for (const row of [header, ...rows]) process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()}\n`);
 }
+
+/** A comma-separated option value as a list, blanks dropped. */
+export function commaList(value: string): string[] {
+  return value.split(',').map((name) => name.trim()).filter(Boolean);
+}

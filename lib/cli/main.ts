@@ -5,7 +5,7 @@ import type { LoadedApp } from '../process/app-loader';
 import { addAdminCommands } from './admin';
 import { type InboxFlags, addRelayCommand, inboxWorker, withInboxOptions } from './relay';
 import { type GlobalOptions, appFor, withApp, withLibrary } from './with-app';
-import { parseDuration, portNumber, positiveInteger, printTable } from './args';
+import { commaList, parseDuration, portNumber, positiveInteger, printTable } from './args';
 import { leaveWith } from '../process/cluster';
 import { couldNotConnect } from '../error-text';
 import { AdminUsageError, AppLoadError, PgPubSubError } from '../errors';
@@ -45,10 +45,6 @@ interface ListenCliOptions extends InboxFlags {
   logFormat: LogFormat;
 }
 
-/** A comma-separated option value as a list, blanks dropped. */
-function commaList(value: string): string[] {
-  return value.split(',').map((name) => name.trim()).filter(Boolean);
-}
 
 /** Parses a JSON object option value; anything else is a usage error naming the option. */
 function jsonObject(name: string) {

@@ -8,7 +8,7 @@ import cluster from 'node:cluster';
 import type { LoadedApp } from '../process/app-loader';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from '../ops/logger';
 import { leaveWith } from '../process/cluster';
-import { parseDuration, positiveInteger } from './args';
+import { commaList, parseDuration, positiveInteger } from './args';
 
 interface RelayCommandDeps {
   appFor(command: Command): Promise<LoadedApp>;
@@ -36,13 +36,12 @@ interface RelayFlags {
 /** The relay's batch: its publishes are pipelined, so a larger one than a listener's costs no latency and saves transactions. */
 const RELAY_BATCH_SIZE = 500;
 
-const list = (value: string) => value.split(',').map((item) => item.trim()).filter(Boolean);
 
 export function addRelayCommand(program: Command, { appFor, exit }: RelayCommandDeps): void {
   program.command('relay')
     .description('move the stored notifications of durable channels into NATS JetStream, exactly once (docs/scaling-out.md)')
-    .requiredOption('--nats <urls>', 'the NATS servers, comma-separated: nats://host:4222[,nats://host2:4222]', list)
-    .option('--channels <names>', 'the durable channels to relay, comma-separated (default: every durable channel)', list)
+    .requiredOption('--nats <urls>', 'the NATS servers, comma-separated: nats://host:4222[,nats://host2:4222]', commaList)
+    .option('--channels <names>', 'the durable channels to relay, comma-separated (default: every durable channel)', commaList)
     .option('--processes <n>', 'relay processes (a supervised node:cluster)', positiveInteger('--processes'), 1)
     .option('--worker', 'run one relay in this process, no cluster (for systemd, Kubernetes)')
     .option('--subject-prefix <prefix>', 'subjects are <prefix>.<channel>', 'pgpubsub')
@@ -105,7 +104,7 @@ export interface InboxFlags {
 /** Adds the inbox's options to `listen` (after its own, in --help). */
 export function withInboxOptions(listen: Command): Command {
   return listen
-    .option('--from-nats <urls>', 'run the callbacks on messages a relay put into NATS JetStream (an inbox; docs/scaling-out.md): the NATS servers, comma-separated', list)
+    .option('--from-nats <urls>', 'run the callbacks on messages a relay put into NATS JetStream (an inbox; docs/scaling-out.md): the NATS servers, comma-separated', commaList)
     .option('--stream <name>', 'with --from-nats: the JetStream stream', 'PGPUBSUB')
     .option('--subject-prefix <prefix>', 'with --from-nats: the relay\'s subject prefix', 'pgpubsub')
     .option('--consumer <name>', 'with --from-nats: the durable consumer, shared by every process of this app', 'pgpubsub-inbox');
