@@ -10,24 +10,13 @@ import { Registry } from 'prom-client';
 import { ListenOptionsError } from '../lib';
 import { openApp } from '../dev/example-app';
 import { eventually } from '../dev/eventually';
+import { sample } from '../dev/prometheus';
 import { type ListenProcess, startListen } from '../dev/processes';
 import { exampleAppPerTest } from './support/example-app-per-test';
 
 async function get(port: number, path: string): Promise<{ status: number; body: string; type: string }> {
   const response = await fetch(`http://127.0.0.1:${port}${path}`);
   return { status: response.status, body: await response.text(), type: response.headers.get('content-type') ?? '' };
-}
-
-/** The sum of a metric's samples whose labels include `labels` (Prometheus text format). */
-export function sample(text: string, name: string, labels: Record<string, string> = {}): number | null {
-  let total: number | null = null;
-  for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const have = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([key, value]) => have[key] === value)) total = (total ?? 0) + Number(match[3]);
-  }
-  return total;
 }
 
 const portOf = async (listener: ListenProcess) => Number((await listener.event('http-listening', 60_000)).port);

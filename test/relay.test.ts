@@ -8,12 +8,16 @@
 import { expect } from 'chai';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import net from 'node:net';
 import path from 'node:path';
 import { DataTypes, QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import type { NatsServer } from '../dev/nats';
 import { natsServerPerSuite } from './support/nats-per-suite';
-import { BIN, ROOT, spawnProcess } from '../dev/processes';
+import { BIN, type ChildProcessHandle, ROOT, spawnProcess } from '../dev/processes';
+import { migrateApp, openApp } from '../dev/example-app';
+import { createEmptyDatabase, startEmbedded } from '../dev/postgres';
+import { sample } from '../dev/prometheus';
 import { type Relay, startRelay } from '../lib/relay/relay';
 import { emptyDatabase } from './support/hooks';
 import { exampleAppPerTest } from './support/example-app-per-test';
@@ -157,12 +161,50 @@ describe('relay to NATS JetStream', function () {
       nats: { servers: nats.url }, channels: ['author_created'], stream, subjectPrefix: 'commit', identity: 'db1', logger: quiet, batchSize: 100,
     });
     relays.push(relay);
+    const metrics = t.app.sequelize.pgpubsub.metrics({ database: false });
+    metrics.observe(relay);
     await eventually(async () => (await stored()) === 0, 'relayed after the failed commit', 30_000);
     expect(relay.relayStats.duplicates, 'the batch published twice').to.equal(100);
+    const text = await metrics.text();
+    expect(sample(text, 'pgpubsub_relay_duplicates_total'), text).to.equal(100);
+    expect(sample(text, 'pgpubsub_relay_nats_connected'), text).to.equal(1);
     const messages = await streamMessages(nats.url, stream);
     expect(messages.map((m) => m.body.new.id).sort((a, b) => a - b)).to.deep.equal(await authorIds());
     const charged = await t.app.sequelize.query<{ n: number }>('SELECT count(*)::int AS n FROM pgpubsub.notification', { type: QueryTypes.SELECT });
     expect(charged[0].n).to.equal(0);
+  });
+
+  it("never charges a slow acknowledgement: a relay's time limit is at least its publish timeout, whatever the listen option or the channel says", async () => {
+    // NATS behind a proxy that holds every byte it sends back for 1.5 s while `slow` is set.
+    let slow = false;
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(Number(new URL(nats.url).port), '127.0.0.1');
+      sockets.add(client).add(upstream);
+      client.on('data', (chunk) => upstream.write(chunk));
+      upstream.on('data', (chunk) => (slow ? setTimeout(() => client.destroyed || client.write(chunk), 1500) : client.write(chunk)));
+      const close = () => { client.destroy(); upstream.destroy(); };
+      client.on('error', close).on('close', close);
+      upstream.on('error', close).on('close', close);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const relay = await startRelay(t.app.sequelize.pgpubsub, {
+        nats: { servers: `nats://127.0.0.1:${(proxy.address() as net.AddressInfo).port}` }, channels: ['author_created'], stream: 'RELAY_SLOW', subjectPrefix: 'slow',
+        identity: 'db1', logger: quiet, timeoutMs: 300, publishTimeoutMs: 4000,
+      });
+      relays.push(relay);
+      slow = true;
+      await insertAuthors(20);
+      await eventually(async () => (await stored()) === 0, 'relayed through the slow acknowledgements', 30_000);
+      expect(relay.stats.failed, 'no message charged for NATS being slow').to.equal(0);
+      expect(relay.stats.processed).to.equal(20);
+      slow = false;
+      expect((await streamMessages(nats.url, 'RELAY_SLOW')).map((m) => m.body.new.id).sort((a, b) => a - b)).to.deep.equal(await authorIds());
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      proxy.close();
+    }
   });
 
   it("keeps each row's order on the stream for a channel ordered by row, with two relays claiming at once", async () => {
@@ -234,6 +276,46 @@ describe('relay to NATS JetStream', function () {
     const ids = await authorIds();
     expect(new Set(messages.map((m) => m.msgId)).size, 'no message twice').to.equal(messages.length);
     expect(messages.map((m) => m.body.new.id).sort((a, b) => a - b), 'every author once').to.deep.equal(ids);
+  });
+
+  it('survives a PostgreSQL restart mid-drain (`pgpubsub relay --processes 2`): each notification in the stream exactly once; its metrics say so', async () => {
+    // Its own embedded server, whatever DATABASE_URL says: this test stops and starts it.
+    const server = await startEmbedded();
+    const url = await createEmptyDatabase(server.url, 'relay_restart');
+    const local = openApp(url);
+    const stream = 'RELAY_RESTART';
+    const count = async () => (await local.sequelize.query<{ n: number }>('SELECT count(*)::int AS n FROM pgpubsub.notification', { type: QueryTypes.SELECT }))[0].n;
+    let relay: ChildProcessHandle | null = null;
+    try {
+      await migrateApp(url);
+      await local.sequelize.query("INSERT INTO authors (name) SELECT 'author ' || i FROM generate_series(1, 20000) AS i");
+      relay = spawnProcess(BIN, ['relay', '--processes', '2', '--nats', nats.url, '--channels', 'author_created', '--stream', stream, '--subject-prefix', 'restart',
+        '--identity', 'db1', '--log-format', 'json', '--batch-size', '100', '--metrics-port', '0'], { DATABASE_URL: url }, ROOT);
+      const port = Number((await relay.event('http-listening', 60_000)).port);
+      await eventually(async () => (await count()) < 17_000, () => `the relays under way: ${relay!.describe()}`, 60_000);
+      await server.restart!();
+      await eventually(async () => (await count()) === 0, () => `the relays finishing after the restart: ${relay!.describe()}`, 90_000, 250);
+      expect(relay.all('reconnected').map((e) => e.worker).sort(), relay.describe()).to.deep.equal([1, 2]);
+      expect(relay.all('worker-died'), relay.describe()).to.deep.equal([]);
+      const messages = await streamMessages(nats.url, stream);
+      const ids = (await local.sequelize.query<{ id: number }>('SELECT id FROM authors ORDER BY id', { type: QueryTypes.SELECT })).map((row) => row.id);
+      expect(new Set(messages.map((m) => m.msgId)).size, 'no message twice').to.equal(messages.length);
+      expect(messages.map((m) => m.body.new.id).sort((a, b) => a - b), 'every author once').to.deep.equal(ids);
+      // The primary's endpoint: both relays' figures summed. A batch whose commit the restart cut
+      // off is counted when it commits again (its copies are the duplicates); one whose commit
+      // landed but whose answer was lost is not counted: at most one batch per relay.
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(sample(text, 'pgpubsub_processed_total', { channel: 'author_created' }), text).to.be.within(20_000 - 2 * 100, 20_000);
+      expect(sample(text, 'pgpubsub_relay_nats_connected'), text).to.equal(2);
+      expect(sample(text, 'pgpubsub_relay_duplicates_total'), text).to.be.at.least(0);
+      expect(sample(text, 'pgpubsub_workers', { state: 'listening' }), text).to.equal(2);
+      expect((await relay.stop(30_000)).code, relay.describe()).to.equal(0);
+    } finally {
+      relay?.kill('SIGKILL');
+      await relay?.exited;
+      await local.sequelize.close();
+      await server.stop();
+    }
   });
 
   /** Runs examples/relay/<file> on a database of its own, from the default stream's start; resolves its output lines. */

@@ -4,8 +4,9 @@ import path from 'node:path';
 import type { LoadedApp } from '../process/app-loader';
 import { addAdminCommands } from './admin';
 import { type InboxFlags, addRelayCommand, inboxWorker, withInboxOptions } from './relay';
+import { type MetricsFlags, primaryMetrics, withMetricsOptions, workerMetricsFor } from './metrics-flags';
 import { type GlobalOptions, appFor, withApp, withLibrary } from './with-app';
-import { commaList, parseDuration, portNumber, positiveInteger, printTable } from './args';
+import { commaList, parseDuration, positiveInteger, printTable } from './args';
 import { leaveWith } from '../process/cluster';
 import { couldNotConnect } from '../error-text';
 import { AdminUsageError, AppLoadError, PgPubSubError } from '../errors';
@@ -19,7 +20,7 @@ import type { TriggerState } from '../triggers/reconcile';
  */
 const EXIT = { ok: 0, failure: 1, usage: 2, cannotCheck: 2 } as const;
 
-interface ListenCliOptions extends InboxFlags {
+interface ListenCliOptions extends InboxFlags, MetricsFlags {
   channels?: string[];
   processes: number;
   worker?: boolean;
@@ -39,8 +40,6 @@ interface ListenCliOptions extends InboxFlags {
   listenUrl?: string;
   logSql?: boolean;
   gracePeriod: number;
-  metricsPort?: number;
-  metricsHost?: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -150,7 +149,7 @@ function buildProgram(): Command {
       });
     });
 
-  withInboxOptions(program.command('listen')
+  withInboxOptions(withMetricsOptions(program.command('listen')
     .description('process notifications: a supervised cluster of listener processes, or one listener with --worker')
     .option('--channels <names>', 'comma-separated channels to process (default: every channel with a callback)', commaList)
     .option('--processes <n>', 'listener processes to run under a node:cluster primary', positiveInteger('--processes'), 1)
@@ -171,9 +170,7 @@ function buildProgram(): Command {
     .option('--reconnect-max-ms <ms>', `longest wait between reconnect tries (default ${LISTEN_DEFAULTS.reconnect.maxDelayMs})`, positiveInteger('--reconnect-max-ms'))
     .addOption(new Option('--savepoints <mode>', `'on-failure': redo a batch with a savepoint per message only when a callback throws; 'always': a savepoint per message (default ${LISTEN_DEFAULTS.savepoints})`).choices(['on-failure', 'always']))
     .option('--context-filter <json>', 'only claim notifications whose context contains this JSON object, e.g. \'{"tenant":7}\'', jsonObject('--context-filter'))
-    .option('--listen-url <url>', 'where the LISTEN connection goes, when not where Sequelize connects (e.g. past a transaction pooler)')
-    .option('--metrics-port <port>', 'serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this port, from the primary for every worker', portNumber('--metrics-port'))
-    .option('--metrics-host <address>', 'the address the metrics port binds (0.0.0.0 for a scraper or probes from another address: it has no auth)', '127.0.0.1')
+    .option('--listen-url <url>', 'where the LISTEN connection goes, when not where Sequelize connects (e.g. past a transaction pooler)'), 'worker')
     .option('--log-sql', "keep the app's Sequelize SQL logging on in the listener processes (off by default)")
     .addOption(new Option('--log-level <level>', 'lowest level logged').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--log-format <format>', 'pretty lines for people, json lines for collectors').choices(LOG_FORMATS).default('pretty'))
@@ -190,40 +187,21 @@ function buildProgram(): Command {
         // Load the app once here so that a broken app fails fast, before any worker is forked.
         const app = await appFor(command);
         app.pubsub.channels();
-        const { SupervisorState, supervise } = require('../process/supervisor') as typeof import('../process/supervisor');
-        const state = new SupervisorState();
-        // With metrics on, the primary keeps its connections for the database's gauges and /readyz.
-        let server: import('node:http').Server | null = null;
-        if (options.metricsPort !== undefined) {
-          const { servePrimaryMetrics } = require('../ops/metrics-cluster') as typeof import('../ops/metrics-cluster');
-          server = await servePrimaryMetrics(app.pubsub, state, { port: options.metricsPort, host: options.metricsHost }, logger);
-        } else {
-          await app.sequelize.close();
-        }
+        const { supervise } = require('../process/supervisor') as typeof import('../process/supervisor');
+        const metrics = await primaryMetrics(app, options, logger);
         process.exitCode = await supervise({
           processes: options.processes,
           restartOnFailure: options.restartOnFailure,
           gracePeriodMs: options.gracePeriod,
           logger,
-          state,
-          env: server ? { PGPUBSUB_METRICS: '1' } : {},
+          state: metrics.state,
+          env: metrics.env,
         });
-        if (server) {
-          server.close();
-          server.closeAllConnections();
-          await app.sequelize.close();
-        }
+        await metrics.close();
         return;
       }
       const app = await appFor(command);
-      let observe: ((listener: import('../listener/listener').Listener) => void) | undefined;
-      let server: import('node:http').Server | null = null;
-      if (cluster.isWorker && process.env.PGPUBSUB_METRICS === '1') {
-        observe = (require('../ops/metrics-cluster') as typeof import('../ops/metrics-cluster')).workerMetrics();
-      } else if (options.worker && options.metricsPort !== undefined) {
-        const served = await (require('../ops/metrics-cluster') as typeof import('../ops/metrics-cluster')).serveWorkerMetrics(app.pubsub, { port: options.metricsPort, host: options.metricsHost }, logger);
-        ({ server, observe } = served);
-      }
+      const metrics = await workerMetricsFor(app, options, logger);
       // The app's SQL logging (Sequelize logs every statement to stdout by default) would bury the listener's own lines.
       if (!options.logSql) (app.sequelize as unknown as { options: { logging: unknown } }).options.logging = false;
       const { runWorker } = require('../process/worker') as typeof import('../process/worker');
@@ -243,11 +221,10 @@ function buildProgram(): Command {
         listenConnection: options.listenUrl,
         gracePeriodMs: options.gracePeriod,
         logger,
-        observe,
+        observe: metrics.observe,
         ...inboxWorker(app, options),
       });
-      server?.close();
-      server?.closeAllConnections();
+      metrics.close();
       process.exitCode = leaveWith(code);
     }));
 

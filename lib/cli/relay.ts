@@ -9,13 +9,14 @@ import type { LoadedApp } from '../process/app-loader';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel, consoleLogger } from '../ops/logger';
 import { leaveWith } from '../process/cluster';
 import { commaList, parseDuration, positiveInteger } from './args';
+import { type MetricsFlags, primaryMetrics, withMetricsOptions, workerMetricsFor } from './metrics-flags';
 
 interface RelayCommandDeps {
   appFor(command: Command): Promise<LoadedApp>;
   exit: { usage: number };
 }
 
-interface RelayFlags {
+interface RelayFlags extends MetricsFlags {
   nats: string[];
   channels?: string[];
   processes: number;
@@ -38,7 +39,7 @@ const RELAY_BATCH_SIZE = 500;
 
 
 export function addRelayCommand(program: Command, { appFor, exit }: RelayCommandDeps): void {
-  program.command('relay')
+  withMetricsOptions(program.command('relay')
     .description('move the stored notifications of durable channels into NATS JetStream, exactly once (docs/scaling-out.md)')
     .requiredOption('--nats <urls>', 'the NATS servers, comma-separated: nats://host:4222[,nats://host2:4222]', commaList)
     .option('--channels <names>', 'the durable channels to relay, comma-separated (default: every durable channel)', commaList)
@@ -52,7 +53,7 @@ export function addRelayCommand(program: Command, { appFor, exit }: RelayCommand
     .option('--identity <name>', "what names this database in the message ids (default: the server's system identifier and the database's name)")
     .option('--batch-size <n>', 'notifications claimed and published per transaction', positiveInteger('--batch-size'), RELAY_BATCH_SIZE)
     .option('--grace-period <ms>', 'after SIGTERM/SIGINT, how long relays may take to finish their batch', positiveInteger('--grace-period'), 30_000)
-    .option('--no-restart-on-failure', 'do not replace a relay process that dies')
+    .option('--no-restart-on-failure', 'do not replace a relay process that dies'), 'relay')
     .addOption(new Option('--log-level <level>', 'lowest level logged').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--log-format <format>', 'pretty lines for people, json lines for collectors').choices(LOG_FORMATS).default('pretty'))
     .action(async (flags: RelayFlags, command: Command) => {
@@ -63,13 +64,15 @@ export function addRelayCommand(program: Command, { appFor, exit }: RelayCommand
         // Load the app once here, so that a broken app fails before any process is forked.
         const app = await appFor(command);
         app.pubsub.channels();
-        await app.sequelize.close();
         const { supervise } = require('../process/supervisor') as typeof import('../process/supervisor');
-        process.exitCode = await supervise({ processes: flags.processes, restartOnFailure: flags.restartOnFailure, gracePeriodMs: flags.gracePeriod, logger });
+        const metrics = await primaryMetrics(app, flags, logger);
+        process.exitCode = await supervise({ processes: flags.processes, restartOnFailure: flags.restartOnFailure, gracePeriodMs: flags.gracePeriod, logger, state: metrics.state, env: metrics.env });
+        await metrics.close();
         return;
       }
       const app = await appFor(command);
       (app.sequelize as unknown as { options: { logging: unknown } }).options.logging = false;
+      const metrics = await workerMetricsFor(app, flags, logger);
       const { natsUnavailable, startRelay } = require('../relay/relay') as typeof import('../relay/relay');
       const { runWorker } = require('../process/worker') as typeof import('../process/worker');
       const code = await runWorker(app.pubsub, {
@@ -77,6 +80,7 @@ export function addRelayCommand(program: Command, { appFor, exit }: RelayCommand
         gracePeriodMs: flags.gracePeriod,
         logger,
         retryable: natsUnavailable,
+        observe: metrics.observe,
         start: (options) => startRelay(app.pubsub, {
           ...options,
           nats: { servers: flags.nats },
@@ -89,6 +93,7 @@ export function addRelayCommand(program: Command, { appFor, exit }: RelayCommand
           identity: flags.identity,
         }),
       });
+      metrics.close();
       process.exitCode = leaveWith(code);
     });
 }

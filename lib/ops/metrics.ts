@@ -18,6 +18,12 @@ import { LIBRARY_QUERY } from '../db/sql-text';
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const LAG_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
+/** What a relay adds to a listener's figures (lib/relay/relay.ts). */
+interface RelayFigures {
+  readonly relayStats: { readonly duplicates: number };
+  readonly natsConnected: boolean;
+}
+
 /** What listeners do, fed by their events: one set per process (summed over a cluster's workers). */
 export class ListenerMetrics {
   readonly registry: Registry;
@@ -28,6 +34,8 @@ export class ListenerMetrics {
   readonly #broadcasts: Counter<'channel'>;
   readonly #ranAlone: Counter;
   readonly #reconnects: Counter;
+  /** The relays observed (lib/relay/relay.ts): their own figures are read at each scrape. */
+  readonly #relays = new Set<RelayFigures>();
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -45,6 +53,20 @@ export class ListenerMetrics {
     this.#broadcasts = new Counter({ name: 'pgpubsub_broadcasts_total', help: "Broadcasts whose callbacks ran and committed", labelNames: ['channel'], registers });
     this.#ranAlone = new Counter({ name: 'pgpubsub_ran_alone_total', help: 'Notifications a dead process held, run alone', registers });
     this.#reconnects = new Counter({ name: 'pgpubsub_reconnects_total', help: 'Times a LISTEN connection was lost and made again', registers });
+    const relays = this.#relays;
+    new Counter({
+      name: 'pgpubsub_relay_duplicates_total', help: 'Messages a relay published that the stream already had (republished after a failed commit or a crash, and dropped there)', registers,
+      collect() {
+        this.reset();
+        for (const relay of relays) this.inc(relay.relayStats.duplicates);
+      },
+    });
+    new Gauge({
+      name: 'pgpubsub_relay_nats_connected', help: 'Relays connected to NATS (a relay whose connection is lost leaves its rows stored until it is back)', registers,
+      collect() {
+        this.set([...relays].filter((relay) => relay.natsConnected).length);
+      },
+    });
   }
 
   /** Counts what `listener` does from now on; returns the function that stops counting. */
@@ -61,6 +83,12 @@ export class ListenerMetrics {
     on('broadcast', (channel) => this.#broadcasts.inc({ channel }));
     on('ranAlone', () => this.#ranAlone.inc());
     on('reconnected', () => this.#reconnects.inc());
+    // A relay: its messages are counted as processed (relayed), and its own figures read at each scrape.
+    if ('relayStats' in listener) {
+      const relay = listener as unknown as RelayFigures;
+      this.#relays.add(relay);
+      detach.push(() => this.#relays.delete(relay));
+    }
     return () => { for (const off of detach) off(); };
   }
 }

@@ -13,6 +13,7 @@ import type { AnyChannel } from '../channels/channel';
 import { RelayError } from '../errors';
 import { errorSummary } from '../error-text';
 import { Listener } from '../listener/listener';
+import { LISTEN_DEFAULTS } from '../listener/options';
 import type { ListenerHost, ListenOptions, RawMessage } from '../listener/types';
 import { type Logger, consoleLogger, toLogger } from '../ops/logger';
 import type { PgPubSub } from '../pubsub';
@@ -58,9 +59,12 @@ class RelayHost implements ListenerHost {
   readonly #publish: readonly Function[];
 
   readonly #minTimeoutMs: number;
+  readonly #defaultTimeoutMs: number;
 
-  constructor(pubsub: PgPubSub, names: readonly string[], publish: (messages: RawMessage[]) => Promise<void>, minTimeoutMs: number) {
-    this.#minTimeoutMs = minTimeoutMs;
+  /** `defaultTimeoutMs`: the time limit of a channel that sets none (the listen option's). */
+  constructor(pubsub: PgPubSub, names: readonly string[], publish: (messages: RawMessage[]) => Promise<void>, limits: { minTimeoutMs: number; defaultTimeoutMs: number }) {
+    this.#minTimeoutMs = limits.minTimeoutMs;
+    this.#defaultTimeoutMs = limits.defaultTimeoutMs;
     this.#pubsub = pubsub;
     this.#names = new Set(names);
     this.#publish = [publish];
@@ -78,7 +82,7 @@ class RelayHost implements ListenerHost {
   channel(name: string): AnyChannel {
     const channel = this.#pubsub.channel(name);
     const floor = this.#minTimeoutMs;
-    return channel.timeoutMs === undefined || channel.timeoutMs >= floor ? channel : Object.assign(Object.create(channel) as AnyChannel, { timeoutMs: floor });
+    return (channel.timeoutMs ?? this.#defaultTimeoutMs) >= floor ? channel : Object.assign(Object.create(channel) as AnyChannel, { timeoutMs: floor });
   }
 
   channels(): AnyChannel[] {
@@ -146,6 +150,7 @@ export class Relay extends Listener {
   readonly #nats: NatsConnection;
   readonly #relayStats: RelayStats;
   readonly #log: Logger;
+  #natsConnected = true;
   /** The stream it publishes to, as JetStream described it at start. */
   readonly stream: StreamConfig;
 
@@ -162,6 +167,11 @@ export class Relay extends Listener {
     return { ...this.#relayStats };
   }
 
+  /** False from the moment its NATS connection is lost until it is back. */
+  get natsConnected(): boolean {
+    return this.#natsConnected && !this.#nats.isClosed();
+  }
+
   override async stop(): Promise<void> {
     try {
       await super.stop();
@@ -173,6 +183,7 @@ export class Relay extends Listener {
   /** Logs NATS going and coming back, and drains at once when it is back. */
   async #watchNats(): Promise<void> {
     for await (const status of this.#nats.status()) {
+      if (status.type === 'disconnect' || status.type === 'reconnect') this.#natsConnected = status.type === 'reconnect';
       if (status.type === 'disconnect') this.#log.warn('NATS connection lost; relayed rows wait in PostgreSQL until it is back', { event: 'relay-nats-disconnected', server: status.server ?? null });
       if (status.type === 'reconnect') {
         this.#log.info('NATS connection back; relaying', { event: 'relay-nats-reconnected', server: status.server ?? null });
@@ -207,17 +218,19 @@ export async function startRelay(pubsub: PgPubSub, options: RelayOptions): Promi
   const identity = givenIdentity ?? await databaseIdentity(pubsub.sequelize);
   const nc = await clients.connect({ ...nats, name: nats.name ?? 'pgpubsub-relay', maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
   try {
-    // What may come back after a crash: a retry after the longest backoff and time limit, or a drain retried after its longest delay.
-    const relayed = names.map((name) => pubsub.channel(name));
-    const worstRedeliveryMs = Math.max(...relayed.map((channel) => channel.retry.maxBackoffMs + (channel.timeoutMs ?? listenOptions.timeoutMs ?? 60_000)))
-      + (listenOptions.reconnect?.maxDelayMs ?? 10_000);
-    const config = await ensureStream(clients, nc, { name: stream, subjectPrefix, duplicateWindowMs, replicas, create: createStream }, worstRedeliveryMs, log);
     const js = clients.jetstream(nc, { timeout: publishTimeoutMs });
     const stats: RelayStats = { duplicates: 0 };
     const publish = async (messages: RawMessage[]) => {
-      stats.duplicates += await publishBatch(clients, js, messages, { identity, schema: pubsub.objects.schema, subjectPrefix, stream: config.name });
+      stats.duplicates += await publishBatch(clients, js, messages, { identity, schema: pubsub.objects.schema, subjectPrefix, stream });
     };
-    const relay = new Relay(new RelayHost(pubsub, names, publish, publishTimeoutMs + 5000), {
+    const defaultTimeoutMs = listenOptions.timeoutMs ?? LISTEN_DEFAULTS.timeoutMs;
+    const host = new RelayHost(pubsub, names, publish, { minTimeoutMs: publishTimeoutMs + 5000, defaultTimeoutMs });
+    // What may come back after a crash: a retry after the longest backoff and time limit, or a drain retried after its longest delay.
+    const relayed = names.map((name) => host.channel(name));
+    const worstRedeliveryMs = Math.max(...relayed.map((channel) => channel.retry.maxBackoffMs + (channel.timeoutMs ?? defaultTimeoutMs)))
+      + (listenOptions.reconnect?.maxDelayMs ?? 10_000);
+    const config = await ensureStream(clients, nc, { name: stream, subjectPrefix, duplicateWindowMs, replicas, create: createStream }, worstRedeliveryMs, log);
+    const relay = new Relay(host, {
       // Publishes are pipelined: a larger batch than a listener's saves transactions and costs no latency.
       ...listenOptions, batchSize: listenOptions.batchSize ?? 500, logger: log, channels: names as ListenOptions['channels'],
     }, nc, config, stats, log);
