@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import {
-  type DrainAction, type DrainFacts, type DrainReply, type DrainStep, type DrainTiming, afterClaim, nextDrain, startDrain,
+  type DrainAction, type DrainFacts, type DrainReply, type DrainStep, type DrainTiming, afterClaim, drainRetryDelayMs, nextDrain, startDrain,
 } from '../lib/listener/drain-machine';
 
 const TIMING: DrainTiming = { settleFirstMs: 5, settleMaxMs: 40, settleBoundMs: 100 };
@@ -148,5 +148,13 @@ describe('the drain (step function)', () => {
     expect(afterClaim(1, 3, false)).to.deep.equal({ streak: 2, takeLocks: true });
     expect(afterClaim(0, 10, true)).to.deep.equal({ streak: 1, takeLocks: true });
     expect(afterClaim(5, 0, false)).to.deep.equal({ streak: 0, takeLocks: false });
+  });
+
+  it("retries a failed drain after 10 × minDelayMs however often the database failed, and doubles that only while a relay's sink is down", () => {
+    const options = { minDelayMs: 100, maxDelayMs: 10_000 };
+    expect([1, 2, 3, 8, 50].map((n) => drainRetryDelayMs(n, false, options))).to.deep.equal([1000, 1000, 1000, 1000, 1000]);
+    expect([1, 2, 3, 4, 5, 6, 50].map((n) => drainRetryDelayMs(n, true, options))).to.deep.equal([1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
+    // A maxDelayMs below the base never shortens it.
+    expect(drainRetryDelayMs(3, true, { minDelayMs: 100, maxDelayMs: 500 })).to.equal(1000);
   });
 });

@@ -3,7 +3,7 @@
  * JetStream, run the callbacks of an app on database B exactly once: each effect once, a failing
  * callback retried by JetStream, a message that can never succeed recorded as failed and
  * terminated, and every message delivered again (a second consumer replays the stream) acknowledged
- * without running.
+ * without running; the ids of messages that ran forgotten after the retention.
  */
 import { expect } from 'chai';
 import path from 'node:path';
@@ -122,5 +122,27 @@ describe('the inbox: callbacks on another database, fed from JetStream', functio
     const ids = (await rows<{ id: number }>(producer, 'SELECT id FROM authors ORDER BY id')).map((row) => row.id);
     const ledger = (await rows<{ author_id: number }>(consumer, 'SELECT author_id FROM ledger ORDER BY author_id')).map((row) => row.author_id);
     expect(ledger, 'each effect exactly once').to.deep.equal(ids);
+  });
+
+  it('forgets the ids of messages that ran longer ago than retentionMs, and keeps younger ones and failed ones', async () => {
+    consumer.sequelize.pgpubsub.on(consumer.Author, 'author_created', async ({ new: created }, { transaction }) => {
+      await consumer.sequelize.query('INSERT INTO ledger (author_id, name, attempt) VALUES ($1, $2, 1)', { bind: [created!.id, created!.name], transaction });
+    });
+    await consumer.sequelize.query(`INSERT INTO pgpubsub.inbox (message_id, channel, stream_seq, processed_at, failed_at, attempts, last_error) VALUES
+      ('old:ran', 'author_created', 1, now() - interval '1 hour', NULL, 0, NULL),
+      ('old:failed', 'author_created', 2, NULL, now() - interval '1 hour', 5, 'gave up'),
+      ('young:ran', 'author_created', 3, now() + interval '1 hour', NULL, 0, NULL)`);
+    const relay = await startRelay(producer.sequelize.pgpubsub, { nats: { servers: nats.url }, channels: ['author_created'], stream: 'INBOX3', subjectPrefix: 'inbox3', identity: 'a', logger: quiet });
+    stops.push(relay);
+    // Pruned every min(retentionMs, 1 hour): every 1.5 s here.
+    const inbox = await startInbox(consumer.sequelize.pgpubsub, {
+      nats: { servers: nats.url }, stream: 'INBOX3', subjectPrefix: 'inbox3', consumer: 'pruned', channels: ['author_created'], logger: quiet, retentionMs: 1500,
+    });
+    stops.push(inbox);
+    await producer.sequelize.query("INSERT INTO authors (name) SELECT 'author ' || i FROM generate_series(1, 3) AS i");
+    const ids = async () => (await rows<{ message_id: string }>(consumer, 'SELECT message_id FROM pgpubsub.inbox ORDER BY message_id')).map((row) => row.message_id);
+    await eventually(async () => (await rows<{ n: number }>(consumer, 'SELECT count(*)::int AS n FROM ledger'))[0].n === 3, 'the three effects in B', 30_000);
+    await eventually(async () => (await ids()).length === 2, async () => `the old id and the three that ran forgotten: ${(await ids()).join(', ')}`, 30_000);
+    expect(await ids()).to.deep.equal(['old:failed', 'young:ran']);
   });
 });

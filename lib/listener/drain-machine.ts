@@ -138,3 +138,14 @@ function look(state: DrainState, timing: DrainTiming, facts: DrainFacts): DrainS
   return { state: { ...state, mode: state.settlingSince ? 'settling' : 'claiming' }, action: { do: 'check-skipped' } };
 }
 
+/**
+ * How long after a failed drain the next is tried (before jitter): 10 × minDelayMs for a failure
+ * of the database, whatever the count, since a reconnect or the next wake-up usually comes first. A
+ * relay whose sink is down (NATS) doubles it per failure in a row, up to maxDelayMs, so that an
+ * outage is not retried, and logged, every second; its reconnect wakes the drain at once.
+ */
+export function drainRetryDelayMs(failuresInARow: number, sinkDown: boolean, { minDelayMs, maxDelayMs }: { minDelayMs: number; maxDelayMs: number }): number {
+  const base = minDelayMs * 10;
+  if (!sinkDown) return base;
+  return Math.max(base, Math.min(maxDelayMs, base * 2 ** Math.min(failuresInARow - 1, 10)));
+}

@@ -12,7 +12,7 @@ import { errorText } from '../error-text';
 import { SinkUnavailableError } from '../errors';
 import type { Logger } from '../ops/logger';
 import type { DrainLocks } from './drain-locks';
-import { type DrainAction, type DrainFacts, type DrainReply, type DrainTiming, afterClaim, nextDrain, startDrain } from './drain-machine';
+import { type DrainAction, type DrainFacts, type DrainReply, type DrainTiming, afterClaim, drainRetryDelayMs, nextDrain, startDrain } from './drain-machine';
 import type { StatsCounter } from './stats';
 import type { ClaimScope, EventSink, Lifetime } from './parts';
 
@@ -132,11 +132,7 @@ export class Drain {
       if (!this.#parts.lifetime.stopping) {
         // Jittered (half to one and a half times): listeners whose drains failed together (a server
         // restart) do not retry in step, each claim meeting the other's at the same instant.
-        // A relay's NATS down doubles the wait from 10 × minDelayMs up to maxDelayMs, so that an
-        // outage is not retried, and logged, every second (its reconnect wakes the drain at once).
-        const { minDelayMs, maxDelayMs } = this.#parts.options;
-        const base = minDelayMs * 10;
-        const delay = error instanceof SinkUnavailableError ? Math.max(base, Math.min(maxDelayMs, base * 2 ** Math.min(this.#failuresInARow - 1, 10))) : base;
+        const delay = drainRetryDelayMs(this.#failuresInARow, error instanceof SinkUnavailableError, this.#parts.options);
         this.#retryTimer = setTimeout(() => this.wake(), delay * (0.5 + Math.random()));
       }
     } finally {
