@@ -58,8 +58,11 @@ export class ChannelDefinitionError extends CodedError<'PGPUBSUB_INVALID_CHANNEL
   }
 }
 
-/** A valid channel used wrongly: an unknown name, notify() on a model channel, on() with the wrong model or no function. */
-export class ChannelUsageError extends CodedError<'PGPUBSUB_UNKNOWN_CHANNEL' | 'PGPUBSUB_NOTIFY_MODEL_CHANNEL' | 'PGPUBSUB_CHANNEL_MODEL' | 'PGPUBSUB_CALLBACK'> {
+/**
+ * A valid channel used wrongly: an unknown name, notify() on a model channel, on() with the wrong
+ * model or no function, a callback's `context.query()` after its transaction ended.
+ */
+export class ChannelUsageError extends CodedError<'PGPUBSUB_UNKNOWN_CHANNEL' | 'PGPUBSUB_NOTIFY_MODEL_CHANNEL' | 'PGPUBSUB_CHANNEL_MODEL' | 'PGPUBSUB_CALLBACK' | 'PGPUBSUB_QUERY_AFTER_END'> {
   override readonly name = 'ChannelUsageError';
 }
 

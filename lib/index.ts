@@ -31,7 +31,7 @@ export type { NotificationContext, QueryableConnection, SetContextOptions } from
 export type { NotifyOptions } from './channels/notify';
 export { Listener } from './listener/listener';
 export type { DrainEnd, Failure, ListenConnectionConfig, ListenerEvents, ListenOptions, ListenerStats, MessageDone, MessageStart, RunningAlone } from './listener/types';
-export type { BatchContext, CallbackContext, CustomBatchCallback, CustomCallback, CustomMessage, ModelBatchCallback, ModelCallback, ModelMessage, ModelMessageFields, ModelMessageRows } from './channels/message';
+export type { BatchContext, CallbackContext, CustomBatchCallback, CustomCallback, CustomMessage, ModelBatchCallback, ModelCallback, ModelMessage, ModelMessageFields, ModelMessageRows, QueryResult, RawQuery } from './channels/message';
 export type { ChannelName, ModelChannelName, ModelChannelOp, Register } from './channels/names';
 export { consoleLogger, type Logger, type LogLevel } from './ops/logger';
 export { runCluster, type ClusterOptions } from './process/cluster';

@@ -3,7 +3,9 @@
  * with one callback: each new author gets one post, written in the listener's transaction with
  * `sequelize.query` and the same INSERT the peers and the ceiling run, so that every system does
  * identical work. The post's content is the callback's start time on the monotonic clock (µs),
- * which W2 subtracts from the producer's commit time. BENCH_CALLBACK=model writes the post with
+ * which W2 subtracts from the producer's commit time. BENCH_CALLBACK=query writes it with the callback's
+ * `context.query` (the raw query path: node-postgres on the message's transaction, the match for
+ * pg-boss's `executeSql` and the plain ceiling); BENCH_CALLBACK=model writes the post with
  * the `Post.create` of docs/callbacks-and-listeners.md instead (a diagnostic row of W1): what Sequelize's model layer costs
  * per message, which a Sequelize app pays whatever queue runs its jobs. BENCH_CALLBACK=batch
  * registers a batch callback instead (onBatch: one Post.bulkCreate per claim, W1's batch row), and
@@ -25,7 +27,7 @@ if (!url) throw new Error('bench app: DATABASE_URL is not set');
 const poolMax = Number(process.env.BENCH_POOL_MAX || 5);
 const app = defineModels(new Sequelize(url, { dialect: 'postgres', logging: false, pool: { max: poolMax } }));
 const mode = process.env.BENCH_CALLBACK ?? 'sql';
-const raw = mode !== 'model';
+const raw = mode !== 'model' && mode !== 'query';
 const ioMs = Number(process.env.BENCH_IO_MS || 0);
 
 if (mode === 'batch') {
@@ -33,10 +35,12 @@ if (mode === 'batch') {
     const started = String(process.hrtime.bigint() / 1000n);
     await app.Post.bulkCreate(messages.map(({ new: author }) => ({ authorId: author!.id, content: started })), { transaction });
   });
-} else app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction }) => {
+} else app.sequelize.pgpubsub.on(app.Author, 'author_created', async ({ new: author }, { transaction, query }) => {
   if (ioMs) await sleep(ioMs);
   const started = String(process.hrtime.bigint() / 1000n);
-  if (raw) {
+  if (mode === 'query') {
+    await query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', [started, author!.id]);
+  } else if (raw) {
     await app.sequelize.query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', {
       bind: [started, author!.id], transaction, type: QueryTypes.INSERT,
     });

@@ -31,7 +31,7 @@ export function ours(options: {
   key?: string;
   label?: string;
   batchSize?: number;
-  callback?: 'model' | 'sql' | 'batch';
+  callback?: 'model' | 'sql' | 'query' | 'batch';
   /** `--concurrency` and `--callback-concurrency` (the pool gets concurrency + 1 connections). */
   concurrency?: number;
   callbackConcurrency?: number;

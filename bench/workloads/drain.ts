@@ -137,6 +137,9 @@ async function autovacuums(client: Client): Promise<number> {
 export function drainSystems(): QueueSystem[] {
   return [
     ours(),
+    // The same INSERT through the callback's raw query path (context.query): node-postgres on the
+    // message's transaction, as pg-boss's executeSql and the plain ceiling run it.
+    ours({ key: 'ours-query', label: 'ours, context.query callback (raw query path)', callback: 'query' }),
     // Diagnostic: the same listener writing the post with the docs' Post.create (docs/callbacks-and-listeners.md) instead of the
     // peers' INSERT, to show what Sequelize's model layer costs per message.
     ours({ key: 'ours-model', label: 'ours, Post.create callback (model layer)', callback: 'model' }),

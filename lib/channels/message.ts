@@ -61,7 +61,33 @@ export interface CallbackContext {
    * throws is logged (event `after-commit-failed`); the message stays processed.
    */
   afterCommit(hook: () => unknown): void;
+  /**
+   * Runs SQL on the message's own transaction (inside its savepoint when it has one), straight on
+   * the node-postgres client under it: `$1, $2, …` placeholders with `values`, and node-postgres's
+   * result. It skips Sequelize's query pipeline (hooks, logging, result shaping), the fastest way
+   * to write a callback's effect; model calls with `{ transaction }` stay the way to use models.
+   * Safe with `callbackConcurrency` (queries on the transaction's connection take turns). A query
+   * after the callback's time limit, or after its transaction ended (one not awaited before the
+   * callback returned), is refused (`CallbackTimeoutError`, `ChannelUsageError` `PGPUBSUB_QUERY_AFTER_END`).
+   *
+   * @example
+   * await query('INSERT INTO audit (author_id, action) VALUES ($1, $2)', [author.id, 'created']);
+   */
+  query: RawQuery;
 }
+
+/** What `context.query()` resolves to: node-postgres's result, as far as a callback needs it. */
+export interface QueryResult<R extends object = Record<string, unknown>> {
+  /** The rows, as node-postgres parses them (Sequelize's type parsers are not applied). */
+  rows: R[];
+  /** Rows the statement returned, inserted, updated or deleted (null for a statement that has no count). */
+  rowCount: number | null;
+  /** The statement's command tag: 'INSERT', 'SELECT', … */
+  command: string;
+}
+
+/** `context.query(text, values)`: SQL on the message's transaction, without Sequelize's query pipeline. */
+export type RawQuery = <R extends object = Record<string, unknown>>(text: string, values?: readonly unknown[]) => Promise<QueryResult<R>>;
 
 export type ModelCallback<M extends Model = Model, Op extends ChannelOp = ChannelOp> = (message: ModelMessage<M, Op>, context: CallbackContext) => unknown;
 export type CustomCallback<T = unknown> = (message: CustomMessage<T>, context: CallbackContext) => unknown;

@@ -12,6 +12,8 @@ import { CallbackTimeoutError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { type ClaimedRow, lagNow } from '../db/store';
 import { consumerSpan } from '../ops/tracing';
+import type { RawQuery } from '../channels/message';
+import { rawQuery } from './raw-query';
 import { LIBRARY_QUERY_DEADLINE_MS, type PgConnection, bounded, destroySocket } from './query-guards';
 import type { EventSink } from './parts';
 import type { ListenerHost, MessageStart } from './types';
@@ -88,6 +90,9 @@ class Deadline {
   get expired(): boolean {
     return this.#expiredWith !== null;
   }
+
+  /** The time-limit error once time is up, else null. */
+  readonly expiredWith = (): CallbackTimeoutError | null => this.#expiredWith;
 
   signal(): AbortSignal {
     if (!this.#controller) {
@@ -169,7 +174,7 @@ export class CallbackRunner {
     afterCommit: AfterCommitHook[],
   ): Promise<void> {
     await this.#runCallbacks(channel, this.#ctx.host.callbacks(channel.name), transaction, afterCommit, [{ channel: channel.name, id: row?.id ?? null, attempt, row, traceparent: traceOf(message) }],
-      (callback, { transaction: t, afterCommit: register, signal }) => callback(message, { transaction: t, attempt, get signal() { return signal(); }, afterCommit: register }));
+      (callback, { transaction: t, afterCommit: register, signal, query }) => callback(message, { transaction: t, attempt, get signal() { return signal(); }, afterCommit: register, query }));
   }
 
   /**
@@ -181,7 +186,7 @@ export class CallbackRunner {
     const attempts = items.map((item) => item.attempt);
     await this.#runCallbacks(channel, this.#ctx.host.batchCallbacks(channel.name), transaction, afterCommit,
       items.map((item, i) => ({ channel: channel.name, id: item.row.id, attempt: attempts[i], row: item.row, traceparent: traceOf(item.message) })),
-      (callback, { transaction: t, afterCommit: register, signal }) => callback(messages, { transaction: t, attempts, get signal() { return signal(); }, afterCommit: register }));
+      (callback, { transaction: t, afterCommit: register, signal, query }) => callback(messages, { transaction: t, attempts, get signal() { return signal(); }, afterCommit: register, query }));
   }
 
   /**
@@ -196,7 +201,7 @@ export class CallbackRunner {
     transaction: Transaction,
     afterCommit: AfterCommitHook[],
     starts: readonly MessageRun[],
-    call: (callback: Function, base: { transaction: Transaction; signal: () => AbortSignal; afterCommit: (hook: AfterCommitHook) => void }) => unknown,
+    call: (callback: Function, base: { transaction: Transaction; signal: () => AbortSignal; afterCommit: (hook: AfterCommitHook) => void; query: RawQuery }) => unknown,
   ): Promise<void> {
     const deadline = new Deadline(channel.name, starts.length === 1 ? starts[0].id : null, this.#ctx.limits.timeoutOf(channel));
     // The message's after-commit hooks wait here, and join the transaction's only if it succeeds.
@@ -210,7 +215,7 @@ export class CallbackRunner {
     const startedAt = performance.now();
     const events = this.#started(channel.name, starts);
     // `call` gives each callback a context object of its own, `signal` a getter (see Deadline).
-    const base = { transaction, signal: () => deadline.signal(), afterCommit: register };
+    const base = { transaction, signal: () => deadline.signal(), afterCommit: register, query: rawQuery(transaction, deadline.expiredWith) };
     // With OpenTelemetry and a tracer provider: a consumer span, the child of the producer's (null otherwise, at no cost).
     const span = consumerSpan(channel.name, starts);
     const runAll = async () => {
