@@ -31,6 +31,31 @@ export function medianOf(row: Row, name: string): number {
   return median(row.runs.filter((run) => run.ok).map((run) => run.values[name]));
 }
 
+/** A ratio judged run by run: its median over the pairs, and their range. */
+export interface Paired {
+  median: number;
+  min: number;
+  max: number;
+  /** Pairs where both runs passed. */
+  n: number;
+}
+
+/**
+ * `a ÷ b` run by run: run i of each row was measured in the same round (the workloads interleave
+ * their systems per run), so the pair shared the machine's moment; the ratio of medians would
+ * compare one row's best moment with another's worst. Pairs with a failed run are left out.
+ */
+export function paired(a: Row, b: Row, name: string, nameB = name): Paired {
+  const ratios: number[] = [];
+  for (let i = 0; i < Math.min(a.runs.length, b.runs.length); i++) {
+    const x = a.runs[i]!;
+    const y = b.runs[i]!;
+    if (x.ok && y.ok) ratios.push(x.values[name]! / y.values[nameB]!);
+  }
+  const finite = ratios.filter(Number.isFinite);
+  return { median: median(finite), min: Math.min(...finite), max: Math.max(...finite), n: finite.length };
+}
+
 export function failedRuns(row: Row): RunResult[] {
   return row.runs.filter((run) => !run.ok);
 }

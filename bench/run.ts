@@ -37,7 +37,9 @@ const USAGE = `usage: npm run bench -- [options]
   --only <list>      workloads to run, e.g. W1,W3,Status (W3 = W3a and W3b); default all
   --shapes <list>    W8's backlog shapes to run beside the empty table, e.g. "held,excluded by a
                      contextFilter" (held: the transaction held open); default all
-  --json <file>      where to write the results (default bench/results/latest.json)
+  --json <file>      where to write the results (default: bench/results/latest.json for a full run
+                     of every workload, which writes it whatever --json says; bench/results/partial.json
+                     for a quick or an --only run, which never does)
   --from <file>      run nothing: print the table of a saved results file
   --help             this text
 PostgreSQL: DATABASE_URL if set (a superuser URL; the benchmark creates and drops its own
@@ -71,12 +73,17 @@ function parseOptions() {
       for (const w of matched) only.add(w);
     }
   }
-  const json = path.resolve(values.json ?? path.join(ROOT, 'bench', 'results', 'latest.json'));
+  // latest.json is always the latest full run (BENCHMARKS.md links it): a quick or partial run never
+  // overwrites it, and a full run writes it even when told to write elsewhere too.
+  const whole = !values.quick && !values.only && values.shapes === undefined;
+  const latest = path.join(ROOT, 'bench', 'results', 'latest.json');
+  const json = path.resolve(values.json ?? (whole ? latest : path.join(ROOT, 'bench', 'results', 'partial.json')));
+  const alsoLatest = whole && json !== latest ? latest : null;
   const shapes = values.shapes === undefined ? null : values.shapes.split(',').map((s) => s.trim()).filter(Boolean);
   for (const shape of shapes ?? []) {
     if (shape !== 'held' && !(shape in BACKLOG_SHAPES)) throw new Error(`--shapes: unknown shape '${shape}' (known: held, ${Object.keys(BACKLOG_SHAPES).join(', ')})`);
   }
-  return { quick: values.quick!, runs, only, json, from: values.from, shapes };
+  return { quick: values.quick!, runs, only, json, alsoLatest, from: values.from, shapes };
 }
 
 /** The sizes of each workload: full as BENCHMARKS.md says, quick scaled down. */
@@ -186,6 +193,8 @@ async function main(): Promise<number> {
     };
     fs.mkdirSync(path.dirname(options.json), { recursive: true });
     fs.writeFileSync(options.json, `${JSON.stringify(json, null, 2)}\n`);
+    // Only once complete: an interrupted full run is not the latest full run.
+    if (complete && options.alsoLatest) fs.writeFileSync(options.alsoLatest, `${JSON.stringify(json, null, 2)}\n`);
   };
   try {
     await dropStaleDatabases(server.url);
@@ -220,7 +229,7 @@ async function main(): Promise<number> {
   const seconds = (performance.now() - t0) / 1000;
   const mode = options.quick ? 'quick' : 'full';
   process.stdout.write(`\n${renderHeader({ mode, date: startedAt.toISOString(), runs: options.runs, seconds, ...environment })}\n\n${renderTable(results, verdicts)}\n\n${renderSummary(verdicts)}\n`);
-  log(`bench: wrote ${path.relative(process.cwd(), options.json)}`);
+  log(`bench: wrote ${path.relative(process.cwd(), options.json)}${options.alsoLatest ? ` and ${path.relative(process.cwd(), options.alsoLatest)}` : ''}`);
   return results.rows.some((row) => row.runs.some((run) => !run.ok)) ? 1 : 0;
 }
 

@@ -3,14 +3,15 @@ import assert from 'node:assert/strict';
 import { Author, migrate, sequelize } from './app.js';
 
 await migrate();
+await sequelize.query('CREATE TABLE welcome_log (id serial PRIMARY KEY, author_id integer NOT NULL, line text NOT NULL)');
 
 sequelize.pgpubsub.on(Author, 'author_created', async ({ new: author }, { query }) => {
   // $1, $2 placeholders and node-postgres's result; it commits (or rolls back) with the message.
   const { rows } = await query<{ id: number }>(
-    'INSERT INTO posts (author_id, content) VALUES ($1, $2) RETURNING id',
+    'INSERT INTO welcome_log (author_id, line) VALUES ($1, $2) RETURNING id',
     [author!.id, `Welcome, ${author!.name}!`],
   );
-  console.log(`post ${rows[0].id} written`);
+  console.log(`welcome ${rows[0].id} logged`);
 });
 
 const listener = await sequelize.pgpubsub.listen();
@@ -21,7 +22,7 @@ for (const start = Date.now(); listener.stats.processed < 1;) {
 }
 await listener.stop();
 
-const [posts] = await sequelize.query('SELECT content FROM posts', { raw: true });
-assert.deepEqual(posts, [{ content: 'Welcome, Ann!' }]);
+const [logged] = await sequelize.query('SELECT line FROM welcome_log', { raw: true });
+assert.deepEqual(logged, [{ line: 'Welcome, Ann!' }]);
 await sequelize.close();
 console.log('raw query example ok');

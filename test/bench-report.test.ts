@@ -1,6 +1,6 @@
 /**
- * The benchmark's judge (bench/report.ts): the project's targets, judged on the medians of
- * one run. Fed rows shaped as `npm run bench` makes them, with figures chosen either side of each
+ * The benchmark's judge (bench/report.ts): the project's targets, judged on one run's paired
+ * ratios (run i of ours against run i of the peer, the median of those). Fed rows shaped as `npm run bench` makes them, with figures chosen either side of each
  * target, so that a target judged on an old threshold (W3b's 70%, W3a's 3×, W2's 1.5 ms) fails here.
  */
 import { expect } from 'chai';
@@ -19,15 +19,35 @@ const verdict = (verdicts: TargetVerdict[], target: string) => {
 };
 
 describe('the benchmark judge (bench/report.ts)', () => {
-  it('judges W3b at 80% of the plain commit rate with no listener and 60% while listeners drain', () => {
+  it('judges W3b at 70% of the plain commit rate with no listener, and the rate while listeners drain not at all', () => {
     const results = new Results();
     const w3b = (key: string, commitsPerSec: number) => addRow(results, { workload: 'W3b', case: '8 clients, 10 s', system: key, key, metric: 'commitsPerSec' }, { commitsPerSec });
     w3b('plain', 10_000);
-    w3b('ours', 7_900); // 79%: met under the old 70%, not under 80%
-    w3b('ours-listening', 6_100); // 61%: not met under the old 70%, met under 60%
+    w3b('ours', 7_100); // 71%: not met under the old 80%, met under 70%
+    w3b('ours-listening', 3_000);
     const verdicts = evaluateTargets(results);
-    expect(verdict(verdicts, '≥ 80% of no channel')).to.include({ key: 'ours', met: false, measured: '79%' });
-    expect(verdict(verdicts, '≥ 60% of no channel')).to.include({ key: 'ours-listening', met: true, measured: '61%' });
+    expect(verdict(verdicts, '≥ 70% of no channel')).to.include({ key: 'ours', met: true, measured: '71%' });
+    expect(verdicts.filter((v) => v.key === 'ours-listening')).to.deep.equal([]);
+  });
+
+  it('judges on paired ratios, run by run, and shows their range: a peer that was fast only while ours was slow is no loss', () => {
+    const results = new Results();
+    const w1 = (key: string, ...rates: number[]) => addRow(results, { workload: 'W1', case: '20000 msgs, 2 proc', system: key, key, metric: 'rate' }, ...rates.map((rate) => ({ rate })));
+    // The machine was slow in run 2 and fast in run 3 for both. Medians: 4,000 ÷ 4,800 = 83% (NOT
+    // MET); run by run: 4,000/4,400 = 91%, 2,000/2,200 = 91%, 5,000/5,500 = 91% (MET).
+    w1('ours', 4_000, 2_000, 5_000);
+    w1('ceiling-sequelize', 4_400, 2_200, 5_500);
+    // ours-query against pg-boss 12 (1.25×), graphile-worker 0.18 localQueue (2×) and the plain ceiling (85%).
+    w1('ours-query', 6_000, 3_000, 7_000);
+    w1('pgboss12', 5_000, 2_000, 5_000); // 1.20×, 1.50×, 1.40× → 1.40×
+    w1('graphile-localqueue-018', 3_100, 1_400, 3_600); // 1.94×, 2.14×, 1.94× → 1.94×
+    w1('ceiling', 7_000, 3_400, 8_000); // 86%, 88%, 88% → 88%
+    const verdicts = evaluateTargets(results);
+    expect(verdict(verdicts, 'ours with sequelize.query ≥ 90% of this')).to.include({ key: 'ceiling-sequelize', met: true, measured: '91%' });
+    expect(verdict(verdicts, 'ours with context.query ≥ 1.25× this')).to.include({ key: 'pgboss12', met: true, measured: '1.40× (1.20×–1.50×)' });
+    expect(verdict(verdicts, 'ours with context.query ≥ 2× this')).to.include({ key: 'graphile-localqueue-018', met: false, measured: '1.94× (1.94×–2.14×)' });
+    expect(verdict(verdicts, 'ours with context.query ≥ 85% of this')).to.include({ key: 'ceiling', met: true, measured: '88% (86%–88%)' });
+    expect(verdicts.filter((v) => v.target === 'exactly once (n posts, n distinct)').map((v) => v.key)).to.deep.equal(['ours', 'ours-query']);
   });
 
   it("judges each W8 shape at 85% of the empty table's rate and a claim p99 within twice its, and no p99 where a run had none", () => {
@@ -45,30 +65,32 @@ describe('the benchmark judge (bench/report.ts)', () => {
     expect(rates.map((v) => [v.key, v.met, v.measured])).to.deep.equal([['ours-paused', true, '90%'], ['ours-held', false, '80%']]);
   });
 
-  it('judges W3a at 1.25× the plain bulk insert, and 50× faster than add_job', () => {
+  it('judges W3a at 1.25× the plain bulk insert, and 30× faster than add_job', () => {
     const results = new Results();
     const w3a = (key: string, ms: number) => addRow(results, { workload: 'W3a', case: 'bulkCreate 20000 rows', system: key, key, metric: 'ms', better: 'lower' }, { ms });
     w3a('plain', 300);
     w3a('ours', 390); // 1.3×: met under the old 3×
-    w3a('graphile-add-job', 30_000);
+    w3a('graphile-add-job', 12_000); // 31×: not met under the old 50×
     const verdicts = evaluateTargets(results);
     expect(verdict(verdicts, 'ours ≤ 1.25× this (time)')).to.include({ key: 'plain', met: false, measured: '1.30×' });
-    expect(verdict(verdicts, 'ours ≥ 50× faster')).to.include({ key: 'graphile-add-job', met: true });
+    expect(verdict(verdicts, 'ours ≥ 30× faster')).to.include({ key: 'graphile-add-job', met: true });
   });
 
-  it('judges W2 at p50 ≤ 0.5 ms and p99 ≤ 2 ms, and against the peer with the lowest p50', () => {
+  it("judges W2 at p50 ≤ 0.8 ms, and ours' p50 and p99 against every peer's", () => {
     const results = new Results();
     const w2 = (key: string, p50: number, p99: number) => addRow(results, { workload: 'W2', case: '100 inserts/s, 30 s, 1 proc', system: key, key, metric: 'p50', better: 'lower' }, { p50, p99 });
-    w2('ours', 0.6, 1.9);
-    w2('graphile-localqueue', 0.7, 2.5);
-    w2('graphile', 0.55, 1.5);
-    // A diagnostic row is never the peer, however fast.
+    w2('ours', 0.7, 5.45);
+    w2('graphile-localqueue', 0.9, 6);
+    w2('graphile', 1.2, 5.05); // a higher p50 but the lower p99: ours must beat both
+    // A diagnostic row is never a peer, however fast.
     addRow(results, { workload: 'W2', case: '100 inserts/s, 30 s, 1 proc', system: 'probe', key: 'probe', metric: 'p50', better: 'lower', note: 'diagnostic' }, { p50: 0.1, p99: 0.2 });
     const verdicts = evaluateTargets(results);
-    expect(verdict(verdicts, 'p50 ≤ 0.5 ms')).to.include({ met: false, measured: '0.60 ms' });
-    expect(verdict(verdicts, 'p99 ≤ 2 ms')).to.include({ met: true, measured: '1.90 ms' });
-    // graphile default has the lower p50, so it is the peer ours must not be worse than.
-    expect(verdict(verdicts, "ours p50 and p99 ≤ the best peer's")).to.include({ key: 'graphile', met: false });
+    expect(verdict(verdicts, 'p50 ≤ 0.8 ms')).to.include({ met: true, measured: '0.70 ms' });
+    const against = verdicts.filter((v) => /^ours p(50|99) ≤ this$/.test(v.target)).map((v) => [v.key, v.target, v.met]);
+    expect(against).to.deep.equal([
+      ['graphile-localqueue', 'ours p50 ≤ this', true], ['graphile-localqueue', 'ours p99 ≤ this', true],
+      ['graphile', 'ours p50 ≤ this', true], ['graphile', 'ours p99 ≤ this', false],
+    ]);
   });
 
   it('shows W2 against its peer as NOT MET, naming the failed runs, when every peer had one', () => {
@@ -76,7 +98,7 @@ describe('the benchmark judge (bench/report.ts)', () => {
     addRow(results, { workload: 'W2', case: '100 inserts/s, 5 s, 1 proc', system: 'ours', key: 'ours', metric: 'p50', better: 'lower' }, { p50: 0.4, p99: 1.5 });
     const peer = results.row({ workload: 'W2', case: '100 inserts/s, 5 s, 1 proc', system: 'graphile-worker localQueue 500', key: 'graphile-localqueue', metric: 'p50', better: 'lower', figures: [] });
     peer.runs.push({ ok: true, values: { p50: 0.9, p99: 3 } }, { ok: false, values: {}, error: 'expected 500 posts, found 499' });
-    expect(verdict(evaluateTargets(results), "ours p50 and p99 ≤ the best peer's")).to.include({ met: false })
+    expect(verdict(evaluateTargets(results), 'ours p99 ≤ this')).to.include({ met: false })
       .and.to.have.property('measured').that.contains('failed runs: graphile-worker localQueue 500');
   });
 
@@ -85,6 +107,6 @@ describe('the benchmark judge (bench/report.ts)', () => {
     addRow(results, { workload: 'W3b', case: '8 clients, 10 s', system: 'plain', key: 'plain', metric: 'commitsPerSec' }, { commitsPerSec: 10_000 });
     const ours = results.row({ workload: 'W3b', case: '8 clients, 10 s', system: 'ours', key: 'ours', metric: 'commitsPerSec', better: 'higher', figures: [] });
     ours.runs.push({ ok: false, values: {}, error: 'expected 10 enqueued, found 9' });
-    expect(verdict(evaluateTargets(results), '≥ 80% of no channel')).to.include({ met: false, measured: 'no verified run' });
+    expect(verdict(evaluateTargets(results), '≥ 70% of no channel')).to.include({ met: false, measured: 'no verified run' });
   });
 });

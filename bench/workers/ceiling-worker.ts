@@ -17,10 +17,16 @@ const batchSize = Number(process.env.BATCH_SIZE ?? 100);
 const savepoints = process.env.SAVEPOINTS === '1';
 const viaSequelize = process.env.VIA === 'sequelize';
 
+/**
+ * The claim on the index ours claims through (notification_due: channel, available_at, id, for
+ * rows not failed and not waiting behind an ordered key), in its order: no sort, as cheap as ours.
+ * (Its first form, `WHERE failed_at IS NULL ORDER BY id`, walked the primary key in order: no sort
+ * either, and the same 0.26–0.28 ms per claim of 100 on 20,000 rows, EXPLAIN ANALYZE on PostgreSQL 15.)
+ */
 const CLAIM = `SELECT id, (payload -> 'new' ->> 'id')::int AS author_id
                  FROM pgpubsub.notification
-                WHERE failed_at IS NULL
-                ORDER BY id
+                WHERE channel = 'author_created' AND failed_at IS NULL AND head IS NOT FALSE AND available_at <= pg_catalog.now()
+                ORDER BY available_at, id
                 LIMIT $1
                   FOR UPDATE SKIP LOCKED`;
 

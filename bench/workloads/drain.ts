@@ -189,7 +189,7 @@ export async function w1(ctx: BenchContext, options: { n: number; processes: num
         const row = ctx.results.row({
           workload: 'W1', case: `${options.n} msgs, ${processes} proc`, system: system.label, key: system.key,
           metric: 'rate', figures: DRAIN_FIGURES, better: 'higher',
-          note: (system.key.startsWith('ours-') && system.key !== 'ours-batch') || warm.has(system.key) ? 'diagnostic' : undefined,
+          note: (system.key.startsWith('ours-') && system.key !== 'ours-batch' && system.key !== 'ours-query') || warm.has(system.key) ? 'diagnostic' : undefined,
         });
         const result = await drainOnce(ctx, system, options.n, processes, warm.has(system.key) ? { warmup: options.n / 2 } : {});
         row.runs.push(result);
