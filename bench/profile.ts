@@ -25,7 +25,7 @@ import type { QueueSystem } from './systems/types';
 import { drainOnce } from './workloads/drain';
 
 const USAGE = `usage: npm run bench:profile -- [options]
-  --system <key>     ours (default), ours-c2 (concurrency 2), ours-model (Post.create), ours-node22 (listeners on
+  --system <key>     ours (default), ours-query (context.query), ours-c2 (concurrency 2), ours-model (Post.create), ours-node22 (listeners on
                      Node.js 22), ceiling, ceiling-sequelize
   --processes <n>    worker processes (default 1)
   --n <count>        stored notifications to drain (default 20000)
@@ -42,6 +42,7 @@ BENCH_PROFILE_KEEP=1 keeps the profiles and perf.data in their temp folder (its 
 
 const SYSTEMS: Record<string, () => QueueSystem> = {
   ours: () => ours(),
+  'ours-query': () => ours({ key: 'ours-query', callback: 'query' }),
   'ours-c2': () => ours({ key: 'ours-c2', concurrency: 2 }),
   'ours-model': () => ours({ key: 'ours-model', callback: 'model' }),
   // The listener processes on Node.js 22 (dev/versions), the Node the current peers run on.
