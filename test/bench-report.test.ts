@@ -102,6 +102,23 @@ describe('the benchmark judge (bench/report.ts)', () => {
       .and.to.have.property('measured').that.contains('failed runs: graphile-worker localQueue 500');
   });
 
+  it("judges W6 against graphile-worker's best setting, and ours at each of graphile's concurrencies against graphile's best there", () => {
+    const results = new Results();
+    const w6 = (key: string, rate: number) => addRow(results, { workload: 'W6', case: '5000 msgs, 20 ms each, 2 proc', system: key, key, metric: 'rate' }, { rate });
+    w6('ours', 3000);
+    w6('ours-cc10', 800);
+    w6('ours-cc50', 1900);
+    w6('graphile-c10', 755);
+    w6('graphile-c50', 1012);
+    w6('graphile-lq-c10', 850); // localQueue is graphile's best at 10: ours-cc10 must match it
+    w6('graphile-lq-c50', 1800); // and its best overall
+    w6('pgboss12-io', 2500);
+    const verdicts = evaluateTargets(results);
+    expect(verdict(verdicts, "ours ≥ 1.5× graphile-worker's best")).to.include({ key: 'graphile-lq-c50', met: true, measured: '1.67×' });
+    expect(verdict(verdicts, 'ours at concurrency 10 ≥ this')).to.include({ key: 'graphile-lq-c10', met: false, measured: '0.94×' });
+    expect(verdict(verdicts, 'ours at concurrency 50 ≥ this')).to.include({ key: 'graphile-lq-c50', met: true, measured: '1.06×' });
+  });
+
   it('credits no target resting on a run that failed its verification', () => {
     const results = new Results();
     addRow(results, { workload: 'W3b', case: '8 clients, 10 s', system: 'plain', key: 'plain', metric: 'commitsPerSec' }, { commitsPerSec: 10_000 });

@@ -54,11 +54,11 @@ const PGBOSS_12 = 'pg-boss-12';
  * pg-boss 12 in its exactly-once mode (`transactional: true` workers: the handler's writes and
  * the job's completion in one transaction), LISTEN/NOTIFY on, batchSize 200, one work() per process.
  */
-export function pgboss12(): QueueSystem {
-  const env = (url: string) => ({ DATABASE_URL: url, PEER_PACKAGE: PGBOSS_12 });
+export function pgboss12(options: { ioMs?: number; key?: string; label?: string } = {}): QueueSystem {
+  const env = (url: string) => ({ DATABASE_URL: url, PEER_PACKAGE: PGBOSS_12, PB_IO_MS: String(options.ioMs ?? 0) });
   return {
-    key: 'pgboss12',
-    label: 'pg-boss 12 (Node 22) transactional, LISTEN/NOTIFY, batchSize 200',
+    key: options.key ?? 'pgboss12',
+    label: options.label ?? 'pg-boss 12 (Node 22) transactional, LISTEN/NOTIFY, batchSize 200',
     async prepare(url: string) {
       await migrateApp(url);
       await dropChannelTriggers(url);

@@ -218,13 +218,30 @@ export async function w5(ctx: BenchContext, options: { n: number; timeLimitMs: n
 /** W6's callback: each message awaits this long (a stand-in for an HTTP call), then inserts its post. */
 const W6_IO_MS = 20;
 
-/** The systems W6 compares: ours with its concurrency options, graphile-worker at concurrency 10 and 50, pg-boss. */
+/**
+ * The systems W6 compares: ours at its best and at graphile-worker's concurrencies (10 and 50
+ * messages in hand per process: callbackConcurrency N over claims of N), graphile-worker at
+ * concurrency 10 and 50, without and with its localQueue (0.17; 0.18 at 50), pg-boss 10 and pg-boss
+ * 12 (transactional, a batch's jobs at once).
+ */
 export function ioSystems(): QueueSystem[] {
+  const graphileAt = (concurrency: number, localQueue: boolean, version?: '0.18') => graphile({
+    localQueue, concurrency, ioMs: W6_IO_MS, version,
+    key: `graphile${localQueue ? '-lq' : ''}${version ? '-018' : ''}-c${concurrency}`,
+    label: `graphile-worker${version ? ' 0.18 (Node 22)' : ''}${localQueue ? ' localQueue 500,' : ''} concurrency ${concurrency}`,
+  });
+  const oursAt = (concurrency: number) => ours({ key: `ours-cc${concurrency}`, label: `ours, callbackConcurrency ${concurrency}, batchSize ${concurrency}`, ioMs: W6_IO_MS, batchSize: concurrency, callbackConcurrency: concurrency });
   return [
     ours({ label: 'sequelize-pgpubsub, callbackConcurrency 100', ioMs: W6_IO_MS, batchSize: 100, callbackConcurrency: 100, concurrency: 2 }),
+    oursAt(10),
+    oursAt(50),
     ours({ key: 'ours-claims', label: 'ours, concurrency 10 (claim transactions), batchSize 5', ioMs: W6_IO_MS, batchSize: 5, concurrency: 10 }),
-    graphile({ localQueue: false, concurrency: 10, ioMs: W6_IO_MS, key: 'graphile-c10', label: 'graphile-worker concurrency 10' }),
-    graphile({ localQueue: false, concurrency: 50, ioMs: W6_IO_MS, key: 'graphile-c50', label: 'graphile-worker concurrency 50' }),
+    graphileAt(10, false),
+    graphileAt(50, false),
+    graphileAt(10, true),
+    graphileAt(50, true),
+    graphileAt(50, true, '0.18'),
+    pgboss12({ ioMs: W6_IO_MS, key: 'pgboss12-io', label: "pg-boss 12 (Node 22) transactional, batchSize 200, a batch's jobs at once" }),
     pgboss({ ioMs: W6_IO_MS, key: 'pgboss-io', label: 'pg-boss 10, batchSize 200, a batch\'s jobs at once' }),
     pgboss({ ioMs: W6_IO_MS, workers: 4, key: 'pgboss-io-4', label: 'pg-boss 10, 4 workers/proc, batchSize 200, jobs at once' }),
   ];
