@@ -77,13 +77,17 @@ function parseOptions() {
   // overwrites it, and a full run writes it even when told to write elsewhere too.
   const whole = !values.quick && !values.only && values.shapes === undefined;
   const latest = path.join(ROOT, 'bench', 'results', 'latest.json');
-  const json = path.resolve(values.json ?? (whole ? latest : path.join(ROOT, 'bench', 'results', 'partial.json')));
-  const alsoLatest = whole && json !== latest ? latest : null;
+  const partial = path.join(ROOT, 'bench', 'results', 'partial.json');
+  const json = path.resolve(values.json ?? (whole ? latest : partial));
+  if (!whole && json === latest) throw new Error('--json bench/results/latest.json is for a full run of every workload; write a quick or partial run elsewhere');
+  // While a full run is under way its results go to partial.json (or --json), and latest.json only once it is complete.
+  const interim = json === latest ? partial : json;
+  const alsoLatest = whole ? latest : null;
   const shapes = values.shapes === undefined ? null : values.shapes.split(',').map((s) => s.trim()).filter(Boolean);
   for (const shape of shapes ?? []) {
     if (shape !== 'held' && !(shape in BACKLOG_SHAPES)) throw new Error(`--shapes: unknown shape '${shape}' (known: held, ${Object.keys(BACKLOG_SHAPES).join(', ')})`);
   }
-  return { quick: values.quick!, runs, only, json, alsoLatest, from: values.from, shapes };
+  return { quick: values.quick!, runs, only, json, interim, alsoLatest, from: values.from, shapes };
 }
 
 /** The sizes of each workload: full as BENCHMARKS.md says, quick scaled down. */
@@ -191,10 +195,15 @@ async function main(): Promise<number> {
       })),
       targets: evaluateTargets(results),
     };
+    const text = `${JSON.stringify(json, null, 2)}\n`;
     fs.mkdirSync(path.dirname(options.json), { recursive: true });
-    fs.writeFileSync(options.json, `${JSON.stringify(json, null, 2)}\n`);
+    if (!complete) {
+      fs.writeFileSync(options.interim, text);
+      return;
+    }
+    fs.writeFileSync(options.json, text);
     // Only once complete: an interrupted full run is not the latest full run.
-    if (complete && options.alsoLatest) fs.writeFileSync(options.alsoLatest, `${JSON.stringify(json, null, 2)}\n`);
+    if (options.alsoLatest && options.alsoLatest !== options.json) fs.writeFileSync(options.alsoLatest, text);
   };
   try {
     await dropStaleDatabases(server.url);
@@ -229,7 +238,7 @@ async function main(): Promise<number> {
   const seconds = (performance.now() - t0) / 1000;
   const mode = options.quick ? 'quick' : 'full';
   process.stdout.write(`\n${renderHeader({ mode, date: startedAt.toISOString(), runs: options.runs, seconds, ...environment })}\n\n${renderTable(results, verdicts)}\n\n${renderSummary(verdicts)}\n`);
-  log(`bench: wrote ${path.relative(process.cwd(), options.json)}${options.alsoLatest ? ` and ${path.relative(process.cwd(), options.alsoLatest)}` : ''}`);
+  log(`bench: wrote ${path.relative(process.cwd(), options.json)}${options.alsoLatest && options.alsoLatest !== options.json ? ` and ${path.relative(process.cwd(), options.alsoLatest)}` : ''}`);
   return results.rows.some((row) => row.runs.some((run) => !run.ok)) ? 1 : 0;
 }
 

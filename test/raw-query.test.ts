@@ -5,9 +5,11 @@
  * callback's time limit is up or its transaction ended; in batch callbacks too.
  */
 import { expect } from 'chai';
+import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { type CallbackContext, ChannelUsageError, type CustomMessage, CallbackTimeoutError, channel } from '../lib';
+import { oneQueryAtATime } from '../lib/listener/query-guards';
 import { exampleAppPerTest } from './support/example-app-per-test';
 
 describe('raw queries in callbacks (context.query)', function () {
@@ -35,10 +37,16 @@ describe('raw queries in callbacks (context.query)', function () {
     expect(at).to.be.instanceOf(Date);
   });
 
-  it('runs the queries a callback starts at once one after another, as node-postgres asks (no deprecation warning)', async () => {
-    const warnings: string[] = [];
-    const onWarning = (warning: Error) => warnings.push(warning.message);
-    process.on('warning', onWarning);
+  it('runs the queries a callback starts at once one after another, as node-postgres asks: none is issued while another runs', async () => {
+    // node-postgres deprecates a query issued while its client runs another (its warning comes once
+    // per process, so the test looks at the client itself).
+    const overlaps: string[] = [];
+    const own = Client.prototype.query;
+    Client.prototype.query = function (this: Client & { _activeQuery?: unknown; _queryQueue?: unknown[] }, ...args: unknown[]) {
+      const text = typeof args[0] === 'string' ? args[0] : '';
+      if (text.startsWith('INSERT INTO posts') && (this._activeQuery || this._queryQueue?.length)) overlaps.push(text);
+      return (own as (...rest: unknown[]) => unknown).apply(this, args);
+    } as typeof own;
     try {
       test.app.sequelize.pgpubsub.on(test.app.Author, 'author_created', async ({ new: author }, { query }) => {
         await Promise.all([1, 2, 3].map((k) => query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', [`post ${k}`, author!.id])));
@@ -46,11 +54,10 @@ describe('raw queries in callbacks (context.query)', function () {
       await test.app.sequelize.query("INSERT INTO authors (name) SELECT 'c' || i FROM generate_series(1, 10) AS i");
       await listen();
       await eventually(async () => (await count('posts')) === 30, 'three posts per author');
-      await new Promise((resolve) => setImmediate(resolve));
     } finally {
-      process.off('warning', onWarning);
+      Client.prototype.query = own;
     }
-    expect(warnings.filter((message) => /already executing a query/.test(message))).to.deep.equal([]);
+    expect(overlaps).to.deep.equal([]);
   });
 
   for (const savepoints of ['on-failure', 'always'] as const) {
@@ -118,5 +125,36 @@ describe('raw queries in callbacks (context.query)', function () {
     await listen({ batchSize: 10 });
     await eventually(async () => (await count('posts')) === 30, 'a post per author');
     expect(await count('(SELECT DISTINCT author_id FROM posts) AS p')).to.equal(30);
+  });
+});
+
+describe("a batch's shared connection (oneQueryAtATime) once the batch is over", () => {
+  it('never sends a query still waiting for its turn when the shared use ends: it would run after the ROLLBACK, outside the transaction', async function () {
+    this.timeout(5000);
+    // The client as node-postgres is to it: callback-style queries, answered when the test says.
+    const sent: string[] = [];
+    const answers: Array<() => void> = [];
+    const client = {
+      query(text: string, ...rest: unknown[]) {
+        sent.push(text);
+        const callback = rest.at(-1) as (error: unknown, result?: unknown) => void;
+        answers.push(() => callback(null, { rows: [] }));
+      },
+    };
+    const restore = oneQueryAtATime(client as never);
+    const slow = (client.query as unknown as (text: string) => Promise<unknown>)('SELECT pg_sleep(1)');
+    const waiting = (client.query as unknown as (text: string) => Promise<unknown>)("INSERT INTO authors (name) VALUES ('late')");
+    const refused = waiting.catch((error: unknown) => error);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sent, 'the first is sent, the second waits for it').to.deep.equal(['SELECT pg_sleep(1)']);
+    // The batch is abandoned (its callbacks timed out): the listener puts the client back and rolls back.
+    restore();
+    client.query('ROLLBACK', () => undefined);
+    answers.shift()!();
+    const error = await refused;
+    expect(sent).to.deep.equal(['SELECT pg_sleep(1)', 'ROLLBACK']);
+    expect(error).to.be.instanceOf(ChannelUsageError);
+    expect((error as ChannelUsageError).code).to.equal('PGPUBSUB_QUERY_AFTER_END');
+    await slow;
   });
 });

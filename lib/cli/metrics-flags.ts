@@ -12,6 +12,9 @@ import type { LoadedApp } from '../process/app-loader';
 import type { SupervisorState } from '../process/supervisor';
 import { portNumber } from './args';
 
+/** Set in a worker's environment when its primary serves metrics (lib/ops/metrics-cluster.ts answers its requests). */
+export const METRICS_ENV = 'PGPUBSUB_METRICS';
+
 export interface MetricsFlags {
   metricsPort?: number;
   metricsHost?: string;
@@ -41,7 +44,7 @@ export async function primaryMetrics(app: LoadedApp, flags: MetricsFlags, logger
     await app.sequelize.close();
     return { state, env: {}, close: async () => undefined };
   }
-  const { METRICS_ENV, servePrimaryMetrics } = require('../ops/metrics-cluster') as typeof import('../ops/metrics-cluster');
+  const { servePrimaryMetrics } = require('../ops/metrics-cluster') as typeof import('../ops/metrics-cluster');
   const server = await servePrimaryMetrics(app.pubsub, state, { port: flags.metricsPort, host: flags.metricsHost }, logger);
   return {
     state,
@@ -58,9 +61,12 @@ export async function primaryMetrics(app: LoadedApp, flags: MetricsFlags, logger
  * anything does (the primary's endpoint, or this process's own with `--worker --metrics-port`).
  */
 export async function workerMetricsFor(app: LoadedApp, flags: MetricsFlags & { worker?: boolean }, logger: Logger): Promise<{ observe?: (listener: Listener) => void; close(): void }> {
-  const { METRICS_ENV, serveWorkerMetrics, workerMetrics } = require('../ops/metrics-cluster') as typeof import('../ops/metrics-cluster');
-  if (cluster.isWorker && process.env[METRICS_ENV] === '1') return { observe: workerMetrics(), close: () => undefined };
-  if (!flags.worker || flags.metricsPort === undefined) return { close: () => undefined };
-  const { server, observe } = await serveWorkerMetrics(app.pubsub, { port: flags.metricsPort, host: flags.metricsHost }, logger);
+  const forPrimary = cluster.isWorker && process.env[METRICS_ENV] === '1';
+  const ownPort = !cluster.isWorker && flags.worker && flags.metricsPort !== undefined;
+  // Without metrics, prom-client is never loaded.
+  if (!forPrimary && !ownPort) return { close: () => undefined };
+  const { serveWorkerMetrics, workerMetrics } = require('../ops/metrics-cluster') as typeof import('../ops/metrics-cluster');
+  if (forPrimary) return { observe: workerMetrics(), close: () => undefined };
+  const { server, observe } = await serveWorkerMetrics(app.pubsub, { port: flags.metricsPort!, host: flags.metricsHost }, logger);
   return { observe, close: () => stopServing(server) };
 }

@@ -2,6 +2,8 @@
  * Guards for connections the listener shares or cannot trust: queries taken one at a time, waits
  * bounded in time, and a socket closed at once when the network path under it is dead.
  */
+import { ChannelUsageError } from '../errors';
+
 export type QueryFn = (...args: unknown[]) => unknown;
 
 /**
@@ -10,16 +12,24 @@ export type QueryFn = (...args: unknown[]) => unknown;
  * its transaction), and node-postgres no longer wants a query issued while another runs. Each
  * waits for the one before (bounded by the client's query_timeout, or the callback's time limit).
  * Promise and callback calls are both queued; a submittable (a cursor) goes straight through.
- * Returns the function that puts the client's own query back.
+ * Returns the function that puts the client's own query back; a call still waiting for its turn
+ * then is refused, never sent (ChannelUsageError PGPUBSUB_QUERY_AFTER_END).
  */
 export function oneQueryAtATime(client: { query: QueryFn }): () => void {
   const own = client.query;
   const query = own.bind(client) as QueryFn;
   let last: Promise<unknown> = Promise.resolve();
+  let open = true;
   client.query = (...args: unknown[]) => {
     if (typeof (args[0] as { submit?: unknown } | null)?.submit === 'function') return query(...args);
     const callback = typeof args.at(-1) === 'function' ? args.pop() as (error: unknown, result?: unknown) => void : null;
     const run = last.then(() => new Promise((resolve, reject) => {
+      // Put back before its turn came: the shared use is over (a batch's callbacks abandoned when it
+      // rolled back): sent now it would run after the batch's ROLLBACK, outside its transaction.
+      if (!open) {
+        reject(new ChannelUsageError('PGPUBSUB_QUERY_AFTER_END', 'a query on a batch\'s connection came after the batch ended (its callbacks timed out or failed); it was not sent'));
+        return;
+      }
       query(...args, (error: unknown, result: unknown) => (error ? reject(error) : resolve(result)));
     }));
     last = run.catch(() => undefined);
@@ -27,7 +37,10 @@ export function oneQueryAtATime(client: { query: QueryFn }): () => void {
     run.then((result) => callback(null, result), (error: unknown) => callback(error));
     return undefined;
   };
-  return () => { client.query = own; };
+  return () => {
+    open = false;
+    client.query = own;
+  };
 }
 
 /** Rejects with `onExpire()`'s error when `promise` takes longer than `ms`. */

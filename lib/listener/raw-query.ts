@@ -25,6 +25,17 @@ interface OpenTransaction {
 const running = new WeakMap<PgClient, Promise<unknown>>();
 
 /**
+ * A refused query's promise (after the time limit, or the transaction's end): it rejects for
+ * whoever awaits it, and one nobody awaits (a query a callback fired and forgot) is dropped instead
+ * of ending the process as an unhandled rejection.
+ */
+function refused(error: unknown): Promise<never> {
+  const promise = Promise.reject(error);
+  promise.catch(() => undefined);
+  return promise;
+}
+
+/**
  * The `query` of a callback's context for `transaction`. `expired()` is the run's time-limit error
  * once time is up (the transaction is rolled back then): a query after it, or after the
  * transaction ended, is refused rather than sent on a connection that is no longer the message's.
@@ -48,9 +59,11 @@ export function rawQuery(transaction: Transaction, expired: () => Error | null):
     try {
       result = before ? before.then(() => send(text, values)) : send(text, values);
     } catch (error) {
-      return Promise.reject(error);
+      return refused(error);
     }
     if (connection) {
+      // Also what makes a failure of a query nobody awaits no unhandled rejection: its transaction
+      // is then aborted, and the batch rolls back and runs again.
       const settled = result.catch(() => undefined);
       running.set(connection, settled);
       void settled.then(() => { if (running.get(connection) === settled) running.delete(connection); });

@@ -17,9 +17,6 @@ import { DatabaseMetrics, ListenerMetrics, type Readiness, databaseReady, metric
 import type { PgPubSub } from '../pubsub';
 import type { SupervisorState, WorkerMessage } from '../process/supervisor';
 
-/** Set in a worker's environment when its primary serves metrics. */
-export const METRICS_ENV = 'PGPUBSUB_METRICS';
-
 const REQUEST = 'pgpubsub:metrics-request';
 const ANSWER_WITHIN_MS = 1000;
 

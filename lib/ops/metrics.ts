@@ -36,6 +36,8 @@ export class ListenerMetrics {
   readonly #reconnects: Counter;
   /** The relays observed (lib/relay/relay.ts): their own figures are read at each scrape. */
   readonly #relays = new Set<RelayFigures>();
+  #relayMetrics = false;
+  #goneDuplicates = 0;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -53,20 +55,36 @@ export class ListenerMetrics {
     this.#broadcasts = new Counter({ name: 'pgpubsub_broadcasts_total', help: "Broadcasts whose callbacks ran and committed", labelNames: ['channel'], registers });
     this.#ranAlone = new Counter({ name: 'pgpubsub_ran_alone_total', help: 'Notifications a dead process held, run alone', registers });
     this.#reconnects = new Counter({ name: 'pgpubsub_reconnects_total', help: 'Times a LISTEN connection was lost and made again', registers });
-    const relays = this.#relays;
-    new Counter({
-      name: 'pgpubsub_relay_duplicates_total', help: 'Messages a relay published that the stream already had (republished after a failed commit or a crash, and dropped there)', registers,
-      collect() {
-        this.reset();
-        for (const relay of relays) this.inc(relay.relayStats.duplicates);
-      },
-    });
-    new Gauge({
-      name: 'pgpubsub_relay_nats_connected', help: 'Relays connected to NATS (a relay whose connection is lost leaves its rows stored until it is back)', registers,
-      collect() {
-        this.set([...relays].filter((relay) => relay.natsConnected).length);
-      },
-    });
+  }
+
+  /**
+   * A relay's own figures, registered with the first relay observed (a plain listener's scrape has
+   * none of them): read at each scrape, the duplicates of relays no longer observed kept in the sum.
+   */
+  #observeRelay(relay: RelayFigures): () => void {
+    if (!this.#relayMetrics) {
+      const relays = this.#relays;
+      const gone = () => this.#goneDuplicates;
+      this.#relayMetrics = true;
+      new Counter({
+        name: 'pgpubsub_relay_duplicates_total', help: 'Messages a relay published that the stream already had (republished after a failed commit or a crash, and dropped there)', registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(gone() + [...relays].reduce((sum, observed) => sum + observed.relayStats.duplicates, 0));
+        },
+      });
+      new Gauge({
+        name: 'pgpubsub_relay_nats_connected', help: 'Relays connected to NATS (a relay whose connection is lost leaves its rows stored until it is back)', registers: [this.registry],
+        collect() {
+          this.set([...relays].filter((observed) => observed.natsConnected).length);
+        },
+      });
+    }
+    this.#relays.add(relay);
+    return () => {
+      if (!this.#relays.delete(relay)) return;
+      this.#goneDuplicates += relay.relayStats.duplicates;
+    };
   }
 
   /** Counts what `listener` does from now on; returns the function that stops counting. */
@@ -84,11 +102,7 @@ export class ListenerMetrics {
     on('ranAlone', () => this.#ranAlone.inc());
     on('reconnected', () => this.#reconnects.inc());
     // A relay: its messages are counted as processed (relayed), and its own figures read at each scrape.
-    if ('relayStats' in listener) {
-      const relay = listener as unknown as RelayFigures;
-      this.#relays.add(relay);
-      detach.push(() => this.#relays.delete(relay));
-    }
+    if ('relayStats' in listener) detach.push(this.#observeRelay(listener as unknown as RelayFigures));
     return () => { for (const off of detach) off(); };
   }
 }
