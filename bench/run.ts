@@ -82,7 +82,7 @@ function parseOptions() {
   if (!whole && json === latest) throw new Error('--json bench/results/latest.json is for a full run of every workload; write a quick or partial run elsewhere');
   // While a full run is under way its results go to partial.json (or --json), and latest.json only once it is complete.
   const interim = json === latest ? partial : json;
-  const alsoLatest = whole ? latest : null;
+  const alsoLatest = whole && json !== latest ? latest : null;
   const shapes = values.shapes === undefined ? null : values.shapes.split(',').map((s) => s.trim()).filter(Boolean);
   for (const shape of shapes ?? []) {
     if (shape !== 'held' && !(shape in BACKLOG_SHAPES)) throw new Error(`--shapes: unknown shape '${shape}' (known: held, ${Object.keys(BACKLOG_SHAPES).join(', ')})`);
@@ -203,7 +203,7 @@ async function main(): Promise<number> {
     }
     fs.writeFileSync(options.json, text);
     // Only once complete: an interrupted full run is not the latest full run.
-    if (options.alsoLatest && options.alsoLatest !== options.json) fs.writeFileSync(options.alsoLatest, text);
+    if (options.alsoLatest) fs.writeFileSync(options.alsoLatest, text);
   };
   try {
     await dropStaleDatabases(server.url);
@@ -238,7 +238,7 @@ async function main(): Promise<number> {
   const seconds = (performance.now() - t0) / 1000;
   const mode = options.quick ? 'quick' : 'full';
   process.stdout.write(`\n${renderHeader({ mode, date: startedAt.toISOString(), runs: options.runs, seconds, ...environment })}\n\n${renderTable(results, verdicts)}\n\n${renderSummary(verdicts)}\n`);
-  log(`bench: wrote ${path.relative(process.cwd(), options.json)}${options.alsoLatest && options.alsoLatest !== options.json ? ` and ${path.relative(process.cwd(), options.alsoLatest)}` : ''}`);
+  log(`bench: wrote ${path.relative(process.cwd(), options.json)}${options.alsoLatest ? ` and ${path.relative(process.cwd(), options.alsoLatest)}` : ''}`);
   return results.rows.some((row) => row.runs.some((run) => !run.ok)) ? 1 : 0;
 }
 
