@@ -15,8 +15,8 @@ await umzug.up();
 
 // The same names as the sequelize-cli stubs, then the app's, then the content-addressed trigger step.
 const executed = (await umzug.executed()).map((migration) => migration.name);
-assert.deepEqual(executed.slice(0, 4), ['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', '20260101000000-create-authors-and-posts']);
-assert.equal(executed[4], sequelize.pgpubsub.triggers.migration().name);
+assert.deepEqual(executed.slice(0, 5), ['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', '00000000000004-pgpubsub-claim-plan.js', '20260101000000-create-authors-and-posts']);
+assert.equal(executed[5], sequelize.pgpubsub.triggers.migration().name);
 assert.equal((await sequelize.pgpubsub.triggers.check()).ok, true, 'triggers installed');
 assert.deepEqual((await umzug.pending()).map((migration) => migration.name), [], 'nothing pending: a second up() runs nothing');
 

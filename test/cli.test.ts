@@ -454,8 +454,8 @@ module.exports = { sequelize };
       fs.copyFileSync(path.join(ROOT, 'migrations', committed), path.join(dir, committed));
       const written = await pgpubsub(['migration:generate', '--migrations-path', dir], { url });
       expect(written.code, shown(written)).to.equal(0);
-      expect(fs.readdirSync(dir).sort()).to.deep.equal(['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', committed]);
-      expect(written.stdout.split('\n').slice(0, 3)).to.deep.equal(['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js']
+      expect(fs.readdirSync(dir).sort()).to.deep.equal(['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', '00000000000004-pgpubsub-claim-plan.js', committed]);
+      expect(written.stdout.split('\n').slice(0, 4)).to.deep.equal(['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', '00000000000004-pgpubsub-claim-plan.js']
         .map((stub) => `Wrote ${path.relative(ROOT, path.join(dir, stub))} (library migration stub).`));
       expect(fs.readFileSync(path.join(dir, '00000000000001-pgpubsub-baseline.js'), 'utf8')).to.contain("module.exports = require('sequelize-pgpubsub/migrations/baseline');");
       expect(fs.readFileSync(path.join(dir, '00000000000002-pgpubsub-claim-by-due.js'), 'utf8')).to.contain("module.exports = require('sequelize-pgpubsub/migrations/claim-by-due');");
@@ -463,18 +463,19 @@ module.exports = { sequelize };
       const again = await pgpubsub(['migration:generate', '--migrations-path', dir], { url });
       expect(again.code, shown(again)).to.equal(0);
       expect(again.stdout).not.to.contain('library migration stub');
-      expect(fs.readdirSync(dir)).to.have.length(4);
+      expect(fs.readdirSync(dir)).to.have.length(5);
 
       // The stubs under names of the app's own: they are found by the module they require.
       const own = tmpDir();
       fs.writeFileSync(path.join(own, '20250101000000-library.js'), "module.exports = require('sequelize-pgpubsub/migrations/baseline');\n");
       fs.writeFileSync(path.join(own, '20250101000001-library.js'), "module.exports = require('sequelize-pgpubsub/migrations/claim-by-due');\n");
       fs.writeFileSync(path.join(own, '20250101000002-library.js'), "module.exports = require('sequelize-pgpubsub/migrations/inbox');\n");
+      fs.writeFileSync(path.join(own, '20250101000003-library.js'), "module.exports = require('sequelize-pgpubsub/migrations/claim-plan');\n");
       fs.copyFileSync(path.join(ROOT, 'migrations', committed), path.join(own, committed));
       const none = await pgpubsub(['migration:generate', '--migrations-path', own], { url });
       expect(none.code, shown(none)).to.equal(0);
       expect(none.stdout).not.to.contain('library migration stub');
-      expect(fs.readdirSync(own).sort()).to.deep.equal(['20250101000000-library.js', '20250101000001-library.js', '20250101000002-library.js', committed]);
+      expect(fs.readdirSync(own).sort()).to.deep.equal(['20250101000000-library.js', '20250101000001-library.js', '20250101000002-library.js', '20250101000003-library.js', committed]);
     });
   });
 });

@@ -98,8 +98,9 @@ assert.equal(pgpubsub, mod.default);
 assert.equal(typeof install, 'function');
 assert.equal(typeof channel, 'function');
 assert.equal(typeof PgPubSubError, 'function');
-assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js']);
+assert.deepEqual(migrations.map((m) => m.name), ['00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', '00000000000004-pgpubsub-claim-plan.js']);
 assert.equal(require('sequelize-pgpubsub/migrations/inbox').name, '00000000000003-pgpubsub-inbox.js');
+assert.equal(require('sequelize-pgpubsub/migrations/claim-plan').name, '00000000000004-pgpubsub-claim-plan.js');
 assert.equal(require('sequelize-pgpubsub/migrations/claim-by-due').name, '00000000000002-pgpubsub-claim-by-due.js');
 const baseline = require('sequelize-pgpubsub/migrations/baseline');
 assert.equal(baseline.name, '00000000000001-pgpubsub-baseline.js');
@@ -266,7 +267,8 @@ describe('installed package (dist/, exports map, bin)', function () {
     expect(fs.existsSync(path.join(installed, 'lib'))).to.equal(false);
     for (const file of ['index.js', 'index.d.ts', 'plugin.d.ts', 'cli/main.js', 'db/migrations/baseline.js', 'db/migrations/baseline.d.ts', 'db/migrations/001_baseline.up.sql', 'db/migrations/001_baseline.down.sql',
       'db/migrations/claim-by-due.js', 'db/migrations/claim-by-due.d.ts', 'db/migrations/002_claim_by_due.up.sql', 'db/migrations/002_claim_by_due.down.sql',
-      'db/migrations/inbox.js', 'db/migrations/inbox.d.ts', 'db/migrations/003_inbox.up.sql', 'db/migrations/003_inbox.down.sql']) {
+      'db/migrations/inbox.js', 'db/migrations/inbox.d.ts', 'db/migrations/003_inbox.up.sql', 'db/migrations/003_inbox.down.sql',
+      'db/migrations/claim-plan.js', 'db/migrations/claim-plan.d.ts', 'db/migrations/004_claim_plan.up.sql', 'db/migrations/004_claim_plan.down.sql']) {
       expect(fs.existsSync(path.join(installed, 'dist', file)), `dist/${file}`).to.equal(true);
     }
     const linked = fs.readdirSync(path.join(app, 'node_modules'));
@@ -345,7 +347,7 @@ describe('installed package (dist/, exports map, bin)', function () {
     const second = await sequelizeCli(['db:migrate']);
     expect(second.code, shown(second)).to.equal(0);
     expect((await sql<{ name: string }>(url, 'SELECT name FROM "SequelizeMeta" ORDER BY name')).map((row) => row.name)).to.deep.equal([
-      '00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', '20260101000000-create-authors.js', generated[0]]);
+      '00000000000001-pgpubsub-baseline.js', '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', '00000000000004-pgpubsub-claim-plan.js', '20260101000000-create-authors.js', generated[0]]);
 
     const check = await pgpubsub(['triggers', 'check']);
     expect(check.code, shown(check)).to.equal(0);
@@ -405,12 +407,13 @@ describe('installed package (dist/, exports map, bin)', function () {
       expect(generate.code, shown(generate)).to.equal(0);
       expect(generate.stdout).to.contain('00000000000001-pgpubsub-baseline.js (library migration stub)')
         .and.to.contain('00000000000002-pgpubsub-claim-by-due.js (library migration stub)')
-        .and.to.contain('00000000000003-pgpubsub-inbox.js (library migration stub)');
+        .and.to.contain('00000000000003-pgpubsub-inbox.js (library migration stub)')
+        .and.to.contain('00000000000004-pgpubsub-claim-plan.js (library migration stub)');
       const migrate = await sequelizeCli(['db:migrate']);
       expect(migrate.code, shown(migrate)).to.equal(0);
       const check = await pgpubsub(['triggers', 'check']);
       expect(check.code, shown(check)).to.equal(0);
-      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 3 }]);
+      expect(await sql(url, 'SELECT max(version) AS version FROM pgpubsub.version')).to.deep.equal([{ version: 4 }]);
     } finally {
       fs.rmSync(migrationsDir, { recursive: true, force: true });
     }
@@ -439,9 +442,9 @@ await Promise.resolve();
     const generate = await pgpubsub(['migration:generate', ...where]);
     expect(generate.code, shown(generate)).to.equal(0);
     const written = files();
-    expect(written.slice(0, 3)).to.deep.equal(['00000000000001-pgpubsub-baseline.cjs', '00000000000002-pgpubsub-claim-by-due.cjs', '00000000000003-pgpubsub-inbox.cjs']);
-    expect(written[3]).to.match(/^\d{14}-pgpubsub-triggers\.cjs$/);
-    expect(written).to.have.length(4);
+    expect(written.slice(0, 4)).to.deep.equal(['00000000000001-pgpubsub-baseline.cjs', '00000000000002-pgpubsub-claim-by-due.cjs', '00000000000003-pgpubsub-inbox.cjs', '00000000000004-pgpubsub-claim-plan.cjs']);
+    expect(written[4]).to.match(/^\d{14}-pgpubsub-triggers\.cjs$/);
+    expect(written).to.have.length(5);
     const migrate = await sequelizeCli(['db:migrate']);
     expect(migrate.code, shown(migrate)).to.equal(0);
     const check = await pgpubsub(['triggers', 'check']);
@@ -452,7 +455,7 @@ await Promise.resolve();
     expect(files()).to.deep.equal(written);
     // A trigger migration an earlier version wrote as .js there (an ES module to Node, whose
     // module.exports fails) still counts as the previous state: read from its frozen JSON.
-    const triggersFile = path.join(esm, 'migrations', written[3]);
+    const triggersFile = path.join(esm, 'migrations', written[4]);
     fs.renameSync(triggersFile, triggersFile.replace(/\.cjs$/, '.js'));
     const fromJs = await pgpubsub(['migration:generate', '--json', ...where]);
     expect(fromJs.code, shown(fromJs)).to.equal(0);

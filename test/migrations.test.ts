@@ -20,7 +20,7 @@ const SEQUELIZE_CLI = path.join(ROOT, 'node_modules', '.bin', 'sequelize-cli');
 const BIN = path.join(ROOT, 'bin', 'pgpubsub.js');
 const TRIGGER_STEP_PREFIX = 'pgpubsub-triggers-';
 const BASELINE_MIGRATION = '00000000000001-pgpubsub-baseline.js';
-const LIBRARY_MIGRATIONS = [BASELINE_MIGRATION, '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js'];
+const LIBRARY_MIGRATIONS = [BASELINE_MIGRATION, '00000000000002-pgpubsub-claim-by-due.js', '00000000000003-pgpubsub-inbox.js', '00000000000004-pgpubsub-claim-plan.js'];
 
 async function rows<R extends object>(sequelize: Sequelize, sql: string): Promise<R[]> {
   return sequelize.query<R>(sql, { type: QueryTypes.SELECT });

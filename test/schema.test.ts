@@ -62,7 +62,7 @@ describe("the library's schema as text", function () {
   it('every migration text fills all its placeholders, and names an unknown one with the known ones', () => {
     const target = { objects: libraryObjects('app_bus'), storage: '"meta"."migrations"' };
     const bases = fs.readdirSync(MIGRATIONS_DIR).filter((file) => file.endsWith('.up.sql')).map((file) => file.replace(/\.up\.sql$/, ''));
-    expect(bases).to.deep.equal(['001_baseline', '002_claim_by_due', '003_inbox']);
+    expect(bases).to.deep.equal(['001_baseline', '002_claim_by_due', '003_inbox', '004_claim_plan']);
     expect(bases).to.have.length(migrations.length);
     for (const base of bases) {
       const { up, down } = readMigrationSql(base, MIGRATIONS_DIR);

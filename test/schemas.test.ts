@@ -141,7 +141,7 @@ describe('schemas', function () {
       expect(await rows(sequelize, 'SELECT app_pubsub.db_version() AS v')).to.deep.equal([{ v: '20260301000000-nothing.js' }]);
       const undo = await run(SEQUELIZE_CLI, ['db:migrate:undo'], { url: db.url, cwd: dir });
       expect(undo.code, shown(undo)).to.equal(0);
-      expect(await rows(sequelize, 'SELECT app_pubsub.db_version() AS v')).to.deep.equal([{ v: '00000000000003-pgpubsub-inbox.js' }]);
+      expect(await rows(sequelize, 'SELECT app_pubsub.db_version() AS v')).to.deep.equal([{ v: '00000000000004-pgpubsub-claim-plan.js' }]);
       // No stray table in public (the storage table is where the config says), and no default schema.
       expect(await rows(sequelize, "SELECT to_regclass('public.\"SequelizeMeta\"') AS t, to_regnamespace('pgpubsub') AS s")).to.deep.equal([{ t: null, s: null }]);
       const undoAll = await run(SEQUELIZE_CLI, ['db:migrate:undo:all'], { url: db.url, cwd: dir });

@@ -2,6 +2,7 @@ import path from 'node:path';
 import PgBoss from 'pg-boss';
 import { dropChannelTriggers, insertAuthors, migrateApp, withClient } from '../support/db';
 import { nodeBinary } from '../../dev/versions';
+import { ROOT, spawnProcess } from '../../dev/processes';
 import { runOnNode, startChildren } from './children';
 import type { QueueSystem, StartOptions } from './types';
 
@@ -70,6 +71,12 @@ export function pgboss12(options: { ioMs?: number; key?: string; label?: string 
     async produce(url: string, n: number) {
       await insertAuthors(url, n);
       await runOnNode(nodeBinary(22), PEER_ADMIN, ['pgboss-insert'], env(url));
+    },
+    async producePaced(url: string, durationMs: number, perSecond: number) {
+      const producer = spawnProcess(PEER_ADMIN, ['pgboss-paced', String(durationMs), String(perSecond)], env(url), ROOT, { node: nodeBinary(22) });
+      const exit = await producer.exited;
+      if (exit.code !== 0) throw new Error(`pg-boss's paced producer failed: ${producer.describe()}`);
+      return producer.all('committed').map((e) => ({ id: Number(e.id), committedAt: BigInt(String(e.at)), offsetMs: Number(e.offsetMs) }));
     },
   };
 }

@@ -24,6 +24,13 @@ export interface StartOptions {
   nodeArgs?: string[];
 }
 
+/** One paced commit of W2: its author, the monotonic time (µs) right after COMMIT returned, and ms since the first. */
+export interface PacedCommit {
+  id: number;
+  committedAt: bigint;
+  offsetMs: number;
+}
+
 export interface QueueSystem {
   /** Stable id used in the JSON and in --only style filters. */
   readonly key: string;
@@ -35,4 +42,10 @@ export interface QueueSystem {
   start(url: string, processes: number, options?: StartOptions): Promise<Workers>;
   /** Makes n messages, one per new author, visible in one commit; untimed. */
   produce(url: string, n: number): Promise<void>;
+  /**
+   * W2's producer, when a system's messages cannot come from a plain author insert (pg-boss: its
+   * client's send() on the author's transaction): single-author commits paced at `perSecond` for
+   * `durationMs`. Without it, W2 inserts authors itself.
+   */
+  producePaced?(url: string, durationMs: number, perSecond: number): Promise<PacedCommit[]>;
 }

@@ -6,7 +6,8 @@ import { monotonicMicros, percentile } from '../support/stats';
 import type { RunResult } from '../results';
 import { graphile, installAddJobTrigger } from '../systems/graphile';
 import { ours } from '../systems/ours';
-import type { QueueSystem } from '../systems/types';
+import type { PacedCommit, QueueSystem } from '../systems/types';
+import { pgboss12 } from '../systems/pgboss';
 import { type BenchContext, onFreshDatabase } from './context';
 
 /** Samples from the first half second are dropped: connection and JIT warm-up, not steady state. */
@@ -22,21 +23,12 @@ export async function latencyOnce(ctx: BenchContext, system: QueueSystem, durati
   return onFreshDatabase(ctx, `${system.key}_latency`, async (url) => {
     await system.prepare(url);
     const workers = await system.start(url, 1);
-    const producer = new Client({ connectionString: url, application_name: 'bench-producer' });
+    const producer = new Client({ connectionString: url, application_name: 'bench-checker' });
     await producer.connect();
     try {
-      const committedAt = new Map<number, bigint>();
-      const startedAt = new Map<number, number>();
-      const intervalMs = 1000 / perSecond;
-      const t0 = performance.now();
-      for (let i = 0; i * intervalMs < durationMs; i++) {
-        const wait = t0 + i * intervalMs - performance.now();
-        if (wait > 0) await sleep(wait);
-        // Autocommit: the INSERT is its own transaction; its trigger enqueues (ours: stores + NOTIFY).
-        const { rows } = await producer.query<{ id: number }>('INSERT INTO authors (name) VALUES ($1) RETURNING id', [`Author ${i}`]);
-        committedAt.set(rows[0].id, monotonicMicros());
-        startedAt.set(rows[0].id, performance.now() - t0);
-      }
+      const commits = await (system.producePaced ?? pacedInserts)(url, durationMs, perSecond);
+      const committedAt = new Map(commits.map((c) => [c.id, c.committedAt]));
+      const startedAt = new Map(commits.map((c) => [c.id, c.offsetMs]));
       const n = committedAt.size;
       try {
         await eventually(async () => Number((await producer.query('SELECT count(*) AS n FROM posts')).rows[0].n) >= n, 'every insert to get its post', 30_000, 50);
@@ -66,6 +58,30 @@ export async function latencyOnce(ctx: BenchContext, system: QueueSystem, durati
   });
 }
 
+/**
+ * W2's producer: author inserts paced at `perSecond`, each its own transaction (autocommit), whose
+ * row trigger enqueues (ours: stores + NOTIFY; graphile-worker: add_job), noting the monotonic time
+ * right after each COMMIT returns.
+ */
+async function pacedInserts(url: string, durationMs: number, perSecond: number): Promise<PacedCommit[]> {
+  const producer = new Client({ connectionString: url, application_name: 'bench-producer' });
+  await producer.connect();
+  try {
+    const commits: PacedCommit[] = [];
+    const intervalMs = 1000 / perSecond;
+    const t0 = performance.now();
+    for (let i = 0; i * intervalMs < durationMs; i++) {
+      const wait = t0 + i * intervalMs - performance.now();
+      if (wait > 0) await sleep(wait);
+      const { rows } = await producer.query<{ id: number }>('INSERT INTO authors (name) VALUES ($1) RETURNING id', [`Author ${i}`]);
+      commits.push({ id: rows[0].id, committedAt: monotonicMicros(), offsetMs: performance.now() - t0 });
+    }
+    return commits;
+  } finally {
+    await producer.end();
+  }
+}
+
 /** graphile-worker enqueueing from its documented row trigger (add_job per inserted author); 0.17, or 0.18 on Node 22. */
 function graphileFromTrigger(localQueue: boolean, version?: '0.18'): QueueSystem {
   const system = graphile({ localQueue, version });
@@ -79,12 +95,12 @@ function graphileFromTrigger(localQueue: boolean, version?: '0.18'): QueueSystem
 }
 
 /**
- * W2: ours and graphile-worker 0.17 and 0.18 (localQueue; default too in a full run), one process
- * each. pg-boss is not in it: its jobs come from its client's send()/insert() (its NOTIFY is part of
- * that SQL), which a producer of author rows does not call; see BENCHMARKS.md.
+ * W2: ours, graphile-worker 0.17 and 0.18 (localQueue; default too in a full run) and pg-boss 12
+ * (LISTEN/NOTIFY, transactional; its producer send()s each job on the author's transaction, on
+ * Node 22), one process each.
  */
 export async function w2(ctx: BenchContext, options: { durationMs: number }): Promise<void> {
-  const systems = [ours(), graphileFromTrigger(true), graphileFromTrigger(true, '0.18'),
+  const systems = [ours(), graphileFromTrigger(true), graphileFromTrigger(true, '0.18'), pgboss12(),
     ...(ctx.quick ? [] : [graphileFromTrigger(false), graphileFromTrigger(false, '0.18')])];
   for (let run = 1; run <= ctx.runs; run++) {
     for (const system of systems) {

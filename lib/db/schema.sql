@@ -155,6 +155,7 @@ CREATE OR REPLACE FUNCTION pgpubsub.claim(channels text[], context jsonb, max_ro
  SET enable_sort TO 'off'
  SET jit TO 'off'
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
   orphans bigint[];

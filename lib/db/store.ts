@@ -46,7 +46,7 @@ export function chargeSetSql(values: { alias?: string; added: string; error: str
 }
 
 /** A claim's time limit as the server takes it (statement_timeout; idle_in_transaction_session_timeout is 5 s more), within int4. */
-function serverTimeoutMs(timeoutMs: number): number {
+export function serverTimeoutMs(timeoutMs: number): number {
   return Math.min(timeoutMs, 2 ** 31 - 6000);
 }
 
@@ -73,8 +73,8 @@ export function lagNow(row: Pick<ClaimedRow, 'lag_ms' | 'claimedAt'>): number {
   return Math.round((row.lag_ms + performance.now() - row.claimedAt) * 1000) / 1000;
 }
 
-
-function stamp(rows: ClaimedRow[]): ClaimedRow[] {
+/** Claimed rows, each stamped with this process's clock (for its lag later). */
+export function stamped(rows: ClaimedRow[]): ClaimedRow[] {
   const claimedAt = performance.now();
   for (const row of rows) row.claimedAt = claimedAt;
   return rows;
@@ -116,31 +116,6 @@ function firstPerChannel(objects: LibraryObjects, filter: ClaimFilter, bind: unk
  * rows and ordered rows waiting behind their key. The claim also sets the transaction's server-side
  * time limits from `timeoutMs` (see library migration 2).
  */
-export async function claimBatch(
-  objects: LibraryObjects,
-  sequelize: Sequelize,
-  transaction: Transaction,
-  filter: ClaimFilter,
-  limit: number,
-  claim: { holder: number; timeoutMs: number; resume?: ResumePoints | null },
-): Promise<ClaimedRow[]> {
-  const context = filter.context && Object.keys(filter.context).length > 0 ? JSON.stringify(filter.context) : null;
-  const resume = claim.resume ?? null;
-  // The lag from the created_at claim() read with the row (no second look-up of each row by id).
-  return stamp(await sequelize.query<ClaimedRow>(`SELECT c.id, c.channel, c.payload, c.attempts, c.suspect, c.due_us, pg_catalog.pg_current_xact_id()::text AS xact,
-           (extract(epoch FROM pg_catalog.clock_timestamp() - c.created_at) * 1000)::float8 AS lag_ms
-      FROM ${objects.claimFunction}($1::text[], $2::jsonb, $3::integer, $4::integer, $5::integer, $6::bigint[], $7::bigint[]) AS c`, {
-    bind: [filter.channels, context, limit, claim.holder, serverTimeoutMs(claim.timeoutMs), resume?.us ?? null, resume?.id ?? null], transaction, type: SELECT, ...LIBRARY_QUERY,
-  }));
-}
-
-/** Where each channel's claim walk resumes, aligned with the filter's channels (null: from the start of its range). */
-export interface ResumePoints {
-  /** available_at, in microseconds since the epoch (int8 as text). */
-  readonly us: ReadonlyArray<string | null>;
-  readonly id: ReadonlyArray<string | null>;
-}
-
 /** Deletes processed notifications, in the transaction that ran their callbacks. */
 export async function deleteProcessed(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
@@ -245,7 +220,7 @@ export async function lockOne(objects: LibraryObjects, sequelize: Sequelize, tra
        FROM ${objects.notificationTable} AS n WHERE n.id = $1::bigint FOR UPDATE SKIP LOCKED`,
     { bind: [id, serverTimeoutMs(timeoutMs)], transaction, type: SELECT, ...LIBRARY_QUERY },
   );
-  if (row) return stamp([row])[0];
+  if (row) return stamped([row])[0];
   const [stored] = await sequelize.query<{ stored: boolean }>(
     `SELECT EXISTS (SELECT FROM ${objects.notificationTable} WHERE id = $1::bigint) AS stored`,
     { bind: [id], transaction, type: SELECT, ...LIBRARY_QUERY },

@@ -19,7 +19,8 @@
  * no point: a key's next row becomes claimable where its key's earlier rows were, before the point,
  * and must not wait.
  */
-import type { ClaimFilter, ClaimedRow, ResumePoints } from '../db/store';
+import type { ClaimFilter, ClaimedRow } from '../db/store';
+import type { ResumePoints } from '../db/claim';
 
 /** How often a claim loop walks each range from its start again, at least (see restartAfterMs). */
 export const RESTART_EVERY_MS = 1000;

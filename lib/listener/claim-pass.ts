@@ -9,7 +9,8 @@ import type { Sequelize, Transaction } from 'sequelize';
 import type { AnyChannel } from '../channels/channel';
 import { markInflight } from '../db/inflight';
 import type { LibraryObjects } from '../db/objects';
-import { type ClaimedRow, claimBatch, deleteProcessed, foldUpdates, recordFailure, settleHeads } from '../db/store';
+import { type ClaimedRow, deleteProcessed, foldUpdates, recordFailure, settleHeads } from '../db/store';
+import { claimStatement } from '../db/claim';
 import { CallbackTimeoutError, SinkUnavailableError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { type AfterCommitHook, type CallbackRunner, type GroupItem, redirectAfterCommit } from './callbacks';
@@ -20,6 +21,8 @@ import { type QueryFn, oneQueryAtATime } from './query-guards';
 import type { ClaimScope, ClientSource, HolderKeys } from './parts';
 import type { Failure } from './types';
 import { type Overrun, chargeOverruns } from './overrun';
+import { openWithClaim } from './open-claim';
+import { runAtOnce } from './run-at-once';
 
 /** What a claim pass works with. */
 export interface ClaimPassParts {
@@ -47,30 +50,11 @@ export interface BatchOutcome {
   suspects: ClaimedRow[];
 }
 
+/** A row's message decoded ahead, or why it is none. */
+type Decoded = { message: unknown } | { error: unknown };
+
 /** A unit of callbacks (a message, or a batch callback's messages) run on the pass's transaction. */
 type Unit = (t: Transaction) => Promise<void>;
-
-/**
- * Runs `tasks`, at most `limit` at once, in order of start. After a failure it starts no more,
- * waits for those running, and throws: a failure of the connection first (it is no message's
- * fault), else the first failure.
- */
-async function runAtOnce(tasks: ReadonlyArray<() => Promise<void>>, limit: number): Promise<void> {
-  let next = 0;
-  const errors: unknown[] = [];
-  const lane = async () => {
-    while (next < tasks.length && errors.length === 0) {
-      const task = tasks[next++];
-      try {
-        await task();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, lane));
-  if (errors.length) throw errors.find((error) => !(error instanceof CallbackFailed)) ?? errors[0];
-}
 
 export class ClaimPass {
   readonly #parts: ClaimPassParts;
@@ -99,11 +83,13 @@ export class ClaimPass {
   async run(): Promise<BatchOutcome> {
     const { sequelize, callbacks } = this.#parts;
     await this.#settleOrdered();
-    const transaction = await sequelize.transaction();
-    let rows: ClaimedRow[];
+    const { transaction, rows } = await this.#claim();
     try {
-      rows = await this.#claim(transaction);
-      await this.#runRows(transaction, rows);
+      const marking = this.#mark(transaction, rows);
+      // The messages decoded while the marker is written; no callback runs before it is committed.
+      const decoded = this.#decode(rows);
+      await marking;
+      await this.#runRows(transaction, rows, decoded);
       await this.#commit(transaction);
       this.#parts.cursors.advance(this.#slot, rows);
     } catch (error) {
@@ -128,18 +114,22 @@ export class ClaimPass {
       .catch((error: unknown) => log.debug('could not mark waiting ordered rows', { event: 'settle-failed', err: error }));
   }
 
-  /** Claims the batch, marks it in flight, and folds coalescing channels' pending updates into their heads. */
-  async #claim(transaction: Transaction): Promise<ClaimedRow[]> {
-    const { objects, sequelize, callbacks, channels, connection } = this.#parts;
-    const holder = this.#holder;
-    const { cursors } = this.#parts;
+  /** Opens the batch's transaction with its claim (one round trip); rolled back if that fails. */
+  async #claim(): Promise<{ transaction: Transaction; rows: ClaimedRow[] }> {
+    const { objects, sequelize, callbacks, channels, cursors } = this.#parts;
     const filter = this.#parts.scope.claimable;
     const resume = cursors.resume(this.#slot, filter);
     const started = performance.now();
-    const rows = await callbacks.library(transaction, 'claim', claimBatch(objects, sequelize, transaction, filter, this.#parts.options.batchSize, {
-      holder: holder ?? 0, timeoutMs: channels.claimTimeoutMs, resume,
-    }));
+    const claim = claimStatement(objects, filter, this.#parts.options.batchSize, { holder: this.#holder ?? 0, timeoutMs: channels.claimTimeoutMs, resume });
+    const claimed = await openWithClaim(sequelize, claim, callbacks);
     if (!resume) cursors.walked(this.#slot, performance.now() - started);
+    return claimed;
+  }
+
+  /** Marks the batch in flight, and folds coalescing channels' pending updates into their heads. */
+  async #mark(transaction: Transaction, rows: readonly ClaimedRow[]): Promise<void> {
+    const { objects, sequelize, callbacks, channels, connection } = this.#parts;
+    const holder = this.#holder;
     // Committed before any callback runs: if this process dies now, the next claim knows these ids.
     if (rows.length && holder !== undefined) {
       const ids = rows.map((row) => row.id);
@@ -148,7 +138,28 @@ export class ClaimPass {
     // Coalescing channels: a row's pending updates fold into the one claimed (deleted with it).
     const coalescing = channels.coalescing.size ? rows.filter((row) => !row.suspect && channels.coalescing.has(row.channel)) : [];
     if (coalescing.length) this.#folded = await callbacks.library(transaction, 'fold', foldUpdates(objects, sequelize, transaction, coalescing));
-    return rows;
+  }
+
+  /**
+   * The rows' messages (or why a row is no message of its channel), decoded ahead. Not the rows of
+   * coalescing channels (their payloads change when their updates fold in), suspects, or any row of
+   * a careful pass, which decodes each in turn.
+   */
+  #decode(rows: readonly ClaimedRow[]): Map<ClaimedRow, Decoded> | null {
+    const { channels } = this.#parts;
+    if (this.#known) return null;
+    const decoded = new Map<ClaimedRow, Decoded>();
+    for (const row of rows) {
+      // (A row of no channel of this listener's fails the pass in #runRows, as it always has.)
+      const channel = channels.all.find((c) => c.name === row.channel);
+      if (row.suspect || !channel || channels.coalescing.has(row.channel)) continue;
+      try {
+        decoded.set(row, { message: channels.messageOf(channel, row, row.attempts + 1) });
+      } catch (error) {
+        decoded.set(row, { error });
+      }
+    }
+    return decoded;
   }
 
   /**
@@ -156,7 +167,7 @@ export class ClaimPass {
    * pass) several at once after the loop; messages of channels with batch callbacks, by channel in
    * claim order, after the others. Suspects are set aside, to run alone after the commit.
    */
-  async #runRows(transaction: Transaction, rows: readonly ClaimedRow[]): Promise<void> {
+  async #runRows(transaction: Transaction, rows: readonly ClaimedRow[], decoded: ReadonlyMap<ClaimedRow, Decoded> | null): Promise<void> {
     const known = this.#known;
     const groups = new Map<AnyChannel, GroupItem[]>();
     const atOnce: Array<() => Promise<void>> | null = !known && this.#parts.options.callbackConcurrency > 1 ? [] : null;
@@ -169,7 +180,9 @@ export class ClaimPass {
       const channel = this.#parts.channels.get(row.channel);
       let message: unknown;
       try {
-        message = this.#parts.channels.messageOf(channel, row, row.attempts + 1);
+        const early = decoded?.get(row);
+        if (early && 'error' in early) throw early.error;
+        message = early ? early.message : this.#parts.channels.messageOf(channel, row, row.attempts + 1);
       } catch (error) {
         // A malformed payload ran no callback and wrote nothing: no savepoint needed to keep it.
         await this.#fail(transaction, row, channel, error);

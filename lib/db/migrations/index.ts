@@ -1,6 +1,7 @@
 import { baseline } from './baseline';
 import { claimByDue } from './claim-by-due';
 import { inbox } from './inbox';
+import { claimPlan } from './claim-plan';
 import { DEFAULT_SCHEMA, LIBRARY_VERSION } from '../objects';
 import { LibraryVersionError, MissingTableError } from '../../errors';
 import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';
@@ -9,9 +10,9 @@ import type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions 
  * The library's own schema migrations, in order, for a programmatic Umzug v3 instance.
  * Their names match the sequelize-cli stub files, so both runners record the same rows in SequelizeMeta.
  */
-export const migrations: readonly LibraryMigration[] = [baseline, claimByDue, inbox];
+export const migrations: readonly LibraryMigration[] = [baseline, claimByDue, inbox, claimPlan];
 
-const MODULES: readonly LibraryMigrationModule[] = [baseline, claimByDue, inbox];
+const MODULES: readonly LibraryMigrationModule[] = [baseline, claimByDue, inbox, claimPlan];
 
 /**
  * The library's migrations for another schema or migration storage table, for Umzug v3.
@@ -28,6 +29,7 @@ export const LIBRARY_STEPS: ReadonlyArray<{ version: number; name: string; modul
   { version: 1, name: baseline.name, module: 'sequelize-pgpubsub/migrations/baseline' },
   { version: 2, name: claimByDue.name, module: 'sequelize-pgpubsub/migrations/claim-by-due' },
   { version: 3, name: inbox.name, module: 'sequelize-pgpubsub/migrations/inbox' },
+  { version: 4, name: claimPlan.name, module: 'sequelize-pgpubsub/migrations/claim-plan' },
 ];
 
 export type { LibraryMigration, LibraryMigrationModule, LibraryMigrationOptions } from './runner';

@@ -1,0 +1,53 @@
+/**
+ * A batch's transaction opened by its claim: Sequelize's START TRANSACTION (with the isolation
+ * level the app configured) travels with the claim statement in one message, so a listener woken
+ * for one message waits one round trip, not two, before it knows what it holds.
+ */
+import { type Sequelize, Transaction } from 'sequelize';
+import { type ClaimedRow, stamped } from '../db/store';
+
+/** What Sequelize's Transaction has and its types do not say. */
+interface OpenedTransaction {
+  options: { isolationLevel?: string | null };
+  begin(): Promise<unknown>;
+  prepareEnvironment(useCLS: boolean): Promise<unknown>;
+  connection: { query(text: string): Promise<ClaimResult | ClaimResult[]> };
+}
+
+interface ClaimResult { rows: ClaimedRow[] }
+
+interface SqlGenerator {
+  startTransactionQuery(transaction: Transaction): string;
+  setIsolationLevelQuery(value: string, options: { parent?: unknown }): string | undefined;
+}
+
+/** What the batch's runner gives: its bound on a library statement, and its rollback. */
+export interface ClaimGuard {
+  library<T>(transaction: Transaction, what: string, promise: Promise<T>): Promise<T>;
+  rollback(transaction: Transaction): Promise<void>;
+}
+
+/**
+ * Opens a transaction as `sequelize.transaction()` would (a pool connection, the app's isolation
+ * level) and runs `claim` (a statement with no parameters, see claimStatement()) first in it, in
+ * the same round trip. On failure the transaction is rolled back and the error thrown.
+ */
+export async function openWithClaim(sequelize: Sequelize, claim: string, guard: ClaimGuard): Promise<{ transaction: Transaction; rows: ClaimedRow[] }> {
+  const transaction = new Transaction(sequelize, {});
+  const opened = transaction as unknown as OpenedTransaction;
+  const sql = (sequelize.getQueryInterface() as unknown as { queryGenerator: SqlGenerator }).queryGenerator;
+  const level = opened.options.isolationLevel;
+  const opening = [sql.startTransactionQuery(transaction), level ? sql.setIsolationLevelQuery(level, {}) : undefined].filter(Boolean).join(' ');
+  // Sequelize sends START TRANSACTION once it holds the connection; here the claim carries it instead.
+  opened.begin = async () => undefined;
+  await opened.prepareEnvironment(false);
+  try {
+    const results = await guard.library(transaction, 'claim', opened.connection.query(`${opening}\n${claim}`));
+    // One result per statement: the claim's is the last.
+    const { rows } = Array.isArray(results) ? results[results.length - 1] : results;
+    return { transaction, rows: stamped(rows) };
+  } catch (error) {
+    await guard.rollback(transaction);
+    throw error;
+  }
+}

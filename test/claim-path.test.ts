@@ -1,0 +1,98 @@
+/**
+ * The batch's transaction opened by its claim (lib/listener/open-claim.ts): START TRANSACTION and
+ * the claim travel in one message (a listener woken for one message waits one round trip, not two),
+ * the claim's values are written in as literals (a context filter's quotes and backslashes
+ * included), and the app's isolation level holds as it does in `sequelize.transaction()`.
+ */
+import { expect } from 'chai';
+import { Client } from 'pg';
+import { QueryTypes, Transaction } from 'sequelize';
+import { eventually } from '../dev/eventually';
+import { openApp } from '../dev/example-app';
+import type { App } from '../models/app';
+import { type TestDatabase, testDatabase } from './support/hooks';
+import { exampleAppPerTest } from './support/example-app-per-test';
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+describe("a batch's transaction opened by its claim", function () {
+  this.timeout(30_000);
+  const test = exampleAppPerTest();
+  const { listen, count } = test;
+
+  it('sends START TRANSACTION with the claim, in one message: never alone', async () => {
+    const sent: string[] = [];
+    const own = Client.prototype.query;
+    Client.prototype.query = function (this: Client, ...args: unknown[]) {
+      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | null)?.text ?? '';
+      if (/^START TRANSACTION|claim"?\(/.test(text.trim())) sent.push(text.trim());
+      return (own as (...rest: unknown[]) => unknown).apply(this, args);
+    } as typeof own;
+    try {
+      test.app.sequelize.pgpubsub.on(test.app.Author, 'author_created', async ({ new: author }, { query }) => {
+        await query('INSERT INTO posts (content, author_id) VALUES ($1, $2)', ['welcome', author!.id]);
+      });
+      await listen({ batchSize: 5 });
+      await test.app.sequelize.query("INSERT INTO authors (name) SELECT 'a' || i FROM generate_series(1, 12) AS i");
+      await eventually(async () => (await count('posts')) === 12, 'a post per author');
+    } finally {
+      Client.prototype.query = own;
+    }
+    const claims = sent.filter((text) => /claim"?\(/.test(text));
+    expect(claims.length, sent.join('\n---\n')).to.be.at.least(3);
+    expect(claims.every((text) => text.startsWith('START TRANSACTION;')), claims.join('\n---\n')).to.equal(true);
+    expect(sent.filter((text) => text === 'START TRANSACTION;')).to.deep.equal([]);
+  });
+
+  it("claims by a context filter whose values hold quotes and backslashes: exactly its tenant's rows", async () => {
+    const tenant = String.raw`o'brien \x\\ "q" $1 ;--`;
+    const ran: string[] = [];
+    test.app.sequelize.pgpubsub.on(test.app.Author, 'author_created', ({ new: author, context }) => {
+      expect(context).to.deep.equal({ tenant });
+      ran.push(author!.name!);
+    });
+    const create = (value: string, name: string) => test.app.sequelize.pgpubsub.withContext({ tenant: value }, (transaction) => test.app.Author.create({ name }, { transaction }));
+    await create(tenant, 'stored, quoted');
+    await create('plain', 'stored, plain');
+    await listen({ contextFilter: { tenant }, recover: true });
+    await create(tenant, 'live, quoted');
+    await create('plain', 'live, plain');
+    await eventually(async () => ran.length === 2, "the quoted tenant's two rows");
+    expect(ran).to.have.members(['stored, quoted', 'live, quoted']);
+    expect(await count("pgpubsub.notification WHERE payload -> 'context' ->> 'tenant' = 'plain'")).to.equal(2);
+  });
+});
+
+describe("a batch's transaction at the app's isolation level", function () {
+  this.timeout(30_000);
+  let db: TestDatabase;
+  let app: App;
+
+  before(async () => {
+    db = await testDatabase('isolation level');
+    app = openApp(db.url, { isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ });
+  });
+
+  after(async () => {
+    await app?.sequelize.close();
+    await db?.drop();
+  });
+
+  it("runs callbacks at the isolation level the app's Sequelize sets, as sequelize.transaction() would", async () => {
+    const levels: string[] = [];
+    app.sequelize.pgpubsub.on(app.Author, 'author_created', async (_message, { query }) => {
+      levels.push((await query<{ level: string }>("SELECT current_setting('transaction_isolation') AS level")).rows[0].level);
+    });
+    const listener = await app.sequelize.pgpubsub.listen({ logger: quiet });
+    try {
+      await app.sequelize.query("INSERT INTO authors (name) SELECT 'a' || i FROM generate_series(1, 3) AS i");
+      await eventually(async () => levels.length === 3, 'three callbacks');
+    } finally {
+      await listener.stop();
+    }
+    const outside = await app.sequelize.transaction(async (transaction) => (await app.sequelize.query<{ level: string }>(
+      "SELECT current_setting('transaction_isolation') AS level", { transaction, plain: true, type: QueryTypes.SELECT }))!.level);
+    expect(outside).to.equal('repeatable read');
+    expect(levels).to.deep.equal(['repeatable read', 'repeatable read', 'repeatable read']);
+  });
+});
