@@ -17,6 +17,8 @@ import './use-dist';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createRequire } from 'node:module';
+import type { Client } from 'pg';
 import { QueryTypes, Sequelize } from 'sequelize';
 import { defineModels } from '../../models/app';
 import { channel } from '../../lib';
@@ -56,17 +58,25 @@ if (process.env.BENCH_SIDE_CHANNEL) {
   app.sequelize.pgpubsub.on(side, () => {});
 }
 
-// W8's claim p99: how long each claim took (the statement that calls claim(), from the query's
-// start to its rows), written to BENCH_CLAIM_TIMES/<pid>.json when the worker exits.
+// W8's claim p99: how long each claim took (the message that calls claim(), with the START
+// TRANSACTION it carries, from the query's start to its rows), written to
+// BENCH_CLAIM_TIMES/<pid>.json when the worker exits. Timed on node-postgres's client: the
+// listener sends its claim there, not through Sequelize.
 if (process.env.BENCH_CLAIM_TIMES) {
   const dir = process.env.BENCH_CLAIM_TIMES;
-  const started = new WeakMap<object, number>();
   const claims: number[] = [];
-  app.sequelize.addHook('beforeQuery', (_options, query) => { started.set(query as object, performance.now()); });
-  app.sequelize.addHook('afterQuery', (_options, query) => {
-    const at = started.get(query as object);
-    if (at !== undefined && /\.(?:"claim"|claim)\(/.test(String((query as { sql?: unknown }).sql))) claims.push(performance.now() - at);
-  });
+  // The library's node-postgres (the repo's), not bench/node_modules' (the peers').
+  const { Client: LibraryClient } = createRequire(path.join(__dirname, '..', '..', 'package.json'))('pg') as { Client: typeof Client };
+  const own = LibraryClient.prototype.query as (...args: unknown[]) => unknown;
+  LibraryClient.prototype.query = function (this: Client, ...args: unknown[]) {
+    const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: unknown } | null)?.text;
+    const at = performance.now();
+    const result = own.apply(this, args);
+    if (typeof text === 'string' && /\.(?:"claim"|claim)\(/.test(text) && result instanceof Promise) {
+      result.then(() => claims.push(performance.now() - at), () => undefined);
+    }
+    return result;
+  } as typeof LibraryClient.prototype.query;
   process.on('exit', () => fs.writeFileSync(path.join(dir, `${process.pid}.json`), JSON.stringify(claims)));
 }
 
