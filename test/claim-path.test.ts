@@ -4,11 +4,17 @@
  * the claim's values are written in as literals (a context filter's quotes and backslashes
  * included), and the app's isolation level holds as it does in `sequelize.transaction()`.
  */
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import { expect } from 'chai';
 import { Client } from 'pg';
-import { QueryTypes, Transaction } from 'sequelize';
+import { QueryTypes, Sequelize, Transaction } from 'sequelize';
 import { eventually } from '../dev/eventually';
 import { openApp } from '../dev/example-app';
+import { ROOT } from '../dev/processes';
+import { type CustomMessage, channel, install } from '../lib';
 import type { App } from '../models/app';
 import { type TestDatabase, testDatabase } from './support/hooks';
 import { exampleAppPerTest } from './support/example-app-per-test';
@@ -94,5 +100,52 @@ describe("a batch's transaction at the app's isolation level", function () {
       "SELECT current_setting('transaction_isolation') AS level", { transaction, plain: true, type: QueryTypes.SELECT }))!.level);
     expect(outside).to.equal('repeatable read');
     expect(levels).to.deep.equal(['repeatable read', 'repeatable read', 'repeatable read']);
+  });
+});
+
+describe("an app whose Sequelize is another copy of it than the library's", function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let dir: string;
+
+  before(async () => {
+    db = await testDatabase('other sequelize');
+    // What a linked or workspace copy of the library meets: the app's sequelize and the library's are
+    // two copies, each with its own classes (a node_modules of links, but for a copy of sequelize).
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgpubsub-other-sequelize-'));
+    const modules = path.join(dir, 'node_modules');
+    fs.mkdirSync(modules);
+    for (const entry of fs.readdirSync(path.join(ROOT, 'node_modules'))) {
+      if (entry !== 'sequelize' && entry !== '.bin') fs.symlinkSync(path.join(ROOT, 'node_modules', entry), path.join(modules, entry));
+    }
+    fs.cpSync(path.join(ROOT, 'node_modules', 'sequelize'), path.join(modules, 'sequelize'), { recursive: true });
+  });
+
+  after(async () => {
+    await db?.drop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("commits its batches: the batch's transaction is of the app's Sequelize's own class", async () => {
+    const { Sequelize: AppSequelize } = createRequire(path.join(dir, 'app.js'))('sequelize') as { Sequelize: typeof Sequelize };
+    expect(AppSequelize).not.to.equal(Sequelize);
+    const sequelize = new AppSequelize(db.url, { dialect: 'postgres', logging: false });
+    try {
+      const pubsub = install(sequelize);
+      const Greetings = channel<{ n: number }>('other_copy_greetings');
+      const ran: number[] = [];
+      pubsub.on(Greetings, ({ payload }: CustomMessage<{ n: number }>) => { ran.push(payload.n); });
+      for (let n = 1; n <= 3; n++) await pubsub.notify(Greetings, { n });
+      const listener = await pubsub.listen({ logger: quiet });
+      try {
+        const left = async () => (await sequelize.query<{ n: number }>("SELECT count(*)::int AS n FROM pgpubsub.notification WHERE channel = 'other_copy_greetings'", { type: QueryTypes.SELECT }))[0].n;
+        await eventually(async () => (await left()) === 0, 'the three notifications processed and deleted');
+      } finally {
+        await listener.stop();
+      }
+      expect(ran.sort()).to.deep.equal([1, 2, 3]);
+    } finally {
+      await sequelize.close();
+    }
   });
 });

@@ -50,9 +50,6 @@ export interface BatchOutcome {
   suspects: ClaimedRow[];
 }
 
-/** A row's message decoded ahead, or why it is none. */
-type Decoded = { message: unknown } | { error: unknown };
-
 /** A unit of callbacks (a message, or a batch callback's messages) run on the pass's transaction. */
 type Unit = (t: Transaction) => Promise<void>;
 
@@ -81,15 +78,12 @@ export class ClaimPass {
   }
 
   async run(): Promise<BatchOutcome> {
-    const { sequelize, callbacks } = this.#parts;
+    const { callbacks } = this.#parts;
     await this.#settleOrdered();
     const { transaction, rows } = await this.#claim();
     try {
-      const marking = this.#mark(transaction, rows);
-      // The messages decoded while the marker is written; no callback runs before it is committed.
-      const decoded = this.#decode(rows);
-      await marking;
-      await this.#runRows(transaction, rows, decoded);
+      await this.#mark(transaction, rows);
+      await this.#runRows(transaction, rows);
       await this.#commit(transaction);
       this.#parts.cursors.advance(this.#slot, rows);
     } catch (error) {
@@ -119,11 +113,11 @@ export class ClaimPass {
     const { objects, sequelize, callbacks, channels, cursors } = this.#parts;
     const filter = this.#parts.scope.claimable;
     const resume = cursors.resume(this.#slot, filter);
-    const started = performance.now();
     const claim = claimStatement(objects, filter, this.#parts.options.batchSize, { holder: this.#holder ?? 0, timeoutMs: channels.claimTimeoutMs, resume });
-    const claimed = await openWithClaim(sequelize, claim, callbacks);
-    if (!resume) cursors.walked(this.#slot, performance.now() - started);
-    return claimed;
+    const { transaction, rows, claimMs } = await openWithClaim(sequelize, claim, callbacks);
+    // (The claim's own time: not the wait for a pool connection, which the app's traffic may set.)
+    if (!resume) cursors.walked(this.#slot, claimMs);
+    return { transaction, rows };
   }
 
   /** Marks the batch in flight, and folds coalescing channels' pending updates into their heads. */
@@ -141,33 +135,11 @@ export class ClaimPass {
   }
 
   /**
-   * The rows' messages (or why a row is no message of its channel), decoded ahead. Not the rows of
-   * coalescing channels (their payloads change when their updates fold in), suspects, or any row of
-   * a careful pass, which decodes each in turn.
-   */
-  #decode(rows: readonly ClaimedRow[]): Map<ClaimedRow, Decoded> | null {
-    const { channels } = this.#parts;
-    if (this.#known) return null;
-    const decoded = new Map<ClaimedRow, Decoded>();
-    for (const row of rows) {
-      // (A row of no channel of this listener's fails the pass in #runRows, as it always has.)
-      const channel = channels.all.find((c) => c.name === row.channel);
-      if (row.suspect || !channel || channels.coalescing.has(row.channel)) continue;
-      try {
-        decoded.set(row, { message: channels.messageOf(channel, row, row.attempts + 1) });
-      } catch (error) {
-        decoded.set(row, { error });
-      }
-    }
-    return decoded;
-  }
-
-  /**
    * Runs the claimed rows' callbacks: one message at a time, or with callbackConcurrency (the fast
    * pass) several at once after the loop; messages of channels with batch callbacks, by channel in
    * claim order, after the others. Suspects are set aside, to run alone after the commit.
    */
-  async #runRows(transaction: Transaction, rows: readonly ClaimedRow[], decoded: ReadonlyMap<ClaimedRow, Decoded> | null): Promise<void> {
+  async #runRows(transaction: Transaction, rows: readonly ClaimedRow[]): Promise<void> {
     const known = this.#known;
     const groups = new Map<AnyChannel, GroupItem[]>();
     const atOnce: Array<() => Promise<void>> | null = !known && this.#parts.options.callbackConcurrency > 1 ? [] : null;
@@ -180,9 +152,7 @@ export class ClaimPass {
       const channel = this.#parts.channels.get(row.channel);
       let message: unknown;
       try {
-        const early = decoded?.get(row);
-        if (early && 'error' in early) throw early.error;
-        message = early ? early.message : this.#parts.channels.messageOf(channel, row, row.attempts + 1);
+        message = this.#parts.channels.messageOf(channel, row, row.attempts + 1);
       } catch (error) {
         // A malformed payload ran no callback and wrote nothing: no savepoint needed to keep it.
         await this.#fail(transaction, row, channel, error);

@@ -3,7 +3,7 @@
  * level the app configured) travels with the claim statement in one message, so a listener woken
  * for one message waits one round trip, not two, before it knows what it holds.
  */
-import { type Sequelize, Transaction } from 'sequelize';
+import type { Sequelize, Transaction } from 'sequelize';
 import { type ClaimedRow, stamped } from '../db/store';
 
 /** What Sequelize's Transaction has and its types do not say. */
@@ -32,8 +32,11 @@ export interface ClaimGuard {
  * level) and runs `claim` (a statement with no parameters, see claimStatement()) first in it, in
  * the same round trip. On failure the transaction is rolled back and the error thrown.
  */
-export async function openWithClaim(sequelize: Sequelize, claim: string, guard: ClaimGuard): Promise<{ transaction: Transaction; rows: ClaimedRow[] }> {
-  const transaction = new Transaction(sequelize, {});
+export async function openWithClaim(sequelize: Sequelize, claim: string, guard: ClaimGuard): Promise<{ transaction: Transaction; rows: ClaimedRow[]; claimMs: number }> {
+  // The app's Sequelize class's Transaction, not this package's copy of it: Sequelize's commit and
+  // rollback check `instanceof` against their own (a linked or workspace copy of the library loads its own).
+  const { Transaction: AppTransaction } = sequelize.constructor as unknown as { Transaction: new (sequelize: Sequelize, options: object) => Transaction };
+  const transaction = new AppTransaction(sequelize, {});
   const opened = transaction as unknown as OpenedTransaction;
   const sql = (sequelize.getQueryInterface() as unknown as { queryGenerator: SqlGenerator }).queryGenerator;
   const level = opened.options.isolationLevel;
@@ -42,10 +45,12 @@ export async function openWithClaim(sequelize: Sequelize, claim: string, guard: 
   opened.begin = async () => undefined;
   await opened.prepareEnvironment(false);
   try {
+    const started = performance.now();
     const results = await guard.library(transaction, 'claim', opened.connection.query(`${opening}\n${claim}`));
+    const claimMs = performance.now() - started;
     // One result per statement: the claim's is the last.
     const { rows } = Array.isArray(results) ? results[results.length - 1] : results;
-    return { transaction, rows: stamped(rows) };
+    return { transaction, rows: stamped(rows), claimMs };
   } catch (error) {
     await guard.rollback(transaction);
     throw error;
