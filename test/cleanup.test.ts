@@ -7,6 +7,7 @@
  */
 import { expect } from 'chai';
 import { Client } from 'pg';
+import { QueryTypes } from 'sequelize';
 import { connect } from '../dev/example-app';
 import { eventually } from '../dev/eventually';
 import { type CleanupStatus, readCleanup } from '../lib/db/cleanup';
@@ -67,6 +68,28 @@ describe('cleanup held back by a long transaction', function () {
       ({ cleanup } = await sequelize.pgpubsub.admin.status());
       return cleanup.deadRows === 0 && cleanup.heldBackBy?.pid !== held.pid;
     }, () => `cleaned up: ${JSON.stringify(cleanup)}`, 10_000);
+  });
+
+  it('names the transaction open longest when sessions share the oldest xmin (nothing written since the first snapshot)', async () => {
+    // The later sessions connect first (pg_stat_activity lists them first), but take their snapshots
+    // after the first's, with no write in between: the same xmin as the first's.
+    const later = await Promise.all([1, 2, 3].map(async (n) => {
+      const client = new Client({ connectionString: test.db.url, application_name: `later-report-${n}` });
+      clients.push(client);
+      await client.connect();
+      return client;
+    }));
+    const held = await holdOpen(test.db.url, 'first-report');
+    clients.push(held.client);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const client of later) await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1');
+    const xmins = new Set((await test.app.sequelize.query<{ xmin: string }>(
+      "SELECT backend_xmin::text AS xmin FROM pg_stat_activity WHERE application_name LIKE '%-report%'", { type: QueryTypes.SELECT })).map((row) => row.xmin));
+    expect(xmins.size, 'the four sessions share one xmin').to.equal(1);
+    for (let look = 0; look < 5; look++) {
+      const { cleanup } = await test.app.sequelize.pgpubsub.admin.status();
+      expect(cleanup.heldBackBy).to.include({ pid: held.pid, applicationName: 'first-report' });
+    }
   });
 
   it('a listener warns once, naming the pid and application, when cleanup has been held back past cleanupWarnAfterMs', async () => {

@@ -80,7 +80,9 @@ export function cleanupSql(objects: LibraryObjects): { text: string; values: unk
                      SELECT 'replication slot', r.xmin::text, pg_catalog.age(r.xmin)::float8, NULL, r.active_pid, NULL, NULL,
                             CASE WHEN r.active THEN 'active' ELSE 'inactive' END, r.slot_name::text
                        FROM pg_catalog.pg_replication_slots AS r WHERE r.xmin IS NOT NULL
-                     ORDER BY xmin_age DESC LIMIT 1) AS h) AS held_back_by
+                     -- Sessions that share the oldest xmin (nothing was written since the first took its
+                     -- snapshot): the one whose transaction has been open longest holds it back.
+                     ORDER BY xmin_age DESC, open_ms DESC NULLS LAST LIMIT 1) AS h) AS held_back_by
              FROM pg_catalog.pg_stat_all_tables AS s
             WHERE s.relid = (SELECT c.oid FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS ns ON ns.oid = c.relnamespace
                               WHERE ns.nspname = $1 AND c.relname = 'notification')`,
