@@ -15,7 +15,8 @@ import { QueryTypes } from 'sequelize';
 import { connect } from '../dev/example-app';
 import { libraryObjects } from '../lib/db/objects';
 import { dueCheck, nextDueSql } from '../lib/db/store';
-import { claimBatch } from '../lib/db/claim';
+import { claimStatement } from '../lib/db/claim';
+import type { ClaimedRow } from '../lib/db/store';
 import { PausedChannels } from '../lib/listener/paused';
 import { install } from '../lib';
 import { COUNT_CAP, countChannels } from '../lib/ops/channel-counts';
@@ -208,7 +209,8 @@ describe('the cost of a claim whatever the table holds', function () {
             { transaction, type: QueryTypes.SELECT },
           ))[0].fetched;
           const before = await read();
-          const rows = await claimBatch(objects, sequelize, transaction, paused.claimable, BATCH, { holder: 0, timeoutMs: 10_000 });
+          // The statement the listener sends (lib/listener/open-claim.ts adds only its START TRANSACTION).
+          const rows = await sequelize.query<ClaimedRow>(claimStatement(objects, paused.claimable, BATCH, { holder: 0, timeoutMs: 10_000 }), { transaction, type: QueryTypes.SELECT });
           const stats = { fetched: await read() - before };
           return { claimed: rows.map((row) => row.channel), fetched: stats.fetched };
         } finally {

@@ -1,9 +1,6 @@
 import { escapeLiteral } from 'pg';
-import type { Sequelize, Transaction } from 'sequelize';
 import type { LibraryObjects } from './objects';
-import { SELECT } from './select';
-import { LIBRARY_QUERY } from './sql-text';
-import { type ClaimFilter, type ClaimedRow, serverTimeoutMs, stamped } from './store';
+import { type ClaimFilter, serverTimeoutMs } from './store';
 
 /** Where each channel's claim walk resumes, aligned with the filter's channels (null: from the start of its range). */
 export interface ResumePoints {
@@ -48,9 +45,4 @@ export function claimStatement(objects: LibraryObjects, filter: ClaimFilter, lim
   return `SELECT c.id, c.channel, c.payload, c.attempts, c.suspect, c.due_us, pg_catalog.pg_current_xact_id()::text AS xact,
            (extract(epoch FROM pg_catalog.clock_timestamp() - c.created_at) * 1000)::float8 AS lag_ms
       FROM ${objects.claimFunction}(${args.join(', ')}) AS c`;
-}
-
-/** Claims a batch in `transaction` (already begun), through Sequelize. The listener's own claim opens its transaction with it (lib/listener/open-claim.ts). */
-export async function claimBatch(objects: LibraryObjects, sequelize: Sequelize, transaction: Transaction, filter: ClaimFilter, limit: number, claim: ClaimRequest): Promise<ClaimedRow[]> {
-  return stamped(await sequelize.query<ClaimedRow>(claimStatement(objects, filter, limit, claim), { transaction, type: SELECT, ...LIBRARY_QUERY }));
 }

@@ -11,7 +11,8 @@ interface OpenedTransaction {
   options: { isolationLevel?: string | null };
   begin(): Promise<unknown>;
   prepareEnvironment(useCLS: boolean): Promise<unknown>;
-  connection: { query(text: string): Promise<ClaimResult | ClaimResult[]> };
+  /** node-postgres's client: a simple-protocol query of several statements resolves one result per statement. */
+  connection: { query(text: string): Promise<ClaimResult[]> };
 }
 
 interface ClaimResult { rows: ClaimedRow[] }
@@ -48,8 +49,8 @@ export async function openWithClaim(sequelize: Sequelize, claim: string, guard: 
     const started = performance.now();
     const results = await guard.library(transaction, 'claim', opened.connection.query(`${opening}\n${claim}`));
     const claimMs = performance.now() - started;
-    // One result per statement: the claim's is the last.
-    const { rows } = Array.isArray(results) ? results[results.length - 1] : results;
+    // The claim's result is the last (after START TRANSACTION's, and SET TRANSACTION's if any).
+    const { rows } = results[results.length - 1];
     return { transaction, rows: stamped(rows), claimMs };
   } catch (error) {
     await guard.rollback(transaction);
