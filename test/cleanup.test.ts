@@ -13,6 +13,7 @@ import { eventually } from '../dev/eventually';
 import { type CleanupStatus, readCleanup } from '../lib/db/cleanup';
 import { libraryObjects } from '../lib/db/objects';
 import { Upkeep } from '../lib/listener/upkeep';
+import { ListenSession } from '../lib/listener/session';
 import { exampleAppPerTest } from './support/example-app-per-test';
 
 interface Line { level: string; message: string; fields: Record<string, unknown> }
@@ -108,6 +109,62 @@ describe('cleanup held back by a long transaction', function () {
     // Once: the same transaction, still open, is not reported again.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(warnings()).to.have.length(1);
+  });
+
+  it("rides the heartbeat's statement when the heartbeat comes often enough: no statement of its own (an idle listener's one a minute)", async () => {
+    const { lines, logger } = recorder();
+    const apart: string[] = [];
+    test.app.sequelize.addHook('afterQuery', (_options, query) => {
+      const { sql } = query as unknown as { sql?: string };
+      if (sql?.includes('n_dead_tup')) apart.push(sql);
+    });
+    test.app.sequelize.pgpubsub.on(test.app.Author, 'author_created', () => {});
+    // The watch looks every 300 ms (a fifth of 1500), no more often than the heartbeat beats.
+    await test.listen({ logger, cleanupWarnAfterMs: 1500, heartbeatMs: 300 });
+    const held = await holdOpen(test.db.url, 'nightly-report');
+    clients.push(held.client);
+    await eventually(() => lines.some((line) => line.fields.event === 'cleanup-held-back'), () => `a warning: ${JSON.stringify(lines)}`, 10_000);
+    expect(lines.find((line) => line.fields.event === 'cleanup-held-back')!.fields).to.include({ backendPid: held.pid, applicationName: 'nightly-report' });
+    expect(apart.length, 'reads of cleanup apart from the heartbeat').to.equal(0);
+  });
+
+  it('reads cleanup on its own when the heartbeat cannot (a revoked catalog view): the heartbeat still beats', async () => {
+    const { sequelize } = test.app;
+    const role = `beat_${process.pid}`;
+    await sequelize.query(`DROP ROLE IF EXISTS ${role}`);
+    await sequelize.query(`CREATE ROLE ${role} LOGIN PASSWORD 'beat'`);
+    await sequelize.query(`GRANT USAGE ON SCHEMA pgpubsub TO ${role}; GRANT SELECT ON pgpubsub.notification, pgpubsub.paused TO ${role}`);
+    // This database only: the view stays readable elsewhere.
+    await sequelize.query('REVOKE SELECT ON pg_catalog.pg_stat_all_tables FROM PUBLIC');
+    const url = new URL(test.db.url);
+    url.username = role;
+    url.password = 'beat';
+    const client = new Client({ connectionString: url.toString() });
+    await client.connect();
+    clients.push(client);
+    const { lines, logger } = recorder();
+    const upkeep = new Upkeep(sequelize, libraryObjects(), logger, { stopping: false });
+    let woken = 0;
+    const session = new ListenSession({
+      objects: libraryObjects(), cleanup: upkeep, options: { concurrency: 1, heartbeatMs: 60_000 },
+      paused: { filter: { channels: ['author_created'] }, apply: () => false }, drain: { wake: () => { woken++; } },
+    } as never);
+    try {
+      upkeep.watchCleanup(300_000, 60_000);
+      expect(upkeep.wanted()).to.equal(true);
+      await sequelize.query("INSERT INTO pgpubsub.notification (channel, payload) VALUES ('author_created', '{}')");
+      await session.heartbeat(client);
+      expect(woken, 'the beat saw the due row').to.equal(1);
+      expect(lines.find((line) => line.fields.event === 'cleanup-read-failed')?.fields.err).to.match(/permission denied/);
+      expect(upkeep.wanted(), 'the heartbeat no longer reads cleanup').to.equal(false);
+      await session.heartbeat(client);
+      expect(woken).to.equal(2);
+    } finally {
+      upkeep.stop();
+      await client.end();
+      clients.splice(clients.indexOf(client), 1);
+      await sequelize.query(`DROP OWNED BY ${role}; DROP ROLE IF EXISTS ${role}`);
+    }
   });
 
   it("seen by a role that may not see other roles' sessions: their pid, role and application, and the time since first seen", async () => {

@@ -43,7 +43,8 @@ export interface CleanupStatus {
   heldBackBy: CleanupHolder | null;
 }
 
-interface Row {
+/** The query's row (also as JSON, from the heartbeat: lib/db/store.ts dueCheck). */
+export interface CleanupRow {
   dead_rows: number | null;
   live_rows: number | null;
   last_vacuum_at: Date | null;
@@ -59,7 +60,7 @@ interface Row {
  * xmin, its state and transaction start only with pg_read_all_stats. A logical slot's catalog_xmin
  * holds back only the system catalogs, so it is left out.
  */
-export function cleanupSql(objects: LibraryObjects): { text: string; values: unknown[] } {
+export function cleanupSql(objects: LibraryObjects, schemaParam = '$1'): { text: string; values: unknown[] } {
   return {
     text: `SELECT s.n_dead_tup::float8 AS dead_rows, s.n_live_tup::float8 AS live_rows,
                   greatest(s.last_vacuum, s.last_autovacuum) AS last_vacuum_at,
@@ -85,12 +86,12 @@ export function cleanupSql(objects: LibraryObjects): { text: string; values: unk
                      ORDER BY xmin_age DESC, open_ms DESC NULLS LAST LIMIT 1) AS h) AS held_back_by
              FROM pg_catalog.pg_stat_all_tables AS s
             WHERE s.relid = (SELECT c.oid FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS ns ON ns.oid = c.relnamespace
-                              WHERE ns.nspname = $1 AND c.relname = 'notification')`,
+                              WHERE ns.nspname = ${schemaParam} AND c.relname = 'notification')`,
     values: [objects.schema],
   };
 }
 
-export function toCleanupStatus(row: Row | undefined): CleanupStatus {
+export function toCleanupStatus(row: CleanupRow | null | undefined): CleanupStatus {
   const held = row?.held_back_by ?? null;
   return {
     deadRows: row?.dead_rows ?? 0,
@@ -113,7 +114,7 @@ export function toCleanupStatus(row: Row | undefined): CleanupStatus {
 /** The notification table's dead rows and what holds back their cleanup, now. */
 export async function readCleanup(objects: LibraryObjects, via: Reader): Promise<CleanupStatus> {
   const { text, values } = cleanupSql(objects);
-  const [row] = await selectRows<Row>(via, text, values);
+  const [row] = await selectRows<CleanupRow>(via, text, values);
   return toCleanupStatus(row);
 }
 

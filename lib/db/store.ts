@@ -3,6 +3,7 @@ import { SELECT } from './select';
 import type { NotificationContext } from '../channels/context';
 import type { LibraryObjects } from './objects';
 import { LIBRARY_QUERY } from './sql-text';
+import { cleanupSql } from './cleanup';
 
 /**
  * The notification store: the operations on stored notifications (claim, lock one, delete, record a
@@ -193,15 +194,22 @@ export function pausedSql(objects: LibraryObjects): string {
 
 /**
  * The heartbeat's one query (with its parameters): which of the filter's channels are paused, and
- * whether a notification of the others is due now (index-served, see firstPerChannel).
+ * whether a notification of the others is due now (index-served, see firstPerChannel); with
+ * `cleanup`, also the cleanup watch's read (a `cleanup` column, CleanupRow as JSON), so an idle
+ * listener sends one statement a minute.
  */
-export function dueCheck(objects: LibraryObjects, filter: ClaimFilter): { text: string; values: unknown[] } {
+export function dueCheck(objects: LibraryObjects, filter: ClaimFilter, options: { cleanup?: boolean } = {}): { text: string; values: unknown[] } {
   // firstPerChannel binds the channels first: $1, which pausedSql reads too.
   const values: unknown[] = [];
   const first = firstPerChannel(objects, filter, values, dueSql('n'), 'n.id');
+  let cleanup = '';
+  if (options.cleanup) {
+    values.push(objects.schema);
+    cleanup = `,\n (SELECT pg_catalog.row_to_json(c) FROM (${cleanupSql(objects, `$${values.length}`).text}) AS c) AS cleanup`;
+  }
   return {
     text: `SELECT EXISTS (SELECT FROM ${first} WHERE NOT EXISTS (SELECT FROM ${objects.pausedTable} AS p WHERE p.channel = ch.name)) AS due,
-                  ARRAY(${pausedSql(objects)}) AS paused`,
+                  ARRAY(${pausedSql(objects)}) AS paused${cleanup}`,
     values,
   };
 }

@@ -94,10 +94,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const drain = this.#drain = new Drain({ sequelize, objects, claimer: runner, locks, scope: paused, options: resolved, stats, events, log, lifetime });
     const listening = this.#listening = new ListeningLocks(connection, log, lifetime, drain, channels.durable);
     const broadcasts = { sequelize, callbacks, contextFilter: resolved.contextFilter, log, stats, events };
+    const upkeep = this.#upkeep = new Upkeep(sequelize, objects, log, lifetime);
     this.#session = new ListenSession({
-      objects, connection, channels, paused, listening, locks, drain, holders, report, broadcasts, stats, events, log, options: resolved,
+      objects, connection, channels, paused, listening, locks, drain, holders, report, broadcasts, stats, events, log, cleanup: upkeep, options: resolved,
     });
-    this.#upkeep = new Upkeep(sequelize, objects, log, lifetime);
   }
 
   /** The counts so far: a snapshot (processed, ranAlone, failed, broadcasts, batches, reconnects). */
@@ -122,7 +122,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       void this.idle().then(() => this.#log.info('start-up recovery finished', { event: 'recovered', processed: this.#stats.snapshot().processed - before }));
     }
     if (this.#options.failedRetentionMs !== undefined) void this.#upkeep.purgeOldFailures(this.#options.failedRetentionMs);
-    if (this.#options.cleanupWarnAfterMs !== false) this.#upkeep.watchCleanup(this.#options.cleanupWarnAfterMs);
+    if (this.#options.cleanupWarnAfterMs !== false) this.#upkeep.watchCleanup(this.#options.cleanupWarnAfterMs, this.#options.heartbeatMs);
     return this;
   }
 

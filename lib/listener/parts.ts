@@ -6,6 +6,7 @@ import type { Client } from 'pg';
 import type { ClaimFilter } from '../db/store';
 import type { ListenerEvents } from './types';
 import type { ListenBackend } from '../db/inflight';
+import type { CleanupStatus } from '../db/cleanup';
 
 /** The LISTEN connection as the listener's parts see it: null while it reconnects (or once closed). */
 export interface ClientSource {
@@ -37,4 +38,12 @@ export interface EventSink {
   listens(event: keyof ListenerEvents & string): boolean;
   /** Emits 'error' when someone listens for it (the failure is already logged). */
   reportError(error: unknown): void;
+}
+
+/** The cleanup watch as the heartbeat sees it: the heartbeat's statement reads cleanup too when `wanted()`. */
+export interface CleanupWatch {
+  wanted(): boolean;
+  saw(status: CleanupStatus): void;
+  /** The heartbeat's read of cleanup failed with a server error: the watch reads it apart from now on. */
+  unreadable(error: unknown): void;
 }

@@ -26,7 +26,18 @@ import type { PausedChannels } from './paused';
 import { bounded } from './query-guards';
 import type { ListenerReport } from './report';
 import type { StatsCounter } from './stats';
-import type { ClientSource, EventSink } from './parts';
+import type { CleanupWatch, ClientSource, EventSink } from './parts';
+import { type CleanupRow, toCleanupStatus } from '../db/cleanup';
+
+/**
+ * A server's error about the statement itself (a SQLSTATE from the server, as node-postgres gives
+ * it), not one that says the connection or the server is going: those classes (08 connection, 53
+ * resources, 57 operator intervention, 58 system) are the heartbeat's to report as a loss.
+ */
+function statementError(error: unknown): boolean {
+  const { code, severity } = (error ?? {}) as { code?: unknown; severity?: unknown };
+  return typeof severity === 'string' && typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !['08', '53', '57', '58'].includes(code.slice(0, 2));
+}
 
 /** How far the start-up warning about other channels' stored rows counts each channel's (`more than …` past it). */
 const STRAY_COUNT_CAP = 10_000;
@@ -46,6 +57,7 @@ export interface SessionParts {
   readonly stats: StatsCounter;
   readonly events: EventSink;
   readonly log: Logger;
+  readonly cleanup: CleanupWatch;
   readonly options: { readonly concurrency: number; readonly heartbeatMs: number };
 }
 
@@ -113,13 +125,29 @@ export class ListenSession implements ConnectionHooks {
     else void runBroadcast(this.#parts.broadcasts, channel, message.payload ?? '');
   }
 
-  /** One query: is anything due? Also the backstop for a pause or resume order this connection missed. */
+  /**
+   * One query: is anything due? Also the backstop for a pause or resume order this connection
+   * missed, and (when the cleanup watch wants it) what holds back cleanup. A server error in that
+   * last part, not the connection's, hands the watch back its own reads, and the beat runs without it.
+   */
   async heartbeat(client: Client): Promise<void> {
-    const { text, values } = dueCheck(this.#parts.objects, this.#parts.paused.filter);
-    const result = await bounded(client.query<{ due: boolean; paused: string[] }>(text, values), Math.max(1000, this.#parts.options.heartbeatMs / 2), () => new Error('heartbeat timed out'));
+    const { cleanup, objects, paused, drain, options } = this.#parts;
+    const withCleanup = cleanup.wanted();
+    const { text, values } = dueCheck(objects, paused.filter, { cleanup: withCleanup });
+    const limitMs = Math.max(1000, options.heartbeatMs / 2);
+    let result;
+    try {
+      result = await bounded(client.query<{ due: boolean; paused: string[]; cleanup?: CleanupRow | null }>(text, values), limitMs, () => new Error('heartbeat timed out'));
+    } catch (error) {
+      if (!withCleanup || !statementError(error)) throw error;
+      cleanup.unreadable(error);
+      await this.heartbeat(client);
+      return;
+    }
     const [row] = result.rows;
-    if (row && this.#parts.paused.apply(row.paused)) this.#parts.drain.wake();
-    if (row?.due) this.#parts.drain.wake();
+    if (row && paused.apply(row.paused)) drain.wake();
+    if (row?.due) drain.wake();
+    if (withCleanup && row) cleanup.saw(toCleanupStatus(row.cleanup));
   }
 
   /** As it stops, on the connection's last use: its status row and its in-flight markers go. */

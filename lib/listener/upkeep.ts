@@ -2,24 +2,25 @@
  * The listener's periodic work beside the drain: its status report every REPORT_EVERY_MS (written
  * only when something happened), with `failedRetentionMs` the purge of old failures, at start
  * and then hourly, and the watch on cleanup (`cleanupWarnAfterMs`): a warning, once per holder,
- * when something has held back the cleanup of the notification table's dead rows that long.
+ * when something has held back the cleanup of the notification table's dead rows that long (read
+ * by the heartbeat's statement where it beats often enough: lib/listener/session.ts heartbeat).
  * Each timer is unref'd: none keeps a process alive.
  */
 import type { Sequelize } from 'sequelize';
 import type { LibraryObjects } from '../db/objects';
 import { purgeFailed } from '../db/store';
-import { type CleanupHolder, describeHolder, readCleanup } from '../db/cleanup';
+import { type CleanupStatus, describeHolder, readCleanup } from '../db/cleanup';
 import { quoteLiteral } from '../db/sql-text';
 import type { Logger } from '../ops/logger';
 import { type ListenerReport, REPORT_EVERY_MS } from './report';
-import type { ClientSource, Lifetime } from './parts';
+import type { CleanupWatch, ClientSource, Lifetime } from './parts';
 
 /** failedRetentionMs: how often the old failures are purged, and how much one purge deletes at most. */
 const RETENTION_EVERY_MS = 3_600_000;
 const RETENTION_BATCH = 1000;
 const RETENTION_BATCHES = 10;
 
-export class Upkeep {
+export class Upkeep implements CleanupWatch {
   readonly #sequelize: Sequelize;
   readonly #objects: LibraryObjects;
   readonly #log: Logger;
@@ -27,6 +28,8 @@ export class Upkeep {
   #reportTimer: NodeJS.Timeout | null = null;
   #retention: NodeJS.Timeout | null = null;
   #cleanupTimer: NodeJS.Timeout | null = null;
+  /** The cleanup watch's settings, and when (performance.now()) cleanup was last read; null while it is off. */
+  #cleanupWatch: { warnAfterMs: number; every: number; heartbeatMs: number; lastRead: number } | null = null;
   /** The holder seen last (kind, pid or name, xmin) and since when, by this process's clock. */
   #holder: { key: string; since: number; warned: boolean } | null = null;
 
@@ -63,25 +66,57 @@ export class Upkeep {
   /**
    * Looks every fifth of `warnAfterMs` (at most every minute) at what holds back cleanup, and warns
    * once per holder when it has done so for `warnAfterMs`: by its transaction's start where the
-   * server shows it, else since this listener first saw it.
+   * server shows it, else since this listener first saw it. When the heartbeat (every `heartbeatMs`)
+   * comes at least that often, its statement reads cleanup too (see wanted()), and the watch sends
+   * none of its own: an idle listener's one statement a minute. A finer watch reads on its own.
    */
-  watchCleanup(warnAfterMs: number): void {
+  watchCleanup(warnAfterMs: number, heartbeatMs = Infinity): void {
     const every = Math.min(60_000, Math.max(200, Math.round(warnAfterMs / 5)));
+    this.#cleanupWatch = { warnAfterMs, every, heartbeatMs, lastRead: -Infinity };
+    if (heartbeatMs > every) this.#readApart();
+  }
+
+  /** Whether the heartbeat about to run should read cleanup: the watch rides it and a read is due by the next. */
+  wanted(): boolean {
+    const watch = this.#cleanupWatch;
+    if (!watch || this.#cleanupTimer || this.#lifetime.stopping) return false;
+    return performance.now() - watch.lastRead >= watch.every - watch.heartbeatMs / 2;
+  }
+
+  /** What the heartbeat read. */
+  saw(status: CleanupStatus): void {
+    if (!this.#cleanupWatch) return;
+    this.#cleanupWatch.lastRead = performance.now();
+    this.#judge(status);
+  }
+
+  /** The heartbeat could not read cleanup (a revoked catalog view, say): the watch reads apart, as a finer one does. */
+  unreadable(error: unknown): void {
+    this.#log.debug('the heartbeat could not read what holds back cleanup; the cleanup watch reads it on its own', { event: 'cleanup-read-failed', err: error });
+    if (this.#cleanupWatch && !this.#cleanupTimer) this.#readApart();
+  }
+
+  #readApart(): void {
+    const watch = this.#cleanupWatch!;
     this.#cleanupTimer = setInterval(() => {
-      if (!this.#lifetime.stopping) void this.#lookAtCleanup(warnAfterMs);
-    }, every);
+      if (!this.#lifetime.stopping) void this.#lookAtCleanup();
+    }, watch.every);
     this.#cleanupTimer.unref?.();
   }
 
-  async #lookAtCleanup(warnAfterMs: number): Promise<void> {
-    let holder: CleanupHolder | null;
-    let deadRows: number;
+  async #lookAtCleanup(): Promise<void> {
+    let status: CleanupStatus;
     try {
-      ({ heldBackBy: holder, deadRows } = await readCleanup(this.#objects, this.#sequelize));
+      status = await readCleanup(this.#objects, this.#sequelize);
     } catch (error) {
       this.#log.debug('could not read what holds back cleanup', { event: 'cleanup-read-failed', err: error });
       return;
     }
+    this.#judge(status);
+  }
+
+  #judge({ heldBackBy: holder, deadRows }: CleanupStatus): void {
+    const warnAfterMs = this.#cleanupWatch!.warnAfterMs;
     if (!holder) {
       this.#holder = null;
       return;
