@@ -1,7 +1,7 @@
 import type { Client } from 'pg';
 import { managedTriggerSql } from '../../lib/db/catalog';
 import { libraryObjects } from '../../lib/db/objects';
-import { createEmptyDatabase, dropDatabase, scratchDatabaseName, withClient } from '../../dev/postgres';
+import { createDatabaseFromTemplate, createEmptyDatabase, createTemplate, dropDatabase, scratchDatabaseName, withClient } from '../../dev/postgres';
 import { cpuSeconds } from './proc';
 
 export { migrateApp } from '../../dev/example-app';
@@ -13,9 +13,16 @@ export interface BenchDatabase {
 }
 
 /** One scratch database per system and run (dev/postgres.ts names it, and drops it if a crashed run left it). */
-export async function createBenchDatabase(serverUrl: string, label: string): Promise<BenchDatabase> {
+/** A database for one run: empty, or a copy of `template` (a file copy, however many rows it holds). */
+export async function createBenchDatabase(serverUrl: string, label: string, template?: string): Promise<BenchDatabase> {
   const name = scratchDatabaseName('bench', label);
-  return { name, url: await createEmptyDatabase(serverUrl, name) };
+  return { name, url: template ? await createDatabaseFromTemplate(serverUrl, template, name) : await createEmptyDatabase(serverUrl, name) };
+}
+
+/** A database `fill` prepares once for the runs that copy it (createBenchDatabase's template); drop it with dropBenchDatabase. */
+export async function createBenchTemplate(serverUrl: string, label: string, fill: (url: string) => Promise<void>): Promise<BenchDatabase> {
+  const name = scratchDatabaseName('bench', label);
+  return { name, url: await createTemplate(serverUrl, name, fill) };
 }
 
 export async function dropBenchDatabase(serverUrl: string, db: BenchDatabase): Promise<void> {

@@ -14,11 +14,11 @@ export interface BenchContext {
 
 export const formatError = (error: unknown) => ((error as Error)?.message ?? String(error)).split('\n')[0].slice(0, 300);
 
-/** Runs one measurement on a database created for it and dropped after; any error fails the run. */
-export async function onFreshDatabase(ctx: BenchContext, label: string, work: (url: string) => Promise<RunResult>): Promise<RunResult> {
+/** Runs one measurement on a database created for it (empty, or a copy of `template`) and dropped after; any error fails the run. */
+export async function onFreshDatabase(ctx: BenchContext, label: string, work: (url: string) => Promise<RunResult>, template?: string): Promise<RunResult> {
   let db;
   try {
-    db = await createBenchDatabase(ctx.serverUrl, label);
+    db = await createBenchDatabase(ctx.serverUrl, label, template);
     return await work(db.url);
   } catch (error) {
     return { ok: false, values: {}, error: formatError(error) };

@@ -31,6 +31,8 @@ export interface DrainOptions {
   warmup?: number;
   /** Called as the clock starts; what its stop function resolves to goes into the run's detail (bench/profile.ts: wait-event samples). */
   during?: (url: string) => () => Promise<unknown>;
+  /** The run's database is a copy of this one, not an empty one (the system's prepare still runs on it). */
+  template?: string;
 }
 
 /**
@@ -123,7 +125,7 @@ export async function drainOnce(ctx: BenchContext, system: QueueSystem, n: numbe
       await poller.end().catch(() => undefined);
       await workers.stop();
     }
-  });
+  }, options.template);
 }
 
 /** How many times autovacuum and autoanalyze have run on the database's tables so far (a drain's difference: did one fall inside it). */
