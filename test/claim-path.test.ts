@@ -2,7 +2,8 @@
  * The batch's transaction opened by its claim (lib/listener/open-claim.ts): START TRANSACTION and
  * the claim travel in one message (a listener woken for one message waits one round trip, not two),
  * the claim's values are written in as literals (a context filter's quotes and backslashes
- * included), and the app's isolation level holds as it does in `sequelize.transaction()`.
+ * included), and READ COMMITTED whatever isolation level the app's Sequelize sets (the claim
+ * needs it: side by side listeners under REPEATABLE READ failed their drains).
  */
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -69,7 +70,7 @@ describe("a batch's transaction opened by its claim", function () {
   });
 });
 
-describe("a batch's transaction at the app's isolation level", function () {
+describe("a batch's transaction in an app whose Sequelize sets REPEATABLE READ", function () {
   this.timeout(30_000);
   let db: TestDatabase;
   let app: App;
@@ -84,7 +85,7 @@ describe("a batch's transaction at the app's isolation level", function () {
     await db?.drop();
   });
 
-  it("runs callbacks at the isolation level the app's Sequelize sets, as sequelize.transaction() would", async () => {
+  it('runs callbacks at READ COMMITTED, the level the claim needs; the app keeps its own elsewhere', async () => {
     const levels: string[] = [];
     app.sequelize.pgpubsub.on(app.Author, 'author_created', async (_message, { query }) => {
       levels.push((await query<{ level: string }>("SELECT current_setting('transaction_isolation') AS level")).rows[0].level);
@@ -99,7 +100,45 @@ describe("a batch's transaction at the app's isolation level", function () {
     const outside = await app.sequelize.transaction(async (transaction) => (await app.sequelize.query<{ level: string }>(
       "SELECT current_setting('transaction_isolation') AS level", { transaction, plain: true, type: QueryTypes.SELECT }))!.level);
     expect(outside).to.equal('repeatable read');
-    expect(levels).to.deep.equal(['repeatable read', 'repeatable read', 'repeatable read']);
+    expect(levels).to.deep.equal(['read committed', 'read committed', 'read committed']);
+  });
+});
+
+describe('listeners of an app whose Sequelize sets REPEATABLE READ, claiming side by side', function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let app: App;
+
+  before(async () => {
+    db = await testDatabase('rr side by side');
+    app = openApp(db.url, { isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ, pool: { max: 12 } });
+  });
+
+  after(async () => {
+    await app?.sequelize.close();
+    await db?.drop();
+  });
+
+  it('process every row once, with no claim refused for a row another listener took meanwhile', async () => {
+    const seen = new Map<number, number>();
+    app.sequelize.pgpubsub.on(app.Author, 'author_created', ({ new: author }) => {
+      seen.set(author!.id!, (seen.get(author!.id!) ?? 0) + 1);
+    });
+    const troubles: string[] = [];
+    const trouble = (message: string, fields?: { event?: string }) => { if (fields?.event !== 'no-callback') troubles.push(message); };
+    const logger = { ...quiet, warn: trouble, error: trouble };
+    const listeners = await Promise.all([1, 2, 3].map(() => app.sequelize.pgpubsub.listen({ logger, concurrency: 3, batchSize: 5 })));
+    try {
+      for (let round = 0; round < 10; round++) {
+        await app.sequelize.query(`INSERT INTO authors (name) SELECT 'a' || i FROM generate_series(1, 200) AS i`);
+      }
+      await eventually(async () => seen.size === 2000, () => `2000 rows processed, not ${seen.size}`, 30_000);
+      for (const listener of listeners) await listener.idle();
+    } finally {
+      await Promise.all(listeners.map((listener) => listener.stop()));
+    }
+    expect([...seen.values()].every((times) => times === 1), 'each row once').to.equal(true);
+    expect(troubles).to.deep.equal([]);
   });
 });
 

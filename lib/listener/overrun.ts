@@ -15,6 +15,7 @@ import { type ClaimedRow, recordFailure } from '../db/store';
 import { CallbackTimeoutError } from '../errors';
 import type { Logger } from '../ops/logger';
 import { failureRecord } from './failures';
+import { LISTENER_TRANSACTION } from './open-claim';
 
 /** A message whose callbacks took longer than its channel's time limit. */
 export interface Overrun {
@@ -31,7 +32,7 @@ export interface Overrun {
  */
 export async function chargeOverruns(parts: { sequelize: Sequelize; objects: LibraryObjects; log: Logger }, overruns: readonly Overrun[]): Promise<void> {
   const { sequelize, objects, log } = parts;
-  await sequelize.transaction(async (transaction) => {
+  await sequelize.transaction(LISTENER_TRANSACTION, async (transaction) => {
     const current = new Map((await sequelize.query<{ id: string; attempts: number }>(
       `SELECT id::text AS id, attempts FROM ${objects.notificationTable} WHERE id = ANY ($1::bigint[]) AND failed_at IS NULL FOR UPDATE SKIP LOCKED`,
       { bind: [overruns.map((o) => o.row.id)], transaction, type: QueryTypes.SELECT, ...LIBRARY_QUERY },

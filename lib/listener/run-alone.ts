@@ -15,6 +15,7 @@ import type { AfterCommitHook, CallbackRunner } from './callbacks';
 import type { ListenerChannels } from './channel-set';
 import { type FailureReportParts, PROCESS_DIED, backoffDelay, failureRecord, reportFailures } from './failures';
 import type { HolderKeys } from './parts';
+import { LISTENER_TRANSACTION } from './open-claim';
 import type { ListenOptions } from './types';
 
 /** What running alone works with. */
@@ -64,7 +65,7 @@ async function lockAlone(parts: AloneParts, transaction: Transaction, suspect: C
 async function runCharged(parts: AloneParts, suspect: ClaimedRow, channel: AnyChannel, attempt: number): Promise<void> {
   const { callbacks } = parts;
   const afterCommit: AfterCommitHook[] = [];
-  const transaction = await parts.sequelize.transaction();
+  const transaction = await parts.sequelize.transaction(LISTENER_TRANSACTION);
   let outcome: { row: ClaimedRow | null; failure: unknown };
   try {
     outcome = await runLocked(parts, transaction, suspect, channel, attempt, afterCommit);
@@ -85,7 +86,7 @@ async function runCharged(parts: AloneParts, suspect: ClaimedRow, channel: AnyCh
   if (!(transaction as { finished?: string }).finished) await callbacks.rollback(transaction);
   // The attempt was charged before the run: replace the "process died" error with what happened.
   const record = failureRecord({ ...suspect, attempts: attempt }, channel, failure, true);
-  const { failedForGood } = await parts.sequelize.transaction((t) => recordFailure(parts.objects, parts.sequelize, t, record));
+  const { failedForGood } = await parts.sequelize.transaction(LISTENER_TRANSACTION, (t) => recordFailure(parts.objects, parts.sequelize, t, record));
   reportFailures(parts, [{ id: suspect.id, channel: channel.name, error: failure, failedForGood }]);
 }
 
