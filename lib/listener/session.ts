@@ -28,16 +28,7 @@ import type { ListenerReport } from './report';
 import type { StatsCounter } from './stats';
 import type { CleanupWatch, ClientSource, EventSink } from './parts';
 import { type CleanupRow, toCleanupStatus } from '../db/cleanup';
-
-/**
- * A server's error about the statement itself (a SQLSTATE from the server, as node-postgres gives
- * it), not one that says the connection or the server is going: those classes (08 connection, 53
- * resources, 57 operator intervention, 58 system) are the heartbeat's to report as a loss.
- */
-function statementError(error: unknown): boolean {
-  const { code, severity } = (error ?? {}) as { code?: unknown; severity?: unknown };
-  return typeof severity === 'string' && typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !['08', '53', '57', '58'].includes(code.slice(0, 2));
-}
+import { connectionFailureKind } from '../error-text';
 
 /** How far the start-up warning about other channels' stored rows counts each channel's (`more than …` past it). */
 const STRAY_COUNT_CAP = 10_000;
@@ -139,7 +130,8 @@ export class ListenSession implements ConnectionHooks {
     try {
       result = await bounded(client.query<{ due: boolean; paused: string[]; cleanup?: CleanupRow | null }>(text, values), limitMs, () => new Error('heartbeat timed out'));
     } catch (error) {
-      if (!withCleanup || !statementError(error)) throw error;
+      // A server's error on a live connection (not one that says the connection or the server went).
+      if (!withCleanup || connectionFailureKind(error) !== 'server') throw error;
       cleanup.unreadable(error);
       await this.heartbeat(client);
       return;
